@@ -1,0 +1,151 @@
+//! The command line, as clap types. Each subcommand's behaviour lives in
+//! `commands/<name>.rs`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "Exit codes: 0 fine, 1 the work failed, 2 bad usage or config, \
+3 a check found inconsistencies.";
+
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about = "Backs up a database and its files at one instant: zstd, age, local and S3 targets", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, global = true, env = "COFFER_CONFIG", default_value = coffer_config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up jobs now (all jobs when none is named).
+    Backup(BackupArgs),
+    /// List committed snapshots.
+    List(ListArgs),
+    /// Restore a snapshot's sources, apply owners and modes, then check the result.
+    Restore(RestoreArgs),
+    /// Check stored snapshots: stored bytes against snapshot.json, or with an identity every file's content.
+    Verify(VerifyArgs),
+    /// Compare a directory on disk with a snapshot's manifest (exit 3 when anything differs).
+    Check(CheckArgs),
+    /// Create a new age identity (mode 0600) and print its public recipient.
+    Keygen(KeygenArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Jobs to run; all jobs when none is given.
+    pub jobs: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub job: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OwnerMode {
+    /// By user and group name from the manifest, numeric id when the name is unknown here.
+    Preserve,
+    /// The numeric uid and gid recorded in the manifest.
+    Numeric,
+    /// Leave files owned by the user running the restore.
+    Skip,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[arg(long)]
+    pub job: String,
+    /// Snapshot id or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Target to restore from (default: the job's first target).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Restore only these sources (repeatable; default: all).
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    /// Restore into DIR/<source> instead of each source's configured path.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Private identity (default: [encryption] identity_file).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Replace the contents of a non-empty destination (after the new contents are complete).
+    #[arg(long)]
+    pub force: bool,
+    /// How to set owners; overrides a source's `restore.owner` policy.
+    #[arg(long, value_enum)]
+    pub owner: Option<OwnerMode>,
+    /// Create device nodes found in the snapshot (refused by default).
+    #[arg(long)]
+    pub devices: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub job: String,
+    /// Snapshot id, `latest` or `all`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Target to verify (default: every target of the job).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Private identity: decrypt and check every file's size and BLAKE3 (default: [encryption] identity_file).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Only check stored bytes against snapshot.json, even when an identity is configured.
+    #[arg(long)]
+    pub stored_only: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub job: String,
+    /// Source to check (default: every directory source).
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Directory to check instead of the source's configured path (needs --source when the job has several).
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity here (mode 0600, never overwritten); default: stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print the resolved jobs.
+    Check,
+}

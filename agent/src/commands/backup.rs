@@ -1,0 +1,492 @@
+//! `coffer backup`: one run of each named job.
+//!
+//! A run: take the job lock; freeze every source concurrently behind a barrier;
+//! stream all sources in parallel through the pipeline to every target; write the
+//! manifest, then `snapshot.json` last, per target that holds every object. A source
+//! that fails stops the whole run: no target gets a marker, uploads are aborted and
+//! the partial folder is removed, so a failed backup never looks like a good one.
+
+use crate::cli::BackupArgs;
+use crate::commands::{job as find_job, print_json, targets_of};
+use crate::format::{
+    FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectRecord, SourceManifest, WarningCounts,
+    object_path, snapshot_dir, source_key,
+};
+use crate::keys::{self, Recipients};
+use crate::lock::lock_job;
+use crate::pipeline::{Finished, ObjectWriter};
+use crate::snapshot_id::new_id;
+use crate::units::bytes;
+use anyhow::{Context, Result, anyhow};
+use coffer_config::{Config, Job};
+use coffer_plugins::{Progress, Source, SourceOutcome, Target, open_source};
+use futures::StreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use time::OffsetDateTime;
+use tokio::runtime::Handle;
+
+/// The result of one job run, for output and (later) metrics.
+#[derive(Debug, Serialize)]
+pub struct JobRun {
+    pub job: String,
+    pub snapshot: String,
+    /// `success`, `partial` (some targets failed) or `failed`.
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub duration_seconds: f64,
+    pub skew_seconds: f64,
+    pub sources: Vec<SourceRun>,
+    pub targets: Vec<TargetRun>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceRun {
+    pub name: String,
+    pub files: usize,
+    pub bytes_read: u64,
+    pub plaintext_size: u64,
+    pub stored_size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetRun {
+    pub name: String,
+    pub description: String,
+    pub committed: bool,
+    pub error: Option<String>,
+}
+
+pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> Result<u8> {
+    let jobs: Vec<&Job> = if args.jobs.is_empty() {
+        cfg.jobs.values().collect()
+    } else {
+        args.jobs
+            .iter()
+            .map(|j| find_job(cfg, j))
+            .collect::<Result<_>>()?
+    };
+    let mut runs = Vec::new();
+    for job in jobs {
+        let run = run_job(rt, cfg, job)?;
+        if !args.json {
+            print_run(&run, config_path);
+        }
+        runs.push(run);
+    }
+    if args.json {
+        print_json(&runs)?;
+    }
+    Ok(if runs.iter().all(|r| r.status == "success") {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    })
+}
+
+fn print_run(run: &JobRun, config_path: &Path) {
+    for w in &run.warnings {
+        eprintln!("warning: {w}");
+    }
+    match run.status {
+        "failed" => {
+            eprintln!(
+                "job {}: FAILED, no snapshot written: {}",
+                run.job,
+                run.error.as_deref().unwrap_or("unknown error")
+            );
+            return;
+        }
+        "partial" => eprintln!(
+            "job {}: PARTIAL, some targets did not get snapshot {}",
+            run.job, run.snapshot
+        ),
+        _ => {}
+    }
+    println!(
+        "snapshot {} of job {} ({:.1}s, skew {:.3}s)",
+        run.snapshot, run.job, run.duration_seconds, run.skew_seconds
+    );
+    for s in &run.sources {
+        println!(
+            "  source {}: {} files, {} read, {} in the stream, {} stored",
+            s.name,
+            s.files,
+            bytes(s.bytes_read),
+            bytes(s.plaintext_size),
+            bytes(s.stored_size)
+        );
+    }
+    for t in &run.targets {
+        match &t.error {
+            None => println!("  target {}: committed to {}", t.name, t.description),
+            Some(e) => println!("  target {}: FAILED: {e}", t.name),
+        }
+    }
+    if run.targets.iter().any(|t| t.committed) {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| {
+                let cwd = std::env::current_dir().ok()?;
+                Some(p.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(p))
+            })
+            .map_or_else(|| "coffer".to_string(), |p| p.display().to_string());
+        println!("restore it with:");
+        println!(
+            "  {exe} --config {} restore --job {} --snapshot {} --to ./coffer-restore",
+            config_path.display(),
+            run.job,
+            run.snapshot
+        );
+    }
+}
+
+/// One source's result inside the run.
+struct Streamed {
+    name: String,
+    kind: &'static str,
+    key: String,
+    origin: String,
+    instant: OffsetDateTime,
+    outcome: SourceOutcome,
+    finished: Finished,
+}
+
+fn origin_of(job: &Job, name: &str) -> String {
+    job.sources
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| match &s.kind {
+            coffer_config::SourceKind::Directory(d) => d.path.display().to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// Freeze all sources behind a barrier, then stream them in parallel.
+fn stream_sources(
+    rt: &Handle,
+    job: &Job,
+    id: &str,
+    sources: Vec<Box<dyn Source>>,
+    targets: &[Target],
+    recipients: &Arc<Recipients>,
+) -> Result<Vec<Streamed>> {
+    let barrier = Barrier::new(sources.len());
+    let failed = Arc::new(AtomicBool::new(false));
+    let progress = Progress::default();
+    let results: Vec<Result<Streamed>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .into_iter()
+            .map(|mut src| {
+                let barrier = &barrier;
+                let failed = failed.clone();
+                let progress = &progress;
+                scope.spawn(move || -> Result<Streamed> {
+                    let frozen = src.freeze();
+                    if frozen.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    // Every source waits here, so the instants are as close as they can be.
+                    barrier.wait();
+                    let released = OffsetDateTime::now_utc();
+                    let frozen = frozen?;
+                    if failed.load(Ordering::SeqCst) {
+                        return Err(anyhow!(
+                            "source {}: not read because another source failed",
+                            src.name()
+                        ));
+                    }
+                    let instant = frozen.unwrap_or(released);
+                    let key = source_key(src.name(), src.extension());
+                    let path = object_path(&job.name, id, &key);
+                    let mut writer = ObjectWriter::start(
+                        rt,
+                        targets,
+                        &path,
+                        recipients.clone(),
+                        job.compression,
+                        failed.clone(),
+                    )
+                    .with_context(|| format!("source {}: cannot start the pipeline", src.name()))?;
+                    let outcome = match src.stream(&mut writer, progress) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            drop(writer);
+                            return Err(e.into());
+                        }
+                    };
+                    let finished = writer.finish().map_err(|e| {
+                        failed.store(true, Ordering::SeqCst);
+                        anyhow!("source {}: {e}", src.name())
+                    })?;
+                    Ok(Streamed {
+                        name: src.name().to_string(),
+                        kind: src.kind(),
+                        key,
+                        origin: origin_of(job, src.name()),
+                        instant,
+                        outcome,
+                        finished,
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a source thread panicked")))
+            })
+            .collect()
+    });
+    // Report the root cause, not the "another source failed" echoes.
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => ok.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(first) = errors
+        .iter()
+        .position(|e| !e.to_string().contains("because another source failed"))
+        .or(if errors.is_empty() { None } else { Some(0) })
+    {
+        return Err(errors.swap_remove(first));
+    }
+    Ok(ok)
+}
+
+/// Removes whatever a failed run left under the snapshot folder (best effort; prune
+/// removes anything left after its grace period).
+fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &str) {
+    let dir = snapshot_dir(job, id);
+    for t in targets {
+        rt.block_on(async {
+            let mut listing = t.store.list(Some(&dir));
+            while let Some(Ok(meta)) = listing.next().await {
+                let _ = t.store.delete(&meta.location).await;
+            }
+        });
+    }
+}
+
+pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+    let _lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    let started = OffsetDateTime::now_utc();
+    let id = new_id(started);
+    let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
+    let targets = targets_of(cfg, job, None)?;
+    let sources: Vec<Box<dyn Source>> = job
+        .sources
+        .iter()
+        .map(open_source)
+        .collect::<Result<_, _>>()?;
+
+    let mut run = JobRun {
+        job: job.name.clone(),
+        snapshot: id.clone(),
+        status: "failed",
+        error: None,
+        duration_seconds: 0.0,
+        skew_seconds: 0.0,
+        sources: Vec::new(),
+        targets: targets
+            .iter()
+            .map(|t| TargetRun {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                committed: false,
+                error: None,
+            })
+            .collect(),
+        warnings: Vec::new(),
+    };
+    let streamed = match stream_sources(rt, job, &id, sources, &targets, &recipients) {
+        Ok(s) => s,
+        Err(e) => {
+            remove_partial(rt, &targets, &job.name, &id);
+            run.error = Some(format!("{e:#}"));
+            run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
+            return Ok(run);
+        }
+    };
+
+    // A target commits only if it holds every source object.
+    let mut target_ok: Vec<Option<String>> = vec![None; targets.len()];
+    for s in &streamed {
+        for (i, r) in s.finished.targets.iter().enumerate() {
+            if let Err(e) = r
+                && target_ok[i].is_none()
+            {
+                target_ok[i] = Some(e.to_string());
+            }
+        }
+    }
+    let instants: Vec<OffsetDateTime> = streamed.iter().map(|s| s.instant).collect();
+    let skew = match (instants.iter().min(), instants.iter().max()) {
+        (Some(a), Some(b)) => (*b - *a).as_seconds_f64(),
+        _ => 0.0,
+    };
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut objects = Vec::new();
+    let mut totals = WarningCounts::default();
+    let mut sources_manifest = Vec::new();
+    for s in streamed {
+        let o = &s.outcome;
+        totals.changed += o.changed;
+        totals.vanished += o.vanished;
+        totals.skipped += o.skipped;
+        run.warnings
+            .extend(o.warnings.iter().map(|w| format!("source {}: {w}", s.name)));
+        run.sources.push(SourceRun {
+            name: s.name.clone(),
+            files: o
+                .entries
+                .iter()
+                .filter(|e| e.kind == coffer_plugins::EntryKind::File)
+                .count(),
+            bytes_read: o.bytes_read,
+            plaintext_size: s.finished.plaintext_size,
+            stored_size: s.finished.stored_size,
+        });
+        objects.push(ObjectRecord {
+            key: s.key.clone(),
+            source: Some(s.name.clone()),
+            plaintext_size: s.finished.plaintext_size,
+            stored_size: s.finished.stored_size,
+            blake3: s.finished.blake3.clone(),
+        });
+        sources_manifest.push(SourceManifest {
+            name: s.name,
+            kind: s.kind.to_string(),
+            object: s.key,
+            origin: s.origin,
+            consistency_instant: s.instant,
+            facts: s.outcome.facts,
+            bytes_read: s.outcome.bytes_read,
+            warnings: WarningCounts {
+                changed: s.outcome.changed,
+                vanished: s.outcome.vanished,
+                skipped: s.outcome.skipped,
+            },
+            entries: s.outcome.entries,
+        });
+    }
+    let manifest = Manifest {
+        format: FormatVersion::V1,
+        snapshot: id.clone(),
+        job: job.name.clone(),
+        host: host.clone(),
+        started_at: started,
+        skew_seconds: skew,
+        sources: sources_manifest,
+    };
+
+    let live: Vec<usize> = (0..targets.len())
+        .filter(|i| target_ok[*i].is_none())
+        .collect();
+    let live_targets: Vec<Target> = live.iter().map(|i| targets[*i].clone()).collect();
+    let manifest_result = write_manifest(rt, &live_targets, job, &id, &manifest, &recipients);
+    let manifest_fin = match manifest_result {
+        Ok(f) => f,
+        Err(e) => {
+            remove_partial(rt, &targets, &job.name, &id);
+            run.error = Some(format!("{e:#}"));
+            run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
+            return Ok(run);
+        }
+    };
+    for (k, r) in manifest_fin.targets.iter().enumerate() {
+        if let Err(e) = r {
+            target_ok[live[k]] = Some(e.to_string());
+        }
+    }
+    objects.push(ObjectRecord {
+        key: MANIFEST.to_string(),
+        source: None,
+        plaintext_size: manifest_fin.plaintext_size,
+        stored_size: manifest_fin.stored_size,
+        blake3: manifest_fin.blake3.clone(),
+    });
+    let marker = Marker {
+        format: FormatVersion::V1,
+        id: id.clone(),
+        job: job.name.clone(),
+        host,
+        coffer_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started,
+        finished_at: OffsetDateTime::now_utc(),
+        skew_seconds: skew,
+        objects,
+        warnings: totals,
+    };
+    let marker_bytes = serde_json::to_vec_pretty(&marker)?;
+    for (i, t) in targets.iter().enumerate() {
+        if target_ok[i].is_some() {
+            continue;
+        }
+        let path = object_path(&job.name, &id, MARKER);
+        if let Err(e) = rt.block_on(t.store.put(&path, PutPayload::from(marker_bytes.clone()))) {
+            target_ok[i] = Some(format!("cannot write {path} on {}: {e}", t.description));
+        }
+    }
+    let mut committed = 0;
+    for (i, t) in targets.iter().enumerate() {
+        match &target_ok[i] {
+            None => {
+                run.targets[i].committed = true;
+                committed += 1;
+            }
+            Some(e) => {
+                run.targets[i].error = Some(e.clone());
+                remove_partial(rt, std::slice::from_ref(t), &job.name, &id);
+            }
+        }
+    }
+    run.skew_seconds = skew;
+    run.status = if committed == targets.len() {
+        "success"
+    } else if committed > 0 {
+        "partial"
+    } else {
+        "failed"
+    };
+    if committed == 0 {
+        run.error = Some("no target accepted the snapshot".to_string());
+    }
+    run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
+    Ok(run)
+}
+
+fn write_manifest(
+    rt: &Handle,
+    targets: &[Target],
+    job: &Job,
+    id: &str,
+    manifest: &Manifest,
+    recipients: &Arc<Recipients>,
+) -> Result<Finished> {
+    if targets.is_empty() {
+        return Err(anyhow!("every target failed"));
+    }
+    let path = object_path(&job.name, id, MANIFEST);
+    let mut w = ObjectWriter::start(
+        rt,
+        targets,
+        &path,
+        recipients.clone(),
+        job.compression,
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    serde_json::to_writer(&mut w, manifest).context("cannot write the manifest")?;
+    Ok(w.finish()?)
+}

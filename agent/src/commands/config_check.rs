@@ -1,0 +1,62 @@
+//! `coffer config check`: validates and shows what coffer understood, with paths
+//! resolved, so an operator sees the effect of relative paths and defaults.
+
+use anyhow::Result;
+use coffer_config::{Config, SourceKind};
+
+pub fn run(cfg: &Config) -> Result<u8> {
+    println!("{}: ok", cfg.file.display());
+    println!("state_dir: {}", cfg.agent.state_dir.display());
+    println!(
+        "encryption: {} recipient(s){}{}",
+        cfg.encryption.recipients.len(),
+        if cfg.encryption.create_identity_if_missing {
+            " + the quick-start identity"
+        } else {
+            ""
+        },
+        cfg.encryption
+            .identity_file
+            .as_ref()
+            .map(|p| format!(", identity_file {}", p.display()))
+            .unwrap_or_default()
+    );
+    for t in cfg.targets.values() {
+        println!("target {}: {}", t.name, t.kind);
+    }
+    for job in cfg.jobs.values() {
+        println!(
+            "job {}: targets {}; zstd level {} threads {}",
+            job.name,
+            job.targets.join(", "),
+            job.compression.level,
+            if job.compression.threads == 0 {
+                "all".to_string()
+            } else {
+                job.compression.threads.to_string()
+            }
+        );
+        for s in &job.sources {
+            match &s.kind {
+                SourceKind::Directory(d) => {
+                    print!("  source {} (directory): {}", s.name, d.path.display());
+                    if !d.exclude.is_empty() {
+                        print!("; exclude {}", d.exclude.join(" "));
+                    }
+                    let p = &d.restore;
+                    if let Some(o) = &p.owner {
+                        print!("; restore owner {o}");
+                    }
+                    if let Some(m) = p.dir_mode {
+                        print!("; dir_mode {m:04o}");
+                    }
+                    if let Some(m) = p.file_mode {
+                        print!("; file_mode {m:04o}");
+                    }
+                    println!();
+                }
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}

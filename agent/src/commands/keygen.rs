@@ -1,0 +1,26 @@
+//! `coffer keygen`: a new age X25519 identity for coffer (or any age tool).
+
+use crate::cli::KeygenArgs;
+use crate::keys::{write_identity, write_new_identity};
+use anyhow::Result;
+
+pub fn run(args: &KeygenArgs) -> Result<u8> {
+    match &args.output {
+        Some(file) => {
+            let public = write_new_identity(file)?;
+            eprintln!(
+                "wrote identity {} (mode 0600); keep it away from the backups",
+                file.display()
+            );
+            eprintln!("public key (put it in [encryption] recipients):");
+            println!("{public}");
+        }
+        None => {
+            let id = age::x25519::Identity::generate();
+            let public = id.to_public().to_string();
+            write_identity(&mut std::io::stdout().lock(), &id, &public)?;
+            eprintln!("public key: {public}");
+        }
+    }
+    Ok(crate::exit::OK)
+}

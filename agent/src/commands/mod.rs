@@ -1,0 +1,84 @@
+//! Subcommand dispatch and the small lookups every subcommand shares.
+
+mod backup;
+mod check;
+mod config_check;
+mod keygen;
+mod list;
+mod restore;
+mod verify;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::exit::usage;
+use anyhow::Result;
+use coffer_config::{Config, Job};
+use coffer_plugins::{Target, open_target};
+use tokio::runtime::Handle;
+
+pub use backup::{JobRun, run_job};
+
+pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
+    match &cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Config(ConfigCommand::Check) => config_check::run(&load(&cli)?),
+        Command::Backup(a) => backup::run(rt, &load(&cli)?, &cli.config, a),
+        Command::List(a) => list::run(rt, &load(&cli)?, a),
+        Command::Restore(a) => restore::run(rt, &load(&cli)?, a),
+        Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
+        Command::Check(a) => check::run(rt, &load(&cli)?, a),
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config> {
+    Ok(coffer_config::load(&cli.config)?)
+}
+
+pub fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
+    cfg.jobs.get(name).ok_or_else(|| {
+        let known: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
+        usage(format!(
+            "no job \"{name}\" in {}; jobs: {}",
+            cfg.file.display(),
+            known.join(", ")
+        ))
+    })
+}
+
+/// The job's targets, or just `--target` (which must be one of them).
+pub fn targets_of(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Vec<Target>> {
+    let names: Vec<&String> = match only {
+        Some(t) if job.targets.iter().any(|n| n == t) => {
+            job.targets.iter().filter(|n| *n == t).collect()
+        }
+        Some(t) => {
+            return Err(usage(format!(
+                "job {} has no target \"{t}\"; its targets: {}",
+                job.name,
+                job.targets.join(", ")
+            )));
+        }
+        None => job.targets.iter().collect(),
+    };
+    names
+        .into_iter()
+        .map(|n| {
+            let t = cfg
+                .targets
+                .get(n)
+                .ok_or_else(|| usage(format!("target {n} is not defined")))?;
+            Ok(open_target(t)?)
+        })
+        .collect()
+}
+
+/// One target to read from: `--target`, else the job's first.
+pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target> {
+    let mut all = targets_of(cfg, job, only.or(job.targets.first().map(String::as_str)))?;
+    all.pop()
+        .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
+}
+
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The on-target snapshot format: object keys, the plain `snapshot.json` commit
+//! marker and the encrypted manifest.
+//!
+//! ```text
+//! <job>/<snapshot-id>/<source>.<ext>.zst.age   one object per source
+//! <job>/<snapshot-id>/manifest.json.zst.age    encrypted: every file, per-source facts
+//! <job>/<snapshot-id>/snapshot.json            plain, written last: the commit marker
+//! ```
+//! `snapshot.json` holds no file names and no secrets, so list, prune and stored-bytes
+//! verification work on a host that has only the public recipients.
+
+use coffer_plugins::FileEntry;
+use object_store::path::Path as ObjPath;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+pub const MARKER: &str = "snapshot.json";
+pub const MANIFEST: &str = "manifest.json.zst.age";
+
+/// Format versions. Later versions (incremental snapshots) get new variants; readers
+/// refuse what they do not know instead of misreading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum FormatVersion {
+    V1,
+}
+
+impl From<FormatVersion> for u32 {
+    fn from(v: FormatVersion) -> u32 {
+        match v {
+            FormatVersion::V1 => 1,
+        }
+    }
+}
+
+impl TryFrom<u32> for FormatVersion {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        match v {
+            1 => Ok(FormatVersion::V1),
+            n => Err(format!(
+                "snapshot format {n} is newer than this coffer understands (1); upgrade coffer"
+            )),
+        }
+    }
+}
+
+pub fn snapshot_dir(job: &str, id: &str) -> ObjPath {
+    ObjPath::from(job).join(id)
+}
+
+pub fn object_path(job: &str, id: &str, key: &str) -> ObjPath {
+    snapshot_dir(job, id).join(key)
+}
+
+pub fn source_key(source: &str, ext: &str) -> String {
+    format!("{source}.{ext}.zst.age")
+}
+
+/// One stored object, as the commit marker records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub key: String,
+    /// The source it holds; `None` for the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub plaintext_size: u64,
+    pub stored_size: u64,
+    /// BLAKE3 of the stored (encrypted) bytes, hex.
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WarningCounts {
+    pub changed: u64,
+    pub vanished: u64,
+    pub skipped: u64,
+}
+
+/// `snapshot.json`: the commit marker. A snapshot exists once this is written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub format: FormatVersion,
+    pub id: String,
+    pub job: String,
+    pub host: String,
+    pub coffer_version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    /// Latest minus earliest consistency instant of the sources.
+    pub skew_seconds: f64,
+    pub objects: Vec<ObjectRecord>,
+    #[serde(default)]
+    pub warnings: WarningCounts,
+}
+
+impl Marker {
+    pub fn stored_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.stored_size).sum()
+    }
+    pub fn plaintext_size(&self) -> u64 {
+        self.objects
+            .iter()
+            .filter(|o| o.source.is_some())
+            .map(|o| o.plaintext_size)
+            .sum()
+    }
+    pub fn object(&self, key: &str) -> Option<&ObjectRecord> {
+        self.objects.iter().find(|o| o.key == key)
+    }
+}
+
+/// Per-source part of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceManifest {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub object: String,
+    /// Where the data came from on the backed-up host.
+    pub origin: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub consistency_instant: OffsetDateTime,
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+    pub bytes_read: u64,
+    #[serde(default)]
+    pub warnings: WarningCounts,
+    #[serde(default)]
+    pub entries: Vec<FileEntry>,
+}
+
+/// The encrypted manifest: everything needed to restore and check, file by file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: FormatVersion,
+    pub snapshot: String,
+    pub job: String,
+    pub host: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub skew_seconds: f64,
+    pub sources: Vec<SourceManifest>,
+}
+
+impl Manifest {
+    pub fn source(&self, name: &str) -> Option<&SourceManifest> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,16 @@
+//! coffer, the binary's library: everything the `coffer` command does, split so
+//! that each subcommand and each stage of a run has its own module.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod format;
+pub mod keys;
+pub mod lock;
+pub mod pipeline;
+pub mod reader;
+pub mod repo;
+pub mod restore;
+pub mod snapshot_id;
+pub mod tree_check;
+pub mod units;

@@ -1,0 +1,351 @@
+//! The write path of one object: plaintext -> zstd -> age -> every target.
+//!
+//! ```text
+//! caller thread        encrypt thread              one task per target
+//! write() -> zstd MT -> chunks -> age StreamWriter -> fan-out -> multipart upload
+//! ```
+//! Bytes are compressed and encrypted once however many targets there are; the fan-out
+//! shares each ciphertext chunk (`Bytes`) without copying. Every hop is a bounded
+//! channel, so memory stays flat whatever the data size, and the slowest target sets
+//! the pace. Encryption runs off the caller's thread so reading, hashing and
+//! compressing overlap with it. Dropping an unfinished writer aborts every upload.
+
+use crate::keys::Recipients;
+use bytes::{Bytes, BytesMut};
+use coffer_config::Compression;
+use coffer_plugins::Target;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+/// Size of the chunks passed between stages.
+const CHUNK: usize = 1 << 20;
+/// Chunks queued between zstd and age, and between age and each upload.
+const QUEUE: usize = 4;
+/// Parts in flight per multipart upload.
+const PARTS_IN_FLIGHT: usize = 2;
+
+enum Part {
+    Data(Bytes),
+    Done,
+}
+
+/// zstd's output: cut into chunks for the encryption thread. `None` marks a clean end;
+/// a sender dropped without it means the object is abandoned.
+struct ChunkSender {
+    tx: SyncSender<Option<Vec<u8>>>,
+    buf: Vec<u8>,
+    cancel: Arc<AtomicBool>,
+}
+
+fn stage_stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the encryption stage stopped")
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "run cancelled"));
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + CHUNK / 4));
+            self.tx.send(Some(full)).map_err(|_| stage_stopped())?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ChunkSender {
+    fn end(mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            self.tx.send(Some(rest)).map_err(|_| stage_stopped())?;
+        }
+        self.tx.send(None).map_err(|_| stage_stopped())
+    }
+}
+
+struct TargetOut {
+    tx: Option<mpsc::Sender<Part>>,
+}
+
+/// age's output: hashed, counted, and shared with every target still accepting.
+struct FanOut {
+    outs: Vec<TargetOut>,
+    buf: BytesMut,
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl FanOut {
+    fn ship(&mut self, part: Bytes) -> io::Result<()> {
+        for out in &mut self.outs {
+            if let Some(tx) = &out.tx
+                && tx.blocking_send(Part::Data(part.clone())).is_err()
+            {
+                // That target's upload failed; it reports why when joined.
+                out.tx = None;
+            }
+        }
+        if self.outs.iter().all(|o| o.tx.is_none()) {
+            return Err(io::Error::other("every target failed"));
+        }
+        Ok(())
+    }
+
+    fn done(mut self) -> io::Result<(u64, blake3::Hash)> {
+        if !self.buf.is_empty() {
+            let rest = self.buf.split().freeze();
+            self.ship(rest)?;
+        }
+        for out in &self.outs {
+            if let Some(tx) = &out.tx {
+                let _ = tx.blocking_send(Part::Done);
+            }
+        }
+        Ok((self.size, self.hasher.finalize()))
+    }
+}
+
+impl Write for FanOut {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            let part = self.buf.split().freeze();
+            self.buf.reserve(CHUNK + CHUNK / 4);
+            self.ship(part)?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn encrypt_loop(
+    rx: Receiver<Option<Vec<u8>>>,
+    recipients: &Recipients,
+    fan: FanOut,
+) -> io::Result<(u64, blake3::Hash)> {
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| io::Error::other(format!("cannot encrypt: {e}")))?;
+    let mut w = encryptor.wrap_output(fan)?;
+    loop {
+        match rx.recv() {
+            Ok(Some(chunk)) => w.write_all(&chunk)?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "object abandoned",
+                ));
+            }
+        }
+    }
+    w.finish()?.done()
+}
+
+/// Why one target did not get an object.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("target {target}: {message}")]
+pub struct UploadError {
+    pub target: String,
+    pub message: String,
+}
+
+async fn upload(
+    target: Target,
+    path: ObjPath,
+    mut rx: mpsc::Receiver<Part>,
+) -> Result<(), UploadError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| UploadError {
+        target: target.name.clone(),
+        message: format!("{what} {path} on {}: {e}", target.description),
+    };
+    let up = target
+        .store
+        .put_multipart(&path)
+        .await
+        .map_err(|e| fail("cannot start upload of", &e))?;
+    let mut w = WriteMultipart::new_with_chunk_size(up, target.part_size);
+    loop {
+        match rx.recv().await {
+            Some(Part::Data(b)) => {
+                if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    let err = fail("cannot upload", &e);
+                    let _ = w.abort().await;
+                    return Err(err);
+                }
+                w.put(b);
+            }
+            Some(Part::Done) => {
+                return w
+                    .finish()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| fail("cannot complete", &e));
+            }
+            None => {
+                let _ = w.abort().await;
+                return Err(fail("abandoned upload of", &"the run stopped"));
+            }
+        }
+    }
+}
+
+/// What one finished object looks like, and which targets have it.
+#[derive(Debug)]
+pub struct Finished {
+    pub plaintext_size: u64,
+    pub stored_size: u64,
+    pub blake3: String,
+    /// Per target (in the order given to `start`): `Ok` if it holds the object.
+    pub targets: Vec<Result<(), UploadError>>,
+}
+
+/// A `Write` that compresses, encrypts and uploads one object to several targets.
+pub struct ObjectWriter {
+    encoder: Option<zstd::stream::write::Encoder<'static, ChunkSender>>,
+    encrypt: Option<std::thread::JoinHandle<io::Result<(u64, blake3::Hash)>>>,
+    uploads: Vec<tokio::task::JoinHandle<Result<(), UploadError>>>,
+    plaintext: u64,
+    rt: Handle,
+}
+
+impl ObjectWriter {
+    /// `cancel` lets another part of the run stop this object early.
+    pub fn start(
+        rt: &Handle,
+        targets: &[Target],
+        path: &ObjPath,
+        recipients: Arc<Recipients>,
+        compression: Compression,
+        cancel: Arc<AtomicBool>,
+    ) -> io::Result<ObjectWriter> {
+        let mut outs = Vec::new();
+        let mut uploads = Vec::new();
+        for t in targets {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            outs.push(TargetOut { tx: Some(tx) });
+            uploads.push(rt.spawn(upload(t.clone(), path.clone(), rx)));
+        }
+        let fan = FanOut {
+            outs,
+            buf: BytesMut::with_capacity(CHUNK + CHUNK / 4),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        let encrypt = std::thread::Builder::new()
+            .name("coffer-encrypt".into())
+            .spawn(move || encrypt_loop(rx, &recipients, fan))?;
+        let sink = ChunkSender {
+            tx,
+            buf: Vec::with_capacity(CHUNK + CHUNK / 4),
+            cancel,
+        };
+        let mut encoder = zstd::stream::write::Encoder::new(sink, compression.level)?;
+        let threads = match compression.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            n => n,
+        };
+        // Even one worker takes compression off the reading thread.
+        encoder.multithread(threads)?;
+        encoder.include_checksum(true)?;
+        Ok(ObjectWriter {
+            encoder: Some(encoder),
+            encrypt: Some(encrypt),
+            uploads,
+            plaintext: 0,
+            rt: rt.clone(),
+        })
+    }
+
+    /// Ends the object. The object is complete on every target whose result is `Ok`.
+    pub fn finish(mut self) -> io::Result<Finished> {
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| io::Error::other("object already finished"))?;
+        let ended = encoder.finish().and_then(ChunkSender::end);
+        let encrypted = match self.encrypt.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("the encryption thread panicked")),
+        };
+        let uploads: Vec<_> = std::mem::take(&mut self.uploads)
+            .into_iter()
+            .map(|h| match self.rt.block_on(h) {
+                Ok(r) => r,
+                Err(e) => Err(UploadError {
+                    target: String::new(),
+                    message: format!("upload task failed: {e}"),
+                }),
+            })
+            .collect();
+        ended?;
+        match encrypted {
+            Ok((stored_size, hash)) => Ok(Finished {
+                plaintext_size: self.plaintext,
+                stored_size,
+                blake3: hash.to_hex().to_string(),
+                targets: uploads,
+            }),
+            Err(e) => {
+                // A target failing makes the fan-out fail only when all have: say why.
+                let why: Vec<String> = uploads
+                    .iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .map(|e| e.to_string())
+                    .collect();
+                if why.is_empty() {
+                    Err(e)
+                } else {
+                    Err(io::Error::other(why.join("; ")))
+                }
+            }
+        }
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let enc = self
+            .encoder
+            .as_mut()
+            .ok_or_else(|| io::Error::other("object already finished"))?;
+        let n = enc.write(data)?;
+        self.plaintext += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    /// An object not finished is abandoned: closing the chain without an end marker
+    /// makes every upload abort its multipart upload. Wait for that, so nothing is
+    /// left half-written when the run reports failure.
+    fn drop(&mut self) {
+        drop(self.encoder.take());
+        if let Some(h) = self.encrypt.take() {
+            let _ = h.join();
+        }
+        for h in std::mem::take(&mut self.uploads) {
+            let _ = self.rt.block_on(h);
+        }
+    }
+}

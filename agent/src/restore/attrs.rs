@@ -1,0 +1,95 @@
+//! Owners, modes and times of restored entries, applied after all contents are
+//! written: children before parents (directories last, so writing into them is
+//! never blocked by their final mode), chown before chmod (chown clears setuid), and
+//! never following symlinks.
+
+use crate::tree_check::expected_mode;
+use anyhow::{Context, Result};
+use coffer_config::RestorePolicy;
+use coffer_plugins::ids::IdCache;
+use coffer_plugins::{EntryKind, FileEntry};
+use filetime::FileTime;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerPlan {
+    /// By name from the policy or the manifest, numeric fallback.
+    ByName,
+    Numeric,
+    Skip,
+    /// Not running as root: chown is not possible.
+    NotRoot,
+}
+
+/// Applies attributes under `root`: either every entry but the root (`root_only`
+/// false) or only the root entry to `root` itself.
+pub fn apply(
+    root: &Path,
+    entries: &[FileEntry],
+    policy: &RestorePolicy,
+    owners: OwnerPlan,
+    root_only: bool,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut ids = IdCache::default();
+    for e in entries.iter().rev() {
+        if e.path.is_root() != root_only || e.kind == EntryKind::Hardlink {
+            continue;
+        }
+        let path = if root_only {
+            root.to_path_buf()
+        } else {
+            root.join(e.path.as_path())
+        };
+        if !root_only && std::fs::symlink_metadata(&path).is_err() {
+            continue; // not created (a device node without --devices)
+        }
+        let owner = match owners {
+            OwnerPlan::Skip | OwnerPlan::NotRoot => None,
+            OwnerPlan::Numeric => Some((e.uid, e.gid)),
+            OwnerPlan::ByName => crate::tree_check::expected_owner(
+                e,
+                policy,
+                crate::tree_check::Owners::ByName,
+                &mut ids,
+            ),
+        };
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
+        }
+        if e.kind != EntryKind::Symlink {
+            let mode = expected_mode(e, policy);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot chmod {} to {mode:04o}", path.display()))?;
+        }
+        let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
+        if let Err(err) = filetime::set_symlink_file_times(&path, t, t) {
+            warnings.push(format!("{}: cannot set times: {err}", path.display()));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Resolves the policy's user and group once up front, so a typo fails before
+/// anything is written rather than after.
+pub fn check_policy_owner(policy: &RestorePolicy) -> Result<()> {
+    let mut ids = IdCache::default();
+    if let Some(o) = &policy.owner {
+        if ids.uid(&o.user).is_none() {
+            anyhow::bail!(
+                "restore owner: no user \"{}\" on this host; create it or change the source's restore.owner",
+                o.user
+            );
+        }
+        if let Some(g) = &o.group
+            && ids.gid(g).is_none()
+        {
+            anyhow::bail!(
+                "restore owner: no group \"{g}\" on this host; create it or change the source's restore.owner"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Compares a directory on disk with a snapshot's manifest: missing and extra files,
+//! changed content, wrong type, mode, owner or link target.
+//!
+//! Used by `coffer check` on a live system (re-reading every file) and by restore on
+//! what it just wrote (whose content was hashed and matched while writing, so there
+//! it checks presence and metadata only).
+
+use coffer_config::RestorePolicy;
+use coffer_plugins::exclude::Excludes;
+use coffer_plugins::ids::IdCache;
+use coffer_plugins::{EntryKind, FileEntry, RawPath};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use walkdir::WalkDir;
+
+/// Whose ownership a file should have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// By the recorded user/group name, the recorded id when the name is unknown here.
+    ByName,
+    /// The recorded numeric ids.
+    Numeric,
+    /// Do not compare owners (not root, or asked to skip).
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Read every file and compare its BLAKE3.
+    Rehash,
+    /// Sizes only: the content was verified another way.
+    SizeOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    pub policy: &'a RestorePolicy,
+    pub owners: Owners,
+    pub content: Content,
+    pub excludes: Option<&'a Excludes>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TreeReport {
+    pub source: String,
+    pub path: String,
+    pub checked: usize,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub content: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind: Vec<String>,
+    pub mode: Vec<String>,
+    pub owner: Vec<String>,
+    pub link: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl TreeReport {
+    pub fn consistent(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.content.is_empty()
+            && self.kind.is_empty()
+            && self.mode.is_empty()
+            && self.owner.is_empty()
+            && self.link.is_empty()
+    }
+
+    pub fn print(&self) {
+        let problems = [
+            ("missing", &self.missing),
+            ("extra", &self.extra),
+            ("content", &self.content),
+            ("type", &self.kind),
+            ("mode", &self.mode),
+            ("owner", &self.owner),
+            ("link", &self.link),
+        ];
+        for (what, list) in problems {
+            for item in list {
+                println!("  {what}: {item}");
+            }
+        }
+        for n in &self.notes {
+            println!("  note: {n}");
+        }
+        let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
+        if count == 0 {
+            println!(
+                "source {}: {} consistent ({} entries checked)",
+                self.source, self.path, self.checked
+            );
+        } else {
+            println!(
+                "source {}: {} INCONSISTENT: {count} difference(s) in {} entries",
+                self.source, self.path, self.checked
+            );
+        }
+    }
+}
+
+/// The mode a restored entry should end up with.
+pub fn expected_mode(e: &FileEntry, policy: &RestorePolicy) -> u32 {
+    match e.kind {
+        EntryKind::Dir => policy.dir_mode.unwrap_or(e.mode),
+        EntryKind::File | EntryKind::Hardlink => policy.file_mode.unwrap_or(e.mode),
+        _ => e.mode,
+    }
+}
+
+/// The uid/gid an entry should end up with, or `None` when owners are not compared.
+pub fn expected_owner(
+    e: &FileEntry,
+    policy: &RestorePolicy,
+    owners: Owners,
+    ids: &mut IdCache,
+) -> Option<(u32, u32)> {
+    match owners {
+        Owners::Ignore => None,
+        Owners::Numeric => Some((e.uid, e.gid)),
+        Owners::ByName => {
+            if let Some(o) = &policy.owner {
+                let uid = ids.uid(&o.user).unwrap_or(e.uid);
+                let gid = o.group.as_deref().and_then(|g| ids.gid(g)).unwrap_or(e.gid);
+                return Some((uid, gid));
+            }
+            let uid = e.user.as_deref().and_then(|u| ids.uid(u)).unwrap_or(e.uid);
+            let gid = e.group.as_deref().and_then(|g| ids.gid(g)).unwrap_or(e.gid);
+            Some((uid, gid))
+        }
+    }
+}
+
+fn kind_of(md: &Metadata) -> EntryKind {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_char_device() {
+        EntryKind::Char
+    } else if ft.is_block_device() {
+        EntryKind::Block
+    } else {
+        EntryKind::File
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+pub fn check_tree(
+    source: &str,
+    root: &Path,
+    entries: &[FileEntry],
+    exp: &Expectations<'_>,
+) -> TreeReport {
+    let mut report = TreeReport {
+        source: source.to_string(),
+        path: root.display().to_string(),
+        ..TreeReport::default()
+    };
+    let by_path: HashMap<&[u8], &FileEntry> =
+        entries.iter().map(|e| (e.path.as_bytes(), e)).collect();
+    let mut seen: HashSet<&[u8]> = HashSet::new();
+    let mut ids = IdCache::default();
+    let walker = WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0
+                || exp.excludes.is_none_or(|x| {
+                    e.path()
+                        .strip_prefix(root)
+                        .is_ok_and(|rel| !x.excluded(rel, e.file_type().is_dir()))
+                })
+        });
+    for item in walker {
+        let entry = match item {
+            Ok(e) => e,
+            Err(err) => {
+                report.notes.push(format!("cannot read: {err}"));
+                continue;
+            }
+        };
+        let rel_bytes: Vec<u8> = match entry.path().strip_prefix(root) {
+            Ok(r) if r.as_os_str().is_empty() => b".".to_vec(),
+            Ok(r) => r.as_os_str().as_bytes().to_vec(),
+            Err(_) => continue,
+        };
+        let shown = RawPath::from_bytes(&rel_bytes).to_string();
+        let Some((&key, &want)) = by_path.get_key_value(rel_bytes.as_slice()) else {
+            report.extra.push(shown);
+            continue;
+        };
+        seen.insert(key);
+        report.checked += 1;
+        let md = match entry.metadata() {
+            Ok(m) => m,
+            Err(err) => {
+                report.notes.push(format!("{shown}: {err}"));
+                continue;
+            }
+        };
+        let want_kind = if want.kind == EntryKind::Hardlink {
+            EntryKind::File
+        } else {
+            want.kind
+        };
+        let got_kind = kind_of(&md);
+        if got_kind != want_kind {
+            report
+                .kind
+                .push(format!("{shown}: is {got_kind:?}, expected {want_kind:?}").to_lowercase());
+            continue;
+        }
+        match want.kind {
+            EntryKind::File => {
+                if md.len() != want.size {
+                    report.content.push(format!(
+                        "{shown}: size {} bytes, expected {}",
+                        md.len(),
+                        want.size
+                    ));
+                } else if exp.content == Content::Rehash {
+                    match hash_file(entry.path()) {
+                        Ok(h) if Some(&h) == want.blake3.as_ref() => {}
+                        Ok(_) => report
+                            .content
+                            .push(format!("{shown}: content differs (BLAKE3)")),
+                        Err(err) => report.notes.push(format!("{shown}: cannot read: {err}")),
+                    }
+                }
+            }
+            EntryKind::Symlink => {
+                let target = std::fs::read_link(entry.path()).ok();
+                let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
+                if got != want.link.as_ref().map(RawPath::as_bytes) {
+                    report.link.push(format!(
+                        "{shown}: points to {}, expected {}",
+                        got.map(|g| String::from_utf8_lossy(g).into_owned())
+                            .unwrap_or_default(),
+                        want.link
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if want.kind != EntryKind::Symlink {
+            let mode = md.mode() & 0o7777;
+            let expected = expected_mode(want, exp.policy);
+            if mode != expected {
+                report
+                    .mode
+                    .push(format!("{shown}: {mode:04o}, expected {expected:04o}"));
+            }
+        }
+        if let Some((uid, gid)) = expected_owner(want, exp.policy, exp.owners, &mut ids)
+            && (md.uid() != uid || md.gid() != gid)
+        {
+            report.owner.push(format!(
+                "{shown}: {}:{}, expected {uid}:{gid}",
+                md.uid(),
+                md.gid()
+            ));
+        }
+    }
+    for e in entries {
+        if !seen.contains(e.path.as_bytes()) {
+            report.missing.push(e.path.to_string());
+        }
+    }
+    report
+}

@@ -1,0 +1,18 @@
+//! coffer's configuration: the TOML schema as plain data.
+//!
+//! `raw` mirrors the file (serde, unknown keys rejected); `load` turns it into the
+//! validated types below, whose invariants the rest of coffer relies on (every
+//! job names defined targets, every mode is a valid octal mode, recipients parse).
+//! This crate has no behaviour beyond reading the files the config points at.
+
+mod load;
+mod locate;
+mod raw;
+mod recipients;
+mod types;
+
+pub use load::{ConfigError, Problem, load, load_str};
+pub use types::*;
+
+/// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";

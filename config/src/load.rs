@@ -1,0 +1,430 @@
+//! Reading and validating a config file.
+//!
+//! All problems found are reported together, each as `file:line:col: key: what is
+//! wrong and what to do`, so an operator fixes a config in one round.
+
+use crate::locate::{Seg, dotted, line_col, offset_of};
+use crate::raw::{RawConfig, RawRestorePolicy, RawSource, SourceType, TargetType};
+use crate::recipients;
+use crate::types::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config file: {source} (pass --config FILE or set COFFER_CONFIG)", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong with a config, located in the file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<(usize, usize)>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.line {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and validates the config file at `file`.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, file, &cwd)
+}
+
+/// Validates config text; `file` is only used in messages, relative paths resolve against `base`.
+pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_col(text, s.start));
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_path_buf(),
+            line,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    let mut v = Validator {
+        text,
+        file,
+        base,
+        problems: Vec::new(),
+    };
+    let config = v.config(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a Path,
+    base: &'a Path,
+    problems: Vec<Problem>,
+}
+
+fn p(parts: &[&str]) -> Vec<Seg> {
+    parts.iter().map(|k| Seg::key(k)).collect()
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: &[Seg], message: impl Into<String>) {
+        let line = offset_of(self.text, path).map(|o| line_col(self.text, o));
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            line,
+            key: dotted(path),
+            message: message.into(),
+        });
+    }
+
+    fn abs(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let state_dir = raw
+            .agent
+            .state_dir
+            .as_deref()
+            .map_or_else(|| PathBuf::from("/var/lib/coffer"), |d| self.abs(d));
+        let encryption = self.encryption(raw.encryption);
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw.targets {
+            let at = p(&["targets", &name]);
+            self.name_ok(&at, &name);
+            let kind = match t.kind {
+                TargetType::Local => match t.path {
+                    Some(path) => TargetKind::Local {
+                        path: self.abs(&path),
+                    },
+                    None => {
+                        self.problem(&at, "a local target needs `path = \"/dir/for/backups\"`");
+                        continue;
+                    }
+                },
+            };
+            targets.insert(name.clone(), Target { name, kind });
+        }
+        let mut jobs = BTreeMap::new();
+        if raw.jobs.is_empty() {
+            self.problem(
+                &[],
+                "no jobs defined: add a [jobs.NAME] table with targets and sources",
+            );
+        }
+        for (name, j) in raw.jobs {
+            let at = p(&["jobs", &name]);
+            self.name_ok(&at, &name);
+            if j.targets.is_empty() {
+                self.problem(
+                    &at,
+                    "a job needs `targets = [\"...\"]` naming at least one [targets.NAME]",
+                );
+            }
+            for (i, t) in j.targets.iter().enumerate() {
+                if !targets.contains_key(t) {
+                    let mut tp = p(&["jobs", &name, "targets"]);
+                    tp.push(Seg::Index(i));
+                    let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                    self.problem(
+                        &tp,
+                        format!(
+                            "target \"{t}\" is not defined; define [targets.{t}] or use one of: {}",
+                            if known.is_empty() {
+                                "(none defined)".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            if !(1..=19).contains(&j.compression.level) {
+                self.problem(
+                    &p(&["jobs", &name, "compression", "level"]),
+                    format!(
+                        "zstd level {} is out of range; use 1 to 19 (3 is a good default)",
+                        j.compression.level
+                    ),
+                );
+            }
+            if j.sources.is_empty() {
+                self.problem(&at, "a job needs at least one [[jobs.NAME.sources]] entry");
+            }
+            let mut seen = BTreeSet::new();
+            let mut sources = Vec::new();
+            for (i, s) in j.sources.into_iter().enumerate() {
+                let mut sp = p(&["jobs", &name, "sources"]);
+                sp.push(Seg::Index(i));
+                if !seen.insert(s.name.clone()) {
+                    let mut np = sp.clone();
+                    np.push(Seg::key("name"));
+                    self.problem(
+                        &np,
+                        format!("source name \"{}\" is used twice in this job", s.name),
+                    );
+                }
+                if let Some(src) = self.source(&sp, s) {
+                    sources.push(src);
+                }
+            }
+            jobs.insert(
+                name.clone(),
+                Job {
+                    name,
+                    targets: j.targets,
+                    compression: Compression {
+                        level: j.compression.level,
+                        threads: j.compression.threads,
+                    },
+                    sources,
+                },
+            );
+        }
+        Config {
+            file: self.file.to_path_buf(),
+            agent: Agent { state_dir },
+            encryption,
+            targets,
+            jobs,
+        }
+    }
+
+    /// Names end up in object keys and file names: keep them to a safe alphabet.
+    fn name_ok(&mut self, at: &[Seg], name: &str) {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !name.starts_with('-');
+        if !ok {
+            self.problem(
+                at,
+                format!("name \"{name}\" must be 1-64 letters, digits, '-' or '_'"),
+            );
+        }
+    }
+
+    fn encryption(&mut self, raw: Option<crate::raw::RawEncryption>) -> Encryption {
+        let Some(raw) = raw else {
+            self.problem(
+                &[],
+                "missing [encryption] section: add `recipients = [\"age1...\"]` (create a key with `coffer keygen`)",
+            );
+            return Encryption {
+                recipients: Vec::new(),
+                identity_file: None,
+                create_identity_if_missing: false,
+            };
+        };
+        let mut recipients = Vec::new();
+        for (i, r) in raw.recipients.iter().enumerate() {
+            let mut at = p(&["encryption", "recipients"]);
+            at.push(Seg::Index(i));
+            match recipients::check(r.trim()) {
+                Ok(()) => recipients.push(Recipient {
+                    text: r.trim().to_string(),
+                    origin: format!("{} ({})", self.file.display(), dotted(&at)),
+                }),
+                Err(msg) => self.problem(&at, msg),
+            }
+        }
+        if let Some(rf) = &raw.recipients_file {
+            let path = self.abs(rf);
+            let at = p(&["encryption", "recipients_file"]);
+            match std::fs::read_to_string(&path) {
+                Ok(content) => {
+                    let before = recipients.len();
+                    for (line, text) in recipients::lines(&content) {
+                        match recipients::check(text) {
+                            Ok(()) => recipients.push(Recipient {
+                                text: text.to_string(),
+                                origin: format!("{}:{line}", path.display()),
+                            }),
+                            Err(msg) => {
+                                self.problem(&at, format!("{}:{line}: {msg}", path.display()))
+                            }
+                        }
+                    }
+                    if recipients.len() == before {
+                        self.problem(&at, format!("{} holds no recipients", path.display()));
+                    }
+                }
+                Err(e) => self.problem(
+                    &at,
+                    format!(
+                        "cannot read {}: {e}; check the path and that coffer's user may read it",
+                        path.display()
+                    ),
+                ),
+            }
+        }
+        let identity_file = raw.identity_file.as_deref().map(|f| self.abs(f));
+        if raw.create_identity_if_missing && identity_file.is_none() {
+            self.problem(
+                &p(&["encryption", "create_identity_if_missing"]),
+                "needs identity_file: the path where the new identity is written",
+            );
+        }
+        if recipients.is_empty() && !raw.create_identity_if_missing && self.problems.is_empty() {
+            self.problem(
+                &p(&["encryption"]),
+                "no recipients: set `recipients = [\"age1...\"]` or `recipients_file`; `coffer keygen` makes a key pair",
+            );
+        }
+        Encryption {
+            recipients,
+            identity_file,
+            create_identity_if_missing: raw.create_identity_if_missing,
+        }
+    }
+
+    fn source(&mut self, at: &[Seg], s: RawSource) -> Option<Source> {
+        let sub = |k: &str| {
+            let mut v = at.to_vec();
+            v.push(Seg::key(k));
+            v
+        };
+        self.name_ok(&sub("name"), &s.name);
+        match s.kind {
+            SourceType::Directory => {
+                let Some(path) = s.path else {
+                    self.problem(at, "a directory source needs `path = \"/dir/to/back/up\"`");
+                    return None;
+                };
+                for (i, pat) in s.exclude.iter().enumerate() {
+                    if pat.trim().is_empty() {
+                        let mut ep = sub("exclude");
+                        ep.push(Seg::Index(i));
+                        self.problem(&ep, "empty exclude pattern");
+                    }
+                }
+                let restore = match s.restore {
+                    Some(r) => self.restore_policy(&sub("restore"), r),
+                    None => RestorePolicy::default(),
+                };
+                Some(Source {
+                    name: s.name,
+                    kind: SourceKind::Directory(DirectorySource {
+                        path: self.abs(&path),
+                        exclude: s.exclude,
+                        skip_unreadable: s.skip_unreadable,
+                        one_file_system: s.one_file_system,
+                        restore,
+                    }),
+                })
+            }
+        }
+    }
+
+    fn restore_policy(&mut self, at: &[Seg], r: RawRestorePolicy) -> RestorePolicy {
+        let sub = |k: &str| {
+            let mut v = at.to_vec();
+            v.push(Seg::key(k));
+            v
+        };
+        let owner = r.owner.as_deref().and_then(|o| match parse_owner(o) {
+            Ok(spec) => Some(spec),
+            Err(msg) => {
+                self.problem(&sub("owner"), msg);
+                None
+            }
+        });
+        let mut mode = |key: &str, value: Option<&str>| {
+            value.and_then(|m| match parse_mode(m) {
+                Ok(v) => Some(v),
+                Err(msg) => {
+                    self.problem(&sub(key), msg);
+                    None
+                }
+            })
+        };
+        let dir_mode = mode("dir_mode", r.dir_mode.as_deref());
+        let file_mode = mode("file_mode", r.file_mode.as_deref());
+        RestorePolicy {
+            owner,
+            dir_mode,
+            file_mode,
+        }
+    }
+}
+
+/// `"0750"` -> 0o750. Only octal strings: a TOML integer 750 would silently be decimal.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
+        return Err(format!(
+            "\"{s}\" is not an octal mode; write it like \"0750\" (up to four octal digits)"
+        ));
+    }
+    u32::from_str_radix(digits, 8).map_err(|e| format!("\"{s}\": {e}"))
+}
+
+/// `"kadi:www-data"` or `"kadi"`.
+pub fn parse_owner(s: &str) -> Result<OwnerSpec, String> {
+    let valid = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '$'))
+    };
+    let (user, group) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    if !valid(user) || group.is_some_and(|g| !valid(g)) {
+        return Err(format!(
+            "\"{s}\" is not an owner; write \"user:group\" or \"user\" (names or numeric ids)"
+        ));
+    }
+    Ok(OwnerSpec {
+        user: user.to_string(),
+        group: group.map(str::to_string),
+    })
+}

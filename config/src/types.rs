@@ -1,0 +1,141 @@
+//! The validated configuration that the rest of coffer works from.
+//!
+//! Paths are absolute (relative ones in the file are resolved against the working
+//! directory at load time), names are unique, and references between sections resolve.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (for messages).
+    pub file: PathBuf,
+    pub agent: Agent,
+    pub encryption: Encryption,
+    pub targets: BTreeMap<String, Target>,
+    pub jobs: BTreeMap<String, Job>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Locks and run status live here.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    /// Public recipients (age X25519 or ssh); every object is encrypted to all of them.
+    pub recipients: Vec<Recipient>,
+    /// Private identity; only restore and deep verify read it.
+    pub identity_file: Option<PathBuf>,
+    /// Quick-start convenience: create `identity_file` when missing and encrypt to it.
+    pub create_identity_if_missing: bool,
+}
+
+/// One public recipient and where it was written, so a later error can point back.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub text: String,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    Local { path: PathBuf },
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetKind::Local { path } => write!(f, "local {}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    /// Target names, each defined in `targets`.
+    pub targets: Vec<String>,
+    pub compression: Compression,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level, 1..=19.
+    pub level: i32,
+    /// zstd worker threads; 0 means one per core.
+    pub threads: u32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            level: 3,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Directory(DirectorySource),
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Directory(_) => "directory",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectorySource {
+    pub path: PathBuf,
+    /// gitignore-like patterns: `*.tmp` matches a name anywhere, `cache/` only directories,
+    /// a pattern with an inner `/` is anchored at the source root.
+    pub exclude: Vec<String>,
+    /// Skip (and report) files that cannot be read instead of failing the run.
+    pub skip_unreadable: bool,
+    /// Do not descend into other file systems (mount points inside the tree).
+    pub one_file_system: bool,
+    pub restore: RestorePolicy,
+}
+
+/// How restored files get their owner and mode; unset fields come from the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePolicy {
+    pub owner: Option<OwnerSpec>,
+    pub dir_mode: Option<u32>,
+    pub file_mode: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerSpec {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+impl fmt::Display for OwnerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(g) => write!(f, "{}:{}", self.user, g),
+            None => write!(f, "{}", self.user),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Config validation: every problem names the file, line and key.
+
+use coffer_config::{ConfigError, load_str};
+use std::path::Path;
+
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+fn errors(text: &str) -> String {
+    match load_str(text, Path::new("test.toml"), Path::new("/base")) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e @ ConfigError::Invalid(_)) => e.to_string(),
+        Err(e) => panic!("unexpected error kind: {e}"),
+    }
+}
+
+fn base(extra: &str) -> String {
+    format!(
+        "[encryption]\nrecipients = [\"{RECIPIENT}\"]\n\n[targets.local]\ntype = \"local\"\npath = \"/b\"\n\n[jobs.kadi]\ntargets = [\"local\"]\n\n[[jobs.kadi.sources]]\nname = \"storage\"\ntype = \"directory\"\npath = \"/s\"\n{extra}"
+    )
+}
+
+#[test]
+fn a_valid_config_resolves_relative_paths() {
+    let text = base("").replace("\"/b\"", "\"backups\"");
+    let c = load_str(&text, Path::new("t.toml"), Path::new("/base")).expect("valid");
+    let job = &c.jobs["kadi"];
+    assert_eq!(job.targets, vec!["local".to_string()]);
+    assert_eq!(job.compression.level, 3);
+    match &c.targets["local"].kind {
+        coffer_config::TargetKind::Local { path } => assert_eq!(path, Path::new("/base/backups")),
+    }
+}
+
+#[test]
+fn unknown_key_names_line() {
+    let e = errors(&base("colour = \"blue\"\n"));
+    assert!(e.starts_with("test.toml:16:"), "{e}");
+    assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn undefined_target_names_line_and_key() {
+    let e = errors(&base("").replace(
+        "targets = [\"local\"]",
+        "targets = [\"local\", \"offsite\"]",
+    ));
+    assert!(e.contains("test.toml:9:"), "{e}");
+    assert!(e.contains("jobs.kadi.targets[1]"), "{e}");
+    assert!(e.contains("\"offsite\" is not defined"), "{e}");
+}
+
+#[test]
+fn bad_mode_names_line_and_key() {
+    let e = errors(&base(
+        "restore = { owner = \"kadi:www-data\", dir_mode = \"0759\" }\n",
+    ));
+    assert!(e.contains("test.toml:16:"), "{e}");
+    assert!(e.contains("jobs.kadi.sources[0].restore.dir_mode"), "{e}");
+    assert!(e.contains("\"0759\" is not an octal mode"), "{e}");
+}
+
+#[test]
+fn unreadable_recipients_file_names_key_and_path() {
+    let text = base("").replace(
+        &format!("recipients = [\"{RECIPIENT}\"]"),
+        "recipients_file = \"/nonexistent/coffer/recipients.txt\"",
+    );
+    let e = errors(&text);
+    assert!(e.contains("test.toml:2:"), "{e}");
+    assert!(e.contains("encryption.recipients_file"), "{e}");
+    assert!(e.contains("/nonexistent/coffer/recipients.txt"), "{e}");
+}
+
+#[test]
+fn recipients_file_bad_line_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("r.txt");
+    std::fs::write(&f, format!("# team keys\n{RECIPIENT}\nnot-a-key\n")).expect("write");
+    let text = base("").replace(
+        &format!("recipients = [\"{RECIPIENT}\"]"),
+        &format!("recipients_file = \"{}\"", f.display()),
+    );
+    let e = errors(&text);
+    assert!(e.contains(&format!("{}:3:", f.display())), "{e}");
+}
+
+#[test]
+fn private_key_as_recipient_is_refused_without_echo() {
+    let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+    let e = errors(&base("").replace(RECIPIENT, secret));
+    assert!(e.contains("private age identity"), "{e}");
+    assert!(!e.contains(secret), "secret echoed: {e}");
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let e = errors(
+        &base("restore = { file_mode = \"rw\" }\n")
+            .replace("level = 3", "")
+            .replace(
+                "targets = [\"local\"]",
+                "targets = [\"nowhere\"]\ncompression = { level = 42 }",
+            ),
+    );
+    assert!(e.contains("\"nowhere\" is not defined"), "{e}");
+    assert!(e.contains("level 42 is out of range"), "{e}");
+    assert!(e.contains("\"rw\" is not an octal mode"), "{e}");
+}

@@ -1,0 +1,417 @@
+//! The directory source: walks a tree in a stable order and writes it as a tar stream,
+//! hashing every file with BLAKE3 in the same read.
+//!
+//! A file that changes or vanishes while it is read is recorded and reported, not
+//! fatal: an application keeps writing during a backup. A file that cannot be read
+//! fails the run (naming it) unless the source says `skip_unreadable`.
+
+use crate::entry::{EntryKind, FileEntry, RawPath};
+use crate::exclude::Excludes;
+use crate::ids::NameCache;
+use crate::source::{Progress, Source, SourceError, SourceOutcome};
+use crate::tar_writer::{HeaderSpec, TarWriter};
+use coffer_config::DirectorySource as Config;
+use std::collections::HashMap;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use tar::EntryType;
+use time::OffsetDateTime;
+use walkdir::WalkDir;
+
+/// Large reads: fewer syscalls, and zstd and BLAKE3 work best on big slices.
+const READ_BUF: usize = 1 << 20;
+
+#[derive(Debug)]
+pub struct DirectorySource {
+    name: String,
+    cfg: Config,
+    excludes: Excludes,
+}
+
+impl DirectorySource {
+    pub fn new(name: &str, cfg: &Config) -> Result<Self, SourceError> {
+        let excludes = Excludes::new(&cfg.exclude).map_err(|e| SourceError::Invalid {
+            name: name.to_string(),
+            message: format!("bad exclude pattern: {e}"),
+        })?;
+        Ok(DirectorySource {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+            excludes,
+        })
+    }
+}
+
+fn mtime_of(md: &Metadata) -> (i64, u32) {
+    (md.mtime(), md.mtime_nsec().clamp(0, 999_999_999) as u32)
+}
+
+/// Whether a file was modified between two stats of it.
+fn differs(a: &Metadata, b: &Metadata) -> bool {
+    a.len() != b.len()
+        || a.mtime() != b.mtime()
+        || a.mtime_nsec() != b.mtime_nsec()
+        || a.ctime() != b.ctime()
+        || a.ctime_nsec() != b.ctime_nsec()
+}
+
+fn major_minor(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff);
+    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff);
+    (major as u32, minor as u32)
+}
+
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let noatime = nix::fcntl::OFlag::O_NOATIME.bits();
+    // O_NOATIME keeps the backup from dirtying every inode; it is refused for files
+    // we do not own without CAP_FOWNER, so fall back to a plain open.
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow | noatime)
+        .open(path)
+    {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow)
+            .open(path),
+        other => other,
+    }
+}
+
+/// State of one stream: the walk's bookkeeping.
+struct Walk<'a> {
+    src: &'a DirectorySource,
+    names: NameCache,
+    first_names: HashMap<(u64, u64), RawPath>,
+    buf: Vec<u8>,
+    outcome: SourceOutcome,
+    progress: &'a Progress,
+}
+
+impl Walk<'_> {
+    fn name(&self) -> String {
+        self.src.name.clone()
+    }
+
+    fn out_err(&self, err: io::Error) -> SourceError {
+        SourceError::Output {
+            name: self.name(),
+            err,
+        }
+    }
+
+    /// A file could not be read: vanished files are noted, unreadable ones fail the
+    /// run unless the source skips them.
+    fn read_problem(&mut self, path: &Path, err: io::Error) -> Result<(), SourceError> {
+        if err.kind() == io::ErrorKind::NotFound {
+            self.outcome.vanished += 1;
+            self.outcome
+                .warnings
+                .push(format!("{}: vanished while the backup ran", path.display()));
+            return Ok(());
+        }
+        if err.kind() == io::ErrorKind::PermissionDenied && self.src.cfg.skip_unreadable {
+            self.outcome.skipped += 1;
+            self.outcome
+                .warnings
+                .push(format!("{}: skipped, cannot read: {err}", path.display()));
+            return Ok(());
+        }
+        if err.kind() == io::ErrorKind::PermissionDenied {
+            return Err(SourceError::Unreadable {
+                name: self.name(),
+                path: path.to_path_buf(),
+                err,
+            });
+        }
+        Err(SourceError::Io {
+            name: self.name(),
+            path: path.to_path_buf(),
+            err,
+        })
+    }
+
+    fn entry_for(&mut self, rel: RawPath, kind: EntryKind, md: &Metadata) -> FileEntry {
+        let (mtime, mtime_nsec) = mtime_of(md);
+        FileEntry {
+            path: rel,
+            kind,
+            size: 0,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            user: self.names.user(md.uid()),
+            group: self.names.group(md.gid()),
+            mtime,
+            mtime_nsec,
+            blake3: None,
+            link: None,
+            rdev: None,
+            changed: false,
+        }
+    }
+
+    fn header<W: Write>(
+        &self,
+        tar: &mut TarWriter<W>,
+        e: &FileEntry,
+        kind: EntryType,
+    ) -> Result<(), SourceError> {
+        let path = if e.path.is_root() {
+            b"./".as_slice()
+        } else {
+            e.path.as_bytes()
+        };
+        tar.header(&HeaderSpec {
+            path,
+            kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            user: e.user.as_deref(),
+            group: e.group.as_deref(),
+            mtime: e.mtime,
+            size: e.size,
+            link: e.link.as_ref().map(RawPath::as_bytes),
+            rdev: e.rdev,
+        })
+        .map_err(|err| self.out_err(err))
+    }
+
+    fn one<W: Write>(
+        &mut self,
+        tar: &mut TarWriter<W>,
+        abs: &Path,
+        rel: RawPath,
+        md: &Metadata,
+    ) -> Result<(), SourceError> {
+        let ft = md.file_type();
+        if ft.is_dir() {
+            let e = self.entry_for(rel, EntryKind::Dir, md);
+            self.header(tar, &e, EntryType::Directory)?;
+            self.outcome.entries.push(e);
+        } else if ft.is_symlink() {
+            let target = match std::fs::read_link(abs) {
+                Ok(t) => t,
+                Err(err) => return self.read_problem(abs, err),
+            };
+            let mut e = self.entry_for(rel, EntryKind::Symlink, md);
+            e.link = Some(RawPath::from_bytes(target.as_os_str().as_bytes()));
+            self.header(tar, &e, EntryType::Symlink)?;
+            self.outcome.entries.push(e);
+        } else if ft.is_file() {
+            if md.nlink() > 1 {
+                if let Some(first) = self.first_names.get(&(md.dev(), md.ino())).cloned() {
+                    let mut e = self.entry_for(rel, EntryKind::Hardlink, md);
+                    e.link = Some(first);
+                    self.header(tar, &e, EntryType::Link)?;
+                    self.outcome.entries.push(e);
+                    return Ok(());
+                }
+                self.first_names.insert((md.dev(), md.ino()), rel.clone());
+            }
+            self.file(tar, abs, rel)?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let (kind, tkind) = if ft.is_fifo() {
+                (EntryKind::Fifo, EntryType::Fifo)
+            } else if ft.is_char_device() {
+                (EntryKind::Char, EntryType::Char)
+            } else {
+                (EntryKind::Block, EntryType::Block)
+            };
+            let mut e = self.entry_for(rel, kind, md);
+            if kind != EntryKind::Fifo {
+                e.rdev = Some(major_minor(md.rdev()));
+            }
+            self.header(tar, &e, tkind)?;
+            self.outcome.entries.push(e);
+        } else {
+            self.outcome.skipped += 1;
+            self.outcome.warnings.push(format!(
+                "{}: skipped, a socket cannot be archived",
+                abs.display()
+            ));
+        }
+        Ok(())
+    }
+
+    fn file<W: Write>(
+        &mut self,
+        tar: &mut TarWriter<W>,
+        abs: &Path,
+        rel: RawPath,
+    ) -> Result<(), SourceError> {
+        let mut file = match open_nofollow(abs) {
+            Ok(f) => f,
+            // ELOOP: replaced by a symlink since the walk saw it.
+            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+            }
+            Err(err) => return self.read_problem(abs, err),
+        };
+        let io_err = |err| SourceError::Io {
+            name: self.name(),
+            path: abs.to_path_buf(),
+            err,
+        };
+        let before = file.metadata().map_err(io_err)?;
+        if !before.is_file() {
+            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+        }
+        let mut e = self.entry_for(rel, EntryKind::File, &before);
+        e.size = before.len();
+        self.header(tar, &e, EntryType::Regular)?;
+
+        let mut hasher = blake3::Hasher::new();
+        let mut remaining = e.size;
+        while remaining > 0 {
+            let want = remaining.min(self.buf.len() as u64) as usize;
+            let n = match file.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(SourceError::Io {
+                        name: self.name(),
+                        path: abs.to_path_buf(),
+                        err,
+                    });
+                }
+            };
+            hasher.update(&self.buf[..n]);
+            tar.data(&self.buf[..n]).map_err(|err| self.out_err(err))?;
+            remaining -= n as u64;
+            self.outcome.bytes_read += n as u64;
+            self.progress.add(n as u64, 0);
+        }
+        let mut changed = false;
+        if remaining > 0 {
+            // Shrank while read: the header promised `size` bytes.
+            changed = true;
+            let zeros = vec![0u8; remaining.min(READ_BUF as u64) as usize];
+            let mut left = remaining;
+            while left > 0 {
+                let k = left.min(zeros.len() as u64) as usize;
+                hasher.update(&zeros[..k]);
+                left -= k as u64;
+            }
+            tar.zeros(remaining).map_err(|err| self.out_err(err))?;
+        }
+        tar.pad().map_err(|err| self.out_err(err))?;
+        let after = file.metadata().map_err(|err| SourceError::Io {
+            name: self.name(),
+            path: abs.to_path_buf(),
+            err,
+        })?;
+        if changed || differs(&before, &after) {
+            e.changed = true;
+            self.outcome.changed += 1;
+            self.outcome
+                .warnings
+                .push(format!("{}: changed while it was read", abs.display()));
+        }
+        e.blake3 = Some(hasher.finalize().to_hex().to_string());
+        self.progress.add(0, 1);
+        self.outcome.entries.push(e);
+        Ok(())
+    }
+}
+
+impl Source for DirectorySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "directory"
+    }
+
+    fn extension(&self) -> &'static str {
+        "tar"
+    }
+
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        match std::fs::metadata(&self.cfg.path) {
+            Ok(md) if md.is_dir() => Ok(None),
+            Ok(_) => Err(SourceError::Invalid {
+                name: self.name.clone(),
+                message: format!("{} is not a directory", self.cfg.path.display()),
+            }),
+            Err(err) => Err(SourceError::Io {
+                name: self.name.clone(),
+                path: self.cfg.path.clone(),
+                err,
+            }),
+        }
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let root: PathBuf = self.cfg.path.clone();
+        // Headers and small files are many tiny writes; a buffer turns them into few
+        // large ones for zstd, while 1 MiB reads pass straight through.
+        let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
+        let mut walk = Walk {
+            src: self,
+            names: NameCache::default(),
+            first_names: HashMap::new(),
+            buf: vec![0u8; READ_BUF],
+            outcome: SourceOutcome::default(),
+            progress,
+        };
+        let excludes = &self.excludes;
+        let walker = WalkDir::new(&root)
+            .follow_links(false)
+            .same_file_system(self.cfg.one_file_system)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || e.path()
+                        .strip_prefix(&root)
+                        .is_ok_and(|rel| !excludes.excluded(rel, e.file_type().is_dir()))
+            });
+        for item in walker {
+            let entry = match item {
+                Ok(e) => e,
+                Err(err) => {
+                    let path = err
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
+                    let ioe = err
+                        .into_io_error()
+                        .unwrap_or_else(|| io::Error::other("filesystem loop"));
+                    walk.read_problem(&path, ioe)?;
+                    continue;
+                }
+            };
+            let rel = match entry.path().strip_prefix(&root) {
+                Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
+                Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
+                Err(_) => continue,
+            };
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                Err(err) => {
+                    let ioe = err
+                        .into_io_error()
+                        .unwrap_or_else(|| io::Error::other("metadata"));
+                    walk.read_problem(entry.path(), ioe)?;
+                    continue;
+                }
+            };
+            walk.one(&mut tar, entry.path(), rel, &md)?;
+        }
+        let out = tar.finish().map_err(|err| walk.out_err(err))?;
+        drop(out);
+        Ok(walk.outcome)
+    }
+}

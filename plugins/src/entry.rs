@@ -1,0 +1,104 @@
+//! One file as recorded in the manifest: what the restore must recreate and what
+//! `check` compares against. Paths are bytes on Linux; they are kept lossless.
+
+use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    /// A further name of a regular file already recorded; `link` holds the first name.
+    Hardlink,
+    Fifo,
+    Char,
+    Block,
+}
+
+/// A relative path inside a source, `/`-separated; `.` is the source root.
+/// Stored as a JSON string when it is UTF-8 and as a byte array otherwise.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPath {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl RawPath {
+    pub fn from_bytes(b: &[u8]) -> RawPath {
+        match std::str::from_utf8(b) {
+            Ok(s) => RawPath::Text(s.to_string()),
+            Err(_) => RawPath::Bytes(b.to_vec()),
+        }
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            RawPath::Text(s) => s.as_bytes(),
+            RawPath::Bytes(b) => b,
+        }
+    }
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(self.as_bytes()))
+    }
+    pub fn is_root(&self) -> bool {
+        self.as_bytes() == b"."
+    }
+}
+
+impl fmt::Debug for RawPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl fmt::Display for RawPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: RawPath,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Permission bits including setuid/setgid/sticky (`mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Seconds since the epoch and nanoseconds.
+    pub mtime: i64,
+    #[serde(default)]
+    pub mtime_nsec: u32,
+    /// BLAKE3 of the content, hex; regular files only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// Symlink target, or for a hard link the path of the first name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<RawPath>,
+    /// Device numbers of char and block devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<(u32, u32)>,
+    /// The file changed while it was read: its content is what was read, not a snapshot.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub changed: bool,
+}

@@ -1,0 +1,15 @@
+//! coffer's plugins: the sources that produce a backup stream and the targets that
+//! store it. Nothing here knows about scheduling, encryption, or HTTP; the agent
+//! composes sources and targets into a run.
+
+pub mod directory;
+pub mod entry;
+pub mod exclude;
+pub mod ids;
+pub mod source;
+pub mod tar_writer;
+pub mod target;
+
+pub use entry::{EntryKind, FileEntry, RawPath};
+pub use source::{Progress, Source, SourceError, SourceOutcome, open_source};
+pub use target::{Target, TargetError, open_target};
