@@ -1,0 +1,177 @@
+//! Shared helpers for the end-to-end tests: they drive the real `coffer` binary
+//! against real files, with the real `age`, `zstd` and `tar` where interoperability
+//! is the point. A missing tool is a failure that names `tests/run`, never a skip.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn coffer_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coffer")
+}
+
+/// Panics (fails the test) when a tool the test needs is missing.
+pub fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: run tests/run, which installs what the tests need"
+    );
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test creates users and restores owners: run it as root (tests/run does)"
+    );
+}
+
+/// A scratch world: a config, a key pair, a local target and a state dir.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub identity: PathBuf,
+    pub recipient: String,
+}
+
+impl World {
+    /// `sources` is the TOML of the job's sources, e.g. from `dir_source`.
+    pub fn new(sources: &str) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let identity = dir.path().join("identity.txt");
+        let out = Command::new(coffer_bin())
+            .args(["keygen", "--output"])
+            .arg(&identity)
+            .output()
+            .expect("run coffer keygen");
+        assert!(
+            out.status.success(),
+            "keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recipient = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string();
+        let config = dir.path().join("coffer.toml");
+        let w = World {
+            config,
+            identity,
+            recipient,
+            dir,
+        };
+        w.write_config(sources);
+        w
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn target(&self) -> PathBuf {
+        self.path("backups")
+    }
+
+    pub fn write_config(&self, sources: &str) {
+        let text = format!(
+            "[agent]\nstate_dir = \"{state}\"\n\n[encryption]\nrecipients = [\"{r}\"]\nidentity_file = \"{id}\"\n\n\
+             [targets.local]\ntype = \"local\"\npath = \"{target}\"\n\n[jobs.app]\ntargets = [\"local\"]\n\
+             compression = {{ level = 3, threads = 2 }}\n\n{sources}\n",
+            state = self.path("state").display(),
+            r = self.recipient,
+            id = self.identity.display(),
+            target = self.target().display(),
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(coffer_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run coffer")
+    }
+
+    /// Runs coffer and asserts the exit code; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.expect(args, 0)
+    }
+
+    pub fn expect(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "coffer {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The committed snapshot ids (from `list --json`).
+    pub fn snapshots(&self) -> Vec<String> {
+        let out = self.ok(&["list", "--job", "app", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("list json");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
+    /// Folder of one snapshot on the local target.
+    pub fn snapshot_dir(&self, id: &str) -> PathBuf {
+        self.target().join("app").join(id)
+    }
+
+    pub fn backup(&self) -> String {
+        self.ok(&["backup", "app"]);
+        self.snapshots().pop().expect("a snapshot after backup")
+    }
+}
+
+pub fn dir_source(name: &str, path: &Path, extra: &str) -> String {
+    format!(
+        "[[jobs.app.sources]]\nname = \"{name}\"\ntype = \"directory\"\npath = \"{}\"\n{extra}\n",
+        path.display()
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible enough for tests.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sh(cmd: &str) -> Output {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -1,0 +1,91 @@
+//! Bad configs through the real binary: exit code 2 and a message naming the file,
+//! line and key, for every command that reads the config.
+
+mod common;
+
+use common::*;
+
+fn run_with(config_text: &str, args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("coffer.toml");
+    std::fs::write(&cfg, config_text).expect("write");
+    let out = std::process::Command::new(coffer_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD: &str = "[encryption]
+recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]
+
+[targets.local]
+type = \"local\"
+path = \"/tmp/coffer-test-never-written\"
+
+[jobs.kadi]
+targets = [\"local\"]
+
+[[jobs.kadi.sources]]
+name = \"storage\"
+type = \"directory\"
+path = \"/tmp\"
+";
+
+#[test]
+fn the_good_config_passes() {
+    let (code, err) = run_with(GOOD, &["config", "check"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn bad_configs_exit_2_and_name_line_and_key() {
+    let cases = [
+        (
+            GOOD.replace("path = \"/tmp\"\n", "path = \"/tmp\"\nfollow = true\n"),
+            ":15:",
+            "follow",
+        ),
+        (
+            GOOD.replace("targets = [\"local\"]", "targets = [\"offsite\"]"),
+            ":9:",
+            "jobs.kadi.targets[0]",
+        ),
+        (
+            GOOD.to_string() + "restore = { dir_mode = \"75O\" }\n",
+            ":15:",
+            "restore.dir_mode",
+        ),
+        (
+            GOOD.replace(
+                "recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]",
+                "recipients_file = \"/nonexistent/recipients.txt\"",
+            ),
+            ":2:",
+            "encryption.recipients_file",
+        ),
+    ];
+    for (text, line, key) in &cases {
+        for args in [&["config", "check"][..], &["backup"][..]] {
+            let (code, err) = run_with(text, args);
+            assert_eq!(code, Some(2), "{args:?} {key}: {err}");
+            assert!(err.contains(&format!("coffer.toml{line}")), "{key}: {err}");
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_file_exits_2_and_says_how_to_point_at_one() {
+    let out = std::process::Command::new(coffer_bin())
+        .args(["--config", "/nonexistent/coffer.toml", "list"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COFFER_CONFIG"));
+}

@@ -1,0 +1,77 @@
+//! A run killed before its commit marker leaves nothing that list, restore or verify
+//! would take for a snapshot, and does not block the next run.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_killed_run_leaves_no_listed_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("small.txt"), b"small").expect("write");
+    // A sparse file: tens of seconds of reading and hashing, no disk space.
+    let huge = src.join("huge.img");
+    std::fs::File::create(&huge)
+        .expect("create")
+        .set_len(200 << 30)
+        .expect("sparse");
+    let world = World::new(&dir_source("data", &src, ""));
+
+    let mut child = std::process::Command::new(coffer_bin())
+        .arg("--config")
+        .arg(&world.config)
+        .args(["backup", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backup");
+    let job_dir = world.target().join("app");
+    let start = Instant::now();
+    // Wait until the run is writing its object, then kill it without warning.
+    let snapshot_dir = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the backup never started writing"
+        );
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the backup finished before it could be killed"
+        );
+        let dirs: Vec<_> = std::fs::read_dir(&job_dir)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default();
+        if let Some(d) = dirs.first() {
+            break d.path();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(
+        !snapshot_dir.join("snapshot.json").exists(),
+        "a marker was written"
+    );
+    assert!(world.snapshots().is_empty(), "a killed run is listed");
+    let out = world.run(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        tmp.path().join("r").to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "restore of nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The lock died with the process: the next run goes through.
+    std::fs::remove_file(&huge).expect("rm");
+    world.backup();
+    assert_eq!(world.snapshots().len(), 1);
+}
