@@ -9,16 +9,26 @@ use crate::keys::Identities;
 use bytes::Bytes;
 use coffer_plugins::Target;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
+use object_store::{GetResultPayload, ObjectStoreExt};
 use std::io::{self, BufReader, Read};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+/// Where the stored bytes come from: a local file is read directly with large reads
+/// (object_store would stream it in 8 KiB pieces through the runtime); anything
+/// remote arrives as a stream pumped by a task.
+enum Body {
+    File(std::fs::File),
+    Stream {
+        rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
+        cur: Bytes,
+    },
+}
+
 /// Raw stored bytes of one object, checked at EOF against the marker's size and BLAKE3.
 pub struct ObjectReader {
-    rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
-    cur: Bytes,
+    body: Body,
     hasher: blake3::Hasher,
     size: u64,
     expect: Option<(u64, String)>,
@@ -32,80 +42,92 @@ impl ObjectReader {
         target: &Target,
         path: &ObjPath,
         expect: Option<&ObjectRecord>,
-    ) -> ObjectReader {
-        let (tx, rx) = mpsc::channel(8);
-        let store = target.store.clone();
-        let p = path.clone();
-        rt.spawn(async move {
-            match store.get(&p).await {
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                }
-                Ok(got) => {
-                    let mut s = got.into_stream();
+    ) -> io::Result<ObjectReader> {
+        let label = format!("object {path} on target {}", target.name);
+        let got = rt
+            .block_on(target.store.get(path))
+            .map_err(|e| io::Error::other(format!("{label}: {e}")))?;
+        let body = match got.payload {
+            GetResultPayload::File(file, _) => Body::File(file),
+            GetResultPayload::Stream(mut s) => {
+                let (tx, rx) = mpsc::channel(8);
+                rt.spawn(async move {
                     while let Some(item) = s.next().await {
                         if tx.send(item).await.is_err() {
                             break;
                         }
                     }
+                });
+                Body::Stream {
+                    rx,
+                    cur: Bytes::new(),
                 }
             }
-        });
-        ObjectReader {
-            rx,
-            cur: Bytes::new(),
+        };
+        Ok(ObjectReader {
+            body,
             hasher: blake3::Hasher::new(),
             size: 0,
             expect: expect.map(|o| (o.stored_size, o.blake3.clone())),
-            label: format!("object {path} on target {}", target.name),
+            label,
             finished: false,
-        }
+        })
     }
 
     pub fn label(&self) -> &str {
         &self.label
     }
 
-    /// Size and BLAKE3 of what was read so far.
-    pub fn stored(&self) -> (u64, String) {
-        (self.size, self.hasher.finalize().to_hex().to_string())
+    fn at_end(&mut self) -> io::Result<usize> {
+        if !self.finished {
+            self.finished = true;
+            if let Some((size, hash)) = &self.expect {
+                let got = self.hasher.finalize().to_hex().to_string();
+                if *size != self.size || *hash != got {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: stored bytes do not match snapshot.json (size {} vs {}, blake3 {} vs {}): the object is damaged",
+                            self.label, self.size, size, got, hash
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(0)
     }
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            if self.finished {
-                return Ok(0);
-            }
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => {
-                    self.hasher.update(&b);
-                    self.size += b.len() as u64;
-                    self.cur = b;
-                }
-                Some(Err(e)) => return Err(io::Error::other(format!("{}: {e}", self.label))),
-                None => {
-                    self.finished = true;
-                    if let Some((size, hash)) = &self.expect {
-                        let got = self.hasher.finalize().to_hex().to_string();
-                        if *size != self.size || *hash != got {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                format!(
-                                    "{}: stored bytes do not match snapshot.json (size {} vs {}, blake3 {} vs {}): the object is damaged",
-                                    self.label, self.size, size, got, hash
-                                ),
-                            ));
-                        }
-                    }
-                    return Ok(0);
-                }
-            }
+        if self.finished {
+            return Ok(0);
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
+        let n = match &mut self.body {
+            Body::File(f) => f
+                .read(buf)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.label)))?,
+            Body::Stream { rx, cur } => {
+                while cur.is_empty() {
+                    match rx.blocking_recv() {
+                        Some(Ok(b)) => *cur = b,
+                        Some(Err(e)) => {
+                            return Err(io::Error::other(format!("{}: {e}", self.label)));
+                        }
+                        None => return self.at_end(),
+                    }
+                }
+                let n = buf.len().min(cur.len());
+                buf[..n].copy_from_slice(&cur[..n]);
+                let _ = cur.split_to(n);
+                n
+            }
+        };
+        if n == 0 {
+            return self.at_end();
+        }
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
         Ok(n)
     }
 }
@@ -165,4 +187,73 @@ pub fn decrypt(
         inner: Box::new(unzstd),
         label,
     })
+}
+
+/// Runs `inner` (decryption and decompression) on its own thread, handing 1 MiB
+/// chunks over a bounded queue, so that unpacking overlaps with them.
+pub struct Pumped {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Pumped {
+    pub fn spawn(mut inner: impl Read + Send + 'static) -> io::Result<Pumped> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::Builder::new()
+            .name("coffer-decrypt".into())
+            .spawn(move || {
+                loop {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut filled = 0;
+                    // Fill whole chunks: small reads would cost a channel hop each.
+                    while filled < buf.len() {
+                        match inner.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    buf.truncate(filled);
+                    let end = filled == 0;
+                    if tx.send(Ok(buf)).is_err() || end {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Pumped {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        })
+    }
+}
+
+impl Read for Pumped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the decryption thread stopped")),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

@@ -90,7 +90,7 @@ pub fn read_manifest(
         .object(MANIFEST)
         .ok_or_else(|| anyhow!("snapshot {} has no manifest in its marker", marker.id))?;
     let path = object_path(&marker.job, &marker.id, MANIFEST);
-    let reader = ObjectReader::open(rt, target, &path, Some(record));
+    let reader = ObjectReader::open(rt, target, &path, Some(record))?;
     let mut plain = decrypt(reader, ids)?;
     let manifest: Manifest = serde_json::from_reader(&mut plain)
         .with_context(|| format!("{path} on target {}: cannot read the manifest", target.name))?;

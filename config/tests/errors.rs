@@ -34,7 +34,7 @@ fn a_valid_config_resolves_relative_paths() {
 #[test]
 fn unknown_key_names_line() {
     let e = errors(&base("colour = \"blue\"\n"));
-    assert!(e.starts_with("test.toml:16:"), "{e}");
+    assert!(e.starts_with("test.toml:15:"), "{e}");
     assert!(e.contains("colour"), "{e}");
 }
 
@@ -54,7 +54,7 @@ fn bad_mode_names_line_and_key() {
     let e = errors(&base(
         "restore = { owner = \"kadi:www-data\", dir_mode = \"0759\" }\n",
     ));
-    assert!(e.contains("test.toml:16:"), "{e}");
+    assert!(e.contains("test.toml:15:"), "{e}");
     assert!(e.contains("jobs.kadi.sources[0].restore.dir_mode"), "{e}");
     assert!(e.contains("\"0759\" is not an octal mode"), "{e}");
 }

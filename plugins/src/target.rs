@@ -56,7 +56,7 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
                 name: t.name.clone(),
                 store: Arc::new(store),
                 description,
-                part_size: 8 << 20,
+                part_size: 2 << 20,
             })
         }
     }

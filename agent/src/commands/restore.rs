@@ -9,7 +9,7 @@ use crate::keys;
 use crate::repo;
 use crate::restore::attrs::{OwnerPlan, check_policy_owner};
 use crate::restore::{SourceRestore, non_empty, restore_source};
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use coffer_config::{Config, RestorePolicy, SourceKind};
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -152,9 +152,9 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             r.print();
         }
     }
-    if consistent {
-        Ok(exit::OK)
+    Ok(if consistent {
+        exit::OK
     } else {
-        Err(anyhow!("the restored files do not match the snapshot")).or(Ok(exit::INCONSISTENT))
-    }
+        exit::INCONSISTENT
+    })
 }

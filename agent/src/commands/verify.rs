@@ -10,7 +10,7 @@ use crate::commands::{job as find_job, print_json, targets_of};
 use crate::exit::{self, usage};
 use crate::format::{Manifest, Marker, SourceManifest, object_path};
 use crate::keys::{self, Identities};
-use crate::reader::{ObjectReader, decrypt};
+use crate::reader::{ObjectReader, Pumped, decrypt};
 use crate::repo;
 use anyhow::{Context, Result, bail};
 use coffer_config::Config;
@@ -110,8 +110,9 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
 fn stored(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) -> Result<()> {
     for o in &marker.objects {
         let path = object_path(&marker.job, &marker.id, &o.key);
-        let mut r = ObjectReader::open(rt, target, &path, Some(o));
-        if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
+        let copied = ObjectReader::open(rt, target, &path, Some(o))
+            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()));
+        if let Err(e) = copied {
             v.problems.push(e.to_string());
         }
         v.objects += 1;
@@ -131,8 +132,9 @@ fn deep(
     for o in marker.objects.iter().filter(|o| o.source.is_some()) {
         let src = o.source.as_deref().and_then(|s| manifest.source(s));
         let path = object_path(&marker.job, &marker.id, &o.key);
-        let reader = ObjectReader::open(rt, target, &path, Some(o));
-        let checked = decrypt(reader, ids)
+        let checked = ObjectReader::open(rt, target, &path, Some(o))
+            .and_then(|reader| decrypt(reader, ids))
+            .and_then(Pumped::spawn)
             .map_err(anyhow::Error::from)
             .and_then(|mut plain| match src {
                 Some(s) if s.kind == "directory" => check_archive(&mut plain, s, v),

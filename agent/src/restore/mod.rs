@@ -8,7 +8,7 @@ pub mod extract;
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
-use crate::reader::{ObjectReader, decrypt};
+use crate::reader::{ObjectReader, Pumped, decrypt};
 use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
 use attrs::OwnerPlan;
@@ -73,8 +73,8 @@ pub fn restore_source(
 
     let unpacked = (|| -> Result<Vec<String>> {
         let path = object_path(&marker.job, &marker.id, &r.source.object);
-        let reader = ObjectReader::open(rt, target, &path, Some(record));
-        let plain = decrypt(reader, ids)?;
+        let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+        let plain = Pumped::spawn(decrypt(reader, ids)?)?;
         let extracted = extract::extract(plain, &staging, r.devices)?;
         match_manifest(&extracted, r.source)?;
         let mut warnings = extracted.warnings;
