@@ -308,14 +308,16 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             .collect(),
         warnings: Vec::new(),
     };
+    // Nothing of a failed run may remain that could look like a snapshot.
+    let failed = |mut run: JobRun, e: anyhow::Error| {
+        remove_partial(rt, &targets, &job.name, &id);
+        run.error = Some(format!("{e:#}"));
+        run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
+        run
+    };
     let streamed = match stream_sources(rt, job, &id, sources, &targets, &recipients) {
         Ok(s) => s,
-        Err(e) => {
-            remove_partial(rt, &targets, &job.name, &id);
-            run.error = Some(format!("{e:#}"));
-            run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
-            return Ok(run);
-        }
+        Err(e) => return Ok(failed(run, e)),
     };
 
     // A target commits only if it holds every source object.
@@ -398,12 +400,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let manifest_result = write_manifest(rt, &live_targets, job, &id, &manifest, &recipients);
     let manifest_fin = match manifest_result {
         Ok(f) => f,
-        Err(e) => {
-            remove_partial(rt, &targets, &job.name, &id);
-            run.error = Some(format!("{e:#}"));
-            run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
-            return Ok(run);
-        }
+        Err(e) => return Ok(failed(run, e)),
     };
     for (k, r) in manifest_fin.targets.iter().enumerate() {
         if let Err(e) = r {

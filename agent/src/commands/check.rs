@@ -2,10 +2,8 @@
 //! every file. Works on a live system and after a restore.
 
 use crate::cli::CheckArgs;
-use crate::commands::{job as find_job, print_json, read_target};
+use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
 use crate::exit::{self, usage};
-use crate::keys;
-use crate::repo;
 use crate::tree_check::{Content, Expectations, Owners, check_tree};
 use anyhow::Result;
 use coffer_config::{Config, RestorePolicy, SourceKind};
@@ -14,18 +12,17 @@ use tokio::runtime::Handle;
 
 pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
     let job = find_job(cfg, &args.job)?;
-    let target = read_target(cfg, job, args.target.as_deref())?;
-    let id_file = keys::identity_path(args.identity.as_deref(), &cfg.encryption).ok_or_else(|| {
-        usage("check reads the encrypted manifest and needs the private identity: pass --identity FILE or set [encryption] identity_file")
-    })?;
-    let ids = keys::identities(id_file).map_err(|e| usage(format!("{e:#}")))?;
-    let marker = repo::pick(
-        repo::snapshots(rt, &target, &job.name)?,
+    let Opened {
+        marker, manifest, ..
+    } = open_snapshot(
+        rt,
+        cfg,
+        job,
+        args.target.as_deref(),
+        args.identity.as_deref(),
         &args.snapshot,
-        &job.name,
-        &target.name,
+        "check",
     )?;
-    let manifest = repo::read_manifest(rt, &target, &marker, &ids)?;
     let dirs: Vec<_> = manifest
         .sources
         .iter()

@@ -78,6 +78,47 @@ pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target
         .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
 }
 
+/// What restore and check start from: the target, the identity, the chosen
+/// snapshot's marker and its decrypted manifest.
+pub struct Opened {
+    pub target: Target,
+    pub ids: crate::keys::Identities,
+    pub marker: crate::format::Marker,
+    pub manifest: crate::format::Manifest,
+}
+
+pub fn open_snapshot(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    target: Option<&str>,
+    identity: Option<&std::path::Path>,
+    snapshot: &str,
+    command: &str,
+) -> Result<Opened> {
+    let target = read_target(cfg, job, target)?;
+    let id_file = crate::keys::identity_path(identity, &cfg.encryption).ok_or_else(|| {
+        usage(format!(
+            "{command} reads the encrypted manifest and needs the private identity: \
+             pass --identity FILE or set [encryption] identity_file"
+        ))
+    })?;
+    let ids = crate::keys::identities(id_file).map_err(|e| usage(format!("{e:#}")))?;
+    let marker = crate::repo::pick(
+        crate::repo::snapshots(rt, &target, &job.name)?,
+        snapshot,
+        &job.name,
+        &target.name,
+    )?;
+    let manifest = crate::repo::read_manifest(rt, &target, &marker, &ids)?;
+    Ok(Opened {
+        target,
+        ids,
+        marker,
+        manifest,
+    })
+}
+
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

@@ -3,10 +3,8 @@
 //! written, so a refused restore changes nothing.
 
 use crate::cli::{OwnerMode, RestoreArgs};
-use crate::commands::{job as find_job, print_json, read_target};
+use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
 use crate::exit::{self, usage};
-use crate::keys;
-use crate::repo;
 use crate::restore::attrs::{OwnerPlan, check_policy_owner};
 use crate::restore::{SourceRestore, non_empty, restore_source};
 use anyhow::Result;
@@ -26,18 +24,20 @@ struct Output {
 
 pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     let job = find_job(cfg, &args.job)?;
-    let target = read_target(cfg, job, args.target.as_deref())?;
-    let id_file = keys::identity_path(args.identity.as_deref(), &cfg.encryption).ok_or_else(|| {
-        usage("restore needs the private identity: pass --identity FILE or set [encryption] identity_file")
-    })?;
-    let ids = keys::identities(id_file).map_err(|e| usage(format!("{e:#}")))?;
-    let marker = repo::pick(
-        repo::snapshots(rt, &target, &job.name)?,
+    let Opened {
+        target,
+        ids,
+        marker,
+        manifest,
+    } = open_snapshot(
+        rt,
+        cfg,
+        job,
+        args.target.as_deref(),
+        args.identity.as_deref(),
         &args.snapshot,
-        &job.name,
-        &target.name,
+        "restore",
     )?;
-    let manifest = repo::read_manifest(rt, &target, &marker, &ids)?;
 
     for s in &args.sources {
         if manifest.source(s).is_none() {
