@@ -47,10 +47,13 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only this job.
     #[arg(long)]
     pub job: Option<String>,
+    /// Only this target.
     #[arg(long)]
     pub target: Option<String>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -67,6 +70,7 @@ pub enum OwnerMode {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    /// Job name, as in [jobs.NAME] of the config.
     #[arg(long)]
     pub job: String,
     /// Snapshot id or `latest`.
@@ -93,12 +97,14 @@ pub struct RestoreArgs {
     /// Create device nodes found in the snapshot (refused by default).
     #[arg(long)]
     pub devices: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Job name, as in [jobs.NAME] of the config.
     #[arg(long)]
     pub job: String,
     /// Snapshot id, `latest` or `all`.
@@ -113,26 +119,32 @@ pub struct VerifyArgs {
     /// Only check stored bytes against snapshot.json, even when an identity is configured.
     #[arg(long)]
     pub stored_only: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Job name, as in [jobs.NAME] of the config.
     #[arg(long)]
     pub job: String,
     /// Source to check (default: every directory source).
     #[arg(long)]
     pub source: Option<String>,
+    /// Snapshot id or `latest`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
+    /// Target to read the snapshot from (default: the job's first target).
     #[arg(long)]
     pub target: Option<String>,
     /// Directory to check instead of the source's configured path (needs --source when the job has several).
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
+    /// Private identity (default: [encryption] identity_file).
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

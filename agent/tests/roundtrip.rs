@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use walkdir::WalkDir;
@@ -126,6 +127,9 @@ fn build_tree(root: &Path, alice: &str, bob: &str) {
     }
     w("ünïcødé 文件.txt", "grüße\n".as_bytes(), 0o600);
     w("with space.txt", b"spaces\n", 0o640);
+    // Linux names are bytes: a Latin-1 name is not UTF-8 and must survive as it is.
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
+    std::fs::write(root.join(latin1), b"latin-1 name").expect("write");
     w("bin/tool", b"#!/bin/sh\necho hi\n", 0o4755);
     std::os::unix::fs::symlink("nested/a/b/c/deep.txt", root.join("link-rel")).expect("symlink");
     std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).expect("symlink");
@@ -228,6 +232,11 @@ fn round_trip_restores_content_links_modes_and_owners_by_name() {
         md.uid(),
         id_of("u", &alice),
         "owner restored by name, not by old id"
+    );
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
+    assert_eq!(
+        std::fs::read(restored.join(latin1)).expect("non-UTF-8 name restored"),
+        b"latin-1 name"
     );
     let tool = std::fs::metadata(restored.join("bin/tool")).expect("stat");
     assert_eq!(tool.mode() & 0o7777, 0o4755, "setuid survives chown");
