@@ -22,8 +22,68 @@ pub enum OwnerPlan {
     NotRoot,
 }
 
-/// Applies attributes under `root`: either every entry but the root (`root_only`
-/// false) or only the root entry to `root` itself.
+/// Sets a regular file's owner, mode and times through its open handle, right
+/// after its content is written: no path lookups, nothing to follow.
+#[derive(Debug)]
+pub struct FileAttrs<'a> {
+    by_path: std::collections::HashMap<&'a [u8], &'a FileEntry>,
+    policy: &'a RestorePolicy,
+    owners: OwnerPlan,
+    ids: IdCache,
+}
+
+impl<'a> FileAttrs<'a> {
+    pub fn new(entries: &'a [FileEntry], policy: &'a RestorePolicy, owners: OwnerPlan) -> Self {
+        FileAttrs {
+            by_path: entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::File)
+                .map(|e| (e.path.as_bytes(), e))
+                .collect(),
+            policy,
+            owners,
+            ids: IdCache::default(),
+        }
+    }
+
+    /// A file the manifest does not list is left alone here; the manifest match
+    /// after unpacking refuses it.
+    pub fn apply(&mut self, file: &std::fs::File, rel: &[u8], shown: &Path) -> Result<()> {
+        let Some(e) = self.by_path.get(rel).copied() else {
+            return Ok(());
+        };
+        if let Some((uid, gid)) = owner_of(e, self.policy, self.owners, &mut self.ids) {
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid))
+                .with_context(|| format!("cannot chown {} to {uid}:{gid}", shown.display()))?;
+        }
+        let mode = expected_mode(e, self.policy);
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot chmod {} to {mode:04o}", shown.display()))?;
+        let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
+        filetime::set_file_handle_times(file, Some(t), Some(t))
+            .with_context(|| format!("cannot set times of {}", shown.display()))?;
+        Ok(())
+    }
+}
+
+fn owner_of(
+    e: &FileEntry,
+    policy: &RestorePolicy,
+    owners: OwnerPlan,
+    ids: &mut IdCache,
+) -> Option<(u32, u32)> {
+    match owners {
+        OwnerPlan::Skip | OwnerPlan::NotRoot => None,
+        OwnerPlan::Numeric => Some((e.uid, e.gid)),
+        OwnerPlan::ByName => {
+            crate::tree_check::expected_owner(e, policy, crate::tree_check::Owners::ByName, ids)
+        }
+    }
+}
+
+/// Applies attributes of everything but regular files (set by `FileAttrs` while
+/// unpacking) under `root`: either every entry but the root (`root_only` false) or
+/// only the root entry to `root` itself.
 pub fn apply(
     root: &Path,
     entries: &[FileEntry],
@@ -34,7 +94,8 @@ pub fn apply(
     let mut warnings = Vec::new();
     let mut ids = IdCache::default();
     for e in entries.iter().rev() {
-        if e.path.is_root() != root_only || e.kind == EntryKind::Hardlink {
+        if e.path.is_root() != root_only || matches!(e.kind, EntryKind::Hardlink | EntryKind::File)
+        {
             continue;
         }
         let path = if root_only {

@@ -48,11 +48,22 @@ pub fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, String> {
 }
 
 /// Makes sure every ancestor of `rel` below `dest` is a real directory (creating
-/// missing ones), never a symlink.
-fn prepare_parents(dest: &Path, rel: &Path, create: bool) -> Result<(), String> {
+/// missing ones), never a symlink. `verified` is the last parent found good:
+/// archive order keeps siblings together, and nothing but this unpacking writes in
+/// the private staging folder, so it stays good and need not be checked again.
+fn prepare_parents(
+    dest: &Path,
+    rel: &Path,
+    create: bool,
+    verified: &mut Option<PathBuf>,
+) -> Result<(), String> {
+    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
+    let Some(parent) = parent else { return Ok(()) };
+    if verified.as_deref() == Some(parent) {
+        return Ok(());
+    }
     let mut cur = dest.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
+    for c in parent.components() {
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(md) if md.file_type().is_dir() => {}
@@ -72,11 +83,23 @@ fn prepare_parents(dest: &Path, rel: &Path, create: bool) -> Result<(), String> 
             Err(e) => return Err(format!("{}: {e}", cur.display())),
         }
     }
+    *verified = Some(parent.to_path_buf());
     Ok(())
 }
 
-pub fn extract(stream: impl Read, dest: &Path, allow_devices: bool) -> Result<Extracted> {
+/// Called with each regular file, still open, its path in the archive and on disk.
+pub type OnFile<'a> = dyn FnMut(&std::fs::File, &[u8], &Path) -> Result<()> + 'a;
+
+/// Unpacks `stream` into `dest`; `on_file` is called with each regular file still
+/// open after its content is written (to set its owner, mode and times).
+pub fn extract(
+    stream: impl Read,
+    dest: &Path,
+    allow_devices: bool,
+    on_file: &mut OnFile<'_>,
+) -> Result<Extracted> {
     let mut out = Extracted::default();
+    let mut verified: Option<PathBuf> = None;
     let mut archive = tar::Archive::new(stream);
     let mut buf = vec![0u8; 1 << 20];
     let entries = archive.entries().context("cannot read the archive")?;
@@ -99,7 +122,7 @@ pub fn extract(stream: impl Read, dest: &Path, allow_devices: bool) -> Result<Ex
             continue;
         };
         let key = rel.as_os_str().as_bytes().to_vec();
-        prepare_parents(dest, &rel, true).map_err(refuse)?;
+        prepare_parents(dest, &rel, true, &mut verified).map_err(refuse)?;
         let path = dest.join(&rel);
         match kind {
             EntryType::Directory => {
@@ -133,6 +156,7 @@ pub fn extract(stream: impl Read, dest: &Path, allow_devices: bool) -> Result<Ex
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     size += n as u64;
                 }
+                on_file(&f, &key, &path)?;
                 out.files
                     .insert(key, (size, h.finalize().to_hex().to_string()));
             }
@@ -151,7 +175,7 @@ pub fn extract(stream: impl Read, dest: &Path, allow_devices: bool) -> Result<Ex
                 let trel = safe_relative(&target)
                     .map_err(|why| refuse(format!("hard link target: {why}")))?
                     .ok_or_else(|| refuse("hard link to the root".into()))?;
-                prepare_parents(dest, &trel, false).map_err(refuse)?;
+                prepare_parents(dest, &trel, false, &mut None).map_err(refuse)?;
                 let tpath = dest.join(&trel);
                 match std::fs::symlink_metadata(&tpath) {
                     Ok(md) if md.file_type().is_file() => {}

@@ -75,7 +75,10 @@ pub fn restore_source(
         let path = object_path(&marker.job, &marker.id, &r.source.object);
         let reader = ObjectReader::open(rt, target, &path, Some(record))?;
         let plain = Pumped::spawn(decrypt(reader, ids)?)?;
-        let extracted = extract::extract(plain, &staging, r.devices)?;
+        let mut file_attrs = attrs::FileAttrs::new(&r.source.entries, &r.policy, r.owners);
+        let extracted = extract::extract(plain, &staging, r.devices, &mut |f, rel, shown| {
+            file_attrs.apply(f, rel, shown)
+        })?;
         match_manifest(&extracted, r.source)?;
         let mut warnings = extracted.warnings;
         warnings.extend(attrs::apply(
