@@ -97,6 +97,15 @@ pub struct RestoreArgs {
     /// Create device nodes found in the snapshot (refused by default).
     #[arg(long)]
     pub devices: bool,
+    /// Restore the PostgreSQL or MySQL source into this database instead of the configured one.
+    #[arg(long, value_name = "URL")]
+    pub db_url: Option<String>,
+    /// Let pg_restore drop and recreate existing objects (`--clean --if-exists`, in one transaction).
+    #[arg(long)]
+    pub clean: bool,
+    /// Do not run the job's after_restore hooks.
+    #[arg(long)]
+    pub no_hooks: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +150,9 @@ pub struct CheckArgs {
     /// Directory to check instead of the source's configured path (needs --source when the job has several).
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
+    /// Only the database check ([jobs.NAME.check]): needs no snapshot and no identity.
+    #[arg(long)]
+    pub db_only: bool,
     /// Private identity (default: [encryption] identity_file).
     #[arg(long)]
     pub identity: Option<PathBuf>,

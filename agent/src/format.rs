@@ -69,6 +69,9 @@ pub struct ObjectRecord {
     pub stored_size: u64,
     /// BLAKE3 of the stored (encrypted) bytes, hex.
     pub blake3: String,
+    /// Server and schema version of a database source: no secrets, no file names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

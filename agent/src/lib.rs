@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod db_check;
 pub mod exit;
 pub mod format;
+pub mod hooks;
 pub mod keys;
 pub mod lock;
 pub mod pipeline;

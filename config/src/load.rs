@@ -9,7 +9,8 @@ use crate::recipients;
 use crate::types::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -214,6 +215,14 @@ impl Validator<'_> {
                     sources.push(src);
                 }
             }
+            let check = j.check.and_then(|c| self.file_check(&name, c, &sources));
+            for (i, hook) in j.after_restore.iter().enumerate() {
+                let mut hp = p(&["jobs", &name, "after_restore"]);
+                hp.push(Seg::Index(i));
+                if hook.trim().is_empty() {
+                    self.problem(&hp, "empty command");
+                }
+            }
             jobs.insert(
                 name.clone(),
                 Job {
@@ -224,6 +233,8 @@ impl Validator<'_> {
                         threads: j.compression.threads,
                     },
                     sources,
+                    after_restore: j.after_restore,
+                    check,
                 },
             );
         }
@@ -234,6 +245,41 @@ impl Validator<'_> {
             targets,
             jobs,
         }
+    }
+
+    fn file_check(
+        &mut self,
+        job: &str,
+        c: crate::raw::RawCheck,
+        sources: &[Source],
+    ) -> Option<FileCheck> {
+        let find = |n: &str| sources.iter().find(|s| s.name == n).map(|s| &s.kind);
+        let mut ok = true;
+        match find(&c.source) {
+            Some(SourceKind::Postgres(_) | SourceKind::Mysql(_) | SourceKind::Sqlite(_)) => {}
+            _ => {
+                ok = false;
+                self.problem(
+                    &p(&["jobs", job, "check", "source"]),
+                    format!(
+                        "\"{}\" is not a postgres, mysql or sqlite source of this job",
+                        c.source
+                    ),
+                );
+            }
+        }
+        if !matches!(find(&c.files), Some(SourceKind::Directory(_))) {
+            ok = false;
+            self.problem(
+                &p(&["jobs", job, "check", "files"]),
+                format!("\"{}\" is not a directory source of this job", c.files),
+            );
+        }
+        ok.then_some(FileCheck {
+            source: c.source,
+            files: c.files,
+            query: c.query,
+        })
     }
 
     /// Names end up in object keys and file names: keep them to a safe alphabet.
@@ -333,7 +379,72 @@ impl Validator<'_> {
             v
         };
         self.name_ok(&sub("name"), &s.name);
-        match s.kind {
+        let type_name = format!("{:?}", s.kind).to_lowercase();
+        // Keys given, and the source types they mean something for.
+        let given: [(&str, bool, &[SourceType]); 13] = [
+            (
+                "path",
+                s.path.is_some(),
+                &[SourceType::Directory, SourceType::Sqlite],
+            ),
+            ("exclude", !s.exclude.is_empty(), &[SourceType::Directory]),
+            (
+                "skip_unreadable",
+                s.skip_unreadable,
+                &[SourceType::Directory],
+            ),
+            (
+                "one_file_system",
+                s.one_file_system,
+                &[SourceType::Directory],
+            ),
+            (
+                "restore",
+                s.restore.is_some(),
+                &[SourceType::Directory, SourceType::Sqlite, SourceType::Redis],
+            ),
+            (
+                "url",
+                s.url.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "password_file",
+                s.password_file.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "password_env",
+                s.password_env.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "version_query",
+                s.version_query.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Sqlite],
+            ),
+            ("rdb_path", s.rdb_path.is_some(), &[SourceType::Redis]),
+            ("command", s.command.is_some(), &[SourceType::Command]),
+            (
+                "restore_command",
+                s.restore_command.is_some(),
+                &[SourceType::Command],
+            ),
+            ("extension", s.extension.is_some(), &[SourceType::Command]),
+        ];
+        for (key, is_given, types) in given {
+            if is_given && !types.contains(&s.kind) {
+                self.problem(
+                    &sub(key),
+                    format!("`{key}` does not apply to a {type_name} source; remove it"),
+                );
+            }
+        }
+        let restore = match s.restore {
+            Some(r) => self.restore_policy(&sub("restore"), r),
+            None => RestorePolicy::default(),
+        };
+        let kind = match s.kind {
             SourceType::Directory => {
                 let Some(path) = s.path else {
                     self.problem(at, "a directory source needs `path = \"/dir/to/back/up\"`");
@@ -346,22 +457,182 @@ impl Validator<'_> {
                         self.problem(&ep, "empty exclude pattern");
                     }
                 }
-                let restore = match s.restore {
-                    Some(r) => self.restore_policy(&sub("restore"), r),
-                    None => RestorePolicy::default(),
-                };
-                Some(Source {
-                    name: s.name,
-                    kind: SourceKind::Directory(DirectorySource {
-                        path: self.abs(&path),
-                        exclude: s.exclude,
-                        skip_unreadable: s.skip_unreadable,
-                        one_file_system: s.one_file_system,
-                        restore,
-                    }),
+                SourceKind::Directory(DirectorySource {
+                    path: self.abs(&path),
+                    exclude: s.exclude,
+                    skip_unreadable: s.skip_unreadable,
+                    one_file_system: s.one_file_system,
+                    restore,
                 })
             }
+            SourceType::Postgres | SourceType::Mysql => {
+                let schemes: &[&str] = if s.kind == SourceType::Postgres {
+                    &["postgres", "postgresql"]
+                } else {
+                    &["mysql", "mariadb"]
+                };
+                let (url, in_url) = self.url(&sub("url"), s.url.as_deref(), schemes, &type_name)?;
+                let password = self.password(
+                    at,
+                    in_url,
+                    s.password_file.as_deref(),
+                    s.password_env.as_deref(),
+                );
+                let db = DatabaseSource {
+                    url,
+                    password,
+                    version_query: s.version_query,
+                };
+                if s.kind == SourceType::Postgres {
+                    SourceKind::Postgres(db)
+                } else {
+                    SourceKind::Mysql(db)
+                }
+            }
+            SourceType::Sqlite => {
+                let Some(path) = s.path else {
+                    self.problem(
+                        at,
+                        "a sqlite source needs `path = \"/var/lib/app/db.sqlite\"`",
+                    );
+                    return None;
+                };
+                SourceKind::Sqlite(SqliteSource {
+                    path: self.abs(&path),
+                    version_query: s.version_query,
+                    restore,
+                })
+            }
+            SourceType::Redis => {
+                let (url, in_url) =
+                    self.url(&sub("url"), s.url.as_deref(), &["redis"], &type_name)?;
+                let password = self.password(
+                    at,
+                    in_url,
+                    s.password_file.as_deref(),
+                    s.password_env.as_deref(),
+                );
+                SourceKind::Redis(RedisSource {
+                    url,
+                    password,
+                    rdb_path: s.rdb_path.as_deref().map(|p| self.abs(p)),
+                    restore,
+                })
+            }
+            SourceType::Command => {
+                let Some(command) = s.command.filter(|c| !c.is_empty()) else {
+                    self.problem(
+                        at,
+                        "a command source needs `command = [\"program\", \"arg\", ...]` writing the backup to stdout",
+                    );
+                    return None;
+                };
+                let extension = s.extension.unwrap_or_else(|| "bin".to_string());
+                if extension.is_empty() || !extension.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    self.problem(
+                        &sub("extension"),
+                        "use letters and digits only, e.g. \"dump\"",
+                    );
+                }
+                SourceKind::Command(CommandSource {
+                    command,
+                    restore_command: s.restore_command.filter(|c| !c.is_empty()),
+                    extension,
+                })
+            }
+        };
+        Some(Source { name: s.name, kind })
+    }
+
+    /// Checks a connection URL and takes any password out of it, so that the URL
+    /// itself can be shown and passed to a child process.
+    fn url(
+        &mut self,
+        at: &[Seg],
+        raw: Option<&str>,
+        schemes: &[&str],
+        type_name: &str,
+    ) -> Option<(String, Option<Secret>)> {
+        let Some(raw) = raw else {
+            self.problem(
+                &at[..at.len() - 1],
+                format!(
+                    "a {type_name} source needs `url = \"{}://user@host:port/...\"`",
+                    schemes[0]
+                ),
+            );
+            return None;
+        };
+        let mut parsed = match url::Url::parse(raw) {
+            Ok(u) => u,
+            // The message of the url crate does not repeat the input: safe to show.
+            Err(e) => {
+                self.problem(at, format!("not a valid URL: {e}"));
+                return None;
+            }
+        };
+        if !schemes.contains(&parsed.scheme()) {
+            self.problem(
+                at,
+                format!(
+                    "scheme `{}` is not one of: {}",
+                    parsed.scheme(),
+                    schemes.join(", ")
+                ),
+            );
+            return None;
         }
+        let password = parsed.password().map(|p| {
+            Secret::new(
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        });
+        if password.is_some() {
+            let _ = parsed.set_password(None);
+        }
+        Some((parsed.to_string(), password))
+    }
+
+    fn password(
+        &mut self,
+        at: &[Seg],
+        in_url: Option<Secret>,
+        file: Option<&Path>,
+        env: Option<&str>,
+    ) -> Option<Secret> {
+        let sub = |k: &str| {
+            let mut v = at.to_vec();
+            v.push(Seg::key(k));
+            v
+        };
+        if let Some(file) = file {
+            let path = self.abs(file);
+            return match std::fs::read_to_string(&path) {
+                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => {
+                    self.problem(
+                        &sub("password_file"),
+                        format!("cannot read {}: {e}; check the path and that coffer's user may read it", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(var) = env {
+            return match std::env::var(var) {
+                Ok(v) => Some(Secret::new(v)),
+                Err(_) => {
+                    self.problem(
+                        &sub("password_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        in_url
     }
 
     fn restore_policy(&mut self, at: &[Seg], r: RawRestorePolicy) -> RestorePolicy {

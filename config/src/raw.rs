@@ -59,6 +59,9 @@ pub struct RawJob {
     pub compression: RawCompression,
     #[serde(default)]
     pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub after_restore: Vec<String>,
+    pub check: Option<RawCheck>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +90,11 @@ fn default_level() -> i32 {
 #[serde(rename_all = "lowercase")]
 pub enum SourceType {
     Directory,
+    Postgres,
+    Mysql,
+    Sqlite,
+    Redis,
+    Command,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +111,22 @@ pub struct RawSource {
     #[serde(default)]
     pub one_file_system: bool,
     pub restore: Option<RawRestorePolicy>,
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub version_query: Option<String>,
+    pub rdb_path: Option<PathBuf>,
+    pub command: Option<Vec<String>>,
+    pub restore_command: Option<Vec<String>>,
+    pub extension: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub source: String,
+    pub files: String,
+    pub query: String,
 }
 
 #[derive(Debug, Deserialize)]

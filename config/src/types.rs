@@ -66,6 +66,41 @@ pub struct Job {
     pub targets: Vec<String>,
     pub compression: Compression,
     pub sources: Vec<Source>,
+    /// Command lines run in order after a successful restore and check.
+    pub after_restore: Vec<String>,
+    /// Files the database references, compared with a directory source.
+    pub check: Option<FileCheck>,
+}
+
+/// "Every file the database references exists, and every file on disk is referenced."
+#[derive(Debug, Clone)]
+pub struct FileCheck {
+    /// A postgres, mysql or sqlite source of the job: the database to ask.
+    pub source: String,
+    /// A directory source of the job: what the returned paths are relative to.
+    pub files: String,
+    /// Returns a path and optionally a size per referenced file.
+    pub query: String,
+}
+
+/// A password or key read from a file or the environment. Debug output and
+/// messages never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,14 +129,61 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     Directory(DirectorySource),
+    Postgres(DatabaseSource),
+    Mysql(DatabaseSource),
+    Sqlite(SqliteSource),
+    Redis(RedisSource),
+    Command(CommandSource),
 }
 
 impl SourceKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceKind::Directory(_) => "directory",
+            SourceKind::Postgres(_) => "postgres",
+            SourceKind::Mysql(_) => "mysql",
+            SourceKind::Sqlite(_) => "sqlite",
+            SourceKind::Redis(_) => "redis",
+            SourceKind::Command(_) => "command",
         }
     }
+}
+
+/// A PostgreSQL or MySQL/MariaDB database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSource {
+    /// Connection URL without its password (safe to show and to pass to a child).
+    pub url: String,
+    pub password: Option<Secret>,
+    /// Recorded in the manifest, e.g. the application's schema version.
+    pub version_query: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteSource {
+    pub path: PathBuf,
+    pub version_query: Option<String>,
+    pub restore: RestorePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSource {
+    /// `redis://host:port/` without its password.
+    pub url: String,
+    pub password: Option<Secret>,
+    /// Where the server writes its RDB; asked from the server when unset.
+    pub rdb_path: Option<PathBuf>,
+    pub restore: RestorePolicy,
+}
+
+/// Any program whose standard output is the backup.
+#[derive(Debug, Clone)]
+pub struct CommandSource {
+    pub command: Vec<String>,
+    /// Reads the backup on standard input to restore it.
+    pub restore_command: Option<Vec<String>>,
+    /// File extension of the stream, for the object name (`<source>.<ext>.zst.age`).
+    pub extension: String,
 }
 
 #[derive(Debug, Clone)]

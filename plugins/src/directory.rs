@@ -330,7 +330,7 @@ impl Source for DirectorySource {
         "directory"
     }
 
-    fn extension(&self) -> &'static str {
+    fn extension(&self) -> &str {
         "tar"
     }
 

@@ -2,14 +2,21 @@
 //! store it. Nothing here knows about scheduling, encryption, or HTTP; the agent
 //! composes sources and targets into a run.
 
+pub mod child;
+pub mod command;
+pub mod dbquery;
 pub mod directory;
 pub mod entry;
 pub mod exclude;
 pub mod ids;
+pub mod mysql;
+pub mod postgres;
+pub mod redis_rdb;
 pub mod source;
+pub mod sqlite;
 pub mod tar_writer;
 pub mod target;
 
 pub use entry::{EntryKind, FileEntry, RawPath};
-pub use source::{Progress, Source, SourceError, SourceOutcome, open_source};
+pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome, open_source};
 pub use target::{Target, TargetError, open_target};

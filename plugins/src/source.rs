@@ -36,6 +36,9 @@ pub struct SourceOutcome {
     /// Things the operator should hear about that did not fail the run.
     pub warnings: Vec<String>,
     pub bytes_read: u64,
+    /// The consistency instant, when the source learns it only while streaming
+    /// (mysqldump's transaction starts when it does).
+    pub instant: Option<OffsetDateTime>,
     pub changed: u64,
     pub vanished: u64,
     pub skipped: u64,
@@ -59,6 +62,18 @@ pub enum SourceError {
     Output { name: String, err: io::Error },
     #[error("source {name}: {message}")]
     Invalid { name: String, message: String },
+    #[error("source {name}: {program} failed ({detail})")]
+    Dump {
+        name: String,
+        program: String,
+        detail: String,
+    },
+    #[error("source {name}: {message}")]
+    Database {
+        name: String,
+        message: String,
+        retryable: bool,
+    },
 }
 
 impl SourceError {
@@ -66,6 +81,8 @@ impl SourceError {
     pub fn retryable(&self) -> bool {
         match self {
             SourceError::Unreadable { .. } | SourceError::Invalid { .. } => false,
+            SourceError::Dump { .. } => true,
+            SourceError::Database { retryable, .. } => *retryable,
             SourceError::Io { err, .. } | SourceError::Output { err, .. } => !matches!(
                 err.kind(),
                 io::ErrorKind::PermissionDenied
@@ -81,7 +98,7 @@ pub trait Source: Send {
     /// The config `type`, recorded in the manifest.
     fn kind(&self) -> &'static str;
     /// File extension of the plaintext stream (`tar`, `dump`, `sql`, ...).
-    fn extension(&self) -> &'static str;
+    fn extension(&self) -> &str;
     /// Reach the consistency point. Returns the instant the data is frozen at, or
     /// `None` when the source is frozen by starting to read (a directory walk), in
     /// which case the run's barrier release time is the instant.
@@ -94,11 +111,35 @@ pub trait Source: Send {
     ) -> Result<SourceOutcome, SourceError>;
 }
 
+/// What sources may need from the run: the async runtime (database drivers) and a
+/// private scratch directory (online copies).
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    pub rt: tokio::runtime::Handle,
+    pub tmp_dir: PathBuf,
+}
+
 /// Builds the source a config entry describes.
-pub fn open_source(source: &coffer_config::Source) -> Result<Box<dyn Source>, SourceError> {
-    match &source.kind {
-        coffer_config::SourceKind::Directory(d) => {
-            Ok(Box::new(DirectorySource::new(&source.name, d)?))
-        }
-    }
+pub fn open_source(
+    source: &coffer_config::Source,
+    ctx: &SourceContext,
+) -> Result<Box<dyn Source>, SourceError> {
+    use coffer_config::SourceKind as K;
+    let name = source.name.clone();
+    Ok(match &source.kind {
+        K::Directory(d) => Box::new(DirectorySource::new(&name, d)?),
+        K::Postgres(d) => Box::new(crate::postgres::PostgresSource::new(
+            name,
+            d.clone(),
+            ctx.clone(),
+        )),
+        K::Mysql(d) => Box::new(crate::mysql::MysqlSource::new(name, d.clone(), ctx.clone())),
+        K::Sqlite(s) => Box::new(crate::sqlite::SqliteSource::new(
+            name,
+            s.clone(),
+            ctx.clone(),
+        )),
+        K::Redis(r) => Box::new(crate::redis_rdb::RedisSource::new(name, r.clone())),
+        K::Command(c) => Box::new(crate::command::CommandSource::new(name, c.clone())),
+    })
 }

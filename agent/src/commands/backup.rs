@@ -19,10 +19,11 @@ use crate::snapshot_id::new_id;
 use crate::units::bytes;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::{Progress, Source, SourceOutcome, Target, open_source};
+use coffer_plugins::{Progress, Source, SourceContext, SourceOutcome, Target, open_source};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -156,15 +157,24 @@ struct Streamed {
     finished: Finished,
 }
 
+/// Where a source's data came from, for the manifest (never with a password).
 fn origin_of(job: &Job, name: &str) -> String {
+    use coffer_config::SourceKind as K;
     job.sources
         .iter()
         .find(|s| s.name == name)
         .map(|s| match &s.kind {
-            coffer_config::SourceKind::Directory(d) => d.path.display().to_string(),
+            K::Directory(d) => d.path.display().to_string(),
+            K::Sqlite(d) => d.path.display().to_string(),
+            K::Postgres(d) | K::Mysql(d) => d.url.clone(),
+            K::Redis(r) => r.url.clone(),
+            K::Command(c) => c.command.join(" "),
         })
         .unwrap_or_default()
 }
+
+/// Facts safe and useful to show without the private key (`list`).
+const PUBLIC_FACTS: [&str; 2] = ["server_version", "schema_version"];
 
 /// Freeze all sources behind a barrier, then stream them in parallel.
 fn stream_sources(
@@ -200,7 +210,7 @@ fn stream_sources(
                             src.name()
                         ));
                     }
-                    let instant = frozen.unwrap_or(released);
+                    let frozen_at = frozen.unwrap_or(released);
                     let key = source_key(src.name(), src.extension());
                     let path = object_path(&job.name, id, &key);
                     let mut writer = ObjectWriter::start(
@@ -229,7 +239,7 @@ fn stream_sources(
                         kind: src.kind(),
                         key,
                         origin: origin_of(job, src.name()),
-                        instant,
+                        instant: outcome.instant.unwrap_or(frozen_at),
                         outcome,
                         finished,
                     })
@@ -283,10 +293,14 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let id = new_id(started);
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
     let targets = targets_of(cfg, job, None)?;
+    let ctx = SourceContext {
+        rt: rt.clone(),
+        tmp_dir: cfg.agent.state_dir.join("tmp"),
+    };
     let sources: Vec<Box<dyn Source>> = job
         .sources
         .iter()
-        .map(open_source)
+        .map(|s| open_source(s, &ctx))
         .collect::<Result<_, _>>()?;
 
     let mut run = JobRun {
@@ -366,6 +380,13 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             plaintext_size: s.finished.plaintext_size,
             stored_size: s.finished.stored_size,
             blake3: s.finished.blake3.clone(),
+            facts: s
+                .outcome
+                .facts
+                .iter()
+                .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
         sources_manifest.push(SourceManifest {
             name: s.name,
@@ -413,6 +434,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         plaintext_size: manifest_fin.plaintext_size,
         stored_size: manifest_fin.stored_size,
         blake3: manifest_fin.blake3.clone(),
+        facts: BTreeMap::new(),
     });
     let marker = Marker {
         format: FormatVersion::V1,

@@ -1,44 +1,35 @@
-//! `coffer check`: compares directories on disk with a snapshot's manifest, re-reading
-//! every file. Works on a live system and after a restore.
+//! `coffer check`: on a live system or after a restore, compares directories with a
+//! snapshot's manifest (re-reading every file), and the database with its files
+//! (`[jobs.NAME.check]`). Exit 3 when anything differs.
 
 use crate::cli::CheckArgs;
 use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
+use crate::db_check::{self, DbCheckReport};
 use crate::exit::{self, usage};
-use crate::tree_check::{Content, Expectations, Owners, check_tree};
+use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::Result;
-use coffer_config::{Config, RestorePolicy, SourceKind};
+use coffer_config::{Config, DirectorySource, Job, SourceKind};
+use coffer_plugins::dbquery;
 use coffer_plugins::exclude::Excludes;
 use tokio::runtime::Handle;
 
+fn directory<'a>(job: &'a Job, name: &str) -> Option<&'a DirectorySource> {
+    job.sources
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| match &s.kind {
+            SourceKind::Directory(d) => Some(d),
+            _ => None,
+        })
+}
+
 pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
     let job = find_job(cfg, &args.job)?;
-    let Opened {
-        marker, manifest, ..
-    } = open_snapshot(
-        rt,
-        cfg,
-        job,
-        args.target.as_deref(),
-        args.identity.as_deref(),
-        &args.snapshot,
-        "check",
-    )?;
-    let dirs: Vec<_> = manifest
-        .sources
-        .iter()
-        .filter(|s| s.kind == "directory")
-        .filter(|s| args.source.as_ref().is_none_or(|n| *n == s.name))
-        .collect();
-    if dirs.is_empty() {
-        return Err(usage(match &args.source {
-            Some(s) => format!("snapshot {} has no directory source \"{s}\"", marker.id),
-            None => format!("snapshot {} has no directory source", marker.id),
-        }));
-    }
-    if args.path.is_some() && dirs.len() > 1 {
-        return Err(usage(
-            "--path needs --source: the job has several directory sources",
-        ));
+    if args.db_only && job.check.is_none() {
+        return Err(usage(format!(
+            "--db-only: job {} has no [jobs.{}.check]",
+            job.name, job.name
+        )));
     }
     let owners = if nix::unistd::geteuid().is_root() {
         Owners::ByName
@@ -46,57 +37,84 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
         Owners::Ignore
     };
     let mut reports = Vec::new();
-    for src in dirs {
-        let configured = job
+    let mut snapshot = None;
+    if !args.db_only {
+        let Opened {
+            marker, manifest, ..
+        } = open_snapshot(
+            rt,
+            cfg,
+            job,
+            args.target.as_deref(),
+            args.identity.as_deref(),
+            &args.snapshot,
+            "check",
+        )?;
+        let dirs: Vec<_> = manifest
             .sources
             .iter()
-            .find(|s| s.name == src.name)
-            .map(|s| match &s.kind {
-                SourceKind::Directory(d) => d,
-            });
-        let path = match (&args.path, configured) {
-            (Some(p), _) => p.clone(),
-            (None, Some(d)) => d.path.clone(),
-            (None, None) => {
-                return Err(usage(format!(
-                    "source {} is not in the config; pass --path DIR",
-                    src.name
-                )));
-            }
-        };
-        let policy = configured
-            .map(|d| d.restore.clone())
-            .unwrap_or_else(RestorePolicy::default);
-        let excludes = match configured {
-            Some(d) => Some(Excludes::new(&d.exclude)?),
-            None => None,
-        };
-        reports.push(check_tree(
-            &src.name,
-            &path,
-            &src.entries,
-            &Expectations {
-                policy: &policy,
-                owners,
-                content: Content::Rehash,
-                excludes: excludes.as_ref(),
-            },
-        ));
+            .filter(|s| s.kind == "directory")
+            .filter(|s| args.source.as_ref().is_none_or(|n| *n == s.name))
+            .collect();
+        if dirs.is_empty() {
+            return Err(usage(match &args.source {
+                Some(s) => format!("snapshot {} has no directory source \"{s}\"", marker.id),
+                None => format!("snapshot {} has no directory source", marker.id),
+            }));
+        }
+        if args.path.is_some() && dirs.len() > 1 {
+            return Err(usage(
+                "--path needs --source: the job has several directory sources",
+            ));
+        }
+        for src in dirs {
+            let configured = directory(job, &src.name);
+            let path = match (&args.path, configured) {
+                (Some(p), _) => p.clone(),
+                (None, Some(d)) => d.path.clone(),
+                (None, None) => {
+                    return Err(usage(format!(
+                        "source {} is not in the config; pass --path DIR",
+                        src.name
+                    )));
+                }
+            };
+            let policy = configured.map(|d| d.restore.clone()).unwrap_or_default();
+            let excludes = configured.map(|d| Excludes::new(&d.exclude)).transpose()?;
+            reports.push(check_tree(
+                &src.name,
+                &path,
+                &src.entries,
+                &Expectations {
+                    policy: &policy,
+                    owners,
+                    content: Content::Rehash,
+                    excludes: excludes.as_ref(),
+                },
+            ));
+        }
+        snapshot = Some(marker.id);
     }
-    let consistent = reports.iter().all(|r| r.consistent());
+    let db = live_db_check(rt, job, args, &reports)?;
+    let consistent = reports.iter().all(TreeReport::consistent)
+        && db.as_ref().is_none_or(DbCheckReport::consistent);
     if args.json {
         print_json(&serde_json::json!({
             "job": job.name,
-            "snapshot": marker.id,
+            "snapshot": snapshot,
             "consistent": consistent,
             "sources": reports,
+            "db_check": db,
         }))?;
     } else {
-        if owners == Owners::Ignore {
+        if owners == Owners::Ignore && !reports.is_empty() {
             eprintln!("warning: not running as root: owners are not compared");
         }
         for r in &reports {
             r.print();
+        }
+        if let Some(d) = &db {
+            d.print();
         }
     }
     Ok(if consistent {
@@ -104,4 +122,53 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
     } else {
         exit::INCONSISTENT
     })
+}
+
+/// The configured database against the files as they are now.
+fn live_db_check(
+    rt: &Handle,
+    job: &Job,
+    args: &CheckArgs,
+    trees: &[TreeReport],
+) -> Result<Option<DbCheckReport>> {
+    let Some(check) = &job.check else {
+        return Ok(None);
+    };
+    if args.source.as_ref().is_some_and(|s| *s != check.files) {
+        return Ok(None);
+    }
+    let Some(files) = directory(job, &check.files) else {
+        return Ok(None);
+    };
+    let dir = match (&args.path, trees.iter().find(|t| t.source == check.files)) {
+        (Some(p), _) => p.clone(),
+        (None, Some(t)) => t.path.clone().into(),
+        (None, None) => files.path.clone(),
+    };
+    let db = job
+        .sources
+        .iter()
+        .find(|s| s.name == check.source)
+        .map(|s| &s.kind);
+    let target = match db {
+        Some(SourceKind::Postgres(d)) => dbquery::Target::Postgres {
+            url: &d.url,
+            password: d.password.as_ref(),
+        },
+        Some(SourceKind::Mysql(d)) => dbquery::Target::Mysql {
+            url: &d.url,
+            password: d.password.as_ref(),
+        },
+        Some(SourceKind::Sqlite(s)) => dbquery::Target::Sqlite { path: &s.path },
+        _ => return Ok(None),
+    };
+    let excludes = Excludes::new(&files.exclude)?;
+    Ok(Some(db_check::check(
+        rt,
+        (&check.source, &check.files),
+        &target,
+        &check.query,
+        &dir,
+        Some(&excludes),
+    )?))
 }

@@ -37,25 +37,74 @@ pub fn run(cfg: &Config) -> Result<u8> {
             }
         );
         for s in &job.sources {
+            print!("  source {} ({}): ", s.name, s.kind.type_name());
             match &s.kind {
                 SourceKind::Directory(d) => {
-                    print!("  source {} (directory): {}", s.name, d.path.display());
+                    print!("{}", d.path.display());
                     if !d.exclude.is_empty() {
                         print!("; exclude {}", d.exclude.join(" "));
                     }
-                    let p = &d.restore;
-                    if let Some(o) = &p.owner {
-                        print!("; restore owner {o}");
+                }
+                SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
+                    print!(
+                        "{}{}",
+                        d.url,
+                        if d.password.is_some() {
+                            " (password set)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                SourceKind::Sqlite(d) => print!("{}", d.path.display()),
+                SourceKind::Redis(r) => {
+                    print!(
+                        "{}{}",
+                        r.url,
+                        if r.password.is_some() {
+                            " (password set)"
+                        } else {
+                            ""
+                        }
+                    );
+                    if let Some(p) = &r.rdb_path {
+                        print!("; rdb {}", p.display());
                     }
-                    if let Some(m) = p.dir_mode {
-                        print!("; dir_mode {m:04o}");
+                }
+                SourceKind::Command(c) => {
+                    print!("`{}`", c.command.join(" "));
+                    if let Some(r) = &c.restore_command {
+                        print!("; restore `{}`", r.join(" "));
                     }
-                    if let Some(m) = p.file_mode {
-                        print!("; file_mode {m:04o}");
-                    }
-                    println!();
                 }
             }
+            let p = match &s.kind {
+                SourceKind::Directory(d) => Some(&d.restore),
+                SourceKind::Sqlite(d) => Some(&d.restore),
+                SourceKind::Redis(d) => Some(&d.restore),
+                _ => None,
+            };
+            if let Some(p) = p {
+                if let Some(o) = &p.owner {
+                    print!("; restore owner {o}");
+                }
+                if let Some(m) = p.dir_mode {
+                    print!("; dir_mode {m:04o}");
+                }
+                if let Some(m) = p.file_mode {
+                    print!("; file_mode {m:04o}");
+                }
+            }
+            println!();
+        }
+        if let Some(c) = &job.check {
+            println!(
+                "  check: files of {} against `{}` on {}",
+                c.files, c.query, c.source
+            );
+        }
+        for h in &job.after_restore {
+            println!("  after_restore: {h}");
         }
     }
     Ok(crate::exit::OK)

@@ -1,15 +1,23 @@
-//! `coffer restore`: puts a snapshot's directory sources back, with owners and
-//! modes, and checks the result. Every destination is validated before anything is
-//! written, so a refused restore changes nothing.
+//! `coffer restore`: puts a snapshot's sources back (directories with owners and
+//! modes, databases through their tools, files atomically), checks the result
+//! (files against the manifest, database against its files), then runs the job's
+//! after_restore hooks. Every destination is validated before anything is written,
+//! so a refused restore changes nothing.
 
 use crate::cli::{OwnerMode, RestoreArgs};
 use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
+use crate::db_check::{self, DbCheckReport};
 use crate::exit::{self, usage};
+use crate::format::SourceManifest;
+use crate::hooks::run_hooks;
 use crate::restore::attrs::{OwnerPlan, check_policy_owner};
+use crate::restore::database::{DbDest, DbRestore, refuse_existing, restore_database, to_file};
 use crate::restore::{SourceRestore, non_empty, restore_source};
 use anyhow::Result;
-use coffer_config::{Config, RestorePolicy, SourceKind};
+use coffer_config::{Config, Job, RestorePolicy, SourceKind};
+use coffer_plugins::dbquery;
 use serde::Serialize;
+use std::path::PathBuf;
 use tokio::runtime::Handle;
 
 #[derive(Serialize)]
@@ -18,8 +26,111 @@ struct Output {
     snapshot: String,
     target: String,
     sources: Vec<crate::tree_check::TreeReport>,
+    databases: Vec<DbSummary>,
+    db_check: Option<DbCheckReport>,
     warnings: Vec<String>,
     consistent: bool,
+}
+
+#[derive(Serialize)]
+struct DbSummary {
+    source: String,
+    restored_to: String,
+    facts: std::collections::BTreeMap<String, String>,
+}
+
+fn owner_plan(args: &RestoreArgs, is_root: bool) -> OwnerPlan {
+    match args.owner {
+        _ if !is_root => OwnerPlan::NotRoot,
+        Some(OwnerMode::Skip) => OwnerPlan::Skip,
+        Some(OwnerMode::Numeric) => OwnerPlan::Numeric,
+        Some(OwnerMode::Preserve) | None => OwnerPlan::ByName,
+    }
+}
+
+/// Where a database source goes, from the config and the flags.
+fn db_dest(
+    args: &RestoreArgs,
+    src: &SourceManifest,
+    configured: Option<&SourceKind>,
+) -> Result<DbDest> {
+    use SourceKind as K;
+    if let Some(url) = &args.db_url
+        && matches!(src.kind.as_str(), "postgres" | "mysql")
+    {
+        let parsed = url::Url::parse(url).map_err(|e| usage(format!("--db-url: {e}")))?;
+        if parsed.password().is_some() {
+            return Err(usage(
+                "--db-url must not contain a password (it would be visible to other users in the process list); \
+                 the source's password_file or password_env is used",
+            ));
+        }
+        let password = match configured {
+            Some(K::Postgres(d) | K::Mysql(d)) => d.password.clone(),
+            _ => None,
+        };
+        return Ok(if src.kind == "postgres" {
+            DbDest::Postgres {
+                url: url.clone(),
+                password,
+            }
+        } else {
+            DbDest::Mysql {
+                url: url.clone(),
+                password,
+            }
+        });
+    }
+    if let Some(dir) = &args.to {
+        return Ok(DbDest::File(to_file(dir, src)));
+    }
+    let missing = || {
+        usage(format!(
+            "source {} ({}) is not configured as such in this job; pass --to DIR to get its dump as a file",
+            src.name, src.kind
+        ))
+    };
+    Ok(match configured.ok_or_else(missing)? {
+        K::Postgres(d) => DbDest::Postgres {
+            url: d.url.clone(),
+            password: d.password.clone(),
+        },
+        K::Mysql(d) => DbDest::Mysql {
+            url: d.url.clone(),
+            password: d.password.clone(),
+        },
+        K::Sqlite(s) => DbDest::Sqlite(s.path.clone()),
+        K::Redis(r) => DbDest::Redis(
+            r.rdb_path
+                .clone()
+                .or_else(|| src.facts.get("rdb_path").map(PathBuf::from))
+                .ok_or_else(|| {
+                    usage(format!(
+                        "source {}: set rdb_path, or pass --to DIR",
+                        src.name
+                    ))
+                })?,
+        ),
+        K::Command(c) => {
+            if c.restore_command.is_none() {
+                return Err(usage(format!(
+                    "source {} has no restore_command; pass --to DIR to get the raw backup as a file",
+                    src.name
+                )));
+            }
+            DbDest::Command(c.clone())
+        }
+        K::Directory(_) => return Err(missing()),
+    })
+}
+
+fn policy_of(kind: Option<&SourceKind>) -> RestorePolicy {
+    match kind {
+        Some(SourceKind::Directory(d)) => d.restore.clone(),
+        Some(SourceKind::Sqlite(s)) => s.restore.clone(),
+        Some(SourceKind::Redis(r)) => r.restore.clone(),
+        _ => RestorePolicy::default(),
+    }
 }
 
 pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
@@ -38,7 +149,6 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         &args.snapshot,
         "restore",
     )?;
-
     for s in &args.sources {
         if manifest.source(s).is_none() {
             let have: Vec<&str> = manifest.sources.iter().map(|s| s.name.as_str()).collect();
@@ -49,76 +159,123 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             )));
         }
     }
+    let chosen: Vec<&SourceManifest> = manifest
+        .sources
+        .iter()
+        .filter(|s| args.sources.is_empty() || args.sources.contains(&s.name))
+        .collect();
+    if args.db_url.is_some()
+        && chosen
+            .iter()
+            .filter(|s| matches!(s.kind.as_str(), "postgres" | "mysql"))
+            .count()
+            != 1
+    {
+        return Err(usage(
+            "--db-url needs exactly one postgres or mysql source among those restored (pick it with --source)",
+        ));
+    }
     let is_root = nix::unistd::geteuid().is_root();
-    let mut plans = Vec::new();
-    for src in &manifest.sources {
-        if !args.sources.is_empty() && !args.sources.contains(&src.name) {
-            continue;
-        }
-        if src.kind != "directory" {
-            continue;
-        }
-        let configured = job.sources.iter().find(|s| s.name == src.name);
-        let policy = match configured.map(|s| &s.kind) {
-            Some(SourceKind::Directory(d)) => d.restore.clone(),
-            None => RestorePolicy::default(),
-        };
-        let dest = match (&args.to, configured) {
-            (Some(dir), _) => dir.join(&src.name),
-            (None, Some(s)) => match &s.kind {
-                SourceKind::Directory(d) => d.path.clone(),
-            },
-            (None, None) => {
+    let configured = |name: &str| job.sources.iter().find(|s| s.name == name).map(|s| &s.kind);
+
+    // Plan and validate everything before writing anything.
+    let mut dirs = Vec::new();
+    let mut dbs = Vec::new();
+    for src in &chosen {
+        let kind = configured(&src.name);
+        let mut policy = policy_of(kind);
+        if src.kind == "directory" {
+            let dest = match (&args.to, kind) {
+                (Some(dir), _) => dir.join(&src.name),
+                (None, Some(SourceKind::Directory(d))) => d.path.clone(),
+                _ => {
+                    return Err(usage(format!(
+                        "source {} is no longer a directory source in the config; pass --to DIR to restore it elsewhere",
+                        src.name
+                    )));
+                }
+            };
+            if non_empty(&dest)? && !args.force {
                 return Err(usage(format!(
-                    "source {} is no longer in the config; pass --to DIR to restore it elsewhere",
-                    src.name
+                    "{} is not empty; restore elsewhere with --to DIR, or pass --force to replace its contents \
+                     (they are removed only after the snapshot is completely unpacked and matched)",
+                    dest.display()
                 )));
             }
-        };
-        if non_empty(&dest)? && !args.force {
-            return Err(usage(format!(
-                "{} is not empty; restore elsewhere with --to DIR, or pass --force to replace its contents \
-                 (they are removed only after the snapshot is completely unpacked and matched)",
-                dest.display()
-            )));
+            let owners = owner_plan(args, is_root);
+            // `--owner` overrides the policy's owner, not its modes.
+            if args.owner.is_some() {
+                policy.owner = None;
+            }
+            if owners == OwnerPlan::ByName {
+                check_policy_owner(&policy)
+                    .map_err(|e| usage(format!("source {}: {e:#}", src.name)))?;
+            }
+            dirs.push(SourceRestore {
+                source: src,
+                dest,
+                policy,
+                owners,
+                force: args.force,
+                devices: args.devices,
+            });
+        } else {
+            let dest = db_dest(args, src, kind)?;
+            refuse_existing(&dest, args.force)?;
+            dbs.push(DbRestore {
+                source: src,
+                dest,
+                policy,
+                clean: args.clean,
+                can_chown: is_root,
+            });
         }
-        let owners = match args.owner {
-            _ if !is_root => OwnerPlan::NotRoot,
-            Some(OwnerMode::Skip) => OwnerPlan::Skip,
-            Some(OwnerMode::Numeric) => OwnerPlan::Numeric,
-            Some(OwnerMode::Preserve) => OwnerPlan::ByName,
-            None => OwnerPlan::ByName,
-        };
-        // `--owner` overrides the policy's owner, not its modes.
-        let mut policy = policy;
-        if args.owner.is_some() {
-            policy.owner = None;
-        }
-        if owners == OwnerPlan::ByName {
-            check_policy_owner(&policy)
-                .map_err(|e| usage(format!("source {}: {e:#}", src.name)))?;
-        }
-        plans.push(SourceRestore {
-            source: src,
-            dest,
-            policy,
-            owners,
-            force: args.force,
-            devices: args.devices,
-        });
     }
-    if plans.is_empty() {
+    if dirs.is_empty() && dbs.is_empty() {
         return Err(usage(format!(
-            "snapshot {} has no directory source to restore",
+            "nothing to restore from snapshot {}",
             marker.id
         )));
     }
+
     let mut warnings = Vec::new();
-    if !is_root {
+    if !is_root && !dirs.is_empty() {
         warnings.push("not running as root: owners are not restored and not checked".to_string());
     }
+    for (name, v) in manifest
+        .sources
+        .iter()
+        .flat_map(|s| s.facts.get("schema_version").map(|v| (&s.name, v)))
+    {
+        if !args.json {
+            println!("source {name}: schema version {v} at backup time");
+        }
+    }
+    let tmp_dir = cfg.agent.state_dir.join("tmp");
+    let mut databases = Vec::new();
+    for plan in &dbs {
+        let w = restore_database(rt, &target, &marker, &ids, &tmp_dir, plan)?;
+        warnings.extend(
+            w.into_iter()
+                .map(|w| format!("source {}: {w}", plan.source.name)),
+        );
+        if !args.json {
+            println!(
+                "restored source {} ({}) of snapshot {} into {}",
+                plan.source.name,
+                plan.source.kind,
+                marker.id,
+                plan.dest.describe()
+            );
+        }
+        databases.push(DbSummary {
+            source: plan.source.name.clone(),
+            restored_to: plan.dest.describe(),
+            facts: plan.source.facts.clone(),
+        });
+    }
     let mut reports = Vec::new();
-    for plan in &plans {
+    for plan in &dirs {
         let (report, w) = restore_source(rt, &target, &marker, &ids, plan)?;
         warnings.extend(
             w.into_iter()
@@ -134,14 +291,19 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
         reports.push(report);
     }
-    let consistent = reports.iter().all(|r| r.consistent());
+    let db_check = restored_db_check(rt, job, &dirs, &dbs, &mut warnings)?;
+
+    let consistent = reports.iter().all(|r| r.consistent())
+        && db_check.as_ref().is_none_or(DbCheckReport::consistent);
     if args.json {
         print_json(&Output {
             job: job.name.clone(),
             snapshot: marker.id.clone(),
             target: target.name.clone(),
             sources: reports,
-            warnings,
+            databases,
+            db_check,
+            warnings: warnings.clone(),
             consistent,
         })?;
     } else {
@@ -151,10 +313,75 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         for r in &reports {
             r.print();
         }
+        if let Some(c) = &db_check {
+            c.print();
+        }
     }
-    Ok(if consistent {
-        exit::OK
-    } else {
-        exit::INCONSISTENT
-    })
+    if !consistent {
+        return Ok(exit::INCONSISTENT);
+    }
+    if !job.after_restore.is_empty() {
+        if args.to.is_some() || args.no_hooks {
+            eprintln!(
+                "after_restore hooks not run ({})",
+                if args.no_hooks {
+                    "--no-hooks"
+                } else {
+                    "restored with --to"
+                }
+            );
+        } else {
+            run_hooks(
+                "after_restore",
+                &job.after_restore,
+                &[("COFFER_JOB", &job.name), ("COFFER_SNAPSHOT", &marker.id)],
+            )?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The job's database check on what was just restored, when both sides were.
+fn restored_db_check(
+    rt: &Handle,
+    job: &Job,
+    dirs: &[SourceRestore<'_>],
+    dbs: &[DbRestore<'_>],
+    warnings: &mut Vec<String>,
+) -> Result<Option<DbCheckReport>> {
+    let Some(check) = &job.check else {
+        return Ok(None);
+    };
+    let files = dirs.iter().find(|d| d.source.name == check.files);
+    let db = dbs.iter().find(|d| d.source.name == check.source);
+    let (Some(files), Some(db)) = (files, db) else {
+        return Ok(None);
+    };
+    let target = match &db.dest {
+        DbDest::Postgres { url, password } => dbquery::Target::Postgres {
+            url,
+            password: password.as_ref(),
+        },
+        DbDest::Mysql { url, password } => dbquery::Target::Mysql {
+            url,
+            password: password.as_ref(),
+        },
+        DbDest::Sqlite(p) => dbquery::Target::Sqlite { path: p },
+        DbDest::File(p) if db.source.kind == "sqlite" => dbquery::Target::Sqlite { path: p },
+        _ => {
+            warnings.push(format!(
+                "database check not run: {} was written as a file; restore it into a database with --db-url to check it",
+                db.source.name
+            ));
+            return Ok(None);
+        }
+    };
+    Ok(Some(db_check::check(
+        rt,
+        (&check.source, &check.files),
+        &target,
+        &check.query,
+        &files.dest,
+        None,
+    )?))
 }

@@ -4,6 +4,7 @@
 //! touched, so a failed restore leaves them as they were.
 
 pub mod attrs;
+pub mod database;
 pub mod extract;
 
 use crate::format::{Marker, SourceManifest, object_path};

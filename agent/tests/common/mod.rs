@@ -175,3 +175,4 @@ pub fn sh(cmd: &str) -> Output {
     );
     out
 }
+pub mod servers;

@@ -1,0 +1,137 @@
+//! The check between a database and its files: every file the database references
+//! exists with the recorded size, and every file on disk is referenced (the way
+//! `kadi files check` compares its database with its storage).
+
+use coffer_plugins::dbquery::{Referenced, Target, referenced_files};
+use coffer_plugins::exclude::Excludes;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use tokio::runtime::Handle;
+use walkdir::WalkDir;
+
+#[derive(Debug, Default, Serialize)]
+pub struct DbCheckReport {
+    pub database: String,
+    pub files: String,
+    pub path: String,
+    pub referenced: usize,
+    pub on_disk: usize,
+    /// Referenced by the database, absent from disk.
+    pub missing: Vec<String>,
+    /// Present with another size than the database records.
+    pub size: Vec<String>,
+    /// On disk, referenced by nothing.
+    pub orphans: Vec<String>,
+}
+
+impl DbCheckReport {
+    pub fn consistent(&self) -> bool {
+        self.missing.is_empty() && self.size.is_empty() && self.orphans.is_empty()
+    }
+
+    pub fn print(&self) {
+        for m in &self.missing {
+            println!("  missing: {m} (referenced by {})", self.database);
+        }
+        for s in &self.size {
+            println!("  size: {s}");
+        }
+        for o in &self.orphans {
+            println!("  orphan: {o} (not referenced by {})", self.database);
+        }
+        let n = self.missing.len() + self.size.len() + self.orphans.len();
+        if n == 0 {
+            println!(
+                "database {} and files {}: consistent ({} referenced, {} on disk)",
+                self.database, self.files, self.referenced, self.on_disk
+            );
+        } else {
+            println!(
+                "database {} and files {}: INCONSISTENT: {} missing, {} wrong size, {} orphans",
+                self.database,
+                self.files,
+                self.missing.len(),
+                self.size.len(),
+                self.orphans.len()
+            );
+        }
+    }
+}
+
+/// Runs `query` against `db` and compares with the regular files under `dir`.
+pub fn check(
+    rt: &Handle,
+    names: (&str, &str),
+    db: &Target<'_>,
+    query: &str,
+    dir: &Path,
+    excludes: Option<&Excludes>,
+) -> anyhow::Result<DbCheckReport> {
+    let referenced: Vec<Referenced> = rt
+        .block_on(referenced_files(db, query))
+        .map_err(|e| anyhow::anyhow!("check query on {}: {e}", names.0))?;
+    let mut on_disk: HashMap<Vec<u8>, u64> = HashMap::new();
+    for e in WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0
+                || excludes.is_none_or(|x| {
+                    e.path()
+                        .strip_prefix(dir)
+                        .is_ok_and(|rel| !x.excluded(rel, e.file_type().is_dir()))
+                })
+        })
+    {
+        let e = e.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        if e.file_type().is_file()
+            && let Ok(rel) = e.path().strip_prefix(dir)
+        {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            on_disk.insert(rel.as_os_str().as_bytes().to_vec(), size);
+        }
+    }
+    let mut report = DbCheckReport {
+        database: names.0.to_string(),
+        files: names.1.to_string(),
+        path: dir.display().to_string(),
+        referenced: referenced.len(),
+        on_disk: on_disk.len(),
+        ..DbCheckReport::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for r in &referenced {
+        let key = r
+            .path
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .as_bytes()
+            .to_vec();
+        match on_disk.get(&key) {
+            None => report.missing.push(r.path.clone()),
+            Some(size) => {
+                if let Some(want) = r.size
+                    && want != *size
+                {
+                    report.size.push(format!(
+                        "{}: {size} bytes on disk, {want} in the database",
+                        r.path
+                    ));
+                }
+            }
+        }
+        seen.insert(key);
+    }
+    let mut orphans: Vec<String> = on_disk
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    orphans.sort();
+    report.orphans = orphans;
+    report.missing.sort();
+    report.size.sort();
+    Ok(report)
+}

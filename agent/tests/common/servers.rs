@@ -1,0 +1,367 @@
+//! Real database servers for the tests: PostgreSQL, MariaDB and Redis, each started
+//! on a free loopback port in its own temporary directory and stopped on drop.
+//! A missing server binary fails the test and names `tests/run`.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn need(path: &Path) {
+    assert!(
+        path.exists(),
+        "{} is not installed: run tests/run, which installs the database servers",
+        path.display()
+    );
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not start within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn chown_to(path: &Path, user: &str) {
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:{user}"))
+        .arg(path));
+}
+
+fn stop(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub struct Postgres {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("postgres").exists())
+                    .max()
+            })
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/NONE/bin"));
+        need(&bin.join("postgres"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = "pg-secret-Xq7".to_string();
+        std::fs::write(dir.path().join("pw"), &password).expect("pwfile");
+        chown_to(dir.path(), "postgres");
+        let data = dir.path().join("data");
+        run(Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync"])
+            .arg(format!("--pwfile={}", dir.path().join("pw").display())));
+        let mut pg = Postgres {
+            port: free_port(),
+            password,
+            bin,
+            child: None,
+            dir,
+        };
+        pg.launch();
+        pg
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(self.bin.join("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("postgres", || {
+            Command::new("pg_isready")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL with psql as the superuser; returns stdout (unaligned, tuples only).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Kills the server without a clean shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+    }
+}
+
+pub struct Mariadb {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+    child: Option<Child>,
+}
+
+impl Mariadb {
+    pub fn start() -> Mariadb {
+        need(Path::new("/usr/sbin/mariadbd"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        chown_to(dir.path(), "mysql");
+        let data = dir.path().join("data");
+        run(Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ])
+            .arg(format!("--datadir={}", data.display())));
+        let port = free_port();
+        let sock = dir.path().join("sock");
+        let child = Command::new("/usr/sbin/mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                "--bind-address=127.0.0.1",
+                "--skip-log-bin",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-flush-log-at-trx-commit=0",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        let m = Mariadb {
+            dir,
+            port,
+            password: "maria-secret-Zk9".into(),
+            child: Some(child),
+        };
+        wait_for("mariadb", || m.root_sql("SELECT 1").is_ok());
+        m.root_sql(&format!(
+            "CREATE USER 'coffer'@'127.0.0.1' IDENTIFIED BY '{}'; GRANT ALL ON *.* TO 'coffer'@'127.0.0.1';",
+            m.password
+        ))
+        .expect("create user");
+        m
+    }
+
+    /// SQL as root over the socket.
+    pub fn root_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B"])
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("sock").display()
+            ))
+            .args(["-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://coffer@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+    }
+}
+
+pub struct Redis {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// A server whose RDB lives in its temp dir; `rdb` preloads one.
+    pub fn start(rdb: Option<&Path>) -> Redis {
+        need(Path::new("/usr/bin/redis-server"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(r) = rdb {
+            std::fs::copy(r, dir.path().join("dump.rdb")).expect("copy rdb");
+        }
+        let port = free_port();
+        let password = "redis-secret-Pw3".to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--requirepass",
+                &password,
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let r = Redis {
+            dir,
+            port,
+            password,
+            child: Some(child),
+        };
+        wait_for("redis", || r.cli(&["PING"]).is_ok_and(|o| o == "PONG"));
+        r
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--no-auth-warning",
+                "-a",
+                &self.password,
+            ])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Database sources against real servers: one instant shared by a database and its
+//! files, round trips through PostgreSQL, MariaDB, SQLite and Redis, dumps that
+//! fail, the database/files check, and after_restore hooks.
+
+mod common;
+
+use common::servers::{Mariadb, Postgres, Redis};
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+fn pg_source(world: &World, pg: &Postgres, db: &str, extra: &str) -> String {
+    let pwfile = world.path("pg-password");
+    std::fs::write(&pwfile, &pg.password).expect("password file");
+    format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n{extra}\n",
+        pg.url(db),
+        pwfile.display()
+    )
+}
+
+#[test]
+fn postgres_and_files_are_taken_at_one_instant_under_load() {
+    require_tool("pg_dump");
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE kadi");
+    pg.psql(
+        "kadi",
+        "CREATE TABLE file (id serial PRIMARY KEY, path text NOT NULL, size bigint NOT NULL, state text NOT NULL DEFAULT 'active');
+         CREATE TABLE metadata (name text PRIMARY KEY, value text);
+         INSERT INTO metadata VALUES ('storage_schema_version', '42');
+         CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 200000) g;",
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir_all(&storage).expect("mkdir");
+    let world = World::new("");
+
+    // The application: write the file, then commit its row; never the other way round.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let writer = {
+        let (stop, written, storage) = (stop.clone(), written.clone(), storage.clone());
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/kadi",
+            pg.password, pg.port
+        );
+        rt.spawn(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let rel = format!("{:02}/upload-{i:06}.bin", i % 50);
+                let body = noise(1000 + (i as usize % 3000), i);
+                let path = storage.join(&rel);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, &body).expect("write upload");
+                sqlx::query("INSERT INTO file (path, size) VALUES ($1, $2)")
+                    .bind(&rel)
+                    .bind(body.len() as i64)
+                    .execute(&mut conn)
+                    .await
+                    .expect("insert");
+                written.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        })
+    };
+    while written.load(Ordering::Relaxed) < 300 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    world.write_config(&format!(
+        "{}{}[jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM file WHERE state = 'active'\"\n",
+        pg_source(&world, &pg, "kadi", "version_query = \"SELECT value FROM metadata WHERE name = 'storage_schema_version'\""),
+        dir_source("storage", &storage, "")
+    ));
+    let before = written.load(Ordering::Relaxed);
+    let out = world.ok(&["backup", "app", "--json"]);
+    let during = written.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(writer).expect("writer");
+    let run = &json(&out)[0];
+    assert_eq!(run["status"], "success", "{out}");
+    assert!(
+        during > 0,
+        "the writer made no uploads during the backup; the test proves nothing"
+    );
+    let skew = run["skew_seconds"].as_f64().expect("skew");
+    assert!(
+        skew < 1.0,
+        "skew {skew}s: the sources were not frozen together"
+    );
+
+    let list = json(&world.ok(&["list", "--job", "app", "--json"]));
+    let db_obj = list[0]["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .find(|o| o["source"] == "db")
+        .expect("db object")
+        .clone();
+    assert_eq!(db_obj["facts"]["schema_version"], "42", "{list}");
+    assert!(
+        db_obj["facts"]["server_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("15")),
+        "{list}"
+    );
+
+    // Restore both elsewhere: the database into a new one, the files into a folder.
+    pg.psql("postgres", "CREATE DATABASE kadi_restored");
+    let dest = tmp.path().join("restored");
+    let out = world.run(&[
+        "restore",
+        "--job",
+        "app",
+        "--json",
+        "--to",
+        dest.to_str().expect("utf8"),
+        "--db-url",
+        &pg.url("kadi_restored"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = json(&stdout);
+    let check = &report["db_check"];
+    assert_eq!(
+        check["missing"],
+        serde_json::json!([]),
+        "rows without their file: {check}"
+    );
+    assert_eq!(check["size"], serde_json::json!([]), "{check}");
+    let rows: u64 = pg
+        .psql("kadi_restored", "SELECT count(*) FROM file")
+        .parse()
+        .expect("count");
+    assert!(
+        rows >= 300 && check["referenced"].as_u64() == Some(rows),
+        "{rows} rows, {check}"
+    );
+    // Files written after the database instant may be there without a row: orphans
+    // are reported (exit 3), rows without files never.
+    assert_eq!(
+        out.status.code(),
+        Some(
+            if check["orphans"].as_array().is_some_and(|o| o.is_empty()) {
+                0
+            } else {
+                3
+            }
+        )
+    );
+    // Sequences came back: a new upload gets a fresh id.
+    let new_id: u64 = pg
+        .psql(
+            "kadi_restored",
+            "INSERT INTO file (path, size) VALUES ('new.bin', 1) RETURNING id",
+        )
+        .parse()
+        .expect("id");
+    assert!(
+        new_id > rows,
+        "sequence not restored: new id {new_id} with {rows} rows"
+    );
+}
+
+#[test]
+fn a_wrong_database_password_fails_the_run_without_printing_it() {
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    std::fs::write(files.join("a"), b"a").expect("write");
+    let world = World::new("");
+    let wrong = "wrong-pass-Jd8";
+    std::fs::write(world.path("pg-password"), wrong).expect("write");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n{}",
+        pg.url("postgres"),
+        world.path("pg-password").display(),
+        dir_source("files", &files, "")
+    ));
+    let out = world.run(&["backup", "app"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("password authentication failed"), "{all}");
+    assert!(
+        !all.contains(wrong) && !all.contains(&pg.password),
+        "a password was printed: {all}"
+    );
+    assert!(world.snapshots().is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(world.target().join("app"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "a failed run left {leftovers:?}");
+}
+
+#[test]
+fn a_dump_command_failing_halfway_fails_the_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    std::fs::write(files.join("a"), noise(1 << 20, 4)).expect("write");
+    let world = World::new(&format!(
+        "[[jobs.app.sources]]\nname = \"kanidm\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"head -c 3000000 /dev/urandom; echo disk full >&2; exit 1\"]\n{}",
+        dir_source("files", &files, "")
+    ));
+    let out = world.run(&["backup", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kanidm") && err.contains("disk full"), "{err}");
+    assert!(world.snapshots().is_empty(), "a failed dump was committed");
+
+    // The same source succeeding, restored through restore_command.
+    let restored = tmp.path().join("from-restore-command");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"kanidm\"\ntype = \"command\"\nextension = \"json\"\ncommand = [\"sh\", \"-c\", \"printf '{{\\\"ok\\\":1}}'\"]\nrestore_command = [\"sh\", \"-c\", \"cat > {}\"]\n",
+        restored.display()
+    ));
+    world.backup();
+    world.ok(&["restore", "--job", "app"]);
+    assert_eq!(
+        std::fs::read_to_string(&restored).expect("restored"),
+        "{\"ok\":1}"
+    );
+}
+
+#[test]
+fn mariadb_round_trip_keeps_every_row() {
+    require_tool("mariadb-dump");
+    let m = Mariadb::start();
+    m.root_sql(
+        "CREATE DATABASE app CHARACTER SET utf8mb4; USE app;
+         CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100), data BLOB) ENGINE=InnoDB;
+         INSERT INTO t (name, data) VALUES ('grüße ✓', UNHEX(REPEAT('00FF7F', 500))), ('plain', NULL);
+         INSERT INTO t (name, data) SELECT CONCAT('row', a.id, b.id), RANDOM_BYTES(64) FROM t a, t b;
+         INSERT INTO t (name, data) SELECT name, data FROM t;
+         CREATE DATABASE app_restored;",
+    )
+    .expect("setup");
+    let sum = |db: &str| {
+        m.root_sql(&format!("CHECKSUM TABLE {db}.t EXTENDED"))
+            .expect("checksum")
+    };
+    let rows = m.root_sql("SELECT COUNT(*) FROM app.t").expect("count");
+    let world = World::new("");
+    std::fs::write(world.path("my-password"), &m.password).expect("write");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"mysql\"\nurl = \"{}\"\npassword_file = \"{}\"\nversion_query = \"SELECT 7\"\n",
+        m.url("app"),
+        world.path("my-password").display()
+    ));
+    world.backup();
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--db-url",
+        &m.url("app_restored"),
+    ]);
+    assert_eq!(
+        m.root_sql("SELECT COUNT(*) FROM app_restored.t")
+            .expect("count"),
+        rows
+    );
+    let (a, b) = (sum("app"), sum("app_restored"));
+    assert_eq!(
+        a.split_whitespace().last(),
+        b.split_whitespace().last(),
+        "checksums differ: {a} / {b}"
+    );
+    let max_before: u64 = m
+        .root_sql("SELECT MAX(id) FROM app.t")
+        .expect("max")
+        .parse()
+        .expect("n");
+    m.root_sql("INSERT INTO app_restored.t (name) VALUES ('after')")
+        .expect("insert after restore");
+    let max_after: u64 = m
+        .root_sql("SELECT MAX(id) FROM app_restored.t")
+        .expect("max")
+        .parse()
+        .expect("n");
+    assert!(max_after > max_before);
+}
+
+#[test]
+fn sqlite_copy_under_writes_restores_in_place_and_runs_hooks() {
+    require_tool("sqlite3");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("app.sqlite");
+    sh(&format!(
+        "sqlite3 '{}' 'PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE meta (k TEXT, v TEXT); INSERT INTO meta VALUES (\"schema\", \"3\");'",
+        db.display()
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, db) = (stop.clone(), db.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let out = std::process::Command::new("sqlite3")
+                    .arg(&db)
+                    .arg(".timeout 5000")
+                    .arg(format!(
+                        "INSERT INTO t (v) VALUES (hex(randomblob(200))); -- {n}"
+                    ))
+                    .output()
+                    .expect("sqlite3");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = tmp.path().join("hooks.log");
+    let world = World::new("");
+    world.write_config(&format!(
+        "after_restore = [\"sh -c 'echo first >> {log}'\", \"sh -c 'echo second >> {log}'\"]\n\
+         [[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\nversion_query = \"SELECT v FROM meta WHERE k = 'schema'\"\n",
+        db.display(),
+        log = log.display()
+    ));
+    let count = |p: &std::path::Path| -> u64 {
+        String::from_utf8_lossy(
+            &sh(&format!(
+                "sqlite3 '{}' '.timeout 5000' 'SELECT count(*) FROM t'",
+                p.display()
+            ))
+            .stdout,
+        )
+        .trim()
+        .parse()
+        .expect("count")
+    };
+    let low = count(&db);
+    world.backup();
+    let high = count(&db);
+    stop.store(true, Ordering::Relaxed);
+    let inserts = writer.join().expect("writer");
+    assert!(inserts > 0);
+
+    // A copy first: consistent, and between the counts before and after the backup.
+    let out_dir = tmp.path().join("copy");
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        out_dir.to_str().expect("utf8"),
+    ]);
+    let copy = out_dir.join("db.sqlite");
+    let ok = sh(&format!(
+        "sqlite3 '{}' 'PRAGMA integrity_check'",
+        copy.display()
+    ));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ok");
+    let n = count(&copy);
+    assert!(low <= n && n <= high, "{low} <= {n} <= {high}");
+    assert!(!log.exists(), "hooks ran for a restore with --to");
+
+    // In place: refused without --force, then replaced atomically, then the hooks, in order.
+    let refused = world.run(&["restore", "--job", "app"]);
+    assert_eq!(refused.status.code(), Some(2));
+    world.ok(&["restore", "--job", "app", "--force"]);
+    assert_eq!(count(&db), n);
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("hook log"),
+        "first\nsecond\n"
+    );
+
+    // A failing hook fails the restore.
+    world.write_config(&format!(
+        "after_restore = [\"false\"]\n[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n",
+        db.display()
+    ));
+    let out = world.run(&["restore", "--job", "app", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("after_restore hook `false` failed"));
+}
+
+#[test]
+fn redis_keys_round_trip_through_the_rdb() {
+    let r = Redis::start(None);
+    for i in 0..500 {
+        r.cli(&["SET", &format!("key:{i}"), &format!("value {i} ✓")])
+            .expect("set");
+    }
+    r.cli(&["HSET", "h", "a", "1", "b", "2"]).expect("hset");
+    let world = World::new("");
+    std::fs::write(world.path("redis-password"), &r.password).expect("write");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"cache\"\ntype = \"redis\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        r.url(),
+        world.path("redis-password").display()
+    ));
+    world.backup();
+    let dest = world.path("r");
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        dest.to_str().expect("utf8"),
+    ]);
+    let restored = Redis::start(Some(&dest.join("cache.rdb")));
+    assert_eq!(restored.cli(&["DBSIZE"]).expect("dbsize"), "501");
+    assert_eq!(
+        restored.cli(&["GET", "key:123"]).expect("get"),
+        "value 123 ✓"
+    );
+    assert_eq!(restored.cli(&["HGET", "h", "b"]).expect("hget"), "2");
+}
+
+#[test]
+fn check_finds_a_deleted_a_truncated_and_an_orphan_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir_all(storage.join("a")).expect("mkdir");
+    let db = tmp.path().join("app.sqlite");
+    let mut sql = String::from("CREATE TABLE file (path TEXT, size INTEGER);");
+    for i in 0..20 {
+        let rel = format!("a/f{i}.bin");
+        std::fs::write(storage.join(&rel), noise(100 + i, i as u64)).expect("write");
+        sql.push_str(&format!("INSERT INTO file VALUES ('{rel}', {});", 100 + i));
+    }
+    sh(&format!("sqlite3 '{}' \"{sql}\"", db.display()));
+    let world = World::new("");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n{}[jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM file\"\n",
+        db.display(),
+        dir_source("storage", &storage, "")
+    ));
+    world.ok(&["check", "--job", "app", "--db-only"]);
+    world.backup();
+    std::fs::remove_file(storage.join("a/f3.bin")).expect("delete");
+    std::fs::write(storage.join("a/f7.bin"), b"short").expect("truncate");
+    std::fs::write(storage.join("a/stray.bin"), b"nobody knows me").expect("orphan");
+    let out = world.expect(&["check", "--job", "app", "--json"], 3);
+    let v = json(&out);
+    let c = &v["db_check"];
+    assert_eq!(c["missing"], serde_json::json!(["a/f3.bin"]), "{c}");
+    assert_eq!(c["size"].as_array().map(Vec::len), Some(1), "{c}");
+    assert!(
+        c["size"][0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("a/f7.bin")),
+        "{c}"
+    );
+    assert_eq!(c["orphans"], serde_json::json!(["a/stray.bin"]), "{c}");
+    // The snapshot comparison sees the same three changes.
+    let tree = &v["sources"][0];
+    assert_eq!(tree["missing"], serde_json::json!(["a/f3.bin"]), "{tree}");
+    assert_eq!(tree["extra"], serde_json::json!(["a/stray.bin"]), "{tree}");
+    let human = world.expect(&["check", "--job", "app", "--db-only"], 3);
+    assert!(
+        human.contains("missing: a/f3.bin") && human.contains("orphan: a/stray.bin"),
+        "{human}"
+    );
+}

@@ -1,0 +1,70 @@
+//! The command source: any program whose standard output is the backup
+//! (`kanidmd database backup`-style), restored by a program reading it on stdin.
+
+use crate::child::{feed_stdin, stream_stdout};
+use crate::source::{Progress, Source, SourceError, SourceOutcome};
+use coffer_config::CommandSource as Config;
+use std::io::{Read, Write};
+use std::process::Command;
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub struct CommandSource {
+    name: String,
+    cfg: Config,
+}
+
+impl CommandSource {
+    pub fn new(name: String, cfg: Config) -> Self {
+        CommandSource { name, cfg }
+    }
+}
+
+fn command(argv: &[String]) -> Command {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+impl Source for CommandSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+    fn extension(&self) -> &str {
+        &self.cfg.extension
+    }
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        Ok(None)
+    }
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let bytes = stream_stdout(&self.name, &mut command(&self.cfg.command), out, progress)?;
+        let mut outcome = SourceOutcome {
+            bytes_read: bytes,
+            ..SourceOutcome::default()
+        };
+        outcome
+            .facts
+            .insert("command".into(), self.cfg.command.join(" "));
+        Ok(outcome)
+    }
+}
+
+/// Feeds the backup to `restore_command`.
+pub fn restore(name: &str, cfg: &Config, input: &mut dyn Read) -> Result<String, SourceError> {
+    let argv = cfg
+        .restore_command
+        .as_ref()
+        .ok_or_else(|| SourceError::Invalid {
+            name: name.to_string(),
+            message: "no restore_command configured; restore with --to DIR to get the raw backup"
+                .into(),
+        })?;
+    feed_stdin(name, &mut command(argv), input)
+}

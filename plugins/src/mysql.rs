@@ -1,0 +1,194 @@
+//! The MySQL / MariaDB source: `mysqldump --single-transaction` (or `mariadb-dump`),
+//! which reads every InnoDB table from one consistent snapshot taken as it starts;
+//! that start is recorded as the source's instant. Credentials go to the client in
+//! a private option file (`--defaults-extra-file`, mode 0600), never in arguments.
+
+use crate::child::{feed_stdin, stream_stdout};
+use crate::dbquery::{Target, connect, describe};
+use crate::postgres::version_fact;
+use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+use coffer_config::{DatabaseSource as Config, Secret};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub struct MysqlSource {
+    name: String,
+    cfg: Config,
+    ctx: SourceContext,
+    facts: BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+impl MysqlSource {
+    pub fn new(name: String, cfg: Config, ctx: SourceContext) -> Self {
+        MysqlSource {
+            name,
+            cfg,
+            ctx,
+            facts: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The first of `names` found on PATH (MariaDB renamed its tools).
+fn first_on_path(names: &[&'static str]) -> &'static str {
+    for n in names {
+        if std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
+        {
+            return n;
+        }
+    }
+    names[names.len() - 1]
+}
+
+/// A private client option file with host, port, user and password.
+pub fn option_file(
+    name: &str,
+    url: &str,
+    password: Option<&Secret>,
+    dir: &std::path::Path,
+) -> Result<(tempfile::NamedTempFile, String), SourceError> {
+    let bad = |m: String| SourceError::Invalid {
+        name: name.to_string(),
+        message: m,
+    };
+    let u = url::Url::parse(url).map_err(|e| bad(format!("bad url: {e}")))?;
+    let db = u.path().trim_start_matches('/').to_string();
+    if db.is_empty() {
+        return Err(bad(format!(
+            "{url}: the URL must name the database (mysql://user@host:3306/DBNAME)"
+        )));
+    }
+    let mut text = String::from("[client]\n");
+    text.push_str(&format!("host={}\n", u.host_str().unwrap_or("localhost")));
+    text.push_str(&format!("port={}\n", u.port().unwrap_or(3306)));
+    if !u.username().is_empty() {
+        text.push_str(&format!("user={}\n", percent_decode(u.username())));
+    }
+    if let Some(p) = password {
+        // Quoted so that '#' and spaces survive; backslash and quote escaped.
+        let escaped = p.expose().replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!("password=\"{escaped}\"\n"));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    // NamedTempFile is created with mode 0600.
+    let mut f = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+        bad(format!(
+            "cannot create a private file in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.flush())
+        .map_err(|e| bad(format!("cannot write the client option file: {e}")))?;
+    Ok((f, db))
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+impl Source for MysqlSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+    fn extension(&self) -> &str {
+        "sql"
+    }
+
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        // Facts first: connecting early also fails fast on a wrong password.
+        let target = Target::Mysql {
+            url: &self.cfg.url,
+            password: self.cfg.password.as_ref(),
+        };
+        let mut facts = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let r = self.ctx.rt.block_on(async {
+            let mut db = connect(&target).await?;
+            if let Some(v) = db.scalar("SELECT VERSION()").await? {
+                facts.insert("server_version".to_string(), v);
+            }
+            if let Some(q) = &self.cfg.version_query {
+                version_fact(&mut db, q, &mut facts, &mut warnings).await?;
+            }
+            db.close().await;
+            Ok::<_, sqlx::Error>(())
+        });
+        r.map_err(|e| {
+            let (msg, retryable) = describe(&e);
+            SourceError::Database {
+                name: self.name.clone(),
+                message: format!("{}: {msg}", self.cfg.url),
+                retryable,
+            }
+        })?;
+        self.facts = facts;
+        self.warnings = warnings;
+        Ok(None)
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let (opts, db) = option_file(
+            &self.name,
+            &self.cfg.url,
+            self.cfg.password.as_ref(),
+            &self.ctx.tmp_dir,
+        )?;
+        let program = first_on_path(&["mariadb-dump", "mysqldump"]);
+        let mut cmd = Command::new(program);
+        cmd.arg(format!("--defaults-extra-file={}", opts.path().display()))
+            .args([
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--quick",
+                "--hex-blob",
+            ])
+            .arg("--default-character-set=utf8mb4")
+            .arg(&db);
+        let instant = OffsetDateTime::now_utc();
+        let bytes = stream_stdout(&self.name, &mut cmd, out, progress)?;
+        drop(opts);
+        let mut facts = std::mem::take(&mut self.facts);
+        facts.insert("dump_tool".into(), program.into());
+        Ok(SourceOutcome {
+            bytes_read: bytes,
+            instant: Some(instant),
+            facts,
+            warnings: std::mem::take(&mut self.warnings),
+            ..SourceOutcome::default()
+        })
+    }
+}
+
+/// Feeds an SQL dump to the `mariadb`/`mysql` client.
+pub fn restore(
+    name: &str,
+    url: &str,
+    password: Option<&Secret>,
+    tmp_dir: &std::path::Path,
+    input: &mut dyn Read,
+) -> Result<String, SourceError> {
+    let (opts, db) = option_file(name, url, password, tmp_dir)?;
+    let mut cmd = Command::new(first_on_path(&["mariadb", "mysql"]));
+    cmd.arg(format!("--defaults-extra-file={}", opts.path().display()))
+        .arg(&db);
+    feed_stdin(name, &mut cmd, input)
+}

@@ -1,0 +1,193 @@
+//! The Redis source: `BGSAVE`, wait until that save has finished and succeeded,
+//! then ship the RDB it wrote. The file is opened right after the save, so a later
+//! save (which renames a new file into place) cannot change what is read.
+
+use crate::source::{Progress, Source, SourceError, SourceOutcome};
+use coffer_config::RedisSource as Config;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub struct RedisSource {
+    name: String,
+    cfg: Config,
+    rdb: Option<(std::fs::File, PathBuf)>,
+    facts: BTreeMap<String, String>,
+}
+
+/// How long a BGSAVE may take before the run gives up.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl RedisSource {
+    pub fn new(name: String, cfg: Config) -> Self {
+        RedisSource {
+            name,
+            cfg,
+            rdb: None,
+            facts: BTreeMap::new(),
+        }
+    }
+
+    fn err(&self, message: String, retryable: bool) -> SourceError {
+        SourceError::Database {
+            name: self.name.clone(),
+            message,
+            retryable,
+        }
+    }
+}
+
+/// Connects with the password kept out of the URL the operator sees.
+pub fn connect(
+    url: &str,
+    password: Option<&coffer_config::Secret>,
+) -> Result<redis::Connection, String> {
+    let mut info: redis::ConnectionInfo =
+        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| e.to_string())?;
+    if let Some(p) = password {
+        let settings = info.redis_settings().clone().set_password(p.expose());
+        info = info.set_redis_settings(settings);
+    }
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    client
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .map_err(|e| e.to_string())
+}
+
+fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+}
+
+impl Source for RedisSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+    fn extension(&self) -> &str {
+        "rdb"
+    }
+
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        let url = self.cfg.url.clone();
+        let mut con = connect(&url, self.cfg.password.as_ref())
+            .map_err(|e| self.err(format!("cannot connect to {url}: {e}"), true))?;
+        let q = |con: &mut redis::Connection, args: &[&str]| -> Result<redis::Value, String> {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            c.query(con).map_err(|e| e.to_string())
+        };
+        let text = |v: redis::Value| -> String {
+            redis::from_redis_value::<String>(v).unwrap_or_default()
+        };
+        let started = Instant::now();
+        // A save already running would make ours fail: wait for it first.
+        let instant = loop {
+            let info = text(q(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
+            if info_field(&info, "rdb_bgsave_in_progress").as_deref() != Some("1") {
+                match q(&mut con, &["BGSAVE"]) {
+                    Ok(_) => break OffsetDateTime::now_utc(),
+                    Err(e) if e.contains("already in progress") => {}
+                    Err(e) => return Err(self.err(format!("BGSAVE failed: {e}"), true)),
+                }
+            }
+            if started.elapsed() > SAVE_TIMEOUT {
+                return Err(self.err(
+                    "a running BGSAVE did not finish within an hour".into(),
+                    true,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let info = text(q(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
+            if info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("0") {
+                if info_field(&info, "rdb_last_bgsave_status").as_deref() != Some("ok") {
+                    return Err(self.err(
+                        "BGSAVE failed (rdb_last_bgsave_status is not ok; see the Redis log)"
+                            .into(),
+                        true,
+                    ));
+                }
+                break;
+            }
+            if started.elapsed() > SAVE_TIMEOUT {
+                return Err(self.err("BGSAVE did not finish within an hour".into(), true));
+            }
+        }
+        let path = match &self.cfg.rdb_path {
+            Some(p) => p.clone(),
+            None => {
+                let get = |con: &mut redis::Connection, key: &str| -> Result<String, String> {
+                    let v: Vec<String> = redis::from_redis_value(q(con, &["CONFIG", "GET", key])?)
+                        .map_err(|e| e.to_string())?;
+                    v.get(1)
+                        .cloned()
+                        .ok_or_else(|| format!("CONFIG GET {key} returned nothing"))
+                };
+                let dir = get(&mut con, "dir")
+                    .map_err(|e| self.err(format!("{e}; set rdb_path"), false))?;
+                let file = get(&mut con, "dbfilename")
+                    .map_err(|e| self.err(format!("{e}; set rdb_path"), false))?;
+                PathBuf::from(dir).join(file)
+            }
+        };
+        let info = text(q(&mut con, &["INFO", "server"]).map_err(|e| self.err(e, true))?);
+        if let Some(v) = info_field(&info, "redis_version") {
+            self.facts.insert("server_version".into(), v);
+        }
+        self.facts
+            .insert("rdb_path".into(), path.display().to_string());
+        let file = std::fs::File::open(&path).map_err(|err| SourceError::Io {
+            name: self.name.clone(),
+            path: path.clone(),
+            err,
+        })?;
+        self.rdb = Some((file, path));
+        Ok(Some(instant))
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let (mut f, path) = self.rdb.take().ok_or_else(|| SourceError::Invalid {
+            name: self.name.clone(),
+            message: "stream before freeze".into(),
+        })?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|err| SourceError::Io {
+                name: self.name.clone(),
+                path: path.clone(),
+                err,
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|err| SourceError::Output {
+                    name: self.name.clone(),
+                    err,
+                })?;
+            total += n as u64;
+            progress.add(n as u64, 0);
+        }
+        Ok(SourceOutcome {
+            bytes_read: total,
+            facts: std::mem::take(&mut self.facts),
+            ..SourceOutcome::default()
+        })
+    }
+}

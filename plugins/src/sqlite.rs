@@ -1,0 +1,177 @@
+//! The SQLite source: an online, consistent copy made with `VACUUM INTO` while the
+//! application keeps writing (never a raw copy of a live file, which can catch a
+//! half-applied transaction), streamed from a private scratch file.
+
+use crate::dbquery::{Target, connect, describe};
+use crate::postgres::version_fact;
+use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+use coffer_config::SqliteSource as Config;
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub struct SqliteSource {
+    name: String,
+    cfg: Config,
+    ctx: SourceContext,
+    copy: Option<tempfile::TempDir>,
+    facts: BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+impl SqliteSource {
+    pub fn new(name: String, cfg: Config, ctx: SourceContext) -> Self {
+        SqliteSource {
+            name,
+            cfg,
+            ctx,
+            copy: None,
+            facts: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn err(&self, what: &str, e: &sqlx::Error) -> SourceError {
+        let (msg, retryable) = describe(e);
+        SourceError::Database {
+            name: self.name.clone(),
+            message: format!("{what} {}: {msg}", self.cfg.path.display()),
+            retryable,
+        }
+    }
+}
+
+const COPY_NAME: &str = "copy.sqlite";
+
+impl Source for SqliteSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+    fn extension(&self) -> &str {
+        "sqlite"
+    }
+
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        if !self.cfg.path.is_file() {
+            return Err(SourceError::Invalid {
+                name: self.name.clone(),
+                message: format!("{} is not a file", self.cfg.path.display()),
+            });
+        }
+        std::fs::create_dir_all(&self.ctx.tmp_dir).map_err(|err| SourceError::Io {
+            name: self.name.clone(),
+            path: self.ctx.tmp_dir.clone(),
+            err,
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("sqlite-")
+            .tempdir_in(&self.ctx.tmp_dir)
+            .map_err(|err| SourceError::Io {
+                name: self.name.clone(),
+                path: self.ctx.tmp_dir.clone(),
+                err,
+            })?;
+        let copy = dir.path().join(COPY_NAME);
+        let escaped = copy.to_string_lossy().replace('\'', "''");
+        let source = Target::Sqlite {
+            path: &self.cfg.path,
+        };
+        let instant = OffsetDateTime::now_utc();
+        self.ctx
+            .rt
+            .block_on(async {
+                let mut db = connect(&source).await?;
+                // One read transaction: the copy is the database as of its start.
+                db.execute(&format!("VACUUM INTO '{escaped}'")).await?;
+                db.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(|e| self.err("cannot copy", &e))?;
+        let mut facts = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let copied = Target::Sqlite { path: &copy };
+        self.ctx
+            .rt
+            .block_on(async {
+                let mut db = connect(&copied).await?;
+                if let Some(v) = db.scalar("SELECT sqlite_version()").await? {
+                    facts.insert("sqlite_version".to_string(), v);
+                }
+                if let Some(q) = &self.cfg.version_query {
+                    version_fact(&mut db, q, &mut facts, &mut warnings).await?;
+                }
+                db.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(|e| self.err("cannot read the copy of", &e))?;
+        self.facts = facts;
+        self.warnings = warnings;
+        self.copy = Some(dir);
+        Ok(Some(instant))
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let dir = self.copy.take().ok_or_else(|| SourceError::Invalid {
+            name: self.name.clone(),
+            message: "stream before freeze".into(),
+        })?;
+        let path = dir.path().join(COPY_NAME);
+        let io = |err| SourceError::Io {
+            name: self.name.clone(),
+            path: path.clone(),
+            err,
+        };
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|err| SourceError::Output {
+                    name: self.name.clone(),
+                    err,
+                })?;
+            total += n as u64;
+            progress.add(n as u64, 0);
+        }
+        Ok(SourceOutcome {
+            bytes_read: total,
+            facts: std::mem::take(&mut self.facts),
+            warnings: std::mem::take(&mut self.warnings),
+            ..SourceOutcome::default()
+        })
+    }
+}
+
+/// `PRAGMA integrity_check` on a restored copy before it replaces anything.
+pub fn integrity_check(rt: &tokio::runtime::Handle, path: &Path) -> Result<(), String> {
+    let result = rt.block_on(async {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(rows)
+    });
+    match result {
+        Ok(rows) if rows == ["ok"] => Ok(()),
+        Ok(rows) => Err(format!("integrity_check: {}", rows.join("; "))),
+        Err(e) => Err(e.to_string()),
+    }
+}
