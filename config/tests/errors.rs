@@ -106,3 +106,28 @@ fn several_problems_are_reported_together() {
     assert!(e.contains("level 42 is out of range"), "{e}");
     assert!(e.contains("\"rw\" is not an octal mode"), "{e}");
 }
+
+#[test]
+fn a_password_in_the_url_is_taken_out_of_it() {
+    let text = base("").replace(
+        "[[jobs.kadi.sources]]",
+        "[[jobs.kadi.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"postgres://kadi:p%40ss@db:5432/kadi\"\n\n[[jobs.kadi.sources]]",
+    );
+    let c = load_str(&text, Path::new("t.toml"), Path::new("/")).expect("valid");
+    match &c.jobs["kadi"].sources[0].kind {
+        coffer_config::SourceKind::Postgres(d) => {
+            assert_eq!(d.url, "postgres://kadi@db:5432/kadi");
+            assert_eq!(d.password.as_ref().map(|p| p.expose()), Some("p@ss"));
+            assert!(!format!("{d:?}").contains("p@ss"), "Debug shows the password");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keys_of_another_source_type_and_bad_checks_are_named() {
+    let e = errors(&base("url = \"postgres://x@y/z\"\n[jobs.kadi.check]\nsource = \"storage\"\nfiles = \"nope\"\nquery = \"SELECT 1\"\n"));
+    assert!(e.contains("jobs.kadi.sources[0].url: `url` does not apply to a directory source"), "{e}");
+    assert!(e.contains("jobs.kadi.check.source"), "{e}");
+    assert!(e.contains("jobs.kadi.check.files"), "{e}");
+}

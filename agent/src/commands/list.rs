@@ -66,10 +66,16 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         "snapshot", "job", "target", "data", "stored", "skew"
     );
     for (t, m) in &found {
-        let sources: Vec<&str> = m
+        let sources: Vec<String> = m
             .objects
             .iter()
-            .filter_map(|o| o.source.as_deref())
+            .filter_map(|o| {
+                let name = o.source.as_deref()?;
+                Some(match o.facts.get("schema_version") {
+                    Some(v) => format!("{name}(schema {v})"),
+                    None => name.to_string(),
+                })
+            })
             .collect();
         println!(
             "{:<22} {:<12} {:<10} {:>10} {:>10} {:>7.3}s  {}",
