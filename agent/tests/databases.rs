@@ -471,3 +471,42 @@ fn check_finds_a_deleted_a_truncated_and_an_orphan_file() {
         "{human}"
     );
 }
+
+#[test]
+fn a_database_server_killed_during_the_dump_fails_the_run() {
+    let mut pg = Postgres::start();
+    // Enough data that pg_dump is still streaming when the server dies.
+    pg.psql(
+        "postgres",
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS pad FROM generate_series(1, 3000000) g",
+    );
+    let world = World::new("");
+    world.write_config(&pg_source(&world, &pg, "postgres", ""));
+    let mut child = std::process::Command::new(coffer_bin())
+        .arg("--config")
+        .arg(&world.config)
+        .args(["backup", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn backup");
+    let job_dir = world.target().join("app");
+    let start = std::time::Instant::now();
+    while std::fs::read_dir(&job_dir).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(start.elapsed().as_secs() < 60, "the dump never started");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the backup finished before the server could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    pg.kill();
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pg_dump failed"), "{err}");
+    assert!(
+        world.snapshots().is_empty(),
+        "a dump cut short was committed"
+    );
+}

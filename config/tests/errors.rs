@@ -118,7 +118,10 @@ fn a_password_in_the_url_is_taken_out_of_it() {
         coffer_config::SourceKind::Postgres(d) => {
             assert_eq!(d.url, "postgres://kadi@db:5432/kadi");
             assert_eq!(d.password.as_ref().map(|p| p.expose()), Some("p@ss"));
-            assert!(!format!("{d:?}").contains("p@ss"), "Debug shows the password");
+            assert!(
+                !format!("{d:?}").contains("p@ss"),
+                "Debug shows the password"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -126,8 +129,13 @@ fn a_password_in_the_url_is_taken_out_of_it() {
 
 #[test]
 fn keys_of_another_source_type_and_bad_checks_are_named() {
-    let e = errors(&base("url = \"postgres://x@y/z\"\n[jobs.kadi.check]\nsource = \"storage\"\nfiles = \"nope\"\nquery = \"SELECT 1\"\n"));
-    assert!(e.contains("jobs.kadi.sources[0].url: `url` does not apply to a directory source"), "{e}");
+    let e = errors(&base(
+        "url = \"postgres://x@y/z\"\n[jobs.kadi.check]\nsource = \"storage\"\nfiles = \"nope\"\nquery = \"SELECT 1\"\n",
+    ));
+    assert!(
+        e.contains("jobs.kadi.sources[0].url: `url` does not apply to a directory source"),
+        "{e}"
+    );
     assert!(e.contains("jobs.kadi.check.source"), "{e}");
     assert!(e.contains("jobs.kadi.check.files"), "{e}");
 }

@@ -4,7 +4,9 @@ use coffer_config::{SourceKind, load_str};
 use std::path::Path;
 
 fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -21,20 +23,33 @@ fn quickstart_and_reference_examples_validate() {
 fn kadi_example_validates_once_its_secret_files_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recipients = dir.path().join("recipients.txt");
-    std::fs::write(&recipients, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n").expect("write");
+    std::fs::write(
+        &recipients,
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
+    )
+    .expect("write");
     let password = dir.path().join("pw");
     std::fs::write(&password, "s3cret\n").expect("write");
     let text = example("kadi.toml")
-        .replace("/etc/coffer/recipients.txt", &recipients.display().to_string())
-        .replace("/etc/coffer/kadi-db-password", &password.display().to_string());
-    let cfg = load_str(&text, Path::new("kadi.toml"), Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+        .replace(
+            "/etc/coffer/recipients.txt",
+            &recipients.display().to_string(),
+        )
+        .replace(
+            "/etc/coffer/kadi-db-password",
+            &password.display().to_string(),
+        );
+    let cfg =
+        load_str(&text, Path::new("kadi.toml"), Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
     let job = &cfg.jobs["kadi"];
     let kinds: Vec<&str> = job.sources.iter().map(|s| s.kind.type_name()).collect();
     assert_eq!(kinds, ["postgres", "directory", "directory", "redis"]);
     assert_eq!(job.after_restore.len(), 2);
     assert!(job.check.is_some());
     match &job.sources[0].kind {
-        SourceKind::Postgres(d) => assert_eq!(d.password.as_ref().map(|s| s.expose()), Some("s3cret")),
+        SourceKind::Postgres(d) => {
+            assert_eq!(d.password.as_ref().map(|s| s.expose()), Some("s3cret"))
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -102,8 +102,20 @@ impl Source for PostgresSource {
         let rt = self.ctx.rt.clone();
         let mut facts = BTreeMap::new();
         let mut warnings = Vec::new();
+        // Everything slow happens before the snapshot is exported: the other sources
+        // wait at the barrier until this returns, so the work after the export is skew.
+        if let Some(v) = tool_version("pg_dump") {
+            facts.insert("pg_dump_version".into(), v);
+        }
         let result = rt.block_on(async {
             let mut db = connect(&target).await.map_err(|e| ("cannot connect", e))?;
+            if let Some(v) = db
+                .scalar("SHOW server_version")
+                .await
+                .map_err(|e| ("SHOW server_version", e))?
+            {
+                facts.insert("server_version".into(), v);
+            }
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
                 .map_err(|e| ("cannot open the snapshot transaction", e))?;
@@ -113,13 +125,6 @@ impl Source for PostgresSource {
                 .map_err(|e| ("cannot export a snapshot", e))?
                 .unwrap_or_default();
             let instant = OffsetDateTime::now_utc();
-            if let Some(v) = db
-                .scalar("SHOW server_version")
-                .await
-                .map_err(|e| ("SHOW server_version", e))?
-            {
-                facts.insert("server_version".into(), v);
-            }
             if let Some(q) = &self.cfg.version_query {
                 // Inside the snapshot: the version of exactly the data dumped.
                 version_fact(&mut db, q, &mut facts, &mut warnings)
@@ -129,9 +134,6 @@ impl Source for PostgresSource {
             Ok::<_, (&str, sqlx::Error)>((db, snapshot, instant))
         });
         let (db, snapshot, instant) = result.map_err(|(what, e)| self.db_err(what, &e))?;
-        if let Some(v) = tool_version("pg_dump") {
-            facts.insert("pg_dump_version".into(), v);
-        }
         self.facts = facts;
         self.warnings = warnings;
         self.held = Some((db, snapshot));
@@ -148,7 +150,9 @@ impl Source for PostgresSource {
             message: "stream before freeze".into(),
         })?;
         let mut cmd = Command::new("pg_dump");
+        // zstd compresses the stream better and faster than pg_dump's zlib would.
         cmd.arg("--format=custom")
+            .arg("--compress=0")
             .arg(format!("--snapshot={snapshot}"))
             .arg("--no-password")
             .arg(format!("--dbname={}", self.cfg.url));

@@ -10,12 +10,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-#[derive(Debug)]
 pub struct RedisSource {
     name: String,
     cfg: Config,
-    rdb: Option<(std::fs::File, PathBuf)>,
+    /// The connection that started the save, kept to wait for it when streaming.
+    con: Option<(redis::Connection, Instant)>,
     facts: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RedisSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSource")
+            .field("name", &self.name)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a BGSAVE may take before the run gives up.
@@ -26,7 +35,7 @@ impl RedisSource {
         RedisSource {
             name,
             cfg,
-            rdb: None,
+            con: None,
             facts: BTreeMap::new(),
         }
     }
@@ -74,26 +83,18 @@ impl Source for RedisSource {
         "rdb"
     }
 
+    /// Starts the save: the RDB is the data as of the fork, which is the instant.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         let url = self.cfg.url.clone();
         let mut con = connect(&url, self.cfg.password.as_ref())
             .map_err(|e| self.err(format!("cannot connect to {url}: {e}"), true))?;
-        let q = |con: &mut redis::Connection, args: &[&str]| -> Result<redis::Value, String> {
-            let mut c = redis::cmd(args[0]);
-            for a in &args[1..] {
-                c.arg(*a);
-            }
-            c.query(con).map_err(|e| e.to_string())
-        };
-        let text = |v: redis::Value| -> String {
-            redis::from_redis_value::<String>(v).unwrap_or_default()
-        };
         let started = Instant::now();
         // A save already running would make ours fail: wait for it first.
         let instant = loop {
-            let info = text(q(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
+            let info =
+                text(query(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
             if info_field(&info, "rdb_bgsave_in_progress").as_deref() != Some("1") {
-                match q(&mut con, &["BGSAVE"]) {
+                match query(&mut con, &["BGSAVE"]) {
                     Ok(_) => break OffsetDateTime::now_utc(),
                     Err(e) if e.contains("already in progress") => {}
                     Err(e) => return Err(self.err(format!("BGSAVE failed: {e}"), true)),
@@ -107,9 +108,25 @@ impl Source for RedisSource {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
+        self.con = Some((con, started));
+        Ok(Some(instant))
+    }
+
+    /// Waits for the save (in parallel with the other sources), then ships the file
+    /// it wrote, opened at once so that a later save cannot change it.
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let (mut con, started) = self.con.take().ok_or_else(|| SourceError::Invalid {
+            name: self.name.clone(),
+            message: "stream before freeze".into(),
+        })?;
         loop {
             std::thread::sleep(Duration::from_millis(20));
-            let info = text(q(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
+            let info =
+                text(query(&mut con, &["INFO", "persistence"]).map_err(|e| self.err(e, true))?);
             if info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("0") {
                 if info_field(&info, "rdb_last_bgsave_status").as_deref() != Some("ok") {
                     return Err(self.err(
@@ -127,52 +144,29 @@ impl Source for RedisSource {
         let path = match &self.cfg.rdb_path {
             Some(p) => p.clone(),
             None => {
-                let get = |con: &mut redis::Connection, key: &str| -> Result<String, String> {
-                    let v: Vec<String> = redis::from_redis_value(q(con, &["CONFIG", "GET", key])?)
-                        .map_err(|e| e.to_string())?;
-                    v.get(1)
-                        .cloned()
-                        .ok_or_else(|| format!("CONFIG GET {key} returned nothing"))
-                };
-                let dir = get(&mut con, "dir")
+                let dir = config_get(&mut con, "dir")
                     .map_err(|e| self.err(format!("{e}; set rdb_path"), false))?;
-                let file = get(&mut con, "dbfilename")
+                let file = config_get(&mut con, "dbfilename")
                     .map_err(|e| self.err(format!("{e}; set rdb_path"), false))?;
                 PathBuf::from(dir).join(file)
             }
         };
-        let info = text(q(&mut con, &["INFO", "server"]).map_err(|e| self.err(e, true))?);
+        let mut facts = std::mem::take(&mut self.facts);
+        let info = text(query(&mut con, &["INFO", "server"]).map_err(|e| self.err(e, true))?);
         if let Some(v) = info_field(&info, "redis_version") {
-            self.facts.insert("server_version".into(), v);
+            facts.insert("server_version".into(), v);
         }
-        self.facts
-            .insert("rdb_path".into(), path.display().to_string());
-        let file = std::fs::File::open(&path).map_err(|err| SourceError::Io {
+        facts.insert("rdb_path".into(), path.display().to_string());
+        let io = |err| SourceError::Io {
             name: self.name.clone(),
             path: path.clone(),
             err,
-        })?;
-        self.rdb = Some((file, path));
-        Ok(Some(instant))
-    }
-
-    fn stream(
-        &mut self,
-        out: &mut dyn Write,
-        progress: &Progress,
-    ) -> Result<SourceOutcome, SourceError> {
-        let (mut f, path) = self.rdb.take().ok_or_else(|| SourceError::Invalid {
-            name: self.name.clone(),
-            message: "stream before freeze".into(),
-        })?;
+        };
+        let mut f = std::fs::File::open(&path).map_err(io)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {
-            let n = f.read(&mut buf).map_err(|err| SourceError::Io {
-                name: self.name.clone(),
-                path: path.clone(),
-                err,
-            })?;
+            let n = f.read(&mut buf).map_err(io)?;
             if n == 0 {
                 break;
             }
@@ -186,8 +180,28 @@ impl Source for RedisSource {
         }
         Ok(SourceOutcome {
             bytes_read: total,
-            facts: std::mem::take(&mut self.facts),
+            facts,
             ..SourceOutcome::default()
         })
     }
+}
+
+fn query(con: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con).map_err(|e| e.to_string())
+}
+
+fn text(v: redis::Value) -> String {
+    redis::from_redis_value::<String>(v).unwrap_or_default()
+}
+
+fn config_get(con: &mut redis::Connection, key: &str) -> Result<String, String> {
+    let v: Vec<String> =
+        redis::from_redis_value(query(con, &["CONFIG", "GET", key])?).map_err(|e| e.to_string())?;
+    v.get(1)
+        .cloned()
+        .ok_or_else(|| format!("CONFIG GET {key} returned nothing"))
 }

@@ -18,8 +18,6 @@ pub struct SqliteSource {
     cfg: Config,
     ctx: SourceContext,
     copy: Option<tempfile::TempDir>,
-    facts: BTreeMap<String, String>,
-    warnings: Vec<String>,
 }
 
 impl SqliteSource {
@@ -29,8 +27,6 @@ impl SqliteSource {
             cfg,
             ctx,
             copy: None,
-            facts: BTreeMap::new(),
-            warnings: Vec::new(),
         }
     }
 
@@ -57,6 +53,8 @@ impl Source for SqliteSource {
         "sqlite"
     }
 
+    /// Checks the file and prepares the scratch folder; the copy itself is made when
+    /// streaming starts (its instant), so that other sources do not wait for it.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         if !self.cfg.path.is_file() {
             return Err(SourceError::Invalid {
@@ -77,8 +75,21 @@ impl Source for SqliteSource {
                 path: self.ctx.tmp_dir.clone(),
                 err,
             })?;
-        let copy = dir.path().join(COPY_NAME);
-        let escaped = copy.to_string_lossy().replace('\'', "''");
+        self.copy = Some(dir);
+        Ok(None)
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let dir = self.copy.take().ok_or_else(|| SourceError::Invalid {
+            name: self.name.clone(),
+            message: "stream before freeze".into(),
+        })?;
+        let path = dir.path().join(COPY_NAME);
+        let escaped = path.to_string_lossy().replace('\'', "''");
         let source = Target::Sqlite {
             path: &self.cfg.path,
         };
@@ -95,7 +106,7 @@ impl Source for SqliteSource {
             .map_err(|e| self.err("cannot copy", &e))?;
         let mut facts = BTreeMap::new();
         let mut warnings = Vec::new();
-        let copied = Target::Sqlite { path: &copy };
+        let copied = Target::Sqlite { path: &path };
         self.ctx
             .rt
             .block_on(async {
@@ -110,22 +121,6 @@ impl Source for SqliteSource {
                 Ok::<_, sqlx::Error>(())
             })
             .map_err(|e| self.err("cannot read the copy of", &e))?;
-        self.facts = facts;
-        self.warnings = warnings;
-        self.copy = Some(dir);
-        Ok(Some(instant))
-    }
-
-    fn stream(
-        &mut self,
-        out: &mut dyn Write,
-        progress: &Progress,
-    ) -> Result<SourceOutcome, SourceError> {
-        let dir = self.copy.take().ok_or_else(|| SourceError::Invalid {
-            name: self.name.clone(),
-            message: "stream before freeze".into(),
-        })?;
-        let path = dir.path().join(COPY_NAME);
         let io = |err| SourceError::Io {
             name: self.name.clone(),
             path: path.clone(),
@@ -149,8 +144,9 @@ impl Source for SqliteSource {
         }
         Ok(SourceOutcome {
             bytes_read: total,
-            facts: std::mem::take(&mut self.facts),
-            warnings: std::mem::take(&mut self.warnings),
+            instant: Some(instant),
+            facts,
+            warnings,
             ..SourceOutcome::default()
         })
     }
