@@ -29,6 +29,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Compare a directory on disk with a snapshot's manifest (exit 3 when anything differs).
     Check(CheckArgs),
+    /// Forget snapshots by each job's retention, remove folders of runs that never committed.
+    Prune(PruneArgs),
     /// Create a new age identity (mode 0600) and print its public recipient.
     Keygen(KeygenArgs),
     /// Configuration commands.
@@ -156,6 +158,22 @@ pub struct CheckArgs {
     /// Private identity (default: [encryption] identity_file).
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this job (default: all).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod reader;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod snapshot_id;
 pub mod tree_check;
 pub mod units;

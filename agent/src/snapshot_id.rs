@@ -42,3 +42,24 @@ mod tests {
         assert!(!is_id("manifest.json.zst.age"));
     }
 }
+
+/// The UTC time an id was taken at (retention works from ids alone).
+pub fn time_of(id: &str) -> Option<time::OffsetDateTime> {
+    if !is_id(id) {
+        return None;
+    }
+    let fmt = format_description!("[year][month][day]T[hour][minute][second]");
+    time::PrimitiveDateTime::parse(&id[..15], fmt)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn ids_give_back_their_time() {
+        let t = super::time_of("20240229T235959Z-0a1b").expect("parses");
+        assert_eq!(t, time::macros::datetime!(2024-02-29 23:59:59 UTC));
+        assert!(super::time_of("20240229T235959Z").is_none());
+    }
+}

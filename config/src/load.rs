@@ -216,6 +216,7 @@ impl Validator<'_> {
                 }
             }
             let check = j.check.and_then(|c| self.file_check(&name, c, &sources));
+            let (retention, incomplete_after) = self.retention(&name, j.retention);
             for (i, hook) in j.after_restore.iter().enumerate() {
                 let mut hp = p(&["jobs", &name, "after_restore"]);
                 hp.push(Seg::Index(i));
@@ -235,6 +236,8 @@ impl Validator<'_> {
                     sources,
                     after_restore: j.after_restore,
                     check,
+                    retention,
+                    incomplete_after,
                 },
             );
         }
@@ -280,6 +283,56 @@ impl Validator<'_> {
             files: c.files,
             query: c.query,
         })
+    }
+
+    fn duration(&mut self, at: &[Seg], text: &str) -> Option<std::time::Duration> {
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(
+                    at,
+                    format!(
+                        "\"{text}\" is not a duration ({e}); write e.g. \"36h\", \"2d\" or \"4w\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn retention(
+        &mut self,
+        job: &str,
+        raw: Option<crate::raw::RawRetention>,
+    ) -> (Option<Retention>, std::time::Duration) {
+        const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+        let Some(r) = raw else { return (None, DAY) };
+        let keep_within = r
+            .keep_within
+            .as_deref()
+            .and_then(|d| self.duration(&p(&["jobs", job, "retention", "keep_within"]), d));
+        let incomplete_after = r
+            .incomplete_after
+            .as_deref()
+            .and_then(|d| self.duration(&p(&["jobs", job, "retention", "incomplete_after"]), d))
+            .unwrap_or(DAY);
+        let policy = Retention {
+            keep_last: r.keep_last,
+            keep_hourly: r.keep_hourly,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+            keep_within,
+        };
+        if policy == Retention::default() && r.keep_within.is_none() {
+            self.problem(
+                &p(&["jobs", job, "retention"]),
+                "a retention that keeps nothing would delete every snapshot; set at least one keep_* rule",
+            );
+            return (None, incomplete_after);
+        }
+        (Some(policy), incomplete_after)
     }
 
     /// Names end up in object keys and file names: keep them to a safe alphabet.

@@ -62,6 +62,26 @@ pub struct RawJob {
     #[serde(default)]
     pub after_restore: Vec<String>,
     pub check: Option<RawCheck>,
+    pub retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(default)]
+    pub keep_last: u32,
+    #[serde(default)]
+    pub keep_hourly: u32,
+    #[serde(default)]
+    pub keep_daily: u32,
+    #[serde(default)]
+    pub keep_weekly: u32,
+    #[serde(default)]
+    pub keep_monthly: u32,
+    #[serde(default)]
+    pub keep_yearly: u32,
+    pub keep_within: Option<String>,
+    pub incomplete_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

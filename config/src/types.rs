@@ -70,6 +70,23 @@ pub struct Job {
     pub after_restore: Vec<String>,
     /// Files the database references, compared with a directory source.
     pub check: Option<FileCheck>,
+    /// Which snapshots to keep; `None` keeps them all.
+    pub retention: Option<Retention>,
+    /// Folders of runs that never committed are removed once this old.
+    pub incomplete_after: std::time::Duration,
+}
+
+/// restic's `forget --keep-*` rules: a snapshot kept by any rule stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+    /// Keep everything newer than this, counted back from the latest snapshot.
+    pub keep_within: Option<std::time::Duration>,
 }
 
 /// "Every file the database references exists, and every file on disk is referenced."

@@ -5,6 +5,7 @@ mod check;
 mod config_check;
 mod keygen;
 mod list;
+pub mod prune;
 mod restore;
 mod verify;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Restore(a) => restore::run(rt, &load(&cli)?, a),
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
+        Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
     }
 }
 

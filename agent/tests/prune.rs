@@ -1,0 +1,81 @@
+//! `coffer prune` against real backups: retention per job, old incomplete folders
+//! removed, fresh ones (a run in progress) kept, and another job sharing the
+//! target never touched.
+
+mod common;
+
+use common::*;
+
+fn ids(world: &World, job: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&world.ok(&["list", "--job", job, "--json"])).expect("json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[test]
+fn prune_applies_retention_to_its_job_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"payload").expect("write");
+    let world = World::new("");
+    world.write_config(&format!(
+        "retention = {{ keep_last = 2, incomplete_after = \"1h\" }}\n{}\n[jobs.other]\ntargets = [\"local\"]\n[[jobs.other.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
+        dir_source("data", &data, ""),
+        data.display()
+    ));
+    for _ in 0..3 {
+        world.ok(&["backup", "app"]);
+        // Ids have one-second resolution: keep the order unambiguous.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    world.ok(&["backup", "other"]);
+    let app = ids(&world, "app");
+    assert_eq!(app.len(), 3);
+    let other = ids(&world, "other");
+
+    // Leftovers of crashed runs: an old one, a fresh one, and an old one of the other job.
+    let old = world.target().join("app/20000101T000000Z-dead");
+    let fresh_id = coffer::snapshot_id::new_id(time::OffsetDateTime::now_utc());
+    let fresh = world.target().join("app").join(&fresh_id);
+    let others_old = world.target().join("other/20000101T000000Z-beef");
+    for d in [&old, &fresh, &others_old] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::write(d.join("data.tar.zst.age"), b"partial").expect("write");
+    }
+
+    let dry = world.ok(&["prune", "--job", "app", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&dry).expect("json");
+    assert_eq!(v[0]["forgotten"], serde_json::json!([app[0]]), "{dry}");
+    assert_eq!(
+        v[0]["incomplete_removed"],
+        serde_json::json!(["20000101T000000Z-dead"]),
+        "{dry}"
+    );
+    assert_eq!(ids(&world, "app").len(), 3, "--dry-run deleted something");
+
+    world.ok(&["prune", "--job", "app"]);
+    assert_eq!(
+        ids(&world, "app"),
+        app[1..].to_vec(),
+        "keep_last = 2 keeps the two newest"
+    );
+    assert!(
+        !world.snapshot_dir(&app[0]).exists(),
+        "the forgotten folder is gone entirely"
+    );
+    assert!(!old.exists(), "an old incomplete folder stays");
+    assert!(fresh.exists(), "a run that may still be going was removed");
+    assert!(others_old.exists(), "prune of app touched job other");
+    assert_eq!(
+        ids(&world, "other"),
+        other,
+        "prune of app touched job other"
+    );
+    // The survivors still restore.
+    world.ok(&["verify", "--job", "app", "--snapshot", "all"]);
+}
