@@ -15,5 +15,6 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod snapshot_id;
+pub mod status;
 pub mod tree_check;
 pub mod units;

@@ -1,0 +1,68 @@
+//! What the agent knows about each job, persisted in `state_dir/status/<job>.json`
+//! after every run, so that metrics survive a restart and the CLI's runs count too.
+//! Written atomically (temp file + rename); labels stay low-cardinality: job,
+//! source, target, status; never snapshot ids or paths.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobStatus {
+    /// Unix seconds of the last run's end, whatever its outcome.
+    pub last_run: Option<f64>,
+    /// Unix seconds of the last run whose every target committed.
+    pub last_success: Option<f64>,
+    /// `success`, `partial`, `failed` or `cancelled`.
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub last_snapshot: Option<String>,
+    pub last_duration_seconds: f64,
+    pub last_skew_seconds: f64,
+    /// Runs by outcome, since the state directory was created.
+    pub runs: BTreeMap<String, u64>,
+    /// Runs skipped because the previous one was still going.
+    pub skipped: u64,
+    pub bytes_read: BTreeMap<String, u64>,
+    pub bytes_stored: BTreeMap<String, u64>,
+    /// Committed snapshots per target after the last run or prune.
+    pub snapshots: BTreeMap<String, u64>,
+    pub last_verify: Option<f64>,
+    pub last_verify_success: Option<f64>,
+}
+
+fn path_of(state_dir: &Path, job: &str) -> PathBuf {
+    state_dir.join("status").join(format!("{job}.json"))
+}
+
+pub fn load(state_dir: &Path, job: &str) -> JobStatus {
+    std::fs::read(path_of(state_dir, job))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save(state_dir: &Path, job: &str, status: &JobStatus) -> Result<()> {
+    let path = path_of(state_dir, job);
+    let dir = path.parent().unwrap_or(state_dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(&serde_json::to_vec_pretty(status)?)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads, changes and writes back one job's status.
+pub fn update(state_dir: &Path, job: &str, change: impl FnOnce(&mut JobStatus)) -> Result<JobStatus> {
+    let mut s = load(state_dir, job);
+    change(&mut s);
+    save(state_dir, job, &s)?;
+    Ok(s)
+}
+
+pub fn now() -> f64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
