@@ -14,3 +14,4 @@ pub mod restore;
 pub mod snapshot_id;
 pub mod tree_check;
 pub mod units;
+pub mod upload;
