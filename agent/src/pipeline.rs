@@ -45,8 +45,9 @@ fn stage_stopped() -> io::Error {
 
 impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "run cancelled"));
+        // Not `ErrorKind::Interrupted`: `write_all` retries that forever.
+        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
+            return Err(io::Error::other("run cancelled"));
         }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {

@@ -11,8 +11,8 @@
 //! memory stays at (parts in flight + 1) parts per upload and a slow target slows
 //! the run instead of growing it. Each part is one request, retried on transient
 //! errors by object_store's client (see `coffer_plugins::s3`), so there is no retry
-//! loop here. Anything that stops an upload early aborts it, so no parts are left
-//! behind for the provider to keep (and bill).
+//! loop here. Anything that stops an upload early (a failed part, the run failing,
+//! SIGTERM) aborts it, so no parts are left behind for the provider to keep (and bill).
 
 use bytes::Bytes;
 use coffer_plugins::{Op, Target};
@@ -136,7 +136,11 @@ impl Uploader<'_> {
             while let Some(done) = self.in_flight.try_join_next() {
                 self.check(done)?;
             }
-            match rx.recv().await {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                () = crate::cancel::wait() => return Err(self.stopped()),
+            };
+            match next {
                 Some(Part::Data(mut chunk)) => {
                     while !chunk.is_empty() {
                         let Some(want) = self.want else {
@@ -188,7 +192,11 @@ impl Uploader<'_> {
     /// Starts uploading the buffered part once fewer than `parts_in_flight` are.
     async fn send_part(&mut self) -> Result<(), UploadError> {
         while self.in_flight.len() >= self.target.parts.parts_in_flight.max(1) {
-            if let Some(done) = self.in_flight.join_next().await {
+            let done = tokio::select! {
+                done = self.in_flight.join_next() => done,
+                () = crate::cancel::wait() => return Err(self.stopped()),
+            };
+            if let Some(done) = done {
                 self.check(done)?;
             }
         }
@@ -225,6 +233,20 @@ impl Uploader<'_> {
                 retryable: true,
                 abandoned: false,
             }),
+        }
+    }
+
+    /// A stop was asked for (SIGTERM, Ctrl-C): the upload is aborted like any other.
+    fn stopped(&self) -> UploadError {
+        UploadError {
+            target: self.target.name.clone(),
+            message: format!(
+                "{}: upload of {} stopped by a signal",
+                self.target.label(),
+                self.path
+            ),
+            retryable: true,
+            abandoned: true,
         }
     }
 

@@ -306,7 +306,7 @@ fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::pr
     while child.try_wait().expect("poll").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("the backup did not end within {limit:?} after the server died");
+            panic!("the backup did not end within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -392,4 +392,50 @@ fn wrong_credentials_are_named_and_the_secret_never_shown() {
         );
     }
     assert!(files_under(&s3.bucket_dir(BUCKET)).is_empty());
+}
+
+#[test]
+fn sigterm_aborts_the_multipart_upload_and_leaves_no_snapshot() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    make_tree(&src, 160 * MIB);
+    let world = World::new(&dir_source("data", &src, ""));
+    let secret = s3.secret_file(tmp.path());
+    let target = s3.target_toml("s3", BUCKET, &secret, "part_size = \"5MiB\"\n");
+    world.write_config_with(&target, &["local", "s3"], &dir_source("data", &src, ""));
+
+    let child = world
+        .command(&["backup", "app"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn backup");
+    let start = Instant::now();
+    // Wait until a part has reached the server, then stop the run as systemd would.
+    while !s3.pending_uploads().iter().any(|f| f.contains(".part-")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no part uploaded"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped by a signal"), "{err}");
+    // Aborted on the server: no parts kept, nothing visible, nothing listed.
+    assert!(
+        s3.pending_uploads().is_empty(),
+        "{:?}",
+        s3.pending_uploads()
+    );
+    assert!(files_under(&s3.bucket_dir(BUCKET)).is_empty());
+    assert!(
+        files_under(&world.target()).is_empty(),
+        "local target keeps files"
+    );
+    assert!(world.snapshots().is_empty());
 }

@@ -80,8 +80,12 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
             .map(|j| find_job(cfg, j))
             .collect::<Result<_>>()?
     };
+    crate::cancel::watch(rt).context("cannot install the SIGTERM and SIGINT handlers")?;
     let mut runs = Vec::new();
     for job in jobs {
+        if crate::cancel::requested() {
+            break;
+        }
         let run = run_job(rt, cfg, job)?;
         if !args.json {
             print_run(&run, config_path);
@@ -91,11 +95,14 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     if args.json {
         print_json(&runs)?;
     }
-    Ok(if runs.iter().all(|r| r.status == "success") {
-        crate::exit::OK
-    } else {
-        crate::exit::FAILED
-    })
+    // A signal may have stopped the loop before some jobs ran.
+    Ok(
+        if runs.iter().all(|r| r.status == "success") && !crate::cancel::requested() {
+            crate::exit::OK
+        } else {
+            crate::exit::FAILED
+        },
+    )
 }
 
 fn print_run(run: &JobRun, config_path: &Path) {
@@ -346,6 +353,11 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     };
     // Nothing of a failed run may remain that could look like a snapshot.
     let failed = |mut run: JobRun, written: &[Target], e: anyhow::Error| {
+        let e = if crate::cancel::requested() {
+            e.context("stopped by a signal; uploads aborted")
+        } else {
+            e
+        };
         remove_partial(rt, written, &job.name, &id);
         run.error = Some(format!("{e:#}"));
         run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
@@ -485,6 +497,9 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         objects,
         warnings: totals,
     };
+    if crate::cancel::requested() {
+        return Ok(failed(run, &streaming, anyhow!("no snapshot committed")));
+    }
     let marker_bytes = serde_json::to_vec_pretty(&marker)?;
     for (i, t) in targets.iter().enumerate() {
         if target_ok[i].is_some() {
