@@ -221,10 +221,23 @@ fn parts_grow_so_an_object_never_needs_more_than_max_parts() {
     assert!(etag.ends_with("-4\""), "server says {etag}");
     world.ok(&["verify", "--job", "app"]);
 
-    // Three parts (35 MiB) cannot: the run fails, says what to change, and the
-    // upload is aborted on the server.
-    let target = s3.target_toml("s3", BUCKET, &secret, &limits(3));
-    world.write_config_with(&target, &["s3"], &dir_source("data", &src, ""));
+    // Three parts (35 MiB) cannot: the run fails, says what to change, the upload
+    // is aborted on the server, and the object a second, small source completed
+    // under the prefix meanwhile is removed again.
+    let small = tmp.path().join("small");
+    make_tree(&small, 0);
+    let target = s3.target_toml(
+        "s3",
+        BUCKET,
+        &secret,
+        &format!("{}prefix = \"p\"\n", limits(3)),
+    );
+    let sources = format!(
+        "{}{}",
+        dir_source("data", &src, ""),
+        dir_source("small", &small, "")
+    );
+    world.write_config_with(&target, &["s3"], &sources);
     let out = world.run(&["backup", "app"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -237,7 +250,7 @@ fn parts_grow_so_an_object_never_needs_more_than_max_parts() {
         "{:?}",
         s3.pending_uploads()
     );
-    assert_eq!(world.snapshots(), vec![id.clone()]);
+    assert!(world.snapshots().is_empty());
     let left: Vec<String> = files_under(&s3.bucket_dir(BUCKET))
         .into_iter()
         .filter(|f| !f.starts_with(&format!("app/{id}/")))
@@ -347,6 +360,15 @@ fn a_missing_bucket_fails_that_target_and_the_other_commits() {
 
     let listed = world.ok(&["list", "--job", "app", "--target", "local", "--json"]);
     assert!(listed.contains(id), "{listed}");
+    // Listing every target shows what the good one holds and fails on the other.
+    let out = world.run(&["list", "--job", "app"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(id));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target offsite") && err.contains("not found"),
+        "{err}"
+    );
     world.ok(&["verify", "--job", "app", "--target", "local"]);
 }
 
