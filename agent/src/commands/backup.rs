@@ -1,10 +1,12 @@
 //! `coffer backup`: one run of each named job.
 //!
-//! A run: take the job lock; freeze every source concurrently behind a barrier;
+//! A run: take the job lock; list every target (one that cannot be listed is out
+//! before anything is read); freeze every source concurrently behind a barrier;
 //! stream all sources in parallel through the pipeline to every target; write the
 //! manifest, then `snapshot.json` last, per target that holds every object. A source
-//! that fails stops the whole run: no target gets a marker, uploads are aborted and
-//! the partial folder is removed, so a failed backup never looks like a good one.
+//! that fails, or SIGTERM, stops the whole run: no target gets a marker, uploads are
+//! aborted and the partial folder is removed, so a failed backup never looks like a
+//! good one. A target that fails alone is reported; the run is then `partial`.
 
 use crate::cli::BackupArgs;
 use crate::commands::{job as find_job, print_json, targets_of};
