@@ -1,6 +1,7 @@
 //! coffer, the binary's library: everything the `coffer` command does, split so
 //! that each subcommand and each stage of a run has its own module.
 
+pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod db_check;
@@ -18,3 +19,4 @@ pub mod snapshot_id;
 pub mod status;
 pub mod tree_check;
 pub mod units;
+pub mod upload;

@@ -8,14 +8,15 @@
 //! shares each ciphertext chunk (`Bytes`) without copying. Every hop is a bounded
 //! channel, so memory stays flat whatever the data size, and the slowest target sets
 //! the pace. Encryption runs off the caller's thread so reading, hashing and
-//! compressing overlap with it. Dropping an unfinished writer aborts every upload.
+//! compressing overlap with it. Each target's upload (`upload.rs`) cuts the stream
+//! into parts by that target's plan. Dropping an unfinished writer aborts every upload.
 
 use crate::keys::Recipients;
+pub use crate::upload::{Part, UploadError, Uploaded};
 use bytes::{Bytes, BytesMut};
 use coffer_config::Compression;
 use coffer_plugins::Target;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStoreExt, WriteMultipart};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,13 +30,6 @@ const CHUNK: usize = 1 << 20;
 const QUEUE: usize = 4;
 /// Bytes per zstd worker job.
 const ZSTD_JOB: u32 = 2 << 20;
-/// Parts in flight per multipart upload.
-const PARTS_IN_FLIGHT: usize = 2;
-
-enum Part {
-    Data(Bytes),
-    Done,
-}
 
 /// zstd's output: cut into chunks for the encryption thread. `None` marks a clean end;
 /// a sender dropped without it means the object is abandoned.
@@ -51,8 +45,9 @@ fn stage_stopped() -> io::Error {
 
 impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "run cancelled"));
+        // Not `ErrorKind::Interrupted`: `write_all` retries that forever.
+        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
+            return Err(io::Error::other("run cancelled"));
         }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
@@ -160,54 +155,6 @@ fn encrypt_loop(
     w.finish()?.done()
 }
 
-/// Why one target did not get an object.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("target {target}: {message}")]
-pub struct UploadError {
-    pub target: String,
-    pub message: String,
-}
-
-async fn upload(
-    target: Target,
-    path: ObjPath,
-    mut rx: mpsc::Receiver<Part>,
-) -> Result<(), UploadError> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| UploadError {
-        target: target.name.clone(),
-        message: format!("{what} {path} on {}: {e}", target.description),
-    };
-    let up = target
-        .store
-        .put_multipart(&path)
-        .await
-        .map_err(|e| fail("cannot start upload of", &e))?;
-    let mut w = WriteMultipart::new_with_chunk_size(up, target.part_size);
-    loop {
-        match rx.recv().await {
-            Some(Part::Data(b)) => {
-                if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                    let err = fail("cannot upload", &e);
-                    let _ = w.abort().await;
-                    return Err(err);
-                }
-                w.put(b);
-            }
-            Some(Part::Done) => {
-                return w
-                    .finish()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| fail("cannot complete", &e));
-            }
-            None => {
-                let _ = w.abort().await;
-                return Err(fail("abandoned upload of", &"the run stopped"));
-            }
-        }
-    }
-}
-
 /// What one finished object looks like, and which targets have it.
 #[derive(Debug)]
 pub struct Finished {
@@ -215,14 +162,17 @@ pub struct Finished {
     pub stored_size: u64,
     pub blake3: String,
     /// Per target (in the order given to `start`): `Ok` if it holds the object.
-    pub targets: Vec<Result<(), UploadError>>,
+    pub targets: Vec<Result<Uploaded, UploadError>>,
 }
 
 /// A `Write` that compresses, encrypts and uploads one object to several targets.
 pub struct ObjectWriter {
     encoder: Option<zstd::stream::write::Encoder<'static, ChunkSender>>,
     encrypt: Option<std::thread::JoinHandle<io::Result<(u64, blake3::Hash)>>>,
-    uploads: Vec<tokio::task::JoinHandle<Result<(), UploadError>>>,
+    uploads: Vec<(
+        String,
+        tokio::task::JoinHandle<Result<Uploaded, UploadError>>,
+    )>,
     plaintext: u64,
     rt: Handle,
 }
@@ -242,7 +192,8 @@ impl ObjectWriter {
         for t in targets {
             let (tx, rx) = mpsc::channel(QUEUE);
             outs.push(TargetOut { tx: Some(tx) });
-            uploads.push(rt.spawn(upload(t.clone(), path.clone(), rx)));
+            let task = rt.spawn(crate::upload::upload(t.clone(), path.clone(), rx));
+            uploads.push((t.name.clone(), task));
         }
         let fan = FanOut {
             outs,
@@ -293,16 +244,12 @@ impl ObjectWriter {
         };
         let uploads: Vec<_> = std::mem::take(&mut self.uploads)
             .into_iter()
-            .map(|h| match self.rt.block_on(h) {
+            .map(|(name, h)| match self.rt.block_on(h) {
                 Ok(r) => r,
-                Err(e) => Err(UploadError {
-                    target: String::new(),
-                    message: format!("upload task failed: {e}"),
-                }),
+                Err(e) => Err(task_failed(name, &e)),
             })
             .collect();
-        ended?;
-        match encrypted {
+        match ended.and(encrypted) {
             Ok((stored_size, hash)) => Ok(Finished {
                 plaintext_size: self.plaintext,
                 stored_size,
@@ -314,6 +261,7 @@ impl ObjectWriter {
                 let why: Vec<String> = uploads
                     .iter()
                     .filter_map(|r| r.as_ref().err())
+                    .filter(|e| !e.abandoned)
                     .map(|e| e.to_string())
                     .collect();
                 if why.is_empty() {
@@ -323,6 +271,34 @@ impl ObjectWriter {
                 }
             }
         }
+    }
+}
+
+impl ObjectWriter {
+    /// Stops the object (every upload aborts) and returns why targets failed on
+    /// their own, if any did: when every target failed, that is why the run stopped.
+    pub fn abandon(mut self) -> Vec<UploadError> {
+        drop(self.encoder.take());
+        if let Some(h) = self.encrypt.take() {
+            let _ = h.join();
+        }
+        std::mem::take(&mut self.uploads)
+            .into_iter()
+            .filter_map(|(name, h)| match self.rt.block_on(h) {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => (!e.abandoned).then_some(e),
+                Err(e) => Some(task_failed(name, &e)),
+            })
+            .collect()
+    }
+}
+
+fn task_failed(name: String, e: &tokio::task::JoinError) -> UploadError {
+    UploadError {
+        message: format!("target {name}: the upload task failed: {e}"),
+        target: name,
+        retryable: true,
+        abandoned: false,
     }
 }
 
@@ -350,7 +326,7 @@ impl Drop for ObjectWriter {
         if let Some(h) = self.encrypt.take() {
             let _ = h.join();
         }
-        for h in std::mem::take(&mut self.uploads) {
+        for (_, h) in std::mem::take(&mut self.uploads) {
             let _ = self.rt.block_on(h);
         }
     }

@@ -7,7 +7,7 @@
 use crate::format::ObjectRecord;
 use crate::keys::Identities;
 use bytes::Bytes;
-use coffer_plugins::Target;
+use coffer_plugins::{Op, Target};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{GetResultPayload, ObjectStoreExt};
@@ -44,9 +44,12 @@ impl ObjectReader {
         expect: Option<&ObjectRecord>,
     ) -> io::Result<ObjectReader> {
         let label = format!("object {path} on target {}", target.name);
-        let got = rt
-            .block_on(target.store.get(path))
-            .map_err(|e| io::Error::other(format!("{label}: {e}")))?;
+        let got = rt.block_on(target.store.get(path)).map_err(|e| {
+            io::Error::other(format!(
+                "cannot read {path}: {}",
+                target.explain(Op::Read, &e).message
+            ))
+        })?;
         let body = match got.payload {
             GetResultPayload::File(file, _) => Body::File(file),
             GetResultPayload::Stream(mut s) => {

@@ -6,7 +6,7 @@ use crate::keys::Identities;
 use crate::reader::{ObjectReader, decrypt};
 use crate::snapshot_id::is_id;
 use anyhow::{Context, Result, anyhow};
-use coffer_plugins::Target;
+use coffer_plugins::{Op, Target};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use tokio::runtime::Handle;
@@ -15,12 +15,7 @@ use tokio::runtime::Handle;
 pub fn jobs_on(rt: &Handle, target: &Target) -> Result<Vec<String>> {
     let listing = rt
         .block_on(target.store.list_with_delimiter(None))
-        .with_context(|| {
-            format!(
-                "cannot list target {} ({})",
-                target.name, target.description
-            )
-        })?;
+        .map_err(|e| anyhow!("cannot list: {}", target.explain(Op::List, &e).message))?;
     Ok(listing
         .common_prefixes
         .iter()
@@ -33,10 +28,10 @@ pub fn jobs_on(rt: &Handle, target: &Target) -> Result<Vec<String>> {
 pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>> {
     let listing = rt
         .block_on(target.store.list_with_delimiter(Some(&ObjPath::from(job))))
-        .with_context(|| {
-            format!(
-                "cannot list job {job} on target {} ({})",
-                target.name, target.description
+        .map_err(|e| {
+            anyhow!(
+                "cannot list job {job}: {}",
+                target.explain(Op::List, &e).message
             )
         })?;
     let mut out = Vec::new();
@@ -57,8 +52,10 @@ pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>>
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read {path} on target {}", target.name));
+                return Err(anyhow!(
+                    "cannot read {path}: {}",
+                    target.explain(Op::Read, &e).message
+                ));
             }
         }
     }

@@ -48,15 +48,22 @@ pub fn save(state_dir: &Path, job: &str, status: &JobStatus) -> Result<()> {
     let path = path_of(state_dir, job);
     let dir = path.parent().unwrap_or(state_dir);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(&serde_json::to_vec_pretty(status)?)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 /// Reads, changes and writes back one job's status.
-pub fn update(state_dir: &Path, job: &str, change: impl FnOnce(&mut JobStatus)) -> Result<JobStatus> {
+pub fn update(
+    state_dir: &Path,
+    job: &str,
+    change: impl FnOnce(&mut JobStatus),
+) -> Result<JobStatus> {
     let mut s = load(state_dir, job);
     change(&mut s);
     save(state_dir, job, &s)?;

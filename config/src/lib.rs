@@ -9,9 +9,12 @@ mod load;
 mod locate;
 mod raw;
 mod recipients;
+mod targets;
 mod types;
+mod units;
 
 pub use load::{ConfigError, Problem, load, load_str};
+pub use targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use types::*;
 
 /// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.

@@ -4,7 +4,7 @@
 //! wrong and what to do`, so an operator fixes a config in one round.
 
 use crate::locate::{Seg, dotted, line_col, offset_of};
-use crate::raw::{RawConfig, RawRestorePolicy, RawSource, SourceType, TargetType};
+use crate::raw::{RawConfig, RawRestorePolicy, RawSource, SourceType};
 use crate::recipients;
 use crate::types::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,11 +98,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     }
 }
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     text: &'a str,
     file: &'a Path,
     base: &'a Path,
-    problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
 }
 
 fn p(parts: &[&str]) -> Vec<Seg> {
@@ -110,7 +110,7 @@ fn p(parts: &[&str]) -> Vec<Seg> {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, path: &[Seg], message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, path: &[Seg], message: impl Into<String>) {
         let line = offset_of(self.text, path).map(|o| line_col(self.text, o));
         self.problems.push(Problem {
             file: self.file.to_path_buf(),
@@ -120,7 +120,7 @@ impl Validator<'_> {
         });
     }
 
-    fn abs(&self, path: &Path) -> PathBuf {
+    pub(crate) fn abs(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -136,19 +136,14 @@ impl Validator<'_> {
             .map_or_else(|| PathBuf::from("/var/lib/coffer"), |d| self.abs(d));
         let encryption = self.encryption(raw.encryption);
         let mut targets = BTreeMap::new();
+        let mut invalid = BTreeSet::new();
         for (name, t) in raw.targets {
             let at = p(&["targets", &name]);
             self.name_ok(&at, &name);
-            let kind = match t.kind {
-                TargetType::Local => match t.path {
-                    Some(path) => TargetKind::Local {
-                        path: self.abs(&path),
-                    },
-                    None => {
-                        self.problem(&at, "a local target needs `path = \"/dir/for/backups\"`");
-                        continue;
-                    }
-                },
+            let Some(kind) = self.target(&at, t) else {
+                // Defined but wrong: jobs naming it are not told it is undefined.
+                invalid.insert(name);
+                continue;
             };
             targets.insert(name.clone(), Target { name, kind });
         }
@@ -169,7 +164,7 @@ impl Validator<'_> {
                 );
             }
             for (i, t) in j.targets.iter().enumerate() {
-                if !targets.contains_key(t) {
+                if !targets.contains_key(t) && !invalid.contains(t) {
                     let mut tp = p(&["jobs", &name, "targets"]);
                     tp.push(Seg::Index(i));
                     let known: Vec<&str> = targets.keys().map(String::as_str).collect();

@@ -40,14 +40,64 @@ pub struct RawEncryption {
 #[serde(rename_all = "lowercase")]
 pub enum TargetType {
     Local,
+    S3,
 }
 
+/// One flat struct for every target type (see the header); `load` refuses keys that
+/// do not belong to the target's type.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     #[serde(rename = "type")]
     pub kind: TargetType,
+    // local
     pub path: Option<PathBuf>,
+    // s3
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub allow_http: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub part_size: Option<SizeOrText>,
+    pub max_parts: Option<i64>,
+    pub parts_in_flight: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub retry_timeout: Option<SizeOrText>,
+    pub request_timeout: Option<SizeOrText>,
+}
+
+/// A value written either as an integer (bytes, seconds) or as text with a unit
+/// (`"16MiB"`, `"3m"`); `load` parses the text so that a bad unit names its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeOrText {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for SizeOrText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SizeOrText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string with a unit, like \"16MiB\" or \"30s\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SizeOrText, E> {
+                Ok(SizeOrText::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeOrText, E> {
+                i64::try_from(v)
+                    .map(SizeOrText::Int)
+                    .map_err(|_| E::custom("number too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeOrText, E> {
+                Ok(SizeOrText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -49,13 +50,90 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub enum TargetKind {
     Local { path: PathBuf },
+    S3(S3Target),
 }
 
 impl fmt::Display for TargetKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetKind::Local { path } => write!(f, "local {}", path.display()),
+            TargetKind::S3(s3) => write!(f, "{s3}"),
         }
+    }
+}
+
+/// An S3 (or S3-compatible) bucket. Objects go under `<prefix>/<job>/<snapshot-id>/`.
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Without leading or trailing `/`; `None` stores at the bucket's root.
+    pub prefix: Option<String>,
+    pub region: String,
+    /// For S3-compatible servers (path-style addressing); `None` means AWS.
+    pub endpoint: Option<String>,
+    /// Plain HTTP to `endpoint` is refused unless this is set.
+    pub allow_http: bool,
+    /// From the config; `None` means the standard AWS environment variables (or an
+    /// instance role) provide them.
+    pub credentials: Option<S3Credentials>,
+    pub upload: UploadLimits,
+    /// Retries of one request (a part, a listing) on transient errors.
+    pub max_retries: u32,
+    /// No retry starts after this long since the request's first attempt.
+    pub retry_timeout: Duration,
+    /// Longest one HTTP request (e.g. one part's upload) may take.
+    pub request_timeout: Duration,
+}
+
+impl fmt::Display for S3Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3 bucket {}", self.bucket)?;
+        if let Some(p) = &self.prefix {
+            write!(f, " prefix {p}")?;
+        }
+        match &self.endpoint {
+            Some(e) => write!(f, " at {e}"),
+            None => write!(f, " in {}", self.region),
+        }
+    }
+}
+
+/// How a multipart upload is cut into parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Size of the first parts; grows so that `max_parts` is never exceeded.
+    pub part_size: u64,
+    pub max_parts: u32,
+    pub parts_in_flight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Where the secret was read from, for messages.
+    pub secret_file: PathBuf,
+}
+
+/// A password or key read from a file or the environment: never shown by `Debug`
+/// or `Display`, only by `expose`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    /// The secret itself, for the places that hand it to a client library or a
+    /// child's environment.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -98,26 +176,6 @@ pub struct FileCheck {
     pub files: String,
     /// Returns a path and optionally a size per referenced file.
     pub query: String,
-}
-
-/// A password or key read from a file or the environment. Debug output and
-/// messages never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,7 @@ fn a_valid_config_resolves_relative_paths() {
     assert_eq!(job.compression.level, 3);
     match &c.targets["local"].kind {
         coffer_config::TargetKind::Local { path } => assert_eq!(path, Path::new("/base/backups")),
+        other => panic!("not a local target: {other}"),
     }
 }
 

@@ -10,13 +10,16 @@ pub mod entry;
 pub mod exclude;
 pub mod ids;
 pub mod mysql;
+pub mod parts;
 pub mod postgres;
 pub mod redis_rdb;
+mod s3;
 pub mod source;
 pub mod sqlite;
 pub mod tar_writer;
 pub mod target;
 
 pub use entry::{EntryKind, FileEntry, RawPath};
+pub use parts::PartPlan;
 pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome, open_source};
-pub use target::{Target, TargetError, open_target};
+pub use target::{Explained, Op, Target, TargetError, open_target};

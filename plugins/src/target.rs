@@ -1,7 +1,9 @@
 //! Targets: where snapshots are stored, as `object_store` stores so that local
-//! directories and S3 look the same to the rest of coffer.
+//! directories and S3 look the same to the rest of coffer. Each target also says
+//! how its uploads are cut into parts, and how to explain its failures.
 
-use coffer_config::TargetKind;
+use crate::parts::PartPlan;
+use coffer_config::{S3Target, TargetKind};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use std::sync::Arc;
@@ -10,10 +12,53 @@ use std::sync::Arc;
 pub struct Target {
     pub name: String,
     pub store: Arc<dyn ObjectStore>,
-    /// For messages: `local /mnt/backups`.
+    /// For messages: `local /mnt/backups`, `s3 bucket b prefix p at https://...`.
     pub description: String,
-    /// Multipart part size for uploads to this target.
-    pub part_size: usize,
+    /// How uploads to this target are cut into parts.
+    pub parts: PartPlan,
+    s3: Option<S3Target>,
+}
+
+/// What a failing request was doing, so that "not found" can be told apart: a
+/// missing bucket when writing or listing, a missing object when reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Write,
+    List,
+    Read,
+}
+
+/// A failed request in words for the operator, and whether another run could help.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// `target NAME (description): ` followed by `detail`.
+    pub message: String,
+    /// What happened and what to check, without the target's name.
+    pub detail: String,
+    pub retryable: bool,
+}
+
+impl Target {
+    /// Names the target and says what to check.
+    pub fn explain(&self, during: Op, err: &object_store::Error) -> Explained {
+        let (detail, retryable) = match &self.s3 {
+            Some(s3) => crate::s3::explain(s3, during, err),
+            None => (
+                err.to_string(),
+                !matches!(err, object_store::Error::NotFound { .. }),
+            ),
+        };
+        Explained {
+            message: format!("{}: {detail}", self.label()),
+            detail,
+            retryable,
+        }
+    }
+
+    /// `target NAME (description)`, the way every message names a target.
+    pub fn label(&self) -> String {
+        format!("target {} ({})", self.name, self.description)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +79,14 @@ impl TargetError {
         }
     }
 }
+
+/// Local files are written in 2 MiB parts with no limit on their number: the parts
+/// land in one staging file, so their size only sets the memory used.
+const LOCAL_PARTS: PartPlan = PartPlan {
+    part_size: 2 << 20,
+    max_parts: u32::MAX,
+    parts_in_flight: 2,
+};
 
 pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
     let description = t.kind.to_string();
@@ -56,7 +109,22 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
                 name: t.name.clone(),
                 store: Arc::new(store),
                 description,
-                part_size: 2 << 20,
+                parts: LOCAL_PARTS,
+                s3: None,
+            })
+        }
+        TargetKind::S3(s3) => {
+            let store = crate::s3::open(s3).map_err(|m| fail(m, false))?;
+            Ok(Target {
+                name: t.name.clone(),
+                store,
+                description,
+                parts: PartPlan {
+                    part_size: s3.upload.part_size,
+                    max_parts: s3.upload.max_parts,
+                    parts_in_flight: s3.upload.parts_in_flight as usize,
+                },
+                s3: Some(s3.clone()),
             })
         }
     }

@@ -1,10 +1,12 @@
 //! `coffer backup`: one run of each named job.
 //!
-//! A run: take the job lock; freeze every source concurrently behind a barrier;
+//! A run: take the job lock; list every target (one that cannot be listed is out
+//! before anything is read); freeze every source concurrently behind a barrier;
 //! stream all sources in parallel through the pipeline to every target; write the
 //! manifest, then `snapshot.json` last, per target that holds every object. A source
-//! that fails stops the whole run: no target gets a marker, uploads are aborted and
-//! the partial folder is removed, so a failed backup never looks like a good one.
+//! that fails, or SIGTERM, stops the whole run: no target gets a marker, uploads are
+//! aborted and the partial folder is removed, so a failed backup never looks like a
+//! good one. A target that fails alone is reported; the run is then `partial`.
 
 use crate::cli::BackupArgs;
 use crate::commands::{job as find_job, print_json, targets_of};
@@ -14,12 +16,12 @@ use crate::format::{
 };
 use crate::keys::{self, Recipients};
 use crate::lock::lock_job;
-use crate::pipeline::{Finished, ObjectWriter};
+use crate::pipeline::{Finished, ObjectWriter, Uploaded};
 use crate::snapshot_id::new_id;
 use crate::units::bytes;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::{Progress, Source, SourceContext, SourceOutcome, Target, open_source};
+use coffer_plugins::{Op, Progress, Source, SourceContext, SourceOutcome, Target, open_source};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
@@ -60,6 +62,16 @@ pub struct TargetRun {
     pub description: String,
     pub committed: bool,
     pub error: Option<String>,
+    /// How each object reached this target (parts, largest part), for operators
+    /// tuning `part_size` and `max_parts`.
+    pub uploads: Vec<ObjectUpload>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ObjectUpload {
+    pub key: String,
+    #[serde(flatten)]
+    pub upload: Uploaded,
 }
 
 pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> Result<u8> {
@@ -71,8 +83,12 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
             .map(|j| find_job(cfg, j))
             .collect::<Result<_>>()?
     };
+    crate::cancel::watch(rt).context("cannot install the SIGTERM and SIGINT handlers")?;
     let mut runs = Vec::new();
     for job in jobs {
+        if crate::cancel::requested() {
+            break;
+        }
         let run = run_job(rt, cfg, job)?;
         if !args.json {
             print_run(&run, config_path);
@@ -82,11 +98,14 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     if args.json {
         print_json(&runs)?;
     }
-    Ok(if runs.iter().all(|r| r.status == "success") {
-        crate::exit::OK
-    } else {
-        crate::exit::FAILED
-    })
+    // A signal may have stopped the loop before some jobs ran.
+    Ok(
+        if runs.iter().all(|r| r.status == "success") && !crate::cancel::requested() {
+            crate::exit::OK
+        } else {
+            crate::exit::FAILED
+        },
+    )
 }
 
 fn print_run(run: &JobRun, config_path: &Path) {
@@ -226,7 +245,17 @@ fn stream_sources(
                         Ok(o) => o,
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
-                            drop(writer);
+                            // When every target failed, they are the cause, not the
+                            // source's "cannot write".
+                            let own = writer.abandon();
+                            if !own.is_empty() && own.len() == targets.len() {
+                                let why: Vec<String> = own.iter().map(|u| u.to_string()).collect();
+                                return Err(anyhow!(
+                                    "source {}: every target failed: {}",
+                                    src.name(),
+                                    why.join("; ")
+                                ));
+                            }
                             return Err(e.into());
                         }
                     };
@@ -287,6 +316,21 @@ fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &str) {
     }
 }
 
+/// Lists the job's folder on every target at once; `Some(why)` for each that failed.
+fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<String>> {
+    let folder = object_store::path::Path::from(job);
+    rt.block_on(futures::future::join_all(targets.iter().map(|t| {
+        let folder = &folder;
+        async move {
+            t.store
+                .list_with_delimiter(Some(folder))
+                .await
+                .err()
+                .map(|e| format!("cannot list: {}", t.explain(Op::List, &e).message))
+        }
+    })))
+}
+
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let _lock = lock_job(&cfg.agent.state_dir, &job.name)?;
     let started = OffsetDateTime::now_utc();
@@ -318,30 +362,55 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                 description: t.description.clone(),
                 committed: false,
                 error: None,
+                uploads: Vec::new(),
             })
             .collect(),
         warnings: Vec::new(),
     };
     // Nothing of a failed run may remain that could look like a snapshot.
-    let failed = |mut run: JobRun, e: anyhow::Error| {
-        remove_partial(rt, &targets, &job.name, &id);
+    let failed = |mut run: JobRun, written: &[Target], e: anyhow::Error| {
+        let e = if crate::cancel::requested() {
+            e.context("stopped by a signal; uploads aborted")
+        } else {
+            e
+        };
+        remove_partial(rt, written, &job.name, &id);
         run.error = Some(format!("{e:#}"));
         run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
         run
     };
-    let streamed = match stream_sources(rt, job, &id, sources, &targets, &recipients) {
+
+    // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
+    // server down) gets no uploads, and when no target is left no source is read.
+    let mut target_ok = preflight(rt, &targets, &job.name);
+    let reachable: Vec<usize> = (0..targets.len())
+        .filter(|i| target_ok[*i].is_none())
+        .collect();
+    if reachable.is_empty() {
+        let why: Vec<String> = target_ok.iter().flatten().cloned().collect();
+        for (t, e) in run.targets.iter_mut().zip(&target_ok) {
+            t.error = e.clone();
+        }
+        let e = anyhow!("no target can be written: {}", why.join("; "));
+        return Ok(failed(run, &[], e));
+    }
+    let streaming: Vec<Target> = reachable.iter().map(|i| targets[*i].clone()).collect();
+    let streamed = match stream_sources(rt, job, &id, sources, &streaming, &recipients) {
         Ok(s) => s,
-        Err(e) => return Ok(failed(run, e)),
+        Err(e) => return Ok(failed(run, &streaming, e)),
     };
 
     // A target commits only if it holds every source object.
-    let mut target_ok: Vec<Option<String>> = vec![None; targets.len()];
     for s in &streamed {
-        for (i, r) in s.finished.targets.iter().enumerate() {
-            if let Err(e) = r
-                && target_ok[i].is_none()
-            {
-                target_ok[i] = Some(e.to_string());
+        for (k, r) in s.finished.targets.iter().enumerate() {
+            let i = reachable[k];
+            match r {
+                Ok(up) => run.targets[i].uploads.push(ObjectUpload {
+                    key: s.key.clone(),
+                    upload: *up,
+                }),
+                Err(e) if target_ok[i].is_none() => target_ok[i] = Some(e.to_string()),
+                Err(_) => {}
             }
         }
     }
@@ -421,11 +490,15 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let manifest_result = write_manifest(rt, &live_targets, job, &id, &manifest, &recipients);
     let manifest_fin = match manifest_result {
         Ok(f) => f,
-        Err(e) => return Ok(failed(run, e)),
+        Err(e) => return Ok(failed(run, &streaming, e)),
     };
     for (k, r) in manifest_fin.targets.iter().enumerate() {
-        if let Err(e) = r {
-            target_ok[live[k]] = Some(e.to_string());
+        match r {
+            Ok(up) => run.targets[live[k]].uploads.push(ObjectUpload {
+                key: MANIFEST.to_string(),
+                upload: *up,
+            }),
+            Err(e) => target_ok[live[k]] = Some(e.to_string()),
         }
     }
     objects.push(ObjectRecord {
@@ -448,6 +521,9 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         objects,
         warnings: totals,
     };
+    if crate::cancel::requested() {
+        return Ok(failed(run, &streaming, anyhow!("no snapshot committed")));
+    }
     let marker_bytes = serde_json::to_vec_pretty(&marker)?;
     for (i, t) in targets.iter().enumerate() {
         if target_ok[i].is_some() {
@@ -455,7 +531,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         }
         let path = object_path(&job.name, &id, MARKER);
         if let Err(e) = rt.block_on(t.store.put(&path, PutPayload::from(marker_bytes.clone()))) {
-            target_ok[i] = Some(format!("cannot write {path} on {}: {e}", t.description));
+            let x = t.explain(Op::Write, &e);
+            target_ok[i] = Some(format!("cannot write {path}: {}", x.message));
         }
     }
     let mut committed = 0;
@@ -467,7 +544,9 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             }
             Some(e) => {
                 run.targets[i].error = Some(e.clone());
-                remove_partial(rt, std::slice::from_ref(t), &job.name, &id);
+                if reachable.contains(&i) {
+                    remove_partial(rt, std::slice::from_ref(t), &job.name, &id);
+                }
             }
         }
     }

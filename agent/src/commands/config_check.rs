@@ -2,7 +2,7 @@
 //! resolved, so an operator sees the effect of relative paths and defaults.
 
 use anyhow::Result;
-use coffer_config::{Config, SourceKind};
+use coffer_config::{Config, SourceKind, TargetKind};
 
 pub fn run(cfg: &Config) -> Result<u8> {
     println!("{}: ok", cfg.file.display());
@@ -23,6 +23,30 @@ pub fn run(cfg: &Config) -> Result<u8> {
     );
     for t in cfg.targets.values() {
         println!("target {}: {}", t.name, t.kind);
+        if let TargetKind::S3(s3) = &t.kind {
+            let u = &s3.upload;
+            println!(
+                "  parts of {} (growing, at most {}), {} in flight; {} retries within {}s, {}s per request; http {}",
+                crate::units::bytes(u.part_size),
+                u.max_parts,
+                u.parts_in_flight,
+                s3.max_retries,
+                s3.retry_timeout.as_secs(),
+                s3.request_timeout.as_secs(),
+                if s3.allow_http { "allowed" } else { "refused" }
+            );
+            // Where the credentials come from, never what they are.
+            match &s3.credentials {
+                Some(c) => println!(
+                    "  credentials: access_key_id {} + secret from {}",
+                    c.access_key_id,
+                    c.secret_file.display()
+                ),
+                None => println!(
+                    "  credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment (or a role)"
+                ),
+            }
+        }
     }
     for job in cfg.jobs.values() {
         println!(

@@ -1,5 +1,6 @@
 //! `coffer list`: committed snapshots per target and job, from markers alone (no
-//! private key needed).
+//! private key needed). A target that cannot be listed is reported (exit 1) after
+//! what the others hold.
 
 use crate::cli::ListArgs;
 use crate::commands::{print_json, targets_of};
@@ -32,6 +33,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         )));
     }
     let mut found = Vec::new();
+    let mut failures = Vec::new();
     for job in jobs {
         if args
             .target
@@ -41,10 +43,20 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             continue;
         }
         for target in targets_of(cfg, job, args.target.as_deref())? {
-            for m in repo::snapshots(rt, &target, &job.name)? {
-                found.push((target.name.clone(), m));
+            // One unreachable target must not hide what the others hold.
+            match repo::snapshots(rt, &target, &job.name) {
+                Ok(markers) => found.extend(markers.into_iter().map(|m| (target.name.clone(), m))),
+                Err(e) => failures.push(format!("{e:#}")),
             }
         }
+    }
+    let code = if failures.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    };
+    for f in &failures {
+        eprintln!("error: {f}");
     }
     if args.json {
         let rows: Vec<Row> = found
@@ -55,11 +67,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             })
             .collect();
         print_json(&rows)?;
-        return Ok(crate::exit::OK);
+        return Ok(code);
     }
     if found.is_empty() {
         println!("no snapshots");
-        return Ok(crate::exit::OK);
+        return Ok(code);
     }
     println!(
         "{:<22} {:<12} {:<10} {:>10} {:>10} {:>8}  sources",
@@ -88,5 +100,5 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             sources.join(",")
         );
     }
-    Ok(crate::exit::OK)
+    Ok(code)
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -38,6 +40,8 @@ pub struct World {
     pub config: PathBuf,
     pub identity: PathBuf,
     pub recipient: String,
+    /// Environment for every coffer run (on top of the test's, minus AWS credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl World {
@@ -65,6 +69,7 @@ impl World {
             identity,
             recipient,
             dir,
+            env: Vec::new(),
         };
         w.write_config(sources);
         w
@@ -79,25 +84,43 @@ impl World {
     }
 
     pub fn write_config(&self, sources: &str) {
+        self.write_config_with("", &["local"], sources);
+    }
+
+    /// A config with the local target plus the `targets` tables given, and job `app`
+    /// shipping to `job_targets`.
+    pub fn write_config_with(&self, targets: &str, job_targets: &[&str], sources: &str) {
+        let names: Vec<String> = job_targets.iter().map(|t| format!("\"{t}\"")).collect();
         let text = format!(
             "[agent]\nstate_dir = \"{state}\"\n\n[encryption]\nrecipients = [\"{r}\"]\nidentity_file = \"{id}\"\n\n\
-             [targets.local]\ntype = \"local\"\npath = \"{target}\"\n\n[jobs.app]\ntargets = [\"local\"]\n\
+             [targets.local]\ntype = \"local\"\npath = \"{target}\"\n\n{targets}\n[jobs.app]\ntargets = [{names}]\n\
              compression = {{ level = 3, threads = 2 }}\n\n{sources}\n",
             state = self.path("state").display(),
             r = self.recipient,
             id = self.identity.display(),
             target = self.target().display(),
+            names = names.join(", "),
         );
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(coffer_bin());
+        c.arg("--config").arg(&self.config).args(args);
+        // Only what the test sets: never the credentials of the machine running it.
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            c.env_remove(v);
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(coffer_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run coffer")
+        self.command(args).output().expect("run coffer")
     }
 
     /// Runs coffer and asserts the exit code; returns stdout.

@@ -1,0 +1,105 @@
+//! Sizes (`"16MiB"`, `5242880`) and durations (`"30s"`, `"3m"`, `120`) as written in
+//! the config. Kept to a few unambiguous units so that a typo is an error, not a
+//! surprise: binary units are spelled `KiB`/`MiB`/`GiB` (or `K`/`M`/`G`), decimal
+//! ones `KB`/`MB`/`GB`.
+
+use crate::raw::SizeOrText;
+use std::time::Duration;
+
+/// Bytes from an integer or a string with a unit.
+pub fn size(v: &SizeOrText) -> Result<u64, String> {
+    match v {
+        SizeOrText::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is not a size")),
+        SizeOrText::Text(t) => {
+            let (num, unit) = split(t);
+            let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kib" => 1 << 10,
+                "m" | "mib" => 1 << 20,
+                "g" | "gib" => 1 << 30,
+                "kb" => 1_000,
+                "mb" => 1_000_000,
+                "gb" => 1_000_000_000,
+                _ => {
+                    return Err(format!(
+                        "\"{t}\" is not a size; write it like \"16MiB\" or as a number of bytes"
+                    ));
+                }
+            };
+            num.parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(factor))
+                .ok_or_else(|| {
+                    format!(
+                        "\"{t}\" is not a size; write it like \"16MiB\" or as a number of bytes"
+                    )
+                })
+        }
+    }
+}
+
+/// A duration from an integer (seconds) or a string like `"500ms"`, `"30s"`, `"3m"`, `"1h"`.
+pub fn duration(v: &SizeOrText) -> Result<Duration, String> {
+    let bad = |t: &str| {
+        format!(
+            "\"{t}\" is not a duration; write it like \"30s\", \"3m\" or as a number of seconds"
+        )
+    };
+    match v {
+        SizeOrText::Int(n) => u64::try_from(*n)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{n} is not a duration")),
+        SizeOrText::Text(t) => {
+            let (num, unit) = split(t);
+            let n: u64 = num.parse().map_err(|_| bad(t))?;
+            let ms = match unit {
+                "ms" => Some(n),
+                "" | "s" => n.checked_mul(1_000),
+                "m" | "min" => n.checked_mul(60_000),
+                "h" => n.checked_mul(3_600_000),
+                _ => None,
+            };
+            ms.map(Duration::from_millis).ok_or_else(|| bad(t))
+        }
+    }
+}
+
+/// `"16 MiB"` -> `("16", "MiB")`.
+fn split(t: &str) -> (&str, &str) {
+    let t = t.trim();
+    let at = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    (&t[..at], t[at..].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> SizeOrText {
+        SizeOrText::Text(s.to_string())
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(&text("16MiB")), Ok(16 << 20));
+        assert_eq!(size(&text("16 M")), Ok(16 << 20));
+        assert_eq!(size(&text("5GB")), Ok(5_000_000_000));
+        assert_eq!(size(&text("1024")), Ok(1024));
+        assert_eq!(size(&SizeOrText::Int(5 << 20)), Ok(5 << 20));
+        assert!(size(&text("16 MiBs")).is_err());
+        assert!(size(&text("MiB")).is_err());
+        assert!(size(&text("1.5GiB")).is_err());
+        assert!(size(&SizeOrText::Int(-1)).is_err());
+        assert!(size(&text("99999999999999999999GiB")).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(&text("30s")), Ok(Duration::from_secs(30)));
+        assert_eq!(duration(&text("3m")), Ok(Duration::from_secs(180)));
+        assert_eq!(duration(&text("250ms")), Ok(Duration::from_millis(250)));
+        assert_eq!(duration(&SizeOrText::Int(7)), Ok(Duration::from_secs(7)));
+        assert!(duration(&text("3 days")).is_err());
+        assert!(duration(&text("-3s")).is_err());
+    }
+}
