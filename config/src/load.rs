@@ -212,13 +212,31 @@ impl Validator<'_> {
             }
             let check = j.check.and_then(|c| self.file_check(&name, c, &sources));
             let (retention, incomplete_after) = self.retention(&name, j.retention);
-            for (i, hook) in j.after_restore.iter().enumerate() {
-                let mut hp = p(&["jobs", &name, "after_restore"]);
-                hp.push(Seg::Index(i));
-                if hook.trim().is_empty() {
-                    self.problem(&hp, "empty command");
+            for (key, lines) in [
+                ("after_restore", &j.after_restore),
+                ("before", &j.before),
+                ("after", &j.after),
+                ("on_success", &j.on_success),
+                ("on_failure", &j.on_failure),
+            ] {
+                for (i, hook) in lines.iter().enumerate() {
+                    let mut hp = p(&["jobs", &name, key]);
+                    hp.push(Seg::Index(i));
+                    if hook.trim().is_empty() {
+                        self.problem(&hp, "empty command");
+                    } else if let Err(e) = shell_words::split(hook) {
+                        self.problem(
+                            &hp,
+                            format!("cannot split into words: {e} (check the quotes)"),
+                        );
+                    }
                 }
             }
+            let hook_timeout = j
+                .hook_timeout
+                .as_deref()
+                .and_then(|d| self.duration(&p(&["jobs", &name, "hook_timeout"]), d))
+                .unwrap_or(std::time::Duration::from_secs(600));
             jobs.insert(
                 name.clone(),
                 Job {
@@ -230,6 +248,13 @@ impl Validator<'_> {
                     },
                     sources,
                     after_restore: j.after_restore,
+                    hooks: Hooks {
+                        before: j.before,
+                        after: j.after,
+                        on_success: j.on_success,
+                        on_failure: j.on_failure,
+                        timeout: hook_timeout,
+                    },
                     check,
                     retention,
                     incomplete_after,

@@ -111,6 +111,15 @@ pub struct RawJob {
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub after_restore: Vec<String>,
+    #[serde(default)]
+    pub before: Vec<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub on_success: Vec<String>,
+    #[serde(default)]
+    pub on_failure: Vec<String>,
+    pub hook_timeout: Option<String>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
 }

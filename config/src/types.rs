@@ -146,6 +146,7 @@ pub struct Job {
     pub sources: Vec<Source>,
     /// Command lines run in order after a successful restore and check.
     pub after_restore: Vec<String>,
+    pub hooks: Hooks,
     /// Files the database references, compared with a directory source.
     pub check: Option<FileCheck>,
     /// Which snapshots to keep; `None` keeps them all.
@@ -165,6 +166,18 @@ pub struct Retention {
     pub keep_yearly: u32,
     /// Keep everything newer than this, counted back from the latest snapshot.
     pub keep_within: Option<std::time::Duration>,
+}
+
+/// Command lines around a backup run. `after` runs whatever happened (a failed
+/// `before` included), so `systemctl stop app` / `systemctl start app` pairs are safe.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub on_success: Vec<String>,
+    pub on_failure: Vec<String>,
+    /// Each command is killed after this long.
+    pub timeout: std::time::Duration,
 }
 
 /// "Every file the database references exists, and every file on disk is referenced."

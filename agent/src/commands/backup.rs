@@ -14,6 +14,7 @@ use crate::format::{
     FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectRecord, SourceManifest, WarningCounts,
     object_path, snapshot_dir, source_key,
 };
+use crate::hooks::run_hooks_timed;
 use crate::keys::{self, Recipients};
 use crate::lock::lock_job;
 use crate::pipeline::{Finished, ObjectWriter, Uploaded};
@@ -45,6 +46,8 @@ pub struct JobRun {
     pub sources: Vec<SourceRun>,
     pub targets: Vec<TargetRun>,
     pub warnings: Vec<String>,
+    /// Hooks that failed after the snapshot (the snapshot itself stands).
+    pub hook_errors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +103,11 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     }
     // A signal may have stopped the loop before some jobs ran.
     Ok(
-        if runs.iter().all(|r| r.status == "success") && !crate::cancel::requested() {
+        if runs
+            .iter()
+            .all(|r| r.status == "success" && r.hook_errors.is_empty())
+            && !crate::cancel::requested()
+        {
             crate::exit::OK
         } else {
             crate::exit::FAILED
@@ -111,6 +118,9 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
 fn print_run(run: &JobRun, config_path: &Path) {
     for w in &run.warnings {
         eprintln!("warning: {w}");
+    }
+    for h in &run.hook_errors {
+        eprintln!("error: {h}");
     }
     match run.status {
         "failed" => {
@@ -331,8 +341,125 @@ fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<String>> 
     })))
 }
 
+/// One run of a job, the same for the CLI and the agent: the job lock, `before`
+/// hooks (a failure there means nothing is read), the snapshot, `on_success` or
+/// `on_failure`, `after` whatever happened, retention after a success, and the
+/// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let _lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    let started = OffsetDateTime::now_utc();
+    let timeout = Some(job.hooks.timeout);
+    let job_env = [("COFFER_JOB", job.name.as_str())];
+    let mut run = match run_hooks_timed("before", &job.hooks.before, &job_env, timeout) {
+        Err(e) => failed_before_reading(
+            job,
+            started,
+            e.context("a before hook failed; nothing was read"),
+        ),
+        Ok(()) => match take_snapshot(rt, cfg, job) {
+            Ok(run) => run,
+            Err(e) => failed_before_reading(job, started, e),
+        },
+    };
+    let outcome = if run.status != "success" && crate::cancel::requested() {
+        "cancelled"
+    } else {
+        run.status
+    };
+    let env = [
+        ("COFFER_JOB", job.name.as_str()),
+        ("COFFER_SNAPSHOT", run.snapshot.as_str()),
+        ("COFFER_OUTCOME", outcome),
+    ];
+    let (which, lines) = if run.status == "success" {
+        ("on_success", &job.hooks.on_success)
+    } else {
+        ("on_failure", &job.hooks.on_failure)
+    };
+    for (what, lines) in [(which, lines), ("after", &job.hooks.after)] {
+        if let Err(e) = run_hooks_timed(what, lines, &env, timeout) {
+            run.hook_errors.push(format!("{e:#}"));
+        }
+    }
+    let mut kept = std::collections::BTreeMap::new();
+    if run.status == "success" {
+        for target in targets_of(cfg, job, None)? {
+            match crate::commands::prune::prune_target(rt, job, &target, false) {
+                Ok(r) => {
+                    kept.insert(target.name.clone(), r.kept.len() as u64);
+                    if !r.forgotten.is_empty() {
+                        run.warnings.push(format!(
+                            "retention on {}: forgot {}",
+                            target.name,
+                            r.forgotten.join(", ")
+                        ));
+                    }
+                }
+                Err(e) => run
+                    .warnings
+                    .push(format!("retention on {}: {e:#}", target.name)),
+            }
+        }
+    }
+    record_status(cfg, job, &run, outcome, kept);
+    Ok(run)
+}
+
+/// A run that failed before it had anything to show.
+fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -> JobRun {
+    JobRun {
+        job: job.name.clone(),
+        snapshot: String::new(),
+        status: "failed",
+        error: Some(format!("{e:#}")),
+        duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
+        skew_seconds: 0.0,
+        sources: Vec::new(),
+        targets: Vec::new(),
+        warnings: Vec::new(),
+        hook_errors: Vec::new(),
+    }
+}
+
+/// Updates the job's persisted status; a status that cannot be written is only a
+/// warning (the backup itself is what matters).
+fn record_status(
+    cfg: &Config,
+    job: &Job,
+    run: &JobRun,
+    outcome: &str,
+    kept: std::collections::BTreeMap<String, u64>,
+) {
+    let result = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
+        let now = crate::status::now();
+        s.last_run = Some(now);
+        if run.status == "success" {
+            s.last_success = Some(now);
+        }
+        s.last_outcome = Some(outcome.to_string());
+        s.last_error = run.error.clone();
+        if !run.snapshot.is_empty() {
+            s.last_snapshot = Some(run.snapshot.clone());
+        }
+        s.last_duration_seconds = run.duration_seconds;
+        s.last_skew_seconds = run.skew_seconds;
+        *s.runs.entry(outcome.to_string()).or_default() += 1;
+        for src in &run.sources {
+            *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;
+        }
+        for t in run.targets.iter().filter(|t| t.committed) {
+            *s.bytes_stored.entry(t.name.clone()).or_default() +=
+                t.uploads.iter().map(|u| u.upload.bytes).sum::<u64>();
+        }
+        s.snapshots.extend(kept);
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot record the status of job {}: {e:#}", job.name);
+    }
+}
+
+/// The snapshot itself: freeze, stream, commit per target.
+fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
     let id = new_id(started);
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
@@ -366,6 +493,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             })
             .collect(),
         warnings: Vec::new(),
+        hook_errors: Vec::new(),
     };
     // Nothing of a failed run may remain that could look like a snapshot.
     let failed = |mut run: JobRun, written: &[Target], e: anyhow::Error| {
