@@ -23,11 +23,15 @@ fn prune_applies_retention_to_its_job_only() {
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::write(data.join("f"), b"payload").expect("write");
     let world = World::new("");
-    world.write_config(&format!(
-        "retention = {{ keep_last = 2, incomplete_after = \"1h\" }}\n{}\n[jobs.other]\ntargets = [\"local\"]\n[[jobs.other.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
-        dir_source("data", &data, ""),
-        data.display()
-    ));
+    let config = |retention: &str| {
+        format!(
+            "{retention}\n{}\n[jobs.other]\ntargets = [\"local\"]\n[[jobs.other.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
+            dir_source("data", &data, ""),
+            data.display()
+        )
+    };
+    // Snapshots first (retention also runs after every successful backup), then the policy.
+    world.write_config(&config(""));
     for _ in 0..3 {
         world.ok(&["backup", "app"]);
         // Ids have one-second resolution: keep the order unambiguous.
@@ -37,6 +41,9 @@ fn prune_applies_retention_to_its_job_only() {
     let app = ids(&world, "app");
     assert_eq!(app.len(), 3);
     let other = ids(&world, "other");
+    world.write_config(&config(
+        "retention = { keep_last = 2, incomplete_after = \"1h\" }",
+    ));
 
     // Leftovers of crashed runs: an old one, a fresh one, and an old one of the other job.
     let old = world.target().join("app/20000101T000000Z-dead");
@@ -78,4 +85,11 @@ fn prune_applies_retention_to_its_job_only() {
     );
     // The survivors still restore.
     world.ok(&["verify", "--job", "app", "--snapshot", "all"]);
+
+    // Retention also runs after each successful backup.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    world.ok(&["backup", "app"]);
+    let now = ids(&world, "app");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[0], app[2], "the oldest of the three left");
 }
