@@ -29,6 +29,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Compare a directory on disk with a snapshot's manifest (exit 3 when anything differs).
     Check(CheckArgs),
+    /// Run as a service: schedules, retention, /metrics, /healthz and /api/v1/jobs.
+    Agent,
     /// Forget snapshots by each job's retention, remove folders of runs that never committed.
     Prune(PruneArgs),
     /// Create a new age identity (mode 0600) and print its public recipient.

@@ -10,6 +10,7 @@ pub mod format;
 pub mod hooks;
 pub mod keys;
 pub mod lock;
+pub mod metrics;
 pub mod pipeline;
 pub mod reader;
 pub mod repo;

@@ -134,6 +134,52 @@ impl Validator<'_> {
             .state_dir
             .as_deref()
             .map_or_else(|| PathBuf::from("/var/lib/coffer"), |d| self.abs(d));
+        let listen = match raw
+            .agent
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:9187")
+            .parse()
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.problem(
+                    &p(&["agent", "listen"]),
+                    format!("not an address like \"127.0.0.1:9187\": {e}"),
+                );
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+            }
+        };
+        if let Some(tz) = &raw.agent.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            self.problem(
+                &p(&["agent", "timezone"]),
+                format!(
+                    "unknown time zone \"{tz}\"; use an IANA name like \"Europe/Berlin\" or \"UTC\""
+                ),
+            );
+        }
+        let api_token = raw.agent.api_token_file.as_deref().and_then(|f| {
+            let path = self.abs(f);
+            match std::fs::read_to_string(&path) {
+                Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_string())),
+                Ok(_) => {
+                    self.problem(
+                        &p(&["agent", "api_token_file"]),
+                        format!("{} is empty", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.problem(
+                        &p(&["agent", "api_token_file"]),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
         let encryption = self.encryption(raw.encryption);
         let mut targets = BTreeMap::new();
         let mut invalid = BTreeSet::new();
@@ -232,6 +278,25 @@ impl Validator<'_> {
                     }
                 }
             }
+            if let Some(s) = &j.schedule
+                && let Err(e) = s.parse::<croner::Cron>()
+            {
+                self.problem(
+                    &p(&["jobs", &name, "schedule"]),
+                    format!("not a cron expression: {e}; write e.g. \"0 3 * * *\" (minute hour day month weekday, seconds first optional)"),
+                );
+            }
+            let jitter = j
+                .jitter
+                .as_deref()
+                .and_then(|d| self.duration(&p(&["jobs", &name, "jitter"]), d))
+                .unwrap_or_default();
+            if j.catch_up && j.schedule.is_none() {
+                self.problem(
+                    &p(&["jobs", &name, "catch_up"]),
+                    "catch_up needs a schedule",
+                );
+            }
             let hook_timeout = j
                 .hook_timeout
                 .as_deref()
@@ -248,6 +313,9 @@ impl Validator<'_> {
                     },
                     sources,
                     after_restore: j.after_restore,
+                    schedule: j.schedule,
+                    jitter,
+                    catch_up: j.catch_up,
                     hooks: Hooks {
                         before: j.before,
                         after: j.after,
@@ -263,7 +331,12 @@ impl Validator<'_> {
         }
         Config {
             file: self.file.to_path_buf(),
-            agent: Agent { state_dir },
+            agent: Agent {
+                state_dir,
+                listen,
+                timezone: raw.agent.timezone,
+                api_token,
+            },
             encryption,
             targets,
             jobs,

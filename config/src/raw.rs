@@ -23,6 +23,9 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub state_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub timezone: Option<String>,
+    pub api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +123,10 @@ pub struct RawJob {
     #[serde(default)]
     pub on_failure: Vec<String>,
     pub hook_timeout: Option<String>,
+    pub schedule: Option<String>,
+    pub jitter: Option<String>,
+    #[serde(default)]
+    pub catch_up: bool,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
 }

@@ -22,6 +22,12 @@ pub struct Config {
 pub struct Agent {
     /// Locks and run status live here.
     pub state_dir: PathBuf,
+    /// Where `coffer agent` serves /metrics, /healthz and /api/v1/jobs.
+    pub listen: std::net::SocketAddr,
+    /// IANA zone for schedules; `None`: the host's local time.
+    pub timezone: Option<String>,
+    /// Bearer token that enables `POST /api/v1/jobs/{job}/run`.
+    pub api_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +153,12 @@ pub struct Job {
     /// Command lines run in order after a successful restore and check.
     pub after_restore: Vec<String>,
     pub hooks: Hooks,
+    /// Cron expression (seconds field optional) for `coffer agent`.
+    pub schedule: Option<String>,
+    /// A random delay up to this long before each scheduled run.
+    pub jitter: std::time::Duration,
+    /// Run once at agent start when a scheduled run was missed.
+    pub catch_up: bool,
     /// Files the database references, compared with a directory source.
     pub check: Option<FileCheck>,
     /// Which snapshots to keep; `None` keeps them all.

@@ -17,6 +17,9 @@ pub struct Target {
     /// How uploads to this target are cut into parts.
     pub parts: PartPlan,
     s3: Option<S3Target>,
+    /// A local target's directory: object stores have no directories, a file
+    /// system does, and an aborted upload leaves its snapshot folder behind empty.
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -39,6 +42,14 @@ pub struct Explained {
 }
 
 impl Target {
+    /// Removes the folder of `dir` on a local target once it holds nothing (no-op on
+    /// object stores, where a folder is only a prefix). Best effort.
+    pub fn remove_empty_folder(&self, dir: &object_store::path::Path) {
+        if let Some(root) = &self.local_root {
+            let _ = std::fs::remove_dir(root.join(dir.as_ref()));
+        }
+    }
+
     /// Names the target and says what to check.
     pub fn explain(&self, during: Op, err: &object_store::Error) -> Explained {
         let (detail, retryable) = match &self.s3 {
@@ -111,6 +122,7 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
                 description,
                 parts: LOCAL_PARTS,
                 s3: None,
+                local_root: Some(path.clone()),
             })
         }
         TargetKind::S3(s3) => {
@@ -125,6 +137,7 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
                     parts_in_flight: s3.upload.parts_in_flight as usize,
                 },
                 s3: Some(s3.clone()),
+                local_root: None,
             })
         }
     }

@@ -323,6 +323,7 @@ fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &str) {
                 let _ = t.store.delete(&meta.location).await;
             }
         });
+        t.remove_empty_folder(&dir);
     }
 }
 

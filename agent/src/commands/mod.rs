@@ -1,5 +1,6 @@
 //! Subcommand dispatch and the small lookups every subcommand shares.
 
+mod agent;
 mod backup;
 mod check;
 mod config_check;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
+        Command::Agent => agent::run(rt, &cli.config),
     }
 }
 

@@ -65,6 +65,7 @@ async fn delete_snapshot(target: &Target, job: &str, id: &str) -> Result<()> {
             }
         }
     }
+    target.remove_empty_folder(&dir);
     Ok(())
 }
 

@@ -1,0 +1,218 @@
+//! Prometheus text exposition of the jobs' persisted status. Labels stay
+//! low-cardinality (job, source, target, status): never snapshot ids or paths.
+
+use crate::status::JobStatus;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}=\"{}\"",
+                    v.replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                )
+            })
+            .collect();
+        let _ = writeln!(self.0, "{name}{{{}}} {value}", labels.join(","));
+    }
+}
+
+/// Renders every metric for `jobs` (name, status) and the jobs running now.
+pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> String {
+    let mut o = Out(String::new());
+    o.family("coffer_build_info", "gauge", "coffer version.");
+    o.sample(
+        "coffer_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    let each = |o: &mut Out,
+                name: &str,
+                kind: &str,
+                help: &str,
+                f: &dyn Fn(&mut Out, &str, &JobStatus)| {
+        o.family(name, kind, help);
+        for (job, s) in jobs {
+            f(o, job, s);
+        }
+    };
+    each(
+        &mut o,
+        "coffer_backup_last_success_timestamp_seconds",
+        "gauge",
+        "End of the last run committed on every target.",
+        &|o, j, s| {
+            if let Some(t) = s.last_success {
+                o.sample(
+                    "coffer_backup_last_success_timestamp_seconds",
+                    &[("job", j)],
+                    t,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_last_run_timestamp_seconds",
+        "gauge",
+        "End of the last run, whatever its outcome.",
+        &|o, j, s| {
+            if let Some(t) = s.last_run {
+                o.sample("coffer_backup_last_run_timestamp_seconds", &[("job", j)], t);
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_last_run_success",
+        "gauge",
+        "1 if the last run committed on every target.",
+        &|o, j, s| {
+            if let Some(out) = &s.last_outcome {
+                o.sample(
+                    "coffer_backup_last_run_success",
+                    &[("job", j)],
+                    if out == "success" { 1.0 } else { 0.0 },
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_runs_total",
+        "counter",
+        "Runs by outcome (success, partial, failed, cancelled).",
+        &|o, j, s| {
+            for (status, n) in &s.runs {
+                o.sample(
+                    "coffer_backup_runs_total",
+                    &[("job", j), ("status", status)],
+                    *n as f64,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_skipped_total",
+        "counter",
+        "Scheduled runs skipped because the job was still running.",
+        &|o, j, s| {
+            o.sample(
+                "coffer_backup_skipped_total",
+                &[("job", j)],
+                s.skipped as f64,
+            );
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_duration_seconds",
+        "gauge",
+        "Duration of the last run.",
+        &|o, j, s| {
+            if s.last_run.is_some() {
+                o.sample(
+                    "coffer_backup_duration_seconds",
+                    &[("job", j)],
+                    s.last_duration_seconds,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_bytes_read_total",
+        "counter",
+        "Bytes read from each source.",
+        &|o, j, s| {
+            for (src, n) in &s.bytes_read {
+                o.sample(
+                    "coffer_backup_bytes_read_total",
+                    &[("job", j), ("source", src)],
+                    *n as f64,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_backup_bytes_stored_total",
+        "counter",
+        "Bytes stored on each target.",
+        &|o, j, s| {
+            for (t, n) in &s.bytes_stored {
+                o.sample(
+                    "coffer_backup_bytes_stored_total",
+                    &[("job", j), ("target", t)],
+                    *n as f64,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_snapshot_skew_seconds",
+        "gauge",
+        "Latest minus earliest consistency instant of the last run's sources.",
+        &|o, j, s| {
+            if s.last_run.is_some() {
+                o.sample(
+                    "coffer_snapshot_skew_seconds",
+                    &[("job", j)],
+                    s.last_skew_seconds,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_snapshots",
+        "gauge",
+        "Committed snapshots per target after the last retention.",
+        &|o, j, s| {
+            for (t, n) in &s.snapshots {
+                o.sample("coffer_snapshots", &[("job", j), ("target", t)], *n as f64);
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_verify_last_success_timestamp_seconds",
+        "gauge",
+        "End of the last successful verify.",
+        &|o, j, s| {
+            if let Some(t) = s.last_verify_success {
+                o.sample(
+                    "coffer_verify_last_success_timestamp_seconds",
+                    &[("job", j)],
+                    t,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
+        "coffer_job_running",
+        "gauge",
+        "1 while the job runs.",
+        &|o, j, _| {
+            o.sample(
+                "coffer_job_running",
+                &[("job", j)],
+                if running.contains(j) { 1.0 } else { 0.0 },
+            );
+        },
+    );
+    o.0
+}

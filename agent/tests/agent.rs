@@ -1,0 +1,388 @@
+//! `coffer agent` as a service: schedules with seconds, overlap skipped and
+//! counted, /metrics parsed by a Prometheus text parser after a success and a
+//! failure, SIGHUP with a broken config keeps the old schedule, SIGTERM mid-run
+//! leaves no snapshot and runs `after`, and the unit passes systemd-analyze.
+
+mod common;
+
+use common::servers::free_port;
+use common::*;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn http(port: u16, method: &str, path: &str, extra: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+struct Agent(Child);
+
+impl Agent {
+    fn start(world: &World, port: u16) -> Agent {
+        let child = Command::new(coffer_bin())
+            .arg("--config")
+            .arg(&world.config)
+            .arg("agent")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(world.path("agent.log")).expect("log"))
+            .spawn()
+            .expect("start agent");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the agent did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Agent(child)
+    }
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig)
+            .expect("signal");
+    }
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.0.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the agent did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Committed snapshots of job app, read from the target (the config may be broken).
+fn committed(world: &World) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(world.target().join("app"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("snapshot.json").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[test]
+fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), noise(100_000, 1)).expect("write");
+    let log = tmp.path().join("slow.log");
+    let port = free_port();
+    let world = World::new("");
+    let token = world.path("token");
+    std::fs::write(&token, "t0ken-Secret\n").expect("token");
+    let text = std::fs::read_to_string(&world.config).unwrap_or_default();
+    let _ = text;
+    world.write_config(&format!(
+        "schedule = \"*/2 * * * * *\"\n{}\n\
+         [jobs.slow]\ntargets = [\"local\"]\nschedule = \"* * * * * *\"\n\
+         before = [\"sh -c 'echo start >> {log}; sleep 2.5'\"]\nafter = [\"sh -c 'echo end >> {log}'\"]\n\
+         [[jobs.slow.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{data}\"\n\
+         [jobs.broken]\ntargets = [\"local\"]\nschedule = \"*/2 * * * * *\"\n\
+         [[jobs.broken.sources]]\nname = \"gone\"\ntype = \"directory\"\npath = \"{gone}\"\n",
+        dir_source("data", &data, ""),
+        log = log.display(),
+        data = data.display(),
+        gone = tmp.path().join("gone").display()
+    ));
+    // The agent's listener and API token.
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        cfg.replacen("[agent]\n", &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\ntimezone = \"UTC\"\napi_token_file = \"{}\"\n", token.display()), 1),
+    )
+    .expect("config");
+    let agent = Agent::start(&world, port);
+    wait_until("two scheduled snapshots of app", 30, || {
+        world.snapshots().len() >= 2
+    });
+    wait_until("skipped slow runs", 30, || {
+        let (_, m) = http(port, "GET", "/metrics", "");
+        metric(&m, "coffer_backup_skipped_total", &[("job", "slow")]).is_some_and(|v| v >= 1.0)
+            && metric(
+                &m,
+                "coffer_backup_runs_total",
+                &[("job", "broken"), ("status", "failed")],
+            )
+            .is_some_and(|v| v >= 1.0)
+            && metric(
+                &m,
+                "coffer_backup_runs_total",
+                &[("job", "slow"), ("status", "success")],
+            )
+            .is_some_and(|v| v >= 1.0)
+    });
+    let (code, m) = http(port, "GET", "/metrics", "");
+    assert_eq!(code, 200);
+    assert!(
+        metric(
+            &m,
+            "coffer_backup_runs_total",
+            &[("job", "app"), ("status", "success")]
+        )
+        .is_some_and(|v| v >= 2.0),
+        "{m}"
+    );
+    let last = metric(
+        &m,
+        "coffer_backup_last_success_timestamp_seconds",
+        &[("job", "app")],
+    )
+    .expect("last success");
+    assert!((time::OffsetDateTime::now_utc().unix_timestamp() as f64 - last).abs() < 60.0);
+    assert_eq!(
+        metric(&m, "coffer_backup_last_run_success", &[("job", "broken")]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "coffer_backup_last_success_timestamp_seconds",
+            &[("job", "broken")]
+        )
+        .is_none()
+    );
+    assert!(
+        metric(
+            &m,
+            "coffer_backup_bytes_read_total",
+            &[("job", "app"), ("source", "data")]
+        )
+        .is_some_and(|v| v >= 100_000.0)
+    );
+    assert!(
+        metric(
+            &m,
+            "coffer_backup_bytes_stored_total",
+            &[("job", "app"), ("target", "local")]
+        )
+        .is_some_and(|v| v > 0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "coffer_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !m.contains("snapshot=") && !m.contains(data.to_str().expect("utf8")),
+        "a snapshot id or path in a label"
+    );
+
+    let (code, body) = http(port, "GET", "/healthz", "");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, body) = http(port, "GET", "/api/v1/jobs", "");
+    assert_eq!(code, 200);
+    let jobs: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let app = jobs
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|j| j["job"] == "app")
+        .expect("app");
+    assert!(app["next_run"].as_str().is_some(), "{app}");
+    assert_eq!(app["last_outcome"], "success");
+    let (code, _) = http(port, "POST", "/api/v1/jobs/app/run", "");
+    assert_eq!(code, 401, "a run without the token");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/v1/jobs/nope/run",
+        "Authorization: Bearer t0ken-Secret\r\n",
+    );
+    assert_eq!(code, 404);
+
+    assert!(
+        agent.stop().success(),
+        "SIGTERM must end the agent with status 0"
+    );
+    // slow never overlapped itself: starts and ends alternate.
+    let lines = std::fs::read_to_string(&log).expect("slow log");
+    let lines: Vec<&str> = lines.lines().collect();
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0], "start", "{lines:?}");
+        if pair.len() == 2 {
+            assert_eq!(pair[1], "end", "{lines:?}");
+        }
+    }
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_schedule_and_sigterm_cancels_a_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"x").expect("write");
+    let port = free_port();
+    let world = World::new("");
+    let after = tmp.path().join("after.log");
+    let config = |schedule: &str, source: &std::path::Path| {
+        format!(
+            "schedule = \"{schedule}\"\nafter = [\"sh -c 'echo after $COFFER_OUTCOME >> {}'\"]\n{}",
+            after.display(),
+            dir_source("data", source, "")
+        )
+    };
+    world.write_config(&config("* * * * * *", &data));
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    let with_port = |c: String| {
+        c.replacen(
+            "[agent]\n",
+            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
+            1,
+        )
+    };
+    std::fs::write(&world.config, with_port(cfg)).expect("config");
+    let agent = Agent::start(&world, port);
+    wait_until("a first snapshot", 30, || !committed(&world).is_empty());
+
+    std::fs::write(&world.config, "[jobs.app]\ntargets = [\"nowhere\"]\n")
+        .expect("break the config");
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    let n = committed(&world).len();
+    wait_until("snapshots after the broken reload", 30, || {
+        committed(&world).len() >= n + 2
+    });
+    let log = std::fs::read_to_string(world.path("agent.log")).expect("log");
+    assert!(log.contains("kept the previous config"), "{log}");
+
+    // A valid reload to a job that takes long: SIGTERM while it runs.
+    let big = tmp.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    std::fs::File::create(big.join("sparse"))
+        .expect("create")
+        .set_len(100 << 30)
+        .expect("sparse");
+    world.write_config(&config("* * * * * *", &big));
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(&world.config, with_port(cfg)).expect("config");
+    let before = committed(&world);
+    std::fs::write(&after, "").expect("reset");
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until("the long run to start writing", 30, || {
+        std::fs::read_dir(world.target().join("app"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| !before.contains(&e.file_name().to_string_lossy().into_owned()))
+            })
+            .unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = agent.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        committed(&world),
+        before,
+        "a cancelled run committed a snapshot"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(world.target().join("app"))
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !before.contains(n))
+        .collect();
+    let inside: Vec<_> = leftovers
+        .iter()
+        .flat_map(|l| {
+            std::fs::read_dir(world.target().join("app").join(l))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the cancelled run left {leftovers:?} holding {inside:?}"
+    );
+    assert!(
+        std::fs::read_to_string(&after)
+            .expect("after")
+            .contains("after cancelled"),
+        "after hook not run"
+    );
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    require_tool("systemd-analyze");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../systemd/coffer.service"
+    ))
+    .expect("unit");
+    let unit = unit.replace("/usr/local/bin/coffer", coffer_bin());
+    let path = dir.path().join("coffer.service");
+    std::fs::write(&path, unit).expect("write");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
