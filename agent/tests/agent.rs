@@ -133,7 +133,7 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     let text = std::fs::read_to_string(&world.config).unwrap_or_default();
     let _ = text;
     world.write_config(&format!(
-        "schedule = \"*/2 * * * * *\"\n{}\n\
+        "schedule = \"*/2 * * * * *\"\nverify_schedule = \"*/3 * * * * *\"\n{}\n\
          [jobs.slow]\ntargets = [\"local\"]\nschedule = \"* * * * * *\"\n\
          before = [\"sh -c 'echo start >> {log}; sleep 2.5'\"]\nafter = [\"sh -c 'echo end >> {log}'\"]\n\
          [[jobs.slow.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{data}\"\n\

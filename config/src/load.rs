@@ -278,13 +278,18 @@ impl Validator<'_> {
                     }
                 }
             }
-            if let Some(s) = &j.schedule
-                && let Err(e) = s.parse::<croner::Cron>()
-            {
-                self.problem(
-                    &p(&["jobs", &name, "schedule"]),
-                    format!("not a cron expression: {e}; write e.g. \"0 3 * * *\" (minute hour day month weekday, seconds first optional)"),
-                );
+            for (key, s) in [
+                ("schedule", &j.schedule),
+                ("verify_schedule", &j.verify_schedule),
+            ] {
+                if let Some(s) = s
+                    && let Err(e) = s.parse::<croner::Cron>()
+                {
+                    self.problem(
+                        &p(&["jobs", &name, key]),
+                        format!("not a cron expression: {e}; write e.g. \"0 3 * * *\" (minute hour day month weekday, seconds first optional)"),
+                    );
+                }
             }
             let jitter = j
                 .jitter
@@ -314,6 +319,7 @@ impl Validator<'_> {
                     sources,
                     after_restore: j.after_restore,
                     schedule: j.schedule,
+                    verify_schedule: j.verify_schedule,
                     jitter,
                     catch_up: j.catch_up,
                     hooks: Hooks {

@@ -124,6 +124,7 @@ pub struct RawJob {
     pub on_failure: Vec<String>,
     pub hook_timeout: Option<String>,
     pub schedule: Option<String>,
+    pub verify_schedule: Option<String>,
     pub jitter: Option<String>,
     #[serde(default)]
     pub catch_up: bool,

@@ -155,6 +155,8 @@ pub struct Job {
     pub hooks: Hooks,
     /// Cron expression (seconds field optional) for `coffer agent`.
     pub schedule: Option<String>,
+    /// When `coffer agent` verifies the newest snapshot (deep when an identity is configured).
+    pub verify_schedule: Option<String>,
     /// A random delay up to this long before each scheduled run.
     pub jitter: std::time::Duration,
     /// Run once at agent start when a scheduled run was missed.

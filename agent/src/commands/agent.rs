@@ -153,6 +153,80 @@ fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
     true
 }
 
+/// Sleeps until the next time `cron` fires (plus jitter); false if it never will.
+async fn sleep_until_next(
+    shared: &Shared,
+    key: &str,
+    cron: &croner::Cron,
+    tz: Option<&str>,
+    jitter: Duration,
+) -> bool {
+    let Some(mut next) = next_after(cron, tz, Utc::now()) else {
+        warn!(key, "the schedule never fires again");
+        return false;
+    };
+    if !jitter.is_zero() {
+        let extra = rand::random::<u64>() % (jitter.as_millis() as u64).max(1);
+        next += chrono::Duration::milliseconds(extra as i64);
+    }
+    if let Ok(mut n) = shared.next_runs.lock() {
+        n.insert(key.to_string(), next);
+    }
+    tokio::time::sleep((next - Utc::now()).to_std().unwrap_or_default()).await;
+    true
+}
+
+/// Periodic verify of the newest snapshot on every target: stored bytes only, or
+/// deep when the configured identity file exists on this host.
+async fn verify_loop(shared: Arc<Shared>, job: String) {
+    let cfg = shared.config();
+    let Some(j) = cfg.jobs.get(&job) else { return };
+    let Some(cron) = j
+        .verify_schedule
+        .as_deref()
+        .and_then(|s| s.parse::<croner::Cron>().ok())
+    else {
+        return;
+    };
+    let key = format!("{job}/verify");
+    while sleep_until_next(
+        &shared,
+        &key,
+        &cron,
+        cfg.agent.timezone.as_deref(),
+        j.jitter,
+    )
+    .await
+    {
+        let (s, name) = (shared.clone(), job.clone());
+        let outcome = shared
+            .rt
+            .spawn_blocking(move || {
+                let cfg = s.config();
+                let j = cfg
+                    .jobs
+                    .get(&name)
+                    .ok_or_else(|| anyhow::anyhow!("job {name} is no longer configured"))?;
+                let ids = crate::commands::verify::identities_for(&cfg, None, false)?;
+                crate::commands::verify::verify_job(&s.rt, &cfg, j, None, "latest", ids.as_ref())
+            })
+            .await;
+        match outcome {
+            Ok(Ok(v)) if v.iter().all(|v| v.ok) => info!(job, "verify ok ({} target(s))", v.len()),
+            Ok(Ok(v)) => error!(
+                job,
+                "verify found damage: {}",
+                v.iter()
+                    .flat_map(|v| v.problems.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Ok(Err(e)) => error!(job, "verify could not run: {e:#}"),
+            Err(e) => error!(job, "verify panicked: {e}"),
+        }
+    }
+}
+
 async fn job_loop(shared: Arc<Shared>, job: String) {
     let cfg = shared.config();
     let Some(j) = cfg.jobs.get(&job) else { return };
@@ -175,30 +249,18 @@ async fn job_loop(shared: Arc<Shared>, job: String) {
             trigger(&shared, &job, "catch-up");
         }
     }
-    loop {
-        let Some(mut next) = next_after(&cron, tz.as_deref(), Utc::now()) else {
-            warn!(job, "the schedule never fires again");
-            return;
-        };
-        if !j.jitter.is_zero() {
-            let extra = rand::random::<u64>() % (j.jitter.as_millis() as u64).max(1);
-            next += chrono::Duration::milliseconds(extra as i64);
-        }
-        if let Ok(mut n) = shared.next_runs.lock() {
-            n.insert(job.clone(), next);
-        }
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
+    while sleep_until_next(&shared, &job, &cron, tz.as_deref(), j.jitter).await {
         trigger(&shared, &job, "scheduled");
     }
 }
 
 fn spawn_schedules(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     let cfg = shared.config();
-    cfg.jobs
-        .values()
-        .filter(|j| j.schedule.is_some())
+    let backups = cfg.jobs.values().filter(|j| j.schedule.is_some());
+    let verifies = cfg.jobs.values().filter(|j| j.verify_schedule.is_some());
+    backups
         .map(|j| shared.rt.spawn(job_loop(shared.clone(), j.name.clone())))
+        .chain(verifies.map(|j| shared.rt.spawn(verify_loop(shared.clone(), j.name.clone()))))
         .collect()
 }
 
@@ -244,6 +306,8 @@ async fn jobs(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 "schedule": j.schedule,
                 "running": running.contains(&j.name),
                 "next_run": next.get(&j.name).map(DateTime::to_rfc3339),
+                "next_verify": next.get(&format!("{}/verify", j.name)).map(DateTime::to_rfc3339),
+                "last_verify_success": st.last_verify_success,
                 "last_run": st.last_run,
                 "last_success": st.last_success,
                 "last_outcome": st.last_outcome,

@@ -8,7 +8,7 @@ mod keygen;
 mod list;
 pub mod prune;
 mod restore;
-mod verify;
+pub mod verify;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::exit::usage;

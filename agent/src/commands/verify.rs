@@ -20,34 +20,33 @@ use std::collections::HashMap;
 use std::io::Read;
 use tokio::runtime::Handle;
 
-#[derive(Serialize)]
-struct Verdict {
-    target: String,
-    snapshot: String,
-    mode: &'static str,
-    ok: bool,
-    objects: usize,
-    files: usize,
-    problems: Vec<String>,
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub target: String,
+    pub snapshot: String,
+    pub mode: &'static str,
+    pub ok: bool,
+    pub objects: usize,
+    pub files: usize,
+    pub problems: Vec<String>,
 }
 
-pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
-    let job = find_job(cfg, &args.job)?;
-    let targets = targets_of(cfg, job, args.target.as_deref())?;
-    let ids = if args.stored_only {
-        None
-    } else {
-        match keys::identity_path(args.identity.as_deref(), &cfg.encryption) {
-            Some(f) if f.exists() || args.identity.is_some() => {
-                Some(keys::identities(f).map_err(|e| usage(format!("{e:#}")))?)
-            }
-            _ => None,
-        }
-    };
+/// Verifies snapshots of `job` (`which`: an id, `latest` or `all`) on its targets
+/// (or `only`), deep when identities are given; records the outcome in the job's
+/// status (the `coffer_verify_*` metrics). Used by `coffer verify` and the agent.
+pub fn verify_job(
+    rt: &Handle,
+    cfg: &Config,
+    job: &coffer_config::Job,
+    only: Option<&str>,
+    which: &str,
+    ids: Option<&Identities>,
+) -> Result<Vec<Verdict>> {
+    let targets = targets_of(cfg, job, only)?;
     let mut verdicts = Vec::new();
     for target in &targets {
         let all = repo::snapshots(rt, target, &job.name)?;
-        let chosen: Vec<Marker> = match args.snapshot.as_str() {
+        let chosen: Vec<Marker> = match which {
             "all" => all,
             which => vec![repo::pick(all, which, &job.name, &target.name)?],
         };
@@ -61,7 +60,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
                 files: 0,
                 problems: Vec::new(),
             };
-            let result = match &ids {
+            let result = match ids {
                 None => stored(rt, target, &marker, &mut v),
                 Some(ids) => deep(rt, target, &marker, ids, &mut v),
             };
@@ -69,36 +68,80 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
                 v.problems.push(format!("{e:#}"));
             }
             v.ok = v.problems.is_empty();
-            if !args.json {
-                if v.ok {
-                    println!(
-                        "{} on {}: ok ({} objects{} checked, {})",
-                        v.snapshot,
-                        v.target,
-                        v.objects,
-                        if v.mode == "deep" {
-                            format!(", {} files", v.files)
-                        } else {
-                            String::new()
-                        },
-                        if v.mode == "deep" {
-                            "decrypted"
-                        } else {
-                            "stored bytes only"
-                        }
-                    );
-                } else {
-                    println!("{} on {}: DAMAGED", v.snapshot, v.target);
-                    for p in &v.problems {
-                        println!("  {p}");
-                    }
-                }
-            }
             verdicts.push(v);
         }
     }
+    let ok = verdicts.iter().all(|v| v.ok);
+    let recorded = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
+        let now = crate::status::now();
+        s.last_verify = Some(now);
+        if ok {
+            s.last_verify_success = Some(now);
+        }
+    });
+    if let Err(e) = recorded {
+        tracing::warn!("cannot record the verify status of job {}: {e:#}", job.name);
+    }
+    Ok(verdicts)
+}
+
+/// The identities to verify with: `--identity`, else the configured file when it
+/// exists (deep mode); none means stored-bytes mode.
+pub fn identities_for(
+    cfg: &Config,
+    cli: Option<&std::path::Path>,
+    stored_only: bool,
+) -> Result<Option<Identities>> {
+    if stored_only {
+        return Ok(None);
+    }
+    match keys::identity_path(cli, &cfg.encryption) {
+        Some(f) if f.exists() || cli.is_some() => Ok(Some(
+            keys::identities(f).map_err(|e| usage(format!("{e:#}")))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
+    let job = find_job(cfg, &args.job)?;
+    let ids = identities_for(cfg, args.identity.as_deref(), args.stored_only)?;
+    let verdicts = verify_job(
+        rt,
+        cfg,
+        job,
+        args.target.as_deref(),
+        &args.snapshot,
+        ids.as_ref(),
+    )?;
     if args.json {
         print_json(&verdicts)?;
+    } else {
+        for v in &verdicts {
+            if v.ok {
+                println!(
+                    "{} on {}: ok ({} objects{} checked, {})",
+                    v.snapshot,
+                    v.target,
+                    v.objects,
+                    if v.mode == "deep" {
+                        format!(", {} files", v.files)
+                    } else {
+                        String::new()
+                    },
+                    if v.mode == "deep" {
+                        "decrypted"
+                    } else {
+                        "stored bytes only"
+                    }
+                );
+            } else {
+                println!("{} on {}: DAMAGED", v.snapshot, v.target);
+                for p in &v.problems {
+                    println!("  {p}");
+                }
+            }
+        }
     }
     Ok(if verdicts.iter().all(|v| v.ok) {
         exit::OK
