@@ -13,8 +13,17 @@ pub struct Cli {
     /// Config file.
     #[arg(long, global = true, env = "COFFER_CONFIG", default_value = coffer_config::DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Log lines as text (stderr; without timestamps under systemd) or JSON objects.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +47,13 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `coffer man > /usr/local/share/man/man1/coffer.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]

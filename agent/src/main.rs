@@ -19,8 +19,10 @@ fn main() -> ExitCode {
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    // Under systemd the journal stamps every line already.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if cli.log_format == coffer::cli::LogFormat::Json {
+        log.json().init();
+    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // Under systemd the journal stamps every line already.
         log.without_time().init();
     } else {
         log.init();

@@ -89,3 +89,28 @@ fn a_missing_config_file_exits_2_and_says_how_to_point_at_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("COFFER_CONFIG"));
 }
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    let man = std::process::Command::new(coffer_bin())
+        .arg("man")
+        .output()
+        .expect("run");
+    assert!(man.status.success());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH coffer 1") && man.contains("restore"),
+        "{man}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(coffer_bin())
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("prune"),
+            "{shell} completion lacks subcommands"
+        );
+    }
+}

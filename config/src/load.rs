@@ -14,11 +14,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read config file: {source} (pass --config FILE or set COFFER_CONFIG)", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: cannot read config file: {err} (pass --config FILE or set COFFER_CONFIG)", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -62,13 +59,13 @@ impl fmt::Display for Problems<'_> {
 
 /// Loads and validates the config file at `file`.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
         path: file.to_path_buf(),
-        source,
+        err,
     })?;
-    let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+    let cwd = std::env::current_dir().map_err(|err| ConfigError::Read {
         path: file.to_path_buf(),
-        source,
+        err,
     })?;
     load_str(&text, file, &cwd)
 }

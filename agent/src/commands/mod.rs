@@ -30,6 +30,16 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
         Command::Agent => agent::run(rt, &cli.config),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "coffer", &mut std::io::stdout());
+            Ok(crate::exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(crate::exit::OK)
+        }
     }
 }
 
