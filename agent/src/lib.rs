@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lock;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 pub mod reader;
 pub mod repo;
 pub mod restore;

@@ -129,6 +129,7 @@ impl Read for ObjectReader {
         if n == 0 {
             return self.at_end();
         }
+        crate::progress::STORED_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)

@@ -114,3 +114,40 @@ fn completions_and_man_page_are_generated_from_the_cli() {
         );
     }
 }
+
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    require_tool("script");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), noise(8 << 20, 2)).expect("write");
+    let world = World::new(&dir_source("data", &data, ""));
+    let piped = world.run(&["backup", "app"]);
+    assert!(piped.status.success());
+    assert!(
+        piped.stderr.is_empty(),
+        "progress or noise on a pipe: {}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // `script` gives the command a pseudo-terminal and copies what it draws.
+    let tty = std::process::Command::new("script")
+        .arg("-qec")
+        .arg(format!(
+            "{} --config {} backup app",
+            coffer_bin(),
+            world.config.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .expect("run script");
+    assert!(
+        tty.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tty.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("backup app"),
+        "no progress on a terminal"
+    );
+}

@@ -216,14 +216,23 @@ fn stream_sources(
 ) -> Result<Vec<Streamed>> {
     let barrier = Barrier::new(sources.len());
     let failed = Arc::new(AtomicBool::new(false));
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
+    let _bar = crate::progress::wanted(false).then(|| {
+        let p = progress.clone();
+        crate::progress::Follow::start(&format!("backup {}", job.name), None, move || {
+            (
+                p.bytes.load(Ordering::Relaxed),
+                p.files.load(Ordering::Relaxed),
+            )
+        })
+    });
     let results: Vec<Result<Streamed>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .into_iter()
             .map(|mut src| {
                 let barrier = &barrier;
                 let failed = failed.clone();
-                let progress = &progress;
+                let progress = &*progress;
                 scope.spawn(move || -> Result<Streamed> {
                     let frozen = src.freeze();
                     if frozen.is_err() {

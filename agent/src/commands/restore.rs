@@ -252,6 +252,20 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
     }
     let tmp_dir = cfg.agent.state_dir.join("tmp");
+    let total: u64 = chosen
+        .iter()
+        .filter_map(|s| marker.object(&s.object))
+        .map(|o| o.stored_size)
+        .sum();
+    let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
+    let bar = crate::progress::wanted(args.json).then(|| {
+        crate::progress::Follow::start(&format!("restore {}", marker.id), Some(total), move || {
+            (
+                crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
+                0,
+            )
+        })
+    });
     let mut databases = Vec::new();
     for plan in &dbs {
         let w = restore_database(rt, &target, &marker, &ids, &tmp_dir, plan)?;
@@ -291,6 +305,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
         reports.push(report);
     }
+    drop(bar);
     let db_check = restored_db_check(rt, job, &dirs, &dbs, &mut warnings)?;
 
     let consistent = reports.iter().all(|r| r.consistent())

@@ -106,6 +106,15 @@ pub fn identities_for(
 pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
     let job = find_job(cfg, &args.job)?;
     let ids = identities_for(cfg, args.identity.as_deref(), args.stored_only)?;
+    let bar = crate::progress::wanted(args.json).then(|| {
+        let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
+        crate::progress::Follow::start(&format!("verify {}", job.name), None, move || {
+            (
+                crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
+                0,
+            )
+        })
+    });
     let verdicts = verify_job(
         rt,
         cfg,
@@ -113,7 +122,9 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
         args.target.as_deref(),
         &args.snapshot,
         ids.as_ref(),
-    )?;
+    );
+    drop(bar);
+    let verdicts = verdicts?;
     if args.json {
         print_json(&verdicts)?;
     } else {
