@@ -386,3 +386,53 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn catch_up_runs_a_missed_schedule_and_the_api_starts_runs_with_the_token() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"x").expect("write");
+    let port = free_port();
+    let world = World::new("");
+    let token = world.path("token");
+    std::fs::write(&token, "s3cr3t-token\n").expect("token");
+    // Once a year: the last due time has passed and no run ever succeeded.
+    world.write_config(&format!(
+        "schedule = \"0 0 1 1 *\"\ncatch_up = true\n{}",
+        dir_source("data", &data, "")
+    ));
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        cfg.replacen(
+            "[agent]\n",
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}\"\n",
+                token.display()
+            ),
+            1,
+        ),
+    )
+    .expect("config");
+    let agent = Agent::start(&world, port);
+    wait_until("the catch-up run", 30, || committed(&world).len() == 1);
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/v1/jobs/app/run",
+        "Authorization: Bearer wrong\r\n",
+    );
+    assert_eq!(code, 401);
+    assert_eq!(committed(&world).len(), 1);
+    std::thread::sleep(Duration::from_millis(1100)); // ids have one-second resolution
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/v1/jobs/app/run",
+        "Authorization: Bearer s3cr3t-token\r\n",
+    );
+    assert_eq!(code, 202);
+    wait_until("the requested run", 30, || committed(&world).len() == 2);
+    assert!(agent.stop().success());
+}
