@@ -59,34 +59,29 @@ impl Shared {
     }
 }
 
-/// The next time `cron` fires after `now`, in the configured zone (host's by default).
-fn next_after(cron: &croner::Cron, tz: Option<&str>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    match tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
-        Some(tz) => cron
-            .find_next_occurrence(&now.with_timezone(&tz), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
-        None => cron
-            .find_next_occurrence(&now.with_timezone(&chrono::Local), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
-    }
-}
-
-fn previous_before(
+/// When `cron` fires next after `now` (or last before it, `forward` false), in the
+/// configured zone (the host's by default).
+fn occurrence(
     cron: &croner::Cron,
     tz: Option<&str>,
     now: DateTime<Utc>,
+    forward: bool,
 ) -> Option<DateTime<Utc>> {
+    fn at<Z: chrono::TimeZone>(
+        cron: &croner::Cron,
+        t: DateTime<Z>,
+        forward: bool,
+    ) -> Option<DateTime<Utc>> {
+        let found = if forward {
+            cron.find_next_occurrence(&t, false)
+        } else {
+            cron.find_previous_occurrence(&t, false)
+        };
+        found.ok().map(|t| t.with_timezone(&Utc))
+    }
     match tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
-        Some(tz) => cron
-            .find_previous_occurrence(&now.with_timezone(&tz), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
-        None => cron
-            .find_previous_occurrence(&now.with_timezone(&chrono::Local), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
+        Some(tz) => at(cron, now.with_timezone(&tz), forward),
+        None => at(cron, now.with_timezone(&chrono::Local), forward),
     }
 }
 
@@ -161,7 +156,7 @@ async fn sleep_until_next(
     tz: Option<&str>,
     jitter: Duration,
 ) -> bool {
-    let Some(mut next) = next_after(cron, tz, Utc::now()) else {
+    let Some(mut next) = occurrence(cron, tz, Utc::now(), true) else {
         warn!(key, "the schedule never fires again");
         return false;
     };
@@ -242,7 +237,7 @@ async fn job_loop(shared: Arc<Shared>, job: String) {
         let last = status::load(&cfg.agent.state_dir, &job)
             .last_success
             .unwrap_or(0.0);
-        if let Some(prev) = previous_before(&cron, tz.as_deref(), Utc::now())
+        if let Some(prev) = occurrence(&cron, tz.as_deref(), Utc::now(), false)
             && (prev.timestamp() as f64) > last
         {
             info!(job, "catching up: the run due at {prev} was missed");
