@@ -2,10 +2,10 @@
 //! then ship the RDB it wrote. The file is opened right after the save, so a later
 //! save (which renames a new file into place) cannot change what is read.
 
-use crate::source::{Progress, Source, SourceError, SourceOutcome};
+use crate::source::{Progress, Source, SourceError, SourceOutcome, copy_file};
 use coffer_config::RedisSource as Config;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -157,27 +157,7 @@ impl Source for RedisSource {
             facts.insert("server_version".into(), v);
         }
         facts.insert("rdb_path".into(), path.display().to_string());
-        let io = |err| SourceError::Io {
-            name: self.name.clone(),
-            path: path.clone(),
-            err,
-        };
-        let mut f = std::fs::File::open(&path).map_err(io)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])
-                .map_err(|err| SourceError::Output {
-                    name: self.name.clone(),
-                    err,
-                })?;
-            total += n as u64;
-            progress.add(n as u64, 0);
-        }
+        let total = copy_file(&self.name, &path, out, progress)?;
         Ok(SourceOutcome {
             bytes_read: total,
             facts,

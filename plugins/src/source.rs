@@ -111,6 +111,37 @@ pub trait Source: Send {
     ) -> Result<SourceOutcome, SourceError>;
 }
 
+/// Streams a whole file (an online copy, an RDB) into the backup with large reads.
+pub(crate) fn copy_file(
+    name: &str,
+    path: &std::path::Path,
+    out: &mut dyn Write,
+    progress: &Progress,
+) -> Result<u64, SourceError> {
+    let io = |err| SourceError::Io {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        err,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(|err| SourceError::Output {
+                name: name.to_string(),
+                err,
+            })?;
+        total += n as u64;
+        progress.add(n as u64, 0);
+    }
+    Ok(total)
+}
+
 /// What sources may need from the run: the async runtime (database drivers) and a
 /// private scratch directory (online copies).
 #[derive(Debug, Clone)]

@@ -4,11 +4,11 @@
 
 use crate::dbquery::{Target, connect, describe};
 use crate::postgres::version_fact;
-use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome, copy_file};
 use coffer_config::SqliteSource as Config;
 use sqlx::Connection;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -121,27 +121,7 @@ impl Source for SqliteSource {
                 Ok::<_, sqlx::Error>(())
             })
             .map_err(|e| self.err("cannot read the copy of", &e))?;
-        let io = |err| SourceError::Io {
-            name: self.name.clone(),
-            path: path.clone(),
-            err,
-        };
-        let mut f = std::fs::File::open(&path).map_err(io)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])
-                .map_err(|err| SourceError::Output {
-                    name: self.name.clone(),
-                    err,
-                })?;
-            total += n as u64;
-            progress.add(n as u64, 0);
-        }
+        let total = copy_file(&self.name, &path, out, progress)?;
         Ok(SourceOutcome {
             bytes_read: total,
             instant: Some(instant),
