@@ -76,14 +76,7 @@ pub fn check(
     for e in WalkDir::new(dir)
         .follow_links(false)
         .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0
-                || excludes.is_none_or(|x| {
-                    e.path()
-                        .strip_prefix(dir)
-                        .is_ok_and(|rel| !x.excluded(rel, e.file_type().is_dir()))
-                })
-        })
+        .filter_entry(|e| excludes.is_none_or(|x| x.admits(dir, e)))
     {
         let e = e.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
         if e.file_type().is_file()

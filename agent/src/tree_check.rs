@@ -187,14 +187,7 @@ pub fn check_tree(
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0
-                || exp.excludes.is_none_or(|x| {
-                    e.path()
-                        .strip_prefix(root)
-                        .is_ok_and(|rel| !x.excluded(rel, e.file_type().is_dir()))
-                })
-        });
+        .filter_entry(|e| exp.excludes.is_none_or(|x| x.admits(root, e)));
     for item in walker {
         let entry = match item {
             Ok(e) => e,

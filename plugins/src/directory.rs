@@ -372,12 +372,7 @@ impl Source for DirectorySource {
             .same_file_system(self.cfg.one_file_system)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| {
-                e.depth() == 0
-                    || e.path()
-                        .strip_prefix(&root)
-                        .is_ok_and(|rel| !excludes.excluded(rel, e.file_type().is_dir()))
-            });
+            .filter_entry(|e| excludes.admits(&root, e));
         for item in walker {
             let entry = match item {
                 Ok(e) => e,

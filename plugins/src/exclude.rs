@@ -34,6 +34,15 @@ impl Excludes {
         Ok(Excludes { rules })
     }
 
+    /// For `walkdir`'s `filter_entry`: whether the walk of `root` should visit `e`
+    /// (the root itself always; excluded directories are pruned with their contents).
+    pub fn admits(&self, root: &std::path::Path, e: &walkdir::DirEntry) -> bool {
+        e.depth() == 0
+            || e.path()
+                .strip_prefix(root)
+                .is_ok_and(|rel| !self.excluded(rel, e.file_type().is_dir()))
+    }
+
     /// `rel` is the path relative to the source root, `/`-separated.
     pub fn excluded(&self, rel: &std::path::Path, is_dir: bool) -> bool {
         let name = rel.file_name().map(std::path::Path::new);
