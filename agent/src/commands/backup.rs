@@ -392,23 +392,30 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         }
     }
     let mut kept = std::collections::BTreeMap::new();
-    if run.status == "success" {
-        for target in targets_of(cfg, job, None)? {
-            match crate::commands::prune::prune_target(rt, job, &target, false) {
-                Ok(r) => {
-                    kept.insert(target.name.clone(), r.kept.len() as u64);
-                    if !r.forgotten.is_empty() {
-                        run.warnings.push(format!(
-                            "retention on {}: forgot {}",
-                            target.name,
-                            r.forgotten.join(", ")
-                        ));
-                    }
+    // The snapshot is committed: a retention problem is a warning, never a reason
+    // to lose the run's result or its recorded status.
+    let targets = match run.status {
+        "success" => targets_of(cfg, job, None).unwrap_or_else(|e| {
+            run.warnings.push(format!("retention not applied: {e:#}"));
+            Vec::new()
+        }),
+        _ => Vec::new(),
+    };
+    for target in targets {
+        match crate::commands::prune::prune_target(rt, job, &target, false) {
+            Ok(r) => {
+                kept.insert(target.name.clone(), r.kept.len() as u64);
+                if !r.forgotten.is_empty() {
+                    run.warnings.push(format!(
+                        "retention on {}: forgot {}",
+                        target.name,
+                        r.forgotten.join(", ")
+                    ));
                 }
-                Err(e) => run
-                    .warnings
-                    .push(format!("retention on {}: {e:#}", target.name)),
             }
+            Err(e) => run
+                .warnings
+                .push(format!("retention on {}: {e:#}", target.name)),
         }
     }
     record_status(cfg, job, &run, outcome, kept);
