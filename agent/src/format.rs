@@ -116,9 +116,10 @@ impl Marker {
     }
 }
 
-/// Per-source part of the manifest.
+/// Per-source part of the manifest. `E` is the entry list: read into memory as a
+/// `Vec`, written straight from the backup's on-disk `EntryLog`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceManifest {
+pub struct SourceManifest<E = Vec<FileEntry>> {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -132,13 +133,13 @@ pub struct SourceManifest {
     pub bytes_read: u64,
     #[serde(default)]
     pub warnings: WarningCounts,
-    #[serde(default)]
-    pub entries: Vec<FileEntry>,
+    #[serde(default, bound(deserialize = "E: Deserialize<'de> + Default"))]
+    pub entries: E,
 }
 
 /// The encrypted manifest: everything needed to restore and check, file by file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct Manifest<E = Vec<FileEntry>> {
     pub format: FormatVersion,
     pub snapshot: String,
     pub job: String,
@@ -146,7 +147,8 @@ pub struct Manifest {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub skew_seconds: f64,
-    pub sources: Vec<SourceManifest>,
+    #[serde(bound(deserialize = "E: Deserialize<'de> + Default"))]
+    pub sources: Vec<SourceManifest<E>>,
 }
 
 impl Manifest {

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     } else {
         log.init();
     }
+    raise_open_file_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,5 +45,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::code_for(&e))
         }
+    }
+}
+
+/// The directory walk holds a few hundred files open ahead of the reader, and several
+/// sources may run at once; the usual soft limit of 1024 is lower than the hard limit
+/// a service is allowed, so take the hard one (as Go programs do).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!("cannot raise the open-file limit from {soft} to {hard}: {e}");
     }
 }

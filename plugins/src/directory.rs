@@ -6,20 +6,21 @@
 //! fails the run (naming it) unless the source says `skip_unreadable`.
 
 use crate::entry::{EntryKind, FileEntry, RawPath};
+use crate::entry_log::EntryLog;
 use crate::exclude::Excludes;
 use crate::ids::NameCache;
-use crate::source::{Progress, Source, SourceError, SourceOutcome};
+use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use crate::tar_writer::{HeaderSpec, TarWriter};
+use crate::walk_ahead::{self, WalkOptions, Walked};
 use coffer_config::DirectorySource as Config;
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
-use walkdir::WalkDir;
 
 /// Large reads: fewer syscalls, and zstd and BLAKE3 work best on big slices.
 const READ_BUF: usize = 1 << 20;
@@ -29,10 +30,12 @@ pub struct DirectorySource {
     name: String,
     cfg: Config,
     excludes: Excludes,
+    /// Where the list of entries is kept while the walk runs.
+    tmp_dir: PathBuf,
 }
 
 impl DirectorySource {
-    pub fn new(name: &str, cfg: &Config) -> Result<Self, SourceError> {
+    pub fn new(name: &str, cfg: &Config, ctx: &SourceContext) -> Result<Self, SourceError> {
         let excludes = Excludes::new(&cfg.exclude).map_err(|e| SourceError::Invalid {
             name: name.to_string(),
             message: format!("bad exclude pattern: {e}"),
@@ -41,6 +44,7 @@ impl DirectorySource {
             name: name.to_string(),
             cfg: cfg.clone(),
             excludes,
+            tmp_dir: ctx.tmp_dir.clone(),
         })
     }
 }
@@ -64,24 +68,6 @@ fn major_minor(rdev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
-fn open_nofollow(path: &Path) -> io::Result<File> {
-    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
-    let noatime = nix::fcntl::OFlag::O_NOATIME.bits();
-    // O_NOATIME keeps the backup from dirtying every inode; it is refused for files
-    // we do not own without CAP_FOWNER, so fall back to a plain open.
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(nofollow | noatime)
-        .open(path)
-    {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
-            .read(true)
-            .custom_flags(nofollow)
-            .open(path),
-        other => other,
-    }
-}
-
 /// State of one stream: the walk's bookkeeping.
 struct Walk<'a> {
     src: &'a DirectorySource,
@@ -95,6 +81,21 @@ struct Walk<'a> {
 impl Walk<'_> {
     fn name(&self) -> String {
         self.src.name.clone()
+    }
+
+    fn record(&mut self, e: &FileEntry) -> Result<(), SourceError> {
+        self.outcome
+            .entries
+            .push(e)
+            .map_err(|err| self.spill_err(err))
+    }
+
+    fn spill_err(&self, err: io::Error) -> SourceError {
+        SourceError::Io {
+            name: self.name(),
+            path: self.src.tmp_dir.clone(),
+            err,
+        }
     }
 
     fn out_err(&self, err: io::Error) -> SourceError {
@@ -188,12 +189,13 @@ impl Walk<'_> {
         abs: &Path,
         rel: RawPath,
         md: &Metadata,
+        opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
         let ft = md.file_type();
         if ft.is_dir() {
             let e = self.entry_for(rel, EntryKind::Dir, md);
             self.header(tar, &e, EntryType::Directory)?;
-            self.outcome.entries.push(e);
+            self.record(&e)?;
         } else if ft.is_symlink() {
             let target = match std::fs::read_link(abs) {
                 Ok(t) => t,
@@ -202,19 +204,20 @@ impl Walk<'_> {
             let mut e = self.entry_for(rel, EntryKind::Symlink, md);
             e.link = Some(RawPath::from_bytes(target.as_os_str().as_bytes()));
             self.header(tar, &e, EntryType::Symlink)?;
-            self.outcome.entries.push(e);
+            self.record(&e)?;
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = self.first_names.get(&(md.dev(), md.ino())).cloned() {
                     let mut e = self.entry_for(rel, EntryKind::Hardlink, md);
                     e.link = Some(first);
                     self.header(tar, &e, EntryType::Link)?;
-                    self.outcome.entries.push(e);
+                    self.record(&e)?;
                     return Ok(());
                 }
                 self.first_names.insert((md.dev(), md.ino()), rel.clone());
             }
-            self.file(tar, abs, rel)?;
+            let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(abs));
+            self.file(tar, abs, rel, opened)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let (kind, tkind) = if ft.is_fifo() {
                 (EntryKind::Fifo, EntryType::Fifo)
@@ -228,7 +231,7 @@ impl Walk<'_> {
                 e.rdev = Some(major_minor(md.rdev()));
             }
             self.header(tar, &e, tkind)?;
-            self.outcome.entries.push(e);
+            self.record(&e)?;
         } else {
             self.outcome.skipped += 1;
             self.outcome.warnings.push(format!(
@@ -244,8 +247,9 @@ impl Walk<'_> {
         tar: &mut TarWriter<W>,
         abs: &Path,
         rel: RawPath,
+        opened: io::Result<File>,
     ) -> Result<(), SourceError> {
-        let mut file = match open_nofollow(abs) {
+        let mut file = match opened {
             Ok(f) => f,
             // ELOOP: replaced by a symlink since the walk saw it.
             Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
@@ -316,7 +320,7 @@ impl Walk<'_> {
         }
         e.blake3 = Some(hasher.finalize().to_hex().to_string());
         self.progress.add(0, 1);
-        self.outcome.entries.push(e);
+        self.record(&e)?;
         Ok(())
     }
 }
@@ -358,55 +362,55 @@ impl Source for DirectorySource {
         // Headers and small files are many tiny writes; a buffer turns them into few
         // large ones for zstd, while 1 MiB reads pass straight through.
         let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
+        let entries = EntryLog::create_in(&self.tmp_dir).map_err(|err| SourceError::Io {
+            name: self.name.clone(),
+            path: self.tmp_dir.clone(),
+            err,
+        })?;
         let mut walk = Walk {
             src: self,
             names: NameCache::default(),
             first_names: HashMap::new(),
             buf: vec![0u8; READ_BUF],
-            outcome: SourceOutcome::default(),
+            outcome: SourceOutcome {
+                entries,
+                ..SourceOutcome::default()
+            },
             progress,
         };
-        let excludes = &self.excludes;
-        let walker = WalkDir::new(&root)
-            .follow_links(false)
-            .same_file_system(self.cfg.one_file_system)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| excludes.admits(&root, e));
-        for item in walker {
-            let entry = match item {
-                Ok(e) => e,
-                Err(err) => {
-                    let path = err
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
-                    let ioe = err
-                        .into_io_error()
-                        .unwrap_or_else(|| io::Error::other("filesystem loop"));
-                    walk.read_problem(&path, ioe)?;
-                    continue;
-                }
-            };
-            let rel = match entry.path().strip_prefix(&root) {
-                Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
-                Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
-                Err(_) => continue,
-            };
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                Err(err) => {
-                    let ioe = err
-                        .into_io_error()
-                        .unwrap_or_else(|| io::Error::other("metadata"));
-                    walk.read_problem(entry.path(), ioe)?;
-                    continue;
-                }
-            };
-            walk.one(&mut tar, entry.path(), rel, &md)?;
-        }
+        std::thread::scope(|scope| {
+            let walked = walk_ahead::spawn(
+                scope,
+                WalkOptions {
+                    root: &root,
+                    one_file_system: self.cfg.one_file_system,
+                    excludes: &self.excludes,
+                },
+            );
+            // Returning early drops the receiver, which stops the walk thread.
+            for item in walked {
+                let (abs, md, file) = match item {
+                    Walked::Entry { abs, md, file } => (abs, md, file),
+                    Walked::Error { path, err } => {
+                        walk.read_problem(&path, err)?;
+                        continue;
+                    }
+                };
+                let rel = match abs.strip_prefix(&root) {
+                    Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
+                    Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
+                    Err(_) => continue,
+                };
+                walk.one(&mut tar, &abs, rel, &md, file)?;
+            }
+            Ok::<(), SourceError>(())
+        })?;
         let out = tar.finish().map_err(|err| walk.out_err(err))?;
         drop(out);
+        walk.outcome
+            .entries
+            .finish()
+            .map_err(|err| walk.spill_err(err))?;
         Ok(walk.outcome)
     }
 }

@@ -7,6 +7,7 @@ pub mod command;
 pub mod dbquery;
 pub mod directory;
 pub mod entry;
+pub mod entry_log;
 pub mod exclude;
 pub mod ids;
 pub mod mysql;
@@ -18,6 +19,7 @@ pub mod source;
 pub mod sqlite;
 pub mod tar_writer;
 pub mod target;
+mod walk_ahead;
 
 pub use entry::{EntryKind, FileEntry, RawPath};
 pub use parts::PartPlan;

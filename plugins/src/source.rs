@@ -4,8 +4,8 @@
 //! reached their consistency point, then calls `stream` on each in parallel. Sources
 //! write plaintext; compression, encryption and upload are the agent's business.
 
-use crate::FileEntry;
 use crate::directory::DirectorySource;
+use crate::entry_log::EntryLog;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -29,8 +29,8 @@ impl Progress {
 /// What a source reports once its stream is complete.
 #[derive(Debug, Default)]
 pub struct SourceOutcome {
-    /// Directory sources: every entry written, in stream order.
-    pub entries: Vec<FileEntry>,
+    /// Directory sources: every entry written, in stream order, kept on disk.
+    pub entries: EntryLog,
     /// Facts for the manifest (server version, schema version, ...).
     pub facts: BTreeMap<String, String>,
     /// Things the operator should hear about that did not fail the run.
@@ -158,7 +158,7 @@ pub fn open_source(
     use coffer_config::SourceKind as K;
     let name = source.name.clone();
     Ok(match &source.kind {
-        K::Directory(d) => Box::new(DirectorySource::new(&name, d)?),
+        K::Directory(d) => Box::new(DirectorySource::new(&name, d, ctx)?),
         K::Postgres(d) => Box::new(crate::postgres::PostgresSource::new(
             name,
             d.clone(),

@@ -22,6 +22,7 @@ use crate::snapshot_id::new_id;
 use crate::units::bytes;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
+use coffer_plugins::entry_log::EntryLog;
 use coffer_plugins::{Op, Progress, Source, SourceContext, SourceOutcome, Target, open_source};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -579,11 +580,7 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             .extend(o.warnings.iter().map(|w| format!("source {}: {w}", s.name)));
         run.sources.push(SourceRun {
             name: s.name.clone(),
-            files: o
-                .entries
-                .iter()
-                .filter(|e| e.kind == coffer_plugins::EntryKind::File)
-                .count(),
+            files: o.entries.files() as usize,
             bytes_read: o.bytes_read,
             plaintext_size: s.finished.plaintext_size,
             stored_size: s.finished.stored_size,
@@ -715,7 +712,7 @@ fn write_manifest(
     targets: &[Target],
     job: &Job,
     id: &str,
-    manifest: &Manifest,
+    manifest: &Manifest<EntryLog>,
     recipients: &Arc<Recipients>,
 ) -> Result<Finished> {
     if targets.is_empty() {
