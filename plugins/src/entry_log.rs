@@ -207,7 +207,11 @@ mod tests {
         }
         log.finish().expect("finish");
         assert_eq!((log.len(), log.files()), (5000, 4500));
-        let got: Vec<FileEntry> = log.iter().expect("iter").map(|e| e.expect("entry")).collect();
+        let got: Vec<FileEntry> = log
+            .iter()
+            .expect("iter")
+            .map(|e| e.expect("entry"))
+            .collect();
         assert_eq!(got, want);
         // Read twice, and as the JSON array the manifest holds.
         let json = serde_json::to_string(&log).expect("serialize");

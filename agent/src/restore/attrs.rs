@@ -26,32 +26,22 @@ pub enum OwnerPlan {
 /// after its content is written: no path lookups, nothing to follow.
 #[derive(Debug)]
 pub struct FileAttrs<'a> {
-    by_path: std::collections::HashMap<&'a [u8], &'a FileEntry>,
     policy: &'a RestorePolicy,
     owners: OwnerPlan,
     ids: IdCache,
 }
 
 impl<'a> FileAttrs<'a> {
-    pub fn new(entries: &'a [FileEntry], policy: &'a RestorePolicy, owners: OwnerPlan) -> Self {
+    pub fn new(policy: &'a RestorePolicy, owners: OwnerPlan) -> Self {
         FileAttrs {
-            by_path: entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::File)
-                .map(|e| (e.path.as_bytes(), e))
-                .collect(),
             policy,
             owners,
             ids: IdCache::default(),
         }
     }
 
-    /// A file the manifest does not list is left alone here; the manifest match
-    /// after unpacking refuses it.
-    pub fn apply(&mut self, file: &std::fs::File, rel: &[u8], shown: &Path) -> Result<()> {
-        let Some(e) = self.by_path.get(rel).copied() else {
-            return Ok(());
-        };
+    /// `e` is the file's manifest entry.
+    pub fn apply(&mut self, file: &std::fs::File, e: &FileEntry, shown: &Path) -> Result<()> {
         if let Some((uid, gid)) = owner_of(e, self.policy, self.owners, &mut self.ids) {
             std::os::unix::fs::fchown(file, Some(uid), Some(gid))
                 .with_context(|| format!("cannot chown {} to {uid}:{gid}", shown.display()))?;

@@ -4,10 +4,16 @@
 //! a symlink (a link to `/etc` followed by `link/passwd`), hard links to outside
 //! files and device nodes are refused. Parents are checked with lstat and files are
 //! created with O_EXCL|O_NOFOLLOW, so nothing is ever written outside `dest`.
-//! Regular files are hashed as they are written.
+//!
+//! The archive must hold exactly the manifest's entries, in the manifest's order (the
+//! backup wrote both from one walk), with the manifest's content: regular files are
+//! hashed as they are written. Matching in order needs no map of paths, so memory
+//! does not grow with the number of files. A mismatch does not stop the unpacking at
+//! once: every later entry still gets the safety checks, and the mismatch is the
+//! error at the end.
 
 use anyhow::{Context, Result, bail};
-use std::collections::{HashMap, HashSet};
+use coffer_plugins::{EntryKind, FileEntry};
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -18,13 +24,77 @@ use tar::EntryType;
 
 #[derive(Debug, Default)]
 pub struct Extracted {
-    /// Regular files: path -> (size, BLAKE3 hex).
-    pub files: HashMap<Vec<u8>, (u64, String)>,
-    /// Every other entry written (dirs, links, fifos, the root).
-    pub others: HashSet<Vec<u8>>,
-    /// Entries deliberately not created (device nodes without --devices).
-    pub skipped: HashSet<Vec<u8>>,
     pub warnings: Vec<String>,
+}
+
+/// Walks the manifest's entries alongside the archive's.
+struct Expected<'a> {
+    entries: &'a [FileEntry],
+    next: usize,
+    /// The first difference found; matching stops there.
+    mismatch: Option<String>,
+}
+
+fn kind_name(kind: EntryType) -> Option<EntryKind> {
+    Some(match kind {
+        EntryType::Directory => EntryKind::Dir,
+        EntryType::Regular | EntryType::Continuous => EntryKind::File,
+        EntryType::Symlink => EntryKind::Symlink,
+        EntryType::Link => EntryKind::Hardlink,
+        EntryType::Fifo => EntryKind::Fifo,
+        EntryType::Char => EntryKind::Char,
+        EntryType::Block => EntryKind::Block,
+        _ => return None,
+    })
+}
+
+impl<'a> Expected<'a> {
+    /// The manifest entry for the next archive entry, if it is the same path and type.
+    fn take(&mut self, key: &[u8], kind: EntryType, shown: &str) -> Option<&'a FileEntry> {
+        if self.mismatch.is_some() {
+            return None;
+        }
+        let Some(want) = self.entries.get(self.next) else {
+            self.mismatch = Some(format!("{shown}: in the archive but not in the manifest"));
+            return None;
+        };
+        if want.path.as_bytes() != key {
+            self.mismatch = Some(format!(
+                "{shown}: in the archive where the manifest lists {}",
+                want.path
+            ));
+            return None;
+        }
+        if kind_name(kind) != Some(want.kind) {
+            self.mismatch = Some(format!(
+                "{shown}: a {kind:?} in the archive, {:?} in the manifest",
+                want.kind
+            ));
+            return None;
+        }
+        self.next += 1;
+        Some(want)
+    }
+
+    fn content(&mut self, want: &FileEntry, size: u64, hash: &str, shown: &str) -> bool {
+        if want.size == size && want.blake3.as_deref() == Some(hash) {
+            return true;
+        }
+        if self.mismatch.is_none() {
+            self.mismatch = Some(format!("{shown}: content does not match the manifest"));
+        }
+        false
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Some(m) = self.mismatch {
+            bail!("{m}");
+        }
+        if let Some(e) = self.entries.get(self.next) {
+            bail!("{}: in the manifest but not in the archive", e.path);
+        }
+        Ok(())
+    }
 }
 
 /// A relative path with no `..`, no root, no empty parts; `None` for the root itself.
@@ -87,18 +157,26 @@ fn prepare_parents(
     Ok(())
 }
 
-/// Called with each regular file, still open, its path in the archive and on disk.
-pub type OnFile<'a> = dyn FnMut(&std::fs::File, &[u8], &Path) -> Result<()> + 'a;
+/// Called with each regular file that matched its manifest entry, still open, and
+/// its path on disk.
+pub type OnFile<'a> = dyn FnMut(&std::fs::File, &FileEntry, &Path) -> Result<()> + 'a;
 
-/// Unpacks `stream` into `dest`; `on_file` is called with each regular file still
-/// open after its content is written (to set its owner, mode and times).
+/// Unpacks `stream` into `dest`, matching it against `entries`; `on_file` is called
+/// with each regular file still open after its content is written (to set its owner,
+/// mode and times).
 pub fn extract(
     stream: impl Read,
     dest: &Path,
     allow_devices: bool,
+    entries: &[FileEntry],
     on_file: &mut OnFile<'_>,
 ) -> Result<Extracted> {
     let mut out = Extracted::default();
+    let mut expected = Expected {
+        entries,
+        next: 0,
+        mismatch: None,
+    };
     let mut verified: Option<PathBuf> = None;
     let mut archive = tar::Archive::new(stream);
     let mut buf = vec![0u8; 1 << 20];
@@ -118,24 +196,21 @@ pub fn extract(
             if kind != EntryType::Directory {
                 return Err(refuse("the root is not a directory".into()));
             }
-            out.others.insert(b".".to_vec());
+            expected.take(b".", kind, &shown);
             continue;
         };
-        let key = rel.as_os_str().as_bytes().to_vec();
+        let want = expected.take(rel.as_os_str().as_bytes(), kind, &shown);
         prepare_parents(dest, &rel, true, &mut verified).map_err(refuse)?;
         let path = dest.join(&rel);
         match kind {
-            EntryType::Directory => {
-                match std::fs::symlink_metadata(&path) {
-                    Ok(md) if md.is_dir() => {}
-                    Ok(_) => return Err(refuse("exists and is not a directory".into())),
-                    Err(_) => std::fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&path)
-                        .with_context(|| format!("cannot create {}", path.display()))?,
-                }
-                out.others.insert(key);
-            }
+            EntryType::Directory => match std::fs::symlink_metadata(&path) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => return Err(refuse("exists and is not a directory".into())),
+                Err(_) => std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            },
             EntryType::Regular | EntryType::Continuous => {
                 let mut f = OpenOptions::new()
                     .write(true)
@@ -156,9 +231,12 @@ pub fn extract(
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     size += n as u64;
                 }
-                on_file(&f, &key, &path)?;
-                out.files
-                    .insert(key, (size, h.finalize().to_hex().to_string()));
+                if let Some(want) = want {
+                    let hash = h.finalize().to_hex();
+                    if expected.content(want, size, hash.as_str(), &shown) {
+                        on_file(&f, want, &path)?;
+                    }
+                }
             }
             EntryType::Symlink => {
                 let target = entry
@@ -166,7 +244,6 @@ pub fn extract(
                     .ok_or_else(|| refuse("symlink without a target".into()))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
                     .map_err(|e| refuse(format!("cannot create symlink: {e}")))?;
-                out.others.insert(key);
             }
             EntryType::Link => {
                 let target = entry
@@ -188,19 +265,16 @@ pub fn extract(
                 }
                 std::fs::hard_link(&tpath, &path)
                     .map_err(|e| refuse(format!("cannot create hard link: {e}")))?;
-                out.others.insert(key);
             }
             EntryType::Fifo => {
                 nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
                     .map_err(|e| refuse(format!("cannot create fifo: {e}")))?;
-                out.others.insert(key);
             }
             EntryType::Char | EntryType::Block => {
                 if !allow_devices {
                     out.warnings.push(format!(
                         "{shown}: device node not created (pass --devices to restore it)"
                     ));
-                    out.skipped.insert(key);
                     continue;
                 }
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
@@ -217,7 +291,6 @@ pub fn extract(
                     nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
                 )
                 .map_err(|e| refuse(format!("cannot create device node: {e}")))?;
-                out.others.insert(key);
             }
             other => {
                 bail!("archive entry {shown:?}: unsupported type {other:?}; refusing to restore")
@@ -227,6 +300,7 @@ pub fn extract(
     // Read to the end, so the stored bytes are checked against snapshot.json.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).context("cannot read the archive")?;
+    expected.finish()?;
     Ok(out)
 }
 
@@ -244,5 +318,85 @@ mod tests {
             safe_relative(b"./a//b/").expect("ok"),
             Some(PathBuf::from("a/b"))
         );
+    }
+
+    fn entry(path: &str, kind: EntryKind, content: &[u8]) -> FileEntry {
+        FileEntry {
+            path: coffer_plugins::RawPath::from_bytes(path.as_bytes()),
+            kind,
+            size: content.len() as u64,
+            mode: 0o640,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: 0,
+            mtime_nsec: 0,
+            blake3: (kind == EntryKind::File).then(|| blake3::hash(content).to_hex().to_string()),
+            link: None,
+            rdev: None,
+            changed: false,
+        }
+    }
+
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(EntryType::Directory);
+        h.set_size(0);
+        b.append_data(&mut h, "./", io::empty()).expect("root");
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o640);
+            b.append_data(&mut h, name, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    fn run(tar: &[u8], entries: &[FileEntry]) -> (Result<Extracted>, Vec<String>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut applied = Vec::new();
+        let r = extract(tar, dir.path(), false, entries, &mut |_, e, _| {
+            applied.push(e.path.to_string());
+            Ok(())
+        });
+        (r, applied)
+    }
+
+    #[test]
+    fn the_archive_must_match_the_manifest_in_order() {
+        let want = vec![
+            entry(".", EntryKind::Dir, b""),
+            entry("a", EntryKind::File, b"alpha"),
+            entry("b", EntryKind::File, b"beta"),
+        ];
+        let (r, applied) = run(&archive(&[("a", b"alpha"), ("b", b"beta")]), &want);
+        r.expect("matching archive");
+        assert_eq!(applied, ["a", "b"]);
+
+        let cases: [(&[(&str, &[u8])], &str); 4] = [
+            (
+                &[("a", b"alpha"), ("b", b"BETA")],
+                "b: content does not match the manifest",
+            ),
+            (
+                &[("a", b"alpha")],
+                "b: in the manifest but not in the archive",
+            ),
+            (
+                &[("a", b"alpha"), ("b", b"beta"), ("c", b"x")],
+                "c: in the archive but not in the manifest",
+            ),
+            (
+                &[("b", b"beta"), ("a", b"alpha")],
+                "b: in the archive where the manifest lists a",
+            ),
+        ];
+        for (files, msg) in cases {
+            let (r, _) = run(&archive(files), &want);
+            let err = format!("{:#}", r.expect_err(msg));
+            assert!(err.contains(msg), "{msg}: {err}");
+        }
     }
 }

@@ -14,8 +14,7 @@ use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
 use attrs::OwnerPlan;
 use coffer_config::RestorePolicy;
-use coffer_plugins::{EntryKind, Target};
-use std::collections::HashSet;
+use coffer_plugins::Target;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
@@ -76,11 +75,14 @@ pub fn restore_source(
         let path = object_path(&marker.job, &marker.id, &r.source.object);
         let reader = ObjectReader::open(rt, target, &path, Some(record))?;
         let plain = Pumped::spawn(decrypt(reader, ids)?)?;
-        let mut file_attrs = attrs::FileAttrs::new(&r.source.entries, &r.policy, r.owners);
-        let extracted = extract::extract(plain, &staging, r.devices, &mut |f, rel, shown| {
-            file_attrs.apply(f, rel, shown)
-        })?;
-        match_manifest(&extracted, r.source)?;
+        let mut file_attrs = attrs::FileAttrs::new(&r.policy, r.owners);
+        let extracted = extract::extract(
+            plain,
+            &staging,
+            r.devices,
+            &r.source.entries,
+            &mut |f, want, shown| file_attrs.apply(f, want, shown),
+        )?;
         let mut warnings = extracted.warnings;
         warnings.extend(attrs::apply(
             &staging,
@@ -147,31 +149,4 @@ pub fn restore_source(
         },
     );
     Ok((report, warnings))
-}
-
-/// The archive must hold exactly the manifest's entries, with the manifest's content.
-fn match_manifest(x: &extract::Extracted, source: &SourceManifest) -> Result<()> {
-    let mut listed = HashSet::new();
-    for e in &source.entries {
-        let key = e.path.as_bytes();
-        listed.insert(key.to_vec());
-        if e.kind == EntryKind::File {
-            match x.files.get(key) {
-                Some((size, hash)) if *size == e.size && Some(hash) == e.blake3.as_ref() => {}
-                Some(_) => bail!("{}: content does not match the manifest", e.path),
-                None => bail!("{}: in the manifest but not in the archive", e.path),
-            }
-        } else if !x.others.contains(key) && !(x.skipped.contains(key)) {
-            bail!("{}: in the manifest but not in the archive", e.path);
-        }
-    }
-    for p in x.files.keys().chain(x.others.iter()) {
-        if !listed.contains(p) {
-            bail!(
-                "{}: in the archive but not in the manifest",
-                String::from_utf8_lossy(p)
-            );
-        }
-    }
-    Ok(())
 }
