@@ -339,7 +339,9 @@ mod tests {
         }
     }
 
-    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+    fn archive(files: Files<'_>) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(EntryType::Directory);
@@ -375,7 +377,7 @@ mod tests {
         r.expect("matching archive");
         assert_eq!(applied, ["a", "b"]);
 
-        let cases: [(&[(&str, &[u8])], &str); 4] = [
+        let cases: [(Files<'_>, &str); 4] = [
             (
                 &[("a", b"alpha"), ("b", b"BETA")],
                 "b: content does not match the manifest",
