@@ -88,7 +88,9 @@ pub fn read_manifest(
         .ok_or_else(|| anyhow!("snapshot {} has no manifest in its marker", marker.id))?;
     let path = object_path(&marker.job, &marker.id, MANIFEST);
     let reader = ObjectReader::open(rt, target, &path, Some(record))?;
-    let mut plain = decrypt(reader, ids)?;
+    // serde_json reads a byte at a time: without a buffer every byte was a call
+    // through the decryption stack (0.4 s for 100,000 files).
+    let mut plain = std::io::BufReader::with_capacity(256 << 10, decrypt(reader, ids)?);
     let manifest: Manifest = serde_json::from_reader(&mut plain)
         .with_context(|| format!("{path} on target {}: cannot read the manifest", target.name))?;
     // Read to the end so the stored bytes are checked against the marker.
