@@ -9,7 +9,7 @@
 //! `snapshot.json` holds no file names and no secrets, so list, prune and stored-bytes
 //! verification work on a host that has only the public recipients.
 
-use coffer_plugins::FileEntry;
+use coffer_plugins::entry_log::EntryLog;
 use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -116,10 +116,9 @@ impl Marker {
     }
 }
 
-/// Per-source part of the manifest. `E` is the entry list: read into memory as a
-/// `Vec`, written straight from the backup's on-disk `EntryLog`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceManifest<E = Vec<FileEntry>> {
+/// Per-source part of the manifest.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SourceManifest {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -133,13 +132,14 @@ pub struct SourceManifest<E = Vec<FileEntry>> {
     pub bytes_read: u64,
     #[serde(default)]
     pub warnings: WarningCounts,
-    #[serde(default, bound(deserialize = "E: Deserialize<'de> + Default"))]
-    pub entries: E,
+    /// Kept in a temporary file, written and read in order, never all in memory.
+    #[serde(default)]
+    pub entries: EntryLog,
 }
 
 /// The encrypted manifest: everything needed to restore and check, file by file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest<E = Vec<FileEntry>> {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
     pub format: FormatVersion,
     pub snapshot: String,
     pub job: String,
@@ -147,8 +147,7 @@ pub struct Manifest<E = Vec<FileEntry>> {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub skew_seconds: f64,
-    #[serde(bound(deserialize = "E: Deserialize<'de> + Default"))]
-    pub sources: Vec<SourceManifest<E>>,
+    pub sources: Vec<SourceManifest>,
 }
 
 impl Manifest {

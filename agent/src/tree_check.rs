@@ -5,12 +5,14 @@
 //! what it just wrote (whose content was hashed and matched while writing, so there
 //! it checks presence and metadata only).
 
+use anyhow::Context as _;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -168,20 +170,29 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// Where a relative path comes in the walk: depth first, each directory's entries
+/// sorted by name bytes, the root (`.`) first. Comparing paths component by
+/// component gives exactly that order, which is also the manifest's.
+pub fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
+    Path::new(OsStr::from_bytes(a)).cmp(Path::new(OsStr::from_bytes(b)))
+}
+
+/// Compares the tree under `root` with the manifest's entries. Both are in walk
+/// order, so they are merged side by side: memory does not grow with the number of
+/// files.
 pub fn check_tree(
     source: &str,
     root: &Path,
-    entries: &[FileEntry],
+    entries: impl Iterator<Item = std::io::Result<FileEntry>>,
     exp: &Expectations<'_>,
-) -> TreeReport {
+) -> anyhow::Result<TreeReport> {
     let mut report = TreeReport {
         source: source.to_string(),
         path: root.display().to_string(),
         ..TreeReport::default()
     };
-    let by_path: HashMap<&[u8], &FileEntry> =
-        entries.iter().map(|e| (e.path.as_bytes(), e)).collect();
-    let mut seen: HashSet<&[u8]> = HashSet::new();
+    let mut entries = entries.map(|r| r.context("cannot read the manifest's file list"));
+    let mut want = entries.next().transpose()?;
     let mut ids = IdCache::default();
     let walker = WalkDir::new(root)
         .follow_links(false)
@@ -201,90 +212,121 @@ pub fn check_tree(
             Ok(r) => r.as_os_str().as_bytes().to_vec(),
             Err(_) => continue,
         };
+        // Entries the walk has passed without meeting are missing.
+        while let Some(w) = &want
+            && walk_order(w.path.as_bytes(), &rel_bytes) == Ordering::Less
+        {
+            report.missing.push(w.path.to_string());
+            want = entries.next().transpose()?;
+        }
         let shown = RawPath::from_bytes(&rel_bytes).to_string();
-        let Some((&key, &want)) = by_path.get_key_value(rel_bytes.as_slice()) else {
+        let Some(w) = want.take_if(|w| w.path.as_bytes() == rel_bytes.as_slice()) else {
             report.extra.push(shown);
             continue;
         };
-        seen.insert(key);
+        want = entries.next().transpose()?;
         report.checked += 1;
-        let md = match entry.metadata() {
-            Ok(m) => m,
-            Err(err) => {
-                report.notes.push(format!("{shown}: {err}"));
-                continue;
+        compare(&mut report, &entry, &shown, &w, exp, &mut ids);
+    }
+    while let Some(w) = want {
+        report.missing.push(w.path.to_string());
+        want = entries.next().transpose()?;
+    }
+    Ok(report)
+}
+
+/// Compares one entry found on disk with its manifest entry.
+fn compare(
+    report: &mut TreeReport,
+    entry: &walkdir::DirEntry,
+    shown: &str,
+    want: &FileEntry,
+    exp: &Expectations<'_>,
+    ids: &mut IdCache,
+) {
+    let md = match entry.metadata() {
+        Ok(m) => m,
+        Err(err) => {
+            report.notes.push(format!("{shown}: {err}"));
+            return;
+        }
+    };
+    let want_kind = if want.kind == EntryKind::Hardlink {
+        EntryKind::File
+    } else {
+        want.kind
+    };
+    let got_kind = kind_of(&md);
+    if got_kind != want_kind {
+        report
+            .kind
+            .push(format!("{shown}: is {got_kind:?}, expected {want_kind:?}").to_lowercase());
+        return;
+    }
+    match want.kind {
+        EntryKind::File => {
+            if md.len() != want.size {
+                report.content.push(format!(
+                    "{shown}: size {} bytes, expected {}",
+                    md.len(),
+                    want.size
+                ));
+            } else if exp.content == Content::Rehash {
+                match hash_file(entry.path()) {
+                    Ok(h) if Some(&h) == want.blake3.as_ref() => {}
+                    Ok(_) => report
+                        .content
+                        .push(format!("{shown}: content differs (BLAKE3)")),
+                    Err(err) => report.notes.push(format!("{shown}: cannot read: {err}")),
+                }
             }
-        };
-        let want_kind = if want.kind == EntryKind::Hardlink {
-            EntryKind::File
-        } else {
-            want.kind
-        };
-        let got_kind = kind_of(&md);
-        if got_kind != want_kind {
+        }
+        EntryKind::Symlink => {
+            let target = std::fs::read_link(entry.path()).ok();
+            let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
+            if got != want.link.as_ref().map(RawPath::as_bytes) {
+                report.link.push(format!(
+                    "{shown}: points to {}, expected {}",
+                    got.map(|g| String::from_utf8_lossy(g).into_owned())
+                        .unwrap_or_default(),
+                    want.link
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        _ => {}
+    }
+    if want.kind != EntryKind::Symlink {
+        let mode = md.mode() & 0o7777;
+        let expected = expected_mode(want, exp.policy);
+        if mode != expected {
             report
-                .kind
-                .push(format!("{shown}: is {got_kind:?}, expected {want_kind:?}").to_lowercase());
-            continue;
-        }
-        match want.kind {
-            EntryKind::File => {
-                if md.len() != want.size {
-                    report.content.push(format!(
-                        "{shown}: size {} bytes, expected {}",
-                        md.len(),
-                        want.size
-                    ));
-                } else if exp.content == Content::Rehash {
-                    match hash_file(entry.path()) {
-                        Ok(h) if Some(&h) == want.blake3.as_ref() => {}
-                        Ok(_) => report
-                            .content
-                            .push(format!("{shown}: content differs (BLAKE3)")),
-                        Err(err) => report.notes.push(format!("{shown}: cannot read: {err}")),
-                    }
-                }
-            }
-            EntryKind::Symlink => {
-                let target = std::fs::read_link(entry.path()).ok();
-                let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
-                if got != want.link.as_ref().map(RawPath::as_bytes) {
-                    report.link.push(format!(
-                        "{shown}: points to {}, expected {}",
-                        got.map(|g| String::from_utf8_lossy(g).into_owned())
-                            .unwrap_or_default(),
-                        want.link
-                            .as_ref()
-                            .map(ToString::to_string)
-                            .unwrap_or_default()
-                    ));
-                }
-            }
-            _ => {}
-        }
-        if want.kind != EntryKind::Symlink {
-            let mode = md.mode() & 0o7777;
-            let expected = expected_mode(want, exp.policy);
-            if mode != expected {
-                report
-                    .mode
-                    .push(format!("{shown}: {mode:04o}, expected {expected:04o}"));
-            }
-        }
-        if let Some((uid, gid)) = expected_owner(want, exp.policy, exp.owners, &mut ids)
-            && (md.uid() != uid || md.gid() != gid)
-        {
-            report.owner.push(format!(
-                "{shown}: {}:{}, expected {uid}:{gid}",
-                md.uid(),
-                md.gid()
-            ));
+                .mode
+                .push(format!("{shown}: {mode:04o}, expected {expected:04o}"));
         }
     }
-    for e in entries {
-        if !seen.contains(e.path.as_bytes()) {
-            report.missing.push(e.path.to_string());
-        }
+    if let Some((uid, gid)) = expected_owner(want, exp.policy, exp.owners, ids)
+        && (md.uid() != uid || md.gid() != gid)
+    {
+        report.owner.push(format!(
+            "{shown}: {}:{}, expected {uid}:{gid}",
+            md.uid(),
+            md.gid()
+        ));
     }
-    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_order_is_depth_first_by_name_bytes() {
+        let mut paths: Vec<&[u8]> = vec![b"b", b"a.c", b"a/z", b".", b"a", b"a/b/c", b"a/b", b"A"];
+        paths.sort_by(|x, y| walk_order(x, y));
+        let want: Vec<&[u8]> = vec![b".", b"A", b"a", b"a/b", b"a/b/c", b"a/z", b"a.c", b"b"];
+        assert_eq!(paths, want);
+    }
 }

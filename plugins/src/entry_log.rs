@@ -7,6 +7,7 @@
 //! The file has no name: it vanishes with the process, even after a crash.
 
 use crate::entry::{EntryKind, FileEntry};
+use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -158,8 +159,55 @@ impl Serialize for EntryLog {
     }
 }
 
+thread_local! {
+    static SPILL_DIR: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a manifest read) with logs read from JSON kept in `dir`; without it they
+/// go to the system's temporary directory.
+pub fn spill_into<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    let before = SPILL_DIR.with(|d| d.replace(Some(dir.to_path_buf())));
+    let out = f();
+    SPILL_DIR.with(|d| *d.borrow_mut() = before);
+    out
+}
+
+/// Reads a JSON array of entries (a manifest's) into an unnamed file, so reading a
+/// manifest does not take memory per file either.
+impl<'de> Deserialize<'de> for EntryLog {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LogVisitor;
+        impl<'de> Visitor<'de> for LogVisitor {
+            type Value = EntryLog;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of file entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EntryLog, A::Error> {
+                use serde::de::Error as _;
+                let fail = |e: io::Error| A::Error::custom(spill_error(&e));
+                let dir = SPILL_DIR
+                    .with(|d| d.borrow().clone())
+                    .unwrap_or_else(std::env::temp_dir);
+                let mut log = EntryLog::create_in(&dir).map_err(|e| {
+                    A::Error::custom(format!(
+                        "cannot keep the file list in {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                while let Some(e) = seq.next_element::<FileEntry>()? {
+                    log.push(&e).map_err(fail)?;
+                }
+                log.finish().map_err(fail)?;
+                Ok(log)
+            }
+        }
+        deserializer.deserialize_seq(LogVisitor)
+    }
+}
+
 fn spill_error(e: &io::Error) -> String {
-    format!("cannot read back the file list from the temporary directory: {e}")
+    format!("cannot keep the file list in the temporary directory: {e}")
 }
 
 #[cfg(test)]
@@ -217,6 +265,14 @@ mod tests {
         let json = serde_json::to_string(&log).expect("serialize");
         let back: Vec<FileEntry> = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, want);
+        let again: EntryLog = serde_json::from_str(&json).expect("parse into a log");
+        assert_eq!((again.len(), again.files()), (5000, 4500));
+        let got: Vec<FileEntry> = again
+            .iter()
+            .expect("iter")
+            .map(|e| e.expect("entry"))
+            .collect();
+        assert_eq!(got, want);
         // Nothing named was left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).expect("read_dir").count(), 0);
     }

@@ -22,7 +22,6 @@ use crate::snapshot_id::new_id;
 use crate::units::bytes;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::entry_log::EntryLog;
 use coffer_plugins::{Op, Progress, Source, SourceContext, SourceOutcome, Target, open_source};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -712,7 +711,7 @@ fn write_manifest(
     targets: &[Target],
     job: &Job,
     id: &str,
-    manifest: &Manifest<EntryLog>,
+    manifest: &Manifest,
     recipients: &Arc<Recipients>,
 ) -> Result<Finished> {
     if targets.is_empty() {

@@ -84,14 +84,14 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
             reports.push(check_tree(
                 &src.name,
                 &path,
-                &src.entries,
+                src.entries.iter()?,
                 &Expectations {
                     policy: &policy,
                     owners,
                     content: Content::Rehash,
                     excludes: excludes.as_ref(),
                 },
-            ));
+            )?);
         }
         snapshot = Some(marker.id);
     }

@@ -124,7 +124,8 @@ pub fn open_snapshot(
         &job.name,
         &target.name,
     )?;
-    let manifest = crate::repo::read_manifest(rt, &target, &marker, &ids)?;
+    let tmp_dir = cfg.agent.state_dir.join("tmp");
+    let manifest = crate::repo::read_manifest(rt, &target, &marker, &ids, &tmp_dir)?;
     Ok(Opened {
         target,
         ids,

@@ -12,11 +12,12 @@ use crate::format::{Manifest, Marker, SourceManifest, object_path};
 use crate::keys::{self, Identities};
 use crate::reader::{ObjectReader, Pumped, decrypt};
 use crate::repo;
+use crate::tree_check::walk_order;
 use anyhow::{Context, Result, bail};
 use coffer_config::Config;
-use coffer_plugins::{EntryKind, Target};
+use coffer_plugins::{EntryKind, FileEntry, Target};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::cmp::Ordering;
 use std::io::Read;
 use tokio::runtime::Handle;
 
@@ -62,7 +63,7 @@ pub fn verify_job(
             };
             let result = match ids {
                 None => stored(rt, target, &marker, &mut v),
-                Some(ids) => deep(rt, target, &marker, ids, &mut v),
+                Some(ids) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
             };
             if let Err(e) = result {
                 v.problems.push(format!("{e:#}"));
@@ -179,9 +180,10 @@ fn deep(
     target: &Target,
     marker: &Marker,
     ids: &Identities,
+    state_dir: &std::path::Path,
     v: &mut Verdict,
 ) -> Result<()> {
-    let manifest: Manifest = repo::read_manifest(rt, target, marker, ids)?;
+    let manifest: Manifest = repo::read_manifest(rt, target, marker, ids, &state_dir.join("tmp"))?;
     v.objects += 1;
     for o in marker.objects.iter().filter(|o| o.source.is_some()) {
         let src = o.source.as_deref().and_then(|s| manifest.source(s));
@@ -211,14 +213,20 @@ fn deep(
     Ok(())
 }
 
-/// Hashes every file in the archive and compares with the manifest.
+/// Hashes every file in the archive and compares with the manifest, whose regular
+/// files come in the archive's order.
 fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) -> Result<()> {
-    let mut expected: HashMap<&[u8], (u64, Option<&String>)> = src
+    let mut expected = src
         .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .map(|e| (e.path.as_bytes(), (e.size, e.blake3.as_ref())))
-        .collect();
+        .iter()?
+        .filter(|e| e.as_ref().map_or(true, |e| e.kind == EntryKind::File));
+    let mut next_file = || -> Result<Option<FileEntry>> {
+        expected
+            .next()
+            .transpose()
+            .context("cannot read the manifest's file list")
+    };
+    let mut want = next_file()?;
     let mut archive = tar::Archive::new(plain);
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries().context("cannot read the archive")? {
@@ -244,13 +252,23 @@ fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) ->
             size += n as u64;
         }
         v.files += 1;
-        match expected.remove(raw.as_slice()) {
+        while let Some(w) = &want
+            && walk_order(w.path.as_bytes(), &raw) == Ordering::Less
+        {
+            v.problems.push(format!(
+                "source {}: {}: in the manifest but not in the archive",
+                src.name, w.path
+            ));
+            want = next_file()?;
+        }
+        match want.take_if(|w| w.path.as_bytes() == raw.as_slice()) {
             None => v.problems.push(format!(
                 "source {}: {name}: in the archive but not in the manifest",
                 src.name
             )),
-            Some((want_size, want_hash)) => {
-                if want_size != size || want_hash != Some(&h.finalize().to_hex().to_string()) {
+            Some(w) => {
+                want = next_file()?;
+                if w.size != size || w.blake3.as_deref() != Some(h.finalize().to_hex().as_str()) {
                     v.problems.push(format!(
                         "source {}: {name}: content does not match the manifest",
                         src.name
@@ -261,12 +279,12 @@ fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) ->
     }
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).context("cannot read the archive")?;
-    for (p, _) in expected {
+    while let Some(w) = want {
         v.problems.push(format!(
             "source {}: {}: in the manifest but not in the archive",
-            src.name,
-            String::from_utf8_lossy(p)
+            src.name, w.path
         ));
+        want = next_file()?;
     }
     Ok(())
 }

@@ -25,12 +25,14 @@ use tar::EntryType;
 #[derive(Debug, Default)]
 pub struct Extracted {
     pub warnings: Vec<String>,
+    /// The matched entries other than regular files and hard links (directories,
+    /// symlinks, ...), whose attributes are set after unpacking: usually few.
+    pub others: Vec<FileEntry>,
 }
 
 /// Walks the manifest's entries alongside the archive's.
-struct Expected<'a> {
-    entries: &'a [FileEntry],
-    next: usize,
+struct Expected<I> {
+    entries: I,
     /// The first difference found; matching stops there.
     mismatch: Option<String>,
 }
@@ -48,32 +50,36 @@ fn kind_name(kind: EntryType) -> Option<EntryKind> {
     })
 }
 
-impl<'a> Expected<'a> {
+impl<I: Iterator<Item = io::Result<FileEntry>>> Expected<I> {
     /// The manifest entry for the next archive entry, if it is the same path and type.
-    fn take(&mut self, key: &[u8], kind: EntryType, shown: &str) -> Option<&'a FileEntry> {
+    fn take(&mut self, key: &[u8], kind: EntryType, shown: &str) -> Result<Option<FileEntry>> {
         if self.mismatch.is_some() {
-            return None;
+            return Ok(None);
         }
-        let Some(want) = self.entries.get(self.next) else {
+        let Some(want) = self
+            .entries
+            .next()
+            .transpose()
+            .context("cannot read the manifest")?
+        else {
             self.mismatch = Some(format!("{shown}: in the archive but not in the manifest"));
-            return None;
+            return Ok(None);
         };
         if want.path.as_bytes() != key {
             self.mismatch = Some(format!(
                 "{shown}: in the archive where the manifest lists {}",
                 want.path
             ));
-            return None;
+            return Ok(None);
         }
         if kind_name(kind) != Some(want.kind) {
             self.mismatch = Some(format!(
                 "{shown}: a {kind:?} in the archive, {:?} in the manifest",
                 want.kind
             ));
-            return None;
+            return Ok(None);
         }
-        self.next += 1;
-        Some(want)
+        Ok(Some(want))
     }
 
     fn content(&mut self, want: &FileEntry, size: u64, hash: &str, shown: &str) -> bool {
@@ -86,11 +92,16 @@ impl<'a> Expected<'a> {
         false
     }
 
-    fn finish(self) -> Result<()> {
+    fn finish(mut self) -> Result<()> {
         if let Some(m) = self.mismatch {
             bail!("{m}");
         }
-        if let Some(e) = self.entries.get(self.next) {
+        if let Some(e) = self
+            .entries
+            .next()
+            .transpose()
+            .context("cannot read the manifest")?
+        {
             bail!("{}: in the manifest but not in the archive", e.path);
         }
         Ok(())
@@ -168,13 +179,12 @@ pub fn extract(
     stream: impl Read,
     dest: &Path,
     allow_devices: bool,
-    entries: &[FileEntry],
+    entries: impl Iterator<Item = io::Result<FileEntry>>,
     on_file: &mut OnFile<'_>,
 ) -> Result<Extracted> {
     let mut out = Extracted::default();
     let mut expected = Expected {
         entries,
-        next: 0,
         mismatch: None,
     };
     let mut verified: Option<PathBuf> = None;
@@ -196,10 +206,10 @@ pub fn extract(
             if kind != EntryType::Directory {
                 return Err(refuse("the root is not a directory".into()));
             }
-            expected.take(b".", kind, &shown);
+            out.others.extend(expected.take(b".", kind, &shown)?);
             continue;
         };
-        let want = expected.take(rel.as_os_str().as_bytes(), kind, &shown);
+        let want = expected.take(rel.as_os_str().as_bytes(), kind, &shown)?;
         prepare_parents(dest, &rel, true, &mut verified).map_err(refuse)?;
         let path = dest.join(&rel);
         match kind {
@@ -231,12 +241,13 @@ pub fn extract(
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     size += n as u64;
                 }
-                if let Some(want) = want {
+                if let Some(want) = &want {
                     let hash = h.finalize().to_hex();
                     if expected.content(want, size, hash.as_str(), &shown) {
                         on_file(&f, want, &path)?;
                     }
                 }
+                continue; // its attributes are set: not one of `others`
             }
             EntryType::Symlink => {
                 let target = entry
@@ -295,6 +306,11 @@ pub fn extract(
             other => {
                 bail!("archive entry {shown:?}: unsupported type {other:?}; refusing to restore")
             }
+        }
+        if let Some(want) = want
+            && want.kind != EntryKind::Hardlink
+        {
+            out.others.push(want);
         }
     }
     // Read to the end, so the stored bytes are checked against snapshot.json.
@@ -359,10 +375,16 @@ mod tests {
     fn run(tar: &[u8], entries: &[FileEntry]) -> (Result<Extracted>, Vec<String>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut applied = Vec::new();
-        let r = extract(tar, dir.path(), false, entries, &mut |_, e, _| {
-            applied.push(e.path.to_string());
-            Ok(())
-        });
+        let r = extract(
+            tar,
+            dir.path(),
+            false,
+            entries.iter().cloned().map(Ok),
+            &mut |_, e, _| {
+                applied.push(e.path.to_string());
+                Ok(())
+            },
+        );
         (r, applied)
     }
 

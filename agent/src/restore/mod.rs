@@ -14,7 +14,7 @@ use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
 use attrs::OwnerPlan;
 use coffer_config::RestorePolicy;
-use coffer_plugins::Target;
+use coffer_plugins::{FileEntry, Target};
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
@@ -71,7 +71,7 @@ pub fn restore_source(
     std::fs::create_dir(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
-    let unpacked = (|| -> Result<Vec<String>> {
+    let unpacked = (|| -> Result<(Vec<String>, Vec<FileEntry>)> {
         let path = object_path(&marker.job, &marker.id, &r.source.object);
         let reader = ObjectReader::open(rt, target, &path, Some(record))?;
         let plain = Pumped::spawn(decrypt(reader, ids)?)?;
@@ -80,20 +80,20 @@ pub fn restore_source(
             plain,
             &staging,
             r.devices,
-            &r.source.entries,
+            r.source.entries.iter()?,
             &mut |f, want, shown| file_attrs.apply(f, want, shown),
         )?;
         let mut warnings = extracted.warnings;
         warnings.extend(attrs::apply(
             &staging,
-            &r.source.entries,
+            &extracted.others,
             &r.policy,
             r.owners,
             false,
         )?);
-        Ok(warnings)
+        Ok((warnings, extracted.others))
     })();
-    let mut warnings = match unpacked {
+    let (mut warnings, others) = match unpacked {
         Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -124,13 +124,7 @@ pub fn restore_source(
     }
     std::fs::remove_dir(&staging)
         .with_context(|| format!("cannot remove {}", staging.display()))?;
-    warnings.extend(attrs::apply(
-        dest,
-        &r.source.entries,
-        &r.policy,
-        r.owners,
-        true,
-    )?);
+    warnings.extend(attrs::apply(dest, &others, &r.policy, r.owners, true)?);
 
     let owners = match r.owners {
         OwnerPlan::Skip | OwnerPlan::NotRoot => Owners::Ignore,
@@ -140,7 +134,7 @@ pub fn restore_source(
     let report = check_tree(
         &r.source.name,
         dest,
-        &r.source.entries,
+        r.source.entries.iter()?,
         &Expectations {
             policy: &r.policy,
             owners,
@@ -148,5 +142,5 @@ pub fn restore_source(
             excludes: None,
         },
     );
-    Ok((report, warnings))
+    Ok((report?, warnings))
 }
