@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
+use coffer_plugins::walk_ahead::{self, WalkOptions, Walked};
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -18,7 +19,6 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use walkdir::WalkDir;
 
 /// Whose ownership a file should have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +156,7 @@ fn kind_of(md: &Metadata) -> EntryKind {
     }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+fn hash_file(mut f: std::fs::File) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -194,40 +193,54 @@ pub fn check_tree(
     let mut entries = entries.map(|r| r.context("cannot read the manifest's file list"));
     let mut want = entries.next().transpose()?;
     let mut ids = IdCache::default();
-    let walker = WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| exp.excludes.is_none_or(|x| x.admits(root, e)));
-    for item in walker {
-        let entry = match item {
-            Ok(e) => e,
-            Err(err) => {
-                report.notes.push(format!("cannot read: {err}"));
-                continue;
+    let no_excludes = Excludes::default();
+    // Walked ahead on another thread; when rehashing, files are opened and read in
+    // ahead too, as in a backup.
+    let walk = WalkOptions {
+        root,
+        one_file_system: false,
+        excludes: exp.excludes.unwrap_or(&no_excludes),
+        open_files: exp.content == Content::Rehash,
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for item in walk_ahead::spawn(scope, walk) {
+            let (abs, md, file) = match item {
+                Walked::Entry { abs, md, file } => (abs, md, file),
+                Walked::Error { path, err } => {
+                    report
+                        .notes
+                        .push(format!("cannot read {}: {err}", path.display()));
+                    continue;
+                }
+            };
+            let rel_bytes: Vec<u8> = match abs.strip_prefix(root) {
+                Ok(r) if r.as_os_str().is_empty() => b".".to_vec(),
+                Ok(r) => r.as_os_str().as_bytes().to_vec(),
+                Err(_) => continue,
+            };
+            // Entries the walk has passed without meeting are missing.
+            while let Some(w) = &want
+                && walk_order(w.path.as_bytes(), &rel_bytes) == Ordering::Less
+            {
+                report.missing.push(w.path.to_string());
+                want = entries.next().transpose()?;
             }
-        };
-        let rel_bytes: Vec<u8> = match entry.path().strip_prefix(root) {
-            Ok(r) if r.as_os_str().is_empty() => b".".to_vec(),
-            Ok(r) => r.as_os_str().as_bytes().to_vec(),
-            Err(_) => continue,
-        };
-        // Entries the walk has passed without meeting are missing.
-        while let Some(w) = &want
-            && walk_order(w.path.as_bytes(), &rel_bytes) == Ordering::Less
-        {
-            report.missing.push(w.path.to_string());
+            let shown = RawPath::from_bytes(&rel_bytes).to_string();
+            let Some(w) = want.take_if(|w| w.path.as_bytes() == rel_bytes.as_slice()) else {
+                report.extra.push(shown);
+                continue;
+            };
             want = entries.next().transpose()?;
+            report.checked += 1;
+            let found = Found {
+                path: &abs,
+                md: &md,
+                file,
+            };
+            compare(&mut report, found, &shown, &w, exp, &mut ids);
         }
-        let shown = RawPath::from_bytes(&rel_bytes).to_string();
-        let Some(w) = want.take_if(|w| w.path.as_bytes() == rel_bytes.as_slice()) else {
-            report.extra.push(shown);
-            continue;
-        };
-        want = entries.next().transpose()?;
-        report.checked += 1;
-        compare(&mut report, &entry, &shown, &w, exp, &mut ids);
-    }
+        Ok(())
+    })?;
     while let Some(w) = want {
         report.missing.push(w.path.to_string());
         want = entries.next().transpose()?;
@@ -235,28 +248,30 @@ pub fn check_tree(
     Ok(report)
 }
 
+/// One entry found on disk.
+struct Found<'a> {
+    path: &'a Path,
+    md: &'a Metadata,
+    /// A regular file opened ahead, when its content is to be rehashed.
+    file: Option<std::io::Result<std::fs::File>>,
+}
+
 /// Compares one entry found on disk with its manifest entry.
 fn compare(
     report: &mut TreeReport,
-    entry: &walkdir::DirEntry,
+    found: Found<'_>,
     shown: &str,
     want: &FileEntry,
     exp: &Expectations<'_>,
     ids: &mut IdCache,
 ) {
-    let md = match entry.metadata() {
-        Ok(m) => m,
-        Err(err) => {
-            report.notes.push(format!("{shown}: {err}"));
-            return;
-        }
-    };
+    let md = found.md;
     let want_kind = if want.kind == EntryKind::Hardlink {
         EntryKind::File
     } else {
         want.kind
     };
-    let got_kind = kind_of(&md);
+    let got_kind = kind_of(md);
     if got_kind != want_kind {
         report
             .kind
@@ -272,7 +287,10 @@ fn compare(
                     want.size
                 ));
             } else if exp.content == Content::Rehash {
-                match hash_file(entry.path()) {
+                let opened = found
+                    .file
+                    .unwrap_or_else(|| walk_ahead::open_nofollow(found.path));
+                match opened.and_then(hash_file) {
                     Ok(h) if Some(&h) == want.blake3.as_ref() => {}
                     Ok(_) => report
                         .content
@@ -282,7 +300,7 @@ fn compare(
             }
         }
         EntryKind::Symlink => {
-            let target = std::fs::read_link(entry.path()).ok();
+            let target = std::fs::read_link(found.path).ok();
             let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
             if got != want.link.as_ref().map(RawPath::as_bytes) {
                 report.link.push(format!(

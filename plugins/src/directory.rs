@@ -385,6 +385,7 @@ impl Source for DirectorySource {
                     root: &root,
                     one_file_system: self.cfg.one_file_system,
                     excludes: &self.excludes,
+                    open_files: true,
                 },
             );
             // Returning early drops the receiver, which stops the walk thread.

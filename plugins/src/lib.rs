@@ -19,7 +19,7 @@ pub mod source;
 pub mod sqlite;
 pub mod tar_writer;
 pub mod target;
-mod walk_ahead;
+pub mod walk_ahead;
 
 pub use entry::{EntryKind, FileEntry, RawPath};
 pub use parts::PartPlan;

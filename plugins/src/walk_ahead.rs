@@ -32,7 +32,7 @@ pub enum Walked {
     Entry {
         abs: PathBuf,
         md: Metadata,
-        /// Regular files only: the handle opened ahead, or why it could not be.
+        /// Regular files when `open_files`: the handle opened ahead, or why it could not be.
         file: Option<io::Result<File>>,
     },
     Error {
@@ -45,6 +45,8 @@ pub struct WalkOptions<'a> {
     pub root: &'a Path,
     pub one_file_system: bool,
     pub excludes: &'a Excludes,
+    /// Open regular files ahead (for a walk that reads them); otherwise only stat.
+    pub open_files: bool,
 }
 
 /// Opens a file for reading without following a symlink that replaced it.
@@ -89,7 +91,8 @@ fn walk(opts: WalkOptions<'_>, tx: SyncSender<Walked>) {
         let walked = match item {
             Ok(entry) => match entry.metadata() {
                 Ok(md) => {
-                    let file = md.is_file().then(|| open_ahead(entry.path(), &md));
+                    let file =
+                        (opts.open_files && md.is_file()).then(|| open_ahead(entry.path(), &md));
                     Walked::Entry {
                         abs: entry.into_path(),
                         md,
