@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
-use coffer_plugins::walk_ahead::{self, WalkOptions, Walked};
+use coffer_plugins::walk_ahead::{self, Entry, WalkError, WalkOptions};
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -172,8 +172,63 @@ fn hash_file(mut f: std::fs::File) -> std::io::Result<String> {
 /// Where a relative path comes in the walk: depth first, each directory's entries
 /// sorted by name bytes, the root (`.`) first. Comparing paths component by
 /// component gives exactly that order, which is also the manifest's.
-pub fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
+fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
     Path::new(OsStr::from_bytes(a)).cmp(Path::new(OsStr::from_bytes(b)))
+}
+
+/// A manifest's entries, consumed in walk order beside a walk of a tree or an archive:
+/// `find` returns the entry at a path when the manifest has one, and hands every
+/// entry passed on the way (which the walk did not meet) to `missing`.
+pub struct InOrder<I> {
+    entries: I,
+    next: Option<FileEntry>,
+}
+
+impl<I: Iterator<Item = std::io::Result<FileEntry>>> InOrder<I> {
+    pub fn new(entries: I) -> anyhow::Result<Self> {
+        let mut me = InOrder {
+            entries,
+            next: None,
+        };
+        me.advance()?;
+        Ok(me)
+    }
+
+    /// Takes the current entry and reads the next one.
+    fn advance(&mut self) -> anyhow::Result<Option<FileEntry>> {
+        let next = self
+            .entries
+            .next()
+            .transpose()
+            .context("cannot read the manifest's file list")?;
+        Ok(std::mem::replace(&mut self.next, next))
+    }
+
+    pub fn find(
+        &mut self,
+        key: &[u8],
+        mut missing: impl FnMut(FileEntry),
+    ) -> anyhow::Result<Option<FileEntry>> {
+        while self
+            .next
+            .as_ref()
+            .is_some_and(|w| walk_order(w.path.as_bytes(), key) == Ordering::Less)
+        {
+            self.advance()?.into_iter().for_each(&mut missing);
+        }
+        if self.next.as_ref().is_some_and(|w| w.path.as_bytes() == key) {
+            return self.advance();
+        }
+        Ok(None)
+    }
+
+    /// Hands the entries the walk never reached to `missing`.
+    pub fn rest(mut self, mut missing: impl FnMut(FileEntry)) -> anyhow::Result<()> {
+        while let Some(w) = self.advance()? {
+            missing(w);
+        }
+        Ok(())
+    }
 }
 
 /// Compares the tree under `root` with the manifest's entries. Both are in walk
@@ -190,8 +245,7 @@ pub fn check_tree(
         path: root.display().to_string(),
         ..TreeReport::default()
     };
-    let mut entries = entries.map(|r| r.context("cannot read the manifest's file list"));
-    let mut want = entries.next().transpose()?;
+    let mut manifest = InOrder::new(entries)?;
     let mut ids = IdCache::default();
     let no_excludes = Excludes::default();
     // Walked ahead on another thread; when rehashing, files are opened and read in
@@ -204,33 +258,23 @@ pub fn check_tree(
     };
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for item in walk_ahead::spawn(scope, walk) {
-            let (abs, md, file) = match item {
-                Walked::Entry { abs, md, file } => (abs, md, file),
-                Walked::Error { path, err } => {
+            let Entry { abs, rel, md, file } = match item {
+                Ok(entry) => entry,
+                Err(WalkError { path, err }) => {
                     report
                         .notes
                         .push(format!("cannot read {}: {err}", path.display()));
                     continue;
                 }
             };
-            let rel_bytes: Vec<u8> = match abs.strip_prefix(root) {
-                Ok(r) if r.as_os_str().is_empty() => b".".to_vec(),
-                Ok(r) => r.as_os_str().as_bytes().to_vec(),
-                Err(_) => continue,
-            };
-            // Entries the walk has passed without meeting are missing.
-            while let Some(w) = &want
-                && walk_order(w.path.as_bytes(), &rel_bytes) == Ordering::Less
-            {
+            let found = manifest.find(rel.as_bytes(), |w| {
                 report.missing.push(w.path.to_string());
-                want = entries.next().transpose()?;
-            }
-            let shown = RawPath::from_bytes(&rel_bytes).to_string();
-            let Some(w) = want.take_if(|w| w.path.as_bytes() == rel_bytes.as_slice()) else {
+            })?;
+            let shown = rel.to_string();
+            let Some(w) = found else {
                 report.extra.push(shown);
                 continue;
             };
-            want = entries.next().transpose()?;
             report.checked += 1;
             let found = Found {
                 path: &abs,
@@ -241,10 +285,7 @@ pub fn check_tree(
         }
         Ok(())
     })?;
-    while let Some(w) = want {
-        report.missing.push(w.path.to_string());
-        want = entries.next().transpose()?;
-    }
+    manifest.rest(|w| report.missing.push(w.path.to_string()))?;
     Ok(report)
 }
 
@@ -346,5 +387,41 @@ mod tests {
         paths.sort_by(|x, y| walk_order(x, y));
         let want: Vec<&[u8]> = vec![b".", b"A", b"a", b"a/b", b"a/b/c", b"a/z", b"a.c", b"b"];
         assert_eq!(paths, want);
+    }
+
+    #[test]
+    fn in_order_finds_entries_and_reports_the_ones_passed() {
+        let entry = |p: &str| FileEntry {
+            path: RawPath::from_bytes(p.as_bytes()),
+            kind: EntryKind::File,
+            size: 0,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: 0,
+            mtime_nsec: 0,
+            blake3: None,
+            link: None,
+            rdev: None,
+            changed: false,
+        };
+        let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
+        let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");
+        let mut missing = Vec::new();
+        let found = |m: &mut InOrder<_>, key: &str, missing: &mut Vec<String>| {
+            m.find(key.as_bytes(), |w| missing.push(w.path.to_string()))
+                .expect("find")
+                .map(|w| w.path.to_string())
+        };
+        assert_eq!(found(&mut m, ".", &mut missing).as_deref(), Some("."));
+        // a and a/b were never walked: both are passed when a/c is found.
+        assert_eq!(found(&mut m, "a/c", &mut missing).as_deref(), Some("a/c"));
+        // An extra path between two listed ones finds nothing and passes nothing.
+        assert_eq!(found(&mut m, "a/d", &mut missing), None);
+        assert_eq!(missing, ["a", "a/b"]);
+        m.rest(|w| missing.push(w.path.to_string())).expect("rest");
+        assert_eq!(missing, ["a", "a/b", "b", "c"]);
     }
 }

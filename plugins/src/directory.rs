@@ -11,7 +11,7 @@ use crate::exclude::Excludes;
 use crate::ids::NameCache;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use crate::tar_writer::{HeaderSpec, TarWriter};
-use crate::walk_ahead::{self, WalkOptions, Walked};
+use crate::walk_ahead::{self, Entry, WalkError, WalkOptions};
 use coffer_config::DirectorySource as Config;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -390,17 +390,12 @@ impl Source for DirectorySource {
             );
             // Returning early drops the receiver, which stops the walk thread.
             for item in walked {
-                let (abs, md, file) = match item {
-                    Walked::Entry { abs, md, file } => (abs, md, file),
-                    Walked::Error { path, err } => {
+                let Entry { abs, rel, md, file } = match item {
+                    Ok(entry) => entry,
+                    Err(WalkError { path, err }) => {
                         walk.read_problem(&path, err)?;
                         continue;
                     }
-                };
-                let rel = match abs.strip_prefix(&root) {
-                    Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
-                    Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
-                    Err(_) => continue,
                 };
                 walk.one(&mut tar, &abs, rel, &md, file)?;
             }

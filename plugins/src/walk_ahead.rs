@@ -7,10 +7,12 @@
 //! stream thread hashes and archives the current one. The reader still takes its own
 //! `fstat` before and after reading, so a change after the early open is still seen.
 
+use crate::entry::RawPath;
 use crate::exclude::Excludes;
 use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -27,19 +29,24 @@ pub const AHEAD: usize = 256;
 /// large file once it is read sequentially.
 const ADVISE_BYTES: u64 = 256 << 10;
 
-/// One walked entry, or the error met on the way to it.
-pub enum Walked {
-    Entry {
-        abs: PathBuf,
-        md: Metadata,
-        /// Regular files when `open_files`: the handle opened ahead, or why it could not be.
-        file: Option<io::Result<File>>,
-    },
-    Error {
-        path: PathBuf,
-        err: io::Error,
-    },
+/// One walked entry.
+pub struct Entry {
+    pub abs: PathBuf,
+    /// Relative to the root, `/`-separated; `.` for the root itself.
+    pub rel: RawPath,
+    pub md: Metadata,
+    /// Regular files when `open_files`: the handle opened ahead, or why it could not be.
+    pub file: Option<io::Result<File>>,
 }
+
+/// What stopped the walk at one path (the walk goes on after it).
+pub struct WalkError {
+    pub path: PathBuf,
+    pub err: io::Error,
+}
+
+/// One walked entry, or the error met on the way to it.
+pub type Walked = Result<Entry, WalkError>;
 
 pub struct WalkOptions<'a> {
     pub root: &'a Path,
@@ -91,22 +98,28 @@ fn walk(opts: WalkOptions<'_>, tx: SyncSender<Walked>) {
         let walked = match item {
             Ok(entry) => match entry.metadata() {
                 Ok(md) => {
+                    let rel = match entry.path().strip_prefix(root) {
+                        Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
+                        Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
+                        Err(_) => continue, // walkdir yields only paths under the root
+                    };
                     let file =
                         (opts.open_files && md.is_file()).then(|| open_ahead(entry.path(), &md));
-                    Walked::Entry {
+                    Ok(Entry {
                         abs: entry.into_path(),
+                        rel,
                         md,
                         file,
-                    }
+                    })
                 }
-                Err(err) => Walked::Error {
+                Err(err) => Err(WalkError {
                     path: entry.path().to_path_buf(),
                     err: err
                         .into_io_error()
                         .unwrap_or_else(|| io::Error::other("metadata")),
-                },
+                }),
             },
-            Err(err) => Walked::Error {
+            Err(err) => Err(WalkError {
                 path: err
                     .path()
                     .map(Path::to_path_buf)
@@ -114,7 +127,7 @@ fn walk(opts: WalkOptions<'_>, tx: SyncSender<Walked>) {
                 err: err
                     .into_io_error()
                     .unwrap_or_else(|| io::Error::other("filesystem loop")),
-            },
+            }),
         };
         if tx.send(walked).is_err() {
             return; // the stream stopped (an error or a cancelled run)

@@ -12,12 +12,11 @@ use crate::format::{Manifest, Marker, SourceManifest, object_path};
 use crate::keys::{self, Identities};
 use crate::reader::{ObjectReader, Pumped, decrypt};
 use crate::repo;
-use crate::tree_check::walk_order;
+use crate::tree_check::InOrder;
 use anyhow::{Context, Result, bail};
 use coffer_config::Config;
 use coffer_plugins::{EntryKind, FileEntry, Target};
 use serde::Serialize;
-use std::cmp::Ordering;
 use std::io::Read;
 use tokio::runtime::Handle;
 
@@ -216,17 +215,17 @@ fn deep(
 /// Hashes every file in the archive and compares with the manifest, whose regular
 /// files come in the archive's order.
 fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) -> Result<()> {
-    let mut expected = src
+    let files = src
         .entries
         .iter()?
         .filter(|e| e.as_ref().map_or(true, |e| e.kind == EntryKind::File));
-    let mut next_file = || -> Result<Option<FileEntry>> {
-        expected
-            .next()
-            .transpose()
-            .context("cannot read the manifest's file list")
+    let mut manifest = InOrder::new(files)?;
+    let missing = |w: FileEntry| {
+        format!(
+            "source {}: {}: in the manifest but not in the archive",
+            src.name, w.path
+        )
     };
-    let mut want = next_file()?;
     let mut archive = tar::Archive::new(plain);
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries().context("cannot read the archive")? {
@@ -252,22 +251,12 @@ fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) ->
             size += n as u64;
         }
         v.files += 1;
-        while let Some(w) = &want
-            && walk_order(w.path.as_bytes(), &raw) == Ordering::Less
-        {
-            v.problems.push(format!(
-                "source {}: {}: in the manifest but not in the archive",
-                src.name, w.path
-            ));
-            want = next_file()?;
-        }
-        match want.take_if(|w| w.path.as_bytes() == raw.as_slice()) {
+        match manifest.find(&raw, |w| v.problems.push(missing(w)))? {
             None => v.problems.push(format!(
                 "source {}: {name}: in the archive but not in the manifest",
                 src.name
             )),
             Some(w) => {
-                want = next_file()?;
                 if w.size != size || w.blake3.as_deref() != Some(h.finalize().to_hex().as_str()) {
                     v.problems.push(format!(
                         "source {}: {name}: content does not match the manifest",
@@ -279,12 +268,6 @@ fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) ->
     }
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).context("cannot read the archive")?;
-    while let Some(w) = want {
-        v.problems.push(format!(
-            "source {}: {}: in the manifest but not in the archive",
-            src.name, w.path
-        ));
-        want = next_file()?;
-    }
+    manifest.rest(|w| v.problems.push(missing(w)))?;
     Ok(())
 }
