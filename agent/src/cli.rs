@@ -129,6 +129,21 @@ pub struct RestoreArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// Which snapshots a reading command accepts (see `seal.rs`).
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Also accept snapshots signed by this key (`ed25519:...`, as printed by the
+    /// backup host); for a new host that has no trusted_signers yet. Repeatable.
+    #[arg(long = "trust-signer", value_name = "KEY")]
+    pub trust_signers: Vec<coffer_config::Signer>,
+    /// Accept snapshots without a signature (made by coffer before 0.2). Anyone who
+    /// can write to the target can make one: use it only for snapshots you know.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +166,8 @@ pub struct VerifyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +196,8 @@ pub struct CheckArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +221,11 @@ pub struct KeygenArgs {
     /// Write the identity here (mode 0600, never overwritten); default: stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Make a snapshot signing key (ed25519) instead of an age identity: the backup
+    /// host signs every snapshot with it; restores trust its public key. Needs
+    /// --output (a backup also creates one at [encryption] signing_key on first use).
+    #[arg(long, requires = "output")]
+    pub signing: bool,
 }
 
 #[derive(Debug, Subcommand)]

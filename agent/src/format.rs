@@ -70,8 +70,23 @@ pub struct ObjectRecord {
     /// BLAKE3 of the stored (encrypted) bytes, hex.
     pub blake3: String,
     /// Server and schema version of a database source: no secrets, no file names.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::untrusted::bounded_map"
+    )]
     pub facts: BTreeMap<String, String>,
+}
+
+/// What the manifest says of each source object, so that the (signed) marker and
+/// the (encrypted) manifest vouch for the same bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectBinding {
+    pub key: String,
+    pub plaintext_size: u64,
+    pub stored_size: u64,
+    /// BLAKE3 of the stored bytes, hex.
+    pub blake3: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -95,9 +110,13 @@ pub struct Marker {
     pub finished_at: OffsetDateTime,
     /// Latest minus earliest consistency instant of the sources.
     pub skew_seconds: f64,
+    #[serde(deserialize_with = "crate::untrusted::bounded_vec")]
     pub objects: Vec<ObjectRecord>,
     #[serde(default)]
     pub warnings: WarningCounts,
+    /// Who signed it, found when it was read (not part of the marker itself).
+    #[serde(skip)]
+    pub seal: crate::seal::Seal,
 }
 
 impl Marker {
@@ -127,7 +146,7 @@ pub struct SourceManifest {
     pub origin: String,
     #[serde(with = "time::serde::rfc3339")]
     pub consistency_instant: OffsetDateTime,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::untrusted::bounded_map")]
     pub facts: BTreeMap<String, String>,
     pub bytes_read: u64,
     #[serde(default)]
@@ -147,7 +166,11 @@ pub struct Manifest {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub skew_seconds: f64,
+    #[serde(deserialize_with = "crate::untrusted::bounded_vec")]
     pub sources: Vec<SourceManifest>,
+    /// Every source object with its sizes and hash, as in the marker.
+    #[serde(default, deserialize_with = "crate::untrusted::bounded_vec")]
+    pub objects: Vec<ObjectBinding>,
 }
 
 impl Manifest {

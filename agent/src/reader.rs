@@ -34,6 +34,8 @@ pub struct ObjectReader {
     expect: Option<(u64, String)>,
     label: String,
     finished: bool,
+    /// Set once the stored bytes matched the marker at EOF.
+    verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ObjectReader {
@@ -74,7 +76,13 @@ impl ObjectReader {
             expect: expect.map(|o| (o.stored_size, o.blake3.clone())),
             label,
             finished: false,
+            verified: Default::default(),
         })
+    }
+
+    /// Becomes true when the whole object was read and matched `snapshot.json`.
+    pub fn verified_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.verified.clone()
     }
 
     pub fn label(&self) -> &str {
@@ -86,7 +94,10 @@ impl ObjectReader {
             self.finished = true;
             if let Some((size, hash)) = &self.expect {
                 let got = self.hasher.finalize().to_hex().to_string();
-                if *size != self.size || *hash != got {
+                if *size == self.size && *hash == got {
+                    self.verified
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                } else {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
@@ -259,5 +270,86 @@ impl Read for Pumped {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// How much plaintext `HoldBack` keeps until the object is verified: more than the
+/// last block any database tool needs to see before it commits.
+const HOLD: usize = 1 << 20;
+
+/// Hands out a plaintext except its last `HOLD` bytes until the stored object has
+/// been read to its end and matched the (signed) marker. A database tool fed from it
+/// (pg_restore in one transaction) therefore never sees the end of a swapped or
+/// damaged dump, and cannot commit it.
+pub struct HoldBack<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+    verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    label: String,
+}
+
+impl<R: Read> HoldBack<R> {
+    /// `verified` and `label` come from the object's `ObjectReader`, which sits
+    /// deep inside `inner`.
+    pub fn from_parts(
+        inner: R,
+        verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        label: String,
+    ) -> HoldBack<R> {
+        HoldBack {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            eof: false,
+            verified,
+            label,
+        }
+    }
+}
+
+impl<R: Read> Read for HoldBack<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let avail = self.buf.len() - self.start;
+            let free = if self.eof {
+                avail
+            } else {
+                avail.saturating_sub(HOLD)
+            };
+            if free > 0 || self.eof {
+                let n = free.min(out.len());
+                out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+                self.start += n;
+                return Ok(n);
+            }
+            if self.start > 0 && self.start >= self.buf.len() / 2 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let old = self.buf.len();
+            self.buf.resize(old + (256 << 10), 0);
+            let got = match self.inner.read(&mut self.buf[old..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(old + got);
+            if got == 0 {
+                if !self.verified.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: the plaintext ended before the stored bytes were checked against snapshot.json",
+                            self.label
+                        ),
+                    ));
+                }
+                self.eof = true;
+            }
+        }
     }
 }

@@ -5,9 +5,11 @@ use crate::format::{MANIFEST, MARKER, Manifest, Marker, object_path};
 use crate::keys::Identities;
 use crate::reader::{ObjectReader, decrypt};
 use crate::snapshot_id::is_id;
+use crate::untrusted::{JsonGuard, MAX_MARKER_BYTES, check_manifest};
 use anyhow::{Context, Result, anyhow};
 use coffer_plugins::entry_log::spill_into;
 use coffer_plugins::{Op, Target};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use tokio::runtime::Handle;
@@ -41,27 +43,68 @@ pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>>
             continue;
         };
         let path = object_path(job, id, MARKER);
-        match rt.block_on(async { target.store.get(&path).await?.bytes().await }) {
-            Ok(bytes) => {
-                let marker: Marker = serde_json::from_slice(&bytes).with_context(|| {
-                    format!(
-                        "{path} on target {}: not a valid snapshot marker",
-                        target.name
-                    )
-                })?;
-                out.push(marker);
+        match rt.block_on(read_marker_bytes(target, &path)) {
+            Ok(Some(bytes)) => {
+                // A folder anyone could have planted: report it and carry on, so one
+                // bad marker cannot stop list, prune or a backup's retention.
+                match crate::seal::open(&bytes)
+                    .and_then(|m| crate::untrusted::check_marker(&m, job, id).map(|()| m))
+                {
+                    Ok(marker) => out.push(marker),
+                    Err(why) => tracing::warn!(
+                        "ignoring {path} on target {}: {}",
+                        target.name,
+                        coffer_plugins::escape_controls(&why)
+                    ),
+                }
             }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(anyhow!(
-                    "cannot read {path}: {}",
-                    target.explain(Op::Read, &e).message
-                ));
-            }
+            Ok(None) => {}
+            Err(e) => return Err(e),
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// A marker's bytes, `None` when there is none; never more than a marker can be.
+async fn read_marker_bytes(target: &Target, path: &ObjPath) -> Result<Option<Vec<u8>>> {
+    let got = match target.store.get(path).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot read {path}: {}",
+                target.explain(Op::Read, &e).message
+            ));
+        }
+    };
+    if got.meta.size > MAX_MARKER_BYTES {
+        tracing::warn!(
+            "ignoring {path} on target {}: {} bytes is larger than any snapshot marker",
+            target.name,
+            got.meta.size
+        );
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            anyhow!(
+                "cannot read {path}: {}",
+                target.explain(Op::Read, &e).message
+            )
+        })?;
+        if (out.len() + chunk.len()) as u64 > MAX_MARKER_BYTES {
+            tracing::warn!(
+                "ignoring {path} on target {}: larger than any snapshot marker",
+                target.name
+            );
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
 }
 
 /// `latest` or an exact id.
@@ -78,6 +121,41 @@ pub fn pick(markers: Vec<Marker>, which: &str, job: &str, target: &str) -> Resul
     })
 }
 
+/// Like `pick`, among the snapshots `trust` accepts: `latest` is the newest
+/// accepted one (newer refused ones are reported), an exact id that is refused is
+/// an error that says what to do.
+pub fn pick_trusted(
+    markers: Vec<Marker>,
+    which: &str,
+    job: &str,
+    target: &str,
+    trust: &crate::seal::Trust,
+) -> Result<Marker> {
+    if which != "latest" {
+        let m = pick(markers, which, job, target)?;
+        if let Some(why) = trust.refusal(&m) {
+            return Err(anyhow!(crate::exit::UsageError(why)));
+        }
+        return Ok(m);
+    }
+    let mut newest_refusal = None;
+    for m in markers.into_iter().rev() {
+        match trust.refusal(&m) {
+            None => return Ok(m),
+            Some(why) => {
+                tracing::warn!("skipping snapshot {} on target {target}: {why}", m.id);
+                newest_refusal.get_or_insert(why);
+            }
+        }
+    }
+    Err(anyhow!(crate::exit::UsageError(match newest_refusal {
+        Some(why) => format!("no accepted snapshot of job {job} on target {target}: {why}"),
+        None => format!(
+            "no snapshot latest of job {job} on target {target}; `coffer list --job {job}` shows what exists"
+        ),
+    })))
+}
+
 pub fn read_manifest(
     rt: &Handle,
     target: &Target,
@@ -92,20 +170,19 @@ pub fn read_manifest(
     let reader = ObjectReader::open(rt, target, &path, Some(record))?;
     // serde_json reads a byte at a time: without a buffer every byte was a call
     // through the decryption stack (0.4 s for 100,000 files).
-    let mut plain = std::io::BufReader::with_capacity(256 << 10, decrypt(reader, ids)?);
+    let mut plain =
+        std::io::BufReader::with_capacity(256 << 10, JsonGuard::new(decrypt(reader, ids)?));
     // The file list goes to a scratch file in the state directory, not to memory.
     let manifest: Manifest = spill_into(tmp_dir, || serde_json::from_reader(&mut plain))
         .with_context(|| format!("{path} on target {}: cannot read the manifest", target.name))?;
     // Read to the end so the stored bytes are checked against the marker.
     std::io::copy(&mut plain, &mut std::io::sink())?;
-    if manifest.snapshot != marker.id || manifest.job != marker.job {
-        return Err(anyhow!(
-            "{path}: manifest belongs to {}/{}, not {}/{}",
-            manifest.job,
-            manifest.snapshot,
-            marker.job,
-            marker.id
-        ));
-    }
+    check_manifest(&manifest, marker).map_err(|why| {
+        anyhow!(
+            "{path} on target {}: {}; the snapshot was tampered with",
+            target.name,
+            coffer_plugins::escape_controls(&why)
+        )
+    })?;
     Ok(manifest)
 }

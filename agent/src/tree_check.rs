@@ -86,11 +86,11 @@ impl TreeReport {
         ];
         for (what, list) in problems {
             for item in list {
-                println!("  {what}: {item}");
+                println!("  {what}: {}", coffer_plugins::escape_controls(item));
             }
         }
         for n in &self.notes {
-            println!("  note: {n}");
+            println!("  note: {}", coffer_plugins::escape_controls(n));
         }
         let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
         if count == 0 {

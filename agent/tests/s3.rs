@@ -154,7 +154,8 @@ fn one_run_ships_identical_ciphertext_to_local_and_s3() {
     let marker: Value =
         serde_json::from_slice(&std::fs::read(local_dir.join("snapshot.json")).expect("marker"))
             .expect("marker json");
-    for o in marker["objects"].as_array().expect("objects") {
+    // snapshot.json is the signed envelope {marker, signer, signature}.
+    for o in marker["marker"]["objects"].as_array().expect("objects") {
         let key = o["key"].as_str().expect("key");
         let hash = blake3::hash(&std::fs::read(s3_dir.join(key)).expect("object"));
         assert_eq!(o["blake3"], hash.to_hex().as_str(), "{key}");

@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// A tar header with a raw name, bypassing the tar crate's own path checks.
 fn raw_header(name: &[u8], kind: tar::EntryType, size: u64, link: Option<&str>) -> tar::Header {
@@ -40,37 +38,13 @@ fn tar_of(entries: &[Crafted<'_>]) -> Vec<u8> {
 }
 
 /// Replaces a snapshot's source object with `tar` (compressed and encrypted by the
-/// real zstd and age CLIs) and fixes up snapshot.json so only the content is wrong.
+/// real zstd and age CLIs) and writes a consistent but unsigned snapshot around it,
+/// as anyone who can write to the target can: restores below pass
+/// `--allow-unsigned`, so that the archive checks themselves are what is tested.
 fn plant(world: &World, id: &str, object: &str, tar: &[u8]) {
-    let obj = world.snapshot_dir(id).join(object);
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "zstd -q -c | age -r {} > '{}'",
-            world.recipient,
-            obj.display()
-        ))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn zstd|age");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(tar)
-        .expect("feed");
-    assert!(child.wait().expect("wait").success());
-    let bytes = std::fs::read(&obj).expect("read object");
-    let marker_path = world.snapshot_dir(id).join("snapshot.json");
-    let mut marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&marker_path).expect("marker")).expect("json");
-    for o in marker["objects"].as_array_mut().expect("objects") {
-        if o["key"] == object {
-            o["stored_size"] = bytes.len().into();
-            o["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
-        }
-    }
-    std::fs::write(&marker_path, serde_json::to_vec(&marker).expect("json")).expect("write marker");
+    let mut forgery = forge::Forgery::of(world, id);
+    forgery.put_object(object, Some("files"), tar);
+    forgery.save_unsigned();
 }
 
 fn setup() -> (World, tempfile::TempDir, String) {
@@ -142,6 +116,7 @@ fn crafted_archives_are_refused_and_write_nothing_outside() {
             "restore",
             "--job",
             "app",
+            "--allow-unsigned",
             "--to",
             dest.to_str().expect("utf8"),
         ]);

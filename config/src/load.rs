@@ -177,7 +177,7 @@ impl Validator<'_> {
                 }
             }
         });
-        let encryption = self.encryption(raw.encryption);
+        let encryption = self.encryption(raw.encryption, &state_dir);
         let mut targets = BTreeMap::new();
         let mut invalid = BTreeSet::new();
         for (name, t) in raw.targets {
@@ -433,13 +433,7 @@ impl Validator<'_> {
 
     /// Names end up in object keys and file names: keep them to a safe alphabet.
     fn name_ok(&mut self, at: &[Seg], name: &str) {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && !name.starts_with('-');
-        if !ok {
+        if !crate::names::is_name(name) {
             self.problem(
                 at,
                 format!("name \"{name}\" must be 1-64 letters, digits, '-' or '_'"),
@@ -447,7 +441,11 @@ impl Validator<'_> {
         }
     }
 
-    fn encryption(&mut self, raw: Option<crate::raw::RawEncryption>) -> Encryption {
+    fn encryption(
+        &mut self,
+        raw: Option<crate::raw::RawEncryption>,
+        state_dir: &Path,
+    ) -> Encryption {
         let Some(raw) = raw else {
             self.problem(
                 &[],
@@ -457,6 +455,8 @@ impl Validator<'_> {
                 recipients: Vec::new(),
                 identity_file: None,
                 create_identity_if_missing: false,
+                signing_key: state_dir.join("signing.key"),
+                trusted_signers: Vec::new(),
             };
         };
         let mut recipients = Vec::new();
@@ -514,10 +514,24 @@ impl Validator<'_> {
                 "no recipients: set `recipients = [\"age1...\"]` or `recipients_file`; `coffer keygen` makes a key pair",
             );
         }
+        let mut trusted_signers = Vec::new();
+        for (i, text) in raw.trusted_signers.iter().enumerate() {
+            let mut at = p(&["encryption", "trusted_signers"]);
+            at.push(Seg::Index(i));
+            match text.parse::<crate::Signer>() {
+                Ok(s) => trusted_signers.push(s),
+                Err(msg) => self.problem(&at, msg),
+            }
+        }
         Encryption {
             recipients,
             identity_file,
             create_identity_if_missing: raw.create_identity_if_missing,
+            signing_key: raw
+                .signing_key
+                .as_deref()
+                .map_or_else(|| state_dir.join("signing.key"), |f| self.abs(f)),
+            trusted_signers,
         }
     }
 
@@ -677,10 +691,10 @@ impl Validator<'_> {
                     return None;
                 };
                 let extension = s.extension.unwrap_or_else(|| "bin".to_string());
-                if extension.is_empty() || !extension.chars().all(|c| c.is_ascii_alphanumeric()) {
+                if !crate::names::is_extension(&extension) {
                     self.problem(
                         &sub("extension"),
-                        "use letters and digits only, e.g. \"dump\"",
+                        "use 1-16 letters and digits, e.g. \"dump\"",
                     );
                 }
                 SourceKind::Command(CommandSource {

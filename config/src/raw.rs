@@ -37,6 +37,9 @@ pub struct RawEncryption {
     pub identity_file: Option<PathBuf>,
     #[serde(default)]
     pub create_identity_if_missing: bool,
+    pub signing_key: Option<PathBuf>,
+    #[serde(default)]
+    pub trusted_signers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

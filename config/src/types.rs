@@ -38,6 +38,12 @@ pub struct Encryption {
     pub identity_file: Option<PathBuf>,
     /// Quick-start convenience: create `identity_file` when missing and encrypt to it.
     pub create_identity_if_missing: bool,
+    /// This host's ed25519 signing key (private, mode 0600), created by the first
+    /// backup when missing; default `state_dir/signing.key`.
+    pub signing_key: PathBuf,
+    /// Public keys whose snapshots restore, check and deep verify accept, besides
+    /// the one of `signing_key` when that file is present.
+    pub trusted_signers: Vec<crate::Signer>,
 }
 
 /// One public recipient and where it was written, so a later error can point back.

@@ -56,10 +56,46 @@ impl fmt::Debug for RawPath {
     }
 }
 
+/// Shown with control characters escaped: a file named `a\nerror: ...` must not
+/// forge a line in coffer's output.
 impl fmt::Display for RawPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", String::from_utf8_lossy(self.as_bytes()))
+        write!(
+            f,
+            "{}",
+            escape_controls(&String::from_utf8_lossy(self.as_bytes()))
+        )
     }
+}
+
+/// `s` with every control character (newline, escape, ...) written as an escape
+/// sequence, for any name that reaches a human message: names come from file
+/// systems and targets that other people write to.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether a path read from a manifest is one a walk could have produced: relative,
+/// no `..`, no empty name, no NUL (`.` is the root itself).
+pub fn is_safe_relative(raw: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw.first() != Some(&b'/')
+        && !raw.contains(&0)
+        && raw
+            .split(|b| *b == b'/')
+            .all(|part| !part.is_empty() && part != b"..")
+        && (raw == b"." || !raw.split(|b| *b == b'/').any(|p| p == b"."))
 }
 
 fn is_false(b: &bool) -> bool {

@@ -195,7 +195,19 @@ impl<'de> Deserialize<'de> for EntryLog {
                         dir.display()
                     ))
                 })?;
+                // Only manifests read from a target come through here: their paths
+                // are joined to a destination, so each must be one a walk produces.
                 while let Some(e) = seq.next_element::<FileEntry>()? {
+                    let link_ok = e.kind != EntryKind::Hardlink
+                        || e.link
+                            .as_ref()
+                            .is_some_and(|l| crate::entry::is_safe_relative(l.as_bytes()));
+                    if !crate::entry::is_safe_relative(e.path.as_bytes()) || !link_ok {
+                        return Err(A::Error::custom(format!(
+                            "file entry {} is not a relative path inside the source",
+                            e.path
+                        )));
+                    }
                     log.push(&e).map_err(fail)?;
                 }
                 log.finish().map_err(fail)?;

@@ -21,7 +21,7 @@ pub mod tar_writer;
 pub mod target;
 pub mod walk_ahead;
 
-pub use entry::{EntryKind, FileEntry, RawPath};
+pub use entry::{EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
 pub use parts::PartPlan;
 pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome, open_source};
 pub use target::{Explained, Op, Target, TargetError, open_target};

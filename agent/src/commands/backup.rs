@@ -11,8 +11,8 @@
 use crate::cli::BackupArgs;
 use crate::commands::{job as find_job, print_json, targets_of};
 use crate::format::{
-    FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectRecord, SourceManifest, WarningCounts,
-    object_path, snapshot_dir, source_key,
+    FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectBinding, ObjectRecord, SourceManifest,
+    WarningCounts, object_path, snapshot_dir, source_key,
 };
 use crate::hooks::run_hooks_timed;
 use crate::keys::{self, Recipients};
@@ -480,6 +480,7 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
     let id = new_id(started);
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
+    let signing_key = crate::seal::host_key(&cfg.encryption)?;
     let targets = targets_of(cfg, job, None)?;
     let ctx = SourceContext {
         rt: rt.clone(),
@@ -622,6 +623,15 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         started_at: started,
         skew_seconds: skew,
         sources: sources_manifest,
+        objects: objects
+            .iter()
+            .map(|o| ObjectBinding {
+                key: o.key.clone(),
+                plaintext_size: o.plaintext_size,
+                stored_size: o.stored_size,
+                blake3: o.blake3.clone(),
+            })
+            .collect(),
     };
 
     let live: Vec<usize> = (0..targets.len())
@@ -661,11 +671,12 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         skew_seconds: skew,
         objects,
         warnings: totals,
+        seal: crate::seal::Seal::Signed(signing_key.public),
     };
     if crate::cancel::requested() {
         return Ok(failed(run, &streaming, anyhow!("no snapshot committed")));
     }
-    let marker_bytes = serde_json::to_vec_pretty(&marker)?;
+    let marker_bytes = crate::seal::seal(&marker, &signing_key)?;
     for (i, t) in targets.iter().enumerate() {
         if target_ok[i].is_some() {
             continue;

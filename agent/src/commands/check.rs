@@ -49,6 +49,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
             args.identity.as_deref(),
             &args.snapshot,
             "check",
+            &args.trust,
         )?;
         let dirs: Vec<_> = manifest
             .sources

@@ -15,6 +15,11 @@ use tokio::runtime::Handle;
 #[derive(Serialize)]
 struct Row<'a> {
     target: &'a str,
+    /// `signed` (by a trusted key), `UNTRUSTED` (signed by another key) or `unsigned`.
+    signature: &'static str,
+    /// The public key that signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signer: Option<String>,
     #[serde(flatten)]
     marker: &'a crate::format::Marker,
 }
@@ -32,6 +37,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             cfg.file.display()
         )));
     }
+    let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
@@ -63,6 +69,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             .iter()
             .map(|(t, m)| Row {
                 target: t,
+                signature: trust.describe(&m.seal),
+                signer: match &m.seal {
+                    crate::seal::Seal::Signed(s) => Some(s.to_string()),
+                    crate::seal::Seal::Unsigned => None,
+                },
                 marker: m,
             })
             .collect();
@@ -74,8 +85,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         return Ok(code);
     }
     println!(
-        "{:<22} {:<12} {:<10} {:>10} {:>10} {:>8}  sources",
-        "snapshot", "job", "target", "data", "stored", "skew"
+        "{:<22} {:<12} {:<10} {:>10} {:>10} {:>8}  {:<9}  sources",
+        "snapshot", "job", "target", "data", "stored", "skew", "signature"
     );
     for (t, m) in &found {
         let sources: Vec<String> = m
@@ -84,19 +95,20 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             .filter_map(|o| {
                 let name = o.source.as_deref()?;
                 Some(match o.facts.get("schema_version") {
-                    Some(v) => format!("{name}(schema {v})"),
+                    Some(v) => format!("{name}(schema {})", coffer_plugins::escape_controls(v)),
                     None => name.to_string(),
                 })
             })
             .collect();
         println!(
-            "{:<22} {:<12} {:<10} {:>10} {:>10} {:>7.3}s  {}",
+            "{:<22} {:<12} {:<10} {:>10} {:>10} {:>7.3}s  {:<9}  {}",
             m.id,
             m.job,
             t,
             bytes(m.plaintext_size()),
             bytes(m.stored_size()),
             m.skew_seconds,
+            trust.describe(&m.seal),
             sources.join(",")
         );
     }

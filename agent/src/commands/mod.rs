@@ -109,6 +109,7 @@ pub fn open_snapshot(
     identity: Option<&std::path::Path>,
     snapshot: &str,
     command: &str,
+    trust: &crate::cli::TrustArgs,
 ) -> Result<Opened> {
     let target = read_target(cfg, job, target)?;
     let id_file = crate::keys::identity_path(identity, &cfg.encryption).ok_or_else(|| {
@@ -118,11 +119,12 @@ pub fn open_snapshot(
         ))
     })?;
     let ids = crate::keys::identities(id_file).map_err(|e| usage(format!("{e:#}")))?;
-    let marker = crate::repo::pick(
+    let marker = crate::repo::pick_trusted(
         crate::repo::snapshots(rt, &target, &job.name)?,
         snapshot,
         &job.name,
         &target.name,
+        &trust_of(cfg, trust),
     )?;
     let tmp_dir = cfg.agent.state_dir.join("tmp");
     let manifest = crate::repo::read_manifest(rt, &target, &marker, &ids, &tmp_dir)?;
@@ -132,6 +134,12 @@ pub fn open_snapshot(
         marker,
         manifest,
     })
+}
+
+/// The snapshots a reading command accepts: the config's signers, this host's own
+/// key, and the command line's.
+pub fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::seal::Trust {
+    crate::seal::Trust::new(&cfg.encryption, &args.trust_signers, args.allow_unsigned)
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {

@@ -53,6 +53,7 @@ fn db_dest(
     args: &RestoreArgs,
     src: &SourceManifest,
     configured: Option<&SourceKind>,
+    signed: bool,
 ) -> Result<DbDest> {
     use SourceKind as K;
     if let Some(url) = &args.db_url
@@ -103,7 +104,13 @@ fn db_dest(
         K::Redis(r) => DbDest::Redis(
             r.rdb_path
                 .clone()
-                .or_else(|| src.facts.get("rdb_path").map(PathBuf::from))
+                // Where the RDB was on the backed-up host: a path read from the
+                // snapshot, so only from a signed one.
+                .or_else(|| {
+                    signed
+                        .then(|| src.facts.get("rdb_path").map(PathBuf::from))
+                        .flatten()
+                })
                 .ok_or_else(|| {
                     usage(format!(
                         "source {}: set rdb_path, or pass --to DIR",
@@ -148,6 +155,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         args.identity.as_deref(),
         &args.snapshot,
         "restore",
+        &args.trust,
     )?;
     for s in &args.sources {
         if manifest.source(s).is_none() {
@@ -220,7 +228,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 devices: args.devices,
             });
         } else {
-            let dest = db_dest(args, src, kind)?;
+            let signed = matches!(marker.seal, crate::seal::Seal::Signed(_));
+            let dest = db_dest(args, src, kind, signed)?;
             refuse_existing(&dest, args.force)?;
             dbs.push(DbRestore {
                 source: src,
@@ -248,7 +257,10 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         .flat_map(|s| s.facts.get("schema_version").map(|v| (&s.name, v)))
     {
         if !args.json {
-            println!("source {name}: schema version {v} at backup time");
+            println!(
+                "source {name}: schema version {} at backup time",
+                coffer_plugins::escape_controls(v)
+            );
         }
     }
     let tmp_dir = cfg.agent.state_dir.join("tmp");
@@ -323,7 +335,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         })?;
     } else {
         for w in &warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", coffer_plugins::escape_controls(w));
         }
         for r in &reports {
             r.print();

@@ -42,13 +42,34 @@ pub fn verify_job(
     which: &str,
     ids: Option<&Identities>,
 ) -> Result<Vec<Verdict>> {
+    let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
+    verify_job_trusting(rt, cfg, job, only, which, ids, &trust)
+}
+
+/// `verify_job` with the signers the command line adds. A snapshot that `trust`
+/// refuses is a problem in either mode; deep mode never decrypts it.
+pub fn verify_job_trusting(
+    rt: &Handle,
+    cfg: &Config,
+    job: &coffer_config::Job,
+    only: Option<&str>,
+    which: &str,
+    ids: Option<&Identities>,
+    trust: &crate::seal::Trust,
+) -> Result<Vec<Verdict>> {
     let targets = targets_of(cfg, job, only)?;
     let mut verdicts = Vec::new();
     for target in &targets {
         let all = repo::snapshots(rt, target, &job.name)?;
         let chosen: Vec<Marker> = match which {
             "all" => all,
-            which => vec![repo::pick(all, which, &job.name, &target.name)?],
+            which => vec![repo::pick_trusted(
+                all,
+                which,
+                &job.name,
+                &target.name,
+                trust,
+            )?],
         };
         for marker in chosen {
             let mut v = Verdict {
@@ -61,6 +82,10 @@ pub fn verify_job(
                 problems: Vec::new(),
             };
             let result = match ids {
+                _ if trust.refusal(&marker).is_some() => {
+                    v.problems.extend(trust.refusal(&marker));
+                    Ok(())
+                }
                 None => stored(rt, target, &marker, &mut v),
                 Some(ids) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
             };
@@ -115,13 +140,14 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
             )
         })
     });
-    let verdicts = verify_job(
+    let verdicts = verify_job_trusting(
         rt,
         cfg,
         job,
         args.target.as_deref(),
         &args.snapshot,
         ids.as_ref(),
+        &crate::commands::trust_of(cfg, &args.trust),
     );
     drop(bar);
     let verdicts = verdicts?;

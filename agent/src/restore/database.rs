@@ -4,7 +4,7 @@
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
-use crate::reader::{ObjectReader, Pumped, decrypt};
+use crate::reader::{HoldBack, ObjectReader, Pumped, decrypt};
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_config::{CommandSource, RestorePolicy, Secret};
 use coffer_plugins::Target;
@@ -82,7 +82,9 @@ pub fn restore_database(
         .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
     let path = object_path(&marker.job, &marker.id, &r.source.object);
     let reader = ObjectReader::open(rt, target, &path, Some(record))?;
-    let mut plain = Pumped::spawn(decrypt(reader, ids)?)?;
+    let verified = reader.verified_flag();
+    let label = reader.label().to_string();
+    let mut plain = HoldBack::from_parts(Pumped::spawn(decrypt(reader, ids)?)?, verified, label);
     let name = &r.source.name;
     let mut warnings = Vec::new();
     match &r.dest {
@@ -150,8 +152,17 @@ pub fn restore_database(
             )?);
         }
         DbDest::Mysql { url, password } => {
+            // The mysql client runs each statement as it reads it (autocommit, and DDL
+            // commits anyway): the dump is staged in an unnamed private file and checked
+            // against the marker before the first statement reaches the server.
+            let mut staged = stage(&mut plain, tmp_dir).with_context(|| {
+                format!(
+                    "source {name}: cannot stage the dump in {}",
+                    tmp_dir.display()
+                )
+            })?;
             let log =
-                coffer_plugins::mysql::restore(name, url, password.as_ref(), tmp_dir, &mut plain)?;
+                coffer_plugins::mysql::restore(name, url, password.as_ref(), tmp_dir, &mut staged)?;
             if !log.is_empty() {
                 warnings.push(log);
             }
@@ -166,6 +177,16 @@ pub fn restore_database(
     // Read to the end so the stored bytes are checked against snapshot.json.
     std::io::copy(&mut plain, &mut std::io::sink()).with_context(|| format!("source {name}"))?;
     Ok(warnings)
+}
+
+/// Copies `input` (to its verified end) into an unnamed 0600 file in `dir`, rewound.
+fn stage(input: &mut dyn Read, dir: &Path) -> Result<std::fs::File> {
+    use std::io::Seek;
+    std::fs::create_dir_all(dir)?;
+    let mut f = tempfile::tempfile_in(dir)?;
+    std::io::copy(input, &mut f)?;
+    f.rewind()?;
+    Ok(f)
 }
 
 /// Validates a restored file before it replaces anything (SQLite's integrity_check).

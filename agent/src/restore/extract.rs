@@ -10,7 +10,9 @@
 //! hashed as they are written. Matching in order needs no map of paths, so memory
 //! does not grow with the number of files. A mismatch does not stop the unpacking at
 //! once: every later entry still gets the safety checks, and the mismatch is the
-//! error at the end.
+//! error at the end; but from the first mismatch on no file content is written, so
+//! the destination never grows past the sizes the manifest declares. In front of
+//! the `tar` crate, `tar_guard` bounds what it would hold in memory.
 
 use anyhow::{Context, Result, bail};
 use coffer_plugins::{EntryKind, FileEntry};
@@ -188,13 +190,13 @@ pub fn extract(
         mismatch: None,
     };
     let mut verified: Option<PathBuf> = None;
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(super::tar_guard::TarGuard::new(stream));
     let mut buf = vec![0u8; 1 << 20];
     let entries = archive.entries().context("cannot read the archive")?;
     for entry in entries {
         let mut entry = entry.context("cannot read the archive")?;
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = coffer_plugins::escape_controls(&String::from_utf8_lossy(&raw)).into_owned();
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
@@ -229,6 +231,18 @@ pub fn extract(
                     .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                     .open(&path)
                     .map_err(|e| refuse(format!("cannot create: {e}")))?;
+                // Content is written only for an entry that matches its manifest
+                // entry in name, type and size: after a mismatch, or for a size the
+                // manifest does not list, nothing is written, so a hostile archive
+                // cannot fill the disk beyond what the manifest declares.
+                let Some(want) = want.filter(|w| {
+                    w.size == entry.size() || {
+                        expected.content(w, entry.size(), "", &shown);
+                        false
+                    }
+                }) else {
+                    continue;
+                };
                 let mut h = blake3::Hasher::new();
                 let mut size = 0u64;
                 loop {
@@ -241,11 +255,9 @@ pub fn extract(
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     size += n as u64;
                 }
-                if let Some(want) = &want {
-                    let hash = h.finalize().to_hex();
-                    if expected.content(want, size, hash.as_str(), &shown) {
-                        on_file(&f, want, &path)?;
-                    }
+                let hash = h.finalize().to_hex();
+                if expected.content(&want, size, hash.as_str(), &shown) {
+                    on_file(&f, &want, &path)?;
                 }
                 continue; // its attributes are set: not one of `others`
             }

@@ -6,6 +6,7 @@
 pub mod attrs;
 pub mod database;
 pub mod extract;
+pub mod tar_guard;
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;

@@ -1,0 +1,250 @@
+//! Signed commit markers. The age recipients are public, so anyone who can write to
+//! a target can produce objects that decrypt fine: encryption says nothing about who
+//! wrote a snapshot. The backup host therefore signs each `snapshot.json` with its
+//! own ed25519 key, and restore, check and deep verify accept only snapshots signed
+//! by a trusted key (the host's own, `[encryption] trusted_signers`, `--trust-signer`).
+//!
+//! `snapshot.json` is an envelope `{"marker": {...}, "signer": "ed25519:...",
+//! "signature": "..."}`; the signature covers the marker's exact bytes as stored
+//! (read back with serde_json's `RawValue`), so no canonical JSON is needed. The
+//! marker binds every object's stored size and BLAKE3, the manifest included, and the
+//! manifest binds the job, the snapshot id and each object again: one signature
+//! authenticates every byte of the snapshot. Markers written before signing existed
+//! have no envelope and read as `Seal::Unsigned`.
+
+use crate::format::Marker;
+use anyhow::{Context, Result, bail};
+use coffer_config::{Encryption, Signer};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Signatures cover this prefix and the marker, so a coffer signature can never be
+/// mistaken for a signature over anything else.
+const DOMAIN: &[u8] = b"coffer snapshot marker v1\n";
+
+/// Who vouches for a marker read from a target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seal {
+    /// No envelope: written before coffer signed markers, or by anyone at all.
+    #[default]
+    Unsigned,
+    /// The signature verifies under this key (trusted or not is the reader's call).
+    Signed(Signer),
+}
+
+/// This host's signing key.
+pub struct HostKey {
+    key: SigningKey,
+    pub public: Signer,
+}
+
+fn key_text(key: &SigningKey, public: &Signer) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!(
+        "# coffer snapshot signing key (ed25519), created {now}\n# public: {public}\n{}\n",
+        hex::encode(key.to_bytes())
+    )
+}
+
+/// Writes a new signing key (mode 0600, never over an existing file); returns it.
+pub fn write_new_key(file: &Path) -> Result<HostKey> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let public = Signer(key.verifying_key());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "cannot create signing key {} (it must not exist yet)",
+                file.display()
+            )
+        })?;
+    f.write_all(key_text(&key, &public).as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write signing key {}", file.display()))?;
+    Ok(HostKey { key, public })
+}
+
+/// Reads the signing key at `file`.
+pub fn load_key(file: &Path) -> Result<HostKey> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read signing key {}", file.display()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
+    let mut seed = [0u8; 32];
+    if hex::decode_to_slice(line, &mut seed).is_err() {
+        // Never echo the line: it is (or was meant to be) a private key.
+        bail!(
+            "{} is not a coffer signing key (64 hex digits); make one with `coffer keygen --signing --output FILE`",
+            file.display()
+        );
+    }
+    let key = SigningKey::from_bytes(&seed);
+    let public = Signer(key.verifying_key());
+    Ok(HostKey { key, public })
+}
+
+/// The backup's key: the configured one, created on first use. A new key is
+/// announced loudly, because a restore on another host must be told to trust it.
+pub fn host_key(enc: &Encryption) -> Result<HostKey> {
+    let file = &enc.signing_key;
+    if file.exists() {
+        let md = std::fs::metadata(file)?;
+        if md.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "signing key {} is readable by other users (mode {:o}); chmod 600 it",
+                file.display(),
+                md.permissions().mode() & 0o777
+            );
+        }
+        return load_key(file);
+    }
+    let key = write_new_key(file)?;
+    eprintln!(
+        "created the snapshot signing key {} (mode 0600). Its public key is\n  {}\n\
+         Keep it with your age identity: a restore on another host accepts these snapshots \
+         once it is in [encryption] trusted_signers (or given with --trust-signer).",
+        file.display(),
+        key.public
+    );
+    Ok(key)
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    marker: &'a RawValue,
+    signer: String,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    #[serde(borrow, default)]
+    marker: Option<&'a RawValue>,
+    #[serde(default)]
+    signer: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+}
+
+fn message(body: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN.len() + body.len());
+    m.extend_from_slice(DOMAIN);
+    m.extend_from_slice(body.as_bytes());
+    m
+}
+
+/// The bytes of `snapshot.json`: the marker signed by `key`.
+pub fn seal(marker: &Marker, key: &HostKey) -> Result<Vec<u8>> {
+    let body = serde_json::to_string_pretty(marker)?;
+    let signature = key.key.sign(&message(&body));
+    let raw = RawValue::from_string(body)?;
+    Ok(serde_json::to_vec_pretty(&EnvelopeOut {
+        marker: &raw,
+        signer: key.public.to_string(),
+        signature: hex::encode(signature.to_bytes()),
+    })?)
+}
+
+/// Reads `snapshot.json`: the marker and who signed it. A signature that does not
+/// verify is an error (the marker was changed after signing), never "unsigned".
+pub fn open(bytes: &[u8]) -> Result<Marker, String> {
+    let env: EnvelopeIn<'_> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot marker: {e}"))?;
+    let Some(raw) = env.marker else {
+        let mut marker: Marker =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot marker: {e}"))?;
+        marker.seal = Seal::Unsigned;
+        return Ok(marker);
+    };
+    let (Some(signer), Some(signature)) = (env.signer, env.signature) else {
+        return Err("a marker envelope without signer or signature".into());
+    };
+    let signer: Signer = signer.parse().map_err(|e| format!("signer: {e}"))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&signature, &mut sig)
+        .map_err(|_| "signature: not 128 hex digits".to_string())?;
+    signer
+        .0
+        .verify(&message(raw.get()), &Signature::from_bytes(&sig))
+        .map_err(|_| {
+            format!("the signature by {signer} does not verify: the marker was changed after it was signed")
+        })?;
+    let mut marker: Marker =
+        serde_json::from_str(raw.get()).map_err(|e| format!("not a snapshot marker: {e}"))?;
+    marker.seal = Seal::Signed(signer);
+    Ok(marker)
+}
+
+/// Which snapshots a command accepts.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    signers: Vec<Signer>,
+    allow_unsigned: bool,
+}
+
+impl Trust {
+    /// The configured signers, this host's own key when its file is readable, and
+    /// those given on the command line.
+    pub fn new(enc: &Encryption, extra: &[Signer], allow_unsigned: bool) -> Trust {
+        let mut signers = enc.trusted_signers.clone();
+        if enc.signing_key.exists() {
+            match load_key(&enc.signing_key) {
+                Ok(k) => signers.push(k.public),
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        signers.extend_from_slice(extra);
+        Trust {
+            signers,
+            allow_unsigned,
+        }
+    }
+
+    pub fn is_trusted(&self, s: &Signer) -> bool {
+        self.signers.contains(s)
+    }
+
+    /// Why `marker` is not accepted, in words that say what to do; `None` when it is.
+    pub fn refusal(&self, marker: &Marker) -> Option<String> {
+        match &marker.seal {
+            Seal::Signed(s) if self.is_trusted(s) => None,
+            Seal::Unsigned if self.allow_unsigned => None,
+            Seal::Signed(s) => Some(format!(
+                "snapshot {} of job {} is signed by {s}, which is not a trusted signer. If that is \
+                 the key of the host that made the backup (its first backup printed it), add it to \
+                 [encryption] trusted_signers or pass --trust-signer {s}",
+                marker.id, marker.job
+            )),
+            Seal::Unsigned => Some(format!(
+                "snapshot {} of job {} is not signed: it was written by a coffer older than 0.2, \
+                 or by anyone who can write to the target. Pass --allow-unsigned only if you know \
+                 where it came from",
+                marker.id, marker.job
+            )),
+        }
+    }
+
+    /// How `list` shows a marker's seal.
+    pub fn describe(&self, seal: &Seal) -> &'static str {
+        match seal {
+            Seal::Signed(s) if self.is_trusted(s) => "signed",
+            Seal::Signed(_) => "UNTRUSTED",
+            Seal::Unsigned => "unsigned",
+        }
+    }
+}

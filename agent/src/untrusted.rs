@@ -1,0 +1,333 @@
+//! What is read from a target is hostile input: anyone who can write to the bucket
+//! or the NAS can plant a folder, a marker, a manifest or an archive. This module
+//! holds the checks every such thing passes before coffer acts on it:
+//!
+//! - names and keys match the grammar the config accepts (a source called
+//!   `../../etc/x` would otherwise be joined to `restore --to DIR`);
+//! - a marker belongs to the folder it was found in;
+//! - sizes are bounded before anything is allocated for them (a 512 MiB marker, a
+//!   33 KB manifest holding a 2 GiB string, thousands of sources).
+
+use crate::format::{MANIFEST, Manifest, Marker, source_key};
+use crate::snapshot_id::is_id;
+use coffer_config::names::{is_extension, is_name};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
+use std::marker::PhantomData;
+
+/// A real marker is a few KiB; more is not a marker.
+pub const MAX_MARKER_BYTES: u64 = 1 << 20;
+/// Sources per snapshot (and objects per marker).
+pub const MAX_SOURCES: usize = 256;
+/// Facts per source.
+pub const MAX_FACTS: usize = 32;
+/// Longest run of JSON between two quotes: a path is at most 4 KiB (24 KiB escaped);
+/// serde_json buffers a whole string, so an unbounded one is a memory bomb.
+pub const MAX_JSON_RUN: usize = 256 << 10;
+
+/// The source types coffer writes and the extension of each one's object; `None`:
+/// configured by the operator (`command`).
+pub fn extension_of(kind: &str) -> Option<Option<&'static str>> {
+    Some(match kind {
+        "directory" => Some("tar"),
+        "postgres" => Some("dump"),
+        "mysql" => Some("sql"),
+        "sqlite" => Some("sqlite"),
+        "redis" => Some("rdb"),
+        "command" => None,
+        _ => return None,
+    })
+}
+
+/// `<source>.<ext>.zst.age` split into source and extension, when both are valid.
+pub fn split_source_key(key: &str) -> Option<(&str, &str)> {
+    let (name, ext) = key.strip_suffix(".zst.age")?.split_once('.')?;
+    (is_name(name) && is_extension(ext)).then_some((name, ext))
+}
+
+fn is_hex_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn printable(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(char::is_control)
+}
+
+/// A marker found at `<job>/<id>/snapshot.json` must say it is that snapshot, and
+/// every name and key in it must be one coffer could have written.
+pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
+    if m.job != job || m.id != id {
+        return Err(format!(
+            "it names snapshot {:?} of job {:?}, not the folder it is in",
+            m.id, m.job
+        ));
+    }
+    if !is_name(job) || !is_id(id) {
+        return Err("not a valid job name or snapshot id".into());
+    }
+    if !printable(&m.host, 255) || !printable(&m.coffer_version, 64) {
+        return Err("host or coffer_version is not a short printable text".into());
+    }
+    if m.objects.len() > MAX_SOURCES + 1 {
+        return Err(format!("{} objects", m.objects.len()));
+    }
+    let mut keys = HashSet::new();
+    let mut manifest = false;
+    for o in &m.objects {
+        if !keys.insert(o.key.as_str()) {
+            return Err(format!("object {:?} is listed twice", o.key));
+        }
+        match &o.source {
+            None if o.key == MANIFEST => manifest = true,
+            None => return Err(format!("object {:?} belongs to no source", o.key)),
+            Some(s) => match split_source_key(&o.key) {
+                Some((name, _)) if name == s => {}
+                _ => {
+                    return Err(format!(
+                        "object key {:?} of source {:?} is not a name coffer writes",
+                        o.key, s
+                    ));
+                }
+            },
+        }
+        if !is_hex_hash(&o.blake3) {
+            return Err(format!("object {:?}: blake3 is not 64 hex digits", o.key));
+        }
+        // Values come from the database (a schema version): any text, shown escaped.
+        if o.facts.len() > MAX_FACTS || o.facts.iter().any(|(k, v)| !is_name(k) || v.len() > 4096) {
+            return Err(format!(
+                "object {:?}: facts are not short named values",
+                o.key
+            ));
+        }
+    }
+    if !manifest {
+        return Err("it lists no manifest".into());
+    }
+    Ok(())
+}
+
+/// A manifest must belong to its marker, name only valid sources of known types, and
+/// point each at the object the marker lists for it (with the same sizes and hash).
+pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
+    if m.snapshot != marker.id || m.job != marker.job {
+        return Err(format!(
+            "the manifest belongs to {:?}/{:?}, not {}/{}",
+            m.job, m.snapshot, marker.job, marker.id
+        ));
+    }
+    let mut names = HashSet::new();
+    for s in &m.sources {
+        if !is_name(&s.name) {
+            return Err(format!(
+                "source name {:?} is not a name coffer accepts",
+                s.name
+            ));
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err(format!("source {} is listed twice", s.name));
+        }
+        let ext = match (extension_of(&s.kind), split_source_key(&s.object)) {
+            (Some(want), Some((name, ext))) if name == s.name && want.is_none_or(|w| w == ext) => {
+                ext
+            }
+            _ => {
+                return Err(format!(
+                    "source {} ({:?}) points at object {:?}, which is not where coffer puts it",
+                    s.name, s.kind, s.object
+                ));
+            }
+        };
+        debug_assert_eq!(source_key(&s.name, ext), s.object);
+        let Some(record) = marker.object(&s.object) else {
+            return Err(format!(
+                "source {}: object {} is not in snapshot.json",
+                s.name, s.object
+            ));
+        };
+        if record.source.as_deref() != Some(s.name.as_str()) {
+            return Err(format!(
+                "source {}: snapshot.json gives object {} to another source",
+                s.name, s.object
+            ));
+        }
+        if s.facts.iter().any(|(k, v)| !is_name(k) || v.len() > 4096) || s.origin.len() > 4096 {
+            return Err(format!("source {}: facts or origin are too long", s.name));
+        }
+    }
+    // Signed snapshots bind every object in the manifest too: the manifest is
+    // encrypted, so what it binds cannot be read and changed together with the marker.
+    for o in &m.objects {
+        match marker.object(&o.key) {
+            Some(r)
+                if r.plaintext_size == o.plaintext_size
+                    && r.stored_size == o.stored_size
+                    && r.blake3 == o.blake3 => {}
+            _ => {
+                return Err(format!(
+                    "object {} in the manifest differs from snapshot.json",
+                    o.key
+                ));
+            }
+        }
+    }
+    if matches!(marker.seal, crate::seal::Seal::Signed(_)) {
+        for r in marker.objects.iter().filter(|r| r.source.is_some()) {
+            if !m.objects.iter().any(|o| o.key == r.key) {
+                return Err(format!("object {} is not bound by the manifest", r.key));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fails a JSON stream that runs more than `MAX_JSON_RUN` bytes without a quote:
+/// every key and string is quoted, so honest manifests have quotes every few bytes,
+/// while a bomb is one enormous string (or number, or blank) that serde_json would
+/// hold in memory.
+pub struct JsonGuard<R> {
+    inner: R,
+    run: usize,
+}
+
+impl<R> JsonGuard<R> {
+    pub fn new(inner: R) -> JsonGuard<R> {
+        JsonGuard { inner, run: 0 }
+    }
+}
+
+impl<R: Read> Read for JsonGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut start = 0;
+        for q in memchr::memchr_iter(b'"', &buf[..n]) {
+            self.run += q - start;
+            if self.run > MAX_JSON_RUN {
+                break;
+            }
+            self.run = 0;
+            start = q + 1;
+        }
+        if self.run <= MAX_JSON_RUN {
+            self.run += n - start;
+        }
+        if self.run > MAX_JSON_RUN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "more than {} KiB without a quote: not a manifest coffer wrote",
+                    MAX_JSON_RUN >> 10
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// `deserialize_with` for a list of at most `MAX_SOURCES` items.
+pub fn bounded_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_SOURCES} items")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(x) = seq.next_element()? {
+                if out.len() == MAX_SOURCES + 1 {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {} items",
+                        MAX_SOURCES + 1
+                    )));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V(PhantomData))
+}
+
+/// `deserialize_with` for a map of at most `MAX_FACTS` entries.
+pub fn bounded_map<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a map of at most {MAX_FACTS} entries")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.len() == MAX_FACTS {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_FACTS} facts"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
+}
+
+/// Reads at most `MAX_MARKER_BYTES` (plus one, to notice more) from `r`.
+pub fn read_bounded(r: impl Read) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(MAX_MARKER_BYTES + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_MARKER_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB: not a snapshot marker",
+                MAX_MARKER_BYTES >> 10
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_keys_split_only_when_both_parts_are_valid() {
+        assert_eq!(split_source_key("db.dump.zst.age"), Some(("db", "dump")));
+        assert_eq!(split_source_key("../x.tar.zst.age"), None);
+        assert_eq!(split_source_key("/etc/x.tar.zst.age"), None);
+        assert_eq!(split_source_key("a.b.c.zst.age"), None);
+        assert_eq!(split_source_key("db.dump"), None);
+    }
+
+    #[test]
+    fn the_json_guard_stops_a_long_run_and_passes_honest_json() {
+        let honest = format!("[{}]", vec!["\"dir/file\""; 100_000].join(","));
+        let mut out = Vec::new();
+        JsonGuard::new(honest.as_bytes())
+            .read_to_end(&mut out)
+            .expect("honest JSON passes");
+        assert_eq!(out.len(), honest.len());
+        let bomb = format!("{{\"path\":\"{}\"}}", "a".repeat(MAX_JSON_RUN + 10));
+        let err = JsonGuard::new(bomb.as_bytes())
+            .read_to_end(&mut Vec::new())
+            .expect_err("a long string is refused");
+        assert!(err.to_string().contains("without a quote"), "{err}");
+        let blanks = " ".repeat(MAX_JSON_RUN * 2);
+        assert!(
+            JsonGuard::new(blanks.as_bytes())
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
+    }
+}

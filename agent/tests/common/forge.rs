@@ -1,0 +1,159 @@
+//! Forging snapshots as an attacker with write access to a target would: the age
+//! recipients are public, so new objects, a new manifest and a new marker can all be
+//! made without any private key. (The tests read the real manifest with the identity
+//! only to start from something realistic.) Objects go through the real `zstd` and
+//! `age` CLIs; markers are written unsigned, or signed with a key of the attacker's.
+
+use super::World;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn pipe(cmd: &str, input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    feeder.join().expect("feeder");
+    assert!(out.status.success(), "`{cmd}` failed");
+    out.stdout
+}
+
+pub fn decrypt(world: &World, stored: &[u8]) -> Vec<u8> {
+    pipe(
+        &format!("age -d -i '{}' | zstd -d -q -c", world.identity.display()),
+        stored,
+    )
+}
+
+pub fn encrypt(world: &World, plain: &[u8]) -> Vec<u8> {
+    pipe(&format!("zstd -q -c | age -r {}", world.recipient), plain)
+}
+
+/// A snapshot being rewritten: its marker (without the signature envelope) and its
+/// decrypted manifest, both as JSON to change at will.
+pub struct Forgery<'a> {
+    pub world: &'a World,
+    pub id: String,
+    pub marker: Value,
+    pub manifest: Value,
+}
+
+impl<'a> Forgery<'a> {
+    pub fn of(world: &'a World, id: &str) -> Forgery<'a> {
+        let dir = world.snapshot_dir(id);
+        let env: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("snapshot.json")).expect("read marker"))
+                .expect("marker json");
+        let marker = env.get("marker").cloned().unwrap_or(env);
+        let stored = std::fs::read(dir.join("manifest.json.zst.age")).expect("read manifest");
+        let manifest = serde_json::from_slice(&decrypt(world, &stored)).expect("manifest json");
+        Forgery {
+            world,
+            id: id.to_string(),
+            marker,
+            manifest,
+        }
+    }
+
+    /// Stores `plain` as object `key` (a new one or a replacement), recorded in the
+    /// marker and bound in the manifest as coffer would.
+    pub fn put_object(&mut self, key: &str, source: Option<&str>, plain: &[u8]) {
+        let stored = encrypt(self.world, plain);
+        self.put_stored(key, source, &stored, plain.len() as u64);
+    }
+
+    /// Like `put_object` with the stored (encrypted) bytes made elsewhere.
+    pub fn put_stored(&mut self, key: &str, source: Option<&str>, stored: &[u8], plain_len: u64) {
+        let path = self.world.snapshot_dir(&self.id).join(key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(&path, stored).expect("write object");
+        let record = serde_json::json!({
+            "key": key,
+            "source": source,
+            "plaintext_size": plain_len,
+            "stored_size": stored.len(),
+            "blake3": blake3::hash(stored).to_hex().to_string(),
+        });
+        let objects = self.marker["objects"].as_array_mut().expect("objects");
+        objects.retain(|o| o["key"] != key);
+        objects.push(record.clone());
+        if let Some(bound) = self
+            .manifest
+            .get_mut("objects")
+            .and_then(Value::as_array_mut)
+        {
+            bound.retain(|o| o["key"] != key);
+            if source.is_some() {
+                bound.push(serde_json::json!({
+                    "key": key,
+                    "plaintext_size": record["plaintext_size"],
+                    "stored_size": record["stored_size"],
+                    "blake3": record["blake3"],
+                }));
+            }
+        }
+    }
+
+    /// Writes the manifest (encrypted) and an unsigned marker.
+    pub fn save_unsigned(mut self) {
+        self.write_manifest();
+        let bytes = serde_json::to_vec_pretty(&self.marker).expect("json");
+        self.write_marker(&bytes);
+    }
+
+    /// Writes the manifest and a marker signed with a new key of the forger's own;
+    /// returns that key's public form (`ed25519:...`).
+    pub fn save_signed_by_stranger(mut self) -> String {
+        self.write_manifest();
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand_bytes());
+        let public = format!("ed25519:{}", hex::encode(key.verifying_key().as_bytes()));
+        let body = serde_json::to_string_pretty(&self.marker).expect("json");
+        let mut msg = b"coffer snapshot marker v1\n".to_vec();
+        msg.extend_from_slice(body.as_bytes());
+        use ed25519_dalek::Signer;
+        let sig = key.sign(&msg);
+        let env = format!(
+            "{{\"marker\": {body}, \"signer\": \"{public}\", \"signature\": \"{}\"}}",
+            hex::encode(sig.to_bytes())
+        );
+        self.write_marker(env.as_bytes());
+        public
+    }
+
+    fn write_manifest(&mut self) {
+        let plain = serde_json::to_vec(&self.manifest).expect("json");
+        self.put_object("manifest.json.zst.age", None, &plain);
+    }
+
+    fn write_marker(&self, bytes: &[u8]) {
+        std::fs::write(
+            self.world.snapshot_dir(&self.id).join("snapshot.json"),
+            bytes,
+        )
+        .expect("write marker");
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(1);
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
+    }
+    b
+}
