@@ -123,6 +123,14 @@ fn progress_is_drawn_on_a_terminal_only() {
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::write(data.join("f"), noise(8 << 20, 2)).expect("write");
     let world = World::new(&dir_source("data", &data, ""));
+    // The first backup creates the host's signing key and says so, once.
+    let first = world.run(&["backup", "app"]);
+    assert!(first.status.success());
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        said.contains("created the snapshot signing key") && said.contains("ed25519:"),
+        "{said}"
+    );
     let piped = world.run(&["backup", "app"]);
     assert!(piped.status.success());
     assert!(

@@ -448,7 +448,15 @@ fn a_swapped_database_dump_is_never_committed() {
     .expect("swap");
     pg.psql("postgres", "CREATE DATABASE fresh");
     let url = pg.url("fresh");
-    let out = world.run(&["restore", "--job", "app", "--snapshot", &new, "--db-url", &url]);
+    let out = world.run(&[
+        "restore",
+        "--job",
+        "app",
+        "--snapshot",
+        &new,
+        "--db-url",
+        &url,
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("db.dump.zst.age"), "{}", stderr(&out));
     let tables = pg.psql(

@@ -134,7 +134,33 @@ pub fn feed_stdin(
         name: name.to_string(),
         message: "no stdin".into(),
     })?;
-    let fed = io::copy(input, &mut stdin);
+    // A failure to *read* the input (a damaged or tampered object) must never look
+    // like its end to the child: the child is killed before its stdin closes, so it
+    // cannot commit what it got so far.
+    let mut buf = vec![0u8; 256 << 10];
+    let fed = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                drop(stdin);
+                let _ = tail.join();
+                let _ = out_tail.join();
+                return Err(SourceError::Invalid {
+                    name: name.to_string(),
+                    message: format!(
+                        "cannot read the backup: {err}; {program} was stopped before it saw its end"
+                    ),
+                });
+            }
+        };
+        if let Err(e) = stdin.write_all(&buf[..n]) {
+            break Err(e);
+        }
+    };
     drop(stdin);
     let status = child.wait().map_err(|err| SourceError::Output {
         name: name.to_string(),

@@ -45,11 +45,13 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
             rt,
             cfg,
             job,
-            args.target.as_deref(),
-            args.identity.as_deref(),
-            &args.snapshot,
-            "check",
-            &args.trust,
+            &crate::commands::Wanted {
+                command: "check",
+                target: args.target.as_deref(),
+                identity: args.identity.as_deref(),
+                snapshot: &args.snapshot,
+                trust: &args.trust,
+            },
         )?;
         let dirs: Vec<_> = manifest
             .sources

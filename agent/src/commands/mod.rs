@@ -101,16 +101,23 @@ pub struct Opened {
     pub manifest: crate::format::Manifest,
 }
 
-pub fn open_snapshot(
-    rt: &Handle,
-    cfg: &Config,
-    job: &Job,
-    target: Option<&str>,
-    identity: Option<&std::path::Path>,
-    snapshot: &str,
-    command: &str,
-    trust: &crate::cli::TrustArgs,
-) -> Result<Opened> {
+/// Which snapshot a reading command asked for, from its flags.
+pub struct Wanted<'a> {
+    pub command: &'a str,
+    pub target: Option<&'a str>,
+    pub identity: Option<&'a std::path::Path>,
+    pub snapshot: &'a str,
+    pub trust: &'a crate::cli::TrustArgs,
+}
+
+pub fn open_snapshot(rt: &Handle, cfg: &Config, job: &Job, wanted: &Wanted<'_>) -> Result<Opened> {
+    let Wanted {
+        command,
+        target,
+        identity,
+        snapshot,
+        trust,
+    } = *wanted;
     let target = read_target(cfg, job, target)?;
     let id_file = crate::keys::identity_path(identity, &cfg.encryption).ok_or_else(|| {
         usage(format!(

@@ -151,11 +151,13 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         rt,
         cfg,
         job,
-        args.target.as_deref(),
-        args.identity.as_deref(),
-        &args.snapshot,
-        "restore",
-        &args.trust,
+        &crate::commands::Wanted {
+            command: "restore",
+            target: args.target.as_deref(),
+            identity: args.identity.as_deref(),
+            snapshot: &args.snapshot,
+            trust: &args.trust,
+        },
     )?;
     for s in &args.sources {
         if manifest.source(s).is_none() {
