@@ -110,8 +110,10 @@ fn a_hook_timeout_kills_every_process_the_hook_started() {
     std::fs::write(data.join("f"), b"x").expect("write");
     let pidfile = tmp.path().join("background.pid");
     let world = World::new("");
+    // The background process lets go of coffer's output, so that coffer's exit
+    // does not wait for it: only the kill can end it early.
     world.write_config(&format!(
-        "before = [\"sh -c 'sleep 300 & echo $! > {}; wait'\"]\nhook_timeout = \"1s\"\n{}",
+        "before = [\"sh -c 'sleep 300 >/dev/null 2>&1 & echo $! > {}; wait'\"]\nhook_timeout = \"1s\"\n{}",
         pidfile.display(),
         dir_source("data", &data, "")
     ));
