@@ -329,7 +329,11 @@ fn bearer_ok(token: &Secret, headers: &HeaderMap) -> bool {
 }
 
 /// Reading the API: open on loopback; beyond it, only with the token.
-fn may_read_api(s: &Shared, cfg: &Config, headers: &HeaderMap) -> Result<(), Response> {
+fn may_read_api(
+    s: &Shared,
+    cfg: &Config,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
     if !s.exposed {
         return Ok(());
     }
@@ -337,17 +341,16 @@ fn may_read_api(s: &Shared, cfg: &Config, headers: &HeaderMap) -> Result<(), Res
         None => Err((
             StatusCode::FORBIDDEN,
             "refused: the agent listens beyond loopback; set [agent] api_token_file and send Authorization: Bearer <token>\n",
-        )
-            .into_response()),
+        )),
         Some(t) if bearer_ok(t, headers) => Ok(()),
-        Some(_) => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()),
+        Some(_) => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n")),
     }
 }
 
 async fn jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let cfg = s.config();
     if let Err(refused) = may_read_api(&s, &cfg, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let running = s.running();
     let next = s.next_runs.lock().map(|n| n.clone()).unwrap_or_default();
