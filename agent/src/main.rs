@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr);
     if cli.log_format == coffer::cli::LogFormat::Json {
         log.json().init();
+        coffer::hooks::log_as_json(true);
     } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         // Under systemd the journal stamps every line already.
         log.without_time().init();

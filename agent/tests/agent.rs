@@ -2,6 +2,7 @@
 //! counted, /metrics parsed by a Prometheus text parser after a success and a
 //! failure, SIGHUP with a broken config keeps the old schedule, SIGTERM mid-run
 //! leaves no snapshot and runs `after`, and the unit passes systemd-analyze.
+//! Listening beyond loopback warns and puts `/api/v1/*` behind the token.
 
 mod common;
 
@@ -433,5 +434,95 @@ fn catch_up_runs_a_missed_schedule_and_the_api_starts_runs_with_the_token() {
     );
     assert_eq!(code, 202);
     wait_until("the requested run", 30, || committed(&world).len() == 2);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn beyond_loopback_the_agent_warns_and_its_api_needs_the_token() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"x").expect("write");
+    let world = World::new("");
+    world.write_config(&dir_source("data", &data, ""));
+    let plain = std::fs::read_to_string(&world.config).expect("config");
+    let listen_on = |port: u16, token: Option<&std::path::Path>| {
+        let token = token
+            .map(|t| format!("api_token_file = \"{}\"\n", t.display()))
+            .unwrap_or_default();
+        std::fs::write(
+            &world.config,
+            plain.replacen(
+                "[agent]\n",
+                &format!("[agent]\nlisten = \"0.0.0.0:{port}\"\n{token}"),
+                1,
+            ),
+        )
+        .expect("config");
+    };
+
+    // No token: config check warns, the agent starts and warns, the API refuses.
+    let port = free_port();
+    listen_on(port, None);
+    let out = world.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a loopback address") && err.contains("refuses every request"),
+        "{err}"
+    );
+    let agent = Agent::start(&world, port);
+    assert_eq!(http(port, "GET", "/api/v1/jobs", "").0, 403);
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/api/v1/jobs",
+            "Authorization: Bearer anything\r\n"
+        )
+        .0,
+        403
+    );
+    assert_eq!(http(port, "POST", "/api/v1/jobs/app/run", "").0, 403);
+    assert_eq!(http(port, "GET", "/metrics", "").0, 200);
+    assert_eq!(http(port, "GET", "/healthz", "").0, 200);
+    wait_until("the start warning", 10, || {
+        std::fs::read_to_string(world.path("agent.log"))
+            .is_ok_and(|l| l.contains("is not a loopback address"))
+    });
+    assert!(agent.stop().success());
+
+    // With a token: the API answers only with it.
+    let token = world.path("token");
+    std::fs::write(&token, "beyond-Loopback-t0ken\n").expect("token");
+    let port = free_port();
+    listen_on(port, Some(&token));
+    let out = world.run(&["config", "check"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires the bearer token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = Agent::start(&world, port);
+    assert_eq!(http(port, "GET", "/api/v1/jobs", "").0, 401);
+    for wrong in ["beyond-Loopback-t0ke", "beyond-Loopback-t0kenX", ""] {
+        let (code, _) = http(
+            port,
+            "GET",
+            "/api/v1/jobs",
+            &format!("Authorization: Bearer {wrong}\r\n"),
+        );
+        assert_eq!(code, 401, "token {wrong:?}");
+    }
+    let (code, body) = http(
+        port,
+        "GET",
+        "/api/v1/jobs",
+        "Authorization: Bearer beyond-Loopback-t0ken\r\n",
+    );
+    assert_eq!(code, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(jobs[0]["job"], "app");
+    assert_eq!(http(port, "GET", "/metrics", "").0, 200);
     assert!(agent.stop().success());
 }

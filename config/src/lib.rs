@@ -14,11 +14,13 @@ mod signers;
 mod targets;
 mod types;
 mod units;
+mod urls;
 
 pub use load::{ConfigError, Problem, load, load_str};
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use types::*;
+pub use urls::{display_url, url_credentials};
 
 /// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";

@@ -707,15 +707,16 @@ impl Validator<'_> {
         Some(Source { name: s.name, kind })
     }
 
-    /// Checks a connection URL and takes any password out of it, so that the URL
-    /// itself can be shown and passed to a child process.
+    /// Checks a connection URL and takes every credential out of it (see `urls`),
+    /// so that the URL itself can be shown and passed to a child process. Returns
+    /// the password found and where it was, for the conflict check in `password`.
     fn url(
         &mut self,
         at: &[Seg],
         raw: Option<&str>,
         schemes: &[&str],
         type_name: &str,
-    ) -> Option<(String, Option<Secret>)> {
+    ) -> Option<(String, Option<(Secret, String)>)> {
         let Some(raw) = raw else {
             self.problem(
                 &at[..at.len() - 1],
@@ -745,23 +746,19 @@ impl Validator<'_> {
             );
             return None;
         }
-        let password = parsed.password().map(|p| {
-            Secret::new(
-                percent_encoding::percent_decode_str(p)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            )
-        });
-        if password.is_some() {
-            let _ = parsed.set_password(None);
+        match crate::urls::take_password(&mut parsed) {
+            Ok(password) => Some((parsed.to_string(), password)),
+            Err(msg) => {
+                self.problem(at, msg);
+                None
+            }
         }
-        Some((parsed.to_string(), password))
     }
 
     fn password(
         &mut self,
         at: &[Seg],
-        in_url: Option<Secret>,
+        in_url: Option<(Secret, String)>,
         file: Option<&Path>,
         env: Option<&str>,
     ) -> Option<Secret> {
@@ -770,6 +767,25 @@ impl Validator<'_> {
             v.push(Seg::key(k));
             v
         };
+        if let Some(var) = env {
+            // Known even when unset: the variable must never reach a child.
+            crate::types::note_secret_env(var);
+        }
+        if let Some((_, place)) = &in_url
+            && let Some(key) = [
+                ("password_file", file.is_some()),
+                ("password_env", env.is_some()),
+            ]
+            .iter()
+            .find_map(|(k, given)| given.then_some(*k))
+        {
+            // Two passwords: which one is meant cannot be guessed.
+            self.problem(
+                &sub("url"),
+                format!("the URL carries a password ({place}) and {key} is set too; remove the password from the URL"),
+            );
+            return None;
+        }
         if let Some(file) = file {
             let path = self.abs(file);
             return match std::fs::read_to_string(&path) {
@@ -795,7 +811,7 @@ impl Validator<'_> {
                 }
             };
         }
-        in_url
+        in_url.map(|(secret, _)| secret)
     }
 
     fn restore_policy(&mut self, at: &[Seg], r: RawRestorePolicy) -> RestorePolicy {

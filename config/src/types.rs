@@ -26,7 +26,8 @@ pub struct Agent {
     pub listen: std::net::SocketAddr,
     /// IANA zone for schedules; `None`: the host's local time.
     pub timezone: Option<String>,
-    /// Bearer token that enables `POST /api/v1/jobs/{job}/run`.
+    /// Bearer token that enables `POST /api/v1/jobs/{job}/run`, and that every
+    /// `/api/v1/*` request needs when `listen` is not a loopback address.
     pub api_token: Option<Secret>,
 }
 
@@ -149,6 +150,42 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Environment variables that hold credentials whatever the config says: the AWS
+/// ones object_store reads, and the client tools' own password variables. No child
+/// of coffer (hook, dump program, command source) inherits them.
+pub const CREDENTIAL_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "PGPASSWORD",
+    "MYSQL_PWD",
+    "REDISCLI_AUTH",
+];
+
+/// Names of the variables a loaded config read a secret from (`password_env`),
+/// over every config loaded in this process: a reloaded config may drop a name,
+/// but the variable is still in coffer's environment and must stay out of children.
+static SECRET_ENV: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+pub(crate) fn note_secret_env(name: &str) {
+    let mut names = SECRET_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    names.insert(name.to_string());
+}
+
+/// Every environment variable name that must not reach a child of coffer:
+/// [`CREDENTIAL_ENV`] and each `password_env` of the configs loaded so far.
+pub fn secret_env_names() -> Vec<String> {
+    let names = SECRET_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    CREDENTIAL_ENV
+        .iter()
+        .map(|n| n.to_string())
+        .chain(names.iter().cloned())
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
@@ -260,7 +297,9 @@ impl SourceKind {
 /// A PostgreSQL or MySQL/MariaDB database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSource {
-    /// Connection URL without its password (safe to show and to pass to a child).
+    /// Connection URL without any credential (the loader moved a password from the
+    /// user info or the query into `password`); still shown through
+    /// [`crate::display_url`] so that a URL from elsewhere gets the same treatment.
     pub url: String,
     pub password: Option<Secret>,
     /// Recorded in the manifest, e.g. the application's schema version.
@@ -276,7 +315,7 @@ pub struct SqliteSource {
 
 #[derive(Debug, Clone)]
 pub struct RedisSource {
-    /// `redis://host:port/` without its password.
+    /// `redis://host:port/` without any credential, like [`DatabaseSource::url`].
     pub url: String,
     pub password: Option<Secret>,
     /// Where the server writes its RDB; asked from the server when unset.

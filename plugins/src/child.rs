@@ -5,6 +5,15 @@
 //! dumps for years because it did not look). Standard error is kept (the last few
 //! KiB) for the message. Secrets reach the child only through its environment or a
 //! private file, never its arguments.
+//!
+//! A child's environment is coffer's minus every variable known to hold a secret
+//! (`scrub_env`): a deny-list, not an allow-list. Hooks and command sources are
+//! the operator's programs and legitimately rely on what the service's environment
+//! sets (EnvironmentFile=, proxies, an application's config variables); an
+//! allow-list would break them in ways hard to trace. The secrets coffer knows of
+//! are enumerable instead: the `password_env` names of the configs it loaded and a
+//! fixed list of credential variables (AWS_*, PGPASSWORD, MYSQL_PWD, REDISCLI_AUTH).
+//! A dump program then gets back exactly the one it needs (pg_dump: PGPASSWORD).
 
 use crate::source::{Progress, SourceError};
 use std::io::{self, Read, Write};
@@ -12,6 +21,41 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
 const STDERR_KEEP: usize = 4096;
+
+/// Removes from `cmd`'s environment every variable that holds a secret: the
+/// credential variables and each config's `password_env` (see the module header).
+/// Every program coffer starts goes through this.
+pub fn scrub_env(cmd: &mut Command) -> &mut Command {
+    for name in coffer_config::secret_env_names() {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// Refuses a connection URL that still carries a credential before it goes on a
+/// command line (the config's URLs never do; `restore --db-url` is typed by hand).
+pub fn refuse_credentials(name: &str, url: &str) -> Result<(), SourceError> {
+    let found = coffer_config::url_credentials(url);
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(SourceError::Invalid {
+        name: name.to_string(),
+        message: format!(
+            "the URL {} carries a credential ({}), which would be visible to every local user \
+             in the process list; remove it and use the source's password_file or password_env",
+            coffer_config::display_url(url),
+            found.join(", ")
+        ),
+    })
+}
+
+/// A new command for `program` with a scrubbed environment.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    scrub_env(&mut cmd);
+    cmd
+}
 
 fn tail_of(mut r: impl Read) -> String {
     let mut buf = Vec::new();

@@ -1,5 +1,8 @@
 //! The command source: any program whose standard output is the backup
 //! (`kanidmd database backup`-style), restored by a program reading it on stdin.
+//! Both run with coffer's environment minus its secrets (`child::scrub_env`): a
+//! command source has no business with the database passwords or S3 keys of the
+//! other sources.
 
 use crate::child::{feed_stdin, stream_stdout};
 use crate::source::{Progress, Source, SourceError, SourceOutcome};
@@ -21,7 +24,7 @@ impl CommandSource {
 }
 
 fn command(argv: &[String]) -> Command {
-    let mut c = Command::new(&argv[0]);
+    let mut c = crate::child::command(&argv[0]);
     c.args(&argv[1..]);
     c
 }

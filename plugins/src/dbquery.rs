@@ -38,7 +38,8 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// sqlx errors may quote the URL; ours never holds the password, so they are safe to show.
+/// sqlx errors may quote the URL; ours hold no credential (the config loader took
+/// them out, see `coffer_config::display_url`), so they are safe to show.
 pub fn describe(e: &sqlx::Error) -> (String, bool) {
     let retryable = matches!(
         e,

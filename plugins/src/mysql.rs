@@ -1,16 +1,17 @@
 //! The MySQL / MariaDB source: `mysqldump --single-transaction` (or `mariadb-dump`),
 //! which reads every InnoDB table from one consistent snapshot taken as it starts;
 //! that start is recorded as the source's instant. Credentials go to the client in
-//! a private option file (`--defaults-extra-file`, mode 0600), never in arguments.
+//! a private option file (`--defaults-extra-file`, mode 0600), never in arguments;
+//! the client's environment is scrubbed of secrets (`child::scrub_env`) and URLs
+//! are shown only through `display_url`.
 
-use crate::child::{feed_stdin, stream_stdout};
+use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
 use crate::dbquery::{Target, connect, describe};
 use crate::postgres::version_fact;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
-use coffer_config::{DatabaseSource as Config, Secret};
+use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::process::Command;
 use time::OffsetDateTime;
 
 #[derive(Debug)]
@@ -57,11 +58,13 @@ pub fn option_file(
         name: name.to_string(),
         message: m,
     };
-    let u = url::Url::parse(url).map_err(|e| bad(format!("bad url: {e}")))?;
+    let u = url::Url::parse(url)
+        .map_err(|e| bad(format!("{}: not a valid URL: {e}", display_url(url))))?;
     let db = u.path().trim_start_matches('/').to_string();
     if db.is_empty() {
         return Err(bad(format!(
-            "{url}: the URL must name the database (mysql://user@host:3306/DBNAME)"
+            "{}: the URL must name the database (mysql://user@host:3306/DBNAME)",
+            display_url(url)
         )));
     }
     let mut text = String::from("[client]\n");
@@ -130,7 +133,7 @@ impl Source for MysqlSource {
             let (msg, retryable) = describe(&e);
             SourceError::Database {
                 name: self.name.clone(),
-                message: format!("{}: {msg}", self.cfg.url),
+                message: format!("{}: {msg}", display_url(&self.cfg.url)),
                 retryable,
             }
         })?;
@@ -144,6 +147,7 @@ impl Source for MysqlSource {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError> {
+        refuse_credentials(&self.name, &self.cfg.url)?;
         let (opts, db) = option_file(
             &self.name,
             &self.cfg.url,
@@ -151,7 +155,7 @@ impl Source for MysqlSource {
             &self.ctx.tmp_dir,
         )?;
         let program = first_on_path(&["mariadb-dump", "mysqldump"]);
-        let mut cmd = Command::new(program);
+        let mut cmd = command(program);
         cmd.arg(format!("--defaults-extra-file={}", opts.path().display()))
             .args([
                 "--single-transaction",
@@ -186,8 +190,9 @@ pub fn restore(
     tmp_dir: &std::path::Path,
     input: &mut dyn Read,
 ) -> Result<String, SourceError> {
+    refuse_credentials(name, url)?;
     let (opts, db) = option_file(name, url, password, tmp_dir)?;
-    let mut cmd = Command::new(first_on_path(&["mariadb", "mysql"]));
+    let mut cmd = command(first_on_path(&["mariadb", "mysql"]));
     cmd.arg(format!("--defaults-extra-file={}", opts.path().display()))
         .arg(&db);
     feed_stdin(name, &mut cmd, input)

@@ -4,12 +4,14 @@
 //! and keeps the transaction open; `stream` runs `pg_dump --snapshot=<id> -Fc`, so
 //! the dump shows the database exactly as it was when the snapshot was exported,
 //! however long the dump takes and whatever the other sources do meanwhile. The
-//! password reaches pg_dump only through `PGPASSWORD` in its environment.
+//! password reaches pg_dump only through `PGPASSWORD` in its environment, which is
+//! otherwise scrubbed (`child::scrub_env`); URLs are shown only through
+//! `display_url`.
 
-use crate::child::{feed_stdin, stream_stdout};
+use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
 use crate::dbquery::{Db, Target, connect, describe};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
-use coffer_config::DatabaseSource as Config;
+use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::Command;
@@ -42,7 +44,7 @@ impl PostgresSource {
         let (msg, retryable) = describe(e);
         SourceError::Database {
             name: self.name.clone(),
-            message: format!("{what} ({}): {msg}", self.cfg.url),
+            message: format!("{what} ({}): {msg}", display_url(&self.cfg.url)),
             retryable,
         }
     }
@@ -50,11 +52,27 @@ impl PostgresSource {
 
 /// A client tool's version line, e.g. "pg_dump (PostgreSQL) 15.18" -> "15.18".
 pub fn tool_version(program: &str) -> Option<String> {
-    let out = Command::new(program).arg("--version").output().ok()?;
+    let out = command(program).arg("--version").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .last()
         .map(str::to_string)
+}
+
+/// Gives pg_dump or pg_restore the password sqlx connected with: the configured
+/// one, or else PGPASSWORD from coffer's own environment (sqlx reads it too), which
+/// the scrubbed environment no longer passes on by itself.
+fn pg_password(cmd: &mut Command, configured: Option<&Secret>) {
+    match configured {
+        Some(p) => {
+            cmd.env("PGPASSWORD", p.expose());
+        }
+        None => {
+            if let Some(v) = std::env::var_os("PGPASSWORD") {
+                cmd.env("PGPASSWORD", v);
+            }
+        }
+    }
 }
 
 /// The major version of a PostgreSQL version string ("15.18 (Debian ...)" -> 15).
@@ -149,17 +167,17 @@ impl Source for PostgresSource {
             name: self.name.clone(),
             message: "stream before freeze".into(),
         })?;
-        let mut cmd = Command::new("pg_dump");
+        // The URL goes on pg_dump's command line: it must hold no credential.
+        let checked = refuse_credentials(&self.name, &self.cfg.url);
+        let mut cmd = command("pg_dump");
         // zstd compresses the stream better and faster than pg_dump's zlib would.
         cmd.arg("--format=custom")
             .arg("--compress=0")
             .arg(format!("--snapshot={snapshot}"))
             .arg("--no-password")
             .arg(format!("--dbname={}", self.cfg.url));
-        if let Some(p) = &self.cfg.password {
-            cmd.env("PGPASSWORD", p.expose());
-        }
-        let dumped = stream_stdout(&self.name, &mut cmd, out, progress);
+        pg_password(&mut cmd, self.cfg.password.as_ref());
+        let dumped = checked.and_then(|()| stream_stdout(&self.name, &mut cmd, out, progress));
         // The snapshot was needed until pg_dump had imported it; end it either way.
         self.ctx.rt.block_on(async move {
             let mut db = db;
@@ -182,11 +200,12 @@ pub fn restore(
     name: &str,
     rt: &tokio::runtime::Handle,
     url: &str,
-    password: Option<&coffer_config::Secret>,
+    password: Option<&Secret>,
     recorded: &BTreeMap<String, String>,
     clean: bool,
     input: &mut dyn Read,
 ) -> Result<Vec<String>, SourceError> {
+    refuse_credentials(name, url)?;
     let mut warnings = Vec::new();
     let target = Target::Postgres { url, password };
     let server = rt.block_on(async {
@@ -199,7 +218,7 @@ pub fn restore(
         let (msg, retryable) = describe(&e);
         SourceError::Database {
             name: name.to_string(),
-            message: format!("cannot connect to {url}: {msg}"),
+            message: format!("cannot connect to {}: {msg}", display_url(url)),
             retryable,
         }
     })?;
@@ -216,7 +235,7 @@ pub fn restore(
             "pg_restore {restorer} is older than the pg_dump {dumped_with} that made this dump; install a newer client if it fails"
         ));
     }
-    let mut cmd = Command::new("pg_restore");
+    let mut cmd = command("pg_restore");
     cmd.arg("--no-password")
         .arg("--exit-on-error")
         .arg("--single-transaction")
@@ -224,9 +243,7 @@ pub fn restore(
     if clean {
         cmd.arg("--clean").arg("--if-exists");
     }
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
+    pg_password(&mut cmd, password);
     let log = feed_stdin(name, &mut cmd, input).map_err(|e| match e {
         SourceError::Dump { name, program, detail } if !clean && detail.contains("already exists") => SourceError::Dump {
             name,

@@ -1,6 +1,7 @@
 //! The Redis source: `BGSAVE`, wait until that save has finished and succeeded,
 //! then ship the RDB it wrote. The file is opened right after the save, so a later
 //! save (which renames a new file into place) cannot change what is read.
+//! The URL is shown only through `display_url`; the password travels apart.
 
 use crate::source::{Progress, Source, SourceError, SourceOutcome, copy_file};
 use coffer_config::RedisSource as Config;
@@ -86,8 +87,10 @@ impl Source for RedisSource {
     /// Starts the save: the RDB is the data as of the fork, which is the instant.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         let url = self.cfg.url.clone();
-        let mut con = connect(&url, self.cfg.password.as_ref())
-            .map_err(|e| self.err(format!("cannot connect to {url}: {e}"), true))?;
+        let mut con = connect(&url, self.cfg.password.as_ref()).map_err(|e| {
+            let shown = coffer_config::display_url(&url);
+            self.err(format!("cannot connect to {shown}: {e}"), true)
+        })?;
         let started = Instant::now();
         // A save already running would make ours fail: wait for it first.
         let instant = loop {

@@ -6,17 +6,27 @@
 //! Tells systemd READY, STATUS and WATCHDOG; SIGTERM cancels a running job cleanly
 //! (uploads aborted, `after` hooks run) and exits 0; SIGHUP reloads a config that
 //! validates and keeps the old one, saying why, otherwise.
+//!
+//! Beyond loopback (`listen = "0.0.0.0:9187"`, for a Prometheus on another host)
+//! the agent warns at start, and every `/api/v1/*` request needs the bearer token
+//! from `api_token_file`: `last_error` can describe the infrastructure. Without a
+//! token file the API answers 403 there, and the agent still starts: refusing to
+//! start would stop the backups over a monitoring setting, and /metrics and
+//! /healthz (which stay open) are what a remote scraper needs. The token is
+//! compared in constant time (equal BLAKE3 hashes, whose comparison is constant
+//! time and which also hide the token's length).
 
 use crate::commands::run_job;
 use crate::status;
 use anyhow::{Context, Result};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use coffer_config::Config;
+use coffer_config::{Config, Secret};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +43,9 @@ struct Shared {
     next_runs: Mutex<BTreeMap<String, DateTime<Utc>>>,
     heartbeat: AtomicI64,
     rt: Handle,
+    /// The listener is reachable from other hosts. Taken from the address bound,
+    /// not from the config: a reload cannot move the listener.
+    exposed: bool,
 }
 
 impl Shared {
@@ -287,8 +300,58 @@ async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
-async fn jobs(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+/// The warning for a listener that other hosts can reach, if it is one (also
+/// printed by `coffer config check`).
+pub fn exposure_warning(listen: SocketAddr, has_token: bool) -> Option<String> {
+    if listen.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    let api = if has_token {
+        "/api/v1/* requires the bearer token from api_token_file"
+    } else {
+        "/api/v1/* refuses every request (403) until [agent] api_token_file is set"
+    };
+    Some(format!(
+        "[agent] listen = \"{listen}\" is not a loopback address: /metrics and /healthz are open to the network; {api}"
+    ))
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in
+/// constant time: BLAKE3 hashes compare in constant time and have a fixed length.
+fn bearer_ok(token: &Secret, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| {
+            blake3::hash(given.as_bytes()) == blake3::hash(token.expose().as_bytes())
+        })
+}
+
+/// Reading the API: open on loopback; beyond it, only with the token.
+fn may_read_api(
+    s: &Shared,
+    cfg: &Config,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
+    if !s.exposed {
+        return Ok(());
+    }
+    match &cfg.agent.api_token {
+        None => Err((
+            StatusCode::FORBIDDEN,
+            "refused: the agent listens beyond loopback; set [agent] api_token_file and send Authorization: Bearer <token>\n",
+        )),
+        Some(t) if bearer_ok(t, headers) => Ok(()),
+        Some(_) => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n")),
+    }
+}
+
+async fn jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let cfg = s.config();
+    if let Err(refused) = may_read_api(&s, &cfg, &headers) {
+        return refused.into_response();
+    }
     let running = s.running();
     let next = s.next_runs.lock().map(|n| n.clone()).unwrap_or_default();
     let list: Vec<serde_json::Value> = cfg
@@ -312,7 +375,7 @@ async fn jobs(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             })
         })
         .collect();
-    axum::Json(list)
+    axum::Json(list).into_response()
 }
 
 async fn run_now(
@@ -327,11 +390,7 @@ async fn run_now(
             "disabled: set [agent] api_token_file to allow runs over HTTP\n",
         );
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(token.expose()) {
+    if !bearer_ok(token, &headers) {
         return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
     }
     if !cfg.jobs.contains_key(&job) {
@@ -352,6 +411,10 @@ pub fn run(rt: &Handle, config_path: &Path) -> Result<u8> {
 
 async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
     let listen = cfg.agent.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([agent] listen)"))?;
+    let bound = listener.local_addr().unwrap_or(listen);
     let shared = Arc::new(Shared {
         config_path,
         config: RwLock::new(Arc::new(cfg)),
@@ -359,10 +422,8 @@ async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
         next_runs: Mutex::new(BTreeMap::new()),
         heartbeat: AtomicI64::new(Utc::now().timestamp()),
         rt: rt.clone(),
+        exposed: exposure_warning(bound, false).is_some(),
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} ([agent] listen)"))?;
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -396,6 +457,9 @@ async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
         "listening on http://{listen}; {} job(s) scheduled",
         schedules.len()
     );
+    if let Some(w) = exposure_warning(bound, shared.config().agent.api_token.is_some()) {
+        warn!("{w}");
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     shared.notify_status();
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
@@ -416,6 +480,9 @@ async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
                         }
                         schedules = spawn_schedules(&shared);
                         info!("reloaded {}; {} job(s) scheduled", shared.config_path.display(), schedules.len());
+                        if let Some(w) = exposure_warning(bound, shared.config().agent.api_token.is_some()) {
+                            warn!("{w}");
+                        }
                     }
                     Err(e) => error!("kept the previous config: {} does not validate:\n{e}", shared.config_path.display()),
                 }

@@ -186,7 +186,8 @@ struct Streamed {
     finished: Finished,
 }
 
-/// Where a source's data came from, for the manifest (never with a password).
+/// Where a source's data came from, for the manifest: URLs in their shown form,
+/// never with a credential.
 fn origin_of(job: &Job, name: &str) -> String {
     use coffer_config::SourceKind as K;
     job.sources
@@ -195,8 +196,8 @@ fn origin_of(job: &Job, name: &str) -> String {
         .map(|s| match &s.kind {
             K::Directory(d) => d.path.display().to_string(),
             K::Sqlite(d) => d.path.display().to_string(),
-            K::Postgres(d) | K::Mysql(d) => d.url.clone(),
-            K::Redis(r) => r.url.clone(),
+            K::Postgres(d) | K::Mysql(d) => coffer_config::display_url(&d.url),
+            K::Redis(r) => coffer_config::display_url(&r.url),
             K::Command(c) => c.command.join(" "),
         })
         .unwrap_or_default()

@@ -1,12 +1,29 @@
 //! `coffer config check`: validates and shows what coffer understood, with paths
 //! resolved, so an operator sees the effect of relative paths and defaults.
+//! URLs are shown through `display_url` (never a credential), secrets only as
+//! "(password set)", and an agent listening beyond loopback is warned about here
+//! as well as when it starts.
 
 use anyhow::Result;
-use coffer_config::{Config, SourceKind, TargetKind};
+use coffer_config::{Config, SourceKind, TargetKind, display_url};
 
 pub fn run(cfg: &Config) -> Result<u8> {
     println!("{}: ok", cfg.file.display());
     println!("state_dir: {}", cfg.agent.state_dir.display());
+    println!(
+        "agent: listen {}{}",
+        cfg.agent.listen,
+        if cfg.agent.api_token.is_some() {
+            "; API token set"
+        } else {
+            ""
+        }
+    );
+    if let Some(w) =
+        crate::commands::agent::exposure_warning(cfg.agent.listen, cfg.agent.api_token.is_some())
+    {
+        eprintln!("warning: {w}");
+    }
     println!(
         "encryption: {} recipient(s){}{}",
         cfg.encryption.recipients.len(),
@@ -72,7 +89,7 @@ pub fn run(cfg: &Config) -> Result<u8> {
                 SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
                     print!(
                         "{}{}",
-                        d.url,
+                        display_url(&d.url),
                         if d.password.is_some() {
                             " (password set)"
                         } else {
@@ -84,7 +101,7 @@ pub fn run(cfg: &Config) -> Result<u8> {
                 SourceKind::Redis(r) => {
                     print!(
                         "{}{}",
-                        r.url,
+                        display_url(&r.url),
                         if r.password.is_some() {
                             " (password set)"
                         } else {
