@@ -9,6 +9,7 @@
 //! good one. A target that fails alone is reported; the run is then `partial`.
 
 use crate::cli::BackupArgs;
+use crate::commands::prune::{Mode, prune_target};
 use crate::commands::{job as find_job, print_json, targets_of};
 use crate::format::{
     FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectRecord, SourceManifest, WarningCounts,
@@ -356,7 +357,8 @@ fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<String>> 
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
-    let _lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    // Held to the end: retention below deletes under it.
+    let lock = lock_job(&cfg.agent.state_dir, &job.name)?;
     let started = OffsetDateTime::now_utc();
     let timeout = Some(job.hooks.timeout);
     let job_env = [("COFFER_JOB", job.name.as_str())];
@@ -402,7 +404,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         _ => Vec::new(),
     };
     for target in targets {
-        match crate::commands::prune::prune_target(rt, job, &target, false) {
+        match prune_target(rt, job, &target, Mode::Delete(&lock)) {
             Ok(r) => {
                 kept.insert(target.name.clone(), r.kept.len() as u64);
                 if !r.forgotten.is_empty() {
@@ -412,6 +414,11 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                         r.forgotten.join(", ")
                     ));
                 }
+                run.warnings.extend(
+                    r.errors
+                        .iter()
+                        .map(|e| format!("retention on {}: {e}", target.name)),
+                );
             }
             Err(e) => run
                 .warnings
