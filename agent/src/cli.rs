@@ -211,6 +211,10 @@ pub struct PruneArgs {
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Let retention count and forget unsigned snapshots too (those made before
+    /// coffer signed them); without it they are left alone.
+    #[arg(long)]
+    pub allow_unsigned: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -1,7 +1,11 @@
 //! The per-job lock: one run per job at a time, shared by the CLI and the agent
 //! through a file lock in the state directory (released by the kernel if we die).
+//! Everything that writes or deletes under a job's folder on a target takes it:
+//! a backup for its whole run (retention included), `coffer prune` for its own.
+//! That a lock is held by someone else is a typed error, so callers can decide
+//! what to do about it without reading the message.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +14,21 @@ use std::path::{Path, PathBuf};
 pub struct JobLock {
     _file: File,
     pub path: PathBuf,
+    /// The job it locks: work that needs the lock checks it holds the right one.
+    pub job: String,
+}
+
+/// Another process holds the job's lock (a backup, or a prune, of that job).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "job {job} is already running: lock {} is held by pid {holder} (a backup or a prune of this job)",
+    path.display()
+)]
+pub struct LockHeld {
+    pub job: String,
+    pub path: PathBuf,
+    /// As the holder wrote it into the file; may be empty for a moment after it took it.
+    pub holder: String,
 }
 
 pub fn lock_job(state_dir: &Path, job: &str) -> Result<JobLock> {
@@ -33,18 +52,24 @@ pub fn lock_job(state_dir: &Path, job: &str) -> Result<JobLock> {
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            bail!(
-                "job {job} is already running (lock {} held by pid {}); wait for it to finish",
-                path.display(),
-                holder.trim()
-            );
+            return Err(anyhow::Error::new(LockHeld {
+                job: job.to_string(),
+                path,
+                holder: holder.trim().to_string(),
+            }));
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    Ok(JobLock { _file: file, path })
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    written.with_context(|| format!("cannot write the pid into lock file {}", path.display()))?;
+    Ok(JobLock {
+        _file: file,
+        path,
+        job: job.to_string(),
+    })
 }

@@ -1,13 +1,16 @@
 //! `coffer`: parses the command line, runs one subcommand, maps its outcome to the
 //! documented exit codes. Errors are printed once, with their context chain.
+//! It also decides what a closed stdout means (`coffer list | head`): see
+//! `quiet_on_closed_stdout`.
 
 use clap::Parser;
-use coffer::cli::Cli;
+use coffer::cli::{Cli, Command};
 use coffer::exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_on_closed_stdout(&cli.command);
     // The agent reports what it does; the CLI speaks only when something is wrong.
     let default = if matches!(cli.command, coffer::cli::Command::Agent) {
         "info"
@@ -46,6 +49,31 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::code_for(&e))
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `println!` into a pipe whose reader has gone (`coffer
+/// list | head`) panics (exit 101) after the work is done. For the commands whose
+/// only pipe is their stdout, the Unix default is right: the process ends quietly
+/// when the reader goes, as `ls | head` does (the shell sees 141, 128 + SIGPIPE).
+/// Not for `agent` (a service; its sockets and hooks must never kill it), `restore`
+/// (it feeds pg_restore, mysql and restore commands through pipes: one that dies
+/// must be reported, not kill coffer half-way) and `backup` (a closed report must
+/// not stop the remaining jobs; it prints through a writer that stops quietly).
+fn quiet_on_closed_stdout(command: &Command) {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    if matches!(
+        command,
+        Command::Agent | Command::Backup(_) | Command::Restore(_)
+    ) {
+        return;
+    }
+    // SAFETY: called first thing in main, before any other thread exists, and
+    // SIG_DFL installs no handler code that could run at an unsafe moment.
+    #[allow(unsafe_code)]
+    let reset = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = reset {
+        eprintln!("warning: cannot restore the default SIGPIPE action: {e}");
     }
 }
 

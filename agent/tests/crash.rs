@@ -1,5 +1,7 @@
 //! A run killed before its commit marker leaves nothing that list, restore or verify
-//! would take for a snapshot, and does not block the next run.
+//! would take for a snapshot, does not block the next run, and what it left on the
+//! disk (the staging files of its uploads, hidden from object listings) goes with
+//! the next prune once old enough, counted as it goes.
 
 mod common;
 
@@ -69,6 +71,43 @@ fn a_killed_run_leaves_no_listed_snapshot() {
         "restore of nothing: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The killed run's upload is a staging file `<object>#<n>` that object_store
+    // does not list. Age the folder past the grace period (ids carry their time),
+    // and plant a second old one holding nothing but a staging file.
+    let staging = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("read the folder")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains('#'))
+            .collect()
+    };
+    assert!(
+        !staging(&snapshot_dir).is_empty(),
+        "the killed run left no staging file: the prune below proves nothing"
+    );
+    let aged = job_dir.join("20000101T000000Z-dead");
+    std::fs::rename(&snapshot_dir, &aged).expect("age the folder");
+    let planted = job_dir.join("20000101T000001Z-beef");
+    std::fs::create_dir_all(&planted).expect("mkdir");
+    std::fs::write(planted.join("x.zst.age#1"), b"half").expect("write");
+    let on_disk = |dirs: &[&std::path::PathBuf]| dirs.iter().filter(|d| d.exists()).count();
+    let before = on_disk(&[&aged, &planted]);
+    assert_eq!(before, 2);
+
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let removed = v[0]["incomplete_removed"].as_array().expect("array").len();
+    assert_eq!(on_disk(&[&aged, &planted]), 0, "left on disk: {out}");
+    assert_eq!(
+        removed, before,
+        "prune's count is not what it removed: {out}"
+    );
+    // Nothing left means nothing claimed the next time.
+    let again = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&again).expect("json");
+    assert_eq!(v[0]["incomplete_removed"], serde_json::json!([]), "{again}");
 
     // The lock died with the process: the next run goes through.
     std::fs::remove_file(&huge).expect("rm");

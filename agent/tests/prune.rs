@@ -1,6 +1,7 @@
 //! `coffer prune` against real backups: retention per job, old incomplete folders
-//! removed, fresh ones (a run in progress) kept, and another job sharing the
-//! target never touched.
+//! removed (also those holding only the staging files object_store hides), fresh
+//! ones (a run in progress) kept, what it reports equal to what went from the
+//! disk, and another job sharing the target never touched.
 
 mod common;
 
@@ -54,18 +55,32 @@ fn prune_applies_retention_to_its_job_only() {
         std::fs::create_dir_all(d).expect("mkdir");
         std::fs::write(d.join("data.tar.zst.age"), b"partial").expect("write");
     }
+    // A run killed with -9 mid-upload leaves only `<object>#<n>` staging files.
+    let staged = world.target().join("app/20000101T000000Z-cafe");
+    std::fs::create_dir_all(&staged).expect("mkdir");
+    std::fs::write(staged.join("data.tar.zst.age#1"), b"half").expect("write");
+    std::fs::write(staged.join("manifest.json.zst.age#2"), b"half").expect("write");
 
     let dry = world.ok(&["prune", "--job", "app", "--dry-run", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&dry).expect("json");
     assert_eq!(v[0]["forgotten"], serde_json::json!([app[0]]), "{dry}");
     assert_eq!(
         v[0]["incomplete_removed"],
-        serde_json::json!(["20000101T000000Z-dead"]),
+        serde_json::json!(["20000101T000000Z-cafe", "20000101T000000Z-dead"]),
         "{dry}"
     );
     assert_eq!(ids(&world, "app").len(), 3, "--dry-run deleted something");
+    assert!(staged.exists(), "--dry-run deleted something");
 
-    world.ok(&["prune", "--job", "app"]);
+    let pruned = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&pruned).expect("json");
+    let gone = [&old, &staged].iter().filter(|d| !d.exists()).count();
+    assert_eq!(gone, 2, "old incomplete folders stay: {pruned}");
+    assert_eq!(
+        v[0]["incomplete_removed"].as_array().expect("array").len(),
+        gone,
+        "the report is not what went from the disk: {pruned}"
+    );
     assert_eq!(
         ids(&world, "app"),
         app[1..].to_vec(),

@@ -410,7 +410,7 @@ impl Validator<'_> {
         let incomplete_after = r
             .incomplete_after
             .as_deref()
-            .and_then(|d| self.duration(&p(&["jobs", job, "retention", "incomplete_after"]), d))
+            .and_then(|d| self.incomplete_after(job, d))
             .unwrap_or(DAY);
         let policy = Retention {
             keep_last: r.keep_last,
@@ -429,6 +429,30 @@ impl Validator<'_> {
             return (None, incomplete_after);
         }
         (Some(policy), incomplete_after)
+    }
+
+    /// How long a folder without a marker is taken for a run in progress. The job
+    /// lock keeps prune away from this host's own runs; this grace period is what
+    /// protects a run the lock cannot see (the same job on another host, or with
+    /// another state_dir, writing to the same target), so it must outlast any real
+    /// run: below an hour a large first backup would lose its objects to a prune
+    /// and fail its commit. Too large only costs disk space until the next prune.
+    fn incomplete_after(&mut self, job: &str, text: &str) -> Option<std::time::Duration> {
+        const MIN: std::time::Duration = std::time::Duration::from_secs(3600);
+        let at = p(&["jobs", job, "retention", "incomplete_after"]);
+        let d = self.duration(&at, text)?;
+        if d < MIN {
+            self.problem(
+                &at,
+                format!(
+                    "\"{text}\" is too short: the minimum is 1h (a folder without \
+                     snapshot.json younger than this may be a run still writing); \
+                     the default is 24h"
+                ),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// Names end up in object keys and file names: keep them to a safe alphabet.

@@ -1,6 +1,8 @@
 //! Targets: where snapshots are stored, as `object_store` stores so that local
 //! directories and S3 look the same to the rest of coffer. Each target also says
 //! how its uploads are cut into parts, and how to explain its failures.
+//! A local target also knows its directory, because object_store's view of it
+//! hides what a killed run leaves there (staging files, empty folders).
 
 use crate::parts::PartPlan;
 use coffer_config::{S3Target, TargetKind};
@@ -50,6 +52,48 @@ impl Target {
         }
     }
 
+    /// Removes what object_store cannot see in the folder `dir` of a local target:
+    /// the staging files `<object>#<n>` of multipart uploads that never completed
+    /// (a run killed with -9 leaves them; object_store hides them from listings).
+    /// Returns what it removed; nothing on object stores, where an incomplete
+    /// multipart upload is no object (a lifecycle rule removes it).
+    pub fn remove_leftovers(
+        &self,
+        dir: &object_store::path::Path,
+    ) -> std::io::Result<Vec<std::path::PathBuf>> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let folder = root.join(dir.as_ref());
+        let mut removed = Vec::new();
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(with_path(e, "cannot list", &folder)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| with_path(e, "cannot list", &folder))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| with_path(e, "cannot stat", &path))?;
+            if kind.is_file() && is_staging_name(&entry.file_name()) {
+                std::fs::remove_file(&path).map_err(|e| with_path(e, "cannot remove", &path))?;
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether the folder `dir` is gone from a local target's disk (always true on
+    /// object stores, where a folder is only a prefix), so that prune reports only
+    /// what it really removed.
+    pub fn folder_gone(&self, dir: &object_store::path::Path) -> bool {
+        self.local_root
+            .as_ref()
+            .is_none_or(|root| !root.join(dir.as_ref()).exists())
+    }
+
     /// Names the target and says what to check.
     pub fn explain(&self, during: Op, err: &object_store::Error) -> Explained {
         let (detail, retryable) = match &self.s3 {
@@ -70,6 +114,20 @@ impl Target {
     pub fn label(&self) -> String {
         format!("target {} ({})", self.name, self.description)
     }
+}
+
+/// `name#123`: the name object_store's local store gives a multipart upload in
+/// progress (and hides, since it is no object yet).
+fn is_staging_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.rsplit_once('#'))
+        .is_some_and(|(object, n)| {
+            !object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+fn with_path(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +197,30 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
                 s3: Some(s3.clone()),
                 local_root: None,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_are_told_from_objects() {
+        for (name, staging) in [
+            ("data.tar.zst.age#1", true),
+            ("manifest.json.zst.age#42", true),
+            ("data.tar.zst.age", false),
+            ("snapshot.json", false),
+            ("odd#name", false),
+            ("#1", false),
+            ("x#", false),
+        ] {
+            assert_eq!(
+                is_staging_name(std::ffi::OsStr::new(name)),
+                staging,
+                "{name}"
+            );
         }
     }
 }

@@ -7,9 +7,16 @@
 //! that fails, or SIGTERM, stops the whole run: no target gets a marker, uploads are
 //! aborted and the partial folder is removed, so a failed backup never looks like a
 //! good one. A target that fails alone is reported; the run is then `partial`.
+//!
+//! The commit is per target and checks before it writes: every object the marker
+//! lists must be there with the size written (a prune from elsewhere, or an
+//! operator, may have removed one while the run went on). Decisions about errors
+//! are made on types, never on their text; the freeze barrier lets a failing or
+//! panicking source through, so the others never wait forever with the lock held.
 
 use crate::cli::BackupArgs;
-use crate::commands::{job as find_job, print_json, targets_of};
+use crate::commands::prune::{Mode, prune_target};
+use crate::commands::{job as find_job, targets_of};
 use crate::format::{
     FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectBinding, ObjectRecord, SourceManifest,
     WarningCounts, object_path, snapshot_dir, source_key,
@@ -27,9 +34,10 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
@@ -99,7 +107,14 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
         runs.push(run);
     }
     if args.json {
-        print_json(&runs)?;
+        let json = serde_json::to_string_pretty(&runs)?;
+        // A reader that went away has what it wanted; a file that cannot take the
+        // report is a failure a script must see.
+        if let Err(e) = writeln!(std::io::stdout().lock(), "{json}")
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(e).context("cannot print the JSON report");
+        }
     }
     // A signal may have stopped the loop before some jobs ran.
     Ok(
@@ -137,24 +152,27 @@ fn print_run(run: &JobRun, config_path: &Path) {
         ),
         _ => {}
     }
-    println!(
+    say(format_args!(
         "snapshot {} of job {} ({:.1}s, skew {:.3}s)",
         run.snapshot, run.job, run.duration_seconds, run.skew_seconds
-    );
+    ));
     for s in &run.sources {
-        println!(
+        say(format_args!(
             "  source {}: {} files, {} read, {} in the stream, {} stored",
             s.name,
             s.files,
             bytes(s.bytes_read),
             bytes(s.plaintext_size),
             bytes(s.stored_size)
-        );
+        ));
     }
     for t in &run.targets {
         match &t.error {
-            None => println!("  target {}: committed to {}", t.name, t.description),
-            Some(e) => println!("  target {}: FAILED: {e}", t.name),
+            None => say(format_args!(
+                "  target {}: committed to {}",
+                t.name, t.description
+            )),
+            Some(e) => say(format_args!("  target {}: FAILED: {e}", t.name)),
         }
     }
     if run.targets.iter().any(|t| t.committed) {
@@ -165,13 +183,29 @@ fn print_run(run: &JobRun, config_path: &Path) {
                 Some(p.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(p))
             })
             .map_or_else(|| "coffer".to_string(), |p| p.display().to_string());
-        println!("restore it with:");
-        println!(
+        say(format_args!("restore it with:"));
+        say(format_args!(
             "  {exe} --config {} restore --job {} --snapshot {} --to ./coffer-restore",
             config_path.display(),
             run.job,
             run.snapshot
-        );
+        ));
+    }
+}
+
+/// Prints a line of the run's report. A reader that went away (`coffer backup |
+/// head`) ends the report, not the run: further jobs still run and the exit code
+/// still says how they went; any other failure to print is logged.
+fn say(line: std::fmt::Arguments) {
+    static GONE: AtomicBool = AtomicBool::new(false);
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!("cannot print the backup report: {e}");
+        }
     }
 }
 
@@ -206,6 +240,98 @@ fn origin_of(job: &Job, name: &str) -> String {
 /// Facts safe and useful to show without the private key (`list`).
 const PUBLIC_FACTS: [&str; 2] = ["server_version", "schema_version"];
 
+/// A source that was not read because another one failed: an echo of the root
+/// cause, never reported as the cause itself.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}: not read because another source failed")]
+struct NotRead {
+    source_name: String,
+}
+
+/// The freeze barrier: every source waits here until all have frozen, so their
+/// instants are as close as they can be. Unlike `std::sync::Barrier`, a source
+/// that fails or panics before it gets there still counts as arrived (its `Pass`
+/// arrives when dropped, also while unwinding), so the others are released and
+/// learn that the run failed instead of waiting forever with the job lock held.
+struct Gate {
+    state: Mutex<GateState>,
+    all_arrived: Condvar,
+}
+
+struct GateState {
+    missing: usize,
+    failed: bool,
+}
+
+/// One source's way through the gate; arrives (as failed) when dropped unused.
+struct Pass<'a> {
+    gate: &'a Gate,
+    arrived: bool,
+}
+
+impl Gate {
+    fn new(sources: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                missing: sources,
+                failed: false,
+            }),
+            all_arrived: Condvar::new(),
+        }
+    }
+
+    fn pass(&self) -> Pass<'_> {
+        Pass {
+            gate: self,
+            arrived: false,
+        }
+    }
+
+    fn arrive(&self, ok: bool) -> std::sync::MutexGuard<'_, GateState> {
+        // Nothing runs under this lock that could panic; a poisoned one is still sound.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.missing = state.missing.saturating_sub(1);
+        state.failed |= !ok;
+        if state.missing == 0 {
+            self.all_arrived.notify_all();
+        }
+        state
+    }
+}
+
+impl Pass<'_> {
+    /// Arrives and waits for every other source; true when all of them froze.
+    fn wait(mut self, ok: bool) -> bool {
+        self.arrived = true;
+        let mut state = self.gate.arrive(ok);
+        while state.missing > 0 {
+            state = self
+                .gate
+                .all_arrived
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.failed
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if !self.arrived {
+            drop(self.gate.arrive(false));
+        }
+    }
+}
+
+/// What a panicking thread said, for the error that replaces it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 /// Freeze all sources behind a barrier, then stream them in parallel.
 fn stream_sources(
     rt: &Handle,
@@ -215,7 +341,7 @@ fn stream_sources(
     targets: &[Target],
     recipients: &Arc<Recipients>,
 ) -> Result<Vec<Streamed>> {
-    let barrier = Barrier::new(sources.len());
+    let gate = Gate::new(sources.len());
     let failed = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
     let _bar = crate::progress::wanted(false).then(|| {
@@ -231,23 +357,24 @@ fn stream_sources(
         let handles: Vec<_> = sources
             .into_iter()
             .map(|mut src| {
-                let barrier = &barrier;
+                let gate = &gate;
                 let failed = failed.clone();
                 let progress = &*progress;
-                scope.spawn(move || -> Result<Streamed> {
+                let name = src.name().to_string();
+                let handle = scope.spawn(move || -> Result<Streamed> {
+                    let pass = gate.pass();
                     let frozen = src.freeze();
-                    if frozen.is_err() {
+                    let all_frozen = pass.wait(frozen.is_ok());
+                    let released = OffsetDateTime::now_utc();
+                    if !all_frozen {
                         failed.store(true, Ordering::SeqCst);
                     }
-                    // Every source waits here, so the instants are as close as they can be.
-                    barrier.wait();
-                    let released = OffsetDateTime::now_utc();
                     let frozen = frozen?;
-                    if failed.load(Ordering::SeqCst) {
-                        return Err(anyhow!(
-                            "source {}: not read because another source failed",
-                            src.name()
-                        ));
+                    if !all_frozen {
+                        return Err(NotRead {
+                            source_name: src.name().to_string(),
+                        }
+                        .into());
                     }
                     let frozen_at = frozen.unwrap_or(released);
                     let key = source_key(src.name(), src.extension());
@@ -292,14 +419,20 @@ fn stream_sources(
                         outcome,
                         finished,
                     })
-                })
+                });
+                (name, handle)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a source thread panicked")))
+            .map(|(name, h)| {
+                h.join().unwrap_or_else(|payload| {
+                    failed.store(true, Ordering::SeqCst);
+                    Err(anyhow!(
+                        "source {name}: coffer failed (a panic: {}); please report this",
+                        panic_message(payload.as_ref())
+                    ))
+                })
             })
             .collect()
     });
@@ -314,7 +447,7 @@ fn stream_sources(
     }
     if let Some(first) = errors
         .iter()
-        .position(|e| !e.to_string().contains("because another source failed"))
+        .position(|e| !e.is::<NotRead>())
         .or(if errors.is_empty() { None } else { Some(0) })
     {
         return Err(errors.swap_remove(first));
@@ -357,7 +490,8 @@ fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<String>> 
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
-    let _lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    // Held to the end: retention below deletes under it.
+    let lock = lock_job(&cfg.agent.state_dir, &job.name)?;
     let started = OffsetDateTime::now_utc();
     let timeout = Some(job.hooks.timeout);
     let job_env = [("COFFER_JOB", job.name.as_str())];
@@ -403,7 +537,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         _ => Vec::new(),
     };
     for target in targets {
-        match crate::commands::prune::prune_target(rt, job, &target, false) {
+        let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
+        match prune_target(rt, job, &target, Mode::Delete(&lock), &trust) {
             Ok(r) => {
                 kept.insert(target.name.clone(), r.kept.len() as u64);
                 if !r.forgotten.is_empty() {
@@ -413,6 +548,11 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                         r.forgotten.join(", ")
                     ));
                 }
+                run.warnings.extend(
+                    r.errors
+                        .iter()
+                        .map(|e| format!("retention on {}: {e}", target.name)),
+                );
             }
             Err(e) => run
                 .warnings
@@ -677,15 +817,27 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     if crate::cancel::requested() {
         return Ok(failed(run, &streaming, anyhow!("no snapshot committed")));
     }
+
+    // The commit, per target: a target gets the signed marker only if it holds
+    // every object the marker lists, with the size written.
     let marker_bytes = crate::seal::seal(&marker, &signing_key)?;
+    let marker_path = object_path(&job.name, &id, MARKER);
+    let checked = objects_in_place(rt, &targets, &target_ok, &job.name, &id, &marker.objects);
     for (i, t) in targets.iter().enumerate() {
         if target_ok[i].is_some() {
             continue;
         }
-        let path = object_path(&job.name, &id, MARKER);
-        if let Err(e) = rt.block_on(t.store.put(&path, PutPayload::from(marker_bytes.clone()))) {
+        if let Some(why) = &checked[i] {
+            target_ok[i] = Some(format!("not committed: {why}"));
+            continue;
+        }
+        let written = rt.block_on(
+            t.store
+                .put(&marker_path, PutPayload::from(marker_bytes.clone())),
+        );
+        if let Err(e) = written {
             let x = t.explain(Op::Write, &e);
-            target_ok[i] = Some(format!("cannot write {path}: {}", x.message));
+            target_ok[i] = Some(format!("cannot write {marker_path}: {}", x.message));
         }
     }
     let mut committed = 0;
@@ -712,10 +864,61 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         "failed"
     };
     if committed == 0 {
-        run.error = Some("no target accepted the snapshot".to_string());
+        let why: Vec<String> = run
+            .targets
+            .iter()
+            .filter_map(|t| Some(format!("target {}: {}", t.name, t.error.as_deref()?)))
+            .collect();
+        run.error = Some(format!(
+            "no target accepted the snapshot: {}",
+            why.join("; ")
+        ));
     }
     run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
     Ok(run)
+}
+
+/// Asks every target still in the run for each object the marker will list
+/// (concurrently); per target, `Some(why)` when one is missing or has another size
+/// than was written. Targets already out of the run are not asked.
+fn objects_in_place(
+    rt: &Handle,
+    targets: &[Target],
+    out: &[Option<String>],
+    job: &str,
+    id: &str,
+    objects: &[ObjectRecord],
+) -> Vec<Option<String>> {
+    rt.block_on(futures::future::join_all(targets.iter().zip(out).map(
+        |(t, out)| async move {
+            if out.is_some() {
+                return None;
+            }
+            let heads = objects.iter().map(|o| async move {
+                let path = object_path(job, id, &o.key);
+                match t.store.head(&path).await {
+                    Ok(meta) if meta.size == o.stored_size => None,
+                    Ok(meta) => Some(format!(
+                        "{path} holds {} bytes, {} were written",
+                        meta.size, o.stored_size
+                    )),
+                    Err(object_store::Error::NotFound { .. }) => {
+                        Some(format!("{path} is gone (deleted while the run went on?)"))
+                    }
+                    Err(e) => Some(format!(
+                        "cannot check {path}: {}",
+                        t.explain(Op::Read, &e).detail
+                    )),
+                }
+            });
+            let problems: Vec<String> = futures::future::join_all(heads)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            (!problems.is_empty()).then(|| problems.join("; "))
+        },
+    )))
 }
 
 fn write_manifest(
@@ -740,4 +943,87 @@ fn write_manifest(
     )?;
     serde_json::to_writer(&mut w, manifest).context("cannot write the manifest")?;
     Ok(w.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A deadlock detector, not a timing claim: only a gate that never opens hits it.
+    const HANG: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn the_gate_holds_every_source_until_the_last_arrives() {
+        let gate = Gate::new(3);
+        let arrived = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    let pass = gate.pass();
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    assert!(pass.wait(true), "every source froze");
+                    assert_eq!(arrived.load(Ordering::SeqCst), 3, "released early");
+                });
+            }
+        });
+    }
+
+    /// Sources 1 and 2 freeze fine; source 0 fails (`panics` false) or panics.
+    fn others_see(panics: bool) -> Vec<bool> {
+        let gate = Arc::new(Gate::new(3));
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for i in 0..3 {
+            let gate = gate.clone();
+            let tx = tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let pass = gate.pass();
+                if i == 0 {
+                    if panics {
+                        panic!("a freeze that panics");
+                    }
+                    let _ = pass.wait(false);
+                } else {
+                    let _ = tx.send(pass.wait(true));
+                }
+            }));
+        }
+        let seen = (0..2)
+            .map(|_| {
+                rx.recv_timeout(HANG)
+                    .expect("the other sources were never released")
+            })
+            .collect();
+        let panicked = threads
+            .into_iter()
+            .map(std::thread::JoinHandle::join)
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(panicked, usize::from(panics));
+        seen
+    }
+
+    #[test]
+    fn a_failed_freeze_releases_the_others_as_failed() {
+        assert_eq!(others_see(false), vec![false, false]);
+    }
+
+    #[test]
+    fn a_panicking_freeze_releases_the_others_as_failed() {
+        assert_eq!(others_see(true), vec![false, false]);
+    }
+
+    #[test]
+    fn an_echo_is_told_from_its_cause_by_type() {
+        let echo: anyhow::Error = NotRead {
+            source_name: "files".into(),
+        }
+        .into();
+        let cause = anyhow!("source db: pg_dump failed because another source failed");
+        assert!(echo.is::<NotRead>());
+        assert!(!cause.is::<NotRead>(), "a cause that reads like an echo");
+    }
 }

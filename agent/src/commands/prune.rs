@@ -5,14 +5,27 @@
 //! lists and deletes under `<job>/` of the job's own targets, so another job (or
 //! another agent's prefix in a shared bucket) is never touched. A snapshot's
 //! marker is deleted first, so a half-deleted snapshot is never listed.
+//!
+//! Deleting needs the job's lock (`Mode::Delete` carries it): a folder without a
+//! marker may be a run in progress, and only the lock says for sure that none is
+//! running here. The CLI takes the lock itself and, when a backup holds it, says
+//! so and leaves that job alone (exit 1) rather than wait: a backup can run for
+//! hours, and the next prune does the work. A backup applies retention under the
+//! lock it already holds. `incomplete_after` covers what the lock cannot see (a run
+//! of the same job from another host writing to the same target).
+//!
+//! What the report lists as removed is what is gone: a folder counts once nothing
+//! of it is left, including the staging files of uploads a killed run left on a
+//! local disk, which object_store does not list.
 
 use crate::cli::PruneArgs;
 use crate::commands::{job as find_job, print_json, targets_of};
 use crate::format::{MARKER, snapshot_dir};
+use crate::lock::{JobLock, LockHeld, lock_job};
 use crate::repo;
 use crate::retention::decide;
 use crate::snapshot_id::{is_id, time_of};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use coffer_config::{Config, Job};
 use coffer_plugins::Target;
 use futures::StreamExt;
@@ -27,9 +40,14 @@ pub struct PruneReport {
     pub job: String,
     pub target: String,
     pub kept: Vec<KeptSnapshot>,
+    /// Snapshots deleted (with `--dry-run`: that would be).
     pub forgotten: Vec<String>,
-    /// Folders without a marker, older than the grace period.
+    /// Folders without a marker, older than the grace period, that are gone now
+    /// (with `--dry-run`: that would go).
     pub incomplete_removed: Vec<String>,
+    /// Folders that could not be removed, each with why; they stay for the next prune.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,45 +56,94 @@ pub struct KeptSnapshot {
     pub reasons: Vec<&'static str>,
 }
 
-/// Deletes every object under a snapshot folder, the marker first.
-async fn delete_snapshot(target: &Target, job: &str, id: &str) -> Result<()> {
+/// Whether prune deletes, and the proof that it may.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    DryRun,
+    /// The job's lock, held by the caller for the whole prune.
+    Delete(&'a JobLock),
+}
+
+/// Deletes every object under a snapshot folder (the marker first) and what killed
+/// uploads left there; fails unless the folder is gone afterwards.
+fn delete_snapshot(rt: &Handle, target: &Target, job: &str, id: &str) -> Result<()> {
     let dir = snapshot_dir(job, id);
-    match target.store.delete(&dir.clone().join(MARKER)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot delete {dir}/{MARKER} on {}", target.name));
-        }
-    }
-    let mut listing = target.store.list(Some(&dir));
-    let mut objects = Vec::new();
-    while let Some(meta) = listing.next().await {
-        objects.push(
-            meta.with_context(|| format!("cannot list {dir} on {}", target.name))?
-                .location,
-        );
-    }
-    for location in objects {
-        match target.store.delete(&location).await {
+    let on = || format!("folder {dir} on {}", target.label());
+    rt.block_on(async {
+        match target.store.delete(&dir.clone().join(MARKER)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot delete {location} on {}", target.name));
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {MARKER} in {}", on())),
+        }
+        for location in list_folder(target, &dir).await.with_context(on)? {
+            match target.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot delete {location}")),
             }
         }
-    }
+        Ok(())
+    })?;
+    target.remove_leftovers(&dir).with_context(on)?;
     target.remove_empty_folder(&dir);
+    let left = rt.block_on(list_folder(target, &dir)).with_context(on)?;
+    if !left.is_empty() {
+        bail!(
+            "{} still holds {} object(s) after deleting",
+            on(),
+            left.len()
+        );
+    }
+    if !target.folder_gone(&dir) {
+        bail!(
+            "{} still holds files that coffer did not write; look at it and remove it by hand",
+            on()
+        );
+    }
     Ok(())
 }
 
-/// Applies one job's retention on one target.
-pub fn prune_target(rt: &Handle, job: &Job, target: &Target, dry_run: bool) -> Result<PruneReport> {
+async fn list_folder(target: &Target, dir: &ObjPath) -> Result<Vec<ObjPath>> {
+    let mut listing = target.store.list(Some(dir));
+    let mut objects = Vec::new();
+    while let Some(meta) = listing.next().await {
+        objects.push(meta.context("cannot list")?.location);
+    }
+    Ok(objects)
+}
+
+/// Applies one job's retention on one target. Listing problems are errors (nothing
+/// was deleted); a folder that cannot be removed is recorded in the report's
+/// `errors` and the others are still done.
+pub fn prune_target(
+    rt: &Handle,
+    job: &Job,
+    target: &Target,
+    mode: Mode,
+    trust: &crate::seal::Trust,
+) -> Result<PruneReport> {
+    if let Mode::Delete(lock) = mode
+        && lock.job != job.name
+    {
+        bail!(
+            "prune of job {} was handed the lock of job {}",
+            job.name,
+            lock.job
+        );
+    }
     let mut report = PruneReport {
         job: job.name.clone(),
         target: target.name.clone(),
         ..PruneReport::default()
     };
-    let markers = repo::snapshots(rt, target, &job.name)?;
+    // Retention counts only snapshots this host accepts: planted ones must not push
+    // genuine snapshots out of `keep_last`. The others are left alone, and said so.
+    let (markers, refused): (Vec<_>, Vec<_>) = repo::snapshots(rt, target, &job.name)?
+        .into_iter()
+        .partition(|m| trust.refusal(m).is_none());
+    report.kept.extend(refused.iter().map(|m| KeptSnapshot {
+        id: m.id.clone(),
+        reasons: vec!["not signed by a trusted key: left alone"],
+    }));
+    let mut forget = Vec::new();
     if let Some(policy) = &job.retention {
         let times: Vec<OffsetDateTime> = markers
             .iter()
@@ -84,7 +151,7 @@ pub fn prune_target(rt: &Handle, job: &Job, target: &Target, dry_run: bool) -> R
             .collect();
         for (m, reasons) in markers.iter().zip(decide(&times, policy)) {
             if reasons.is_empty() {
-                report.forgotten.push(m.id.clone());
+                forget.push(m.id.clone());
             } else {
                 report.kept.push(KeptSnapshot {
                     id: m.id.clone(),
@@ -93,26 +160,29 @@ pub fn prune_target(rt: &Handle, job: &Job, target: &Target, dry_run: bool) -> R
             }
         }
     } else {
-        report.kept = markers
-            .iter()
-            .map(|m| KeptSnapshot {
-                id: m.id.clone(),
-                reasons: vec!["no retention configured"],
-            })
-            .collect();
+        report.kept.extend(
+            markers
+                .iter()
+                .map(|m| KeptSnapshot {
+                    id: m.id.clone(),
+                    reasons: vec!["no retention configured"],
+                })
+                .collect::<Vec<_>>(),
+        );
     }
-    // Folders that never got a marker: crashed or cancelled runs (or one running now,
-    // which is why only those older than the grace period go).
+    // Folders that never got a marker: crashed or cancelled runs (or one running
+    // elsewhere, which is why only those older than the grace period go).
     let listing = rt
         .block_on(
             target
                 .store
                 .list_with_delimiter(Some(&ObjPath::from(job.name.as_str()))),
         )
-        .with_context(|| format!("cannot list job {} on target {}", job.name, target.name))?;
+        .with_context(|| format!("cannot list job {} on {}", job.name, target.label()))?;
     let committed: std::collections::HashSet<&str> =
         markers.iter().map(|m| m.id.as_str()).collect();
     let now = OffsetDateTime::now_utc();
+    let mut incomplete = Vec::new();
     for dir in &listing.common_prefixes {
         let Some(id) = dir.filename().filter(|f| is_id(f)) else {
             continue;
@@ -123,12 +193,29 @@ pub fn prune_target(rt: &Handle, job: &Job, target: &Target, dry_run: bool) -> R
         if let Some(t) = time_of(id)
             && now - t > job.incomplete_after
         {
-            report.incomplete_removed.push(id.to_string());
+            incomplete.push(id.to_string());
         }
     }
-    if !dry_run {
-        for id in report.forgotten.iter().chain(&report.incomplete_removed) {
-            rt.block_on(delete_snapshot(target, &job.name, id))?;
+    if let Mode::DryRun = mode {
+        report.forgotten = forget;
+        report.incomplete_removed = incomplete;
+        return Ok(report);
+    }
+    for (ids, removed, what) in [
+        (forget, &mut report.forgotten, "snapshot"),
+        (
+            incomplete,
+            &mut report.incomplete_removed,
+            "incomplete folder",
+        ),
+    ] {
+        for id in ids {
+            match delete_snapshot(rt, target, &job.name, &id) {
+                Ok(()) => removed.push(id),
+                Err(e) => report
+                    .errors
+                    .push(format!("job {}: {what} {id} not removed: {e:#}", job.name)),
+            }
         }
     }
     Ok(report)
@@ -139,33 +226,72 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
         Some(j) => vec![find_job(cfg, j)?],
         None => cfg.jobs.values().collect(),
     };
+    let trust = crate::seal::Trust::new(&cfg.encryption, &[], args.allow_unsigned);
     let mut reports = Vec::new();
+    let mut busy = Vec::new();
     for job in jobs {
-        for target in targets_of(cfg, job, None)? {
-            if args.target.as_ref().is_some_and(|t| *t != target.name) {
-                continue;
+        let targets: Vec<Target> = targets_of(cfg, job, None)?
+            .into_iter()
+            .filter(|t| args.target.as_ref().is_none_or(|only| *only == t.name))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        // Held until this job's targets are done.
+        let lock = if args.dry_run {
+            None
+        } else {
+            match lock_job(&cfg.agent.state_dir, &job.name) {
+                Ok(l) => Some(l),
+                Err(e) if e.is::<LockHeld>() => {
+                    busy.push(format!(
+                        "job {} not pruned: {e:#}; nothing of it was deleted, run prune again once it is done",
+                        job.name
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("cannot prune job {}", job.name))),
             }
-            reports.push(prune_target(rt, job, &target, args.dry_run)?);
+        };
+        let mode = lock.as_ref().map_or(Mode::DryRun, Mode::Delete);
+        for target in &targets {
+            reports.push(prune_target(rt, job, target, mode, &trust)?);
         }
     }
+    let errors: Vec<&String> = busy
+        .iter()
+        .chain(reports.iter().flat_map(|r| &r.errors))
+        .collect();
+    let code = if errors.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    };
     if args.json {
         print_json(&reports)?;
-        return Ok(crate::exit::OK);
-    }
-    let verb = if args.dry_run {
-        "would forget"
     } else {
-        "forgot"
+        print_text(&reports, args.dry_run);
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(code)
+}
+
+fn print_text(reports: &[PruneReport], dry_run: bool) {
+    let (forgot, removed) = if dry_run {
+        ("would forget", "to remove")
+    } else {
+        ("forgot", "removed")
     };
-    for r in &reports {
+    for r in reports {
         println!(
-            "job {} on {}: {} kept, {verb} {}, {} incomplete folder(s) {}",
+            "job {} on {}: {} kept, {forgot} {}, {} incomplete folder(s) {removed}",
             r.job,
             r.target,
             r.kept.len(),
             r.forgotten.len(),
             r.incomplete_removed.len(),
-            if args.dry_run { "to remove" } else { "removed" }
         );
         for k in &r.kept {
             println!("  keep   {} ({})", k.id, k.reasons.join(", "));
@@ -177,5 +303,4 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
             println!("  remove {i} (incomplete)");
         }
     }
-    Ok(crate::exit::OK)
 }
