@@ -487,3 +487,35 @@ fn control_characters_in_file_names_are_escaped_in_output() {
         "a file name forged a line: {text}"
     );
 }
+
+#[test]
+fn planted_snapshots_do_not_push_genuine_ones_out_of_retention() {
+    require_tool("age");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("files");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.txt"), b"hello").expect("write");
+    let world = World::new(&format!(
+        "retention = {{ keep_last = 1 }}\n{}",
+        dir_source("files", &src, "")
+    ));
+    let genuine = world.backup();
+    // Three newer snapshots, unsigned, as anyone with write access could plant them.
+    for n in 1..=3 {
+        let id = format!("2999010{n}T000000Z-000{n}");
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            world.snapshot_dir(&genuine).display(),
+            world.snapshot_dir(&id).display()
+        ));
+        let mut f = Forgery::of(&world, &id);
+        f.marker["id"] = id.as_str().into();
+        f.manifest["snapshot"] = id.as_str().into();
+        f.save_unsigned();
+    }
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report[0]["forgotten"], serde_json::json!([]), "{out}");
+    assert!(world.snapshot_dir(&genuine).join("snapshot.json").exists());
+    assert!(out.contains("not signed by a trusted key"), "{out}");
+}
