@@ -98,7 +98,7 @@ impl ObjectReader {
                     self.verified
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 } else {
-                    return Err(io::Error::new(
+                    return Err(named(
                         io::ErrorKind::InvalidData,
                         format!(
                             "{}: stored bytes do not match snapshot.json (size {} vs {}, blake3 {} vs {}): the object is damaged",
@@ -120,13 +120,16 @@ impl Read for ObjectReader {
         let n = match &mut self.body {
             Body::File(f) => f
                 .read(buf)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.label)))?,
+                .map_err(|e| named(e.kind(), format!("{}: {e}", self.label)))?,
             Body::Stream { rx, cur } => {
                 while cur.is_empty() {
                     match rx.blocking_recv() {
                         Some(Ok(b)) => *cur = b,
                         Some(Err(e)) => {
-                            return Err(io::Error::other(format!("{}: {e}", self.label)));
+                            return Err(named(
+                                io::ErrorKind::Other,
+                                format!("{}: {e}", self.label),
+                            ));
                         }
                         None => return self.at_end(),
                     }
@@ -147,6 +150,22 @@ impl Read for ObjectReader {
     }
 }
 
+/// An error that already names its object, so `Labeled` need not name it again.
+#[derive(Debug)]
+struct Named(String);
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Named {}
+
+fn named(kind: io::ErrorKind, msg: String) -> io::Error {
+    io::Error::new(kind, Named(msg))
+}
+
 /// Prefixes every error of the inner reader with the object's name.
 pub struct Labeled<R> {
     inner: R,
@@ -156,19 +175,16 @@ pub struct Labeled<R> {
 impl<R: Read> Read for Labeled<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).map_err(|e| {
-            let kind = e.kind();
-            let msg = e.to_string();
-            if msg.contains(&self.label) {
-                e
-            } else {
-                io::Error::new(
-                    kind,
-                    format!(
-                        "{}: {msg} (the object is damaged or was tampered with)",
-                        self.label
-                    ),
-                )
+            if e.get_ref().is_some_and(|inner| inner.is::<Named>()) {
+                return e;
             }
+            named(
+                e.kind(),
+                format!(
+                    "{}: {e} (the object is damaged or was tampered with)",
+                    self.label
+                ),
+            )
         })
     }
 }

@@ -114,10 +114,13 @@ pub fn host_key(enc: &Encryption) -> Result<HostKey> {
         return load_key(file);
     }
     let key = write_new_key(file)?;
-    eprintln!(
-        "created the snapshot signing key {} (mode 0600). Its public key is\n  {}\n\
-         Keep it with your age identity: a restore on another host accepts these snapshots \
-         once it is in [encryption] trusted_signers (or given with --trust-signer).",
+    // Through the log, so that `--log-format json` stays JSON; at warn, so that the
+    // CLI (which logs only warnings) shows it.
+    tracing::warn!(
+        signer = %key.public,
+        "created the snapshot signing key {} (mode 0600); its public key is {}. Keep it with \
+         your age identity: a restore on another host accepts these snapshots once it is in \
+         [encryption] trusted_signers (or given with --trust-signer)",
         file.display(),
         key.public
     );
