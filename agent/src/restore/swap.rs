@@ -9,10 +9,11 @@
 //! metadata update per top-level entry, however large the trees are. The journal
 //! lives beside the data rather than in `state_dir` so that it travels with the
 //! destination and is found by whoever restores into it next, whatever config or
-//! state directory they use. Each phase change is made durable (the directories
-//! touched so far are fsync'd, then the journal is written to a temporary name,
-//! fsync'd, renamed and the directory fsync'd), so after a power cut the journal
-//! never claims more than the disk holds.
+//! state directory they use. The restored data is flushed (syncfs) before the first
+//! journal, and each phase change is made durable (the directories touched so far
+//! are fsync'd, then the journal is written to a temporary name, fsync'd, renamed and
+//! the directory fsync'd), so after a power cut the journal never claims more than
+//! the disk holds.
 //!
 //! Recovery: before the commit the swap is rolled back (the previous contents were
 //! what the application ran on, and the new tree has not been checked in place or
@@ -24,13 +25,19 @@
 
 use anyhow::{Context, Result, bail};
 use coffer_plugins::RawPath;
-use nix::fcntl::{RenameFlags, renameat2};
+use nix::dir::{Dir, Type};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, renameat2};
+use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 const STAGING_PREFIX: &str = ".coffer-restore-";
 const OLD_PREFIX: &str = ".coffer-old-";
@@ -134,15 +141,17 @@ impl DestLock {
     }
 }
 
+/// Opens coffer's own folder `name` in the destination without following a symlink
+/// put in its place.
 fn open_sub(lock: &DestLock, name: &str) -> Result<File> {
-    let p = lock.path.join(name);
-    File::open(&p).with_context(|| format!("cannot open {}", p.display()))
-}
-
-fn sync_sub(lock: &DestLock, name: &str) -> Result<()> {
-    open_sub(lock, name)?
-        .sync_all()
-        .with_context(|| format!("cannot fsync {}", lock.path.join(name).display()))
+    openat(
+        &lock.dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .with_context(|| format!("cannot open {}", lock.path.join(name).display()))
 }
 
 /// Renames `name` from one directory to another, refusing to replace anything: a
@@ -200,61 +209,89 @@ fn remove_journal(lock: &DestLock, id: &str) -> Result<()> {
 /// one inode read per file; several in flight keep the disk busy instead.
 const REMOVERS: usize = 8;
 
-/// Removes a tree without following symlinks, counting entries on the progress
-/// line: removing a large old tree is the slow part of a forced restore, and the
-/// user should see it move. Files go first, from several threads; the directories,
-/// far fewer, are removed afterwards, deepest first.
-pub fn remove_tree(path: &Path) -> Result<()> {
-    let md = match std::fs::symlink_metadata(path) {
-        Ok(md) => md,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
-    };
-    if !md.is_dir() {
-        return std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove {}", path.display()));
-    }
-    // (directories waiting to be emptied, workers emptying one, every directory seen
-    // with its depth, the first error)
-    type Queue = (
-        Vec<(PathBuf, usize)>,
-        usize,
-        Vec<(PathBuf, usize)>,
-        Option<anyhow::Error>,
-    );
-    let queue: std::sync::Mutex<Queue> =
-        std::sync::Mutex::new((vec![(path.to_path_buf(), 0)], 0, Vec::new(), None));
-    let wake = std::sync::Condvar::new();
-    let empty_one = |dir: &Path, depth: usize, found: &mut Vec<(PathBuf, usize)>| -> Result<()> {
-        let mut removed = 0;
-        for item in
-            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
-        {
-            let item = item.with_context(|| format!("cannot read {}", dir.display()))?;
-            let p = item.path();
-            let ft = item
-                .file_type()
-                .with_context(|| format!("cannot stat {}", p.display()))?;
-            if ft.is_dir() {
-                found.push((p, depth + 1));
-            } else {
-                std::fs::remove_file(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-                removed += 1;
-            }
+/// A directory still to be emptied: its parent (open) and its name there, plus its
+/// path for messages.
+type Pending = (Arc<OwnedFd>, OsString, PathBuf);
+
+/// Unlinks every entry but subdirectories of `name` in `parent`; the subdirectories
+/// go to `found`. Everything is relative to open directories and nothing is
+/// followed: the old tree may be writable by the application's user, who must not be
+/// able to steer a root-run removal elsewhere with a symlink.
+fn empty_dir((parent, name, shown): &Pending, found: &mut Vec<Pending>) -> Result<()> {
+    let fd = match openat(
+        parent,
+        name.as_os_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Arc::new(fd),
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOTDIR | Errno::ELOOP) => {
+            // Not (or no longer) a directory: it is removed as the name it is.
+            return unlinkat(parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                .with_context(|| format!("cannot remove {}", shown.display()));
         }
-        crate::progress::phase_done(removed);
-        Ok(())
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", shown.display())),
     };
+    let mut entries = Vec::new();
+    let dup = fd
+        .try_clone()
+        .with_context(|| format!("cannot read {}", shown.display()))?;
+    let mut dir = Dir::from_fd(dup).with_context(|| format!("cannot read {}", shown.display()))?;
+    for e in dir.iter() {
+        let e = e.with_context(|| format!("cannot read {}", shown.display()))?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            entries.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
+        }
+    }
+    drop(dir);
+    let mut removed = 0;
+    for (n, kind) in entries {
+        let is_dir = match kind {
+            Some(t) => t == Type::Directory,
+            None => fstatat(&*fd, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+                .unwrap_or(false),
+        };
+        if is_dir {
+            let p = shown.join(&n);
+            found.push((fd.clone(), n, p));
+        } else {
+            unlinkat(&*fd, n.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                .with_context(|| format!("cannot remove {}", shown.join(&n).display()))?;
+            removed += 1;
+        }
+    }
+    crate::progress::phase_done(removed);
+    Ok(())
+}
+
+/// Removes `dest/name` (coffer's own old, staging or leftover folder), counting
+/// entries on the progress line: removing a large old tree is the slow part of a
+/// forced restore, and the user should see it move. Files go first, from several
+/// threads; the bare directories left are then removed in one pass.
+fn remove_tree(lock: &DestLock, name: &str) -> Result<()> {
+    let path = lock.path.join(name);
+    let root = OwnedFd::from(
+        lock.dir
+            .try_clone()
+            .with_context(|| format!("cannot reopen {}", lock.path.display()))?,
+    );
+    // (directories waiting, workers busy, the first error)
+    type Queue = (Vec<Pending>, usize, Option<anyhow::Error>);
+    let queue: Mutex<Queue> = Mutex::new((
+        vec![(Arc::new(root), OsString::from(name), path.clone())],
+        0,
+        None,
+    ));
+    let wake = Condvar::new();
     std::thread::scope(|scope| {
         for _ in 0..REMOVERS {
             scope.spawn(|| {
                 let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if q.3.is_some() {
-                        break;
-                    }
-                    let Some((dir, depth)) = q.0.pop() else {
+                while q.2.is_none() {
+                    let Some(item) = q.0.pop() else {
                         if q.1 == 0 {
                             break;
                         }
@@ -264,13 +301,13 @@ pub fn remove_tree(path: &Path) -> Result<()> {
                     q.1 += 1;
                     drop(q);
                     let mut found = Vec::new();
-                    let res = empty_one(&dir, depth, &mut found);
+                    let res = empty_dir(&item, &mut found);
+                    drop(item);
                     q = queue.lock().unwrap_or_else(|e| e.into_inner());
                     q.1 -= 1;
-                    q.2.push((dir, depth));
                     q.0.extend(found);
                     if let Err(e) = res {
-                        q.3.get_or_insert(e);
+                        q.2.get_or_insert(e);
                     }
                     wake.notify_all();
                 }
@@ -278,16 +315,17 @@ pub fn remove_tree(path: &Path) -> Result<()> {
             });
         }
     });
-    let (_, _, mut dirs, err) = queue.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (_, _, err) = queue.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = err {
         return Err(e);
     }
-    dirs.sort_by(|a, b| b.1.cmp(&a.1));
-    for (dir, _) in dirs {
-        std::fs::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-        crate::progress::phase_done(1);
+    // Only directories are left; the standard removal never follows a symlink either.
+    match std::fs::remove_dir_all(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A swap whose new contents are in place and recorded as such; the old tree still
@@ -307,8 +345,8 @@ impl Committed<'_> {
 
 fn finish_commit(lock: &DestLock, id: &str) -> Result<()> {
     crate::progress::set_phase("removing old contents");
-    remove_tree(&lock.path.join(old_name(id)))?;
-    remove_tree(&lock.path.join(staging_name(id)))?;
+    remove_tree(lock, &old_name(id))?;
+    remove_tree(lock, &staging_name(id))?;
     remove_journal(lock, id)
 }
 
@@ -332,9 +370,14 @@ pub fn swap_in<'a>(lock: &'a DestLock, id: &str) -> Result<Committed<'a>> {
             .map(|n| RawPath::from_bytes(n.as_bytes()))
             .collect(),
     };
+    // The new files' data must be on disk before the commit lets the old tree go,
+    // or a power cut right after it could leave neither. One syncfs now, before the
+    // first journal, keeps the swap window itself short; its cost is writing back
+    // what the restore wrote, which the kernel would otherwise do a little later.
+    crate::progress::set_phase("writing to disk");
+    nix::unistd::syncfs(&lock.dir)
+        .with_context(|| format!("cannot sync the file system of {}", dest.display()))?;
     crate::progress::set_phase("swapping");
-    // The staging folder's contents must be on disk before any journal points at them.
-    sync_sub(lock, &staging)?;
     write_journal(lock, &journal)?;
     let moved = (|| -> Result<()> {
         std::fs::create_dir(dest.join(&old))
@@ -444,7 +487,7 @@ fn roll_back(lock: &DestLock, mut journal: Journal) -> Result<()> {
             .with_context(|| format!("cannot remove {}", old_path.display()))?;
     }
     crate::progress::set_phase("removing unpacked contents");
-    remove_tree(&dest.join(&staging))?;
+    remove_tree(lock, &staging)?;
     remove_journal(lock, &id)
 }
 
@@ -524,7 +567,7 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
             && path.exists()
         {
             crate::progress::set_phase("removing an unfinished unpack");
-            remove_tree(&path)?;
+            remove_tree(lock, &staging_name(id))?;
             done.push(format!(
                 "{}: removed {} left by an interrupted unpack of snapshot {id}",
                 dest.display(),
