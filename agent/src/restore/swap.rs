@@ -36,6 +36,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -130,10 +131,6 @@ impl DestLock {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn sync(&self) -> Result<()> {
         self.dir
             .sync_all()
@@ -191,7 +188,20 @@ fn write_journal(lock: &DestLock, j: &Journal) -> Result<()> {
     let tmp = lock.path.join(format!("{name}.tmp"));
     let path = lock.path.join(&name);
     let bytes = serde_json::to_vec_pretty(j).context("cannot encode the swap journal")?;
-    let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // A fresh file, never through a name someone else left there (a symlink would
+    // have root write wherever it points).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", tmp.display()));
+        }
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(&bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
