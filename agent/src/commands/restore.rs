@@ -205,6 +205,9 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                     )));
                 }
             };
+            // An earlier restore killed mid-swap is completed or rolled back first,
+            // so the emptiness test below sees real contents, not coffer's debris.
+            crate::restore::swap::recover(&dest)?;
             if non_empty(&dest)? && !args.force {
                 return Err(usage(format!(
                     "{} is not empty; restore elsewhere with --to DIR, or pass --force to replace its contents \

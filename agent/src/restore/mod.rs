@@ -1,11 +1,13 @@
 //! Restoring one directory source: unpack into a staging folder inside the
-//! destination, match it against the manifest, apply owners and modes, then move it
-//! into place. Until the last step the destination's existing contents are not
-//! touched, so a failed restore leaves them as they were.
+//! destination, match it against the manifest, apply owners and modes, then swap it
+//! into place (swap.rs: journalled, so a crash leaves the old or the new contents
+//! once the next restore has recovered). Until the swap the destination's existing
+//! contents are not touched, so a failed restore leaves them as they were.
 
 pub mod attrs;
 pub mod database;
 pub mod extract;
+pub mod swap;
 pub mod tar_guard;
 
 use crate::format::{Marker, SourceManifest, object_path};
@@ -41,13 +43,15 @@ pub fn non_empty(dir: &Path) -> Result<bool> {
     }
 }
 
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    let md = std::fs::symlink_metadata(path)?;
-    if md.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
+/// Whether `dir` holds anything but coffer's own bookkeeping entries.
+fn has_contents(dir: &Path) -> Result<bool> {
+    for item in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let item = item.with_context(|| format!("cannot read {}", dir.display()))?;
+        if !swap::is_own(&item.file_name()) {
+            return Ok(true);
+        }
     }
+    Ok(false)
 }
 
 /// Restores one source; returns the post-restore check and warnings.
@@ -63,15 +67,24 @@ pub fn restore_source(
         .object(&r.source.object)
         .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let staging = dest.join(format!(".coffer-restore-{}", marker.id));
-    if staging.exists() {
-        // Left by an interrupted restore of this same snapshot.
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot remove stale {}", staging.display()))?;
+    // Held until the new contents are in place and checked: a second restore into
+    // the same place would otherwise take this one's staging folder for debris.
+    let lock = swap::DestLock::take(dest)?;
+    for line in swap::recover_locked(&lock)? {
+        eprintln!("recovered: {line}");
     }
+    let staging = dest.join(swap::staging_name(&marker.id));
     std::fs::create_dir(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
+    crate::progress::set_phase("unpacking");
+    // Phase times go to the debug log (COFFER_LOG=coffer=debug): where a slow restore
+    // spends its time is otherwise guesswork.
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        tracing::debug!(source = %r.source.name, "restore: {what} in {:.2} s", clock.elapsed().as_secs_f64());
+        clock = std::time::Instant::now();
+    };
     let unpacked = (|| -> Result<(Vec<String>, Vec<FileEntry>)> {
         let path = object_path(&marker.job, &marker.id, &r.source.object);
         let reader = ObjectReader::open(rt, target, &path, Some(record))?;
@@ -106,27 +119,29 @@ pub fn restore_source(
         }
     };
 
-    // The new contents are complete: only now replace the old ones.
-    let staging_name = staging.file_name().map(|n| n.to_os_string());
-    if r.force {
-        for item in std::fs::read_dir(dest)? {
-            let item = item?;
-            if Some(item.file_name()) != staging_name {
-                remove_any(&item.path())
-                    .with_context(|| format!("cannot remove {}", item.path().display()))?;
-            }
-        }
+    // The new contents are complete: only now replace the old ones. A destination
+    // that was empty goes through the same journalled swap, so that a crash halfway
+    // never leaves half a snapshot looking like a finished restore.
+    if !r.force && has_contents(dest)? {
+        let _ = std::fs::remove_dir_all(&staging);
+        bail!(
+            "{} was filled by something else during the restore; nothing was changed \
+             (pass --force to replace its contents)",
+            dest.display()
+        );
     }
-    for item in std::fs::read_dir(&staging)? {
-        let item = item?;
-        let to = dest.join(item.file_name());
-        std::fs::rename(item.path(), &to)
-            .with_context(|| format!("cannot move {} into place", to.display()))?;
-    }
-    std::fs::remove_dir(&staging)
-        .with_context(|| format!("cannot remove {}", staging.display()))?;
+    lap("unpacked");
+    let committed = swap::swap_in(&lock, &marker.id)?;
+    lap("swapped");
+    // Given before the old tree is removed, so a crash during that slow removal
+    // leaves the root's owner and mode right; its times are set again afterwards,
+    // since removing the old folder touches the root.
     warnings.extend(attrs::apply(dest, &others, &r.policy, r.owners, true)?);
+    committed.finish()?;
+    attrs::apply(dest, &others, &r.policy, r.owners, true)?;
+    lap("removed the old contents");
 
+    crate::progress::set_phase("checking");
     let owners = match r.owners {
         OwnerPlan::Skip | OwnerPlan::NotRoot => Owners::Ignore,
         OwnerPlan::Numeric => Owners::Numeric,
@@ -143,5 +158,6 @@ pub fn restore_source(
             excludes: None,
         },
     );
+    lap("checked");
     Ok((report?, warnings))
 }
