@@ -33,22 +33,25 @@ impl DbCheckReport {
 
     pub fn print(&self) {
         for m in &self.missing {
-            println!("  missing: {m} (referenced by {})", self.database);
+            crate::say!("  missing: {m} (referenced by {})", self.database);
         }
         for s in &self.size {
-            println!("  size: {s}");
+            crate::say!("  size: {s}");
         }
         for o in &self.orphans {
-            println!("  orphan: {o} (not referenced by {})", self.database);
+            crate::say!("  orphan: {o} (not referenced by {})", self.database);
         }
         let n = self.missing.len() + self.size.len() + self.orphans.len();
         if n == 0 {
-            println!(
+            crate::say!(
                 "database {} and files {}: consistent ({} referenced, {} on disk)",
-                self.database, self.files, self.referenced, self.on_disk
+                self.database,
+                self.files,
+                self.referenced,
+                self.on_disk
             );
         } else {
-            println!(
+            crate::say!(
                 "database {} and files {}: INCONSISTENT: {} missing, {} wrong size, {} orphans",
                 self.database,
                 self.files,

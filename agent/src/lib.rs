@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod keys;
 pub mod lock;
 pub mod metrics;
+pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod reader;

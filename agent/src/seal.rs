@@ -117,7 +117,6 @@ pub fn host_key(enc: &Encryption) -> Result<HostKey> {
     // Through the log, so that `--log-format json` stays JSON; at warn, so that the
     // CLI (which logs only warnings) shows it.
     tracing::warn!(
-        signer = %key.public,
         "created the snapshot signing key {} (mode 0600); its public key is {}. Keep it with \
          your age identity: a restore on another host accepts these snapshots once it is in \
          [encryption] trusted_signers (or given with --trust-signer)",

@@ -86,22 +86,26 @@ impl TreeReport {
         ];
         for (what, list) in problems {
             for item in list {
-                println!("  {what}: {}", coffer_plugins::escape_controls(item));
+                crate::say!("  {what}: {}", coffer_plugins::escape_controls(item));
             }
         }
         for n in &self.notes {
-            println!("  note: {}", coffer_plugins::escape_controls(n));
+            crate::say!("  note: {}", coffer_plugins::escape_controls(n));
         }
         let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
         if count == 0 {
-            println!(
+            crate::say!(
                 "source {}: {} consistent ({} entries checked)",
-                self.source, self.path, self.checked
+                self.source,
+                self.path,
+                self.checked
             );
         } else {
-            println!(
+            crate::say!(
                 "source {}: {} INCONSISTENT: {count} difference(s) in {} entries",
-                self.source, self.path, self.checked
+                self.source,
+                self.path,
+                self.checked
             );
         }
     }

@@ -199,6 +199,35 @@ fn a_reader_that_goes_away_ends_output_quietly() {
     );
     assert_eq!(world.snapshots().len(), 1);
 
+    // restore keeps SIGPIPE ignored (it feeds database tools through pipes): it
+    // finishes its work and exits 0 without panicking.
+    for json in [false, true] {
+        let dest = tmp.path().join(format!("restored-{json}"));
+        let mut args = vec![
+            "restore",
+            "--job",
+            "app",
+            "--to",
+            dest.to_str().expect("utf8"),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = with_closed_stdout(&world, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            !text(&out.stderr).contains("panicked"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(dest.join("small").exists(), "{args:?} restored nothing");
+    }
+
     let old = world.target().join("app/20000101T000000Z-dead");
     std::fs::create_dir_all(&old).expect("mkdir");
     std::fs::write(old.join("small.tar.zst.age#1"), b"partial").expect("write");

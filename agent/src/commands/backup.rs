@@ -195,18 +195,9 @@ fn print_run(run: &JobRun, config_path: &Path) {
 
 /// Prints a line of the run's report. A reader that went away (`coffer backup |
 /// head`) ends the report, not the run: further jobs still run and the exit code
-/// still says how they went; any other failure to print is logged.
+/// still says how they went.
 fn say(line: std::fmt::Arguments) {
-    static GONE: AtomicBool = AtomicBool::new(false);
-    if GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
-        GONE.store(true, Ordering::Relaxed);
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            tracing::warn!("cannot print the backup report: {e}");
-        }
-    }
+    crate::output::say(line);
 }
 
 /// One source's result inside the run.

@@ -150,6 +150,6 @@ pub fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::seal::Trus
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    crate::say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

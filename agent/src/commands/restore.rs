@@ -262,7 +262,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         .flat_map(|s| s.facts.get("schema_version").map(|v| (&s.name, v)))
     {
         if !args.json {
-            println!(
+            crate::say!(
                 "source {name}: schema version {} at backup time",
                 coffer_plugins::escape_controls(v)
             );
@@ -291,7 +291,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 .map(|w| format!("source {}: {w}", plan.source.name)),
         );
         if !args.json {
-            println!(
+            crate::say!(
                 "restored source {} ({}) of snapshot {} into {}",
                 plan.source.name,
                 plan.source.kind,
@@ -313,7 +313,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 .map(|w| format!("source {}: {w}", plan.source.name)),
         );
         if !args.json {
-            println!(
+            crate::say!(
                 "restored source {} of snapshot {} into {}",
                 plan.source.name,
                 marker.id,
