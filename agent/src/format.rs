@@ -120,15 +120,20 @@ pub struct Marker {
 }
 
 impl Marker {
+    // The sizes are the target's word: sums saturate instead of overflowing (a
+    // panic with overflow checks, a wrong total without).
     pub fn stored_size(&self) -> u64 {
-        self.objects.iter().map(|o| o.stored_size).sum()
+        self.objects
+            .iter()
+            .map(|o| o.stored_size)
+            .fold(0, u64::saturating_add)
     }
     pub fn plaintext_size(&self) -> u64 {
         self.objects
             .iter()
             .filter(|o| o.source.is_some())
             .map(|o| o.plaintext_size)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
     pub fn object(&self, key: &str) -> Option<&ObjectRecord> {
         self.objects.iter().find(|o| o.key == key)

@@ -273,7 +273,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         .iter()
         .filter_map(|s| marker.object(&s.object))
         .map(|o| o.stored_size)
-        .sum();
+        .fold(0, u64::saturating_add);
     let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
     let bar = crate::progress::wanted(args.json).then(|| {
         crate::progress::Follow::start(&format!("restore {}", marker.id), Some(total), move || {

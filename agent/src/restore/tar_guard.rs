@@ -52,12 +52,29 @@ fn size_field(f: &[u8]) -> io::Result<u64> {
     u64::from_str_radix(s, 8).map_err(|_| invalid(format!("tar size field {s:?}")))
 }
 
+/// The pax `size`, read exactly as the `tar` crate reads it (`pax_extensions_value`
+/// in its `archive.rs`): the first record keyed `size`, none at all when a record
+/// before it is malformed (a wrong length prefix, no `=`) or its value is not a
+/// number, and an empty line ends the records. Any difference lets the guard skip
+/// as data a header the crate reads.
 fn pax_size(records: &[u8]) -> Option<u64> {
-    records.split(|b| *b == b'\n').find_map(|rec| {
-        let text = std::str::from_utf8(rec).ok()?;
-        let (_, kv) = text.split_once(' ')?;
-        kv.strip_prefix("size=")?.parse().ok()
-    })
+    for record in tar::PaxExtensions::new(records) {
+        let record = record.ok()?;
+        if record.key() == Ok("size") {
+            return record.value().ok()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// A header the `tar` crate recognises (ustar or GNU magic): only for those does it
+/// treat `x`, `L` and `K` as metadata of the next entry; other headers of any type
+/// are entries of their own.
+fn recognized(header: &[u8; BLOCK]) -> bool {
+    matches!(
+        (&header[257..263], &header[263..265]),
+        (b"ustar\0", b"00") | (b"ustar ", b" \0")
+    )
 }
 
 impl<R> TarGuard<R> {
@@ -79,6 +96,16 @@ impl<R> TarGuard<R> {
         }
         let kind = self.header[156];
         let mut size = size_field(&self.header[124..136])?;
+        // The `tar` crate keeps a pax header's records for the next entry it returns:
+        // any header but a recognised `x`, `L` or `K`. It applies their `size` to
+        // that entry unless its type is one of the metadata types.
+        let recognized = recognized(&self.header);
+        let metadata = recognized && matches!(kind, b'x' | b'L' | b'K');
+        let pending = if metadata {
+            self.next_size
+        } else {
+            self.next_size.take()
+        };
         match kind {
             b'x' | b'g' | b'L' | b'K' => {
                 if size > MAX_META {
@@ -86,13 +113,13 @@ impl<R> TarGuard<R> {
                         "a tar metadata entry of {size} bytes (at most {MAX_META}): not an archive coffer wrote"
                     )));
                 }
-                if kind == b'x' {
+                if kind == b'x' && recognized {
                     self.pax = Some(Vec::with_capacity(size as usize));
                     self.pax_left = size;
                 }
             }
             0 | b'0'..=b'7' => {
-                if let Some(s) = self.next_size.take() {
+                if let Some(s) = pending {
                     size = s;
                 }
             }
@@ -103,7 +130,10 @@ impl<R> TarGuard<R> {
                 )));
             }
         }
-        self.skip = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        // The crate fails on a size this large; so does the guard, without wrapping.
+        self.skip = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| invalid(format!("tar entry size {size} is too large")))?;
         Ok(())
     }
 
@@ -227,5 +257,103 @@ mod tests {
         bomb.set_cksum();
         out.extend_from_slice(bomb.as_bytes());
         assert!(pass(&out).is_err());
+    }
+
+    /// What the `tar` crate reads from `bytes` behind the guard: each entry's path
+    /// length, or the first error (the guard's or the crate's).
+    fn read_behind_guard(bytes: &[u8]) -> io::Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for e in tar::Archive::new(TarGuard::new(bytes)).entries()? {
+            out.push(e?.path_bytes().len());
+        }
+        Ok(out)
+    }
+
+    fn block(h: &tar::Header) -> Vec<u8> {
+        h.as_bytes().to_vec()
+    }
+
+    /// The start of a bomb: a header the guard reads as a file of 8 GiB (so it
+    /// skips what follows as data) while the `tar` crate reads it as the first
+    /// bytes of a GNU long name.
+    fn bomb(out: &mut Vec<u8>) {
+        let mut ln = tar::Header::new_gnu();
+        ln.set_entry_type(tar::EntryType::GNULongName);
+        ln.set_size(2 * MAX_META);
+        ln.set_cksum();
+        out.extend(block(&ln));
+        let mut skip = tar::Header::new_gnu();
+        skip.set_size(0o77777777777);
+        skip.set_cksum();
+        out.extend(block(&skip));
+        out.resize(out.len() + 2 * MAX_META as usize - 512, b'a');
+        let mut f = tar::Header::new_gnu();
+        f.set_size(0);
+        f.set_cksum();
+        out.extend(block(&f));
+    }
+
+    fn pax(records: &[u8], kind: tar::EntryType, magic: bool) -> Vec<u8> {
+        let mut ph = if magic {
+            tar::Header::new_ustar()
+        } else {
+            tar::Header::new_old()
+        };
+        ph.set_entry_type(kind);
+        ph.set_size(records.len() as u64);
+        ph.set_cksum();
+        let mut out = block(&ph);
+        out.extend_from_slice(records);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    #[test]
+    fn the_guard_reads_pax_sizes_exactly_as_the_tar_crate_does() {
+        // Each stream makes the guard apply a pax `size` the `tar` crate ignores,
+        // so the guard skips, as file data, the long name header the crate reads.
+        let file0 = {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(0);
+            h.set_cksum();
+            block(&h)
+        };
+        // 512: the guard skips the long name's header and reads the next block,
+        // the start of the long name, as a header.
+        let size = b"12 size=512\n";
+        let local = |pre: &[u8]| {
+            let records = [pre, &size[..]].concat();
+            pax(&records, tar::EntryType::XHeader, true)
+        };
+        let cases: [(&str, Vec<u8>); 5] = [
+            // A pax header without the ustar magic is an ordinary entry to tar.
+            ("x without magic", pax(size, tar::EntryType::XHeader, false)),
+            // A global header is returned as an entry: it ends the local one.
+            ("x then g", {
+                let mut v = local(b"");
+                v.extend(pax(b"", tar::EntryType::XGlobalHeader, true));
+                v
+            }),
+            // A malformed record before `size` means no size to the crate...
+            ("malformed first", local(b"garbage\n")),
+            // ... and so does a record whose length prefix is wrong,
+            ("wrong length", local(b"29 comment=x\n")),
+            // ... and an empty line ends the records.
+            ("empty line", local(b"\n")),
+        ];
+        let mut bypassed = Vec::new();
+        for (what, mut stream) in cases {
+            stream.extend(&file0);
+            bomb(&mut stream);
+            if let Ok(lens) = read_behind_guard(&stream)
+                && lens.iter().any(|l| *l as u64 > MAX_META)
+            {
+                bypassed.push(what);
+            }
+        }
+        assert!(
+            bypassed.is_empty(),
+            "the tar crate read a long name of more than MAX_META behind the guard: {bypassed:?}"
+        );
     }
 }
