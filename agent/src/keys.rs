@@ -99,25 +99,31 @@ pub fn identity_path<'a>(cli: Option<&'a Path>, enc: &'a Encryption) -> Option<&
     cli.or(enc.identity_file.as_deref())
 }
 
-/// Creates a new X25519 identity file with mode 0600 (refusing to overwrite) and
-/// returns its recipient.
-pub fn write_new_identity(file: &Path) -> Result<String> {
+/// Creates `file` for a private key: its directory if missing, mode 0600, never
+/// over an existing file; `what` names it in errors ("identity file").
+pub fn create_key_file(file: &Path, what: &str) -> Result<std::fs::File> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let id = age::x25519::Identity::generate();
-    let public = id.to_public().to_string();
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(file)
         .with_context(|| {
             format!(
-                "cannot create identity file {} (it must not exist yet)",
+                "cannot create {what} {} (it must not exist yet)",
                 file.display()
             )
-        })?;
+        })
+}
+
+/// Creates a new X25519 identity file with mode 0600 (refusing to overwrite) and
+/// returns its recipient.
+pub fn write_new_identity(file: &Path) -> Result<String> {
+    let id = age::x25519::Identity::generate();
+    let public = id.to_public().to_string();
+    let mut f = create_key_file(file, "identity file")?;
     write_identity(&mut f, &id, &public)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write identity file {}", file.display()))?;

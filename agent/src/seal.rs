@@ -19,7 +19,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Signatures cover this prefix and the marker, so a coffer signature can never be
@@ -54,22 +54,9 @@ fn key_text(key: &SigningKey, public: &Signer) -> String {
 
 /// Writes a new signing key (mode 0600, never over an existing file); returns it.
 pub fn write_new_key(file: &Path) -> Result<HostKey> {
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let public = Signer(key.verifying_key());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| {
-            format!(
-                "cannot create signing key {} (it must not exist yet)",
-                file.display()
-            )
-        })?;
+    let mut f = crate::keys::create_key_file(file, "signing key")?;
     f.write_all(key_text(&key, &public).as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write signing key {}", file.display()))?;
