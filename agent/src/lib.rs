@@ -18,6 +18,7 @@ pub mod reader;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod run_status;
 pub mod seal;
 pub mod snapshot_id;
 pub mod status;

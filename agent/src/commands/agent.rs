@@ -130,7 +130,10 @@ fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
     let (s, name) = (shared.clone(), job.to_string());
     shared.rt.spawn(async move {
         match blocking.await {
-            Ok(Ok(run)) if run.status == "success" && run.hook_errors.is_empty() => {
+            Ok(Ok(run))
+                if run.status == crate::run_status::RunStatus::Success
+                    && run.hook_errors.is_empty() =>
+            {
                 info!(
                     job = name,
                     snapshot = run.snapshot,
@@ -140,7 +143,7 @@ fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
             }
             Ok(Ok(run)) => error!(
                 job = name,
-                status = run.status,
+                status = run.status.as_str(),
                 error = run.error.as_deref().unwrap_or(""),
                 hooks = run.hook_errors.join("; "),
                 "run did not succeed"

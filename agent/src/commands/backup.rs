@@ -25,6 +25,7 @@ use crate::hooks::run_hooks_timed;
 use crate::keys::{self, Recipients};
 use crate::lock::lock_job;
 use crate::pipeline::{Finished, ObjectWriter, Uploaded};
+use crate::run_status::RunStatus;
 use crate::snapshot_id::new_id;
 use crate::units::bytes;
 use anyhow::{Context, Result, anyhow};
@@ -47,7 +48,7 @@ pub struct JobRun {
     pub job: String,
     pub snapshot: String,
     /// `success`, `partial` (some targets failed) or `failed`.
-    pub status: &'static str,
+    pub status: RunStatus,
     pub error: Option<String>,
     pub duration_seconds: f64,
     pub skew_seconds: f64,
@@ -120,7 +121,7 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     Ok(
         if runs
             .iter()
-            .all(|r| r.status == "success" && r.hook_errors.is_empty())
+            .all(|r| r.status == RunStatus::Success && r.hook_errors.is_empty())
             && !crate::cancel::requested()
         {
             crate::exit::OK
@@ -138,7 +139,7 @@ fn print_run(run: &JobRun, config_path: &Path) {
         eprintln!("error: {h}");
     }
     match run.status {
-        "failed" => {
+        RunStatus::Failed | RunStatus::Cancelled => {
             eprintln!(
                 "job {}: FAILED, no snapshot written: {}",
                 run.job,
@@ -146,11 +147,11 @@ fn print_run(run: &JobRun, config_path: &Path) {
             );
             return;
         }
-        "partial" => eprintln!(
+        RunStatus::Partial => eprintln!(
             "job {}: PARTIAL, some targets did not get snapshot {}",
             run.job, run.snapshot
         ),
-        _ => {}
+        RunStatus::Success => {}
     }
     say(format_args!(
         "snapshot {} of job {} ({:.1}s, skew {:.3}s)",
@@ -497,17 +498,17 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             Err(e) => failed_before_reading(job, started, e),
         },
     };
-    let outcome = if run.status != "success" && crate::cancel::requested() {
-        "cancelled"
+    let outcome = if run.status != RunStatus::Success && crate::cancel::requested() {
+        RunStatus::Cancelled
     } else {
         run.status
     };
     let env = [
         ("COFFER_JOB", job.name.as_str()),
         ("COFFER_SNAPSHOT", run.snapshot.as_str()),
-        ("COFFER_OUTCOME", outcome),
+        ("COFFER_OUTCOME", outcome.as_str()),
     ];
-    let (which, lines) = if run.status == "success" {
+    let (which, lines) = if run.status == RunStatus::Success {
         ("on_success", &job.hooks.on_success)
     } else {
         ("on_failure", &job.hooks.on_failure)
@@ -521,7 +522,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     // The snapshot is committed: a retention problem is a warning, never a reason
     // to lose the run's result or its recorded status.
     let targets = match run.status {
-        "success" => targets_of(cfg, job, None).unwrap_or_else(|e| {
+        RunStatus::Success => targets_of(cfg, job, None).unwrap_or_else(|e| {
             run.warnings.push(format!("retention not applied: {e:#}"));
             Vec::new()
         }),
@@ -559,7 +560,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
     JobRun {
         job: job.name.clone(),
         snapshot: String::new(),
-        status: "failed",
+        status: RunStatus::Failed,
         error: Some(format!("{e:#}")),
         duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
         skew_seconds: 0.0,
@@ -576,13 +577,13 @@ fn record_status(
     cfg: &Config,
     job: &Job,
     run: &JobRun,
-    outcome: &str,
+    outcome: RunStatus,
     kept: std::collections::BTreeMap<String, u64>,
 ) {
     let result = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
         let now = crate::status::now();
         s.last_run = Some(now);
-        if run.status == "success" {
+        if run.status == RunStatus::Success {
             s.last_success = Some(now);
         }
         s.last_outcome = Some(outcome.to_string());
@@ -627,7 +628,7 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let mut run = JobRun {
         job: job.name.clone(),
         snapshot: id.clone(),
-        status: "failed",
+        status: RunStatus::Failed,
         error: None,
         duration_seconds: 0.0,
         skew_seconds: 0.0,
@@ -848,11 +849,11 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     }
     run.skew_seconds = skew;
     run.status = if committed == targets.len() {
-        "success"
+        RunStatus::Success
     } else if committed > 0 {
-        "partial"
+        RunStatus::Partial
     } else {
-        "failed"
+        RunStatus::Failed
     };
     if committed == 0 {
         let why: Vec<String> = run
