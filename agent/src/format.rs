@@ -145,7 +145,7 @@ impl Marker {
 pub struct SourceManifest {
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: coffer_config::SourceType,
     pub object: String,
     /// Where the data came from on the backed-up host.
     pub origin: String,

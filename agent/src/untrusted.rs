@@ -26,20 +26,6 @@ pub const MAX_FACTS: usize = 32;
 /// serde_json buffers a whole string, so an unbounded one is a memory bomb.
 pub const MAX_JSON_RUN: usize = 256 << 10;
 
-/// The source types coffer writes and the extension of each one's object; `None`:
-/// configured by the operator (`command`).
-pub fn extension_of(kind: &str) -> Option<Option<&'static str>> {
-    Some(match kind {
-        "directory" => Some("tar"),
-        "postgres" => Some("dump"),
-        "mysql" => Some("sql"),
-        "sqlite" => Some("sqlite"),
-        "redis" => Some("rdb"),
-        "command" => None,
-        _ => return None,
-    })
-}
-
 /// `<source>.<ext>.zst.age` split into source and extension, when both are valid.
 pub fn split_source_key(key: &str) -> Option<(&str, &str)> {
     let (name, ext) = key.strip_suffix(".zst.age")?.split_once('.')?;
@@ -128,8 +114,11 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
         if !names.insert(s.name.as_str()) {
             return Err(format!("source {} is listed twice", s.name));
         }
-        let ext = match (extension_of(&s.kind), split_source_key(&s.object)) {
-            (Some(want), Some((name, ext))) if name == s.name && want.is_none_or(|w| w == ext) => {
+        // An unknown type never gets here: the manifest's `type` is a SourceType.
+        let ext = match split_source_key(&s.object) {
+            Some((name, ext))
+                if name == s.name && s.kind.fixed_extension().is_none_or(|w| w == ext) =>
+            {
                 ext
             }
             _ => {

@@ -176,16 +176,7 @@ fn default_level() -> i32 {
     3
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceType {
-    Directory,
-    Postgres,
-    Mysql,
-    Sqlite,
-    Redis,
-    Command,
-}
+pub use crate::types::SourceType;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -283,14 +283,67 @@ pub enum SourceKind {
 
 impl SourceKind {
     pub fn type_name(&self) -> &'static str {
+        self.source_type().as_str()
+    }
+
+    pub fn source_type(&self) -> SourceType {
         match self {
-            SourceKind::Directory(_) => "directory",
-            SourceKind::Postgres(_) => "postgres",
-            SourceKind::Mysql(_) => "mysql",
-            SourceKind::Sqlite(_) => "sqlite",
-            SourceKind::Redis(_) => "redis",
-            SourceKind::Command(_) => "command",
+            SourceKind::Directory(_) => SourceType::Directory,
+            SourceKind::Postgres(_) => SourceType::Postgres,
+            SourceKind::Mysql(_) => SourceType::Mysql,
+            SourceKind::Sqlite(_) => SourceType::Sqlite,
+            SourceKind::Redis(_) => SourceType::Redis,
+            SourceKind::Command(_) => SourceType::Command,
         }
+    }
+}
+
+/// The kinds of source, as the config's `type` and a manifest's `type` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    Directory,
+    Postgres,
+    Mysql,
+    Sqlite,
+    Redis,
+    Command,
+}
+
+impl SourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::Directory => "directory",
+            SourceType::Postgres => "postgres",
+            SourceType::Mysql => "mysql",
+            SourceType::Sqlite => "sqlite",
+            SourceType::Redis => "redis",
+            SourceType::Command => "command",
+        }
+    }
+
+    /// The extension of this type's object (`<source>.<ext>.zst.age`); `None` for
+    /// `command`, whose extension the operator configures.
+    pub fn fixed_extension(self) -> Option<&'static str> {
+        match self {
+            SourceType::Directory => Some("tar"),
+            SourceType::Postgres => Some("dump"),
+            SourceType::Mysql => Some("sql"),
+            SourceType::Sqlite => Some("sqlite"),
+            SourceType::Redis => Some("rdb"),
+            SourceType::Command => None,
+        }
+    }
+
+    /// Database-like sources restored into a server (`--db-url`).
+    pub fn is_server_database(self) -> bool {
+        matches!(self, SourceType::Postgres | SourceType::Mysql)
+    }
+}
+
+impl std::fmt::Display for SourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -33,8 +33,8 @@ impl Source for CommandSource {
     fn name(&self) -> &str {
         &self.name
     }
-    fn kind(&self) -> &'static str {
-        "command"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Command
     }
     fn extension(&self) -> &str {
         &self.cfg.extension

@@ -330,8 +330,8 @@ impl Source for DirectorySource {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "directory"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Directory
     }
 
     fn extension(&self) -> &str {

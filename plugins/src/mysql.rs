@@ -103,8 +103,8 @@ impl Source for MysqlSource {
     fn name(&self) -> &str {
         &self.name
     }
-    fn kind(&self) -> &'static str {
-        "mysql"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Mysql
     }
     fn extension(&self) -> &str {
         "sql"

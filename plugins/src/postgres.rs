@@ -105,8 +105,8 @@ impl Source for PostgresSource {
     fn name(&self) -> &str {
         &self.name
     }
-    fn kind(&self) -> &'static str {
-        "postgres"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Postgres
     }
     fn extension(&self) -> &str {
         "dump"

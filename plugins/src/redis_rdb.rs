@@ -77,8 +77,8 @@ impl Source for RedisSource {
     fn name(&self) -> &str {
         &self.name
     }
-    fn kind(&self) -> &'static str {
-        "redis"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Redis
     }
     fn extension(&self) -> &str {
         "rdb"

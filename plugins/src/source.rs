@@ -96,7 +96,7 @@ impl SourceError {
 pub trait Source: Send {
     fn name(&self) -> &str;
     /// The config `type`, recorded in the manifest.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> coffer_config::SourceType;
     /// File extension of the plaintext stream (`tar`, `dump`, `sql`, ...).
     fn extension(&self) -> &str;
     /// Reach the consistency point. Returns the instant the data is frozen at, or

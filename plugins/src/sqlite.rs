@@ -46,8 +46,8 @@ impl Source for SqliteSource {
     fn name(&self) -> &str {
         &self.name
     }
-    fn kind(&self) -> &'static str {
-        "sqlite"
+    fn kind(&self) -> coffer_config::SourceType {
+        coffer_config::SourceType::Sqlite
     }
     fn extension(&self) -> &str {
         "sqlite"

@@ -204,7 +204,7 @@ fn say(line: std::fmt::Arguments) {
 /// One source's result inside the run.
 struct Streamed {
     name: String,
-    kind: &'static str,
+    kind: coffer_config::SourceType,
     key: String,
     origin: String,
     instant: OffsetDateTime,
@@ -734,7 +734,7 @@ fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         });
         sources_manifest.push(SourceManifest {
             name: s.name,
-            kind: s.kind.to_string(),
+            kind: s.kind,
             object: s.key,
             origin: s.origin,
             consistency_instant: s.instant,

@@ -56,7 +56,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
         let dirs: Vec<_> = manifest
             .sources
             .iter()
-            .filter(|s| s.kind == "directory")
+            .filter(|s| s.kind == coffer_config::SourceType::Directory)
             .filter(|s| args.source.as_ref().is_none_or(|n| *n == s.name))
             .collect();
         if dirs.is_empty() {

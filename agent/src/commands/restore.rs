@@ -57,7 +57,7 @@ fn db_dest(
 ) -> Result<DbDest> {
     use SourceKind as K;
     if let Some(url) = &args.db_url
-        && matches!(src.kind.as_str(), "postgres" | "mysql")
+        && src.kind.is_server_database()
     {
         let parsed = url::Url::parse(url).map_err(|e| usage(format!("--db-url: {e}")))?;
         if parsed.password().is_some() {
@@ -70,7 +70,7 @@ fn db_dest(
             Some(K::Postgres(d) | K::Mysql(d)) => d.password.clone(),
             _ => None,
         };
-        return Ok(if src.kind == "postgres" {
+        return Ok(if src.kind == coffer_config::SourceType::Postgres {
             DbDest::Postgres {
                 url: url.clone(),
                 password,
@@ -177,7 +177,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     if args.db_url.is_some()
         && chosen
             .iter()
-            .filter(|s| matches!(s.kind.as_str(), "postgres" | "mysql"))
+            .filter(|s| s.kind.is_server_database())
             .count()
             != 1
     {
@@ -194,7 +194,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     for src in &chosen {
         let kind = configured(&src.name);
         let mut policy = policy_of(kind);
-        if src.kind == "directory" {
+        if src.kind == coffer_config::SourceType::Directory {
             let dest = match (&args.to, kind) {
                 (Some(dir), _) => dir.join(&src.name),
                 (None, Some(SourceKind::Directory(d))) => d.path.clone(),
@@ -399,7 +399,9 @@ fn restored_db_check(
             password: password.as_ref(),
         },
         DbDest::Sqlite(p) => dbquery::Target::Sqlite { path: p },
-        DbDest::File(p) if db.source.kind == "sqlite" => dbquery::Target::Sqlite { path: p },
+        DbDest::File(p) if db.source.kind == coffer_config::SourceType::Sqlite => {
+            dbquery::Target::Sqlite { path: p }
+        }
         _ => {
             warnings.push(format!(
                 "database check not run: {} was written as a file; restore it into a database with --db-url to check it",

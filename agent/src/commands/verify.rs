@@ -218,7 +218,9 @@ fn deep(
             .and_then(Pumped::spawn)
             .map_err(anyhow::Error::from)
             .and_then(|mut plain| match src {
-                Some(s) if s.kind == "directory" => check_archive(&mut plain, s, v),
+                Some(s) if s.kind == coffer_config::SourceType::Directory => {
+                    check_archive(&mut plain, s, v)
+                }
                 _ => {
                     let n = std::io::copy(&mut plain, &mut std::io::sink())?;
                     if n != o.plaintext_size {
