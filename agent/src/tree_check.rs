@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-/// Whose ownership a file should have.
+/// Whose ownership a file should have: what a restore sets and a check compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owners {
     /// By the recorded user/group name, the recorded id when the name is unknown here.

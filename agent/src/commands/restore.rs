@@ -10,9 +10,10 @@ use crate::db_check::{self, DbCheckReport};
 use crate::exit::{self, usage};
 use crate::format::SourceManifest;
 use crate::hooks::run_hooks;
-use crate::restore::attrs::{OwnerPlan, check_policy_owner};
+use crate::restore::attrs::check_policy_owner;
 use crate::restore::database::{DbDest, DbRestore, refuse_existing, restore_database, to_file};
 use crate::restore::{SourceRestore, non_empty, restore_source};
+use crate::tree_check::Owners;
 use anyhow::Result;
 use coffer_config::{Config, Job, RestorePolicy, SourceKind};
 use coffer_plugins::dbquery;
@@ -39,12 +40,13 @@ struct DbSummary {
     facts: std::collections::BTreeMap<String, String>,
 }
 
-fn owner_plan(args: &RestoreArgs, is_root: bool) -> OwnerPlan {
+fn owners_of(args: &RestoreArgs, is_root: bool) -> Owners {
     match args.owner {
-        _ if !is_root => OwnerPlan::NotRoot,
-        Some(OwnerMode::Skip) => OwnerPlan::Skip,
-        Some(OwnerMode::Numeric) => OwnerPlan::Numeric,
-        Some(OwnerMode::Preserve) | None => OwnerPlan::ByName,
+        // Not root: chown is not possible, and owners are not compared.
+        _ if !is_root => Owners::Ignore,
+        Some(OwnerMode::Skip) => Owners::Ignore,
+        Some(OwnerMode::Numeric) => Owners::Numeric,
+        Some(OwnerMode::Preserve) | None => Owners::ByName,
     }
 }
 
@@ -215,12 +217,12 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                     dest.display()
                 )));
             }
-            let owners = owner_plan(args, is_root);
+            let owners = owners_of(args, is_root);
             // `--owner` overrides the policy's owner, not its modes.
             if args.owner.is_some() {
                 policy.owner = None;
             }
-            if owners == OwnerPlan::ByName {
+            if owners == Owners::ByName {
                 check_policy_owner(&policy)
                     .map_err(|e| usage(format!("source {}: {e:#}", src.name)))?;
             }

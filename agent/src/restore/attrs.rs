@@ -3,6 +3,7 @@
 //! never blocked by their final mode), chown before chmod (chown clears setuid), and
 //! never following symlinks.
 
+use crate::tree_check::Owners;
 use crate::tree_check::expected_mode;
 use anyhow::{Context, Result};
 use coffer_config::RestorePolicy;
@@ -12,27 +13,17 @@ use filetime::FileTime;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnerPlan {
-    /// By name from the policy or the manifest, numeric fallback.
-    ByName,
-    Numeric,
-    Skip,
-    /// Not running as root: chown is not possible.
-    NotRoot,
-}
-
 /// Sets a regular file's owner, mode and times through its open handle, right
 /// after its content is written: no path lookups, nothing to follow.
 #[derive(Debug)]
 pub struct FileAttrs<'a> {
     policy: &'a RestorePolicy,
-    owners: OwnerPlan,
+    owners: Owners,
     ids: IdCache,
 }
 
 impl<'a> FileAttrs<'a> {
-    pub fn new(policy: &'a RestorePolicy, owners: OwnerPlan) -> Self {
+    pub fn new(policy: &'a RestorePolicy, owners: Owners) -> Self {
         FileAttrs {
             policy,
             owners,
@@ -59,15 +50,13 @@ impl<'a> FileAttrs<'a> {
 fn owner_of(
     e: &FileEntry,
     policy: &RestorePolicy,
-    owners: OwnerPlan,
+    owners: Owners,
     ids: &mut IdCache,
 ) -> Option<(u32, u32)> {
     match owners {
-        OwnerPlan::Skip | OwnerPlan::NotRoot => None,
-        OwnerPlan::Numeric => Some((e.uid, e.gid)),
-        OwnerPlan::ByName => {
-            crate::tree_check::expected_owner(e, policy, crate::tree_check::Owners::ByName, ids)
-        }
+        Owners::Ignore => None,
+        Owners::Numeric => Some((e.uid, e.gid)),
+        Owners::ByName => crate::tree_check::expected_owner(e, policy, Owners::ByName, ids),
     }
 }
 
@@ -78,7 +67,7 @@ pub fn apply(
     root: &Path,
     entries: &[FileEntry],
     policy: &RestorePolicy,
-    owners: OwnerPlan,
+    owners: Owners,
     root_only: bool,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
@@ -97,14 +86,11 @@ pub fn apply(
             continue; // not created (a device node without --devices)
         }
         let owner = match owners {
-            OwnerPlan::Skip | OwnerPlan::NotRoot => None,
-            OwnerPlan::Numeric => Some((e.uid, e.gid)),
-            OwnerPlan::ByName => crate::tree_check::expected_owner(
-                e,
-                policy,
-                crate::tree_check::Owners::ByName,
-                &mut ids,
-            ),
+            Owners::Ignore => None,
+            Owners::Numeric => Some((e.uid, e.gid)),
+            Owners::ByName => {
+                crate::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
+            }
         };
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid))

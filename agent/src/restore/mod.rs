@@ -15,7 +15,6 @@ use crate::keys::Identities;
 use crate::reader::{ObjectReader, Pumped, decrypt};
 use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
-use attrs::OwnerPlan;
 use coffer_config::RestorePolicy;
 use coffer_plugins::{FileEntry, Target};
 use std::path::{Path, PathBuf};
@@ -26,7 +25,7 @@ pub struct SourceRestore<'a> {
     pub source: &'a SourceManifest,
     pub dest: PathBuf,
     pub policy: RestorePolicy,
-    pub owners: OwnerPlan,
+    pub owners: Owners,
     pub force: bool,
     pub devices: bool,
 }
@@ -142,11 +141,7 @@ pub fn restore_source(
     lap("removed the old contents");
 
     crate::progress::set_phase("checking");
-    let owners = match r.owners {
-        OwnerPlan::Skip | OwnerPlan::NotRoot => Owners::Ignore,
-        OwnerPlan::Numeric => Owners::Numeric,
-        OwnerPlan::ByName => Owners::ByName,
-    };
+    let owners = r.owners;
     let report = check_tree(
         &r.source.name,
         dest,
