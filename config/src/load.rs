@@ -382,15 +382,10 @@ impl Validator<'_> {
     }
 
     fn duration(&mut self, at: &[Seg], text: &str) -> Option<std::time::Duration> {
-        match humantime::parse_duration(text) {
+        match crate::units::duration_text(text) {
             Ok(d) => Some(d),
-            Err(e) => {
-                self.problem(
-                    at,
-                    format!(
-                        "\"{text}\" is not a duration ({e}); write e.g. \"36h\", \"2d\" or \"4w\""
-                    ),
-                );
+            Err(msg) => {
+                self.problem(at, msg);
                 None
             }
         }

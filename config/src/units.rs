@@ -38,30 +38,22 @@ pub fn size(v: &SizeOrText) -> Result<u64, String> {
     }
 }
 
-/// A duration from an integer (seconds) or a string like `"500ms"`, `"30s"`, `"3m"`, `"1h"`.
+/// A duration from an integer (seconds) or a string like `"500ms"`, `"30s"`, `"3m"`,
+/// `"1h"`, `"2d"`, `"4w"`: one syntax for every duration in the config.
 pub fn duration(v: &SizeOrText) -> Result<Duration, String> {
-    let bad = |t: &str| {
-        format!(
-            "\"{t}\" is not a duration; write it like \"30s\", \"3m\" or as a number of seconds"
-        )
-    };
     match v {
         SizeOrText::Int(n) => u64::try_from(*n)
             .map(Duration::from_secs)
             .map_err(|_| format!("{n} is not a duration")),
-        SizeOrText::Text(t) => {
-            let (num, unit) = split(t);
-            let n: u64 = num.parse().map_err(|_| bad(t))?;
-            let ms = match unit {
-                "ms" => Some(n),
-                "" | "s" => n.checked_mul(1_000),
-                "m" | "min" => n.checked_mul(60_000),
-                "h" => n.checked_mul(3_600_000),
-                _ => None,
-            };
-            ms.map(Duration::from_millis).ok_or_else(|| bad(t))
-        }
+        SizeOrText::Text(t) => duration_text(t),
     }
+}
+
+/// A duration written as text, e.g. `"30s"`, `"36h"`, `"2d"`.
+pub fn duration_text(t: &str) -> Result<Duration, String> {
+    humantime::parse_duration(t.trim()).map_err(|e| {
+        format!("\"{t}\" is not a duration ({e}); write it like \"30s\", \"36h\" or \"2d\"")
+    })
 }
 
 /// `"16 MiB"` -> `("16", "MiB")`.
@@ -99,7 +91,8 @@ mod tests {
         assert_eq!(duration(&text("3m")), Ok(Duration::from_secs(180)));
         assert_eq!(duration(&text("250ms")), Ok(Duration::from_millis(250)));
         assert_eq!(duration(&SizeOrText::Int(7)), Ok(Duration::from_secs(7)));
-        assert!(duration(&text("3 days")).is_err());
+        assert_eq!(duration(&text("2d")), Ok(Duration::from_secs(2 * 86_400)));
+        assert!(duration(&text("3 parsecs")).is_err());
         assert!(duration(&text("-3s")).is_err());
     }
 }

@@ -23,10 +23,16 @@ impl CommandSource {
     }
 }
 
-fn command(argv: &[String]) -> Command {
-    let mut c = crate::child::command(&argv[0]);
-    c.args(&argv[1..]);
-    c
+/// The program and its arguments; the config refuses an empty command, and an
+/// empty one here is an error rather than a panic.
+fn command(name: &str, argv: &[String]) -> Result<Command, SourceError> {
+    let (program, args) = argv.split_first().ok_or_else(|| SourceError::Invalid {
+        name: name.to_string(),
+        message: "the command is empty".into(),
+    })?;
+    let mut c = crate::child::command(program);
+    c.args(args);
+    Ok(c)
 }
 
 impl Source for CommandSource {
@@ -47,7 +53,12 @@ impl Source for CommandSource {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError> {
-        let bytes = stream_stdout(&self.name, &mut command(&self.cfg.command), out, progress)?;
+        let bytes = stream_stdout(
+            &self.name,
+            &mut command(&self.name, &self.cfg.command)?,
+            out,
+            progress,
+        )?;
         let mut outcome = SourceOutcome {
             bytes_read: bytes,
             ..SourceOutcome::default()
@@ -69,5 +80,5 @@ pub fn restore(name: &str, cfg: &Config, input: &mut dyn Read) -> Result<String,
             message: "no restore_command configured; restore with --to DIR to get the raw backup"
                 .into(),
         })?;
-    feed_stdin(name, &mut command(argv), input)
+    feed_stdin(name, &mut command(name, argv)?, input)
 }

@@ -170,8 +170,9 @@ impl Source for RedisSource {
 }
 
 fn query(con: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
+    let (name, rest) = args.split_first().ok_or("an empty Redis command")?;
+    let mut c = redis::cmd(name);
+    for a in rest {
         c.arg(*a);
     }
     c.query(con).map_err(|e| e.to_string())
