@@ -14,18 +14,6 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use tokio::runtime::Handle;
 
-/// Job names present on a target.
-pub fn jobs_on(rt: &Handle, target: &Target) -> Result<Vec<String>> {
-    let listing = rt
-        .block_on(target.store.list_with_delimiter(None))
-        .map_err(|e| anyhow!("cannot list: {}", target.explain(Op::List, &e).message))?;
-    Ok(listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(str::to_string))
-        .collect())
-}
-
 /// Committed snapshots of `job` on `target`, oldest first. Folders without a marker
 /// (a run that crashed or is still running) are not snapshots.
 pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>> {

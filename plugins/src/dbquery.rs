@@ -4,6 +4,7 @@
 
 use coffer_config::Secret;
 use sqlx::{AssertSqlSafe, Connection, Row};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 /// Which database, and how to reach it (URL without password, password apart).
@@ -193,4 +194,25 @@ pub async fn referenced_files(
             Some(Referenced { path, size })
         })
         .collect())
+}
+
+/// Runs the configured version query; no row is recorded as "unknown" with a warning.
+pub async fn version_fact(
+    db: &mut Db,
+    query: &str,
+    facts: &mut BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), sqlx::Error> {
+    match db.scalar(query).await? {
+        Some(v) => {
+            facts.insert("schema_version".into(), v);
+        }
+        None => {
+            warnings.push(format!(
+                "version_query returned no row; schema version recorded as unknown ({query})"
+            ));
+            facts.insert("schema_version".into(), "unknown".into());
+        }
+    }
+    Ok(())
 }

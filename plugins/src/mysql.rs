@@ -6,8 +6,8 @@
 //! are shown only through `display_url`.
 
 use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
+use crate::dbquery::version_fact;
 use crate::dbquery::{Target, connect, describe};
-use crate::postgres::version_fact;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;

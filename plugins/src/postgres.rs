@@ -80,27 +80,6 @@ pub fn major(version: &str) -> Option<u32> {
     version.split(['.', ' ']).next()?.parse().ok()
 }
 
-/// Runs the configured version query; no row is recorded as "unknown" with a warning.
-pub async fn version_fact(
-    db: &mut Db,
-    query: &str,
-    facts: &mut BTreeMap<String, String>,
-    warnings: &mut Vec<String>,
-) -> Result<(), sqlx::Error> {
-    match db.scalar(query).await? {
-        Some(v) => {
-            facts.insert("schema_version".into(), v);
-        }
-        None => {
-            warnings.push(format!(
-                "version_query returned no row; schema version recorded as unknown ({query})"
-            ));
-            facts.insert("schema_version".into(), "unknown".into());
-        }
-    }
-    Ok(())
-}
-
 impl Source for PostgresSource {
     fn name(&self) -> &str {
         &self.name
@@ -145,7 +124,7 @@ impl Source for PostgresSource {
             let instant = OffsetDateTime::now_utc();
             if let Some(q) = &self.cfg.version_query {
                 // Inside the snapshot: the version of exactly the data dumped.
-                version_fact(&mut db, q, &mut facts, &mut warnings)
+                crate::dbquery::version_fact(&mut db, q, &mut facts, &mut warnings)
                     .await
                     .map_err(|e| ("version_query failed", e))?;
             }

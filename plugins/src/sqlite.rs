@@ -2,8 +2,8 @@
 //! application keeps writing (never a raw copy of a live file, which can catch a
 //! half-applied transaction), streamed from a private scratch file.
 
+use crate::dbquery::version_fact;
 use crate::dbquery::{Target, connect, describe};
-use crate::postgres::version_fact;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome, copy_file};
 use coffer_config::SqliteSource as Config;
 use sqlx::Connection;
