@@ -2,7 +2,7 @@
 //! exists with the recorded size, and every file on disk is referenced (the way
 //! `kadi files check` compares its database with its storage).
 
-use coffer_plugins::dbquery::{Referenced, Target, referenced_files};
+use coffer_plugins::dbquery::{Endpoint, Referenced, referenced_files};
 use coffer_plugins::exclude::Excludes;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ impl DbCheckReport {
 pub fn check(
     rt: &Handle,
     names: (&str, &str),
-    db: &Target<'_>,
+    db: &Endpoint<'_>,
     query: &str,
     dir: &Path,
     excludes: Option<&Excludes>,

@@ -7,9 +7,10 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-/// Which database, and how to reach it (URL without password, password apart).
+/// Which database, and how to reach it (URL without password, password apart). Not
+/// a storage `Target`: the database a query or a restore talks to.
 #[derive(Debug, Clone)]
-pub enum Target<'a> {
+pub enum Endpoint<'a> {
     Postgres {
         url: &'a str,
         password: Option<&'a Secret>,
@@ -49,16 +50,16 @@ pub fn describe(e: &sqlx::Error) -> (String, bool) {
     (e.to_string(), retryable)
 }
 
-pub async fn connect(target: &Target<'_>) -> Result<Db, sqlx::Error> {
+pub async fn connect(target: &Endpoint<'_>) -> Result<Db, sqlx::Error> {
     Ok(match target {
-        Target::Postgres { url, password } => {
+        Endpoint::Postgres { url, password } => {
             let mut opts = sqlx::postgres::PgConnectOptions::from_str(url)?;
             if let Some(p) = password {
                 opts = opts.password(p.expose());
             }
             Db::Pg(sqlx::PgConnection::connect_with(&opts).await?)
         }
-        Target::Mysql { url, password } => {
+        Endpoint::Mysql { url, password } => {
             let url = url.replacen("mariadb://", "mysql://", 1);
             let mut opts = sqlx::mysql::MySqlConnectOptions::from_str(&url)?;
             if let Some(p) = password {
@@ -66,7 +67,7 @@ pub async fn connect(target: &Target<'_>) -> Result<Db, sqlx::Error> {
             }
             Db::My(sqlx::MySqlConnection::connect_with(&opts).await?)
         }
-        Target::Sqlite { path } => {
+        Endpoint::Sqlite { path } => {
             let opts = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)
                 .read_only(true);
@@ -179,7 +180,7 @@ pub struct Referenced {
 
 /// Runs the job's check query: column 1 the path, optional column 2 the size.
 pub async fn referenced_files(
-    target: &Target<'_>,
+    target: &Endpoint<'_>,
     query: &str,
 ) -> Result<Vec<Referenced>, sqlx::Error> {
     let mut db = connect(target).await?;

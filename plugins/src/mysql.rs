@@ -7,7 +7,7 @@
 
 use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
 use crate::dbquery::version_fact;
-use crate::dbquery::{Target, connect, describe};
+use crate::dbquery::{Endpoint, connect, describe};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
@@ -112,7 +112,7 @@ impl Source for MysqlSource {
 
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         // Facts first: connecting early also fails fast on a wrong password.
-        let target = Target::Mysql {
+        let target = Endpoint::Mysql {
             url: &self.cfg.url,
             password: self.cfg.password.as_ref(),
         };

@@ -9,7 +9,7 @@
 //! `display_url`.
 
 use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
-use crate::dbquery::{Db, Target, connect, describe};
+use crate::dbquery::{Db, Endpoint, connect, describe};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
@@ -92,7 +92,7 @@ impl Source for PostgresSource {
     }
 
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
-        let target = Target::Postgres {
+        let target = Endpoint::Postgres {
             url: &self.cfg.url,
             password: self.cfg.password.as_ref(),
         };
@@ -186,7 +186,7 @@ pub fn restore(
 ) -> Result<Vec<String>, SourceError> {
     refuse_credentials(name, url)?;
     let mut warnings = Vec::new();
-    let target = Target::Postgres { url, password };
+    let target = Endpoint::Postgres { url, password };
     let server = rt.block_on(async {
         let mut db = connect(&target).await?;
         let v = db.scalar("SHOW server_version").await;

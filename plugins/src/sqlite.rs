@@ -3,7 +3,7 @@
 //! half-applied transaction), streamed from a private scratch file.
 
 use crate::dbquery::version_fact;
-use crate::dbquery::{Target, connect, describe};
+use crate::dbquery::{Endpoint, connect, describe};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome, copy_file};
 use coffer_config::SqliteSource as Config;
 use sqlx::Connection;
@@ -90,7 +90,7 @@ impl Source for SqliteSource {
         })?;
         let path = dir.path().join(COPY_NAME);
         let escaped = path.to_string_lossy().replace('\'', "''");
-        let source = Target::Sqlite {
+        let source = Endpoint::Sqlite {
             path: &self.cfg.path,
         };
         let instant = OffsetDateTime::now_utc();
@@ -106,7 +106,7 @@ impl Source for SqliteSource {
             .map_err(|e| self.err("cannot copy", &e))?;
         let mut facts = BTreeMap::new();
         let mut warnings = Vec::new();
-        let copied = Target::Sqlite { path: &path };
+        let copied = Endpoint::Sqlite { path: &path };
         self.ctx
             .rt
             .block_on(async {

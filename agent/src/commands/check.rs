@@ -154,15 +154,15 @@ fn live_db_check(
         .find(|s| s.name == check.source)
         .map(|s| &s.kind);
     let target = match db {
-        Some(SourceKind::Postgres(d)) => dbquery::Target::Postgres {
+        Some(SourceKind::Postgres(d)) => dbquery::Endpoint::Postgres {
             url: &d.url,
             password: d.password.as_ref(),
         },
-        Some(SourceKind::Mysql(d)) => dbquery::Target::Mysql {
+        Some(SourceKind::Mysql(d)) => dbquery::Endpoint::Mysql {
             url: &d.url,
             password: d.password.as_ref(),
         },
-        Some(SourceKind::Sqlite(s)) => dbquery::Target::Sqlite { path: &s.path },
+        Some(SourceKind::Sqlite(s)) => dbquery::Endpoint::Sqlite { path: &s.path },
         _ => return Ok(None),
     };
     let excludes = Excludes::new(&files.exclude)?;

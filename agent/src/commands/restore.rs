@@ -392,17 +392,17 @@ fn restored_db_check(
         return Ok(None);
     };
     let target = match &db.dest {
-        DbDest::Postgres { url, password } => dbquery::Target::Postgres {
+        DbDest::Postgres { url, password } => dbquery::Endpoint::Postgres {
             url,
             password: password.as_ref(),
         },
-        DbDest::Mysql { url, password } => dbquery::Target::Mysql {
+        DbDest::Mysql { url, password } => dbquery::Endpoint::Mysql {
             url,
             password: password.as_ref(),
         },
-        DbDest::Sqlite(p) => dbquery::Target::Sqlite { path: p },
+        DbDest::Sqlite(p) => dbquery::Endpoint::Sqlite { path: p },
         DbDest::File(p) if db.source.kind == coffer_config::SourceType::Sqlite => {
-            dbquery::Target::Sqlite { path: p }
+            dbquery::Endpoint::Sqlite { path: p }
         }
         _ => {
             warnings.push(format!(
