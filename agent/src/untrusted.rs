@@ -270,22 +270,6 @@ where
     d.deserialize_map(V)
 }
 
-/// Reads at most `MAX_MARKER_BYTES` (plus one, to notice more) from `r`.
-pub fn read_bounded(r: impl Read) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    r.take(MAX_MARKER_BYTES + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > MAX_MARKER_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "larger than {} KiB: not a snapshot marker",
-                MAX_MARKER_BYTES >> 10
-            ),
-        ));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -528,8 +528,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         }),
         _ => Vec::new(),
     };
+    let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
     for target in targets {
-        let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
         match prune_target(rt, job, &target, Mode::Delete(&lock), &trust) {
             Ok(r) => {
                 kept.insert(target.name.clone(), r.kept.len() as u64);

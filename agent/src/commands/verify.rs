@@ -81,13 +81,13 @@ pub fn verify_job_trusting(
                 files: 0,
                 problems: Vec::new(),
             };
-            let result = match ids {
-                _ if trust.refusal(&marker).is_some() => {
-                    v.problems.extend(trust.refusal(&marker));
+            let result = match (trust.refusal(&marker), ids) {
+                (Some(why), _) => {
+                    v.problems.push(why);
                     Ok(())
                 }
-                None => stored(rt, target, &marker, &mut v),
-                Some(ids) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
+                (None, None) => stored(rt, target, &marker, &mut v),
+                (None, Some(ids)) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
             };
             if let Err(e) = result {
                 v.problems.push(format!("{e:#}"));

@@ -235,14 +235,11 @@ pub fn extract(
                 // entry in name, type and size: after a mismatch, or for a size the
                 // manifest does not list, nothing is written, so a hostile archive
                 // cannot fill the disk beyond what the manifest declares.
-                let Some(want) = want.filter(|w| {
-                    w.size == entry.size() || {
-                        expected.content(w, entry.size(), "", &shown);
-                        false
-                    }
-                }) else {
+                let Some(want) = want else { continue };
+                if want.size != entry.size() {
+                    expected.content(&want, entry.size(), "", &shown);
                     continue;
-                };
+                }
                 let mut h = blake3::Hasher::new();
                 let mut size = 0u64;
                 loop {
