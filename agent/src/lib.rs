@@ -1,28 +1,31 @@
-//! coffer, the binary's library: everything the `coffer` command does, split so
-//! that each subcommand and each stage of a run has its own module.
+//! coffer, the binary's library. The domain (a snapshot's format, the repository
+//! on a target, the pipeline, one backup run, restore, verify, retention) is kept
+//! apart from its two front ends: `cli` turns arguments into domain calls and
+//! prints the results, `service` schedules runs and serves HTTP. Both call the
+//! same domain functions; neither holds a rule of its own about snapshots.
+//!
+//! Only what the fuzz crate (fuzz/) exercises is public: the format readers and
+//! the restore extractor. Everything else is crate-private, so the compiler
+//! reports what nothing uses.
 
-pub mod cancel;
-pub mod cli;
-pub mod commands;
-pub mod db_check;
-pub mod exit;
+// Domain
+pub(crate) mod cancel;
 pub mod format;
-pub mod hooks;
-pub mod keys;
-pub mod lock;
-pub mod metrics;
-pub mod output;
-pub mod pipeline;
-pub mod progress;
-pub mod reader;
-pub mod repo;
+pub(crate) mod hooks;
+pub(crate) mod keys;
+pub(crate) mod lock;
+pub(crate) mod pipeline;
+pub(crate) mod repo;
 pub mod restore;
-pub mod retention;
-pub mod run_status;
-pub mod seal;
-pub mod snapshot_id;
-pub mod status;
-pub mod tree_check;
-pub mod units;
-pub mod untrusted;
-pub mod upload;
+pub(crate) mod retention;
+pub(crate) mod run;
+pub(crate) mod status;
+pub(crate) mod units;
+pub(crate) mod verify;
+
+// Front ends and what they share
+pub mod cli;
+pub mod exit;
+pub(crate) mod output;
+pub(crate) mod progress;
+pub(crate) mod service;

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct JobLock {
     _file: File,
-    pub path: PathBuf,
     /// The job it locks: work that needs the lock checks it holds the right one.
     pub job: String,
 }
@@ -69,7 +68,6 @@ pub fn lock_job(state_dir: &Path, job: &str) -> Result<JobLock> {
     written.with_context(|| format!("cannot write the pid into lock file {}", path.display()))?;
     Ok(JobLock {
         _file: file,
-        path,
         job: job.to_string(),
     })
 }

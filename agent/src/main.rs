@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr);
     if cli.log_format == coffer::cli::LogFormat::Json {
         log.json().init();
-        coffer::hooks::log_as_json(true);
+        coffer::cli::log_as_json(true);
     } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         // Under systemd the journal stamps every line already.
         log.without_time().init();
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match coffer::commands::run(cli, rt.handle()) {
+    match coffer::cli::run(cli, rt.handle()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,14 +1,16 @@
 //! Reading what a target holds: which snapshots exist (those with a commit marker),
-//! their markers, and their manifests.
+//! their markers, and their manifests; and which targets of a job to open.
 
+use crate::exit::usage;
+use crate::format::id::is_id;
+use crate::format::untrusted::{JsonGuard, MAX_MARKER_BYTES, check_manifest};
 use crate::format::{MANIFEST, MARKER, Manifest, Marker, object_path};
 use crate::keys::Identities;
-use crate::reader::{ObjectReader, decrypt};
-use crate::snapshot_id::is_id;
-use crate::untrusted::{JsonGuard, MAX_MARKER_BYTES, check_manifest};
+use crate::pipeline::read::{ObjectReader, decrypt};
 use anyhow::{Context, Result, anyhow};
+use coffer_config::{Config, Job};
 use coffer_plugins::entry_log::spill_into;
-use coffer_plugins::{Op, Target};
+use coffer_plugins::{Op, Target, open_target};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
@@ -35,8 +37,8 @@ pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>>
             Ok(Some(bytes)) => {
                 // A folder anyone could have planted: report it and carry on, so one
                 // bad marker cannot stop list, prune or a backup's retention.
-                match crate::seal::open(&bytes)
-                    .and_then(|m| crate::untrusted::check_marker(&m, job, id).map(|()| m))
+                match crate::format::seal::open(&bytes)
+                    .and_then(|m| crate::format::untrusted::check_marker(&m, job, id).map(|()| m))
                 {
                     Ok(marker) => out.push(marker),
                     Err(why) => tracing::warn!(
@@ -117,7 +119,7 @@ pub fn pick_trusted(
     which: &str,
     job: &str,
     target: &str,
-    trust: &crate::seal::Trust,
+    trust: &crate::format::seal::Trust,
 ) -> Result<Marker> {
     if which != "latest" {
         let m = pick(markers, which, job, target)?;
@@ -173,4 +175,38 @@ pub fn read_manifest(
         )
     })?;
     Ok(manifest)
+}
+
+/// The job's targets, or just `--target` (which must be one of them).
+pub fn targets_of(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Vec<Target>> {
+    let names: Vec<&String> = match only {
+        Some(t) if job.targets.iter().any(|n| n == t) => {
+            job.targets.iter().filter(|n| *n == t).collect()
+        }
+        Some(t) => {
+            return Err(usage(format!(
+                "job {} has no target \"{t}\"; its targets: {}",
+                job.name,
+                job.targets.join(", ")
+            )));
+        }
+        None => job.targets.iter().collect(),
+    };
+    names
+        .into_iter()
+        .map(|n| {
+            let t = cfg
+                .targets
+                .get(n)
+                .ok_or_else(|| usage(format!("target {n} is not defined")))?;
+            Ok(open_target(t)?)
+        })
+        .collect()
+}
+
+/// One target to read from: `--target`, else the job's first.
+pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target> {
+    let mut all = targets_of(cfg, job, only.or(job.targets.first().map(String::as_str)))?;
+    all.pop()
+        .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
 }

@@ -48,7 +48,7 @@ fn prune_applies_retention_to_its_job_only() {
 
     // Leftovers of crashed runs: an old one, a fresh one, and an old one of the other job.
     let old = world.target().join("app/20000101T000000Z-dead");
-    let fresh_id = coffer::snapshot_id::new_id(time::OffsetDateTime::now_utc());
+    let fresh_id = coffer::format::id::new_id(time::OffsetDateTime::now_utc());
     let fresh = world.target().join("app").join(&fresh_id);
     let others_old = world.target().join("other/20000101T000000Z-beef");
     for d in [&old, &fresh, &others_old] {

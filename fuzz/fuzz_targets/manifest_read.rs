@@ -18,8 +18,8 @@
 #![no_main]
 
 use coffer::format::{FormatVersion, MANIFEST, Manifest, Marker, ObjectRecord, WarningCounts};
-use coffer::seal::Seal;
-use coffer::untrusted::{JsonGuard, check_manifest};
+use coffer::format::seal::Seal;
+use coffer::format::untrusted::{JsonGuard, check_manifest};
 use libfuzzer_sys::fuzz_target;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! Fuzz target: the commit marker reader, `coffer::seal::open` followed by
-//! `coffer::untrusted::check_marker`, on arbitrary bytes.
+//! Fuzz target: the commit marker reader, `coffer::format::seal::open` followed by
+//! `coffer::format::untrusted::check_marker`, on arbitrary bytes.
 //!
 //! Why it exists (issue 10): `snapshot.json` is plain JSON on the target, written by
 //! whoever can write there. `list`, `prune` and a backup's retention read every
@@ -13,7 +13,7 @@
 
 #![no_main]
 
-use coffer::untrusted::{MAX_MARKER_BYTES, check_marker};
+use coffer::format::untrusted::{MAX_MARKER_BYTES, check_marker};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() as u64 > MAX_MARKER_BYTES {
         return;
     }
-    let marker = match coffer::seal::open(data) {
+    let marker = match coffer::format::seal::open(data) {
         Ok(m) => m,
         Err(why) => {
             // Shown to the operator escaped: the escaping must cope with any text.

@@ -3,8 +3,8 @@
 //! never blocked by their final mode), chown before chmod (chown clears setuid), and
 //! never following symlinks.
 
-use crate::tree_check::Owners;
-use crate::tree_check::expected_mode;
+use crate::restore::tree_check::Owners;
+use crate::restore::tree_check::expected_mode;
 use anyhow::{Context, Result};
 use coffer_config::RestorePolicy;
 use coffer_plugins::ids::IdCache;
@@ -56,7 +56,9 @@ fn owner_of(
     match owners {
         Owners::Ignore => None,
         Owners::Numeric => Some((e.uid, e.gid)),
-        Owners::ByName => crate::tree_check::expected_owner(e, policy, Owners::ByName, ids),
+        Owners::ByName => {
+            crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, ids)
+        }
     }
 }
 
@@ -89,7 +91,7 @@ pub fn apply(
             Owners::Ignore => None,
             Owners::Numeric => Some((e.uid, e.gid)),
             Owners::ByName => {
-                crate::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
+                crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
             }
         };
         if let Some((uid, gid)) = owner {

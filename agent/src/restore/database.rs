@@ -4,7 +4,7 @@
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
-use crate::reader::{HoldBack, ObjectReader, Pumped, decrypt};
+use crate::pipeline::read::{HoldBack, ObjectReader, Pumped, decrypt};
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_config::{CommandSource, RestorePolicy, Secret};
 use coffer_plugins::Target;

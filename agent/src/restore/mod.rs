@@ -4,16 +4,18 @@
 //! once the next restore has recovered). Until the swap the destination's existing
 //! contents are not touched, so a failed restore leaves them as they were.
 
-pub mod attrs;
-pub mod database;
+pub(crate) mod attrs;
+pub(crate) mod database;
+pub(crate) mod db_check;
 pub mod extract;
-pub mod swap;
+pub(crate) mod swap;
 pub mod tar_guard;
+pub(crate) mod tree_check;
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
-use crate::reader::{ObjectReader, Pumped, decrypt};
-use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
+use crate::pipeline::read::{ObjectReader, Pumped, decrypt};
+use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_config::RestorePolicy;
 use coffer_plugins::{FileEntry, Target};

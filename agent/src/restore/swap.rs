@@ -514,7 +514,7 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
         if let Some(id) = s
             .strip_prefix(JOURNAL_PREFIX)
             .and_then(|r| r.strip_suffix(JOURNAL_SUFFIX))
-            && crate::snapshot_id::is_id(id)
+            && crate::format::id::is_id(id)
         {
             journals.push(id.to_string());
         }
@@ -572,7 +572,7 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
         let s = n.to_string_lossy();
         let path = dest.join(n);
         if let Some(id) = s.strip_prefix(STAGING_PREFIX)
-            && crate::snapshot_id::is_id(id)
+            && crate::format::id::is_id(id)
             && !journals.iter().any(|j| j == id)
             && path.exists()
         {

@@ -1,4 +1,5 @@
-//! `coffer prune`: applies each job's retention per target and removes the folders
+//! Pruning one job on one target, for `coffer prune` and a run's retention:
+//! applies the job's retention per target and removes the folders
 //! of runs that never committed once they are older than `incomplete_after`.
 //!
 //! Needs no private key: it works from snapshot ids and markers. It only ever
@@ -18,15 +19,13 @@
 //! of it is left, including the staging files of uploads a killed run left on a
 //! local disk, which object_store does not list.
 
-use crate::cli::PruneArgs;
-use crate::commands::{job as find_job, print_json, targets_of};
+use crate::format::id::{is_id, time_of};
 use crate::format::{MARKER, snapshot_dir};
-use crate::lock::{JobLock, LockHeld, lock_job};
+use crate::lock::JobLock;
 use crate::repo;
-use crate::retention::decide;
-use crate::snapshot_id::{is_id, time_of};
+use crate::retention::policy::decide;
 use anyhow::{Context, Result, bail};
-use coffer_config::{Config, Job};
+use coffer_config::Job;
 use coffer_plugins::Target;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -118,7 +117,7 @@ pub fn prune_target(
     job: &Job,
     target: &Target,
     mode: Mode,
-    trust: &crate::seal::Trust,
+    trust: &crate::format::seal::Trust,
 ) -> Result<PruneReport> {
     if let Mode::Delete(lock) = mode
         && lock.job != job.name
@@ -219,88 +218,4 @@ pub fn prune_target(
         }
     }
     Ok(report)
-}
-
-pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
-    let jobs: Vec<&Job> = match &args.job {
-        Some(j) => vec![find_job(cfg, j)?],
-        None => cfg.jobs.values().collect(),
-    };
-    let trust = crate::seal::Trust::new(&cfg.encryption, &[], args.allow_unsigned);
-    let mut reports = Vec::new();
-    let mut busy = Vec::new();
-    for job in jobs {
-        let targets: Vec<Target> = targets_of(cfg, job, None)?
-            .into_iter()
-            .filter(|t| args.target.as_ref().is_none_or(|only| *only == t.name))
-            .collect();
-        if targets.is_empty() {
-            continue;
-        }
-        // Held until this job's targets are done.
-        let lock = if args.dry_run {
-            None
-        } else {
-            match lock_job(&cfg.agent.state_dir, &job.name) {
-                Ok(l) => Some(l),
-                Err(e) if e.is::<LockHeld>() => {
-                    busy.push(format!(
-                        "job {} not pruned: {e:#}; nothing of it was deleted, run prune again once it is done",
-                        job.name
-                    ));
-                    continue;
-                }
-                Err(e) => return Err(e.context(format!("cannot prune job {}", job.name))),
-            }
-        };
-        let mode = lock.as_ref().map_or(Mode::DryRun, Mode::Delete);
-        for target in &targets {
-            reports.push(prune_target(rt, job, target, mode, &trust)?);
-        }
-    }
-    let errors: Vec<&String> = busy
-        .iter()
-        .chain(reports.iter().flat_map(|r| &r.errors))
-        .collect();
-    let code = if errors.is_empty() {
-        crate::exit::OK
-    } else {
-        crate::exit::FAILED
-    };
-    if args.json {
-        print_json(&reports)?;
-    } else {
-        print_text(&reports, args.dry_run);
-    }
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
-    Ok(code)
-}
-
-fn print_text(reports: &[PruneReport], dry_run: bool) {
-    let (forgot, removed) = if dry_run {
-        ("would forget", "to remove")
-    } else {
-        ("forgot", "removed")
-    };
-    for r in reports {
-        println!(
-            "job {} on {}: {} kept, {forgot} {}, {} incomplete folder(s) {removed}",
-            r.job,
-            r.target,
-            r.kept.len(),
-            r.forgotten.len(),
-            r.incomplete_removed.len(),
-        );
-        for k in &r.kept {
-            println!("  keep   {} ({})", k.id, k.reasons.join(", "));
-        }
-        for f in &r.forgotten {
-            println!("  forget {f}");
-        }
-        for i in &r.incomplete_removed {
-            println!("  remove {i} (incomplete)");
-        }
-    }
 }

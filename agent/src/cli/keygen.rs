@@ -9,7 +9,7 @@ pub fn run(args: &KeygenArgs) -> Result<u8> {
     if args.signing
         && let Some(file) = &args.output
     {
-        let key = crate::seal::write_new_key(file)?;
+        let key = crate::format::seal::write_new_key(file)?;
         eprintln!(
             "wrote signing key {} (mode 0600); point [encryption] signing_key at it on the backup host",
             file.display()

@@ -82,7 +82,7 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
                 o.sample(
                     "coffer_backup_last_run_success",
                     &[("job", j)],
-                    if out == crate::run_status::RunStatus::Success.as_str() {
+                    if out == crate::run::status::RunStatus::Success.as_str() {
                         1.0
                     } else {
                         0.0

@@ -3,10 +3,10 @@
 //! (`[jobs.NAME.check]`). Exit 3 when anything differs.
 
 use crate::cli::CheckArgs;
-use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
-use crate::db_check::{self, DbCheckReport};
+use crate::cli::{Opened, job as find_job, open_snapshot, print_json};
 use crate::exit::{self, usage};
-use crate::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
+use crate::restore::db_check::{self, DbCheckReport};
+use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::Result;
 use coffer_config::{Config, DirectorySource, Job, SourceKind};
 use coffer_plugins::dbquery;
@@ -45,7 +45,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
             rt,
             cfg,
             job,
-            &crate::commands::Wanted {
+            &crate::cli::Wanted {
                 command: "check",
                 target: args.target.as_deref(),
                 identity: args.identity.as_deref(),

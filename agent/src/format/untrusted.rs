@@ -8,8 +8,8 @@
 //! - sizes are bounded before anything is allocated for them (a 512 MiB marker, a
 //!   33 KB manifest holding a 2 GiB string, thousands of sources).
 
+use crate::format::id::is_id;
 use crate::format::{MANIFEST, Manifest, Marker, source_key};
-use crate::snapshot_id::is_id;
 use coffer_config::names::{is_extension, is_name};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::{BTreeMap, HashSet};
@@ -161,7 +161,7 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
             }
         }
     }
-    if matches!(marker.seal, crate::seal::Seal::Signed(_)) {
+    if matches!(marker.seal, crate::format::seal::Seal::Signed(_)) {
         for r in marker.objects.iter().filter(|r| r.source.is_some()) {
             if !m.objects.iter().any(|o| o.key == r.key) {
                 return Err(format!("object {} is not bound by the manifest", r.key));

@@ -1,18 +1,17 @@
-//! `coffer verify`: are the stored snapshots intact?
+//! Verifying stored snapshots, for `coffer verify` and the service's verify schedule.
 //!
 //! Without an identity it re-reads every object and compares size and BLAKE3 with
 //! `snapshot.json` (what a host holding only public keys can do). With one it also
 //! decrypts and decompresses, and checks every file's size and BLAKE3 against the
 //! manifest, writing nothing to disk.
 
-use crate::cli::VerifyArgs;
-use crate::commands::{job as find_job, print_json, targets_of};
-use crate::exit::{self, usage};
+use crate::exit::usage;
 use crate::format::{Manifest, Marker, SourceManifest, object_path};
 use crate::keys::{self, Identities};
-use crate::reader::{ObjectReader, Pumped, decrypt};
+use crate::pipeline::read::{ObjectReader, Pumped, decrypt};
 use crate::repo;
-use crate::tree_check::InOrder;
+use crate::repo::targets_of;
+use crate::restore::tree_check::InOrder;
 use anyhow::{Context, Result, bail};
 use coffer_config::Config;
 use coffer_plugins::{EntryKind, FileEntry, Target};
@@ -20,11 +19,20 @@ use serde::Serialize;
 use std::io::Read;
 use tokio::runtime::Handle;
 
+/// What a verify read: only the stored bytes (any host), or also the decrypted
+/// contents (a host with the identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    Stored,
+    Deep,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Verdict {
     pub target: String,
     pub snapshot: String,
-    pub mode: &'static str,
+    pub mode: VerifyMode,
     pub ok: bool,
     pub objects: usize,
     pub files: usize,
@@ -42,7 +50,7 @@ pub fn verify_job(
     which: &str,
     ids: Option<&Identities>,
 ) -> Result<Vec<Verdict>> {
-    let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
+    let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     verify_job_trusting(rt, cfg, job, only, which, ids, &trust)
 }
 
@@ -55,7 +63,7 @@ pub fn verify_job_trusting(
     only: Option<&str>,
     which: &str,
     ids: Option<&Identities>,
-    trust: &crate::seal::Trust,
+    trust: &crate::format::seal::Trust,
 ) -> Result<Vec<Verdict>> {
     let targets = targets_of(cfg, job, only)?;
     let mut verdicts = Vec::new();
@@ -75,7 +83,11 @@ pub fn verify_job_trusting(
             let mut v = Verdict {
                 target: target.name.clone(),
                 snapshot: marker.id.clone(),
-                mode: if ids.is_some() { "deep" } else { "stored" },
+                mode: if ids.is_some() {
+                    VerifyMode::Deep
+                } else {
+                    VerifyMode::Stored
+                },
                 ok: true,
                 objects: 0,
                 files: 0,
@@ -126,65 +138,6 @@ pub fn identities_for(
         )),
         _ => Ok(None),
     }
-}
-
-pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
-    let job = find_job(cfg, &args.job)?;
-    let ids = identities_for(cfg, args.identity.as_deref(), args.stored_only)?;
-    let bar = crate::progress::wanted(args.json).then(|| {
-        let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
-        crate::progress::Follow::start(&format!("verify {}", job.name), None, move || {
-            (
-                crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
-                0,
-            )
-        })
-    });
-    let verdicts = verify_job_trusting(
-        rt,
-        cfg,
-        job,
-        args.target.as_deref(),
-        &args.snapshot,
-        ids.as_ref(),
-        &crate::commands::trust_of(cfg, &args.trust),
-    );
-    drop(bar);
-    let verdicts = verdicts?;
-    if args.json {
-        print_json(&verdicts)?;
-    } else {
-        for v in &verdicts {
-            if v.ok {
-                println!(
-                    "{} on {}: ok ({} objects{} checked, {})",
-                    v.snapshot,
-                    v.target,
-                    v.objects,
-                    if v.mode == "deep" {
-                        format!(", {} files", v.files)
-                    } else {
-                        String::new()
-                    },
-                    if v.mode == "deep" {
-                        "decrypted"
-                    } else {
-                        "stored bytes only"
-                    }
-                );
-            } else {
-                println!("{} on {}: DAMAGED", v.snapshot, v.target);
-                for p in &v.problems {
-                    println!("  {p}");
-                }
-            }
-        }
-    }
-    Ok(if verdicts.iter().all(|v| v.ok) {
-        exit::OK
-    } else {
-        exit::INCONSISTENT
-    })
 }
 
 fn stored(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) -> Result<()> {

@@ -12,7 +12,7 @@
 //! into parts by that target's plan. Dropping an unfinished writer aborts every upload.
 
 use crate::keys::Recipients;
-pub use crate::upload::{Part, UploadError, Uploaded};
+pub use crate::pipeline::upload::{Part, UploadError, Uploaded};
 use bytes::{Bytes, BytesMut};
 use coffer_config::Compression;
 use coffer_plugins::Target;
@@ -193,7 +193,7 @@ impl ObjectWriter {
         for t in targets {
             let (tx, rx) = mpsc::channel(QUEUE);
             outs.push(TargetOut { tx: Some(tx) });
-            let task = rt.spawn(crate::upload::upload(t.clone(), path.clone(), rx));
+            let task = rt.spawn(crate::pipeline::upload::upload(t.clone(), path.clone(), rx));
             uploads.push((t.name.clone(), task));
         }
         let fan = FanOut {

@@ -3,9 +3,10 @@
 //! what the others hold.
 
 use crate::cli::ListArgs;
-use crate::commands::{print_json, targets_of};
+use crate::cli::print_json;
 use crate::exit::usage;
 use crate::repo;
+use crate::repo::targets_of;
 use crate::units::bytes;
 use anyhow::Result;
 use coffer_config::Config;
@@ -26,7 +27,7 @@ struct Row<'a> {
 
 pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
     let jobs: Vec<&coffer_config::Job> = match &args.job {
-        Some(j) => vec![crate::commands::job(cfg, j)?],
+        Some(j) => vec![crate::cli::job(cfg, j)?],
         None => cfg.jobs.values().collect(),
     };
     if let Some(t) = &args.target
@@ -37,7 +38,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             cfg.file.display()
         )));
     }
-    let trust = crate::seal::Trust::new(&cfg.encryption, &[], false);
+    let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
@@ -71,8 +72,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
                 target: t,
                 signature: trust.describe(&m.seal),
                 signer: match &m.seal {
-                    crate::seal::Seal::Signed(s) => Some(s.to_string()),
-                    crate::seal::Seal::Unsigned => None,
+                    crate::format::seal::Seal::Signed(s) => Some(s.to_string()),
+                    crate::format::seal::Seal::Unsigned => None,
                 },
                 marker: m,
             })

@@ -8,6 +8,13 @@
 //! ```
 //! `snapshot.json` holds no file names and no secrets, so list, prune and stored-bytes
 //! verification work on a host that has only the public recipients.
+//!
+//! `id` makes and checks snapshot ids, `seal` signs and opens the marker, and
+//! `untrusted` checks everything read back from a target before it is used.
+
+pub mod id;
+pub mod seal;
+pub mod untrusted;
 
 use coffer_plugins::entry_log::EntryLog;
 use object_store::path::Path as ObjPath;
@@ -73,7 +80,7 @@ pub struct ObjectRecord {
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "crate::untrusted::bounded_map"
+        deserialize_with = "crate::format::untrusted::bounded_map"
     )]
     pub facts: BTreeMap<String, String>,
 }
@@ -110,13 +117,13 @@ pub struct Marker {
     pub finished_at: OffsetDateTime,
     /// Latest minus earliest consistency instant of the sources.
     pub skew_seconds: f64,
-    #[serde(deserialize_with = "crate::untrusted::bounded_vec")]
+    #[serde(deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub objects: Vec<ObjectRecord>,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// Who signed it, found when it was read (not part of the marker itself).
     #[serde(skip)]
-    pub seal: crate::seal::Seal,
+    pub seal: crate::format::seal::Seal,
 }
 
 impl Marker {
@@ -151,7 +158,7 @@ pub struct SourceManifest {
     pub origin: String,
     #[serde(with = "time::serde::rfc3339")]
     pub consistency_instant: OffsetDateTime,
-    #[serde(default, deserialize_with = "crate::untrusted::bounded_map")]
+    #[serde(default, deserialize_with = "crate::format::untrusted::bounded_map")]
     pub facts: BTreeMap<String, String>,
     pub bytes_read: u64,
     #[serde(default)]
@@ -171,10 +178,10 @@ pub struct Manifest {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub skew_seconds: f64,
-    #[serde(deserialize_with = "crate::untrusted::bounded_vec")]
+    #[serde(deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub sources: Vec<SourceManifest>,
     /// Every source object with its sizes and hash, as in the marker.
-    #[serde(default, deserialize_with = "crate::untrusted::bounded_vec")]
+    #[serde(default, deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub objects: Vec<ObjectBinding>,
 }
 

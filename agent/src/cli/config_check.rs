@@ -20,7 +20,7 @@ pub fn run(cfg: &Config) -> Result<u8> {
         }
     );
     if let Some(w) =
-        crate::commands::agent::exposure_warning(cfg.agent.listen, cfg.agent.api_token.is_some())
+        crate::service::exposure_warning(cfg.agent.listen, cfg.agent.api_token.is_some())
     {
         eprintln!("warning: {w}");
     }

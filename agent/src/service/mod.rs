@@ -16,7 +16,9 @@
 //! compared in constant time (equal BLAKE3 hashes, whose comparison is constant
 //! time and which also hide the token's length).
 
-use crate::commands::run_job;
+pub(crate) mod metrics;
+
+use crate::run::run_job;
 use crate::status;
 use anyhow::{Context, Result};
 use axum::extract::{Path as UrlPath, State};
@@ -131,7 +133,7 @@ fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
     shared.rt.spawn(async move {
         match blocking.await {
             Ok(Ok(run))
-                if run.status == crate::run_status::RunStatus::Success
+                if run.status == crate::run::status::RunStatus::Success
                     && run.hook_errors.is_empty() =>
             {
                 info!(
@@ -218,8 +220,8 @@ async fn verify_loop(shared: Arc<Shared>, job: String) {
                     .jobs
                     .get(&name)
                     .ok_or_else(|| anyhow::anyhow!("job {name} is no longer configured"))?;
-                let ids = crate::commands::verify::identities_for(&cfg, None, false)?;
-                crate::commands::verify::verify_job(&s.rt, &cfg, j, None, "latest", ids.as_ref())
+                let ids = crate::verify::identities_for(&cfg, None, false)?;
+                crate::verify::verify_job(&s.rt, &cfg, j, None, "latest", ids.as_ref())
             })
             .await;
         match outcome {
@@ -287,7 +289,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&jobs, &s.running()),
+        crate::service::metrics::render(&jobs, &s.running()),
     )
 }
 

@@ -4,16 +4,16 @@
 //! after_restore hooks. Every destination is validated before anything is written,
 //! so a refused restore changes nothing.
 
+use crate::cli::{Opened, job as find_job, open_snapshot, print_json};
 use crate::cli::{OwnerMode, RestoreArgs};
-use crate::commands::{Opened, job as find_job, open_snapshot, print_json};
-use crate::db_check::{self, DbCheckReport};
 use crate::exit::{self, usage};
 use crate::format::SourceManifest;
 use crate::hooks::run_hooks;
 use crate::restore::attrs::check_policy_owner;
 use crate::restore::database::{DbDest, DbRestore, refuse_existing, restore_database, to_file};
+use crate::restore::db_check::{self, DbCheckReport};
+use crate::restore::tree_check::Owners;
 use crate::restore::{SourceRestore, non_empty, restore_source};
-use crate::tree_check::Owners;
 use anyhow::Result;
 use coffer_config::{Config, Job, RestorePolicy, SourceKind};
 use coffer_plugins::dbquery;
@@ -26,7 +26,7 @@ struct Output {
     job: String,
     snapshot: String,
     target: String,
-    sources: Vec<crate::tree_check::TreeReport>,
+    sources: Vec<crate::restore::tree_check::TreeReport>,
     databases: Vec<DbSummary>,
     db_check: Option<DbCheckReport>,
     warnings: Vec<String>,
@@ -153,7 +153,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         rt,
         cfg,
         job,
-        &crate::commands::Wanted {
+        &crate::cli::Wanted {
             command: "restore",
             target: args.target.as_deref(),
             identity: args.identity.as_deref(),
@@ -235,7 +235,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 devices: args.devices,
             });
         } else {
-            let signed = matches!(marker.seal, crate::seal::Seal::Signed(_));
+            let signed = matches!(marker.seal, crate::format::seal::Seal::Signed(_));
             let dest = db_dest(args, src, kind, signed)?;
             refuse_existing(&dest, args.force)?;
             dbs.push(DbRestore {

@@ -1,23 +1,25 @@
 //! Subcommand dispatch and the small lookups every subcommand shares.
 
-mod agent;
+mod args;
 mod backup;
 mod check;
 mod config_check;
 mod keygen;
 mod list;
-pub mod prune;
+mod prune;
 mod restore;
-pub mod verify;
+mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+pub use args::*;
+// main sets the log format before any hook runs.
+pub use crate::hooks::log_as_json;
+
 use crate::exit::usage;
+use crate::repo::read_target;
 use anyhow::Result;
 use coffer_config::{Config, Job};
-use coffer_plugins::{Target, open_target};
+use coffer_plugins::Target;
 use tokio::runtime::Handle;
-
-pub use backup::{JobRun, run_job};
 
 pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
     match &cli.command {
@@ -29,7 +31,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
-        Command::Agent => agent::run(rt, &cli.config),
+        Command::Agent => crate::service::run(rt, &cli.config),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "coffer", &mut std::io::stdout());
@@ -56,40 +58,6 @@ pub fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
             known.join(", ")
         ))
     })
-}
-
-/// The job's targets, or just `--target` (which must be one of them).
-pub fn targets_of(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Vec<Target>> {
-    let names: Vec<&String> = match only {
-        Some(t) if job.targets.iter().any(|n| n == t) => {
-            job.targets.iter().filter(|n| *n == t).collect()
-        }
-        Some(t) => {
-            return Err(usage(format!(
-                "job {} has no target \"{t}\"; its targets: {}",
-                job.name,
-                job.targets.join(", ")
-            )));
-        }
-        None => job.targets.iter().collect(),
-    };
-    names
-        .into_iter()
-        .map(|n| {
-            let t = cfg
-                .targets
-                .get(n)
-                .ok_or_else(|| usage(format!("target {n} is not defined")))?;
-            Ok(open_target(t)?)
-        })
-        .collect()
-}
-
-/// One target to read from: `--target`, else the job's first.
-pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target> {
-    let mut all = targets_of(cfg, job, only.or(job.targets.first().map(String::as_str)))?;
-    all.pop()
-        .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
 }
 
 /// What restore and check start from: the target, the identity, the chosen
@@ -145,8 +113,8 @@ pub fn open_snapshot(rt: &Handle, cfg: &Config, job: &Job, wanted: &Wanted<'_>) 
 
 /// The snapshots a reading command accepts: the config's signers, this host's own
 /// key, and the command line's.
-pub fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::seal::Trust {
-    crate::seal::Trust::new(&cfg.encryption, &args.trust_signers, args.allow_unsigned)
+pub fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::format::seal::Trust {
+    crate::format::seal::Trust::new(&cfg.encryption, &args.trust_signers, args.allow_unsigned)
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {

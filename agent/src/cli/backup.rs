@@ -1,0 +1,127 @@
+//! `coffer backup`: one run of each named job, reported as text or JSON. The run
+//! itself is `crate::run`; this module only chooses the jobs and prints.
+
+use crate::cli::BackupArgs;
+use crate::cli::job as find_job;
+use crate::run::{JobRun, RunStatus, run_job};
+use crate::units::bytes;
+use anyhow::{Context, Result};
+use coffer_config::{Config, Job};
+use std::io::Write;
+use std::path::Path;
+use tokio::runtime::Handle;
+
+pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> Result<u8> {
+    let jobs: Vec<&Job> = if args.jobs.is_empty() {
+        cfg.jobs.values().collect()
+    } else {
+        args.jobs
+            .iter()
+            .map(|j| find_job(cfg, j))
+            .collect::<Result<_>>()?
+    };
+    crate::cancel::watch(rt).context("cannot install the SIGTERM and SIGINT handlers")?;
+    let mut runs = Vec::new();
+    for job in jobs {
+        if crate::cancel::requested() {
+            break;
+        }
+        let run = run_job(rt, cfg, job)?;
+        if !args.json {
+            print_run(&run, config_path);
+        }
+        runs.push(run);
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&runs)?;
+        // A reader that went away has what it wanted; a file that cannot take the
+        // report is a failure a script must see.
+        if let Err(e) = writeln!(std::io::stdout().lock(), "{json}")
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(e).context("cannot print the JSON report");
+        }
+    }
+    // A signal may have stopped the loop before some jobs ran.
+    Ok(
+        if runs
+            .iter()
+            .all(|r| r.status == RunStatus::Success && r.hook_errors.is_empty())
+            && !crate::cancel::requested()
+        {
+            crate::exit::OK
+        } else {
+            crate::exit::FAILED
+        },
+    )
+}
+
+fn print_run(run: &JobRun, config_path: &Path) {
+    for w in &run.warnings {
+        eprintln!("warning: {w}");
+    }
+    for h in &run.hook_errors {
+        eprintln!("error: {h}");
+    }
+    match run.status {
+        RunStatus::Failed | RunStatus::Cancelled => {
+            eprintln!(
+                "job {}: FAILED, no snapshot written: {}",
+                run.job,
+                run.error.as_deref().unwrap_or("unknown error")
+            );
+            return;
+        }
+        RunStatus::Partial => eprintln!(
+            "job {}: PARTIAL, some targets did not get snapshot {}",
+            run.job, run.snapshot
+        ),
+        RunStatus::Success => {}
+    }
+    say(format_args!(
+        "snapshot {} of job {} ({:.1}s, skew {:.3}s)",
+        run.snapshot, run.job, run.duration_seconds, run.skew_seconds
+    ));
+    for s in &run.sources {
+        say(format_args!(
+            "  source {}: {} files, {} read, {} in the stream, {} stored",
+            s.name,
+            s.files,
+            bytes(s.bytes_read),
+            bytes(s.plaintext_size),
+            bytes(s.stored_size)
+        ));
+    }
+    for t in &run.targets {
+        match &t.error {
+            None => say(format_args!(
+                "  target {}: committed to {}",
+                t.name, t.description
+            )),
+            Some(e) => say(format_args!("  target {}: FAILED: {e}", t.name)),
+        }
+    }
+    if run.targets.iter().any(|t| t.committed) {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| {
+                let cwd = std::env::current_dir().ok()?;
+                Some(p.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(p))
+            })
+            .map_or_else(|| "coffer".to_string(), |p| p.display().to_string());
+        say(format_args!("restore it with:"));
+        say(format_args!(
+            "  {exe} --config {} restore --job {} --snapshot {} --to ./coffer-restore",
+            config_path.display(),
+            run.job,
+            run.snapshot
+        ));
+    }
+}
+
+/// Prints a line of the run's report. A reader that went away (`coffer backup |
+/// head`) ends the report, not the run: further jobs still run and the exit code
+/// still says how they went.
+fn say(line: std::fmt::Arguments) {
+    crate::output::say(line);
+}

@@ -1,0 +1,98 @@
+//! `coffer prune`: each job's retention on each of its targets (the work is
+//! `crate::retention::prune`). Takes the job lock itself and, when a backup holds
+//! it, leaves that job alone (exit 1) rather than wait: a backup can run for hours,
+//! and the next prune does the work. `--dry-run` needs no lock.
+
+use crate::cli::PruneArgs;
+use crate::cli::{job as find_job, print_json};
+use crate::lock::{LockHeld, lock_job};
+use crate::repo::targets_of;
+use crate::retention::prune::{Mode, PruneReport, prune_target};
+use anyhow::Result;
+use coffer_config::{Config, Job};
+use coffer_plugins::Target;
+use tokio::runtime::Handle;
+
+pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
+    let jobs: Vec<&Job> = match &args.job {
+        Some(j) => vec![find_job(cfg, j)?],
+        None => cfg.jobs.values().collect(),
+    };
+    let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], args.allow_unsigned);
+    let mut reports = Vec::new();
+    let mut busy = Vec::new();
+    for job in jobs {
+        let targets: Vec<Target> = targets_of(cfg, job, None)?
+            .into_iter()
+            .filter(|t| args.target.as_ref().is_none_or(|only| *only == t.name))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        // Held until this job's targets are done.
+        let lock = if args.dry_run {
+            None
+        } else {
+            match lock_job(&cfg.agent.state_dir, &job.name) {
+                Ok(l) => Some(l),
+                Err(e) if e.is::<LockHeld>() => {
+                    busy.push(format!(
+                        "job {} not pruned: {e:#}; nothing of it was deleted, run prune again once it is done",
+                        job.name
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("cannot prune job {}", job.name))),
+            }
+        };
+        let mode = lock.as_ref().map_or(Mode::DryRun, Mode::Delete);
+        for target in &targets {
+            reports.push(prune_target(rt, job, target, mode, &trust)?);
+        }
+    }
+    let errors: Vec<&String> = busy
+        .iter()
+        .chain(reports.iter().flat_map(|r| &r.errors))
+        .collect();
+    let code = if errors.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    };
+    if args.json {
+        print_json(&reports)?;
+    } else {
+        print_text(&reports, args.dry_run);
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(code)
+}
+
+fn print_text(reports: &[PruneReport], dry_run: bool) {
+    let (forgot, removed) = if dry_run {
+        ("would forget", "to remove")
+    } else {
+        ("forgot", "removed")
+    };
+    for r in reports {
+        println!(
+            "job {} on {}: {} kept, {forgot} {}, {} incomplete folder(s) {removed}",
+            r.job,
+            r.target,
+            r.kept.len(),
+            r.forgotten.len(),
+            r.incomplete_removed.len(),
+        );
+        for k in &r.kept {
+            println!("  keep   {} ({})", k.id, k.reasons.join(", "));
+        }
+        for f in &r.forgotten {
+            println!("  forget {f}");
+        }
+        for i in &r.incomplete_removed {
+            println!("  remove {i} (incomplete)");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! One backup run of a job, the same for `coffer backup` and the service.
+//!
+//! A run: take the job lock; list every target (one that cannot be listed is out
+//! before anything is read); freeze every source concurrently behind a barrier;
+//! stream all sources in parallel through the pipeline to every target; write the
+//! manifest, then `snapshot.json` last, per target that holds every object. A source
+//! that fails, or SIGTERM, stops the whole run: no target gets a marker, uploads are
+//! aborted and the partial folder is removed, so a failed backup never looks like a
+//! good one. A target that fails alone is reported; the run is then `partial`.
+//!
+//! The commit is per target and checks before it writes: every object the marker
+//! lists must be there with the size written (a prune from elsewhere, or an
+//! operator, may have removed one while the run went on). Decisions about errors
+//! are made on types, never on their text; the freeze barrier lets a failing or
+//! panicking source through, so the others never wait forever with the lock held.
+
+//!
+//! `snapshot` takes the snapshot itself (freeze behind `gate`, `stream`, then
+//! `commit` per target); this module wraps it in the job lock, the hooks,
+//! retention and the persisted status. `report` is what a run tells its caller.
+
+mod commit;
+mod gate;
+mod report;
+mod snapshot;
+pub(crate) mod status;
+mod stream;
+
+pub(crate) use report::JobRun;
+pub(crate) use status::RunStatus;
+
+use crate::hooks::run_hooks_timed;
+use crate::lock::lock_job;
+use crate::repo::targets_of;
+use crate::retention::prune::{Mode, prune_target};
+use anyhow::Result;
+use coffer_config::{Config, Job};
+use snapshot::take_snapshot;
+use time::OffsetDateTime;
+use tokio::runtime::Handle;
+
+/// One run of a job, the same for the CLI and the agent: the job lock, `before`
+/// hooks (a failure there means nothing is read), the snapshot, `on_success` or
+/// `on_failure`, `after` whatever happened, retention after a success, and the
+/// persisted status that metrics are made from.
+pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+    // Held to the end: retention below deletes under it.
+    let lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    let started = OffsetDateTime::now_utc();
+    let timeout = Some(job.hooks.timeout);
+    let job_env = [("COFFER_JOB", job.name.as_str())];
+    let mut run = match run_hooks_timed("before", &job.hooks.before, &job_env, timeout) {
+        Err(e) => failed_before_reading(
+            job,
+            started,
+            e.context("a before hook failed; nothing was read"),
+        ),
+        Ok(()) => match take_snapshot(rt, cfg, job) {
+            Ok(run) => run,
+            Err(e) => failed_before_reading(job, started, e),
+        },
+    };
+    let outcome = if run.status != RunStatus::Success && crate::cancel::requested() {
+        RunStatus::Cancelled
+    } else {
+        run.status
+    };
+    let env = [
+        ("COFFER_JOB", job.name.as_str()),
+        ("COFFER_SNAPSHOT", run.snapshot.as_str()),
+        ("COFFER_OUTCOME", outcome.as_str()),
+    ];
+    let (which, lines) = if run.status == RunStatus::Success {
+        ("on_success", &job.hooks.on_success)
+    } else {
+        ("on_failure", &job.hooks.on_failure)
+    };
+    for (what, lines) in [(which, lines), ("after", &job.hooks.after)] {
+        if let Err(e) = run_hooks_timed(what, lines, &env, timeout) {
+            run.hook_errors.push(format!("{e:#}"));
+        }
+    }
+    let mut kept = std::collections::BTreeMap::new();
+    // The snapshot is committed: a retention problem is a warning, never a reason
+    // to lose the run's result or its recorded status.
+    let targets = match run.status {
+        RunStatus::Success => targets_of(cfg, job, None).unwrap_or_else(|e| {
+            run.warnings.push(format!("retention not applied: {e:#}"));
+            Vec::new()
+        }),
+        _ => Vec::new(),
+    };
+    let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
+    for target in targets {
+        match prune_target(rt, job, &target, Mode::Delete(&lock), &trust) {
+            Ok(r) => {
+                kept.insert(target.name.clone(), r.kept.len() as u64);
+                if !r.forgotten.is_empty() {
+                    run.warnings.push(format!(
+                        "retention on {}: forgot {}",
+                        target.name,
+                        r.forgotten.join(", ")
+                    ));
+                }
+                run.warnings.extend(
+                    r.errors
+                        .iter()
+                        .map(|e| format!("retention on {}: {e}", target.name)),
+                );
+            }
+            Err(e) => run
+                .warnings
+                .push(format!("retention on {}: {e:#}", target.name)),
+        }
+    }
+    record_status(cfg, job, &run, outcome, kept);
+    Ok(run)
+}
+
+/// A run that failed before it had anything to show.
+fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -> JobRun {
+    JobRun {
+        job: job.name.clone(),
+        snapshot: String::new(),
+        status: RunStatus::Failed,
+        error: Some(format!("{e:#}")),
+        duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
+        skew_seconds: 0.0,
+        sources: Vec::new(),
+        targets: Vec::new(),
+        warnings: Vec::new(),
+        hook_errors: Vec::new(),
+    }
+}
+
+/// Updates the job's persisted status; a status that cannot be written is only a
+/// warning (the backup itself is what matters).
+fn record_status(
+    cfg: &Config,
+    job: &Job,
+    run: &JobRun,
+    outcome: RunStatus,
+    kept: std::collections::BTreeMap<String, u64>,
+) {
+    let result = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
+        let now = crate::status::now();
+        s.last_run = Some(now);
+        if run.status == RunStatus::Success {
+            s.last_success = Some(now);
+        }
+        s.last_outcome = Some(outcome.to_string());
+        s.last_error = run.error.clone();
+        if !run.snapshot.is_empty() {
+            s.last_snapshot = Some(run.snapshot.clone());
+        }
+        s.last_duration_seconds = run.duration_seconds;
+        s.last_skew_seconds = run.skew_seconds;
+        *s.runs.entry(outcome.to_string()).or_default() += 1;
+        for src in &run.sources {
+            *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;
+        }
+        for t in run.targets.iter().filter(|t| t.committed) {
+            *s.bytes_stored.entry(t.name.clone()).or_default() +=
+                t.uploads.iter().map(|u| u.upload.bytes).sum::<u64>();
+        }
+        s.snapshots.extend(kept);
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot record the status of job {}: {e:#}", job.name);
+    }
+}

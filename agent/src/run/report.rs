@@ -1,0 +1,50 @@
+//! What one run reports to its caller: printed by `coffer backup`, kept by the
+//! service for its API, and recorded as the job's status.
+
+use super::RunStatus;
+use crate::pipeline::Uploaded;
+use serde::Serialize;
+
+/// The result of one job run, for output and (later) metrics.
+#[derive(Debug, Serialize)]
+pub struct JobRun {
+    pub job: String,
+    pub snapshot: String,
+    /// `success`, `partial` (some targets failed) or `failed`.
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub duration_seconds: f64,
+    pub skew_seconds: f64,
+    pub sources: Vec<SourceRun>,
+    pub targets: Vec<TargetRun>,
+    pub warnings: Vec<String>,
+    /// Hooks that failed after the snapshot (the snapshot itself stands).
+    pub hook_errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceRun {
+    pub name: String,
+    pub files: usize,
+    pub bytes_read: u64,
+    pub plaintext_size: u64,
+    pub stored_size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetRun {
+    pub name: String,
+    pub description: String,
+    pub committed: bool,
+    pub error: Option<String>,
+    /// How each object reached this target (parts, largest part), for operators
+    /// tuning `part_size` and `max_parts`.
+    pub uploads: Vec<ObjectUpload>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ObjectUpload {
+    pub key: String,
+    #[serde(flatten)]
+    pub upload: Uploaded,
+}

@@ -1,0 +1,203 @@
+//! Freezing and streaming a run's sources: every source freezes behind the gate,
+//! then all stream in parallel, each through its own pipeline to every target.
+//! A source that fails stops the others; the error reported is the root cause,
+//! told from its echoes by type.
+
+use super::gate::Gate;
+use crate::format::{object_path, source_key};
+use crate::keys::Recipients;
+use crate::pipeline::{Finished, ObjectWriter};
+use anyhow::{Context, Result, anyhow};
+use coffer_config::Job;
+use coffer_plugins::{Progress, Source, SourceOutcome, Target};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use time::OffsetDateTime;
+use tokio::runtime::Handle;
+
+/// One source's result inside the run.
+pub(super) struct Streamed {
+    pub(super) name: String,
+    pub(super) kind: coffer_config::SourceType,
+    pub(super) key: String,
+    pub(super) origin: String,
+    pub(super) instant: OffsetDateTime,
+    pub(super) outcome: SourceOutcome,
+    pub(super) finished: Finished,
+}
+
+/// Where a source's data came from, for the manifest: URLs in their shown form,
+/// never with a credential.
+fn origin_of(job: &Job, name: &str) -> String {
+    use coffer_config::SourceKind as K;
+    job.sources
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| match &s.kind {
+            K::Directory(d) => d.path.display().to_string(),
+            K::Sqlite(d) => d.path.display().to_string(),
+            K::Postgres(d) | K::Mysql(d) => coffer_config::display_url(&d.url),
+            K::Redis(r) => coffer_config::display_url(&r.url),
+            K::Command(c) => c.command.join(" "),
+        })
+        .unwrap_or_default()
+}
+
+/// Facts safe and useful to show without the private key (`list`).
+pub(super) const PUBLIC_FACTS: [&str; 2] = ["server_version", "schema_version"];
+
+/// A source that was not read because another one failed: an echo of the root
+/// cause, never reported as the cause itself.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}: not read because another source failed")]
+struct NotRead {
+    source_name: String,
+}
+
+/// What a panicking thread said, for the error that replaces it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// Freeze all sources behind a barrier, then stream them in parallel.
+pub(super) fn stream_sources(
+    rt: &Handle,
+    job: &Job,
+    id: &str,
+    sources: Vec<Box<dyn Source>>,
+    targets: &[Target],
+    recipients: &Arc<Recipients>,
+) -> Result<Vec<Streamed>> {
+    let gate = Gate::new(sources.len());
+    let failed = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let _bar = crate::progress::wanted(false).then(|| {
+        let p = progress.clone();
+        crate::progress::Follow::start(&format!("backup {}", job.name), None, move || {
+            (
+                p.bytes.load(Ordering::Relaxed),
+                p.files.load(Ordering::Relaxed),
+            )
+        })
+    });
+    let results: Vec<Result<Streamed>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .into_iter()
+            .map(|mut src| {
+                let gate = &gate;
+                let failed = failed.clone();
+                let progress = &*progress;
+                let name = src.name().to_string();
+                let handle = scope.spawn(move || -> Result<Streamed> {
+                    let pass = gate.pass();
+                    let frozen = src.freeze();
+                    let all_frozen = pass.wait(frozen.is_ok());
+                    let released = OffsetDateTime::now_utc();
+                    if !all_frozen {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    let frozen = frozen?;
+                    if !all_frozen {
+                        return Err(NotRead {
+                            source_name: src.name().to_string(),
+                        }
+                        .into());
+                    }
+                    let frozen_at = frozen.unwrap_or(released);
+                    let key = source_key(src.name(), src.extension());
+                    let path = object_path(&job.name, id, &key);
+                    let mut writer = ObjectWriter::start(
+                        rt,
+                        targets,
+                        &path,
+                        recipients.clone(),
+                        job.compression,
+                        failed.clone(),
+                    )
+                    .with_context(|| format!("source {}: cannot start the pipeline", src.name()))?;
+                    let outcome = match src.stream(&mut writer, progress) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            // When every target failed, they are the cause, not the
+                            // source's "cannot write".
+                            let own = writer.abandon();
+                            if !own.is_empty() && own.len() == targets.len() {
+                                let why: Vec<String> = own.iter().map(|u| u.to_string()).collect();
+                                return Err(anyhow!(
+                                    "source {}: every target failed: {}",
+                                    src.name(),
+                                    why.join("; ")
+                                ));
+                            }
+                            return Err(e.into());
+                        }
+                    };
+                    let finished = writer.finish().map_err(|e| {
+                        failed.store(true, Ordering::SeqCst);
+                        anyhow!("source {}: {e}", src.name())
+                    })?;
+                    Ok(Streamed {
+                        name: src.name().to_string(),
+                        kind: src.kind(),
+                        key,
+                        origin: origin_of(job, src.name()),
+                        instant: outcome.instant.unwrap_or(frozen_at),
+                        outcome,
+                        finished,
+                    })
+                });
+                (name, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                h.join().unwrap_or_else(|payload| {
+                    failed.store(true, Ordering::SeqCst);
+                    Err(anyhow!(
+                        "source {name}: coffer failed (a panic: {}); please report this",
+                        panic_message(payload.as_ref())
+                    ))
+                })
+            })
+            .collect()
+    });
+    // Report the root cause, not the "another source failed" echoes.
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => ok.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(first) = errors
+        .iter()
+        .position(|e| !e.is::<NotRead>())
+        .or(if errors.is_empty() { None } else { Some(0) })
+    {
+        return Err(errors.swap_remove(first));
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echo_is_told_from_its_cause_by_type() {
+        let echo: anyhow::Error = NotRead {
+            source_name: "files".into(),
+        }
+        .into();
+        let cause = anyhow!("source db: pg_dump failed because another source failed");
+        assert!(echo.is::<NotRead>());
+        assert!(!cause.is::<NotRead>(), "a cause that reads like an echo");
+    }
+}
