@@ -44,22 +44,17 @@ pub(super) fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Optio
     })))
 }
 
-/// Asks every target still in the run for each object the marker will list
-/// (concurrently); per target, `Some(why)` when one is missing or has another size
-/// than was written. Targets already out of the run are not asked.
+/// Asks every target for each object the marker will list (concurrently); per
+/// target, `Some(why)` when one is missing or has another size than was written.
 pub(super) fn objects_in_place(
     rt: &Handle,
     targets: &[Target],
-    out: &[Option<String>],
     job: &str,
     id: &str,
     objects: &[ObjectRecord],
 ) -> Vec<Option<String>> {
-    rt.block_on(futures::future::join_all(targets.iter().zip(out).map(
-        |(t, out)| async move {
-            if out.is_some() {
-                return None;
-            }
+    rt.block_on(futures::future::join_all(targets.iter().map(
+        |t| async move {
             let heads = objects.iter().map(|o| async move {
                 let path = object_path(job, id, &o.key);
                 match t.store.head(&path).await {

@@ -1,10 +1,14 @@
 //! The snapshot itself: open the sources, freeze and stream them, build the
 //! manifest and the signed marker, and commit per target.
+//!
+//! Each target goes through the run as one `Lane`: it is in until something
+//! fails for it (listing, an upload, the manifest, the in-place check, the
+//! marker), and then out with the first reason, which is what the report shows.
 
 use super::RunStatus;
 use super::commit::{objects_in_place, preflight, remove_partial, write_manifest};
 use super::report::{JobRun, ObjectUpload, SourceRun, TargetRun};
-use super::stream::{PUBLIC_FACTS, stream_sources};
+use super::stream::{PUBLIC_FACTS, Streamed, stream_sources};
 use crate::format::id::new_id;
 use crate::format::{
     FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectBinding, ObjectRecord, SourceManifest,
@@ -21,13 +25,114 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
-/// The snapshot itself: freeze, stream, commit per target.
+/// One target's way through the run.
+struct Lane {
+    target: Target,
+    report: TargetRun,
+    /// Why the target is out of the run; `None` while it is in.
+    out: Option<String>,
+    /// Objects were sent to it, so a failure must remove what it got.
+    written: bool,
+}
+
+impl Lane {
+    fn new(target: Target) -> Lane {
+        Lane {
+            report: TargetRun {
+                name: target.name.clone(),
+                description: target.description.clone(),
+                committed: false,
+                error: None,
+                uploads: Vec::new(),
+            },
+            target,
+            out: None,
+            written: false,
+        }
+    }
+
+    fn is_in(&self) -> bool {
+        self.out.is_none()
+    }
+
+    /// Takes the target out of the run; the first reason is the one reported.
+    fn fail(&mut self, why: String) {
+        self.out.get_or_insert(why);
+    }
+}
+
+/// The lanes still in the run, with their targets (in the same order) for the
+/// pipeline, which reports one result per target it was given.
+fn live(lanes: &mut [Lane]) -> (Vec<&mut Lane>, Vec<Target>) {
+    let live: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.is_in()).collect();
+    let targets = live.iter().map(|l| l.target.clone()).collect();
+    (live, targets)
+}
+
+/// Times and identity of the snapshot being taken.
+struct Taking<'a> {
+    rt: &'a Handle,
+    job: &'a Job,
+    id: String,
+    started: OffsetDateTime,
+}
+
+impl Taking<'_> {
+    /// A run that failed: nothing of it may remain that could look like a snapshot.
+    fn failed(&self, lanes: Vec<Lane>, shown: Shown, e: anyhow::Error) -> JobRun {
+        let e = if crate::cancel::requested() {
+            e.context("stopped by a signal; uploads aborted")
+        } else {
+            e
+        };
+        let written: Vec<Target> = lanes
+            .iter()
+            .filter(|l| l.written)
+            .map(|l| l.target.clone())
+            .collect();
+        remove_partial(self.rt, &written, &self.job.name, &self.id);
+        let mut run = self.report(lanes, shown, 0.0, RunStatus::Failed);
+        run.error = Some(format!("{e:#}"));
+        run
+    }
+
+    fn report(
+        &self,
+        lanes: Vec<Lane>,
+        shown: Shown,
+        skew_seconds: f64,
+        status: RunStatus,
+    ) -> JobRun {
+        JobRun {
+            job: self.job.name.clone(),
+            snapshot: self.id.clone(),
+            status,
+            error: None,
+            duration_seconds: (OffsetDateTime::now_utc() - self.started).as_seconds_f64(),
+            skew_seconds,
+            sources: shown.sources,
+            targets: lanes.into_iter().map(|l| l.report).collect(),
+            warnings: shown.warnings,
+            hook_errors: Vec::new(),
+        }
+    }
+}
+
 pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
-    let id = new_id(started);
+    let taking = Taking {
+        rt,
+        job,
+        id: new_id(started),
+        started,
+    };
+    let id = taking.id.as_str();
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
-    let targets = targets_of(cfg, job, None)?;
+    let mut lanes: Vec<Lane> = targets_of(cfg, job, None)?
+        .into_iter()
+        .map(Lane::new)
+        .collect();
     let ctx = SourceContext {
         rt: rt.clone(),
         tmp_dir: cfg.agent.state_dir.join("tmp"),
@@ -38,93 +143,192 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         .map(|s| open_source(s, &ctx))
         .collect::<Result<_, _>>()?;
 
-    let mut run = JobRun {
-        job: job.name.clone(),
-        snapshot: id.clone(),
-        status: RunStatus::Failed,
-        error: None,
-        duration_seconds: 0.0,
-        skew_seconds: 0.0,
-        sources: Vec::new(),
-        targets: targets
-            .iter()
-            .map(|t| TargetRun {
-                name: t.name.clone(),
-                description: t.description.clone(),
-                committed: false,
-                error: None,
-                uploads: Vec::new(),
-            })
-            .collect(),
-        warnings: Vec::new(),
-        hook_errors: Vec::new(),
-    };
-    // Nothing of a failed run may remain that could look like a snapshot.
-    let failed = |mut run: JobRun, written: &[Target], e: anyhow::Error| {
-        let e = if crate::cancel::requested() {
-            e.context("stopped by a signal; uploads aborted")
-        } else {
-            e
-        };
-        remove_partial(rt, written, &job.name, &id);
-        run.error = Some(format!("{e:#}"));
-        run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
-        run
-    };
-
     // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
     // server down) gets no uploads, and when no target is left no source is read.
-    let mut target_ok = preflight(rt, &targets, &job.name);
-    let reachable: Vec<usize> = (0..targets.len())
-        .filter(|i| target_ok[*i].is_none())
-        .collect();
-    if reachable.is_empty() {
-        let why: Vec<String> = target_ok.iter().flatten().cloned().collect();
-        for (t, e) in run.targets.iter_mut().zip(&target_ok) {
-            t.error = e.clone();
+    let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
+    for (lane, listed) in lanes.iter_mut().zip(preflight(rt, &all, &job.name)) {
+        if let Some(why) = listed {
+            lane.report.error = Some(why.clone());
+            lane.fail(why);
         }
-        let e = anyhow!("no target can be written: {}", why.join("; "));
-        return Ok(failed(run, &[], e));
     }
-    let streaming: Vec<Target> = reachable.iter().map(|i| targets[*i].clone()).collect();
-    let streamed = match stream_sources(rt, job, &id, sources, &streaming, &recipients) {
+    if !lanes.iter().any(Lane::is_in) {
+        let why: Vec<String> = lanes.iter().filter_map(|l| l.out.clone()).collect();
+        let e = anyhow!("no target can be written: {}", why.join("; "));
+        return Ok(taking.failed(lanes, Shown::default(), e));
+    }
+    let (mut streaming, targets) = live(&mut lanes);
+    for lane in &mut streaming {
+        lane.written = true;
+    }
+    let streamed = match stream_sources(rt, job, id, sources, &targets, &recipients) {
         Ok(s) => s,
-        Err(e) => return Ok(failed(run, &streaming, e)),
+        Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
     };
-
     // A target commits only if it holds every source object.
     for s in &streamed {
-        for (k, r) in s.finished.targets.iter().enumerate() {
-            let i = reachable[k];
-            match r {
-                Ok(up) => run.targets[i].uploads.push(ObjectUpload {
+        for (lane, result) in streaming.iter_mut().zip(&s.finished.targets) {
+            match result {
+                Ok(up) => lane.report.uploads.push(ObjectUpload {
                     key: s.key.clone(),
                     upload: *up,
                 }),
-                Err(e) if target_ok[i].is_none() => target_ok[i] = Some(e.to_string()),
-                Err(_) => {}
+                Err(e) => lane.fail(e.to_string()),
             }
         }
     }
-    let instants: Vec<OffsetDateTime> = streamed.iter().map(|s| s.instant).collect();
-    let skew = match (instants.iter().min(), instants.iter().max()) {
-        (Some(a), Some(b)) => (*b - *a).as_seconds_f64(),
-        _ => 0.0,
+    let skew = skew_of(&streamed);
+    let Assembled {
+        mut objects,
+        manifest,
+        totals,
+        shown,
+    } = assemble(job, id, started, skew, streamed);
+
+    let (mut live_lanes, live_targets) = live(&mut lanes);
+    let manifest_fin = match write_manifest(rt, &live_targets, job, id, &manifest, &recipients) {
+        Ok(f) => f,
+        Err(e) => return Ok(taking.failed(lanes, shown, e)),
     };
+    for (lane, result) in live_lanes.iter_mut().zip(&manifest_fin.targets) {
+        match result {
+            Ok(up) => lane.report.uploads.push(ObjectUpload {
+                key: MANIFEST.to_string(),
+                upload: *up,
+            }),
+            Err(e) => lane.fail(e.to_string()),
+        }
+    }
+    objects.push(ObjectRecord {
+        key: MANIFEST.to_string(),
+        source: None,
+        plaintext_size: manifest_fin.plaintext_size,
+        stored_size: manifest_fin.stored_size,
+        blake3: manifest_fin.blake3.clone(),
+        facts: BTreeMap::new(),
+    });
+    let marker = Marker {
+        format: FormatVersion::V1,
+        id: id.to_string(),
+        job: job.name.clone(),
+        host: manifest.host,
+        coffer_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started,
+        finished_at: OffsetDateTime::now_utc(),
+        skew_seconds: skew,
+        objects,
+        warnings: totals,
+        seal: crate::format::seal::Seal::Signed(signing_key.public),
+    };
+    if crate::cancel::requested() {
+        return Ok(taking.failed(lanes, shown, anyhow!("no snapshot committed")));
+    }
+
+    // The commit, per target: a target gets the signed marker only if it holds
+    // every object the marker lists, with the size written.
+    let marker_bytes = crate::format::seal::seal(&marker, &signing_key)?;
+    let marker_path = object_path(&job.name, id, MARKER);
+    let (mut live_lanes, live_targets) = live(&mut lanes);
+    let checked = objects_in_place(rt, &live_targets, &job.name, id, &marker.objects);
+    for (lane, problem) in live_lanes.iter_mut().zip(checked) {
+        if let Some(why) = problem {
+            lane.fail(format!("not committed: {why}"));
+            continue;
+        }
+        let written = rt.block_on(
+            lane.target
+                .store
+                .put(&marker_path, PutPayload::from(marker_bytes.clone())),
+        );
+        if let Err(e) = written {
+            let x = lane.target.explain(Op::Write, &e);
+            lane.fail(format!("cannot write {marker_path}: {}", x.message));
+        }
+    }
+    let mut committed = 0;
+    for lane in &mut lanes {
+        match &lane.out {
+            None => {
+                lane.report.committed = true;
+                committed += 1;
+            }
+            Some(e) => {
+                lane.report.error = Some(e.clone());
+                if lane.written {
+                    remove_partial(rt, std::slice::from_ref(&lane.target), &job.name, id);
+                }
+            }
+        }
+    }
+    let status = if committed == lanes.len() {
+        RunStatus::Success
+    } else if committed > 0 {
+        RunStatus::Partial
+    } else {
+        RunStatus::Failed
+    };
+    let mut run = taking.report(lanes, shown, skew, status);
+    if committed == 0 {
+        let why: Vec<String> = run
+            .targets
+            .iter()
+            .filter_map(|t| Some(format!("target {}: {}", t.name, t.error.as_deref()?)))
+            .collect();
+        run.error = Some(format!(
+            "no target accepted the snapshot: {}",
+            why.join("; ")
+        ));
+    }
+    Ok(run)
+}
+
+/// The spread of the sources' consistency instants.
+fn skew_of(streamed: &[Streamed]) -> f64 {
+    let instants = streamed.iter().map(|s| s.instant);
+    match (instants.clone().min(), instants.max()) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+        _ => 0.0,
+    }
+}
+
+/// What the report shows of the sources, once they have streamed.
+#[derive(Default)]
+struct Shown {
+    sources: Vec<SourceRun>,
+    warnings: Vec<String>,
+}
+
+/// The streamed sources turned into the manifest and the marker's object list.
+struct Assembled {
+    objects: Vec<ObjectRecord>,
+    manifest: Manifest,
+    totals: WarningCounts,
+    shown: Shown,
+}
+
+fn assemble(
+    job: &Job,
+    id: &str,
+    started: OffsetDateTime,
+    skew: f64,
+    streamed: Vec<Streamed>,
+) -> Assembled {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut objects = Vec::new();
     let mut totals = WarningCounts::default();
-    let mut sources_manifest = Vec::new();
+    let mut shown = Shown::default();
+    let mut sources = Vec::new();
     for s in streamed {
         let o = &s.outcome;
         totals.changed += o.changed;
         totals.vanished += o.vanished;
         totals.skipped += o.skipped;
-        run.warnings
+        shown
+            .warnings
             .extend(o.warnings.iter().map(|w| format!("source {}: {w}", s.name)));
-        run.sources.push(SourceRun {
+        shown.sources.push(SourceRun {
             name: s.name.clone(),
             files: o.entries.files() as usize,
             bytes_read: o.bytes_read,
@@ -137,15 +341,14 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             plaintext_size: s.finished.plaintext_size,
             stored_size: s.finished.stored_size,
             blake3: s.finished.blake3.clone(),
-            facts: s
-                .outcome
+            facts: o
                 .facts
                 .iter()
                 .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         });
-        sources_manifest.push(SourceManifest {
+        sources.push(SourceManifest {
             name: s.name,
             kind: s.kind,
             object: s.key,
@@ -163,12 +366,12 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     }
     let manifest = Manifest {
         format: FormatVersion::V1,
-        snapshot: id.clone(),
+        snapshot: id.to_string(),
         job: job.name.clone(),
-        host: host.clone(),
+        host,
         started_at: started,
         skew_seconds: skew,
-        sources: sources_manifest,
+        sources,
         objects: objects
             .iter()
             .map(|o| ObjectBinding {
@@ -179,106 +382,10 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             })
             .collect(),
     };
-
-    let live: Vec<usize> = (0..targets.len())
-        .filter(|i| target_ok[*i].is_none())
-        .collect();
-    let live_targets: Vec<Target> = live.iter().map(|i| targets[*i].clone()).collect();
-    let manifest_result = write_manifest(rt, &live_targets, job, &id, &manifest, &recipients);
-    let manifest_fin = match manifest_result {
-        Ok(f) => f,
-        Err(e) => return Ok(failed(run, &streaming, e)),
-    };
-    for (k, r) in manifest_fin.targets.iter().enumerate() {
-        match r {
-            Ok(up) => run.targets[live[k]].uploads.push(ObjectUpload {
-                key: MANIFEST.to_string(),
-                upload: *up,
-            }),
-            Err(e) => target_ok[live[k]] = Some(e.to_string()),
-        }
-    }
-    objects.push(ObjectRecord {
-        key: MANIFEST.to_string(),
-        source: None,
-        plaintext_size: manifest_fin.plaintext_size,
-        stored_size: manifest_fin.stored_size,
-        blake3: manifest_fin.blake3.clone(),
-        facts: BTreeMap::new(),
-    });
-    let marker = Marker {
-        format: FormatVersion::V1,
-        id: id.clone(),
-        job: job.name.clone(),
-        host,
-        coffer_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started,
-        finished_at: OffsetDateTime::now_utc(),
-        skew_seconds: skew,
+    Assembled {
         objects,
-        warnings: totals,
-        seal: crate::format::seal::Seal::Signed(signing_key.public),
-    };
-    if crate::cancel::requested() {
-        return Ok(failed(run, &streaming, anyhow!("no snapshot committed")));
+        manifest,
+        totals,
+        shown,
     }
-
-    // The commit, per target: a target gets the signed marker only if it holds
-    // every object the marker lists, with the size written.
-    let marker_bytes = crate::format::seal::seal(&marker, &signing_key)?;
-    let marker_path = object_path(&job.name, &id, MARKER);
-    let checked = objects_in_place(rt, &targets, &target_ok, &job.name, &id, &marker.objects);
-    for (i, t) in targets.iter().enumerate() {
-        if target_ok[i].is_some() {
-            continue;
-        }
-        if let Some(why) = &checked[i] {
-            target_ok[i] = Some(format!("not committed: {why}"));
-            continue;
-        }
-        let written = rt.block_on(
-            t.store
-                .put(&marker_path, PutPayload::from(marker_bytes.clone())),
-        );
-        if let Err(e) = written {
-            let x = t.explain(Op::Write, &e);
-            target_ok[i] = Some(format!("cannot write {marker_path}: {}", x.message));
-        }
-    }
-    let mut committed = 0;
-    for (i, t) in targets.iter().enumerate() {
-        match &target_ok[i] {
-            None => {
-                run.targets[i].committed = true;
-                committed += 1;
-            }
-            Some(e) => {
-                run.targets[i].error = Some(e.clone());
-                if reachable.contains(&i) {
-                    remove_partial(rt, std::slice::from_ref(t), &job.name, &id);
-                }
-            }
-        }
-    }
-    run.skew_seconds = skew;
-    run.status = if committed == targets.len() {
-        RunStatus::Success
-    } else if committed > 0 {
-        RunStatus::Partial
-    } else {
-        RunStatus::Failed
-    };
-    if committed == 0 {
-        let why: Vec<String> = run
-            .targets
-            .iter()
-            .filter_map(|t| Some(format!("target {}: {}", t.name, t.error.as_deref()?)))
-            .collect();
-        run.error = Some(format!(
-            "no target accepted the snapshot: {}",
-            why.join("; ")
-        ));
-    }
-    run.duration_seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64();
-    Ok(run)
 }
