@@ -286,6 +286,17 @@ impl SourceKind {
         self.source_type().as_str()
     }
 
+    /// Owner and mode of what a restore writes for this source (directories and
+    /// single files); the defaults for sources that write none.
+    pub fn restore_policy(&self) -> RestorePolicy {
+        match self {
+            SourceKind::Directory(d) => d.restore.clone(),
+            SourceKind::Sqlite(s) => s.restore.clone(),
+            SourceKind::Redis(r) => r.restore.clone(),
+            _ => RestorePolicy::default(),
+        }
+    }
+
     pub fn source_type(&self) -> SourceType {
         match self {
             SourceKind::Directory(_) => SourceType::Directory,

@@ -5,6 +5,7 @@
 //! other sources.
 
 use crate::child::{feed_stdin, stream_stdout};
+use crate::restore::{Restore, RestoreRequest};
 use crate::source::{Progress, Source, SourceError, SourceOutcome};
 use coffer_config::CommandSource as Config;
 use std::io::{Read, Write};
@@ -36,6 +37,24 @@ fn command(name: &str, argv: &[String]) -> Result<Command, SourceError> {
 }
 
 impl Source for CommandSource {
+    fn origin(&self) -> String {
+        self.cfg.command.join(" ")
+    }
+    /// Feeds the stream to `restore_command`.
+    fn plan_restore(&self, _req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        match &self.cfg.restore_command {
+            Some(argv) => Ok(Box::new(CommandRestore {
+                name: self.name.clone(),
+                argv: argv.clone(),
+            })),
+            None => Err(SourceError::Invalid {
+                name: self.name.clone(),
+                message:
+                    "no restore_command configured; pass --to DIR to get the raw backup as a file"
+                        .into(),
+            }),
+        }
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -70,15 +89,23 @@ impl Source for CommandSource {
     }
 }
 
-/// Feeds the backup to `restore_command`.
-pub fn restore(name: &str, cfg: &Config, input: &mut dyn Read) -> Result<String, SourceError> {
-    let argv = cfg
-        .restore_command
-        .as_ref()
-        .ok_or_else(|| SourceError::Invalid {
-            name: name.to_string(),
-            message: "no restore_command configured; restore with --to DIR to get the raw backup"
-                .into(),
-        })?;
-    feed_stdin(name, &mut command(name, argv)?, input)
+/// A planned `restore_command`.
+#[derive(Debug)]
+struct CommandRestore {
+    name: String,
+    argv: Vec<String>,
+}
+
+impl Restore for CommandRestore {
+    fn describe(&self) -> String {
+        self.argv.join(" ")
+    }
+    fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
+        let log = feed_stdin(&self.name, &mut command(&self.name, &self.argv)?, input)?;
+        Ok(if log.is_empty() {
+            Vec::new()
+        } else {
+            vec![log]
+        })
+    }
 }

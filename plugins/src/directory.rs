@@ -326,6 +326,9 @@ impl Walk<'_> {
 }
 
 impl Source for DirectorySource {
+    fn origin(&self) -> String {
+        self.cfg.path.display().to_string()
+    }
     fn name(&self) -> &str {
         &self.name
     }

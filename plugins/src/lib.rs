@@ -14,6 +14,8 @@ pub mod mysql;
 pub mod parts;
 pub mod postgres;
 pub mod redis_rdb;
+pub mod registry;
+pub mod restore;
 mod s3;
 pub mod source;
 pub mod sqlite;
@@ -23,5 +25,7 @@ pub mod walk_ahead;
 
 pub use entry::{EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
 pub use parts::PartPlan;
-pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome, open_source};
+pub use registry::{open_source, restore_as_file};
+pub use restore::{Restore, RestoreRequest};
+pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 pub use target::{Explained, Op, Target, TargetError, open_target};

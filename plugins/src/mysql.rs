@@ -8,6 +8,7 @@
 use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
 use crate::dbquery::version_fact;
 use crate::dbquery::{Endpoint, connect, describe};
+use crate::restore::{Restore, RestoreRequest};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
@@ -100,6 +101,25 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl Source for MysqlSource {
+    fn origin(&self) -> String {
+        display_url(&self.cfg.url)
+    }
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        Some(Endpoint::Mysql {
+            url: &self.cfg.url,
+            password: self.cfg.password.as_ref(),
+        })
+    }
+    /// Into the configured database, or the one `--db-url` names (with the
+    /// configured password: a URL on the command line never carries one).
+    fn plan_restore(&self, req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        Ok(Box::new(MyRestore {
+            name: self.name.clone(),
+            url: req.db_url.unwrap_or(&self.cfg.url).to_string(),
+            password: self.cfg.password.clone(),
+            tmp_dir: self.ctx.tmp_dir.clone(),
+        }))
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -196,4 +216,44 @@ pub fn restore(
     cmd.arg(format!("--defaults-extra-file={}", opts.path().display()))
         .arg(&db);
     feed_stdin(name, &mut cmd, input)
+}
+
+/// A planned restore through the `mariadb`/`mysql` client.
+#[derive(Debug)]
+struct MyRestore {
+    name: String,
+    url: String,
+    password: Option<Secret>,
+    tmp_dir: std::path::PathBuf,
+}
+
+impl Restore for MyRestore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+    /// The client runs each statement as it reads it (autocommit, and DDL commits
+    /// anyway), so the dump must be complete and verified before it starts.
+    fn commits_while_reading(&self) -> bool {
+        true
+    }
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        Some(Endpoint::Mysql {
+            url: &self.url,
+            password: self.password.as_ref(),
+        })
+    }
+    fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
+        let log = restore(
+            &self.name,
+            &self.url,
+            self.password.as_ref(),
+            &self.tmp_dir,
+            input,
+        )?;
+        Ok(if log.is_empty() {
+            Vec::new()
+        } else {
+            vec![log]
+        })
+    }
 }

@@ -10,6 +10,7 @@
 
 use crate::child::{command, feed_stdin, refuse_credentials, stream_stdout};
 use crate::dbquery::{Db, Endpoint, connect, describe};
+use crate::restore::{Restore, RestoreRequest};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use coffer_config::{DatabaseSource as Config, Secret, display_url};
 use std::collections::BTreeMap;
@@ -81,6 +82,27 @@ pub fn major(version: &str) -> Option<u32> {
 }
 
 impl Source for PostgresSource {
+    fn origin(&self) -> String {
+        display_url(&self.cfg.url)
+    }
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        Some(Endpoint::Postgres {
+            url: &self.cfg.url,
+            password: self.cfg.password.as_ref(),
+        })
+    }
+    /// Into the configured database, or the one `--db-url` names (with the
+    /// configured password: a URL on the command line never carries one).
+    fn plan_restore(&self, req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        Ok(Box::new(PgRestore {
+            name: self.name.clone(),
+            rt: self.ctx.rt.clone(),
+            url: req.db_url.unwrap_or(&self.cfg.url).to_string(),
+            password: self.cfg.password.clone(),
+            facts: req.facts.clone(),
+            clean: req.clean,
+        }))
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -235,4 +257,38 @@ pub fn restore(
         warnings.push(format!("pg_restore: {log}"));
     }
     Ok(warnings)
+}
+
+/// A planned pg_restore into a server database.
+#[derive(Debug)]
+struct PgRestore {
+    name: String,
+    rt: tokio::runtime::Handle,
+    url: String,
+    password: Option<Secret>,
+    facts: BTreeMap<String, String>,
+    clean: bool,
+}
+
+impl Restore for PgRestore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        Some(Endpoint::Postgres {
+            url: &self.url,
+            password: self.password.as_ref(),
+        })
+    }
+    fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
+        restore(
+            &self.name,
+            &self.rt,
+            &self.url,
+            self.password.as_ref(),
+            &self.facts,
+            self.clean,
+            input,
+        )
+    }
 }

@@ -3,6 +3,8 @@
 //! save (which renames a new file into place) cannot change what is read.
 //! The URL is shown only through `display_url`; the password travels apart.
 
+use crate::ids::IdCache;
+use crate::restore::{FileRestore, Restore, RestoreRequest};
 use crate::source::{Progress, Source, SourceError, SourceOutcome, copy_file};
 use coffer_config::RedisSource as Config;
 use std::collections::BTreeMap;
@@ -74,6 +76,41 @@ fn info_field(info: &str, key: &str) -> Option<String> {
 }
 
 impl Source for RedisSource {
+    fn origin(&self) -> String {
+        coffer_config::display_url(&self.cfg.url)
+    }
+    /// Puts the RDB where Redis reads it when it starts: `rdb_path`, else where
+    /// it was on the backed-up host (a path read from the snapshot, so only from
+    /// a signed one). Owned by redis:redis, 0660, as the Kadi4Mat manual does by
+    /// hand, unless the policy says otherwise.
+    fn plan_restore(&self, req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        let path = self
+            .cfg
+            .rdb_path
+            .clone()
+            .or_else(|| {
+                req.signed
+                    .then(|| req.facts.get("rdb_path").map(PathBuf::from))
+                    .flatten()
+            })
+            .ok_or_else(|| SourceError::Invalid {
+                name: self.name.clone(),
+                message: "set rdb_path, or pass --to DIR".into(),
+            })?;
+        let mut file = FileRestore::plain(&self.name, path.clone(), req);
+        if file.policy.owner.is_none() && IdCache::default().uid("redis").is_some() {
+            file.policy.owner = Some(coffer_config::OwnerSpec {
+                user: "redis".into(),
+                group: Some("redis".into()),
+            });
+        }
+        file.policy.file_mode = file.policy.file_mode.or(Some(0o660));
+        file.note = Some(format!(
+            "{} is in place: Redis loads it when it (re)starts",
+            path.display()
+        ));
+        Ok(Box::new(file))
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -1,11 +1,16 @@
-//! The Source trait: one thing a job backs up.
+//! The Source trait: one thing a job backs up, and everything coffer needs to know
+//! about it that depends on its type: how to freeze and stream it, where it came
+//! from, how it goes back (`plan_restore`), which database a check queries. The
+//! agent only ever talks to this trait; a new source type is one module here and
+//! one line in `registry`.
 //!
 //! A run calls `freeze` on every source of a job concurrently, waits until all have
 //! reached their consistency point, then calls `stream` on each in parallel. Sources
 //! write plaintext; compression, encryption and upload are the agent's business.
 
-use crate::directory::DirectorySource;
+use crate::dbquery::Endpoint;
 use crate::entry_log::EntryLog;
+use crate::restore::{Restore, RestoreRequest};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -60,6 +65,8 @@ pub enum SourceError {
     },
     #[error("source {name}: writing the backup stream failed: {err}")]
     Output { name: String, err: io::Error },
+    #[error("source {name}: reading the snapshot failed: {err}")]
+    Input { name: String, err: io::Error },
     #[error("source {name}: {message}")]
     Invalid { name: String, message: String },
     #[error("source {name}: {program} failed ({detail})")]
@@ -83,7 +90,9 @@ impl SourceError {
             SourceError::Unreadable { .. } | SourceError::Invalid { .. } => false,
             SourceError::Dump { .. } => true,
             SourceError::Database { retryable, .. } => *retryable,
-            SourceError::Io { err, .. } | SourceError::Output { err, .. } => !matches!(
+            SourceError::Io { err, .. }
+            | SourceError::Output { err, .. }
+            | SourceError::Input { err, .. } => !matches!(
                 err.kind(),
                 io::ErrorKind::PermissionDenied
                     | io::ErrorKind::NotFound
@@ -109,6 +118,22 @@ pub trait Source: Send {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError>;
+    /// Where the data comes from, for the manifest: a path, a URL in its shown
+    /// form, a command; never a credential.
+    fn origin(&self) -> String;
+    /// Plans putting a stream of this source back where it belongs, refusing
+    /// before anything is written. A directory is restored as a tree by the
+    /// agent, not through this.
+    fn plan_restore(&self, _req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        Err(SourceError::Invalid {
+            name: self.name().to_string(),
+            message: format!("a {} source is not restored as one stream", self.kind()),
+        })
+    }
+    /// The database a `[check]` query reaches, for a database source.
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        None
+    }
 }
 
 /// Streams a whole file (an online copy, an RDB) into the backup with large reads.
@@ -148,29 +173,4 @@ pub(crate) fn copy_file(
 pub struct SourceContext {
     pub rt: tokio::runtime::Handle,
     pub tmp_dir: PathBuf,
-}
-
-/// Builds the source a config entry describes.
-pub fn open_source(
-    source: &coffer_config::Source,
-    ctx: &SourceContext,
-) -> Result<Box<dyn Source>, SourceError> {
-    use coffer_config::SourceKind as K;
-    let name = source.name.clone();
-    Ok(match &source.kind {
-        K::Directory(d) => Box::new(DirectorySource::new(&name, d, ctx)?),
-        K::Postgres(d) => Box::new(crate::postgres::PostgresSource::new(
-            name,
-            d.clone(),
-            ctx.clone(),
-        )),
-        K::Mysql(d) => Box::new(crate::mysql::MysqlSource::new(name, d.clone(), ctx.clone())),
-        K::Sqlite(s) => Box::new(crate::sqlite::SqliteSource::new(
-            name,
-            s.clone(),
-            ctx.clone(),
-        )),
-        K::Redis(r) => Box::new(crate::redis_rdb::RedisSource::new(name, r.clone())),
-        K::Command(c) => Box::new(crate::command::CommandSource::new(name, c.clone())),
-    })
 }

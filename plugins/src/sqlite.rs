@@ -4,6 +4,7 @@
 
 use crate::dbquery::version_fact;
 use crate::dbquery::{Endpoint, connect, describe};
+use crate::restore::{FileRestore, Restore, RestoreRequest};
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome, copy_file};
 use coffer_config::SqliteSource as Config;
 use sqlx::Connection;
@@ -43,6 +44,26 @@ impl SqliteSource {
 const COPY_NAME: &str = "copy.sqlite";
 
 impl Source for SqliteSource {
+    fn origin(&self) -> String {
+        self.cfg.path.display().to_string()
+    }
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        Some(Endpoint::Sqlite {
+            path: &self.cfg.path,
+        })
+    }
+    /// Replaces the configured file, once the restored copy passes integrity_check.
+    fn plan_restore(&self, req: &RestoreRequest<'_>) -> Result<Box<dyn Restore>, SourceError> {
+        let rt = self.ctx.rt.clone();
+        let mut file = FileRestore::plain(&self.name, self.cfg.path.clone(), req);
+        file.check = Some(Box::new(move |copy: &Path| integrity_check(&rt, copy)));
+        file.note = Some(format!(
+            "{} replaced: restart the application so that it opens the restored file",
+            self.cfg.path.display()
+        ));
+        file.is_sqlite = true;
+        Ok(Box::new(file))
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -9,8 +9,8 @@ use crate::restore::db_check::{self, DbCheckReport};
 use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::Result;
 use coffer_config::{Config, DirectorySource, Job, SourceKind};
-use coffer_plugins::dbquery;
 use coffer_plugins::exclude::Excludes;
+use coffer_plugins::{SourceContext, open_source};
 use tokio::runtime::Handle;
 
 fn directory<'a>(job: &'a Job, name: &str) -> Option<&'a DirectorySource> {
@@ -98,7 +98,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
         }
         snapshot = Some(marker.id);
     }
-    let db = live_db_check(rt, job, args, &reports)?;
+    let db = live_db_check(rt, cfg, job, args, &reports)?;
     let consistent = reports.iter().all(TreeReport::consistent)
         && db.as_ref().is_none_or(DbCheckReport::consistent);
     if args.json {
@@ -130,6 +130,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
 /// The configured database against the files as they are now.
 fn live_db_check(
     rt: &Handle,
+    cfg: &Config,
     job: &Job,
     args: &CheckArgs,
     trees: &[TreeReport],
@@ -148,22 +149,16 @@ fn live_db_check(
         (None, Some(t)) => t.path.clone().into(),
         (None, None) => files.path.clone(),
     };
-    let db = job
-        .sources
-        .iter()
-        .find(|s| s.name == check.source)
-        .map(|s| &s.kind);
-    let target = match db {
-        Some(SourceKind::Postgres(d)) => dbquery::Endpoint::Postgres {
-            url: &d.url,
-            password: d.password.as_ref(),
-        },
-        Some(SourceKind::Mysql(d)) => dbquery::Endpoint::Mysql {
-            url: &d.url,
-            password: d.password.as_ref(),
-        },
-        Some(SourceKind::Sqlite(s)) => dbquery::Endpoint::Sqlite { path: &s.path },
-        _ => return Ok(None),
+    let Some(db) = job.sources.iter().find(|s| s.name == check.source) else {
+        return Ok(None);
+    };
+    let ctx = SourceContext {
+        rt: rt.clone(),
+        tmp_dir: cfg.agent.state_dir.join("tmp"),
+    };
+    let db = open_source(db, &ctx)?;
+    let Some(target) = db.endpoint() else {
+        return Ok(None);
     };
     let excludes = Excludes::new(&files.exclude)?;
     Ok(Some(db_check::check(

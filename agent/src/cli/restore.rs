@@ -10,15 +10,14 @@ use crate::exit::{self, usage};
 use crate::format::SourceManifest;
 use crate::hooks::run_hooks;
 use crate::restore::attrs::check_policy_owner;
-use crate::restore::database::{DbDest, DbRestore, refuse_existing, restore_database, to_file};
+use crate::restore::database::{DbRestore, refuse_existing, restore_database, to_file};
 use crate::restore::db_check::{self, DbCheckReport};
 use crate::restore::tree_check::Owners;
 use crate::restore::{SourceRestore, non_empty, restore_source};
 use anyhow::Result;
-use coffer_config::{Config, Job, RestorePolicy, SourceKind};
-use coffer_plugins::dbquery;
+use coffer_config::{Config, Job, SourceKind};
+use coffer_plugins::{Restore, RestoreRequest, SourceContext, open_source, restore_as_file};
 use serde::Serialize;
-use std::path::PathBuf;
 use tokio::runtime::Handle;
 
 #[derive(Serialize)]
@@ -50,14 +49,18 @@ fn owners_of(args: &RestoreArgs, is_root: bool) -> Owners {
     }
 }
 
-/// Where a database source goes, from the config and the flags.
-fn db_dest(
+/// How a stream source goes back, from the config and the flags: `--db-url` for
+/// a server database, else `--to DIR` as a file, else the configured source's own
+/// restore. Every refusal here is a usage error, before anything is written.
+fn plan_stream(
     args: &RestoreArgs,
     src: &SourceManifest,
-    configured: Option<&SourceKind>,
-    signed: bool,
-) -> Result<DbDest> {
-    use SourceKind as K;
+    configured: Option<&coffer_config::Source>,
+    req: &RestoreRequest<'_>,
+    ctx: &SourceContext,
+) -> Result<Box<dyn Restore>> {
+    let as_usage = |e: coffer_plugins::SourceError| usage(e.to_string());
+    let same_type = configured.filter(|c| c.kind.source_type() == src.kind);
     if let Some(url) = &args.db_url
         && src.kind.is_server_database()
     {
@@ -68,78 +71,39 @@ fn db_dest(
                  the source's password_file or password_env is used",
             ));
         }
-        let password = match configured {
-            Some(K::Postgres(d) | K::Mysql(d)) => d.password.clone(),
-            _ => None,
+        let elsewhere;
+        let source = match same_type {
+            Some(c) => c,
+            None => {
+                elsewhere = coffer_plugins::registry::database_at(src.kind, &src.name, url)
+                    .ok_or_else(|| {
+                        usage(format!("--db-url: {} is no server database", src.name))
+                    })?;
+                &elsewhere
+            }
         };
-        return Ok(if src.kind == coffer_config::SourceType::Postgres {
-            DbDest::Postgres {
-                url: url.clone(),
-                password,
-            }
-        } else {
-            DbDest::Mysql {
-                url: url.clone(),
-                password,
-            }
-        });
+        return open_source(source, ctx)
+            .and_then(|s| s.plan_restore(req))
+            .map_err(as_usage);
     }
     if let Some(dir) = &args.to {
-        return Ok(DbDest::File(to_file(dir, src)));
+        return Ok(restore_as_file(
+            src.kind,
+            &src.name,
+            to_file(dir, src),
+            req,
+            ctx,
+        ));
     }
-    let missing = || {
+    let source = same_type.ok_or_else(|| {
         usage(format!(
             "source {} ({}) is not configured as such in this job; pass --to DIR to get its dump as a file",
             src.name, src.kind
         ))
-    };
-    Ok(match configured.ok_or_else(missing)? {
-        K::Postgres(d) => DbDest::Postgres {
-            url: d.url.clone(),
-            password: d.password.clone(),
-        },
-        K::Mysql(d) => DbDest::Mysql {
-            url: d.url.clone(),
-            password: d.password.clone(),
-        },
-        K::Sqlite(s) => DbDest::Sqlite(s.path.clone()),
-        K::Redis(r) => DbDest::Redis(
-            r.rdb_path
-                .clone()
-                // Where the RDB was on the backed-up host: a path read from the
-                // snapshot, so only from a signed one.
-                .or_else(|| {
-                    signed
-                        .then(|| src.facts.get("rdb_path").map(PathBuf::from))
-                        .flatten()
-                })
-                .ok_or_else(|| {
-                    usage(format!(
-                        "source {}: set rdb_path, or pass --to DIR",
-                        src.name
-                    ))
-                })?,
-        ),
-        K::Command(c) => {
-            if c.restore_command.is_none() {
-                return Err(usage(format!(
-                    "source {} has no restore_command; pass --to DIR to get the raw backup as a file",
-                    src.name
-                )));
-            }
-            DbDest::Command(c.clone())
-        }
-        K::Directory(_) => return Err(missing()),
-    })
-}
-
-fn policy_of(kind: Option<&SourceKind>) -> RestorePolicy {
-    match kind {
-        Some(SourceKind::Directory(d)) => d.restore.clone(),
-        Some(SourceKind::Sqlite(s)) => s.restore.clone(),
-        Some(SourceKind::Redis(r)) => r.restore.clone(),
-        _ => RestorePolicy::default(),
-    }
+    })?;
+    open_source(source, ctx)
+        .and_then(|s| s.plan_restore(req))
+        .map_err(as_usage)
 }
 
 pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
@@ -188,14 +152,19 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         ));
     }
     let is_root = nix::unistd::geteuid().is_root();
-    let configured = |name: &str| job.sources.iter().find(|s| s.name == name).map(|s| &s.kind);
+    let configured = |name: &str| job.sources.iter().find(|s| s.name == name);
+    let ctx = SourceContext {
+        rt: rt.clone(),
+        tmp_dir: cfg.agent.state_dir.join("tmp"),
+    };
 
     // Plan and validate everything before writing anything.
     let mut dirs = Vec::new();
     let mut dbs = Vec::new();
     for src in &chosen {
-        let kind = configured(&src.name);
-        let mut policy = policy_of(kind);
+        let source = configured(&src.name);
+        let kind = source.map(|s| &s.kind);
+        let mut policy = kind.map(SourceKind::restore_policy).unwrap_or_default();
         if src.kind == coffer_config::SourceType::Directory {
             let dest = match (&args.to, kind) {
                 (Some(dir), _) => dir.join(&src.name),
@@ -236,14 +205,20 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             });
         } else {
             let signed = matches!(marker.seal, crate::format::seal::Seal::Signed(_));
-            let dest = db_dest(args, src, kind, signed)?;
-            refuse_existing(&dest, args.force)?;
-            dbs.push(DbRestore {
-                source: src,
-                dest,
-                policy,
+            let req = RestoreRequest {
+                db_url: args.db_url.as_deref(),
+                facts: &src.facts,
+                signed,
                 clean: args.clean,
                 can_chown: is_root,
+                snapshot: &marker.id,
+                policy,
+            };
+            let restore = plan_stream(args, src, source, &req, &ctx)?;
+            refuse_existing(restore.as_ref(), args.force)?;
+            dbs.push(DbRestore {
+                source: src,
+                restore,
             });
         }
     }
@@ -298,12 +273,12 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 plan.source.name,
                 plan.source.kind,
                 marker.id,
-                plan.dest.describe()
+                plan.restore.describe()
             );
         }
         databases.push(DbSummary {
             source: plan.source.name.clone(),
-            restored_to: plan.dest.describe(),
+            restored_to: plan.restore.describe(),
             facts: plan.source.facts.clone(),
         });
     }
@@ -391,26 +366,12 @@ fn restored_db_check(
     let (Some(files), Some(db)) = (files, db) else {
         return Ok(None);
     };
-    let target = match &db.dest {
-        DbDest::Postgres { url, password } => dbquery::Endpoint::Postgres {
-            url,
-            password: password.as_ref(),
-        },
-        DbDest::Mysql { url, password } => dbquery::Endpoint::Mysql {
-            url,
-            password: password.as_ref(),
-        },
-        DbDest::Sqlite(p) => dbquery::Endpoint::Sqlite { path: p },
-        DbDest::File(p) if db.source.kind == coffer_config::SourceType::Sqlite => {
-            dbquery::Endpoint::Sqlite { path: p }
-        }
-        _ => {
-            warnings.push(format!(
-                "database check not run: {} was written as a file; restore it into a database with --db-url to check it",
-                db.source.name
-            ));
-            return Ok(None);
-        }
+    let Some(target) = db.restore.endpoint() else {
+        warnings.push(format!(
+            "database check not run: {} was written as a file; restore it into a database with --db-url to check it",
+            db.source.name
+        ));
+        return Ok(None);
     };
     Ok(Some(db_check::check(
         rt,

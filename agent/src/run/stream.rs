@@ -26,23 +26,6 @@ pub(super) struct Streamed {
     pub(super) finished: Finished,
 }
 
-/// Where a source's data came from, for the manifest: URLs in their shown form,
-/// never with a credential.
-fn origin_of(job: &Job, name: &str) -> String {
-    use coffer_config::SourceKind as K;
-    job.sources
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| match &s.kind {
-            K::Directory(d) => d.path.display().to_string(),
-            K::Sqlite(d) => d.path.display().to_string(),
-            K::Postgres(d) | K::Mysql(d) => coffer_config::display_url(&d.url),
-            K::Redis(r) => coffer_config::display_url(&r.url),
-            K::Command(c) => c.command.join(" "),
-        })
-        .unwrap_or_default()
-}
-
 /// Facts safe and useful to show without the private key (`list`).
 pub(super) const PUBLIC_FACTS: [&str; 2] = ["server_version", "schema_version"];
 
@@ -145,7 +128,7 @@ pub(super) fn stream_sources(
                         name: src.name().to_string(),
                         kind: src.kind(),
                         key,
-                        origin: origin_of(job, src.name()),
+                        origin: src.origin(),
                         instant: outcome.instant.unwrap_or(frozen_at),
                         outcome,
                         finished,

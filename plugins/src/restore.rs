@@ -1,0 +1,225 @@
+//! The restore side of a source that is one stream (every type but a directory,
+//! whose tree restore is the agent's): a `Restore` is planned from the configured
+//! source and the command line before anything is written, so that every refusal
+//! comes first, and then fed the decrypted stream.
+//!
+//! Also the one way a single file is put back (`FileRestore`): written beside the
+//! destination, checked, given its owner and mode, fsynced, then renamed over it,
+//! so that a failure leaves the old file as it was.
+
+use crate::dbquery::Endpoint;
+use crate::ids::IdCache;
+use crate::source::SourceError;
+use coffer_config::RestorePolicy;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What a restore was asked for, beyond the configured source.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest<'a> {
+    /// `--db-url`: the server database to restore into instead of the configured one.
+    pub db_url: Option<&'a str>,
+    /// Facts the manifest recorded (server version, where the RDB was).
+    pub facts: &'a BTreeMap<String, String>,
+    /// The snapshot carries a trusted signature: a path it records may be a destination.
+    pub signed: bool,
+    /// Replace the database's existing objects (pg_restore `--clean`).
+    pub clean: bool,
+    /// Running as root, so owners can be set.
+    pub can_chown: bool,
+    /// The snapshot id; names the temporary file beside a file being replaced.
+    pub snapshot: &'a str,
+    /// Owner and mode of a restored file.
+    pub policy: RestorePolicy,
+}
+
+/// One source's restore, planned and ready to be fed the decrypted stream.
+pub trait Restore: Send + std::fmt::Debug {
+    /// Where the data goes, for the plan and the report (never a credential).
+    fn describe(&self) -> String;
+    /// A file that exists and would be replaced (refused without `--force`).
+    fn existing_file(&self) -> Option<&Path> {
+        None
+    }
+    /// True when the destination commits as it reads (the mysql client runs each
+    /// statement as it arrives): the caller must then hand over a stream already
+    /// read to its end and verified, not one checked only as it is read.
+    fn commits_while_reading(&self) -> bool {
+        false
+    }
+    /// The database a `[check]` query reaches once the restore is done.
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        None
+    }
+    /// Restores from `input`; returns what the operator should hear.
+    fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError>;
+}
+
+/// Validates a restored file before it replaces anything (SQLite's integrity_check).
+pub type FileCheck = Box<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
+
+/// One restored file, put in place atomically.
+pub struct FileRestore {
+    pub source: String,
+    pub path: PathBuf,
+    pub policy: RestorePolicy,
+    pub can_chown: bool,
+    pub snapshot: String,
+    /// Run on the complete copy before it replaces anything.
+    pub check: Option<FileCheck>,
+    /// Said once the file is in place (what the operator must do next).
+    pub note: Option<String>,
+    /// The file is an SQLite database a check query can open.
+    pub is_sqlite: bool,
+}
+
+impl std::fmt::Debug for FileRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRestore")
+            .field("source", &self.source)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileRestore {
+    /// The plain stream as a file (`--to DIR`).
+    pub fn plain(source: &str, path: PathBuf, req: &RestoreRequest<'_>) -> FileRestore {
+        FileRestore {
+            source: source.to_string(),
+            path,
+            policy: req.policy.clone(),
+            can_chown: req.can_chown,
+            snapshot: req.snapshot.to_string(),
+            check: None,
+            note: None,
+            is_sqlite: false,
+        }
+    }
+}
+
+impl Restore for FileRestore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn existing_file(&self) -> Option<&Path> {
+        self.path.exists().then_some(self.path.as_path())
+    }
+
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        self.is_sqlite
+            .then_some(Endpoint::Sqlite { path: &self.path })
+    }
+
+    fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
+        let mut warnings = Vec::new();
+        place_file(self, input, &mut warnings)?;
+        warnings.extend(self.note.clone());
+        Ok(warnings)
+    }
+}
+
+/// Writes `input` to a temporary file beside the destination, runs the check on
+/// it, gives it the owner and mode (the policy's, else those of the file it
+/// replaces), fsyncs and renames it over the destination.
+fn place_file(
+    f: &FileRestore,
+    input: &mut dyn Read,
+    warnings: &mut Vec<String>,
+) -> Result<(), SourceError> {
+    let dest = &f.path;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |err| SourceError::Io {
+            name: f.source.clone(),
+            path,
+            err,
+        }
+    };
+    let invalid = |message: String| SourceError::Invalid {
+        name: f.source.clone(),
+        message,
+    };
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let file_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.coffer-restore-{}", f.snapshot));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| -> Result<(), SourceError> {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf).map_err(|err| SourceError::Input {
+                name: f.source.clone(),
+                err,
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(io(&tmp))?;
+        }
+        out.sync_all().map_err(io(&tmp))?;
+        drop(out);
+        if let Some(check) = &f.check {
+            check(&tmp).map_err(|e| invalid(format!("restored copy is damaged: {e}")))?;
+        }
+        let old = std::fs::metadata(dest).ok();
+        let mut ids = IdCache::default();
+        let owner = match (&f.policy.owner, &old) {
+            (Some(o), _) => {
+                let uid = ids
+                    .uid(&o.user)
+                    .ok_or_else(|| invalid(format!("no user {} on this host", o.user)))?;
+                let gid = match &o.group {
+                    Some(g) => Some(
+                        ids.gid(g)
+                            .ok_or_else(|| invalid(format!("no group {g} on this host")))?,
+                    ),
+                    None => None,
+                };
+                Some((uid, gid))
+            }
+            (None, Some(m)) => Some((m.uid(), Some(m.gid()))),
+            (None, None) => None,
+        };
+        if let Some((uid, gid)) = owner {
+            if f.can_chown {
+                std::os::unix::fs::chown(&tmp, Some(uid), gid).map_err(io(&tmp))?;
+            } else {
+                warnings.push(format!(
+                    "not root: {} keeps the restoring user as owner",
+                    dest.display()
+                ));
+            }
+        }
+        let mode = f
+            .policy
+            .file_mode
+            .or(old.map(|m| m.mode() & 0o7777))
+            .unwrap_or(0o600);
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, dest).map_err(io(dest))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
