@@ -167,6 +167,8 @@ pub struct Finished {
 }
 
 /// A `Write` that compresses, encrypts and uploads one object to several targets.
+/// It blocks (it is a `Write`): use it from a source's thread or `spawn_blocking`,
+/// never from async code; `finish` and `abandon` wait for the uploads.
 pub struct ObjectWriter {
     encoder: Option<zstd::stream::write::Encoder<'static, ChunkSender>>,
     encrypt: Option<std::thread::JoinHandle<io::Result<(u64, blake3::Hash)>>>,
@@ -321,16 +323,15 @@ impl Write for ObjectWriter {
 }
 
 impl Drop for ObjectWriter {
-    /// An object not finished is abandoned: closing the chain without an end marker
-    /// makes every upload abort its multipart upload. Wait for that, so nothing is
-    /// left half-written when the run reports failure.
+    /// An object neither finished nor abandoned (a source that panicked while
+    /// streaming): closing the chain without an end marker makes every upload
+    /// abort its multipart upload on its own. Nothing here waits on the runtime:
+    /// a drop may happen anywhere, also on a runtime thread, where `block_on`
+    /// panics. `abandon` is the way that waits; prune removes what is left.
     fn drop(&mut self) {
         drop(self.encoder.take());
         if let Some(h) = self.encrypt.take() {
             let _ = h.join();
-        }
-        for (_, h) in std::mem::take(&mut self.uploads) {
-            let _ = self.rt.block_on(h);
         }
     }
 }

@@ -102,6 +102,9 @@ pub(super) fn write_manifest(
         job.compression,
         Arc::new(AtomicBool::new(false)),
     )?;
-    serde_json::to_writer(&mut w, manifest).context("cannot write the manifest")?;
+    if let Err(e) = serde_json::to_writer(&mut w, manifest) {
+        w.abandon();
+        return Err(e).context("cannot write the manifest");
+    }
     Ok(w.finish()?)
 }
