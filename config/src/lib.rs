@@ -11,14 +11,13 @@ pub mod names;
 mod raw;
 mod recipients;
 mod signers;
-mod targets;
 mod types;
 mod units;
 mod urls;
 
+pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
 pub use signers::{SIGNER_PREFIX, Signer};
-pub use targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use types::*;
 pub use urls::{display_url, url_credentials};
 
