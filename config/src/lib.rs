@@ -3,6 +3,8 @@
 //! `raw` mirrors the file (serde, unknown keys rejected); `load` turns it into the
 //! validated types below, whose invariants the rest of coffer relies on (every
 //! job names defined targets, every mode is a valid octal mode, recipients parse).
+//! A value that has a richer type (a schedule, a time zone, a mode, a size) is kept
+//! in that type: checked once here, never parsed again by the rest of coffer.
 //! This crate has no behaviour beyond reading the files the config points at.
 
 mod load;
@@ -10,6 +12,7 @@ mod locate;
 pub mod names;
 mod raw;
 mod recipients;
+mod schedule;
 mod signers;
 mod types;
 mod units;
@@ -17,6 +20,7 @@ mod urls;
 
 pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
+pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use types::*;
 pub use urls::{display_url, url_credentials};

@@ -25,7 +25,7 @@ pub struct Agent {
     /// Where `coffer agent` serves /metrics, /healthz and /api/v1/jobs.
     pub listen: std::net::SocketAddr,
     /// IANA zone for schedules; `None`: the host's local time.
-    pub timezone: Option<String>,
+    pub timezone: Option<chrono_tz::Tz>,
     /// Bearer token that enables `POST /api/v1/jobs/{job}/run`, and that every
     /// `/api/v1/*` request needs when `listen` is not a loopback address.
     pub api_token: Option<Secret>,
@@ -196,10 +196,10 @@ pub struct Job {
     /// Command lines run in order after a successful restore and check.
     pub after_restore: Vec<String>,
     pub hooks: Hooks,
-    /// Cron expression (seconds field optional) for `coffer agent`.
-    pub schedule: Option<String>,
+    /// When `coffer agent` runs the job (cron, seconds field optional).
+    pub schedule: Option<crate::Schedule>,
     /// When `coffer agent` verifies the newest snapshot (deep when an identity is configured).
-    pub verify_schedule: Option<String>,
+    pub verify_schedule: Option<crate::Schedule>,
     /// A random delay up to this long before each scheduled run.
     pub jitter: std::time::Duration,
     /// Run once at agent start when a scheduled run was missed.

@@ -25,16 +25,18 @@ impl Validator<'_> {
                 std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
             }
         };
-        if let Some(tz) = &raw.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            self.problem(
-                &keys(&["agent", "timezone"]),
-                format!(
-                    "unknown time zone \"{tz}\"; use an IANA name like \"Europe/Berlin\" or \"UTC\""
-                ),
-            );
-        }
+        let timezone = raw.timezone.as_deref().and_then(|tz| match tz.parse() {
+            Ok(zone) => Some(zone),
+            Err(_) => {
+                self.problem(
+                    &keys(&["agent", "timezone"]),
+                    format!(
+                        "unknown time zone \"{tz}\"; use an IANA name like \"Europe/Berlin\" or \"UTC\""
+                    ),
+                );
+                None
+            }
+        });
         let api_token = raw.api_token_file.as_deref().and_then(|f| {
             let path = self.abs(f);
             match std::fs::read_to_string(&path) {
@@ -58,7 +60,7 @@ impl Validator<'_> {
         Agent {
             state_dir,
             listen,
-            timezone: raw.timezone,
+            timezone,
             api_token,
         }
     }

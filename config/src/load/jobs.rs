@@ -105,19 +105,9 @@ impl Validator<'_> {
         ] {
             self.hook_lines(&child(&at, key), lines);
         }
-        for (key, s) in [
-            ("schedule", &j.schedule),
-            ("verify_schedule", &j.verify_schedule),
-        ] {
-            if let Some(s) = s
-                && let Err(e) = s.parse::<croner::Cron>()
-            {
-                self.problem(
-                    &child(&at, key),
-                    format!("not a cron expression: {e}; write e.g. \"0 3 * * *\" (minute hour day month weekday, seconds first optional)"),
-                );
-            }
-        }
+        let schedule = self.schedule(&child(&at, "schedule"), j.schedule.as_deref());
+        let verify_schedule =
+            self.schedule(&child(&at, "verify_schedule"), j.verify_schedule.as_deref());
         let jitter = j
             .jitter
             .as_deref()
@@ -140,8 +130,8 @@ impl Validator<'_> {
             },
             sources,
             after_restore: j.after_restore,
-            schedule: j.schedule,
-            verify_schedule: j.verify_schedule,
+            schedule,
+            verify_schedule,
             jitter,
             catch_up: j.catch_up,
             hooks: Hooks {
@@ -154,6 +144,16 @@ impl Validator<'_> {
             check,
             retention,
             incomplete_after,
+        }
+    }
+
+    fn schedule(&mut self, at: &[Seg], text: Option<&str>) -> Option<crate::Schedule> {
+        match text?.parse() {
+            Ok(s) => Some(s),
+            Err(msg) => {
+                self.problem(at, msg);
+                None
+            }
         }
     }
 
