@@ -20,6 +20,7 @@ mod urls;
 
 pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
+pub use recipients::RecipientKey;
 pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use types::*;

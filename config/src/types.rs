@@ -50,7 +50,11 @@ pub struct Encryption {
 /// One public recipient and where it was written, so a later error can point back.
 #[derive(Debug, Clone)]
 pub struct Recipient {
+    /// The key, parsed when the config was loaded.
+    pub key: crate::RecipientKey,
+    /// As written (trimmed).
     pub text: String,
+    /// `file (encryption.recipients[0])` or `recipients-file:line`.
     pub origin: String,
 }
 

@@ -33,8 +33,9 @@ impl Validator<'_> {
         let mut recipients = Vec::new();
         for (i, r) in raw.recipients.iter().enumerate() {
             let at = item(&keys(&["encryption", "recipients"]), i);
-            match recipients::check(r.trim()) {
-                Ok(()) => recipients.push(Recipient {
+            match recipients::parse(r.trim()) {
+                Ok(key) => recipients.push(Recipient {
+                    key,
                     text: r.trim().to_string(),
                     origin: format!("{} ({})", self.file.display(), dotted(&at)),
                 }),
@@ -46,8 +47,9 @@ impl Validator<'_> {
             if let Some((path, content)) = self.read_file(&at, rf) {
                 let before = recipients.len();
                 for (line, text) in recipients::lines(&content) {
-                    match recipients::check(text) {
-                        Ok(()) => recipients.push(Recipient {
+                    match recipients::parse(text) {
+                        Ok(key) => recipients.push(Recipient {
+                            key,
                             text: text.to_string(),
                             origin: format!("{}:{line}", path.display()),
                         }),
