@@ -3,10 +3,12 @@
 //! `raw` mirrors the file (serde, unknown keys rejected); `load` turns it into the
 //! validated types below, whose invariants the rest of coffer relies on (every
 //! job names defined targets, every mode is a valid octal mode, recipients parse).
-//! A value that has a richer type (a schedule, a time zone, a mode, a size) is kept
+//! A value that has a richer type (a schedule, a time zone, a recipient, a hook's
+//! words, a mode, a size) is kept
 //! in that type: checked once here, never parsed again by the rest of coffer.
 //! This crate has no behaviour beyond reading the files the config points at.
 
+mod hook;
 mod load;
 mod locate;
 pub mod names;
@@ -18,6 +20,7 @@ mod types;
 mod units;
 mod urls;
 
+pub use hook::HookCommand;
 pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
 pub use recipients::RecipientKey;

@@ -198,7 +198,7 @@ pub struct Job {
     pub compression: Compression,
     pub sources: Vec<Source>,
     /// Command lines run in order after a successful restore and check.
-    pub after_restore: Vec<String>,
+    pub after_restore: Vec<crate::HookCommand>,
     pub hooks: Hooks,
     /// When `coffer agent` runs the job (cron, seconds field optional).
     pub schedule: Option<crate::Schedule>,
@@ -233,10 +233,10 @@ pub struct Retention {
 /// `before` included), so `systemctl stop app` / `systemctl start app` pairs are safe.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
-    pub before: Vec<String>,
-    pub after: Vec<String>,
-    pub on_success: Vec<String>,
-    pub on_failure: Vec<String>,
+    pub before: Vec<crate::HookCommand>,
+    pub after: Vec<crate::HookCommand>,
+    pub on_success: Vec<crate::HookCommand>,
+    pub on_failure: Vec<crate::HookCommand>,
     /// Each command is killed after this long.
     pub timeout: std::time::Duration,
 }

@@ -5,6 +5,7 @@
 //! `sources`.
 
 use super::Validator;
+use crate::HookCommand;
 use crate::locate::{Seg, child, item, keys};
 use crate::raw::{RawCheck, RawJob, RawRetention};
 use crate::types::*;
@@ -96,15 +97,14 @@ impl Validator<'_> {
         }
         let check = j.check.and_then(|c| self.file_check(&at, c, &sources));
         let (retention, incomplete_after) = self.retention(&at, j.retention);
-        for (key, lines) in [
-            ("after_restore", &j.after_restore),
-            ("before", &j.before),
-            ("after", &j.after),
-            ("on_success", &j.on_success),
-            ("on_failure", &j.on_failure),
-        ] {
-            self.hook_lines(&child(&at, key), lines);
-        }
+        let [after_restore, before, after, on_success, on_failure] = [
+            ("after_restore", j.after_restore),
+            ("before", j.before),
+            ("after", j.after),
+            ("on_success", j.on_success),
+            ("on_failure", j.on_failure),
+        ]
+        .map(|(key, lines)| self.hook_lines(&child(&at, key), lines));
         let schedule = self.schedule(&child(&at, "schedule"), j.schedule.as_deref());
         let verify_schedule =
             self.schedule(&child(&at, "verify_schedule"), j.verify_schedule.as_deref());
@@ -129,16 +129,16 @@ impl Validator<'_> {
                 threads: j.compression.threads,
             },
             sources,
-            after_restore: j.after_restore,
+            after_restore,
             schedule,
             verify_schedule,
             jitter,
             catch_up: j.catch_up,
             hooks: Hooks {
-                before: j.before,
-                after: j.after,
-                on_success: j.on_success,
-                on_failure: j.on_failure,
+                before,
+                after,
+                on_success,
+                on_failure,
                 timeout: hook_timeout,
             },
             check,
@@ -158,18 +158,15 @@ impl Validator<'_> {
     }
 
     /// Hook command lines are split like a shell would, but run without one.
-    fn hook_lines(&mut self, at: &[Seg], lines: &[String]) {
-        for (i, hook) in lines.iter().enumerate() {
-            let hp = item(at, i);
-            if hook.trim().is_empty() {
-                self.problem(&hp, "empty command");
-            } else if let Err(e) = shell_words::split(hook) {
-                self.problem(
-                    &hp,
-                    format!("cannot split into words: {e} (check the quotes)"),
-                );
+    fn hook_lines(&mut self, at: &[Seg], lines: Vec<String>) -> Vec<HookCommand> {
+        let mut hooks = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            match line.parse() {
+                Ok(hook) => hooks.push(hook),
+                Err(msg) => self.problem(&item(at, i), msg),
             }
         }
+        hooks
     }
 
     /// `[jobs.NAME.check]` names two sources of the same job: a database and a directory.
