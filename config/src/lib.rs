@@ -3,9 +3,9 @@
 //! `raw` mirrors the file (serde, unknown keys rejected); `load` turns it into the
 //! validated types below, whose invariants the rest of coffer relies on (every
 //! job names defined targets, every mode is a valid octal mode, recipients parse).
-//! A value that has a richer type (a schedule, a time zone, a recipient, a hook's
-//! words, a mode, a size) is kept
-//! in that type: checked once here, never parsed again by the rest of coffer.
+//! A value with a richer type (a schedule, a time zone, a recipient's key, a hook's
+//! words, a mode, a size, a duration) is kept in that type: parsed once here, not
+//! again by the rest of coffer. Connection URLs stay text (see `urls`).
 //! This crate has no behaviour beyond reading the files the config points at.
 
 mod hook;

@@ -5,10 +5,10 @@
 //! `sources`.
 
 use super::Validator;
-use crate::HookCommand;
 use crate::locate::{Seg, child, item, keys};
 use crate::raw::{RawCheck, RawJob, RawRetention};
 use crate::types::*;
+use crate::{HookCommand, Schedule};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -147,7 +147,7 @@ impl Validator<'_> {
         }
     }
 
-    fn schedule(&mut self, at: &[Seg], text: Option<&str>) -> Option<crate::Schedule> {
+    fn schedule(&mut self, at: &[Seg], text: Option<&str>) -> Option<Schedule> {
         match text?.parse() {
             Ok(s) => Some(s),
             Err(msg) => {
