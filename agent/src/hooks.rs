@@ -22,6 +22,7 @@
 //!   A hook that exits normally keeps whatever it started in the background.
 
 use anyhow::{Context, Result, bail};
+use coffer_config::HookCommand;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read};
@@ -46,25 +47,25 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Longest output line logged as one event; longer ones are cut into pieces.
 const MAX_LINE: u64 = 64 * 1024;
 
-pub fn run_hooks(what: &str, lines: &[String], env: &[(&str, &str)]) -> Result<()> {
+pub fn run_hooks(what: &str, lines: &[HookCommand], env: &[(&str, &str)]) -> Result<()> {
     run_hooks_timed(what, lines, env, None)
 }
 
 pub fn run_hooks_timed(
     what: &str,
-    lines: &[String],
+    lines: &[HookCommand],
     env: &[(&str, &str)],
     timeout: Option<Duration>,
 ) -> Result<()> {
-    for line in lines {
-        let argv = shell_words::split(line)
-            .with_context(|| format!("{what} hook `{line}`: cannot parse"))?;
-        let Some((program, args)) = argv.split_first() else {
+    for hook in lines {
+        // Split when the config was loaded; a comment-only line has no words.
+        let line = hook.as_str();
+        let Some((program, args)) = hook.words().split_first() else {
             continue;
         };
         let json = JSON_LOGS.load(Ordering::Relaxed);
         if json {
-            tracing::info!(hook = what, command = line.as_str(), "running hook");
+            tracing::info!(hook = what, command = line, "running hook");
         } else {
             eprintln!("{what}: running `{line}`");
         }

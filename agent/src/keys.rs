@@ -1,5 +1,6 @@
-//! age keys: parsing the configured recipients, loading the private identity for
-//! restore and deep verify, and creating identities (keygen and the quick start).
+//! age keys: the configured recipients (parsed by the config) as age takes them,
+//! loading the private identity for restore and deep verify, and creating
+//! identities (keygen and the quick start).
 //! Key material never reaches a message: errors name files, not contents.
 
 use age::secrecy::ExposeSecret;
@@ -13,27 +14,11 @@ use std::str::FromStr;
 pub type Recipients = Vec<Box<dyn age::Recipient + Send + Sync>>;
 pub type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
 
-fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send + Sync>, String> {
-    if text.starts_with("ssh-") {
-        age::ssh::Recipient::from_str(text)
-            .map(|r| Box::new(r) as _)
-            .map_err(|e| format!("{e:?}"))
-    } else {
-        age::x25519::Recipient::from_str(text)
-            .map(|r| Box::new(r) as _)
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// The recipients every object is encrypted to. With `create_identity_if_missing`
 /// (quick start), the identity file is created on first use and its public key added.
 pub fn recipients(enc: &Encryption) -> Result<Recipients> {
-    let mut out: Recipients = Vec::new();
-    for r in &enc.recipients {
-        out.push(
-            parse_recipient(&r.text).map_err(|e| anyhow!("recipient from {}: {e}", r.origin))?,
-        );
-    }
+    // Parsed when the config was loaded.
+    let mut out: Recipients = enc.recipients.iter().map(|r| r.key.to_age()).collect();
     if enc.create_identity_if_missing
         && let Some(file) = &enc.identity_file
     {

@@ -3,22 +3,29 @@
 //! `raw` mirrors the file (serde, unknown keys rejected); `load` turns it into the
 //! validated types below, whose invariants the rest of coffer relies on (every
 //! job names defined targets, every mode is a valid octal mode, recipients parse).
+//! A value with a richer type (a schedule, a time zone, a recipient's key, a hook's
+//! words, a mode, a size, a duration) is kept in that type: parsed once here, not
+//! again by the rest of coffer. Connection URLs stay text (see `urls`).
 //! This crate has no behaviour beyond reading the files the config points at.
 
+mod hook;
 mod load;
 mod locate;
 pub mod names;
 mod raw;
 mod recipients;
+mod schedule;
 mod signers;
-mod targets;
 mod types;
 mod units;
 mod urls;
 
+pub use hook::HookCommand;
+pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
+pub use recipients::RecipientKey;
+pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
-pub use targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use types::*;
 pub use urls::{display_url, url_credentials};
 

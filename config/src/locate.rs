@@ -16,6 +16,25 @@ impl Seg {
     }
 }
 
+/// The path of `key` inside the table at `at`: `child(at, "url")` is `…sources[0].url`.
+pub fn child(at: &[Seg], key: &str) -> Vec<Seg> {
+    let mut path = at.to_vec();
+    path.push(Seg::key(key));
+    path
+}
+
+/// The path of the `i`th element of the array at `at`: `…targets[1]`.
+pub fn item(at: &[Seg], i: usize) -> Vec<Seg> {
+    let mut path = at.to_vec();
+    path.push(Seg::Index(i));
+    path
+}
+
+/// A path of table keys: `keys(&["jobs", name, "jitter"])`.
+pub fn keys(parts: &[&str]) -> Vec<Seg> {
+    parts.iter().map(|k| Seg::key(k)).collect()
+}
+
 /// Renders a path the way a user would write it: `jobs.kadi.sources[0].path`.
 pub fn dotted(path: &[Seg]) -> String {
     let mut out = String::new();

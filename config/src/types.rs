@@ -25,7 +25,7 @@ pub struct Agent {
     /// Where `coffer agent` serves /metrics, /healthz and /api/v1/jobs.
     pub listen: std::net::SocketAddr,
     /// IANA zone for schedules; `None`: the host's local time.
-    pub timezone: Option<String>,
+    pub timezone: Option<chrono_tz::Tz>,
     /// Bearer token that enables `POST /api/v1/jobs/{job}/run`, and that every
     /// `/api/v1/*` request needs when `listen` is not a loopback address.
     pub api_token: Option<Secret>,
@@ -50,7 +50,11 @@ pub struct Encryption {
 /// One public recipient and where it was written, so a later error can point back.
 #[derive(Debug, Clone)]
 pub struct Recipient {
+    /// The key, parsed when the config was loaded.
+    pub key: crate::RecipientKey,
+    /// As written (trimmed).
     pub text: String,
+    /// `file (encryption.recipients[0])` or `recipients-file:line`.
     pub origin: String,
 }
 
@@ -194,12 +198,12 @@ pub struct Job {
     pub compression: Compression,
     pub sources: Vec<Source>,
     /// Command lines run in order after a successful restore and check.
-    pub after_restore: Vec<String>,
+    pub after_restore: Vec<crate::HookCommand>,
     pub hooks: Hooks,
-    /// Cron expression (seconds field optional) for `coffer agent`.
-    pub schedule: Option<String>,
+    /// When `coffer agent` runs the job (cron, seconds field optional).
+    pub schedule: Option<crate::Schedule>,
     /// When `coffer agent` verifies the newest snapshot (deep when an identity is configured).
-    pub verify_schedule: Option<String>,
+    pub verify_schedule: Option<crate::Schedule>,
     /// A random delay up to this long before each scheduled run.
     pub jitter: std::time::Duration,
     /// Run once at agent start when a scheduled run was missed.
@@ -229,10 +233,10 @@ pub struct Retention {
 /// `before` included), so `systemctl stop app` / `systemctl start app` pairs are safe.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
-    pub before: Vec<String>,
-    pub after: Vec<String>,
-    pub on_success: Vec<String>,
-    pub on_failure: Vec<String>,
+    pub before: Vec<crate::HookCommand>,
+    pub after: Vec<crate::HookCommand>,
+    pub on_success: Vec<crate::HookCommand>,
+    pub on_failure: Vec<crate::HookCommand>,
     /// Each command is killed after this long.
     pub timeout: std::time::Duration,
 }

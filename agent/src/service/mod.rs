@@ -78,7 +78,7 @@ impl Shared {
 /// configured zone (the host's by default).
 fn occurrence(
     cron: &croner::Cron,
-    tz: Option<&str>,
+    tz: Option<chrono_tz::Tz>,
     now: DateTime<Utc>,
     forward: bool,
 ) -> Option<DateTime<Utc>> {
@@ -94,7 +94,7 @@ fn occurrence(
         };
         found.ok().map(|t| t.with_timezone(&Utc))
     }
-    match tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
+    match tz {
         Some(tz) => at(cron, now.with_timezone(&tz), forward),
         None => at(cron, now.with_timezone(&chrono::Local), forward),
     }
@@ -171,7 +171,7 @@ async fn sleep_until_next(
     shared: &Shared,
     key: &str,
     cron: &croner::Cron,
-    tz: Option<&str>,
+    tz: Option<chrono_tz::Tz>,
     jitter: Duration,
 ) -> bool {
     let Some(mut next) = occurrence(cron, tz, Utc::now(), true) else {
@@ -194,23 +194,11 @@ async fn sleep_until_next(
 async fn verify_loop(shared: Arc<Shared>, job: String) {
     let cfg = shared.config();
     let Some(j) = cfg.jobs.get(&job) else { return };
-    let Some(cron) = j
-        .verify_schedule
-        .as_deref()
-        .and_then(|s| s.parse::<croner::Cron>().ok())
-    else {
+    let Some(schedule) = &j.verify_schedule else {
         return;
     };
     let key = format!("{job}/verify");
-    while sleep_until_next(
-        &shared,
-        &key,
-        &cron,
-        cfg.agent.timezone.as_deref(),
-        j.jitter,
-    )
-    .await
-    {
+    while sleep_until_next(&shared, &key, schedule.cron(), cfg.agent.timezone, j.jitter).await {
         let (s, name) = (shared.clone(), job.clone());
         let outcome = shared
             .rt
@@ -243,26 +231,22 @@ async fn verify_loop(shared: Arc<Shared>, job: String) {
 async fn job_loop(shared: Arc<Shared>, job: String) {
     let cfg = shared.config();
     let Some(j) = cfg.jobs.get(&job) else { return };
-    let Some(cron) = j
-        .schedule
-        .as_deref()
-        .and_then(|s| s.parse::<croner::Cron>().ok())
-    else {
+    let Some(schedule) = &j.schedule else {
         return;
     };
-    let tz = cfg.agent.timezone.clone();
+    let (cron, tz) = (schedule.cron(), cfg.agent.timezone);
     if j.catch_up {
         let last = status::load(&cfg.agent.state_dir, &job)
             .last_success
             .unwrap_or(0.0);
-        if let Some(prev) = occurrence(&cron, tz.as_deref(), Utc::now(), false)
+        if let Some(prev) = occurrence(cron, tz, Utc::now(), false)
             && (prev.timestamp() as f64) > last
         {
             info!(job, "catching up: the run due at {prev} was missed");
             trigger(&shared, &job, "catch-up");
         }
     }
-    while sleep_until_next(&shared, &job, &cron, tz.as_deref(), j.jitter).await {
+    while sleep_until_next(&shared, &job, cron, tz, j.jitter).await {
         trigger(&shared, &job, "scheduled");
     }
 }

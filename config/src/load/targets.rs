@@ -5,11 +5,12 @@
 //! never sits in the config file, in the environment of a child process or in
 //! process arguments; it is kept in a `Secret` that does not print.
 
-use crate::load::Validator;
-use crate::locate::Seg;
+use super::Validator;
+use crate::locate::{Seg, child, keys};
 use crate::raw::{RawTarget, TargetType};
 use crate::types::*;
 use crate::units;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
@@ -24,12 +25,30 @@ const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Validator<'_> {
-    pub(crate) fn target(&mut self, at: &[Seg], t: RawTarget) -> Option<TargetKind> {
-        let sub = |k: &str| {
-            let mut v = at.to_vec();
-            v.push(Seg::key(k));
-            v
-        };
+    /// Every valid target, and the names of those defined with a problem (a job
+    /// naming one of them is not also told that it is undefined).
+    pub(super) fn targets(
+        &mut self,
+        raw: BTreeMap<String, RawTarget>,
+    ) -> (BTreeMap<String, Target>, BTreeSet<String>) {
+        let mut targets = BTreeMap::new();
+        let mut invalid = BTreeSet::new();
+        for (name, t) in raw {
+            let at = keys(&["targets", &name]);
+            self.name_ok(&at, &name);
+            match self.target(&at, t) {
+                Some(kind) => {
+                    targets.insert(name.clone(), Target { name, kind });
+                }
+                None => {
+                    invalid.insert(name);
+                }
+            }
+        }
+        (targets, invalid)
+    }
+
+    fn target(&mut self, at: &[Seg], t: RawTarget) -> Option<TargetKind> {
         let s3_keys = [
             ("bucket", t.bucket.is_some()),
             ("prefix", t.prefix.is_some()),
@@ -51,7 +70,7 @@ impl Validator<'_> {
                 for (key, set) in s3_keys {
                     if set {
                         self.problem(
-                            &sub(key),
+                            &child(at, key),
                             "only an s3 target has this key (this target has type = \"local\")",
                         );
                         ok = false;
@@ -71,7 +90,7 @@ impl Validator<'_> {
             TargetType::S3 => {
                 if t.path.is_some() {
                     self.problem(
-                        &sub("path"),
+                        &child(at, "path"),
                         "an s3 target has no path: name the bucket with `bucket` and a folder in it with `prefix`",
                     );
                 }
@@ -81,17 +100,12 @@ impl Validator<'_> {
     }
 
     fn s3(&mut self, at: &[Seg], t: RawTarget) -> Option<S3Target> {
-        let sub = |k: &str| {
-            let mut v = at.to_vec();
-            v.push(Seg::key(k));
-            v
-        };
         let before = self.problems.len();
         let bucket = match t.bucket {
             Some(b) if bucket_ok(&b) => b,
             Some(b) => {
                 self.problem(
-                    &sub("bucket"),
+                    &child(at, "bucket"),
                     format!(
                         "\"{b}\" is not a bucket name: 3-63 lowercase letters, digits, '.' or '-'"
                     ),
@@ -108,7 +122,7 @@ impl Validator<'_> {
             Some(p) if prefix_ok(p) => Some(p.to_string()),
             Some(p) => {
                 self.problem(
-                    &sub("prefix"),
+                    &child(at, "prefix"),
                     format!(
                         "\"{p}\" is not a usable prefix: folders separated by '/', each of letters, \
                          digits and -_.!*'() (no empty folder, no \".\" or \"..\")"
@@ -120,7 +134,7 @@ impl Validator<'_> {
         let region = t.region.unwrap_or_else(|| "us-east-1".to_string());
         if region.is_empty() || region.contains(char::is_whitespace) {
             self.problem(
-                &sub("region"),
+                &child(at, "region"),
                 format!("\"{region}\" is not a region, e.g. \"eu-central-1\""),
             );
         }
@@ -130,14 +144,14 @@ impl Validator<'_> {
             if e.starts_with("http://") {
                 if !allow_http {
                     self.problem(
-                        &sub("endpoint"),
+                        &child(at, "endpoint"),
                         "plain http:// is refused unless you also set `allow_http = true` \
                          (requests are signed and objects are encrypted, but names and sizes travel in the clear)",
                     );
                 }
             } else if !e.starts_with("https://") || e.len() <= "https://".len() {
                 self.problem(
-                    &sub("endpoint"),
+                    &child(at, "endpoint"),
                     format!(
                         "\"{e}\" is not an endpoint URL; write it like \"https://s3.example.com\""
                     ),
@@ -152,19 +166,19 @@ impl Validator<'_> {
                 Ok(n) if (S3_MIN_PART..=S3_MAX_PART).contains(&n) => n,
                 Ok(n) => {
                     self.problem(
-                        &sub("part_size"),
+                        &child(at, "part_size"),
                         format!("{n} bytes is outside what S3 accepts for a part: use 5MiB to 5GiB (16MiB is the default)"),
                     );
                     DEFAULT_PART_SIZE
                 }
                 Err(msg) => {
-                    self.problem(&sub("part_size"), msg);
+                    self.problem(&child(at, "part_size"), msg);
                     DEFAULT_PART_SIZE
                 }
             },
         };
         let max_parts = self.int_in(
-            &sub("max_parts"),
+            &child(at, "max_parts"),
             t.max_parts,
             S3_MAX_PARTS,
             1,
@@ -172,7 +186,7 @@ impl Validator<'_> {
             "S3 allows at most 10000 parts; some providers 1000",
         );
         let parts_in_flight = self.int_in(
-            &sub("parts_in_flight"),
+            &child(at, "parts_in_flight"),
             t.parts_in_flight,
             DEFAULT_PARTS_IN_FLIGHT,
             1,
@@ -180,7 +194,7 @@ impl Validator<'_> {
             "each part in flight holds one part in memory",
         );
         let max_retries = self.int_in(
-            &sub("max_retries"),
+            &child(at, "max_retries"),
             t.max_retries,
             DEFAULT_MAX_RETRIES,
             0,
@@ -188,17 +202,17 @@ impl Validator<'_> {
             "0 disables retries",
         );
         let retry_timeout = self.duration_or(
-            &sub("retry_timeout"),
+            &child(at, "retry_timeout"),
             t.retry_timeout.as_ref(),
             DEFAULT_RETRY_TIMEOUT,
         );
         let request_timeout = self.duration_or(
-            &sub("request_timeout"),
+            &child(at, "request_timeout"),
             t.request_timeout.as_ref(),
             DEFAULT_REQUEST_TIMEOUT,
         );
         if request_timeout.is_zero() {
-            self.problem(&sub("request_timeout"), "must be more than 0");
+            self.problem(&child(at, "request_timeout"), "must be more than 0");
         }
         if self.problems.len() > before {
             return None;
@@ -227,35 +241,33 @@ impl Validator<'_> {
         key_id: Option<String>,
         secret_file: Option<std::path::PathBuf>,
     ) -> Option<S3Credentials> {
-        let sub = |k: &str| {
-            let mut v = at.to_vec();
-            v.push(Seg::key(k));
-            v
-        };
         match (key_id, secret_file) {
             (None, None) => None,
             (Some(_), None) => {
                 self.problem(
-                    &sub("access_key_id"),
+                    &child(at, "access_key_id"),
                     "needs `secret_access_key_file` too (a file holding only the secret key), \
                      or remove both and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
                 );
                 None
             }
             (None, Some(_)) => {
-                self.problem(&sub("secret_access_key_file"), "needs `access_key_id` too");
+                self.problem(
+                    &child(at, "secret_access_key_file"),
+                    "needs `access_key_id` too",
+                );
                 None
             }
             (Some(id), Some(file)) => {
                 let path = self.abs(&file);
                 if id.trim().is_empty() {
-                    self.problem(&sub("access_key_id"), "is empty");
+                    self.problem(&child(at, "access_key_id"), "is empty");
                 }
                 // The error names the file, never its contents.
                 match std::fs::read_to_string(&path) {
                     Ok(text) if text.trim().is_empty() => {
                         self.problem(
-                            &sub("secret_access_key_file"),
+                            &child(at, "secret_access_key_file"),
                             format!("{} is empty", path.display()),
                         );
                         None
@@ -267,7 +279,7 @@ impl Validator<'_> {
                     }),
                     Err(e) => {
                         self.problem(
-                            &sub("secret_access_key_file"),
+                            &child(at, "secret_access_key_file"),
                             format!(
                                 "cannot read {}: {}; check the path and that coffer's user may read it",
                                 path.display(),

@@ -1,0 +1,261 @@
+//! Validation of `[jobs.NAME]`: what a job refers to (defined targets, its own
+//! sources for `check`), and the settings of when and how it runs (compression,
+//! hooks, schedules, jitter, retention). Its own module because a job is where the
+//! sections meet: it is checked after the targets, and its sources are checked by
+//! `sources`.
+
+use super::Validator;
+use crate::locate::{Seg, child, item, keys};
+use crate::raw::{RawCheck, RawJob, RawRetention};
+use crate::types::*;
+use crate::{HookCommand, Schedule};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long an unfinished run's folder is kept when `incomplete_after` is not set.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Validator<'_> {
+    /// Every job; `invalid` are targets defined with a problem, which a job may
+    /// name without being told that they are undefined.
+    pub(super) fn jobs(
+        &mut self,
+        raw: BTreeMap<String, RawJob>,
+        targets: &BTreeMap<String, Target>,
+        invalid: &BTreeSet<String>,
+    ) -> BTreeMap<String, Job> {
+        if raw.is_empty() {
+            self.problem(
+                &[],
+                "no jobs defined: add a [jobs.NAME] table with targets and sources",
+            );
+        }
+        raw.into_iter()
+            .map(|(name, j)| {
+                let job = self.job(name.clone(), j, targets, invalid);
+                (name, job)
+            })
+            .collect()
+    }
+
+    fn job(
+        &mut self,
+        name: String,
+        j: RawJob,
+        targets: &BTreeMap<String, Target>,
+        invalid: &BTreeSet<String>,
+    ) -> Job {
+        let at = keys(&["jobs", &name]);
+        self.name_ok(&at, &name);
+        if j.targets.is_empty() {
+            self.problem(
+                &at,
+                "a job needs `targets = [\"...\"]` naming at least one [targets.NAME]",
+            );
+        }
+        for (i, t) in j.targets.iter().enumerate() {
+            if !targets.contains_key(t) && !invalid.contains(t) {
+                let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                self.problem(
+                    &item(&child(&at, "targets"), i),
+                    format!(
+                        "target \"{t}\" is not defined; define [targets.{t}] or use one of: {}",
+                        if known.is_empty() {
+                            "(none defined)".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        if !(1..=19).contains(&j.compression.level) {
+            self.problem(
+                &keys(&["jobs", &name, "compression", "level"]),
+                format!(
+                    "zstd level {} is out of range; use 1 to 19 (3 is a good default)",
+                    j.compression.level
+                ),
+            );
+        }
+        if j.sources.is_empty() {
+            self.problem(&at, "a job needs at least one [[jobs.NAME.sources]] entry");
+        }
+        let mut seen = BTreeSet::new();
+        let mut sources = Vec::new();
+        for (i, s) in j.sources.into_iter().enumerate() {
+            let sp = item(&child(&at, "sources"), i);
+            if !seen.insert(s.name.clone()) {
+                self.problem(
+                    &child(&sp, "name"),
+                    format!("source name \"{}\" is used twice in this job", s.name),
+                );
+            }
+            if let Some(src) = self.source(&sp, s) {
+                sources.push(src);
+            }
+        }
+        let check = j.check.and_then(|c| self.file_check(&at, c, &sources));
+        let (retention, incomplete_after) = self.retention(&at, j.retention);
+        let [after_restore, before, after, on_success, on_failure] = [
+            ("after_restore", j.after_restore),
+            ("before", j.before),
+            ("after", j.after),
+            ("on_success", j.on_success),
+            ("on_failure", j.on_failure),
+        ]
+        .map(|(key, lines)| self.hook_lines(&child(&at, key), lines));
+        let schedule = self.schedule(&child(&at, "schedule"), j.schedule.as_deref());
+        let verify_schedule =
+            self.schedule(&child(&at, "verify_schedule"), j.verify_schedule.as_deref());
+        let jitter = j
+            .jitter
+            .as_deref()
+            .and_then(|d| self.duration(&child(&at, "jitter"), d))
+            .unwrap_or_default();
+        if j.catch_up && j.schedule.is_none() {
+            self.problem(&child(&at, "catch_up"), "catch_up needs a schedule");
+        }
+        let hook_timeout = j
+            .hook_timeout
+            .as_deref()
+            .and_then(|d| self.duration(&child(&at, "hook_timeout"), d))
+            .unwrap_or(Duration::from_secs(600));
+        Job {
+            name,
+            targets: j.targets,
+            compression: Compression {
+                level: j.compression.level,
+                threads: j.compression.threads,
+            },
+            sources,
+            after_restore,
+            schedule,
+            verify_schedule,
+            jitter,
+            catch_up: j.catch_up,
+            hooks: Hooks {
+                before,
+                after,
+                on_success,
+                on_failure,
+                timeout: hook_timeout,
+            },
+            check,
+            retention,
+            incomplete_after,
+        }
+    }
+
+    fn schedule(&mut self, at: &[Seg], text: Option<&str>) -> Option<Schedule> {
+        match text?.parse() {
+            Ok(s) => Some(s),
+            Err(msg) => {
+                self.problem(at, msg);
+                None
+            }
+        }
+    }
+
+    /// Hook command lines are split like a shell would, but run without one.
+    fn hook_lines(&mut self, at: &[Seg], lines: Vec<String>) -> Vec<HookCommand> {
+        let mut hooks = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            match line.parse() {
+                Ok(hook) => hooks.push(hook),
+                Err(msg) => self.problem(&item(at, i), msg),
+            }
+        }
+        hooks
+    }
+
+    /// `[jobs.NAME.check]` names two sources of the same job: a database and a directory.
+    fn file_check(&mut self, job: &[Seg], c: RawCheck, sources: &[Source]) -> Option<FileCheck> {
+        let at = child(job, "check");
+        let find = |n: &str| sources.iter().find(|s| s.name == n).map(|s| &s.kind);
+        let mut ok = true;
+        match find(&c.source) {
+            Some(SourceKind::Postgres(_) | SourceKind::Mysql(_) | SourceKind::Sqlite(_)) => {}
+            _ => {
+                ok = false;
+                self.problem(
+                    &child(&at, "source"),
+                    format!(
+                        "\"{}\" is not a postgres, mysql or sqlite source of this job",
+                        c.source
+                    ),
+                );
+            }
+        }
+        if !matches!(find(&c.files), Some(SourceKind::Directory(_))) {
+            ok = false;
+            self.problem(
+                &child(&at, "files"),
+                format!("\"{}\" is not a directory source of this job", c.files),
+            );
+        }
+        ok.then_some(FileCheck {
+            source: c.source,
+            files: c.files,
+            query: c.query,
+        })
+    }
+
+    fn retention(
+        &mut self,
+        job: &[Seg],
+        raw: Option<RawRetention>,
+    ) -> (Option<Retention>, Duration) {
+        let Some(r) = raw else { return (None, DAY) };
+        let at = child(job, "retention");
+        let keep_within = r
+            .keep_within
+            .as_deref()
+            .and_then(|d| self.duration(&child(&at, "keep_within"), d));
+        let incomplete_after = r
+            .incomplete_after
+            .as_deref()
+            .and_then(|d| self.incomplete_after(&child(&at, "incomplete_after"), d))
+            .unwrap_or(DAY);
+        let policy = Retention {
+            keep_last: r.keep_last,
+            keep_hourly: r.keep_hourly,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+            keep_within,
+        };
+        if policy == Retention::default() && r.keep_within.is_none() {
+            self.problem(
+                &at,
+                "a retention that keeps nothing would delete every snapshot; set at least one keep_* rule",
+            );
+            return (None, incomplete_after);
+        }
+        (Some(policy), incomplete_after)
+    }
+
+    /// How long a folder without a marker is taken for a run in progress. The job
+    /// lock keeps prune away from this host's own runs; this grace period is what
+    /// protects a run the lock cannot see (the same job on another host, or with
+    /// another state_dir, writing to the same target), so it must outlast any real
+    /// run: below an hour a large first backup would lose its objects to a prune
+    /// and fail its commit. Too large only costs disk space until the next prune.
+    fn incomplete_after(&mut self, at: &[Seg], text: &str) -> Option<Duration> {
+        const MIN: Duration = Duration::from_secs(3600);
+        let d = self.duration(at, text)?;
+        if d < MIN {
+            self.problem(
+                at,
+                format!(
+                    "\"{text}\" is too short: the minimum is 1h (a folder without \
+                     snapshot.json younger than this may be a run still writing); \
+                     the default is 24h"
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+}

@@ -1,0 +1,273 @@
+//! Validation of `[[jobs.NAME.sources]]`: one flat raw struct for every source
+//! type (see `raw`), so the keys that belong to another type are refused here with
+//! a message naming the key. Its own module because sources carry the secrets
+//! (URLs whose credentials are taken out, `password_file`, `password_env`) and
+//! are the largest part of the schema.
+
+use super::Validator;
+use crate::locate::{Seg, child, item};
+use crate::raw::{RawSource, SourceType};
+use crate::types::*;
+use std::path::Path;
+
+impl Validator<'_> {
+    pub(super) fn source(&mut self, at: &[Seg], s: RawSource) -> Option<Source> {
+        self.name_ok(&child(at, "name"), &s.name);
+        let type_name = format!("{:?}", s.kind).to_lowercase();
+        // Keys given, and the source types they mean something for.
+        let given: [(&str, bool, &[SourceType]); 13] = [
+            (
+                "path",
+                s.path.is_some(),
+                &[SourceType::Directory, SourceType::Sqlite],
+            ),
+            ("exclude", !s.exclude.is_empty(), &[SourceType::Directory]),
+            (
+                "skip_unreadable",
+                s.skip_unreadable,
+                &[SourceType::Directory],
+            ),
+            (
+                "one_file_system",
+                s.one_file_system,
+                &[SourceType::Directory],
+            ),
+            (
+                "restore",
+                s.restore.is_some(),
+                &[SourceType::Directory, SourceType::Sqlite, SourceType::Redis],
+            ),
+            (
+                "url",
+                s.url.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "password_file",
+                s.password_file.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "password_env",
+                s.password_env.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+            ),
+            (
+                "version_query",
+                s.version_query.is_some(),
+                &[SourceType::Postgres, SourceType::Mysql, SourceType::Sqlite],
+            ),
+            ("rdb_path", s.rdb_path.is_some(), &[SourceType::Redis]),
+            ("command", s.command.is_some(), &[SourceType::Command]),
+            (
+                "restore_command",
+                s.restore_command.is_some(),
+                &[SourceType::Command],
+            ),
+            ("extension", s.extension.is_some(), &[SourceType::Command]),
+        ];
+        for (key, is_given, types) in given {
+            if is_given && !types.contains(&s.kind) {
+                self.problem(
+                    &child(at, key),
+                    format!("`{key}` does not apply to a {type_name} source; remove it"),
+                );
+            }
+        }
+        let restore = match s.restore {
+            Some(r) => self.restore_policy(&child(at, "restore"), r),
+            None => RestorePolicy::default(),
+        };
+        let kind = match s.kind {
+            SourceType::Directory => {
+                let Some(path) = s.path else {
+                    self.problem(at, "a directory source needs `path = \"/dir/to/back/up\"`");
+                    return None;
+                };
+                for (i, pat) in s.exclude.iter().enumerate() {
+                    if pat.trim().is_empty() {
+                        self.problem(&item(&child(at, "exclude"), i), "empty exclude pattern");
+                    }
+                }
+                SourceKind::Directory(DirectorySource {
+                    path: self.abs(&path),
+                    exclude: s.exclude,
+                    skip_unreadable: s.skip_unreadable,
+                    one_file_system: s.one_file_system,
+                    restore,
+                })
+            }
+            SourceType::Postgres | SourceType::Mysql => {
+                let schemes: &[&str] = if s.kind == SourceType::Postgres {
+                    &["postgres", "postgresql"]
+                } else {
+                    &["mysql", "mariadb"]
+                };
+                let (url, in_url) =
+                    self.url(&child(at, "url"), s.url.as_deref(), schemes, &type_name)?;
+                let password = self.password(
+                    at,
+                    in_url,
+                    s.password_file.as_deref(),
+                    s.password_env.as_deref(),
+                );
+                let db = DatabaseSource {
+                    url,
+                    password,
+                    version_query: s.version_query,
+                };
+                if s.kind == SourceType::Postgres {
+                    SourceKind::Postgres(db)
+                } else {
+                    SourceKind::Mysql(db)
+                }
+            }
+            SourceType::Sqlite => {
+                let Some(path) = s.path else {
+                    self.problem(
+                        at,
+                        "a sqlite source needs `path = \"/var/lib/app/db.sqlite\"`",
+                    );
+                    return None;
+                };
+                SourceKind::Sqlite(SqliteSource {
+                    path: self.abs(&path),
+                    version_query: s.version_query,
+                    restore,
+                })
+            }
+            SourceType::Redis => {
+                let (url, in_url) =
+                    self.url(&child(at, "url"), s.url.as_deref(), &["redis"], &type_name)?;
+                let password = self.password(
+                    at,
+                    in_url,
+                    s.password_file.as_deref(),
+                    s.password_env.as_deref(),
+                );
+                SourceKind::Redis(RedisSource {
+                    url,
+                    password,
+                    rdb_path: s.rdb_path.as_deref().map(|p| self.abs(p)),
+                    restore,
+                })
+            }
+            SourceType::Command => {
+                let Some(command) = s.command.filter(|c| !c.is_empty()) else {
+                    self.problem(
+                        at,
+                        "a command source needs `command = [\"program\", \"arg\", ...]` writing the backup to stdout",
+                    );
+                    return None;
+                };
+                let extension = s.extension.unwrap_or_else(|| "bin".to_string());
+                if !crate::names::is_extension(&extension) {
+                    self.problem(
+                        &child(at, "extension"),
+                        "use 1-16 letters and digits, e.g. \"dump\"",
+                    );
+                }
+                SourceKind::Command(CommandSource {
+                    command,
+                    restore_command: s.restore_command.filter(|c| !c.is_empty()),
+                    extension,
+                })
+            }
+        };
+        Some(Source { name: s.name, kind })
+    }
+
+    /// Checks a connection URL and takes every credential out of it (see `urls`),
+    /// so that the URL itself can be shown and passed to a child process. Returns
+    /// the password found and where it was, for the conflict check in `password`.
+    fn url(
+        &mut self,
+        at: &[Seg],
+        raw: Option<&str>,
+        schemes: &[&str],
+        type_name: &str,
+    ) -> Option<(String, Option<(Secret, String)>)> {
+        let Some(raw) = raw else {
+            self.problem(
+                &at[..at.len() - 1],
+                format!(
+                    "a {type_name} source needs `url = \"{}://user@host:port/...\"`",
+                    schemes[0]
+                ),
+            );
+            return None;
+        };
+        let mut parsed = match url::Url::parse(raw) {
+            Ok(u) => u,
+            // The message of the url crate does not repeat the input: safe to show.
+            Err(e) => {
+                self.problem(at, format!("not a valid URL: {e}"));
+                return None;
+            }
+        };
+        if !schemes.contains(&parsed.scheme()) {
+            self.problem(
+                at,
+                format!(
+                    "scheme `{}` is not one of: {}",
+                    parsed.scheme(),
+                    schemes.join(", ")
+                ),
+            );
+            return None;
+        }
+        match crate::urls::take_password(&mut parsed) {
+            Ok(password) => Some((parsed.to_string(), password)),
+            Err(msg) => {
+                self.problem(at, msg);
+                None
+            }
+        }
+    }
+
+    fn password(
+        &mut self,
+        at: &[Seg],
+        in_url: Option<(Secret, String)>,
+        file: Option<&Path>,
+        env: Option<&str>,
+    ) -> Option<Secret> {
+        if let Some(var) = env {
+            // Known even when unset: the variable must never reach a child.
+            crate::types::note_secret_env(var);
+        }
+        if let Some((_, place)) = &in_url
+            && let Some(key) = [
+                ("password_file", file.is_some()),
+                ("password_env", env.is_some()),
+            ]
+            .iter()
+            .find_map(|(k, given)| given.then_some(*k))
+        {
+            // Two passwords: which one is meant cannot be guessed.
+            self.problem(
+                &child(at, "url"),
+                format!("the URL carries a password ({place}) and {key} is set too; remove the password from the URL"),
+            );
+            return None;
+        }
+        if let Some(file) = file {
+            return self
+                .read_file(&child(at, "password_file"), file)
+                .map(|(_, s)| Secret::new(s.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        if let Some(var) = env {
+            return match std::env::var(var) {
+                Ok(v) => Some(Secret::new(v)),
+                Err(_) => {
+                    self.problem(
+                        &child(at, "password_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        in_url.map(|(secret, _)| secret)
+    }
+}
