@@ -1,0 +1,68 @@
+//! Starting a job's run from the service: never two runs of one job at once (a
+//! run that comes due while the last one runs is skipped and counted; the job
+//! lock also keeps out a `coffer backup` started by hand). The run itself is
+//! blocking work and goes to a blocking thread; its outcome is logged and the
+//! status the metrics show is refreshed when it ends.
+
+use super::state::Shared;
+use crate::run::{RunStatus, run_job};
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// Starts a run unless the job is already running; returns whether it started.
+pub(super) fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
+    if crate::cancel::requested() {
+        return false;
+    }
+    if !shared.start_running(job) {
+        warn!(
+            job,
+            "skipped a {why} run: the previous one is still running"
+        );
+        let (s, name) = (shared.clone(), job.to_string());
+        shared
+            .rt
+            .spawn(async move { s.update_status(&name, |st| st.skipped += 1).await });
+        return false;
+    }
+    shared.notify_status();
+    info!(job, "starting a {why} run");
+    let (s, name) = (shared.clone(), job.to_string());
+    let blocking = shared.rt.spawn_blocking(move || {
+        let cfg = s.config();
+        match cfg.jobs.get(&name) {
+            Some(j) => run_job(&s.rt, &cfg, j),
+            None => Err(anyhow::anyhow!("job {name} is no longer configured")),
+        }
+    });
+    let (s, name) = (shared.clone(), job.to_string());
+    shared.rt.spawn(async move {
+        match blocking.await {
+            Ok(Ok(run)) if run.status == RunStatus::Success && run.hook_errors.is_empty() => {
+                info!(
+                    job = name,
+                    snapshot = run.snapshot,
+                    duration = run.duration_seconds,
+                    "run succeeded"
+                );
+            }
+            Ok(Ok(run)) => error!(
+                job = name,
+                status = run.status.as_str(),
+                error = run.error.as_deref().unwrap_or(""),
+                hooks = run.hook_errors.join("; "),
+                "run did not succeed"
+            ),
+            // The lock was held (a `coffer backup` by hand) or the run could not start.
+            Ok(Err(e)) => {
+                warn!(job = name, "run not started: {e:#}");
+                s.update_status(&name, |st| st.skipped += 1).await;
+            }
+            Err(e) => error!(job = name, "run panicked: {e}"),
+        }
+        s.stop_running(&name);
+        s.notify_status();
+        s.refresh_statuses().await;
+    });
+    true
+}
