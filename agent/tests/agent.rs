@@ -526,3 +526,60 @@ fn beyond_loopback_the_agent_warns_and_its_api_needs_the_token() {
     assert_eq!(http(port, "GET", "/metrics", "").0, 200);
     assert!(agent.stop().success());
 }
+
+/// A run that failed because its database was down is run again after
+/// `retry_wait`, at most `retries` times; one that failed on something a retry
+/// cannot fix (a source path that does not exist) is not.
+#[test]
+fn the_agent_retries_a_failure_that_may_pass_and_only_that() {
+    let port = free_port();
+    let closed = free_port();
+    let world = World::new("");
+    let token = world.path("token");
+    std::fs::write(&token, "s3cr3t-token\n").expect("token");
+    let gone = world.path("gone");
+    world.write_config(&format!(
+        "retries = 1\nretry_wait = \"1s\"\n\
+         [[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"postgres://coffer@127.0.0.1:{closed}/app\"\n\n\
+         [jobs.gone]\ntargets = [\"local\"]\nretries = 1\nretry_wait = \"1s\"\n\
+         [[jobs.gone.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
+        gone.display()
+    ));
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        cfg.replacen(
+            "[agent]\n",
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}\"\n",
+                token.display()
+            ),
+            1,
+        ),
+    )
+    .expect("config");
+    let agent = Agent::start(&world, port);
+    let auth = "Authorization: Bearer s3cr3t-token\r\n";
+    assert_eq!(http(port, "POST", "/api/v1/jobs/app/run", auth).0, 202);
+    assert_eq!(http(port, "POST", "/api/v1/jobs/gone/run", auth).0, 202);
+    let failed = |job: &str| {
+        metric(
+            &http(port, "GET", "/metrics", "").1,
+            "coffer_backup_runs_total",
+            &[("job", job), ("status", "failed")],
+        )
+        .unwrap_or(0.0)
+    };
+    wait_until("the retry of job app", 30, || failed("app") >= 2.0);
+    wait_until("the run of job gone", 30, || failed("gone") >= 1.0);
+    // Three more retry_waits: a second retry, or a retry of gone, would be counted.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(failed("app"), 2.0, "retries = 1 means one retry");
+    assert_eq!(failed("gone"), 1.0, "a missing path is not worth a retry");
+    assert!(agent.stop().success());
+    let log = std::fs::read_to_string(world.path("agent.log")).expect("log");
+    assert!(
+        log.contains("running the job again in 1s (retry 1 of 1)"),
+        "{log}"
+    );
+}

@@ -131,6 +131,8 @@ pub struct RawJob {
     pub jitter: Option<String>,
     #[serde(default)]
     pub catch_up: bool,
+    pub retries: Option<u32>,
+    pub retry_wait: Option<String>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
 }

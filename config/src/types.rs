@@ -208,6 +208,10 @@ pub struct Job {
     pub jitter: std::time::Duration,
     /// Run once at agent start when a scheduled run was missed.
     pub catch_up: bool,
+    /// How often `coffer agent` runs a failed job again when a retry could help
+    /// (a server or the network was down), `retry_wait` apart.
+    pub retries: u32,
+    pub retry_wait: std::time::Duration,
     /// Files the database references, compared with a directory source.
     pub check: Option<FileCheck>,
     /// Which snapshots to keep; `None` keeps them all.

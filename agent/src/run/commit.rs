@@ -7,7 +7,7 @@ use crate::keys::Recipients;
 use crate::pipeline::{Finished, ObjectWriter};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::Job;
-use coffer_plugins::{Op, Target};
+use coffer_plugins::{Explained, Op, Target};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub(super) fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &st
 }
 
 /// Lists the job's folder on every target at once; `Some(why)` for each that failed.
-pub(super) fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<String>> {
+pub(super) fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<Explained>> {
     let folder = object_store::path::Path::from(job);
     rt.block_on(futures::future::join_all(targets.iter().map(|t| {
         let folder = &folder;
@@ -39,7 +39,11 @@ pub(super) fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Optio
                 .list_with_delimiter(Some(folder))
                 .await
                 .err()
-                .map(|e| format!("cannot list: {}", t.explain(Op::List, &e).message))
+                .map(|e| {
+                    let mut x = t.explain(Op::List, &e);
+                    x.message = format!("cannot list: {}", x.message);
+                    x
+                })
         }
     })))
 }

@@ -22,6 +22,7 @@
 mod commit;
 mod gate;
 mod report;
+pub(crate) mod retry;
 mod snapshot;
 pub(crate) mod status;
 mod stream;
@@ -123,6 +124,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         job: job.name.clone(),
         snapshot: String::new(),
         status: RunStatus::Failed,
+        retryable: !crate::cancel::requested() && retry::could_help(&e),
         error: Some(format!("{e:#}")),
         duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
         skew_seconds: 0.0,

@@ -20,6 +20,9 @@ pub struct JobRun {
     pub warnings: Vec<String>,
     /// Hooks that failed after the snapshot (the snapshot itself stands).
     pub hook_errors: Vec<String>,
+    /// The run failed in a way a later run could get past (`run::retry`).
+    #[serde(skip)]
+    pub retryable: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -31,6 +31,8 @@ struct Lane {
     report: TargetRun,
     /// Why the target is out of the run; `None` while it is in.
     out: Option<String>,
+    /// Whether a later run could get past that reason.
+    retryable: bool,
     /// Objects were sent to it, so a failure must remove what it got.
     written: bool,
 }
@@ -47,6 +49,7 @@ impl Lane {
             },
             target,
             out: None,
+            retryable: false,
             written: false,
         }
     }
@@ -56,8 +59,11 @@ impl Lane {
     }
 
     /// Takes the target out of the run; the first reason is the one reported.
-    fn fail(&mut self, why: String) {
-        self.out.get_or_insert(why);
+    fn fail(&mut self, why: String, retryable: bool) {
+        if self.out.is_none() {
+            self.out = Some(why);
+            self.retryable = retryable;
+        }
     }
 }
 
@@ -91,8 +97,10 @@ impl Taking<'_> {
             .map(|l| l.target.clone())
             .collect();
         remove_partial(self.rt, &written, &self.job.name, &self.id);
+        let retryable = !crate::cancel::requested() && super::retry::could_help(&e);
         let mut run = self.report(lanes, shown, 0.0, RunStatus::Failed);
         run.error = Some(format!("{e:#}"));
+        run.retryable = retryable;
         run
     }
 
@@ -114,6 +122,7 @@ impl Taking<'_> {
             targets: lanes.into_iter().map(|l| l.report).collect(),
             warnings: shown.warnings,
             hook_errors: Vec::new(),
+            retryable: false,
         }
     }
 }
@@ -148,14 +157,17 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
     for (lane, listed) in lanes.iter_mut().zip(preflight(rt, &all, &job.name)) {
         if let Some(why) = listed {
-            lane.report.error = Some(why.clone());
-            lane.fail(why);
+            lane.report.error = Some(why.message.clone());
+            lane.fail(why.message, why.retryable);
         }
     }
     if !lanes.iter().any(Lane::is_in) {
         let why: Vec<String> = lanes.iter().filter_map(|l| l.out.clone()).collect();
+        let retryable = lanes.iter().all(|l| l.retryable);
         let e = anyhow!("no target can be written: {}", why.join("; "));
-        return Ok(taking.failed(lanes, Shown::default(), e));
+        let mut run = taking.failed(lanes, Shown::default(), e);
+        run.retryable = retryable && !crate::cancel::requested();
+        return Ok(run);
     }
     let (mut streaming, targets) = live(&mut lanes);
     for lane in &mut streaming {
@@ -173,7 +185,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
                     key: s.key.clone(),
                     upload: *up,
                 }),
-                Err(e) => lane.fail(e.to_string()),
+                Err(e) => lane.fail(e.to_string(), e.retryable),
             }
         }
     }
@@ -196,7 +208,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
                 key: MANIFEST.to_string(),
                 upload: *up,
             }),
-            Err(e) => lane.fail(e.to_string()),
+            Err(e) => lane.fail(e.to_string(), e.retryable),
         }
     }
     objects.push(ObjectRecord {
@@ -232,7 +244,9 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let checked = objects_in_place(rt, &live_targets, &job.name, id, &marker.objects);
     for (lane, problem) in live_lanes.iter_mut().zip(checked) {
         if let Some(why) = problem {
-            lane.fail(format!("not committed: {why}"));
+            // An object gone or cut short (a prune from elsewhere, a full disk):
+            // a new run writes everything afresh.
+            lane.fail(format!("not committed: {why}"), true);
             continue;
         }
         let written = rt.block_on(
@@ -242,7 +256,10 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         );
         if let Err(e) = written {
             let x = lane.target.explain(Op::Write, &e);
-            lane.fail(format!("cannot write {marker_path}: {}", x.message));
+            lane.fail(
+                format!("cannot write {marker_path}: {}", x.message),
+                x.retryable,
+            );
         }
     }
     let mut committed = 0;
@@ -267,7 +284,11 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     } else {
         RunStatus::Failed
     };
+    let retryable = committed == 0
+        && !crate::cancel::requested()
+        && lanes.iter().all(|l| l.out.is_none() || l.retryable);
     let mut run = taking.report(lanes, shown, skew, status);
+    run.retryable = retryable;
     if committed == 0 {
         let why: Vec<String> = run
             .targets

@@ -4,6 +4,7 @@
 //! told from its echoes by type.
 
 use super::gate::Gate;
+use super::retry::AllTargetsFailed;
 use crate::format::{object_path, source_key};
 use crate::keys::Recipients;
 use crate::pipeline::{Finished, ObjectWriter};
@@ -110,12 +111,11 @@ pub(super) fn stream_sources(
                             // source's "cannot write".
                             let own = writer.abandon();
                             if !own.is_empty() && own.len() == targets.len() {
-                                let why: Vec<String> = own.iter().map(|u| u.to_string()).collect();
-                                return Err(anyhow!(
-                                    "source {}: every target failed: {}",
-                                    src.name(),
-                                    why.join("; ")
-                                ));
+                                return Err(AllTargetsFailed {
+                                    source_name: src.name().to_string(),
+                                    failures: own,
+                                }
+                                .into());
                             }
                             return Err(e.into());
                         }

@@ -11,6 +11,11 @@ use tracing::{error, info, warn};
 
 /// Starts a run unless the job is already running; returns whether it started.
 pub(super) fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
+    start(shared, job, why, 0)
+}
+
+/// `attempt` counts the retries before this run (0 for the first).
+fn start(shared: &Arc<Shared>, job: &str, why: &str, attempt: u32) -> bool {
     if crate::cancel::requested() {
         return false;
     }
@@ -37,6 +42,7 @@ pub(super) fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
     });
     let (s, name) = (shared.clone(), job.to_string());
     shared.rt.spawn(async move {
+        let mut retry = false;
         match blocking.await {
             Ok(Ok(run)) if run.status == RunStatus::Success && run.hook_errors.is_empty() => {
                 info!(
@@ -46,13 +52,16 @@ pub(super) fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
                     "run succeeded"
                 );
             }
-            Ok(Ok(run)) => error!(
-                job = name,
-                status = run.status.as_str(),
-                error = run.error.as_deref().unwrap_or(""),
-                hooks = run.hook_errors.join("; "),
-                "run did not succeed"
-            ),
+            Ok(Ok(run)) => {
+                error!(
+                    job = name,
+                    status = run.status.as_str(),
+                    error = run.error.as_deref().unwrap_or(""),
+                    hooks = run.hook_errors.join("; "),
+                    "run did not succeed"
+                );
+                retry = run.status == RunStatus::Failed && run.retryable;
+            }
             // The lock was held (a `coffer backup` by hand) or the run could not start.
             Ok(Err(e)) => {
                 warn!(job = name, "run not started: {e:#}");
@@ -63,6 +72,37 @@ pub(super) fn trigger(shared: &Arc<Shared>, job: &str, why: &str) -> bool {
         s.stop_running(&name);
         s.notify_status();
         s.refresh_statuses().await;
+        if retry {
+            retry_later(&s, &name, attempt);
+        }
     });
     true
+}
+
+/// Runs a job again after a failure a later run could get past (a database or
+/// target that was down), `retry_wait` later, at most `retries` times in a row.
+/// A partial run is not retried: its snapshot is on some targets already.
+fn retry_later(shared: &Arc<Shared>, job: &str, attempt: u32) {
+    let cfg = shared.config();
+    let Some(j) = cfg.jobs.get(job) else { return };
+    if attempt >= j.retries || crate::cancel::requested() {
+        return;
+    }
+    let wait = j.retry_wait;
+    warn!(
+        job,
+        "the failure may pass: running the job again in {}s (retry {} of {})",
+        wait.as_secs(),
+        attempt + 1,
+        j.retries
+    );
+    let (s, name) = (shared.clone(), job.to_string());
+    shared.rt.spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                start(&s, &name, "retry", attempt + 1);
+            }
+            _ = crate::cancel::wait() => {}
+        }
+    });
 }

@@ -12,6 +12,12 @@ use crate::{HookCommand, Schedule};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// A failed scheduled run that could succeed later (a server or the network was
+/// down) is run once more, ten minutes later: a night's backup is not lost to a
+/// blip, and an outage does not become a loop of runs and failure hooks.
+const DEFAULT_RETRIES: u32 = 1;
+const DEFAULT_RETRY_WAIT: Duration = Duration::from_secs(600);
+
 /// How long an unfinished run's folder is kept when `incomplete_after` is not set.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -116,6 +122,11 @@ impl Validator<'_> {
         if j.catch_up && j.schedule.is_none() {
             self.problem(&child(&at, "catch_up"), "catch_up needs a schedule");
         }
+        let retry_wait = j
+            .retry_wait
+            .as_deref()
+            .and_then(|d| self.duration(&child(&at, "retry_wait"), d))
+            .unwrap_or(DEFAULT_RETRY_WAIT);
         let hook_timeout = j
             .hook_timeout
             .as_deref()
@@ -134,6 +145,8 @@ impl Validator<'_> {
             verify_schedule,
             jitter,
             catch_up: j.catch_up,
+            retries: j.retries.unwrap_or(DEFAULT_RETRIES),
+            retry_wait,
             hooks: Hooks {
                 before,
                 after,
