@@ -16,6 +16,7 @@ mod raw;
 mod recipients;
 mod schedule;
 mod signers;
+mod source_types;
 mod types;
 mod units;
 mod urls;
@@ -26,6 +27,7 @@ pub use load::{ConfigError, Problem, load, load_str};
 pub use recipients::RecipientKey;
 pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
+pub use source_types::*;
 pub use types::*;
 pub use urls::{display_url, url_credentials};
 

@@ -178,7 +178,7 @@ fn default_level() -> i32 {
     3
 }
 
-pub use crate::types::SourceType;
+pub use crate::source_types::SourceType;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@ pub(crate) mod attrs;
 pub(crate) mod database;
 pub(crate) mod db_check;
 pub mod extract;
+mod remove_tree;
 pub(crate) mod swap;
 pub mod tar_guard;
 pub(crate) mod tree_check;

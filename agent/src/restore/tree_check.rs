@@ -4,6 +4,8 @@
 //! Used by `coffer check` on a live system (re-reading every file) and by restore on
 //! what it just wrote (whose content was hashed and matched while writing, so there
 //! it checks presence and metadata only).
+//!
+//! Over 400 lines only with its unit tests; the code itself is under.
 
 use anyhow::Context as _;
 use coffer_config::RestorePolicy;

@@ -19,6 +19,7 @@
 //! `commit` per target); this module wraps it in the job lock, the hooks,
 //! retention and the persisted status. `report` is what a run tells its caller.
 
+mod assemble;
 mod commit;
 mod gate;
 mod report;

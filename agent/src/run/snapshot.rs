@@ -6,14 +6,12 @@
 //! marker), and then out with the first reason, which is what the report shows.
 
 use super::RunStatus;
+use super::assemble::{Assembled, Shown, assemble};
 use super::commit::{objects_in_place, preflight, remove_partial, write_manifest};
-use super::report::{JobRun, ObjectUpload, SourceRun, TargetRun};
-use super::stream::{PUBLIC_FACTS, Streamed, stream_sources};
+use super::report::{JobRun, ObjectUpload, TargetRun};
+use super::stream::{Streamed, stream_sources};
 use crate::format::id::new_id;
-use crate::format::{
-    FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectBinding, ObjectRecord, SourceManifest,
-    WarningCounts, object_path,
-};
+use crate::format::{FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path};
 use crate::keys;
 use crate::repo::targets_of;
 use anyhow::{Result, anyhow};
@@ -309,104 +307,5 @@ fn skew_of(streamed: &[Streamed]) -> f64 {
     match (instants.clone().min(), instants.max()) {
         (Some(a), Some(b)) => (b - a).as_seconds_f64(),
         _ => 0.0,
-    }
-}
-
-/// What the report shows of the sources, once they have streamed.
-#[derive(Default)]
-struct Shown {
-    sources: Vec<SourceRun>,
-    warnings: Vec<String>,
-}
-
-/// The streamed sources turned into the manifest and the marker's object list.
-struct Assembled {
-    objects: Vec<ObjectRecord>,
-    manifest: Manifest,
-    totals: WarningCounts,
-    shown: Shown,
-}
-
-fn assemble(
-    job: &Job,
-    id: &str,
-    started: OffsetDateTime,
-    skew: f64,
-    streamed: Vec<Streamed>,
-) -> Assembled {
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut objects = Vec::new();
-    let mut totals = WarningCounts::default();
-    let mut shown = Shown::default();
-    let mut sources = Vec::new();
-    for s in streamed {
-        let o = &s.outcome;
-        totals.changed += o.changed;
-        totals.vanished += o.vanished;
-        totals.skipped += o.skipped;
-        shown
-            .warnings
-            .extend(o.warnings.iter().map(|w| format!("source {}: {w}", s.name)));
-        shown.sources.push(SourceRun {
-            name: s.name.clone(),
-            files: o.entries.files() as usize,
-            bytes_read: o.bytes_read,
-            plaintext_size: s.finished.plaintext_size,
-            stored_size: s.finished.stored_size,
-        });
-        objects.push(ObjectRecord {
-            key: s.key.clone(),
-            source: Some(s.name.clone()),
-            plaintext_size: s.finished.plaintext_size,
-            stored_size: s.finished.stored_size,
-            blake3: s.finished.blake3.clone(),
-            facts: o
-                .facts
-                .iter()
-                .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        });
-        sources.push(SourceManifest {
-            name: s.name,
-            kind: s.kind,
-            object: s.key,
-            origin: s.origin,
-            consistency_instant: s.instant,
-            facts: s.outcome.facts,
-            bytes_read: s.outcome.bytes_read,
-            warnings: WarningCounts {
-                changed: s.outcome.changed,
-                vanished: s.outcome.vanished,
-                skipped: s.outcome.skipped,
-            },
-            entries: s.outcome.entries,
-        });
-    }
-    let manifest = Manifest {
-        format: FormatVersion::V1,
-        snapshot: id.to_string(),
-        job: job.name.clone(),
-        host,
-        started_at: started,
-        skew_seconds: skew,
-        sources,
-        objects: objects
-            .iter()
-            .map(|o| ObjectBinding {
-                key: o.key.clone(),
-                plaintext_size: o.plaintext_size,
-                stored_size: o.stored_size,
-                blake3: o.blake3.clone(),
-            })
-            .collect(),
-    };
-    Assembled {
-        objects,
-        manifest,
-        totals,
-        shown,
     }
 }

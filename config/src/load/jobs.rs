@@ -7,6 +7,7 @@
 use super::Validator;
 use crate::locate::{Seg, child, item, keys};
 use crate::raw::{RawCheck, RawJob, RawRetention};
+use crate::source_types::*;
 use crate::types::*;
 use crate::{HookCommand, Schedule};
 use std::collections::{BTreeMap, BTreeSet};

@@ -7,7 +7,7 @@
 use super::Validator;
 use crate::locate::{Seg, child};
 use crate::raw::RawRestorePolicy;
-use crate::types::{OwnerSpec, RestorePolicy};
+use crate::source_types::{OwnerSpec, RestorePolicy};
 
 impl Validator<'_> {
     pub(super) fn restore_policy(&mut self, at: &[Seg], r: RawRestorePolicy) -> RestorePolicy {

@@ -7,6 +7,7 @@
 use super::Validator;
 use crate::locate::{Seg, child, item};
 use crate::raw::{RawSource, SourceType};
+use crate::source_types::*;
 use crate::types::*;
 use std::path::Path;
 

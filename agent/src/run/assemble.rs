@@ -1,0 +1,110 @@
+//! Turning the streamed sources into what a snapshot records: the manifest
+//! (every source, its facts and entries), the marker's object list, the warning
+//! totals, and what the run's report shows.
+
+use super::report::SourceRun;
+use super::stream::{PUBLIC_FACTS, Streamed};
+use crate::format::{
+    FormatVersion, Manifest, ObjectBinding, ObjectRecord, SourceManifest, WarningCounts,
+};
+use coffer_config::Job;
+use time::OffsetDateTime;
+
+/// What the report shows of the sources, once they have streamed.
+#[derive(Default)]
+pub(super) struct Shown {
+    pub(super) sources: Vec<SourceRun>,
+    pub(super) warnings: Vec<String>,
+}
+
+/// The streamed sources turned into the manifest and the marker's object list.
+pub(super) struct Assembled {
+    pub(super) objects: Vec<ObjectRecord>,
+    pub(super) manifest: Manifest,
+    pub(super) totals: WarningCounts,
+    pub(super) shown: Shown,
+}
+
+pub(super) fn assemble(
+    job: &Job,
+    id: &str,
+    started: OffsetDateTime,
+    skew: f64,
+    streamed: Vec<Streamed>,
+) -> Assembled {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut objects = Vec::new();
+    let mut totals = WarningCounts::default();
+    let mut shown = Shown::default();
+    let mut sources = Vec::new();
+    for s in streamed {
+        let o = &s.outcome;
+        totals.changed += o.changed;
+        totals.vanished += o.vanished;
+        totals.skipped += o.skipped;
+        shown
+            .warnings
+            .extend(o.warnings.iter().map(|w| format!("source {}: {w}", s.name)));
+        shown.sources.push(SourceRun {
+            name: s.name.clone(),
+            files: o.entries.files() as usize,
+            bytes_read: o.bytes_read,
+            plaintext_size: s.finished.plaintext_size,
+            stored_size: s.finished.stored_size,
+        });
+        objects.push(ObjectRecord {
+            key: s.key.clone(),
+            source: Some(s.name.clone()),
+            plaintext_size: s.finished.plaintext_size,
+            stored_size: s.finished.stored_size,
+            blake3: s.finished.blake3.clone(),
+            facts: o
+                .facts
+                .iter()
+                .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+        sources.push(SourceManifest {
+            name: s.name,
+            kind: s.kind,
+            object: s.key,
+            origin: s.origin,
+            consistency_instant: s.instant,
+            facts: s.outcome.facts,
+            bytes_read: s.outcome.bytes_read,
+            warnings: WarningCounts {
+                changed: s.outcome.changed,
+                vanished: s.outcome.vanished,
+                skipped: s.outcome.skipped,
+            },
+            entries: s.outcome.entries,
+        });
+    }
+    let manifest = Manifest {
+        format: FormatVersion::V1,
+        snapshot: id.to_string(),
+        job: job.name.clone(),
+        host,
+        started_at: started,
+        skew_seconds: skew,
+        sources,
+        objects: objects
+            .iter()
+            .map(|o| ObjectBinding {
+                key: o.key.clone(),
+                plaintext_size: o.plaintext_size,
+                stored_size: o.stored_size,
+                blake3: o.blake3.clone(),
+            })
+            .collect(),
+    };
+    Assembled {
+        objects,
+        manifest,
+        totals,
+        shown,
+    }
+}

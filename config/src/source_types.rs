@@ -1,0 +1,176 @@
+//! The validated sources of a job: what each `type` holds once loaded, the
+//! `SourceType` a manifest records, and how restored files get owners and modes.
+//! Apart from `types` because a new source type changes this file and no other
+//! part of the validated config.
+
+use crate::types::Secret;
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Directory(DirectorySource),
+    Postgres(DatabaseSource),
+    Mysql(DatabaseSource),
+    Sqlite(SqliteSource),
+    Redis(RedisSource),
+    Command(CommandSource),
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        self.source_type().as_str()
+    }
+
+    /// Owner and mode of what a restore writes for this source (directories and
+    /// single files); the defaults for sources that write none.
+    pub fn restore_policy(&self) -> RestorePolicy {
+        match self {
+            SourceKind::Directory(d) => d.restore.clone(),
+            SourceKind::Sqlite(s) => s.restore.clone(),
+            SourceKind::Redis(r) => r.restore.clone(),
+            _ => RestorePolicy::default(),
+        }
+    }
+
+    pub fn source_type(&self) -> SourceType {
+        match self {
+            SourceKind::Directory(_) => SourceType::Directory,
+            SourceKind::Postgres(_) => SourceType::Postgres,
+            SourceKind::Mysql(_) => SourceType::Mysql,
+            SourceKind::Sqlite(_) => SourceType::Sqlite,
+            SourceKind::Redis(_) => SourceType::Redis,
+            SourceKind::Command(_) => SourceType::Command,
+        }
+    }
+}
+
+/// The kinds of source, as the config's `type` and a manifest's `type` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    Directory,
+    Postgres,
+    Mysql,
+    Sqlite,
+    Redis,
+    Command,
+}
+
+impl SourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::Directory => "directory",
+            SourceType::Postgres => "postgres",
+            SourceType::Mysql => "mysql",
+            SourceType::Sqlite => "sqlite",
+            SourceType::Redis => "redis",
+            SourceType::Command => "command",
+        }
+    }
+
+    /// The extension of this type's object (`<source>.<ext>.zst.age`); `None` for
+    /// `command`, whose extension the operator configures.
+    pub fn fixed_extension(self) -> Option<&'static str> {
+        match self {
+            SourceType::Directory => Some("tar"),
+            SourceType::Postgres => Some("dump"),
+            SourceType::Mysql => Some("sql"),
+            SourceType::Sqlite => Some("sqlite"),
+            SourceType::Redis => Some("rdb"),
+            SourceType::Command => None,
+        }
+    }
+
+    /// Database-like sources restored into a server (`--db-url`).
+    pub fn is_server_database(self) -> bool {
+        matches!(self, SourceType::Postgres | SourceType::Mysql)
+    }
+}
+
+impl std::fmt::Display for SourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A PostgreSQL or MySQL/MariaDB database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSource {
+    /// Connection URL without any credential (the loader moved a password from the
+    /// user info or the query into `password`); still shown through
+    /// [`crate::display_url`] so that a URL from elsewhere gets the same treatment.
+    pub url: String,
+    pub password: Option<Secret>,
+    /// Recorded in the manifest, e.g. the application's schema version.
+    pub version_query: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteSource {
+    pub path: PathBuf,
+    pub version_query: Option<String>,
+    pub restore: RestorePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSource {
+    /// `redis://host:port/` without any credential, like [`DatabaseSource::url`].
+    pub url: String,
+    pub password: Option<Secret>,
+    /// Where the server writes its RDB; asked from the server when unset.
+    pub rdb_path: Option<PathBuf>,
+    pub restore: RestorePolicy,
+}
+
+/// Any program whose standard output is the backup.
+#[derive(Debug, Clone)]
+pub struct CommandSource {
+    pub command: Vec<String>,
+    /// Reads the backup on standard input to restore it.
+    pub restore_command: Option<Vec<String>>,
+    /// File extension of the stream, for the object name (`<source>.<ext>.zst.age`).
+    pub extension: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectorySource {
+    pub path: PathBuf,
+    /// gitignore-like patterns: `*.tmp` matches a name anywhere, `cache/` only directories,
+    /// a pattern with an inner `/` is anchored at the source root.
+    pub exclude: Vec<String>,
+    /// Skip (and report) files that cannot be read instead of failing the run.
+    pub skip_unreadable: bool,
+    /// Do not descend into other file systems (mount points inside the tree).
+    pub one_file_system: bool,
+    pub restore: RestorePolicy,
+}
+
+/// How restored files get their owner and mode; unset fields come from the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePolicy {
+    pub owner: Option<OwnerSpec>,
+    pub dir_mode: Option<u32>,
+    pub file_mode: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerSpec {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+impl fmt::Display for OwnerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(g) => write!(f, "{}:{}", self.user, g),
+            None => write!(f, "{}", self.user),
+        }
+    }
+}
