@@ -51,6 +51,41 @@ impl SourceKind {
     }
 }
 
+/// What `coffer config check` shows of a source: where it reads from and its
+/// settings, URLs in their shown form and a password only as "(password set)".
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = |p: &Option<Secret>| if p.is_some() { " (password set)" } else { "" };
+        match self {
+            SourceKind::Directory(d) => {
+                write!(f, "{}", d.path.display())?;
+                if !d.exclude.is_empty() {
+                    write!(f, "; exclude {}", d.exclude.join(" "))?;
+                }
+                Ok(())
+            }
+            SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
+                write!(f, "{}{}", crate::display_url(&d.url), password(&d.password))
+            }
+            SourceKind::Sqlite(d) => write!(f, "{}", d.path.display()),
+            SourceKind::Redis(r) => {
+                write!(f, "{}{}", crate::display_url(&r.url), password(&r.password))?;
+                if let Some(p) = &r.rdb_path {
+                    write!(f, "; rdb {}", p.display())?;
+                }
+                Ok(())
+            }
+            SourceKind::Command(c) => {
+                write!(f, "`{}`", c.command.join(" "))?;
+                if let Some(r) = &c.restore_command {
+                    write!(f, "; restore `{}`", r.join(" "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The kinds of source, as the config's `type` and a manifest's `type` name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

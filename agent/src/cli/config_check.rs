@@ -5,7 +5,7 @@
 //! as well as when it starts.
 
 use anyhow::Result;
-use coffer_config::{Config, SourceKind, TargetKind, display_url};
+use coffer_config::{Config, TargetKind};
 
 pub fn run(cfg: &Config) -> Result<u8> {
     println!("{}: ok", cfg.file.display());
@@ -78,63 +78,16 @@ pub fn run(cfg: &Config) -> Result<u8> {
             }
         );
         for s in &job.sources {
-            print!("  source {} ({}): ", s.name, s.kind.type_name());
-            match &s.kind {
-                SourceKind::Directory(d) => {
-                    print!("{}", d.path.display());
-                    if !d.exclude.is_empty() {
-                        print!("; exclude {}", d.exclude.join(" "));
-                    }
-                }
-                SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
-                    print!(
-                        "{}{}",
-                        display_url(&d.url),
-                        if d.password.is_some() {
-                            " (password set)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                SourceKind::Sqlite(d) => print!("{}", d.path.display()),
-                SourceKind::Redis(r) => {
-                    print!(
-                        "{}{}",
-                        display_url(&r.url),
-                        if r.password.is_some() {
-                            " (password set)"
-                        } else {
-                            ""
-                        }
-                    );
-                    if let Some(p) = &r.rdb_path {
-                        print!("; rdb {}", p.display());
-                    }
-                }
-                SourceKind::Command(c) => {
-                    print!("`{}`", c.command.join(" "));
-                    if let Some(r) = &c.restore_command {
-                        print!("; restore `{}`", r.join(" "));
-                    }
-                }
+            print!("  source {} ({}): {}", s.name, s.kind.type_name(), s.kind);
+            let p = s.kind.restore_policy();
+            if let Some(o) = &p.owner {
+                print!("; restore owner {o}");
             }
-            let p = match &s.kind {
-                SourceKind::Directory(d) => Some(&d.restore),
-                SourceKind::Sqlite(d) => Some(&d.restore),
-                SourceKind::Redis(d) => Some(&d.restore),
-                _ => None,
-            };
-            if let Some(p) = p {
-                if let Some(o) = &p.owner {
-                    print!("; restore owner {o}");
-                }
-                if let Some(m) = p.dir_mode {
-                    print!("; dir_mode {m:04o}");
-                }
-                if let Some(m) = p.file_mode {
-                    print!("; file_mode {m:04o}");
-                }
+            if let Some(m) = p.dir_mode {
+                print!("; dir_mode {m:04o}");
+            }
+            if let Some(m) = p.file_mode {
+                print!("; file_mode {m:04o}");
             }
             println!();
         }
