@@ -3,23 +3,23 @@
 //! composes sources and targets into a run.
 
 pub mod child;
-pub mod command;
+pub(crate) mod command;
 pub mod dbquery;
-pub mod directory;
+pub(crate) mod directory;
 pub mod entry;
 pub mod entry_log;
 pub mod exclude;
 pub mod ids;
-pub mod mysql;
-pub mod parts;
-pub mod postgres;
-pub mod redis_rdb;
+pub(crate) mod mysql;
+pub(crate) mod parts;
+pub(crate) mod postgres;
+pub(crate) mod redis_rdb;
 pub mod registry;
 pub mod restore;
 mod s3;
 pub mod source;
-pub mod sqlite;
-pub mod tar_writer;
+pub(crate) mod sqlite;
+pub(crate) mod tar_writer;
 pub mod target;
 pub mod walk_ahead;
 

@@ -49,7 +49,7 @@ fn load(cli: &Cli) -> Result<Config> {
     Ok(coffer_config::load(&cli.config)?)
 }
 
-pub fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
+pub(crate) fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
     cfg.jobs.get(name).ok_or_else(|| {
         let known: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
         usage(format!(
@@ -62,7 +62,7 @@ pub fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
 
 /// What restore and check start from: the target, the identity, the chosen
 /// snapshot's marker and its decrypted manifest.
-pub struct Opened {
+pub(crate) struct Opened {
     pub target: Target,
     pub ids: crate::keys::Identities,
     pub marker: crate::format::Marker,
@@ -70,7 +70,7 @@ pub struct Opened {
 }
 
 /// Which snapshot a reading command asked for, from its flags.
-pub struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     pub command: &'a str,
     pub target: Option<&'a str>,
     pub identity: Option<&'a std::path::Path>,
@@ -78,7 +78,12 @@ pub struct Wanted<'a> {
     pub trust: &'a crate::cli::TrustArgs,
 }
 
-pub fn open_snapshot(rt: &Handle, cfg: &Config, job: &Job, wanted: &Wanted<'_>) -> Result<Opened> {
+pub(crate) fn open_snapshot(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    wanted: &Wanted<'_>,
+) -> Result<Opened> {
     let Wanted {
         command,
         target,
@@ -113,11 +118,11 @@ pub fn open_snapshot(rt: &Handle, cfg: &Config, job: &Job, wanted: &Wanted<'_>) 
 
 /// The snapshots a reading command accepts: the config's signers, this host's own
 /// key, and the command line's.
-pub fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::format::seal::Trust {
+pub(crate) fn trust_of(cfg: &Config, args: &crate::cli::TrustArgs) -> crate::format::seal::Trust {
     crate::format::seal::Trust::new(&cfg.encryption, &args.trust_signers, args.allow_unsigned)
 }
 
-pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     crate::say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

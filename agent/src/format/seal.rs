@@ -37,7 +37,7 @@ pub enum Seal {
 }
 
 /// This host's signing key.
-pub struct HostKey {
+pub(crate) struct HostKey {
     key: SigningKey,
     pub public: Signer,
 }
@@ -53,7 +53,7 @@ fn key_text(key: &SigningKey, public: &Signer) -> String {
 }
 
 /// Writes a new signing key (mode 0600, never over an existing file); returns it.
-pub fn write_new_key(file: &Path) -> Result<HostKey> {
+pub(crate) fn write_new_key(file: &Path) -> Result<HostKey> {
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let public = Signer(key.verifying_key());
     let mut f = crate::keys::create_key_file(file, "signing key")?;
@@ -64,7 +64,7 @@ pub fn write_new_key(file: &Path) -> Result<HostKey> {
 }
 
 /// Reads the signing key at `file`.
-pub fn load_key(file: &Path) -> Result<HostKey> {
+pub(crate) fn load_key(file: &Path) -> Result<HostKey> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read signing key {}", file.display()))?;
     let line = text
@@ -87,7 +87,7 @@ pub fn load_key(file: &Path) -> Result<HostKey> {
 
 /// The backup's key: the configured one, created on first use. A new key is
 /// announced loudly, because a restore on another host must be told to trust it.
-pub fn host_key(enc: &Encryption) -> Result<HostKey> {
+pub(crate) fn host_key(enc: &Encryption) -> Result<HostKey> {
     let file = &enc.signing_key;
     if file.exists() {
         let md = std::fs::metadata(file)?;
@@ -138,7 +138,7 @@ fn message(body: &str) -> Vec<u8> {
 }
 
 /// The bytes of `snapshot.json`: the marker signed by `key`.
-pub fn seal(marker: &Marker, key: &HostKey) -> Result<Vec<u8>> {
+pub(crate) fn seal(marker: &Marker, key: &HostKey) -> Result<Vec<u8>> {
     let body = serde_json::to_string_pretty(marker)?;
     let signature = key.key.sign(&message(&body));
     let raw = RawValue::from_string(body)?;
@@ -181,7 +181,7 @@ pub fn open(bytes: &[u8]) -> Result<Marker, String> {
 
 /// Which snapshots a command accepts.
 #[derive(Debug, Clone)]
-pub struct Trust {
+pub(crate) struct Trust {
     signers: Vec<Signer>,
     allow_unsigned: bool,
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
 #[derive(Debug)]
-pub struct SourceRestore<'a> {
+pub(crate) struct SourceRestore<'a> {
     pub source: &'a SourceManifest,
     pub dest: PathBuf,
     pub policy: RestorePolicy,
@@ -34,7 +34,7 @@ pub struct SourceRestore<'a> {
 }
 
 /// Whether `dir` exists with anything in it.
-pub fn non_empty(dir: &Path) -> Result<bool> {
+pub(crate) fn non_empty(dir: &Path) -> Result<bool> {
     match std::fs::read_dir(dir) {
         Ok(mut it) => Ok(it.next().is_some()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -57,7 +57,7 @@ fn has_contents(dir: &Path) -> Result<bool> {
 }
 
 /// Restores one source; returns the post-restore check and warnings.
-pub fn restore_source(
+pub(crate) fn restore_source(
     rt: &Handle,
     target: &Target,
     marker: &Marker,
