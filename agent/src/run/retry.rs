@@ -80,7 +80,9 @@ mod tests {
         let reads_transient = anyhow::anyhow!("connection refused (retryable, a 503)");
         assert!(!could_help(&reads_transient));
         let typed: Result<(), UploadError> = Err(upload(true));
-        let err = typed.context("cannot write the manifest").unwrap_err();
+        let err = typed
+            .context("cannot write the manifest")
+            .expect_err("an error");
         assert!(could_help(&err));
     }
 
