@@ -4,10 +4,8 @@
 //! leaves no snapshot and runs `after`, and the unit passes systemd-analyze.
 //! Listening beyond loopback warns and puts `/api/v1/*` behind the token.
 
-mod common;
-
-use common::servers::free_port;
-use common::*;
+use crate::common::servers::free_port;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

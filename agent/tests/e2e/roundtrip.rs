@@ -3,9 +3,7 @@
 //! unicode and space names, special modes, two owners. Owners come back by name on
 //! a host where those users have other ids; a config policy overrides them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

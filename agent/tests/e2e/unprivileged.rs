@@ -2,9 +2,7 @@
 //! named (or is skipped and reported with `skip_unreadable`), and a restore without
 //! root leaves owners alone with one warning instead of failing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

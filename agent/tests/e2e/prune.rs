@@ -3,9 +3,7 @@
 //! ones (a run in progress) kept, what it reports equal to what went from the
 //! disk, and another job sharing the target never touched.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn ids(world: &World, job: &str) -> Vec<String> {
     let v: serde_json::Value =

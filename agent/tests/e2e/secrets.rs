@@ -8,10 +8,8 @@
 //! first on coffer's PATH, which then runs the real pg_dump: that is exactly what
 //! `ps` (/proc/PID/cmdline) would show for the child.
 
-mod common;
-
-use common::servers::{Postgres, free_port};
-use common::*;
+use crate::common::servers::{Postgres, free_port};
+use crate::common::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,9 +4,7 @@
 //! filesystem. Slow runs come from big sparse files (no disk space, seconds of
 //! reading), never from sleeping.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
