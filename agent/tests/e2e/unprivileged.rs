@@ -35,7 +35,7 @@ fn open_up(path: &std::path::Path, mode: u32) {
 
 #[test]
 fn unreadable_files_fail_the_run_unless_skipped_and_restore_works_without_root() {
-    require_root();
+    require_root("hands files to nobody and runs coffer as nobody");
     let tmp = tempfile::tempdir().expect("tempdir");
     open_up(tmp.path(), 0o755);
     let src = tmp.path().join("src");
