@@ -8,13 +8,11 @@
 //! first on coffer's PATH, which then runs the real pg_dump: that is exactly what
 //! `ps` (/proc/PID/cmdline) would show for the child.
 
-mod common;
-
-use common::servers::{Postgres, free_port};
-use common::*;
-use std::io::{Read, Write};
+use crate::common::forge;
+use crate::common::servers::Postgres;
+use crate::common::service::{Agent, http_raw};
+use crate::common::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// A `pg_dump` wrapper in `dir/bin` that appends its argv and environment to
 /// `dir/argv` and `dir/env`; returns the PATH that puts it first.
@@ -47,38 +45,14 @@ fn read(path: &Path) -> String {
 
 /// The plaintext of one stored object, decrypted and decompressed by `age` and `zstd`.
 fn decrypt(world: &World, object: &Path) -> String {
-    require_tool("age");
-    require_tool("zstd");
-    String::from_utf8_lossy(
-        &sh(&format!(
-            "age -d -i '{}' '{}' | zstd -d",
-            world.identity.display(),
-            object.display()
-        ))
-        .stdout,
-    )
-    .into_owned()
+    let stored = std::fs::read(object).unwrap_or_else(|e| panic!("{}: {e}", object.display()));
+    String::from_utf8_lossy(&forge::decrypt(world, &stored)).into_owned()
 }
 
 fn assert_hidden(what: &str, text: &str, secrets: &[&str]) {
     for s in secrets {
         assert!(!text.contains(s), "{what} shows the secret {s:?}:\n{text}");
     }
-}
-
-/// GET `path` from an agent on loopback.
-fn get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
 }
 
 /// The `/api/v1/jobs` answer of a briefly started agent on this world's config.
@@ -94,29 +68,16 @@ fn api_jobs(world: &World) -> String {
         ),
     )
     .expect("config");
-    let mut agent = world
-        .command(&["agent"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start agent");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the agent did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let answer = get(port, "/api/v1/jobs");
-    let _ = agent.kill();
-    let _ = agent.wait();
+    let agent = Agent::start(world, port);
+    let answer = http_raw(port, "GET", "/api/v1/jobs", "");
+    drop(agent);
     std::fs::write(&world.config, cfg).expect("config");
     answer
 }
 
 #[test]
 fn a_password_in_the_url_query_reaches_only_pg_dumps_environment() {
+    require_tool("pg_restore");
     let pg = Postgres::start();
     // A password with a character that must be percent-encoded in the URL.
     let secret = "Qz9-url-secret&x";

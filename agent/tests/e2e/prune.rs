@@ -3,19 +3,7 @@
 //! ones (a run in progress) kept, what it reports equal to what went from the
 //! disk, and another job sharing the target never touched.
 
-mod common;
-
-use common::*;
-
-fn ids(world: &World, job: &str) -> Vec<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(&world.ok(&["list", "--job", job, "--json"])).expect("json");
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_string())
-        .collect()
-}
+use crate::common::*;
 
 #[test]
 fn prune_applies_retention_to_its_job_only() {
@@ -39,9 +27,9 @@ fn prune_applies_retention_to_its_job_only() {
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     world.ok(&["backup", "other"]);
-    let app = ids(&world, "app");
+    let app = world.snapshots_of("app");
     assert_eq!(app.len(), 3);
-    let other = ids(&world, "other");
+    let other = world.snapshots_of("other");
     world.write_config(&config(
         "retention = { keep_last = 2, incomplete_after = \"1h\" }",
     ));
@@ -69,7 +57,11 @@ fn prune_applies_retention_to_its_job_only() {
         serde_json::json!(["20000101T000000Z-cafe", "20000101T000000Z-dead"]),
         "{dry}"
     );
-    assert_eq!(ids(&world, "app").len(), 3, "--dry-run deleted something");
+    assert_eq!(
+        world.snapshots_of("app").len(),
+        3,
+        "--dry-run deleted something"
+    );
     assert!(staged.exists(), "--dry-run deleted something");
 
     let pruned = world.ok(&["prune", "--job", "app", "--json"]);
@@ -82,7 +74,7 @@ fn prune_applies_retention_to_its_job_only() {
         "the report is not what went from the disk: {pruned}"
     );
     assert_eq!(
-        ids(&world, "app"),
+        world.snapshots_of("app"),
         app[1..].to_vec(),
         "keep_last = 2 keeps the two newest"
     );
@@ -94,7 +86,7 @@ fn prune_applies_retention_to_its_job_only() {
     assert!(fresh.exists(), "a run that may still be going was removed");
     assert!(others_old.exists(), "prune of app touched job other");
     assert_eq!(
-        ids(&world, "other"),
+        world.snapshots_of("other"),
         other,
         "prune of app touched job other"
     );
@@ -104,7 +96,7 @@ fn prune_applies_retention_to_its_job_only() {
     // Retention also runs after each successful backup.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     world.ok(&["backup", "app"]);
-    let now = ids(&world, "app");
+    let now = world.snapshots_of("app");
     assert_eq!(now.len(), 2, "{now:?}");
     assert_eq!(now[0], app[2], "the oldest of the three left");
 }

@@ -1,20 +1,12 @@
 //! Real database servers for the tests: PostgreSQL, MariaDB and Redis, each started
 //! on a free loopback port in its own temporary directory and stopped on drop.
-//! A missing server binary fails the test and names `tests/run`.
+//! A missing server or client binary, a missing system user or not running as root
+//! fails the test and names `tests/run`.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
+use super::{free_port, require_root, require_tool, require_user, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn need(path: &Path) {
     assert!(
@@ -24,19 +16,10 @@ fn need(path: &Path) {
     );
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what} did not start within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (tests/run installs what the tests need)"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -88,6 +71,11 @@ impl Postgres {
             })
             .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/NONE/bin"));
         need(&bin.join("postgres"));
+        require_root("starts PostgreSQL as its own system user");
+        require_user("postgres", "postgresql");
+        for tool in ["setpriv", "pg_isready", "psql"] {
+            require_tool(tool);
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let password = "pg-secret-Xq7".to_string();
         std::fs::write(dir.path().join("pw"), &password).expect("pwfile");
@@ -135,7 +123,7 @@ impl Postgres {
             .expect("start postgres");
         self.child = Some(child);
         let port = self.port;
-        wait_for("postgres", || {
+        wait_until("postgres to start", 60, || {
             Command::new("pg_isready")
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
                 .status()
@@ -202,6 +190,11 @@ pub struct Mariadb {
 impl Mariadb {
     pub fn start() -> Mariadb {
         need(Path::new("/usr/sbin/mariadbd"));
+        require_root("starts MariaDB as its own system user");
+        require_user("mysql", "mariadb-server");
+        for tool in ["mariadb-install-db", "mariadb"] {
+            require_tool(tool);
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         chown_to(dir.path(), "mysql");
         let data = dir.path().join("data");
@@ -240,7 +233,7 @@ impl Mariadb {
             password: "maria-secret-Zk9".into(),
             child: Some(child),
         };
-        wait_for("mariadb", || m.root_sql("SELECT 1").is_ok());
+        wait_until("mariadb to start", 60, || m.root_sql("SELECT 1").is_ok());
         m.root_sql(&format!(
             "CREATE USER 'coffer'@'127.0.0.1' IDENTIFIED BY '{}'; GRANT ALL ON *.* TO 'coffer'@'127.0.0.1';",
             m.password
@@ -281,7 +274,8 @@ impl Drop for Mariadb {
 }
 
 pub struct Redis {
-    pub dir: tempfile::TempDir,
+    /// The server's --dir (its RDB), removed when dropped.
+    _dir: tempfile::TempDir,
     pub port: u16,
     pub password: String,
     child: Option<Child>,
@@ -291,6 +285,7 @@ impl Redis {
     /// A server whose RDB lives in its temp dir; `rdb` preloads one.
     pub fn start(rdb: Option<&Path>) -> Redis {
         need(Path::new("/usr/bin/redis-server"));
+        require_tool("redis-cli");
         let dir = tempfile::tempdir().expect("tempdir");
         if let Some(r) = rdb {
             std::fs::copy(r, dir.path().join("dump.rdb")).expect("copy rdb");
@@ -323,12 +318,14 @@ impl Redis {
             .spawn()
             .expect("start redis-server");
         let r = Redis {
-            dir,
+            _dir: dir,
             port,
             password,
             child: Some(child),
         };
-        wait_for("redis", || r.cli(&["PING"]).is_ok_and(|o| o == "PONG"));
+        wait_until("redis to start", 60, || {
+            r.cli(&["PING"]).is_ok_and(|o| o == "PONG")
+        });
         r
     }
 

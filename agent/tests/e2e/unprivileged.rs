@@ -2,9 +2,7 @@
 //! named (or is skipped and reported with `skip_unreadable`), and a restore without
 //! root leaves owners alone with one warning instead of failing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -37,7 +35,7 @@ fn open_up(path: &std::path::Path, mode: u32) {
 
 #[test]
 fn unreadable_files_fail_the_run_unless_skipped_and_restore_works_without_root() {
-    require_root();
+    require_root("hands files to nobody and runs coffer as nobody");
     let tmp = tempfile::tempdir().expect("tempdir");
     open_up(tmp.path(), 0o755);
     let src = tmp.path().join("src");

@@ -4,12 +4,14 @@
 //! only to start from something realistic.) Objects go through the real `zstd` and
 //! `age` CLIs; markers are written unsigned, or signed with a key of the attacker's.
 
-use super::World;
+use super::{World, require_tool};
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn pipe(cmd: &str, input: &[u8]) -> Vec<u8> {
+    require_tool("age");
+    require_tool("zstd");
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(cmd)

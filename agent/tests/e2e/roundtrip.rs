@@ -3,9 +3,7 @@
 //! unicode and space names, special modes, two owners. Owners come back by name on
 //! a host where those users have other ids; a config policy overrides them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,6 +15,9 @@ struct Users(Vec<String>);
 
 impl Users {
     fn create(names: &[String]) -> Users {
+        for tool in ["useradd", "usermod", "groupmod", "userdel"] {
+            require_tool(tool);
+        }
         for n in names {
             let _ = sh_quiet(&format!("userdel {n}; groupdel {n}"));
             sh(&format!(
@@ -154,7 +155,7 @@ fn build_tree(root: &Path, alice: &str, bob: &str) {
 
 #[test]
 fn round_trip_restores_content_links_modes_and_owners_by_name() {
-    require_root();
+    require_root("creates users and restores owners");
     let tag = std::process::id() % 100_000;
     let (alice, bob) = (format!("cfa{tag}"), format!("cfb{tag}"));
     let _users = Users::create(&[alice.clone(), bob.clone()]);
@@ -254,7 +255,7 @@ fn round_trip_restores_content_links_modes_and_owners_by_name() {
 
 #[test]
 fn restore_policy_sets_owner_and_modes() {
-    require_root();
+    require_root("creates users and restores owners");
     let tag = std::process::id() % 100_000;
     let kadi = format!("cfk{tag}");
     let _users = Users::create(std::slice::from_ref(&kadi));

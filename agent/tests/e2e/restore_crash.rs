@@ -5,9 +5,7 @@
 //! contents last long enough to be hit. `tests/kill-trials` runs many more trials
 //! and counts the outcomes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Stdio};

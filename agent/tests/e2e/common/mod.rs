@@ -1,14 +1,17 @@
 //! Shared helpers for the end-to-end tests: they drive the real `coffer` binary
 //! against real files, with the real `age`, `zstd` and `tar` where interoperability
-//! is the point. A missing tool is a failure that names `tests/run`, never a skip.
-
-#![allow(dead_code)]
+//! is the point. A missing tool, server or privilege is a failure that names
+//! `tests/run`, never a skip.
 
 pub mod forge;
 pub mod s3;
+pub mod servers;
+pub mod service;
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub fn coffer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coffer")
@@ -28,11 +31,41 @@ pub fn require_tool(name: &str) {
     );
 }
 
-pub fn require_root() {
+/// Panics (fails the test) unless running as root; `why` says what needs it.
+pub fn require_root(why: &str) {
     assert!(
         nix::unistd::geteuid().is_root(),
-        "this test creates users and restores owners: run it as root (tests/run does)"
+        "this test {why}: run it as root, as tests/run does"
     );
+}
+
+/// Panics (fails the test) when a system user the test needs does not exist.
+pub fn require_user(name: &str, package: &str) {
+    assert!(
+        nix::unistd::User::from_name(name).ok().flatten().is_some(),
+        "user `{name}` does not exist (the {package} package creates it): run tests/run, which installs what the tests need"
+    );
+}
+
+/// A loopback port free at the time of asking (another process may take it before
+/// it is used: callers that can, try again).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `ready` every 100 ms; fails the test after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A scratch world: a config, a key pair, a local target and a state dir.
@@ -142,9 +175,14 @@ impl World {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The committed snapshot ids (from `list --json`).
+    /// The committed snapshot ids of job `app` (from `list --json`).
     pub fn snapshots(&self) -> Vec<String> {
-        let out = self.ok(&["list", "--job", "app", "--json"]);
+        self.snapshots_of("app")
+    }
+
+    /// The committed snapshot ids of `job` (from `list --json`).
+    pub fn snapshots_of(&self, job: &str) -> Vec<String> {
+        let out = self.ok(&["list", "--job", job, "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("list json");
         v.as_array()
             .expect("array")
@@ -199,4 +237,3 @@ pub fn sh(cmd: &str) -> Output {
     );
     out
 }
-pub mod servers;

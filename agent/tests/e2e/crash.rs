@@ -3,9 +3,7 @@
 //! disk (the staging files of its uploads, hidden from object listings) goes with
 //! the next prune once old enough, counted as it goes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 #[test]

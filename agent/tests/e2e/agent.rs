@@ -4,81 +4,10 @@
 //! leaves no snapshot and runs `after`, and the unit passes systemd-analyze.
 //! Listening beyond loopback warns and puts `/api/v1/*` behind the token.
 
-mod common;
-
-use common::servers::free_port;
-use common::*;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn http(port: u16, method: &str, path: &str, extra: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n").expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-struct Agent(Child);
-
-impl Agent {
-    fn start(world: &World, port: u16) -> Agent {
-        let child = Command::new(coffer_bin())
-            .arg("--config")
-            .arg(&world.config)
-            .arg("agent")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(world.path("agent.log")).expect("log"))
-            .spawn()
-            .expect("start agent");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the agent did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Agent(child)
-    }
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig)
-            .expect("signal");
-    }
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.0.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the agent did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::common::service::{Agent, http};
+use crate::common::*;
+use std::process::Command;
+use std::time::Duration;
 
 /// Committed snapshots of job app, read from the target (the config may be broken).
 fn committed(world: &World) -> Vec<String> {
@@ -92,17 +21,6 @@ fn committed(world: &World) -> Vec<String> {
         .unwrap_or_default();
     ids.sort();
     ids
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -131,8 +49,6 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     let world = World::new("");
     let token = world.path("token");
     std::fs::write(&token, "t0ken-Secret\n").expect("token");
-    let text = std::fs::read_to_string(&world.config).unwrap_or_default();
-    let _ = text;
     world.write_config(&format!(
         "schedule = \"*/2 * * * * *\"\nverify_schedule = \"*/3 * * * * *\"\n{}\n\
          [jobs.slow]\ntargets = [\"local\"]\nschedule = \"* * * * * *\"\n\

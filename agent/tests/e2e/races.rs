@@ -4,9 +4,7 @@
 //! filesystem. Slow runs come from big sparse files (no disk space, seconds of
 //! reading), never from sleeping.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -265,7 +263,7 @@ impl Drop for Mounted {
 
 #[test]
 fn a_commit_on_a_full_filesystem_says_why() {
-    require_root();
+    require_root("mounts a tmpfs as the target");
     let tmp = tempfile::tempdir().expect("tempdir");
     let small = small_dir(tmp.path(), "small");
     let world = World::new(&dir_source("small", &small, ""));

@@ -4,8 +4,8 @@
 //! `<root>/<bucket>/<key>`, unfinished multipart uploads as `<root>/.upload*`), so a
 //! test can look at what the server really holds without going through coffer.
 
-use super::require_tool;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use super::{free_port, require_tool};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -175,13 +175,6 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// Every file under `dir`, relative, sorted.

@@ -4,10 +4,8 @@
 //! next to a working target (partial), and wrong credentials that are named but
 //! never shown.
 
-mod common;
-
-use common::s3::{S3Server, files_under};
-use common::*;
+use crate::common::s3::{S3Server, files_under};
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! snapshot and outcome in their environment; a timeout kills the hook's whole
 //! process group; with JSON logs the hooks' output is JSON log events too.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn hooks(log: &std::path::Path, before: &str) -> String {
     let line = |what: &str| {

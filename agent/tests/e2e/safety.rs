@@ -3,9 +3,7 @@
 //! byte is reported by verify (both modes) and restore, naming the object; a
 //! non-empty destination is not overwritten unless asked.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 /// A tar header with a raw name, bypassing the tar crate's own path checks.

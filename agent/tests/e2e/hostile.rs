@@ -3,11 +3,9 @@
 //! recipients. None of it may write outside the restore destination, be restored
 //! without a trusted signature, or make coffer use unbounded memory or disk.
 
-mod common;
-
-use common::forge::Forgery;
-use common::servers::Postgres;
-use common::*;
+use crate::common::forge::Forgery;
+use crate::common::servers::Postgres;
+use crate::common::*;
 use std::path::Path;
 
 fn files_world() -> (World, tempfile::TempDir, String) {

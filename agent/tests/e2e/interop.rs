@@ -1,9 +1,7 @@
 //! The "restore without coffer" promise: every object is a plain age file holding a
 //! plain zstd stream, and directory sources are tar archives GNU tar extracts.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use walkdir::WalkDir;
 
 #[test]

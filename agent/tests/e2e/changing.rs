@@ -2,9 +2,7 @@
 //! is recorded and reported, the run still succeeds, and the snapshot stays
 //! internally consistent (verify passes, restore gives the bytes that were stored).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,10 +2,8 @@
 //! files, round trips through PostgreSQL, MariaDB, SQLite and Redis, dumps that
 //! fail, the database/files check, and after_restore hooks.
 
-mod common;
-
-use common::servers::{Mariadb, Postgres, Redis};
-use common::*;
+use crate::common::servers::{Mariadb, Postgres, Redis};
+use crate::common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -1,9 +1,7 @@
 //! Bad configs through the real binary: exit code 2 and a message naming the file,
 //! line and key, for every command that reads the config.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn run_with(config_text: &str, args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");

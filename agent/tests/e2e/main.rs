@@ -1,0 +1,32 @@
+//! The end-to-end tests (tier 2): the real `coffer` binary against real files, the
+//! real `age`, `zstd` and `tar`, real PostgreSQL, MariaDB, Redis and S3 servers,
+//! run as root. One test binary for all of them, so the crate is linked into one
+//! test executable instead of one per file. It is built only with the `e2e`
+//! feature, which `tests/run` turns on (`--all-features`); a plain
+//! `cargo test --workspace` (tier 1) runs the unit tests only and needs neither
+//! root nor servers. One module alone, as root with the tools installed:
+//! `cargo test -p coffer --features e2e --test e2e s3::`.
+//!
+//! Every module's tests run in parallel threads of this one process, so no test
+//! may change process-wide state (environment, working directory, umask, signal
+//! dispositions): what a coffer run needs goes into its `Command` (`World::env`).
+//! A missing tool, server or privilege fails the test and names `tests/run`.
+
+mod common;
+
+mod agent;
+mod changing;
+mod config_cli;
+mod crash;
+mod databases;
+mod hooks;
+mod hostile;
+mod interop;
+mod prune;
+mod races;
+mod restore_crash;
+mod roundtrip;
+mod s3;
+mod safety;
+mod secrets;
+mod unprivileged;
