@@ -134,3 +134,73 @@ pub(super) fn spawn_schedules(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         .chain(verifies.map(|j| shared.rt.spawn(verify_loop(shared.clone(), j.name.clone()))))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn cron(text: &str) -> croner::Cron {
+        let s: coffer_config::Schedule = text.parse().expect("a cron expression");
+        s.cron().clone()
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+            .single()
+            .expect("a valid instant")
+    }
+
+    #[test]
+    fn next_and_last_occurrence_for_catch_up() {
+        let c = cron("0 3 * * *");
+        let now = utc(2026, 11, 29, 10, 0, 0);
+        let utc_zone = Some(chrono_tz::UTC);
+        assert_eq!(
+            occurrence(&c, utc_zone, now, true),
+            Some(utc(2026, 11, 30, 3, 0, 0))
+        );
+        assert_eq!(
+            occurrence(&c, utc_zone, now, false),
+            Some(utc(2026, 11, 29, 3, 0, 0)),
+            "catch-up compares the last success with this"
+        );
+    }
+
+    #[test]
+    fn the_time_zone_decides_the_instant_in_winter_and_summer() {
+        let c = cron("0 3 * * *");
+        let berlin = Some(chrono_tz::Europe::Berlin);
+        assert_eq!(
+            occurrence(&c, berlin, utc(2026, 1, 10, 12, 0, 0), true),
+            Some(utc(2026, 1, 11, 2, 0, 0))
+        );
+        assert_eq!(
+            occurrence(&c, berlin, utc(2026, 7, 10, 12, 0, 0), true),
+            Some(utc(2026, 7, 11, 1, 0, 0))
+        );
+    }
+
+    #[test]
+    fn a_seconds_field_is_honoured() {
+        let c = cron("*/10 * * * * *");
+        assert_eq!(
+            occurrence(&c, Some(chrono_tz::UTC), utc(2026, 5, 1, 10, 0, 1), true),
+            Some(utc(2026, 5, 1, 10, 0, 10))
+        );
+    }
+
+    /// 02:30 does not exist in Berlin on the night clocks go forward: the
+    /// schedule must still fire soon after, not stop or run in the past.
+    #[test]
+    fn a_missing_local_hour_does_not_stop_the_schedule() {
+        let c = cron("30 2 * * *");
+        let berlin = Some(chrono_tz::Europe::Berlin);
+        let now = utc(2026, 3, 28, 23, 0, 0); // 00:00 local on 29 March
+        let next = occurrence(&c, berlin, now, true).expect("fires again");
+        assert!(next > now, "{next} is not after {now}");
+        assert!(next - now < chrono::Duration::hours(48), "{next}");
+        let after = occurrence(&c, berlin, next, true).expect("and again");
+        assert_eq!(after, utc(2026, 3, 30, 0, 30, 0), "02:30 CEST on the 30th");
+    }
+}

@@ -149,3 +149,61 @@ impl Shared {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&text)]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(rt: &tokio::runtime::Runtime, state: &std::path::Path) -> Arc<Shared> {
+        let text = format!(
+            "[agent]\nstate_dir = \"{}\"\n[encryption]\nidentity_file = \"id.txt\"\ncreate_identity_if_missing = true\n\
+             [targets.local]\ntype = \"local\"\npath = \"backups\"\n\
+             [jobs.app]\ntargets = [\"local\"]\n[[jobs.app.sources]]\nname = \"files\"\ntype = \"directory\"\npath = \".\"\n",
+            state.display()
+        );
+        let cfg = coffer_config::load_str(&text, std::path::Path::new("test.toml"), state)
+            .expect("a valid config");
+        Arc::new(Shared::new(
+            "test.toml".into(),
+            cfg,
+            rt.handle().clone(),
+            false,
+        ))
+    }
+
+    #[test]
+    fn a_job_runs_once_at_a_time() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = shared(&rt, dir.path());
+        assert!(s.start_running("app"));
+        assert!(!s.start_running("app"), "a second run of the same job");
+        s.stop_running("app");
+        assert!(s.start_running("app"), "free again once stopped");
+    }
+
+    /// Handlers read memory: a change is visible after the update (which writes the
+    /// file on a blocking thread and refreshes), and a run by hand (the file
+    /// changed behind the service's back) once the statuses are read again.
+    #[test]
+    fn statuses_follow_updates_and_runs_by_hand() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = shared(&rt, dir.path());
+        let skipped = |s: &Shared| {
+            s.statuses()
+                .iter()
+                .find(|(j, _)| j == "app")
+                .map(|(_, st)| st.skipped)
+        };
+        rt.block_on(s.refresh_statuses());
+        assert_eq!(skipped(&s), Some(0), "every configured job is listed");
+        rt.block_on(s.update_status("app", |st| st.skipped += 2));
+        assert_eq!(skipped(&s), Some(2));
+        assert_eq!(status::load(dir.path(), "app").skipped, 2, "persisted");
+        status::update(dir.path(), "app", |st| st.skipped += 1).expect("update by hand");
+        assert_eq!(skipped(&s), Some(2), "memory until the next refresh");
+        rt.block_on(s.refresh_statuses());
+        assert_eq!(skipped(&s), Some(3));
+    }
+}
