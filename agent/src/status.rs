@@ -123,3 +123,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod more_tests;
