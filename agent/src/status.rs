@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Fields missing from a file an older coffer wrote take their defaults, so that
+/// adding a counter never resets the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct JobStatus {
     /// Unix seconds of the last run's end, whatever its outcome.
     pub last_run: Option<f64>,
@@ -123,3 +126,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod more_tests;

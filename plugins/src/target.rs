@@ -44,6 +44,24 @@ pub struct Explained {
 }
 
 impl Target {
+    /// A target over a store built in code (object_store's `InMemory` in tests):
+    /// no directory on disk, and errors explained as a plain store's.
+    pub fn from_store(
+        name: &str,
+        store: Arc<dyn ObjectStore>,
+        description: &str,
+        parts: PartPlan,
+    ) -> Target {
+        Target {
+            name: name.to_string(),
+            store,
+            description: description.to_string(),
+            parts,
+            s3: None,
+            local_root: None,
+        }
+    }
+
     /// Removes the folder of `dir` on a local target once it holds nothing (no-op on
     /// object stores, where a folder is only a prefix). Best effort.
     pub fn remove_empty_folder(&self, dir: &object_store::path::Path) {

@@ -7,3 +7,6 @@ pub(crate) mod upload;
 pub(crate) mod write;
 
 pub(crate) use write::{Finished, ObjectWriter, Uploaded};
+
+#[cfg(test)]
+mod tests;

@@ -219,3 +219,7 @@ mod tests {
         assert!(r[4].is_empty(), "{:?}", r[4]);
     }
 }
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod more_tests;

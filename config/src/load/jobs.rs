@@ -226,6 +226,12 @@ impl Validator<'_> {
             .keep_within
             .as_deref()
             .and_then(|d| self.duration(&child(&at, "keep_within"), d));
+        if keep_within.is_some_and(|d| d.is_zero()) {
+            self.problem(
+                &child(&at, "keep_within"),
+                "a keep_within of 0 keeps no snapshot, not even the newest; give a window such as \"7d\" or remove it",
+            );
+        }
         let incomplete_after = r
             .incomplete_after
             .as_deref()

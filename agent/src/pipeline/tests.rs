@@ -1,0 +1,5 @@
+//! Tests of the pipeline against object_store's `InMemory`: no root, no server.
+
+mod store;
+mod upload;
+mod write_read;

@@ -1,0 +1,260 @@
+//! More cases for `decide`: ties, bucket edges at month, year and ISO-year ends,
+//! the `keep_within` window's edge, an empty list, and the reasons given.
+
+use super::*;
+use time::macros::datetime;
+
+fn policy(f: impl FnOnce(&mut Retention)) -> Retention {
+    let mut r = Retention::default();
+    f(&mut r);
+    r
+}
+
+/// The kept times, newest first.
+fn kept(times: &[OffsetDateTime], policy: &Retention) -> Vec<OffsetDateTime> {
+    let mut k: Vec<_> = times
+        .iter()
+        .zip(decide(times, policy))
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(t, _)| *t)
+        .collect();
+    k.sort_by(|a, b| b.cmp(a));
+    k
+}
+
+#[test]
+fn an_empty_list_keeps_nothing_and_gives_no_reasons() {
+    let every_rule = policy(|r| {
+        r.keep_last = 3;
+        r.keep_hourly = 3;
+        r.keep_daily = 3;
+        r.keep_weekly = 3;
+        r.keep_monthly = 3;
+        r.keep_yearly = 3;
+        r.keep_within = Some(std::time::Duration::from_secs(3600));
+    });
+    assert!(decide(&[], &every_rule).is_empty());
+}
+
+#[test]
+fn keep_last_counts_snapshots_not_distinct_times() {
+    // Ids keep whole seconds: three runs in the same second are three snapshots.
+    let t = datetime!(2024-06-01 12:00:00 UTC);
+    let times = [t, datetime!(2024-06-01 11:00:00 UTC), t, t];
+    let r = decide(&times, &policy(|r| r.keep_last = 2));
+    assert_eq!(r.iter().filter(|r| !r.is_empty()).count(), 2, "{r:?}");
+    assert!(r[1].is_empty(), "the older one is not among the last two");
+    // Exactly as many as asked for, whatever the input order.
+    let r = decide(&[t, t, t, t], &policy(|r| r.keep_last = 3));
+    assert_eq!(r.iter().filter(|r| r == &&["last"]).count(), 3, "{r:?}");
+}
+
+#[test]
+fn tied_snapshots_are_kept_by_every_rule_on_the_same_one() {
+    // keep_last 1 and keep_daily 1 must pick the same one of two tied snapshots,
+    // not one each.
+    let t = datetime!(2024-06-01 12:00:00 UTC);
+    let r = decide(
+        &[t, t],
+        &policy(|r| {
+            r.keep_last = 1;
+            r.keep_daily = 1;
+        }),
+    );
+    let kept: Vec<_> = r.iter().filter(|r| !r.is_empty()).collect();
+    assert_eq!(kept, [&vec!["last", "daily"]], "{r:?}");
+}
+
+#[test]
+fn daily_buckets_split_at_utc_midnight_across_a_month_end() {
+    let times = [
+        datetime!(2024-01-31 00:00:00 UTC),
+        datetime!(2024-01-31 23:59:59 UTC),
+        datetime!(2024-02-01 00:00:00 UTC),
+    ];
+    assert_eq!(
+        kept(&times, &policy(|r| r.keep_daily = 2)),
+        [
+            datetime!(2024-02-01 00:00:00 UTC),
+            datetime!(2024-01-31 23:59:59 UTC),
+        ]
+    );
+}
+
+#[test]
+fn hourly_buckets_split_at_the_hour_across_new_year() {
+    let times = [
+        datetime!(2023-12-31 23:00:00 UTC),
+        datetime!(2023-12-31 23:59:59 UTC),
+        datetime!(2024-01-01 00:00:00 UTC),
+        datetime!(2024-01-01 00:30:00 UTC),
+    ];
+    let r = decide(&times, &policy(|r| r.keep_hourly = 2));
+    assert_eq!(r, [vec![], vec!["hourly"], vec![], vec!["hourly"]]);
+}
+
+#[test]
+fn monthly_buckets_across_a_year_boundary() {
+    let times = [
+        datetime!(2023-11-15 12:00 UTC),
+        datetime!(2023-12-01 00:00 UTC),
+        datetime!(2023-12-31 23:59:59 UTC),
+        datetime!(2024-01-01 00:00 UTC),
+        datetime!(2024-01-20 12:00 UTC),
+    ];
+    // January 2024, December 2023, November 2023: the newest of each.
+    assert_eq!(
+        kept(&times, &policy(|r| r.keep_monthly = 3)),
+        [
+            datetime!(2024-01-20 12:00 UTC),
+            datetime!(2023-12-31 23:59:59 UTC),
+            datetime!(2023-11-15 12:00 UTC),
+        ]
+    );
+    // Same month number, another year: two buckets.
+    let times = [
+        datetime!(2023-01-10 00:00 UTC),
+        datetime!(2024-01-10 00:00 UTC),
+    ];
+    assert_eq!(kept(&times, &policy(|r| r.keep_monthly = 2)).len(), 2);
+}
+
+#[test]
+fn weekly_buckets_follow_the_iso_year_through_week_53() {
+    // ISO 2020 has 53 weeks: 2020-12-28 to 2021-01-03 is 2020-W53.
+    let times = [
+        datetime!(2020-12-27 12:00 UTC), // Sunday, 2020-W52
+        datetime!(2020-12-31 12:00 UTC), // 2020-W53
+        datetime!(2021-01-03 12:00 UTC), // Sunday, still 2020-W53
+        datetime!(2021-01-04 12:00 UTC), // Monday, 2021-W01
+    ];
+    assert_eq!(
+        kept(&times, &policy(|r| r.keep_weekly = 3)),
+        [
+            datetime!(2021-01-04 12:00 UTC),
+            datetime!(2021-01-03 12:00 UTC),
+            datetime!(2020-12-27 12:00 UTC),
+        ]
+    );
+}
+
+#[test]
+fn yearly_buckets_split_at_new_year() {
+    let times = [
+        datetime!(2023-12-31 23:59:59 UTC),
+        datetime!(2024-01-01 00:00:00 UTC),
+        datetime!(2024-12-31 23:59:59 UTC),
+    ];
+    let r = decide(&times, &policy(|r| r.keep_yearly = 2));
+    assert_eq!(r, [vec!["yearly"], vec![], vec!["yearly"]]);
+}
+
+#[test]
+fn within_keeps_what_is_strictly_newer_than_the_window() {
+    let newest = datetime!(2024-06-10 12:00:00 UTC);
+    let day = time::Duration::days(1);
+    let times = [
+        newest,
+        newest - day + time::Duration::seconds(1),
+        newest - day,
+        newest - day * 30,
+    ];
+    let r = decide(
+        &times,
+        &policy(|r| r.keep_within = Some(std::time::Duration::from_secs(86_400))),
+    );
+    assert_eq!(r, [vec!["within"], vec!["within"], vec![], vec![]]);
+}
+
+#[test]
+fn a_zero_window_keeps_nothing() {
+    // Why the config refuses `keep_within = "0s"`: on its own it would forget
+    // every snapshot, the newest included.
+    let t = datetime!(2024-06-10 12:00:00 UTC);
+    let r = decide(
+        &[t],
+        &policy(|r| r.keep_within = Some(std::time::Duration::ZERO)),
+    );
+    assert_eq!(r, [Reasons::new()]);
+}
+
+#[test]
+fn only_calendar_rules_short_of_periods_keep_the_oldest() {
+    let times = [
+        datetime!(2024-06-01 00:00 UTC),
+        datetime!(2024-06-02 00:00 UTC),
+        datetime!(2024-06-03 00:00 UTC),
+    ];
+    // keep_last and keep_within with room to spare: no "oldest".
+    let r = decide(
+        &times,
+        &policy(|r| {
+            r.keep_last = 10;
+            r.keep_within = Some(std::time::Duration::from_secs(3600));
+        }),
+    );
+    assert_eq!(r, [vec!["last"], vec!["last"], vec!["last", "within"]]);
+    // Exactly as many days as allowed: not short, no "oldest".
+    let r = decide(&times, &policy(|r| r.keep_daily = 3));
+    assert_eq!(r, [vec!["daily"], vec!["daily"], vec!["daily"]]);
+    // One more allowed than found: the oldest says so too.
+    let r = decide(&times, &policy(|r| r.keep_daily = 4));
+    assert_eq!(r, [vec!["daily", "oldest"], vec!["daily"], vec!["daily"]]);
+}
+
+#[test]
+fn each_kept_snapshot_carries_every_rule_that_keeps_it() {
+    let times = [
+        datetime!(2023-12-31 08:00 UTC),
+        datetime!(2024-01-01 09:00 UTC),
+        datetime!(2024-01-01 10:00 UTC),
+        datetime!(2024-01-01 10:30 UTC),
+    ];
+    let r = decide(
+        &times,
+        &policy(|r| {
+            r.keep_last = 1;
+            r.keep_hourly = 2;
+            r.keep_daily = 2;
+            r.keep_weekly = 1;
+            r.keep_monthly = 2;
+            r.keep_yearly = 5;
+            r.keep_within = Some(std::time::Duration::from_secs(3600));
+        }),
+    );
+    assert_eq!(
+        r,
+        [
+            // Last day, month and year of 2023; the oldest (5 years allowed, 2 found).
+            vec!["daily", "monthly", "yearly", "oldest"],
+            vec!["hourly"],
+            vec!["within"],
+            vec![
+                "last", "hourly", "daily", "weekly", "monthly", "yearly", "within"
+            ],
+        ]
+    );
+}
+
+#[test]
+fn reasons_follow_the_input_order() {
+    let sorted = [
+        datetime!(2024-03-01 00:00 UTC),
+        datetime!(2024-03-02 00:00 UTC),
+        datetime!(2024-03-02 06:00 UTC),
+        datetime!(2024-03-05 00:00 UTC),
+    ];
+    let p = policy(|r| {
+        r.keep_last = 1;
+        r.keep_daily = 2;
+    });
+    let expect = decide(&sorted, &p);
+    let order = [2, 0, 3, 1];
+    let shuffled: Vec<_> = order.iter().map(|&i| sorted[i]).collect();
+    let got = decide(&shuffled, &p);
+    for (pos, &i) in order.iter().enumerate() {
+        assert_eq!(got[pos], expect[i], "{}", sorted[i]);
+    }
+    assert_eq!(expect[3], ["last", "daily"]);
+    assert_eq!(expect[2], ["daily"]);
+}

@@ -1,0 +1,148 @@
+//! More cases for the persisted job status: a round trip, a missing or corrupt
+//! file, an unusable state directory, and readers racing a writer.
+
+use super::*;
+
+fn full() -> JobStatus {
+    JobStatus {
+        last_run: Some(1_700_000_000.25),
+        last_success: Some(1_699_999_000.5),
+        last_outcome: Some("partial".into()),
+        last_error: Some("target offsite: timed out".into()),
+        last_snapshot: Some("20231114T221320Z-0a1b".into()),
+        last_duration_seconds: 12.5,
+        last_skew_seconds: 0.75,
+        runs: [("success".to_string(), 3), ("partial".to_string(), 1)].into(),
+        skipped: 2,
+        bytes_read: [("db".to_string(), 1 << 40)].into(),
+        bytes_stored: [("offsite".to_string(), u64::MAX)].into(),
+        snapshots: [("local".to_string(), 7), ("offsite".to_string(), 5)].into(),
+        last_verify: Some(1_700_000_100.0),
+        last_verify_success: None,
+    }
+}
+
+#[test]
+fn update_then_load_round_trips_every_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let returned = update(&state, "app", |s| *s = full()).expect("update");
+    assert_eq!(returned, full());
+    assert_eq!(load(&state, "app"), full());
+    // One file per job, as JSON, next to its lock.
+    let text = std::fs::read_to_string(state.join("status/app.json")).expect("status file");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["runs"]["success"], 3);
+    assert!(state.join("status/app.lock").exists());
+    assert_eq!(load(&state, "other"), JobStatus::default());
+    // A second update starts from what the first stored.
+    let s = update(&state, "app", |s| {
+        *s.runs.entry("success".into()).or_default() += 1;
+    })
+    .expect("update");
+    assert_eq!(s.runs["success"], 4);
+    assert_eq!(s.bytes_stored["offsite"], u64::MAX);
+    assert_eq!(load(&state, "app"), s);
+}
+
+#[test]
+fn a_missing_status_is_the_default_and_the_first_update_creates_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("never-created");
+    assert_eq!(load(&state, "app"), JobStatus::default());
+    assert!(!state.exists(), "loading creates nothing");
+    let s = update(&state, "app", |s| s.skipped += 1).expect("update");
+    assert_eq!(s.skipped, 1);
+    assert_eq!(load(&state, "app").skipped, 1);
+}
+
+#[test]
+fn a_corrupt_status_file_reads_as_the_default_and_is_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("status/app.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    for garbage in [
+        &b"{\"runs\": {\"success\": 3"[..],
+        b"\xff\xfe not json",
+        b"",
+    ] {
+        std::fs::write(&file, garbage).expect("write garbage");
+        assert_eq!(load(dir.path(), "app"), JobStatus::default());
+    }
+    let s = update(dir.path(), "app", |s| s.skipped += 1).expect("update over garbage");
+    assert_eq!(s.skipped, 1);
+    let text = std::fs::read(&file).expect("status file");
+    assert_eq!(
+        serde_json::from_slice::<JobStatus>(&text).expect("valid again"),
+        s
+    );
+}
+
+#[test]
+fn an_unusable_state_dir_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the state directory should be: fails for root too.
+    let state = dir.path().join("state");
+    std::fs::write(&state, "not a directory").expect("write");
+    let e = update(&state, "app", |s| s.skipped += 1).expect_err("cannot create status/");
+    assert!(
+        format!("{e:#}").contains(&state.join("status").display().to_string()),
+        "{e:#}"
+    );
+    assert!(save(&state, "app", &full()).is_err());
+}
+
+/// The status file is replaced by rename, so a reader (the agent's /metrics while a
+/// CLI run updates it) never sees a half-written file, which would read as the
+/// default and make counters jump back to zero.
+#[test]
+fn readers_never_see_a_half_written_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    // A large status, so that writing it takes more than one write call.
+    update(state, "app", |s| {
+        *s = full();
+        for i in 0..2000 {
+            s.bytes_read.insert(format!("source-{i:04}"), i);
+        }
+    })
+    .expect("seed");
+    let writes = 100u64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let (mut last, mut reads) = (0, 0u64);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let s = load(state, "app");
+                assert!(
+                    s.skipped >= last && s.bytes_read.len() == 2001,
+                    "read a half-written status after {reads} reads: skipped {} after {last}",
+                    s.skipped
+                );
+                last = s.skipped;
+                reads += 1;
+            }
+            reads
+        });
+        for _ in 0..writes {
+            update(state, "app", |s| s.skipped += 1).expect("update");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let reads = reader.join().expect("reader");
+        assert!(reads > 0);
+    });
+    assert_eq!(load(state, "app").skipped, 2 + writes);
+}
+
+/// A status written by an older coffer lacks the fields added since: the ones it
+/// has must survive, not reset to zero because one is missing.
+#[test]
+fn a_status_from_an_older_version_keeps_its_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("status").join("app.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&file, br#"{"skipped": 4, "runs": {"success": 9}}"#).expect("write");
+    let s = load(dir.path(), "app");
+    assert_eq!(s.skipped, 4);
+    assert_eq!(s.runs.get("success"), Some(&9));
+}
