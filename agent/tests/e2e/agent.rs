@@ -38,6 +38,16 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+/// Makes the world's agent listen on `port` with the API token in `token`.
+fn listen_with_token(world: &World, port: u16, token: &std::path::Path) {
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    let agent = format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}\"\n",
+        token.display()
+    );
+    std::fs::write(&world.config, cfg.replacen("[agent]\n", &agent, 1)).expect("config");
+}
+
 #[test]
 fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -318,19 +328,7 @@ fn catch_up_runs_a_missed_schedule_and_the_api_starts_runs_with_the_token() {
         "schedule = \"0 0 1 1 *\"\ncatch_up = true\n{}",
         dir_source("data", &data, "")
     ));
-    let cfg = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!(
-                "[agent]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}\"\n",
-                token.display()
-            ),
-            1,
-        ),
-    )
-    .expect("config");
+    listen_with_token(&world, port, &token);
     let agent = Agent::start(&world, port);
     wait_until("the catch-up run", 30, || committed(&world).len() == 1);
     let (code, _) = http(
@@ -461,19 +459,7 @@ fn the_agent_retries_a_failure_that_may_pass_and_only_that() {
          [[jobs.gone.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
         gone.display()
     ));
-    let cfg = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!(
-                "[agent]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}\"\n",
-                token.display()
-            ),
-            1,
-        ),
-    )
-    .expect("config");
+    listen_with_token(&world, port, &token);
     let agent = Agent::start(&world, port);
     let auth = "Authorization: Bearer s3cr3t-token\r\n";
     assert_eq!(http(port, "POST", "/api/v1/jobs/app/run", auth).0, 202);
