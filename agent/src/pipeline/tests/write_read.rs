@@ -1,6 +1,7 @@
 //! One object through the whole pipeline: `ObjectWriter` to two in-memory targets,
 //! then back through `ObjectReader`, `decrypt` and `HoldBack`, with an age identity
-//! made for the test.
+//! made for the test. Over 400 lines because it is a list of cases around one
+//! set of helpers (write, tamper, read back); each case is short.
 
 use super::store::{Fail, Recording};
 use crate::format::ObjectRecord;
