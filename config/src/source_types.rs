@@ -65,9 +65,13 @@ impl fmt::Display for SourceKind {
                 Ok(())
             }
             SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
-                write!(f, "{}{}", crate::display_url(&d.url), password(&d.password))
+                write!(f, "{}{}", crate::display_url(&d.url), password(&d.password))?;
+                version_query(f, &d.version_query)
             }
-            SourceKind::Sqlite(d) => write!(f, "{}", d.path.display()),
+            SourceKind::Sqlite(d) => {
+                write!(f, "{}", d.path.display())?;
+                version_query(f, &d.version_query)
+            }
             SourceKind::Redis(r) => {
                 write!(f, "{}{}", crate::display_url(&r.url), password(&r.password))?;
                 if let Some(p) = &r.rdb_path {
@@ -83,6 +87,13 @@ impl fmt::Display for SourceKind {
                 Ok(())
             }
         }
+    }
+}
+
+fn version_query(f: &mut fmt::Formatter<'_>, query: &Option<String>) -> fmt::Result {
+    match query {
+        Some(q) => write!(f, "; version_query `{q}`"),
+        None => Ok(()),
     }
 }
 
@@ -207,5 +218,25 @@ impl fmt::Display for OwnerSpec {
             Some(g) => write!(f, "{}:{}", self.user, g),
             None => write!(f, "{}", self.user),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_check_shows_the_version_query_and_never_the_password() {
+        let db = DatabaseSource {
+            url: "postgres://kinto@127.0.0.1/kinto".into(),
+            password: Some(Secret::new("hunter2".into())),
+            version_query: Some("SELECT value FROM metadata".into()),
+        };
+        let shown = SourceKind::Postgres(db).to_string();
+        assert_eq!(
+            shown,
+            "postgres://kinto@127.0.0.1/kinto (password set); version_query `SELECT value FROM metadata`"
+        );
+        assert!(!shown.contains("hunter2"));
     }
 }

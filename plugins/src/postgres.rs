@@ -54,10 +54,16 @@ impl PostgresSource {
 /// A client tool's version line, e.g. "pg_dump (PostgreSQL) 15.18" -> "15.18".
 pub fn tool_version(program: &str) -> Option<String> {
     let out = command(program).arg("--version").output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .last()
-        .map(str::to_string)
+    version_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The version in a `--version` line: the first word that starts with a digit.
+/// "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" gives "15.18"; the last
+/// word would be the distribution's "15.18-0+deb12u1)".
+fn version_in(line: &str) -> Option<String> {
+    line.split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|w| w.trim_end_matches([')', ',']).to_string())
 }
 
 /// Gives pg_dump or pg_restore the password sqlx connected with: the configured
@@ -290,5 +296,22 @@ impl Restore for PgRestore {
             self.clean,
             input,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_the_tools_not_the_distributions() {
+        let debian = "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n";
+        assert_eq!(version_in(debian).as_deref(), Some("15.18"));
+        assert_eq!(major("15.18"), Some(15));
+        assert_eq!(
+            version_in("pg_restore (PostgreSQL) 17.2\n").as_deref(),
+            Some("17.2")
+        );
+        assert_eq!(version_in("pg_dump (PostgreSQL)\n"), None);
     }
 }
