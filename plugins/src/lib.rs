@@ -12,6 +12,7 @@ pub mod exclude;
 pub mod ids;
 pub(crate) mod mysql;
 pub(crate) mod parts;
+mod pg_create;
 pub(crate) mod postgres;
 pub(crate) mod redis_rdb;
 pub mod registry;

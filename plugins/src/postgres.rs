@@ -106,6 +106,12 @@ impl Source for PostgresSource {
             url: req.db_url.unwrap_or(&self.cfg.url).to_string(),
             password: self.cfg.password.clone(),
             facts: req.facts.clone(),
+            // A role named by the snapshot owns the new database only if the
+            // snapshot is signed: an unsigned one could name any role here.
+            owner: req
+                .signed
+                .then(|| req.facts.get("database_owner").cloned())
+                .flatten(),
             clean: req.clean,
         }))
     }
@@ -140,6 +146,16 @@ impl Source for PostgresSource {
                 .map_err(|e| ("SHOW server_version", e))?
             {
                 facts.insert("server_version".into(), v);
+            }
+            if let Some(owner) = db
+                .scalar(
+                    "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database \
+                     WHERE datname = current_database()",
+                )
+                .await
+                .map_err(|e| ("cannot read the database's owner", e))?
+            {
+                facts.insert("database_owner".into(), owner);
             }
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
@@ -203,32 +219,44 @@ impl Source for PostgresSource {
 
 /// Restores a custom-format dump with pg_restore, in one transaction so that a
 /// failure changes nothing. Returns warnings (version differences) and pg_restore's output.
-pub fn restore(
-    name: &str,
-    rt: &tokio::runtime::Handle,
-    url: &str,
-    password: Option<&Secret>,
-    recorded: &BTreeMap<String, String>,
-    clean: bool,
-    input: &mut dyn Read,
-) -> Result<Vec<String>, SourceError> {
+fn restore(r: &PgRestore, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
+    let (name, rt, url, clean) = (r.name.as_str(), &r.rt, r.url.as_str(), r.clean);
+    let (password, recorded, owner) = (r.password.as_ref(), &r.facts, r.owner.as_deref());
     refuse_credentials(name, url)?;
     let mut warnings = Vec::new();
     let target = Endpoint::Postgres { url, password };
+    let cannot_connect = |e: &sqlx::Error| {
+        let (_, retryable) = describe(e);
+        SourceError::Database {
+            name: name.to_string(),
+            message: format!(
+                "cannot connect to {}: {}",
+                display_url(url),
+                crate::pg_create::server_message(e)
+            ),
+            retryable,
+        }
+    };
+    let mut first = rt.block_on(connect(&target));
+    if let Err(e) = &first
+        && crate::pg_create::is_missing_database(e)
+    {
+        let created = rt
+            .block_on(crate::pg_create::create_database(url, password, owner))
+            .map_err(|message| SourceError::Invalid {
+                name: name.to_string(),
+                message,
+            })?;
+        warnings.push(created);
+        first = rt.block_on(connect(&target));
+    }
+    let mut db = first.map_err(|e| cannot_connect(&e))?;
     let server = rt.block_on(async {
-        let mut db = connect(&target).await?;
         let v = db.scalar("SHOW server_version").await;
         db.close().await;
         v
     });
-    let server = server.map_err(|e| {
-        let (msg, retryable) = describe(&e);
-        SourceError::Database {
-            name: name.to_string(),
-            message: format!("cannot connect to {}: {msg}", display_url(url)),
-            retryable,
-        }
-    })?;
+    let server = server.map_err(|e| cannot_connect(&e))?;
     if let (Some(from), Some(to)) = (recorded.get("server_version"), server.as_deref())
         && major(from) != major(to)
     {
@@ -273,6 +301,7 @@ struct PgRestore {
     url: String,
     password: Option<Secret>,
     facts: BTreeMap<String, String>,
+    owner: Option<String>,
     clean: bool,
 }
 
@@ -287,15 +316,7 @@ impl Restore for PgRestore {
         })
     }
     fn restore(&self, input: &mut dyn Read) -> Result<Vec<String>, SourceError> {
-        restore(
-            &self.name,
-            &self.rt,
-            &self.url,
-            self.password.as_ref(),
-            &self.facts,
-            self.clean,
-            input,
-        )
+        restore(self, input)
     }
 }
 

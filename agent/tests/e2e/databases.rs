@@ -508,3 +508,65 @@ fn a_database_server_killed_during_the_dump_fails_the_run() {
         "a dump cut short was committed"
     );
 }
+
+/// On a new server the database does not exist yet: restore creates it, owned by
+/// the role that owned it when it was dumped (the snapshot is signed), and a user
+/// without the right to create one gets the exact command instead.
+#[test]
+fn restore_creates_a_missing_database_with_its_owner_or_says_how() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE ROLE kinto LOGIN");
+    pg.psql("postgres", "CREATE DATABASE kinto OWNER kinto");
+    pg.psql(
+        "kinto",
+        "CREATE TABLE records (id serial PRIMARY KEY, body text); \
+         INSERT INTO records (body) SELECT 'r' || g FROM generate_series(1, 50) g",
+    );
+    let world = World::new("");
+    world.write_config(&pg_source(&world, &pg, "kinto", ""));
+    world.backup();
+
+    let out = world.run(&["restore", "--job", "app", "--db-url", &pg.url("kinto_new")]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("database kinto_new did not exist") && said.contains("owned by kinto"),
+        "{said}"
+    );
+    assert_eq!(pg.psql("kinto_new", "SELECT count(*) FROM records"), "50");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'kinto_new'"
+        ),
+        "kinto",
+        "the recorded owner"
+    );
+
+    // A login that may not create databases: nothing is created, and the error
+    // says what to run.
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE restorer LOGIN PASSWORD '{}'", pg.password),
+    );
+    let url = format!("postgres://restorer@127.0.0.1:{}/kinto_other", pg.port);
+    let out = world.run(&["restore", "--job", "app", "--db-url", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not create it") && err.contains("createdb -h 127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("at line"), "{err}");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'kinto_other'"
+        ),
+        "0"
+    );
+}
