@@ -327,6 +327,9 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
     }
     if !consistent {
+        if !job.after_restore.is_empty() && args.to.is_none() && !args.no_hooks {
+            say_hooks_skipped(job, &marker.id);
+        }
         return Ok(exit::INCONSISTENT);
     }
     if !job.after_restore.is_empty() {
@@ -348,6 +351,23 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// A restore that did not check out runs no `after_restore` hook (it would start
+/// the application on data that does not agree with itself): says so, which ones
+/// and how to run them once the operator has decided the state is acceptable.
+fn say_hooks_skipped(job: &Job, snapshot: &str) {
+    eprintln!(
+        "error: the restored data is INCONSISTENT (see above), so these after_restore hooks of job {} were NOT run:",
+        job.name
+    );
+    for h in &job.after_restore {
+        eprintln!("  {h}");
+    }
+    eprintln!(
+        "once you accept the restored state, run them yourself, with COFFER_JOB={} COFFER_SNAPSHOT={snapshot} in their environment",
+        job.name
+    );
 }
 
 /// The job's database check on what was just restored, when both sides were.

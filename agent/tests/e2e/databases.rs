@@ -570,3 +570,42 @@ fn restore_creates_a_missing_database_with_its_owner_or_says_how() {
         "0"
     );
 }
+
+/// A restore whose database and files disagree starts nothing: its after_restore
+/// hooks are not run, and the operator is told which ones and how to run them.
+#[test]
+fn an_inconsistent_restore_names_the_hooks_it_did_not_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir_all(&storage).expect("mkdir");
+    std::fs::write(storage.join("kept.bin"), b"here").expect("write");
+    let db = tmp.path().join("app.sqlite");
+    sh(&format!(
+        "sqlite3 '{}' \"CREATE TABLE file (path TEXT); INSERT INTO file VALUES ('kept.bin'), ('lost.bin');\"",
+        db.display()
+    ));
+    let log = tmp.path().join("hooks.log");
+    let world = World::new("");
+    world.write_config(&format!(
+        "after_restore = [\"sh -c 'echo started >> {log}'\"]\n\
+         [[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n{}\
+         [jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path FROM file\"\n",
+        db.display(),
+        dir_source("storage", &storage, ""),
+        log = log.display()
+    ));
+    world.run(&["backup", "app"]);
+    assert_eq!(world.snapshots().len(), 1, "the snapshot is committed");
+    std::fs::remove_dir_all(&storage).expect("lose the files");
+    std::fs::remove_file(&db).expect("lose the database");
+    let out = world.run(&["restore", "--job", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("were NOT run")
+            && err.contains(&format!("sh -c 'echo started >> {}'", log.display())),
+        "{err}"
+    );
+    assert!(err.contains("COFFER_SNAPSHOT="), "{err}");
+    assert!(!log.exists(), "a hook ran on inconsistent data");
+}
