@@ -35,6 +35,8 @@ pub struct JobStatus {
     pub bytes_stored: BTreeMap<String, u64>,
     /// Committed snapshots per target after the last run or prune.
     pub snapshots: BTreeMap<String, u64>,
+    /// The job's `[check]` on the last committed snapshot, when it ran at backup time.
+    pub last_check: Option<crate::format::CheckCounts>,
     pub last_verify: Option<f64>,
     pub last_verify_success: Option<f64>,
 }

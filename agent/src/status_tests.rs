@@ -17,6 +17,13 @@ fn full() -> JobStatus {
         bytes_read: [("db".to_string(), 1 << 40)].into(),
         bytes_stored: [("offsite".to_string(), u64::MAX)].into(),
         snapshots: [("local".to_string(), 7), ("offsite".to_string(), 5)].into(),
+        last_check: Some(crate::format::CheckCounts {
+            referenced: 40,
+            captured: 41,
+            missing: 1,
+            wrong_size: 0,
+            orphans: 2,
+        }),
         last_verify: Some(1_700_000_100.0),
         last_verify_success: None,
     }

@@ -210,6 +210,7 @@ pub struct RawCheck {
     pub source: String,
     pub files: String,
     pub query: String,
+    pub orphans: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

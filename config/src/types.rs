@@ -254,6 +254,18 @@ pub struct FileCheck {
     pub files: String,
     /// Returns a path and optionally a size per referenced file.
     pub query: String,
+    /// What files nothing references mean.
+    pub orphans: Orphans,
+}
+
+/// Files on disk that the database does not reference. Many applications write
+/// the file before their database commits it (kinto-attachment does), so a failed
+/// or in-flight upload leaves one behind: by default a warning, not a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Orphans {
+    #[default]
+    Warn,
+    Fail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -184,9 +184,17 @@ pub async fn referenced_files(
     query: &str,
 ) -> Result<Vec<Referenced>, sqlx::Error> {
     let mut db = connect(target).await?;
-    let rows = db.text_rows(query).await;
+    let rows = referenced_on(&mut db, query).await;
     db.close().await;
-    Ok(rows?
+    rows
+}
+
+/// The check query on an open connection: inside a source's snapshot at backup
+/// time (the transaction that exported it, or a consistent copy).
+pub async fn referenced_on(db: &mut Db, query: &str) -> Result<Vec<Referenced>, sqlx::Error> {
+    Ok(db
+        .text_rows(query)
+        .await?
         .into_iter()
         .filter_map(|r| {
             let mut cols = r.into_iter();

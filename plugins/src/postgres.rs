@@ -27,6 +27,8 @@ pub struct PostgresSource {
     held: Option<(Db, String)>,
     facts: BTreeMap<String, String>,
     warnings: Vec<String>,
+    /// The job's check query, run in the exported snapshot's transaction.
+    check_query: Option<String>,
 }
 
 impl PostgresSource {
@@ -38,6 +40,7 @@ impl PostgresSource {
             held: None,
             facts: BTreeMap::new(),
             warnings: Vec::new(),
+            check_query: None,
         }
     }
 
@@ -90,6 +93,10 @@ pub fn major(version: &str) -> Option<u32> {
 impl Source for PostgresSource {
     fn origin(&self) -> String {
         display_url(&self.cfg.url)
+    }
+    fn check_in_snapshot(&mut self, query: &str) -> bool {
+        self.check_query = Some(query.to_string());
+        true
     }
     fn endpoint(&self) -> Option<Endpoint<'_>> {
         Some(Endpoint::Postgres {
@@ -201,14 +208,27 @@ impl Source for PostgresSource {
             .arg(format!("--dbname={}", self.cfg.url));
         pg_password(&mut cmd, self.cfg.password.as_ref());
         let dumped = checked.and_then(|()| stream_stdout(&self.name, &mut cmd, out, progress));
-        // The snapshot was needed until pg_dump had imported it; end it either way.
-        self.ctx.rt.block_on(async move {
+        // The snapshot was needed until pg_dump had imported it; the check query
+        // runs in the same transaction, so it sees exactly the data dumped. End it
+        // either way.
+        let check = self.check_query.clone().filter(|_| dumped.is_ok());
+        let referenced = self.ctx.rt.block_on(async move {
             let mut db = db;
+            let referenced = match &check {
+                Some(q) => Some(
+                    crate::dbquery::referenced_on(&mut db, q)
+                        .await
+                        .map_err(|e| crate::pg_create::server_message(&e)),
+                ),
+                None => None,
+            };
             let _ = db.execute("COMMIT").await;
             db.close().await;
+            referenced
         });
         let bytes = dumped?;
         Ok(SourceOutcome {
+            referenced,
             bytes_read: bytes,
             facts: std::mem::take(&mut self.facts),
             warnings: std::mem::take(&mut self.warnings),

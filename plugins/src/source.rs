@@ -47,6 +47,9 @@ pub struct SourceOutcome {
     pub changed: u64,
     pub vanished: u64,
     pub skipped: u64,
+    /// The job's check query, answered inside this source's snapshot, when the
+    /// run asked for it (`Source::check_in_snapshot`) and the type can.
+    pub referenced: Option<Result<Vec<crate::dbquery::Referenced>, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,11 @@ pub trait Source: Send {
     /// The database a `[check]` query reaches, for a database source.
     fn endpoint(&self) -> Option<Endpoint<'_>> {
         None
+    }
+    /// Asks the source to run the job's check query inside the state it backs up
+    /// (answered in `SourceOutcome::referenced`); false when its type cannot.
+    fn check_in_snapshot(&mut self, _query: &str) -> bool {
+        false
     }
 }
 

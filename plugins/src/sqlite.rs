@@ -19,6 +19,8 @@ pub struct SqliteSource {
     cfg: Config,
     ctx: SourceContext,
     copy: Option<tempfile::TempDir>,
+    /// The job's check query, run on the consistent copy.
+    check_query: Option<String>,
 }
 
 impl SqliteSource {
@@ -28,6 +30,7 @@ impl SqliteSource {
             cfg,
             ctx,
             copy: None,
+            check_query: None,
         }
     }
 
@@ -46,6 +49,10 @@ const COPY_NAME: &str = "copy.sqlite";
 impl Source for SqliteSource {
     fn origin(&self) -> String {
         self.cfg.path.display().to_string()
+    }
+    fn check_in_snapshot(&mut self, query: &str) -> bool {
+        self.check_query = Some(query.to_string());
+        true
     }
     fn endpoint(&self) -> Option<Endpoint<'_>> {
         Some(Endpoint::Sqlite {
@@ -128,7 +135,8 @@ impl Source for SqliteSource {
         let mut facts = BTreeMap::new();
         let mut warnings = Vec::new();
         let copied = Endpoint::Sqlite { path: &path };
-        self.ctx
+        let referenced = self
+            .ctx
             .rt
             .block_on(async {
                 let mut db = connect(&copied).await?;
@@ -138,8 +146,18 @@ impl Source for SqliteSource {
                 if let Some(q) = &self.cfg.version_query {
                     version_fact(&mut db, q, &mut facts, &mut warnings).await?;
                 }
+                // The copy is one instant of the database: the check query there
+                // sees what was backed up.
+                let referenced = match &self.check_query {
+                    Some(q) => Some(
+                        crate::dbquery::referenced_on(&mut db, q)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    ),
+                    None => None,
+                };
                 db.close().await;
-                Ok::<_, sqlx::Error>(())
+                Ok::<_, sqlx::Error>(referenced)
             })
             .map_err(|e| self.err("cannot read the copy of", &e))?;
         let total = copy_file(&self.name, &path, out, progress)?;
@@ -148,6 +166,7 @@ impl Source for SqliteSource {
             instant: Some(instant),
             facts,
             warnings,
+            referenced,
             ..SourceOutcome::default()
         })
     }

@@ -44,14 +44,20 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     }
     // A signal may have stopped the loop before some jobs ran.
     Ok(
-        if runs
+        if !runs
             .iter()
             .all(|r| r.status == RunStatus::Success && r.hook_errors.is_empty())
-            && !crate::cancel::requested()
+            || crate::cancel::requested()
         {
-            crate::exit::OK
-        } else {
             crate::exit::FAILED
+        } else if runs
+            .iter()
+            .any(|r| r.check.as_ref().is_some_and(|c| !c.consistent()))
+        {
+            // Committed, but the database references files the snapshot lacks.
+            crate::exit::INCONSISTENT
+        } else {
+            crate::exit::OK
         },
     )
 }
@@ -91,6 +97,9 @@ fn print_run(run: &JobRun, config_path: &Path) {
             bytes(s.plaintext_size),
             bytes(s.stored_size)
         ));
+    }
+    if let Some(c) = &run.check {
+        c.print();
     }
     for t in &run.targets {
         match &t.error {

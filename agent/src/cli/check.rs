@@ -163,9 +163,8 @@ fn live_db_check(
     let excludes = Excludes::new(&files.exclude)?;
     Ok(Some(db_check::check(
         rt,
-        (&check.source, &check.files),
+        check,
         &target,
-        &check.query,
         &dir,
         Some(&excludes),
     )?))

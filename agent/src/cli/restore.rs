@@ -395,9 +395,8 @@ fn restored_db_check(
     };
     Ok(Some(db_check::check(
         rt,
-        (&check.source, &check.files),
+        check,
         &target,
-        &check.query,
         &files.dest,
         None,
     )?))

@@ -103,6 +103,32 @@ pub struct WarningCounts {
     pub skipped: u64,
 }
 
+/// The job's `[check]` as run at backup time, in numbers: what the database
+/// referenced, what the files source captured, and how they disagreed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckCounts {
+    pub referenced: u64,
+    pub captured: u64,
+    /// Rows whose file the snapshot does not hold.
+    pub missing: u64,
+    /// Rows whose file the snapshot holds with another size.
+    pub wrong_size: u64,
+    /// Captured files no row references.
+    pub orphans: u64,
+}
+
+impl CheckCounts {
+    pub fn of(r: &crate::restore::db_check::DbCheckReport) -> CheckCounts {
+        CheckCounts {
+            referenced: r.referenced as u64,
+            captured: r.on_disk as u64,
+            missing: r.missing.len() as u64,
+            wrong_size: r.size.len() as u64,
+            orphans: r.orphans.len() as u64,
+        }
+    }
+}
+
 /// `snapshot.json`: the commit marker. A snapshot exists once this is written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Marker {
@@ -183,6 +209,9 @@ pub struct Manifest {
     /// Every source object with its sizes and hash, as in the marker.
     #[serde(default, deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub objects: Vec<ObjectBinding>,
+    /// The job's `[check]` at backup time, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckCounts>,
 }
 
 impl Manifest {

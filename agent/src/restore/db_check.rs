@@ -2,6 +2,7 @@
 //! exists with the recorded size, and every file on disk is referenced (the way
 //! `kadi files check` compares its database with its storage).
 
+use coffer_config::{FileCheck, Orphans};
 use coffer_plugins::dbquery::{Endpoint, Referenced, referenced_files};
 use coffer_plugins::exclude::Excludes;
 use serde::Serialize;
@@ -24,11 +25,17 @@ pub struct DbCheckReport {
     pub size: Vec<String>,
     /// On disk, referenced by nothing.
     pub orphans: Vec<String>,
+    /// Whether orphans make the result inconsistent (`orphans = "fail"`).
+    pub orphans_fail: bool,
 }
 
 impl DbCheckReport {
+    /// No row without its file or with another size; no orphan either when the
+    /// job says orphans fail.
     pub fn consistent(&self) -> bool {
-        self.missing.is_empty() && self.size.is_empty() && self.orphans.is_empty()
+        self.missing.is_empty()
+            && self.size.is_empty()
+            && (!self.orphans_fail || self.orphans.is_empty())
     }
 
     pub fn print(&self) {
@@ -41,14 +48,21 @@ impl DbCheckReport {
         for o in &self.orphans {
             crate::say!("  orphan: {o} (not referenced by {})", self.database);
         }
-        let n = self.missing.len() + self.size.len() + self.orphans.len();
-        if n == 0 {
+        if self.consistent() {
             crate::say!(
-                "database {} and files {}: consistent ({} referenced, {} on disk)",
+                "database {} and files {}: consistent ({} referenced, {} on disk{})",
                 self.database,
                 self.files,
                 self.referenced,
-                self.on_disk
+                self.on_disk,
+                if self.orphans.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} orphans, a warning: set orphans = \"fail\" in [check] to fail on them",
+                        self.orphans.len()
+                    )
+                }
             );
         } else {
             crate::say!(
@@ -63,15 +77,16 @@ impl DbCheckReport {
     }
 }
 
-/// Runs `query` against `db` and compares with the regular files under `dir`.
+/// Runs the job's check query against `db` and compares with the regular files
+/// under `dir`.
 pub fn check(
     rt: &Handle,
-    names: (&str, &str),
+    check: &FileCheck,
     db: &Endpoint<'_>,
-    query: &str,
     dir: &Path,
     excludes: Option<&Excludes>,
 ) -> anyhow::Result<DbCheckReport> {
+    let (names, query) = ((check.source.as_str(), check.files.as_str()), &check.query);
     let referenced: Vec<Referenced> = rt
         .block_on(referenced_files(db, query))
         .map_err(|e| anyhow::anyhow!("check query on {}: {e}", names.0))?;
@@ -89,16 +104,33 @@ pub fn check(
             on_disk.insert(rel.as_os_str().as_bytes().to_vec(), size);
         }
     }
+    Ok(compare(
+        check,
+        &dir.display().to_string(),
+        &referenced,
+        &on_disk,
+    ))
+}
+
+/// Compares what the database references with the regular files found (relative
+/// path -> size): on disk now, or as a backup captured them.
+pub fn compare(
+    check: &FileCheck,
+    path: &str,
+    referenced: &[Referenced],
+    on_disk: &HashMap<Vec<u8>, u64>,
+) -> DbCheckReport {
     let mut report = DbCheckReport {
-        database: names.0.to_string(),
-        files: names.1.to_string(),
-        path: dir.display().to_string(),
+        database: check.source.clone(),
+        files: check.files.clone(),
+        path: path.to_string(),
         referenced: referenced.len(),
         on_disk: on_disk.len(),
+        orphans_fail: check.orphans == Orphans::Fail,
         ..DbCheckReport::default()
     };
     let mut seen = std::collections::HashSet::new();
-    for r in &referenced {
+    for r in referenced {
         let key = r
             .path
             .trim_start_matches("./")
@@ -129,5 +161,5 @@ pub fn check(
     report.orphans = orphans;
     report.missing.sort();
     report.size.sort();
-    Ok(report)
+    report
 }

@@ -100,6 +100,7 @@ pub(super) fn assemble(
                 blake3: o.blake3.clone(),
             })
             .collect(),
+        check: None,
     };
     Assembled {
         objects,

@@ -20,6 +20,7 @@
 //! retention and the persisted status. `report` is what a run tells its caller.
 
 mod assemble;
+mod check;
 mod commit;
 mod gate;
 mod report;
@@ -133,6 +134,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         targets: Vec::new(),
         warnings: Vec::new(),
         hook_errors: Vec::new(),
+        check: None,
     }
 }
 
@@ -158,6 +160,9 @@ fn record_status(
         }
         s.last_duration_seconds = run.duration_seconds;
         s.last_skew_seconds = run.skew_seconds;
+        if run.targets.iter().any(|t| t.committed) {
+            s.last_check = run.check.as_ref().map(crate::format::CheckCounts::of);
+        }
         *s.runs.entry(outcome.to_string()).or_default() += 1;
         for src in &run.sources {
             *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;

@@ -23,6 +23,9 @@ pub struct JobRun {
     /// The run failed in a way a later run could get past (`run::retry`).
     #[serde(skip)]
     pub retryable: bool,
+    /// The job's `[check]` on what this snapshot captured (`run::check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::restore::db_check::DbCheckReport>,
 }
 
 #[derive(Debug, Serialize)]

@@ -11,7 +11,9 @@ use super::commit::{objects_in_place, preflight, remove_partial, write_manifest}
 use super::report::{JobRun, ObjectUpload, TargetRun};
 use super::stream::{Streamed, stream_sources};
 use crate::format::id::new_id;
-use crate::format::{FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path};
+use crate::format::{
+    CheckCounts, FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path,
+};
 use crate::keys;
 use crate::repo::targets_of;
 use anyhow::{Result, anyhow};
@@ -121,6 +123,7 @@ impl Taking<'_> {
             warnings: shown.warnings,
             hook_errors: Vec::new(),
             retryable: false,
+            check: None,
         }
     }
 }
@@ -144,11 +147,12 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         rt: rt.clone(),
         tmp_dir: cfg.agent.state_dir.join("tmp"),
     };
-    let sources: Vec<Box<dyn Source>> = job
+    let mut sources: Vec<Box<dyn Source>> = job
         .sources
         .iter()
         .map(|s| open_source(s, &ctx))
         .collect::<Result<_, _>>()?;
+    let check_note = super::check::ask(job, &mut sources);
 
     // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
     // server down) gets no uploads, and when no target is left no source is read.
@@ -187,13 +191,26 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             }
         }
     }
+    let checked = super::check::compare_captured(job, &streamed);
     let skew = skew_of(&streamed);
     let Assembled {
         mut objects,
-        manifest,
+        mut manifest,
         totals,
-        shown,
+        mut shown,
     } = assemble(job, id, started, skew, streamed);
+    shown.warnings.extend(check_note);
+    let check = match checked {
+        Some(Ok(report)) => {
+            manifest.check = Some(CheckCounts::of(&report));
+            Some(report)
+        }
+        Some(Err(why)) => {
+            shown.warnings.push(why);
+            None
+        }
+        None => None,
+    };
 
     let (mut live_lanes, live_targets) = live(&mut lanes);
     let manifest_fin = match write_manifest(rt, &live_targets, job, id, &manifest, &recipients) {
@@ -287,6 +304,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         && lanes.iter().all(|l| l.out.is_none() || l.retryable);
     let mut run = taking.report(lanes, shown, skew, status);
     run.retryable = retryable;
+    run.check = check;
     if committed == 0 {
         let why: Vec<String> = run
             .targets

@@ -179,6 +179,29 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
             }
         },
     );
+    for (name, help, pick) in [
+        (
+            "coffer_snapshot_check_missing_files",
+            "Rows of the job's [check] whose file the last snapshot does not hold (vanished while the backup ran).",
+            (|c: &crate::format::CheckCounts| c.missing) as fn(&crate::format::CheckCounts) -> u64,
+        ),
+        (
+            "coffer_snapshot_check_wrong_size_files",
+            "Rows of the job's [check] whose file the last snapshot holds with another size.",
+            |c| c.wrong_size,
+        ),
+        (
+            "coffer_snapshot_check_orphan_files",
+            "Files in the last snapshot that no row of the job's [check] references.",
+            |c| c.orphans,
+        ),
+    ] {
+        each(&mut o, name, "gauge", help, &|o, j, s| {
+            if let Some(c) = &s.last_check {
+                o.sample(name, &[("job", j)], pick(c) as f64);
+            }
+        });
+    }
     each(
         &mut o,
         "coffer_snapshots",
@@ -219,4 +242,34 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
         },
     );
     o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backup_time_check_is_exported_only_once_it_ran() {
+        let mut st = JobStatus::default();
+        let none = render(&[("app".to_string(), st.clone())], &BTreeSet::new());
+        assert!(
+            !none.contains("coffer_snapshot_check_missing_files{"),
+            "{none}"
+        );
+        st.last_check = Some(crate::format::CheckCounts {
+            referenced: 10,
+            captured: 11,
+            missing: 2,
+            wrong_size: 1,
+            orphans: 3,
+        });
+        let text = render(&[("app".to_string(), st)], &BTreeSet::new());
+        for line in [
+            "coffer_snapshot_check_missing_files{job=\"app\"} 2",
+            "coffer_snapshot_check_wrong_size_files{job=\"app\"} 1",
+            "coffer_snapshot_check_orphan_files{job=\"app\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
 }

@@ -45,6 +45,16 @@ fn start(shared: &Arc<Shared>, job: &str, why: &str, attempt: u32) -> bool {
         let mut retry = false;
         match blocking.await {
             Ok(Ok(run)) if run.status == RunStatus::Success && run.hook_errors.is_empty() => {
+                if let Some(c) = run.check.as_ref().filter(|c| !c.consistent()) {
+                    warn!(
+                        job = name,
+                        snapshot = run.snapshot,
+                        missing = c.missing.len(),
+                        wrong_size = c.size.len(),
+                        orphans = c.orphans.len(),
+                        "the snapshot's database references files it does not hold"
+                    );
+                }
                 info!(
                     job = name,
                     snapshot = run.snapshot,

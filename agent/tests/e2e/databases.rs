@@ -84,6 +84,15 @@ fn postgres_and_files_are_taken_at_one_instant_under_load() {
     rt.block_on(writer).expect("writer");
     let run = &json(&out)[0];
     assert_eq!(run["status"], "success", "{out}");
+    // Checked inside the snapshot against what was captured: every row's file.
+    assert_eq!(run["check"]["missing"], serde_json::json!([]), "{out}");
+    assert_eq!(run["check"]["size"], serde_json::json!([]), "{out}");
+    assert!(
+        run["check"]["referenced"]
+            .as_u64()
+            .is_some_and(|n| n >= 300),
+        "{out}"
+    );
     assert!(
         during > 0,
         "the writer made no uploads during the backup; the test proves nothing"
@@ -141,17 +150,8 @@ fn postgres_and_files_are_taken_at_one_instant_under_load() {
         "{rows} rows, {check}"
     );
     // Files written after the database instant may be there without a row: orphans
-    // are reported (exit 3), rows without files never.
-    assert_eq!(
-        out.status.code(),
-        Some(
-            if check["orphans"].as_array().is_some_and(|o| o.is_empty()) {
-                0
-            } else {
-                3
-            }
-        )
-    );
+    // are a warning by default (exit 0), rows without files never happen.
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
     // Sequences came back: a new upload gets a fresh id.
     let new_id: u64 = pg
         .psql(
@@ -608,4 +608,61 @@ fn an_inconsistent_restore_names_the_hooks_it_did_not_run() {
     );
     assert!(err.contains("COFFER_SNAPSHOT="), "{err}");
     assert!(!log.exists(), "a hook ran on inconsistent data");
+}
+
+/// The job's check runs inside the PostgreSQL snapshot at backup time and is
+/// compared with the files the snapshot captured: a row whose file is not there
+/// is reported and exits 3 (the snapshot stands), an orphan is a warning unless
+/// the job says orphans fail, and the counts reach the manifest's status metrics.
+#[test]
+fn backup_checks_the_database_against_the_files_it_captured() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir_all(&storage).expect("mkdir");
+    std::fs::write(storage.join("a.bin"), b"aaaa").expect("write");
+    std::fs::write(storage.join("stray.bin"), b"nobody").expect("write");
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE kinto");
+    pg.psql(
+        "kinto",
+        "CREATE TABLE attachment (location text, size bigint); \
+         INSERT INTO attachment VALUES ('a.bin', 4)",
+    );
+    let world = World::new("");
+    let config = |orphans: &str| {
+        format!(
+            "{}{}[jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT location, size FROM attachment\"\n{orphans}",
+            pg_source(&world, &pg, "kinto", ""),
+            dir_source("storage", &storage, ""),
+        )
+    };
+    world.write_config(&config(""));
+    // Only an orphan: a warning, exit 0.
+    let out = world.ok(&["backup", "app", "--json"]);
+    let run = &json(&out)[0];
+    assert_eq!(
+        run["check"]["orphans"],
+        serde_json::json!(["stray.bin"]),
+        "{run}"
+    );
+    assert_eq!(run["check"]["missing"], serde_json::json!([]), "{run}");
+    // The same with orphans = "fail": exit 3, the snapshot committed all the same.
+    world.write_config(&config("orphans = \"fail\"\n"));
+    world.expect(&["backup", "app"], 3);
+    assert_eq!(world.snapshots().len(), 2);
+    // A row whose file the snapshot lacks: exit 3, named in the output.
+    world.write_config(&config(""));
+    pg.psql("kinto", "INSERT INTO attachment VALUES ('gone.bin', 7)");
+    let out = world.run(&["backup", "app"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("missing: gone.bin"), "{said}");
+    assert_eq!(world.snapshots().len(), 3, "the snapshot stands");
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(world.path("state/status/app.json")).expect("status"),
+    )
+    .expect("json");
+    assert_eq!(status["last_check"]["missing"], 1, "{status}");
+    assert_eq!(status["last_check"]["orphans"], 1, "{status}");
+    assert_eq!(status["last_check"]["referenced"], 2, "{status}");
 }

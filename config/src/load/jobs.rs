@@ -208,10 +208,23 @@ impl Validator<'_> {
                 format!("\"{}\" is not a directory source of this job", c.files),
             );
         }
+        let orphans = match c.orphans.as_deref() {
+            None | Some("warn") => Orphans::Warn,
+            Some("fail") => Orphans::Fail,
+            Some(other) => {
+                ok = false;
+                self.problem(
+                    &child(&at, "orphans"),
+                    format!("\"{other}\" is not a choice: \"warn\" (the default) or \"fail\""),
+                );
+                Orphans::Warn
+            }
+        };
         ok.then_some(FileCheck {
             source: c.source,
             files: c.files,
             query: c.query,
+            orphans,
         })
     }
 
