@@ -363,6 +363,9 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
         }
     }
 

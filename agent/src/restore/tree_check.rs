@@ -412,6 +412,9 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
         };
         let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
         let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");
