@@ -175,11 +175,20 @@ pub fn list(on: On<'_>) -> io::Result<Vec<Vec<u8>>> {
     if size == 0 {
         return Ok(Vec::new());
     }
-    // The whole list Linux allows, in case it grew since.
-    let mut buf = vec![0u8; MAX_LIST];
-    let n = match on {
-        On::File(f) => rustix::fs::flistxattr(f, &mut buf[..])?,
-        On::Path(p) => rustix::fs::llistxattr(p, &mut buf[..])?,
+    let read = |buf: &mut [u8]| -> io::Result<usize> {
+        Ok(match on {
+            On::File(f) => rustix::fs::flistxattr(f, buf)?,
+            On::Path(p) => rustix::fs::llistxattr(p, buf)?,
+        })
+    };
+    let mut buf = vec![0u8; (size + 256).min(MAX_LIST)];
+    let n = match read(&mut buf) {
+        // It grew since: the whole list Linux allows.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ERANGE) => {
+            buf = vec![0u8; MAX_LIST];
+            read(&mut buf)?
+        }
+        other => other?,
     };
     Ok(buf[..n.min(buf.len())]
         .split(|b| *b == 0)
