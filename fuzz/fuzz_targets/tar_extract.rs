@@ -62,6 +62,11 @@ fn entry(
         link: link.map(RawPath::from_bytes),
         rdev: None,
         changed: false,
+        // Attributes are set from the manifest by restore's `attrs`, after `extract`:
+        // the archive's SCHILY records are never read, so none are needed here.
+        xattrs: Default::default(),
+        acl_names: Default::default(),
+        flags: Vec::new(),
     }
 }
 

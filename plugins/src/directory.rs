@@ -10,12 +10,14 @@
 //! would pass the same open file and its two `fstat`s between modules.
 
 use crate::entry::{EntryKind, FileEntry, RawPath};
+use crate::entry_attrs::EntryAttrs;
 use crate::entry_log::EntryLog;
 use crate::exclude::Excludes;
 use crate::ids::NameCache;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use crate::tar_writer::{HeaderSpec, TarWriter};
 use crate::walk_ahead::{self, Entry, WalkError, WalkOptions};
+use crate::xattr::On;
 use coffer_config::DirectorySource as Config;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -76,6 +78,8 @@ fn major_minor(rdev: u64) -> (u32, u32) {
 struct Walk<'a> {
     src: &'a DirectorySource,
     names: NameCache,
+    /// Extended attributes and inode flags, with counts of what is not kept.
+    attrs: EntryAttrs,
     first_names: HashMap<(u64, u64), RawPath>,
     buf: Vec<u8>,
     outcome: SourceOutcome,
@@ -140,9 +144,17 @@ impl Walk<'_> {
         })
     }
 
-    fn entry_for(&mut self, rel: RawPath, kind: EntryKind, md: &Metadata) -> FileEntry {
+    /// The entry for `md`; `on` (its open file or its path) gives its extended
+    /// attributes and flags, `None` for a hard link, which shares the first name's.
+    fn entry_for(
+        &mut self,
+        rel: RawPath,
+        kind: EntryKind,
+        md: &Metadata,
+        on: Option<(On<'_>, &Path)>,
+    ) -> FileEntry {
         let (mtime, mtime_nsec) = mtime_of(md);
-        FileEntry {
+        let mut e = FileEntry {
             path: rel,
             kind,
             size: 0,
@@ -157,7 +169,16 @@ impl Walk<'_> {
             link: None,
             rdev: None,
             changed: false,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
+        };
+        if let Some((on, shown)) = on {
+            let warnings = &mut self.outcome.warnings;
+            self.attrs
+                .fill(&mut e, on, shown, &mut self.names, warnings);
         }
+        e
     }
 
     fn header<W: Write>(
@@ -183,6 +204,8 @@ impl Walk<'_> {
             size: e.size,
             link: e.link.as_ref().map(RawPath::as_bytes),
             rdev: e.rdev,
+            xattrs: &e.xattrs,
+            acl_names: &e.acl_names,
         })
         .map_err(|err| self.out_err(err))
     }
@@ -197,7 +220,7 @@ impl Walk<'_> {
     ) -> Result<(), SourceError> {
         let ft = md.file_type();
         if ft.is_dir() {
-            let e = self.entry_for(rel, EntryKind::Dir, md);
+            let e = self.entry_for(rel, EntryKind::Dir, md, Some((On::Path(abs), abs)));
             self.header(tar, &e, EntryType::Directory)?;
             self.record(&e)?;
         } else if ft.is_symlink() {
@@ -205,14 +228,14 @@ impl Walk<'_> {
                 Ok(t) => t,
                 Err(err) => return self.read_problem(abs, err),
             };
-            let mut e = self.entry_for(rel, EntryKind::Symlink, md);
+            let mut e = self.entry_for(rel, EntryKind::Symlink, md, Some((On::Path(abs), abs)));
             e.link = Some(RawPath::from_bytes(target.as_os_str().as_bytes()));
             self.header(tar, &e, EntryType::Symlink)?;
             self.record(&e)?;
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = self.first_names.get(&(md.dev(), md.ino())).cloned() {
-                    let mut e = self.entry_for(rel, EntryKind::Hardlink, md);
+                    let mut e = self.entry_for(rel, EntryKind::Hardlink, md, None);
                     e.link = Some(first);
                     self.header(tar, &e, EntryType::Link)?;
                     self.record(&e)?;
@@ -230,7 +253,7 @@ impl Walk<'_> {
             } else {
                 (EntryKind::Block, EntryType::Block)
             };
-            let mut e = self.entry_for(rel, kind, md);
+            let mut e = self.entry_for(rel, kind, md, Some((On::Path(abs), abs)));
             if kind != EntryKind::Fifo {
                 e.rdev = Some(major_minor(md.rdev()));
             }
@@ -270,7 +293,7 @@ impl Walk<'_> {
         if !before.is_file() {
             return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
         }
-        let mut e = self.entry_for(rel, EntryKind::File, &before);
+        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(&file), abs)));
         e.size = before.len();
         self.header(tar, &e, EntryType::Regular)?;
 
@@ -377,6 +400,7 @@ impl Source for DirectorySource {
         let mut walk = Walk {
             src: self,
             names: NameCache::default(),
+            attrs: EntryAttrs::default(),
             first_names: HashMap::new(),
             buf: vec![0u8; READ_BUF],
             outcome: SourceOutcome {
@@ -410,6 +434,8 @@ impl Source for DirectorySource {
         })?;
         let out = tar.finish().map_err(|err| walk.out_err(err))?;
         drop(out);
+        let not_kept = walk.attrs.summary();
+        walk.outcome.warnings.extend(not_kept);
         walk.outcome
             .entries
             .finish()

@@ -1,7 +1,10 @@
 //! One file as recorded in the manifest: what the restore must recreate and what
 //! `check` compares against. Paths are bytes on Linux; they are kept lossless.
 
+use crate::inode_flags::InodeFlag;
+use crate::xattr::Xattrs;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -137,4 +140,16 @@ pub struct FileEntry {
     /// The file changed while it was read: its content is what was read, not a snapshot.
     #[serde(default, skip_serializing_if = "is_false")]
     pub changed: bool,
+    /// The extended attributes coffer keeps (`user.*`, POSIX ACLs, file
+    /// capabilities; see `xattr`), values in hex. None for hard links: they share
+    /// the first name's inode.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: Xattrs,
+    /// The user and group names of the ids its ACLs name (`"user:1001": "kadi"`),
+    /// so a restore can give them by name, as it does owners.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acl_names: BTreeMap<String, String>,
+    /// Immutable and append-only flags: recorded, not restored (see `inode_flags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<InodeFlag>,
 }

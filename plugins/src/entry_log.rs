@@ -208,6 +208,9 @@ impl<'de> Deserialize<'de> for EntryLog {
                             e.path
                         )));
                     }
+                    // Their names and values are set on the restored files.
+                    crate::xattr::check(&e.xattrs, &e.acl_names)
+                        .map_err(|why| A::Error::custom(format!("file entry {}: {why}", e.path)))?;
                     log.push(&e).map_err(fail)?;
                 }
                 log.finish().map_err(fail)?;
@@ -243,6 +246,9 @@ mod tests {
             link: None,
             rdev: None,
             changed: i.is_multiple_of(7),
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
         }
     }
 

@@ -2,14 +2,17 @@
 //! store it. Nothing here knows about scheduling, encryption, or HTTP; the agent
 //! composes sources and targets into a run.
 
+pub mod acl;
 pub mod child;
 pub(crate) mod command;
 pub mod dbquery;
 pub(crate) mod directory;
 pub mod entry;
+pub(crate) mod entry_attrs;
 pub mod entry_log;
 pub mod exclude;
 pub mod ids;
+pub mod inode_flags;
 pub(crate) mod mysql;
 pub(crate) mod parts;
 mod pg_create;
@@ -23,6 +26,7 @@ pub(crate) mod sqlite;
 pub(crate) mod tar_writer;
 pub mod target;
 pub mod walk_ahead;
+pub mod xattr;
 
 pub use entry::{EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
 pub use parts::PartPlan;

@@ -5,7 +5,22 @@
 //! file that shrank while being read; `tar::Builder` wants a reader up front.
 //! Anything that does not fit ustar (long names and link targets, big sizes, ids,
 //! negative times) goes into a pax extended header, which GNU tar and bsdtar read.
+//! So do extended attributes, as `SCHILY.xattr.<name>` records with the raw value
+//! (what `tar --xattrs` writes and reads), and POSIX ACLs a second time as text in
+//! `SCHILY.acl.access` / `SCHILY.acl.default`: GNU tar restores ACLs only from
+//! those (`--acls`), never from the `system.posix_acl_*` attributes.
+//!
+//! The `tar` crate reads pax records line by line, not by their length, so a value
+//! holding a newline (binary ACLs and capabilities often do; a user's attribute
+//! can hold `\n14 path=x\n` on purpose) reads as broken or forged records. Hence
+//! attribute records come last, after a `path` (and `linkpath`) record always
+//! written with them: the crate takes the first `path` it finds, and stops looking
+//! for `size`, `uid` and the others at the first broken record. coffer's restore
+//! takes attribute values from the manifest, never from these records.
 
+use crate::acl;
+use crate::xattr::{self, Xattrs};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,6 +29,10 @@ use tar::{EntryType, Header};
 const BLOCK: u64 = 512;
 const USTAR_MAX_NUM: u64 = 0o7777777; // 7 octal digits: uid, gid
 const USTAR_MAX_SIZE: u64 = 0o77777777777; // 11 octal digits: size, mtime
+/// An ACL's text form is left out above this (thousands of entries): the raw
+/// attribute is still there, and the pax header stays well under what a restore
+/// accepts (`tar_guard::MAX_META`, 1 MiB).
+const MAX_ACL_TEXT: usize = 64 << 10;
 
 /// Everything a header says about one entry.
 #[derive(Debug, Clone)]
@@ -29,6 +48,9 @@ pub struct HeaderSpec<'a> {
     pub size: u64,
     pub link: Option<&'a [u8]>,
     pub rdev: Option<(u32, u32)>,
+    pub xattrs: &'a Xattrs,
+    /// Names of the ids the ACLs name, for their text form.
+    pub acl_names: &'a BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -53,6 +75,27 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.push(b'\n');
 }
 
+/// The `SCHILY.acl.*` and `SCHILY.xattr.*` records of an entry.
+fn xattr_records(pax: &mut Vec<u8>, spec: &HeaderSpec<'_>) {
+    for (name, key) in [
+        (xattr::ACCESS_ACL, "SCHILY.acl.access"),
+        (xattr::DEFAULT_ACL, "SCHILY.acl.default"),
+    ] {
+        let Some(entries) = spec.xattrs.get(name).and_then(|v| acl::parse(&v.0)) else {
+            continue;
+        };
+        let text = acl::to_text(&entries, |tag, id| {
+            acl::name_key(tag, id).and_then(|k| spec.acl_names.get(&k).cloned())
+        });
+        if text.len() <= MAX_ACL_TEXT {
+            pax_record(pax, key, text.as_bytes());
+        }
+    }
+    for (name, value) in spec.xattrs {
+        pax_record(pax, &format!("SCHILY.xattr.{name}"), &value.0);
+    }
+}
+
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> Self {
         TarWriter { out, pending: 0 }
@@ -63,18 +106,24 @@ impl<W: Write> TarWriter<W> {
         let mut h = Header::new_ustar();
         let mut pax = Vec::new();
         h.set_entry_type(spec.kind);
+        let xattrs = !spec.xattrs.is_empty();
         if h.set_path(Path::new(std::ffi::OsStr::from_bytes(spec.path)))
             .is_err()
         {
             pax_record(&mut pax, "path", spec.path);
             h.set_path("coffer-long-name")?;
+        } else if xattrs {
+            pax_record(&mut pax, "path", spec.path);
         }
-        if let Some(link) = spec.link
-            && h.set_link_name(Path::new(std::ffi::OsStr::from_bytes(link)))
+        if let Some(link) = spec.link {
+            if h.set_link_name(Path::new(std::ffi::OsStr::from_bytes(link)))
                 .is_err()
-        {
-            pax_record(&mut pax, "linkpath", link);
-            h.set_link_name("coffer-long-link")?;
+            {
+                pax_record(&mut pax, "linkpath", link);
+                h.set_link_name("coffer-long-link")?;
+            } else if xattrs {
+                pax_record(&mut pax, "linkpath", link);
+            }
         }
         h.set_mode(spec.mode & 0o7777);
         for (key, id, setter) in [
@@ -117,6 +166,7 @@ impl<W: Write> TarWriter<W> {
             h.set_device_minor(minor)?;
         }
         h.set_cksum();
+        xattr_records(&mut pax, spec);
 
         if !pax.is_empty() {
             let mut ph = Header::new_ustar();
@@ -178,6 +228,9 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    const NONE: &Xattrs = &Xattrs::new();
+    const NO_NAMES: &BTreeMap<String, String> = &BTreeMap::new();
+
     fn spec<'a>(path: &'a [u8], size: u64) -> HeaderSpec<'a> {
         HeaderSpec {
             path,
@@ -191,6 +244,8 @@ mod tests {
             size,
             link: None,
             rdev: None,
+            xattrs: NONE,
+            acl_names: NO_NAMES,
         }
     }
 
@@ -229,5 +284,112 @@ mod tests {
         e.read_to_string(&mut s).expect("read");
         assert_eq!(s, "hello");
         assert!(entries.next().is_none());
+    }
+
+    #[test]
+    fn xattrs_and_acls_go_into_schily_records() {
+        let nobody_reads = acl::encode(&[
+            acl::entry(acl::USER_OBJ, 6, None),
+            acl::entry(acl::USER, 4, Some(4242)),
+            acl::entry(acl::GROUP_OBJ, 4, None),
+            acl::entry(acl::MASK, 4, None),
+            acl::entry(acl::OTHER, 0, None),
+        ]);
+        let mut x = Xattrs::new();
+        x.insert(
+            "user.comment".into(),
+            xattr::Value(b"caf\xc3\xa9 = \n\0".to_vec()),
+        );
+        x.insert(xattr::ACCESS_ACL.into(), xattr::Value(nobody_reads.clone()));
+        let mut names = BTreeMap::new();
+        names.insert("user:4242".to_string(), "kadi".to_string());
+        let mut w = TarWriter::new(Vec::new());
+        let mut s = spec(b"f", 0);
+        s.xattrs = &x;
+        s.acl_names = &names;
+        w.header(&s).expect("header");
+        let bytes = w.finish().expect("finish");
+        let pax = pax_by_length(&bytes);
+        assert_eq!(
+            pax.get("SCHILY.xattr.user.comment").map(Vec::as_slice),
+            Some(&b"caf\xc3\xa9 = \n\0"[..])
+        );
+        assert_eq!(
+            pax.get("SCHILY.xattr.system.posix_acl_access"),
+            Some(&nobody_reads)
+        );
+        assert_eq!(
+            pax.get("SCHILY.acl.access").map(Vec::as_slice),
+            Some(&b"user::rw-\nuser:kadi:r--\ngroup::r--\nmask::r--\nother::---\n"[..])
+        );
+        // The `tar` crate, which splits records at newlines, still finds the path.
+        let mut a = tar::Archive::new(&bytes[..]);
+        let e = a
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("ok");
+        assert_eq!(e.path_bytes().as_ref(), b"f");
+    }
+
+    /// The records of the first pax header in `tar`, read by their length as GNU
+    /// tar reads them.
+    fn pax_by_length(tar: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&tar[124..135])
+                .expect("size")
+                .trim_matches('\0'),
+            8,
+        )
+        .expect("octal");
+        let mut data = &tar[512..512 + size];
+        let mut out = BTreeMap::new();
+        while !data.is_empty() {
+            let sp = data.iter().position(|b| *b == b' ').expect("length");
+            let len: usize = std::str::from_utf8(&data[..sp])
+                .expect("utf8")
+                .parse()
+                .expect("n");
+            let record = &data[sp + 1..len - 1];
+            let eq = record.iter().position(|b| *b == b'=').expect("=");
+            let key = String::from_utf8(record[..eq].to_vec()).expect("key");
+            out.insert(key, record[eq + 1..].to_vec());
+            data = &data[len..];
+        }
+        out
+    }
+
+    #[test]
+    fn a_forged_record_inside_a_value_does_not_move_the_path() {
+        let mut x = Xattrs::new();
+        x.insert(
+            "user.trap".into(),
+            xattr::Value(b"a\n16 path=../evil\n11 size=99\n".to_vec()),
+        );
+        let mut w = TarWriter::new(Vec::new());
+        let mut s = spec(b"short", 5);
+        s.xattrs = &x;
+        w.header(&s).expect("header");
+        w.data(b"hello").expect("data");
+        let bytes = w.finish().expect("finish");
+        assert_eq!(
+            pax_by_length(&bytes)
+                .get("SCHILY.xattr.user.trap")
+                .map(Vec::as_slice),
+            Some(&b"a\n16 path=../evil\n11 size=99\n"[..])
+        );
+        let mut a = tar::Archive::new(&bytes[..]);
+        let mut e = a
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("ok");
+        assert_eq!(e.path_bytes().as_ref(), b"short");
+        assert_eq!(e.size(), 5);
+        let mut s = String::new();
+        e.read_to_string(&mut s).expect("read");
+        assert_eq!(s, "hello");
     }
 }

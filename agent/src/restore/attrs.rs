@@ -1,13 +1,17 @@
-//! Owners, modes and times of restored entries, applied after all contents are
-//! written: children before parents (directories last, so writing into them is
-//! never blocked by their final mode), chown before chmod (chown clears setuid), and
-//! never following symlinks.
+//! Owners, extended attributes, modes and times of restored entries, applied after
+//! all contents are written: children before parents (directories last, so writing
+//! into them is never blocked by their final mode), chown before the attributes
+//! (chown clears a file capability), the attributes before chmod (setting an ACL
+//! sets the mode's group bits: the mode set last is the recorded one) and chmod
+//! after chown (chown clears setuid), never following symlinks.
 
 use crate::restore::tree_check::Owners;
 use crate::restore::tree_check::expected_mode;
+use crate::restore::xattrs::{self, Tally};
 use anyhow::{Context, Result};
 use coffer_config::RestorePolicy;
 use coffer_plugins::ids::IdCache;
+use coffer_plugins::xattr::On;
 use coffer_plugins::{EntryKind, FileEntry};
 use filetime::FileTime;
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +24,8 @@ pub struct FileAttrs<'a> {
     policy: &'a RestorePolicy,
     owners: Owners,
     ids: IdCache,
+    /// What could not be set, for the source's warnings.
+    pub tally: Tally,
 }
 
 impl<'a> FileAttrs<'a> {
@@ -28,6 +34,7 @@ impl<'a> FileAttrs<'a> {
             policy,
             owners,
             ids: IdCache::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -38,6 +45,15 @@ impl<'a> FileAttrs<'a> {
                 .with_context(|| format!("cannot chown {} to {uid}:{gid}", shown.display()))?;
         }
         let mode = expected_mode(e, self.policy);
+        xattrs::apply(
+            On::File(file),
+            shown,
+            e,
+            mode,
+            self.owners,
+            &mut self.ids,
+            &mut self.tally,
+        );
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot chmod {} to {mode:04o}", shown.display()))?;
         let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
@@ -64,13 +80,15 @@ fn owner_of(
 
 /// Applies attributes of everything but regular files (set by `FileAttrs` while
 /// unpacking) under `root`: either every entry but the root (`root_only` false) or
-/// only the root entry to `root` itself.
+/// only the root entry to `root` itself. Extended attributes that cannot be set
+/// go to `tally`.
 pub fn apply(
     root: &Path,
     entries: &[FileEntry],
     policy: &RestorePolicy,
     owners: Owners,
     root_only: bool,
+    tally: &mut Tally,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mut ids = IdCache::default();
@@ -98,8 +116,9 @@ pub fn apply(
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
                 .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
         }
+        let mode = expected_mode(e, policy);
+        xattrs::apply(On::Path(&path), &path, e, mode, owners, &mut ids, tally);
         if e.kind != EntryKind::Symlink {
-            let mode = expected_mode(e, policy);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .with_context(|| format!("cannot chmod {} to {mode:04o}", path.display()))?;
         }

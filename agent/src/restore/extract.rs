@@ -12,7 +12,10 @@
 //! once: every later entry still gets the safety checks, and the mismatch is the
 //! error at the end; but from the first mismatch on no file content is written, so
 //! the destination never grows past the sizes the manifest declares. In front of
-//! the `tar` crate, `tar_guard` bounds what it would hold in memory.
+//! the `tar` crate, `tar_guard` bounds what it would hold in memory. Extended
+//! attributes are set from the manifest (`xattrs`), not from the archive's
+//! `SCHILY.*` records, which the `tar` crate cannot read reliably (it splits them
+//! at newlines) and which are there for GNU tar and bsdtar.
 //!
 //! Over 400 lines only with its unit tests; the code itself is under.
 
@@ -363,6 +366,9 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ mod remove_tree;
 pub(crate) mod swap;
 pub mod tar_guard;
 pub(crate) mod tree_check;
+pub(crate) mod xattrs;
 
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
@@ -87,6 +88,7 @@ pub(crate) fn restore_source(
         tracing::debug!(source = %r.source.name, "restore: {what} in {:.2} s", clock.elapsed().as_secs_f64());
         clock = std::time::Instant::now();
     };
+    let mut tally = xattrs::Tally::default();
     let unpacked = (|| -> Result<(Vec<String>, Vec<FileEntry>)> {
         let path = object_path(&marker.job, &marker.id, &r.source.object);
         let reader = ObjectReader::open(rt, target, &path, Some(record))?;
@@ -100,12 +102,14 @@ pub(crate) fn restore_source(
             &mut |f, want, shown| file_attrs.apply(f, want, shown),
         )?;
         let mut warnings = extracted.warnings;
+        tally = std::mem::take(&mut file_attrs.tally);
         warnings.extend(attrs::apply(
             &staging,
             &extracted.others,
             &r.policy,
             r.owners,
             false,
+            &mut tally,
         )?);
         Ok((warnings, extracted.others))
     })();
@@ -138,9 +142,13 @@ pub(crate) fn restore_source(
     // Given before the old tree is removed, so a crash during that slow removal
     // leaves the root's owner and mode right; its times are set again afterwards,
     // since removing the old folder touches the root.
-    warnings.extend(attrs::apply(dest, &others, &r.policy, r.owners, true)?);
+    warnings.extend(attrs::apply(
+        dest, &others, &r.policy, r.owners, true, &mut tally,
+    )?);
     committed.finish()?;
-    attrs::apply(dest, &others, &r.policy, r.owners, true)?;
+    let mut again = xattrs::Tally::default();
+    attrs::apply(dest, &others, &r.policy, r.owners, true, &mut again)?;
+    warnings.extend(tally.warnings());
     lap("removed the old contents");
 
     crate::progress::set_phase("checking");

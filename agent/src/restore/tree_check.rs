@@ -1,5 +1,6 @@
 //! Compares a directory on disk with a snapshot's manifest: missing and extra files,
-//! changed content, wrong type, mode, owner or link target.
+//! changed content, wrong type, mode, owner, link target or extended attributes
+//! (user.*, POSIX ACLs, file capabilities; see `xattrs`).
 //!
 //! Used by `coffer check` on a live system (re-reading every file) and by restore on
 //! what it just wrote (whose content was hashed and matched while writing, so there
@@ -12,6 +13,7 @@ use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
 use coffer_plugins::walk_ahead::{self, Entry, WalkError, WalkOptions};
+use coffer_plugins::xattr::{self, On};
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -62,6 +64,8 @@ pub struct TreeReport {
     pub mode: Vec<String>,
     pub owner: Vec<String>,
     pub link: Vec<String>,
+    /// Extended attributes missing, different or not in the snapshot.
+    pub xattrs: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -74,6 +78,7 @@ impl TreeReport {
             && self.mode.is_empty()
             && self.owner.is_empty()
             && self.link.is_empty()
+            && self.xattrs.is_empty()
     }
 
     pub fn print(&self) {
@@ -85,6 +90,7 @@ impl TreeReport {
             ("mode", &self.mode),
             ("owner", &self.owner),
             ("link", &self.link),
+            ("xattr", &self.xattrs),
         ];
         for (what, list) in problems {
             for item in list {
@@ -253,6 +259,7 @@ pub fn check_tree(
     };
     let mut manifest = InOrder::new(entries)?;
     let mut ids = IdCache::default();
+    let mut xa = XattrCheck::default();
     let no_excludes = Excludes::default();
     // Walked ahead on another thread; when rehashing, files are opened and read in
     // ahead too, as in a backup.
@@ -288,11 +295,83 @@ pub fn check_tree(
                 file,
             };
             compare(&mut report, found, &shown, &w, exp, &mut ids);
+            if w.kind != EntryKind::Hardlink && kind_of(&md) == w.kind {
+                xa.compare(&mut report, &abs, &shown, &w, exp, &mut ids);
+            }
         }
         Ok(())
     })?;
     manifest.rest(|w| report.missing.push(w.path.to_string()))?;
+    if xa.unsupported > 0 {
+        report.notes.push(format!(
+            "{} extended attributes (ACLs, capabilities, user.*) not compared: the \
+             filesystem does not support them",
+            xa.unsupported
+        ));
+    }
     Ok(report)
+}
+
+/// Compares entries' extended attributes, with one value buffer for all.
+struct XattrCheck {
+    value: Vec<u8>,
+    /// Attributes the filesystem cannot hold: noted once, not inconsistencies.
+    unsupported: u64,
+}
+
+impl Default for XattrCheck {
+    fn default() -> Self {
+        XattrCheck {
+            value: vec![0u8; xattr::MAX_VALUE],
+            unsupported: 0,
+        }
+    }
+}
+
+impl XattrCheck {
+    /// A hard link's attributes are its first name's and are compared there.
+    fn compare(
+        &mut self,
+        report: &mut TreeReport,
+        path: &Path,
+        shown: &str,
+        want: &FileEntry,
+        exp: &Expectations<'_>,
+        ids: &mut IdCache,
+    ) {
+        let on = On::Path(path);
+        let mode = expected_mode(want, exp.policy);
+        let expected = super::xattrs::expected(want, mode, exp.owners, ids);
+        for (name, value) in &expected {
+            match xattr::get(on, name, &mut self.value) {
+                Ok(n) if self.value[..n] == value[..] => {}
+                Ok(n) => report.xattrs.push(format!(
+                    "{shown}: {name} is {}, expected {}",
+                    super::xattrs::describe(name, &self.value[..n]),
+                    super::xattrs::describe(name, value)
+                )),
+                Err(e) if xattr::absent(&e) => {
+                    report.xattrs.push(format!("{shown}: {name} missing"));
+                }
+                Err(e) if xattr::unsupported(&e) => self.unsupported += 1,
+                Err(e) => report
+                    .notes
+                    .push(format!("{shown}: cannot read {name}: {e}")),
+            }
+        }
+        match xattr::list_kept(on) {
+            Ok(present) => {
+                for name in present.iter().filter(|n| !expected.contains_key(*n)) {
+                    report
+                        .xattrs
+                        .push(format!("{shown}: {name} is not in the snapshot"));
+                }
+            }
+            Err(e) => report
+                .notes
+                .push(format!("{shown}: cannot list extended attributes: {e}")),
+        }
+    }
 }
 
 /// One entry found on disk.
@@ -412,6 +491,9 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
         };
         let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
         let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");

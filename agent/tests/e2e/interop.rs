@@ -77,3 +77,33 @@ fn age_zstd_and_tar_restore_a_snapshot_without_coffer() {
             .to_string()
     );
 }
+
+/// GNU tar restores what coffer keeps: user xattrs and file capabilities from the
+/// `SCHILY.xattr.*` records, ACLs from `SCHILY.acl.*` (GNU tar never sets the
+/// `system.posix_acl_*` attributes itself), with the modes they belong to.
+#[test]
+fn gnu_tar_restores_the_same_xattrs_acls_and_capabilities() {
+    use crate::attributes::{AttrScratch, attributes, build_attr_tree, require_attr_tools};
+    require_attr_tools();
+    require_tool("age");
+    require_tool("zstd");
+    require_tool("tar");
+    let tmp = AttrScratch::new();
+    let src = tmp.path().join("files");
+    build_attr_tree(&src);
+    let world = World::new(&dir_source("files", &src, ""));
+    let id = world.backup();
+    let out = tmp.path().join("by-hand");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    sh(&format!(
+        "age -d -i '{id}' '{obj}' | zstd -d | tar --xattrs --xattrs-include='*' --acls -x -C '{out}'",
+        id = world.identity.display(),
+        obj = world.snapshot_dir(&id).join("files.tar.zst.age").display(),
+        out = out.display()
+    ));
+    let (before, after) = (attributes(&src), attributes(&out));
+    assert_eq!(before, after, "GNU tar restored other attributes");
+    assert!(after["ping"].contains("cap_net_raw=ep"), "{after:#?}");
+    assert!(after["inbox"].contains("default:user:65534:r-x"));
+    assert!(after["notes.txt"].contains("user.binary=0x0a00ff0a0a0d"));
+}

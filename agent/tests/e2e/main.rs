@@ -15,6 +15,7 @@
 mod common;
 
 mod agent;
+mod attributes;
 mod changing;
 mod config_cli;
 mod crash;
