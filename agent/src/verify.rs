@@ -11,7 +11,7 @@ use crate::keys::{self, Identities};
 use crate::pipeline::read::{ObjectReader, Pumped, decrypt};
 use crate::repo;
 use crate::repo::targets_of;
-use crate::restore::tree_check::InOrder;
+use crate::restore::in_order::InOrder;
 use anyhow::{Context, Result, bail};
 use coffer_config::Config;
 use coffer_plugins::{EntryKind, FileEntry, Target};

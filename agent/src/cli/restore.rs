@@ -10,13 +10,13 @@ use crate::exit::{self, usage};
 use crate::format::SourceManifest;
 use crate::hooks::run_hooks;
 use crate::restore::attrs::check_policy_owner;
-use crate::restore::database::{DbRestore, refuse_existing, restore_database, to_file};
+use crate::restore::database::{DbRestore, plan_stream, refuse_existing, restore_database};
 use crate::restore::db_check::{self, DbCheckReport};
 use crate::restore::tree_check::Owners;
 use crate::restore::{SourceRestore, non_empty, restore_source};
 use anyhow::Result;
 use coffer_config::{Config, Job, SourceKind};
-use coffer_plugins::{Restore, RestoreRequest, SourceContext, open_source, restore_as_file};
+use coffer_plugins::{RestoreRequest, SourceContext};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
@@ -47,63 +47,6 @@ fn owners_of(args: &RestoreArgs, is_root: bool) -> Owners {
         Some(OwnerMode::Numeric) => Owners::Numeric,
         Some(OwnerMode::Preserve) | None => Owners::ByName,
     }
-}
-
-/// How a stream source goes back, from the config and the flags: `--db-url` for
-/// a server database, else `--to DIR` as a file, else the configured source's own
-/// restore. Every refusal here is a usage error, before anything is written.
-fn plan_stream(
-    args: &RestoreArgs,
-    src: &SourceManifest,
-    configured: Option<&coffer_config::Source>,
-    req: &RestoreRequest<'_>,
-    ctx: &SourceContext,
-) -> Result<Box<dyn Restore>> {
-    let as_usage = |e: coffer_plugins::SourceError| usage(e.to_string());
-    let same_type = configured.filter(|c| c.kind.source_type() == src.kind);
-    if let Some(url) = &args.db_url
-        && src.kind.is_server_database()
-    {
-        let parsed = url::Url::parse(url).map_err(|e| usage(format!("--db-url: {e}")))?;
-        if parsed.password().is_some() {
-            return Err(usage(
-                "--db-url must not contain a password (it would be visible to other users in the process list); \
-                 the source's password_file or password_env is used",
-            ));
-        }
-        let elsewhere;
-        let source = match same_type {
-            Some(c) => c,
-            None => {
-                elsewhere = coffer_plugins::registry::database_at(src.kind, &src.name, url)
-                    .ok_or_else(|| {
-                        usage(format!("--db-url: {} is no server database", src.name))
-                    })?;
-                &elsewhere
-            }
-        };
-        return open_source(source, ctx)
-            .and_then(|s| s.plan_restore(req))
-            .map_err(as_usage);
-    }
-    if let Some(dir) = &args.to {
-        return Ok(restore_as_file(
-            src.kind,
-            &src.name,
-            to_file(dir, src),
-            req,
-            ctx,
-        ));
-    }
-    let source = same_type.ok_or_else(|| {
-        usage(format!(
-            "source {} ({}) is not configured as such in this job; pass --to DIR to get its dump as a file",
-            src.name, src.kind
-        ))
-    })?;
-    open_source(source, ctx)
-        .and_then(|s| s.plan_restore(req))
-        .map_err(as_usage)
 }
 
 pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
@@ -214,7 +157,14 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 snapshot: &marker.id,
                 policy,
             };
-            let restore = plan_stream(args, src, source, &req, &ctx)?;
+            let restore = plan_stream(
+                args.db_url.as_deref(),
+                args.to.as_deref(),
+                src,
+                source,
+                &req,
+                &ctx,
+            )?;
             refuse_existing(restore.as_ref(), args.force)?;
             dbs.push(DbRestore {
                 source: src,

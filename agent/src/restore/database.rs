@@ -4,11 +4,14 @@
 //! happens to the plaintext is the source's own `Restore`, planned from its type
 //! in coffer-plugins.
 
+use crate::exit::usage;
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
 use crate::pipeline::read::{HoldBack, ObjectReader, Pumped, decrypt};
 use anyhow::{Context, Result, anyhow, bail};
-use coffer_plugins::{Restore, Target};
+use coffer_plugins::{
+    Restore, RestoreRequest, SourceContext, Target, open_source, restore_as_file,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
@@ -92,4 +95,62 @@ pub fn refuse_existing(restore: &dyn Restore, force: bool) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// How a stream source goes back, from the config and the flags: `--db-url` for
+/// a server database, else `--to DIR` as a file, else the configured source's own
+/// restore. Every refusal here is a usage error, before anything is written.
+pub(crate) fn plan_stream(
+    db_url: Option<&str>,
+    to: Option<&Path>,
+    src: &SourceManifest,
+    configured: Option<&coffer_config::Source>,
+    req: &RestoreRequest<'_>,
+    ctx: &SourceContext,
+) -> Result<Box<dyn Restore>> {
+    let as_usage = |e: coffer_plugins::SourceError| usage(e.to_string());
+    let same_type = configured.filter(|c| c.kind.source_type() == src.kind);
+    if let Some(url) = db_url
+        && src.kind.is_server_database()
+    {
+        let parsed = url::Url::parse(url).map_err(|e| usage(format!("--db-url: {e}")))?;
+        if parsed.password().is_some() {
+            return Err(usage(
+                "--db-url must not contain a password (it would be visible to other users in the process list); \
+                 the source's password_file or password_env is used",
+            ));
+        }
+        let elsewhere;
+        let source = match same_type {
+            Some(c) => c,
+            None => {
+                elsewhere = coffer_plugins::registry::database_at(src.kind, &src.name, url)
+                    .ok_or_else(|| {
+                        usage(format!("--db-url: {} is no server database", src.name))
+                    })?;
+                &elsewhere
+            }
+        };
+        return open_source(source, ctx)
+            .and_then(|s| s.plan_restore(req))
+            .map_err(as_usage);
+    }
+    if let Some(dir) = to {
+        return Ok(restore_as_file(
+            src.kind,
+            &src.name,
+            to_file(dir, src),
+            req,
+            ctx,
+        ));
+    }
+    let source = same_type.ok_or_else(|| {
+        usage(format!(
+            "source {} ({}) is not configured as such in this job; pass --to DIR to get its dump as a file",
+            src.name, src.kind
+        ))
+    })?;
+    open_source(source, ctx)
+        .and_then(|s| s.plan_restore(req))
+        .map_err(as_usage)
 }

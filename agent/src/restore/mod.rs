@@ -8,10 +8,12 @@ pub(crate) mod attrs;
 pub(crate) mod database;
 pub(crate) mod db_check;
 pub mod extract;
+pub(crate) mod in_order;
 mod remove_tree;
 pub(crate) mod swap;
 pub mod tar_guard;
 pub(crate) mod tree_check;
+mod xattr_check;
 pub(crate) mod xattrs;
 
 use crate::format::{Marker, SourceManifest, object_path};

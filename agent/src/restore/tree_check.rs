@@ -5,19 +5,15 @@
 //! Used by `coffer check` on a live system (re-reading every file) and by restore on
 //! what it just wrote (whose content was hashed and matched while writing, so there
 //! it checks presence and metadata only).
-//!
-//! Over 400 lines only with its unit tests; the code itself is under.
 
-use anyhow::Context as _;
+use super::in_order::InOrder;
+use super::xattr_check::XattrCheck;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
 use coffer_plugins::walk_ahead::{self, Entry, WalkError, WalkOptions};
-use coffer_plugins::xattr::{self, On};
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
-use std::cmp::Ordering;
-use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -181,68 +177,6 @@ fn hash_file(mut f: std::fs::File) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Where a relative path comes in the walk: depth first, each directory's entries
-/// sorted by name bytes, the root (`.`) first. Comparing paths component by
-/// component gives exactly that order, which is also the manifest's.
-fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
-    Path::new(OsStr::from_bytes(a)).cmp(Path::new(OsStr::from_bytes(b)))
-}
-
-/// A manifest's entries, consumed in walk order beside a walk of a tree or an archive:
-/// `find` returns the entry at a path when the manifest has one, and hands every
-/// entry passed on the way (which the walk did not meet) to `missing`.
-pub struct InOrder<I> {
-    entries: I,
-    next: Option<FileEntry>,
-}
-
-impl<I: Iterator<Item = std::io::Result<FileEntry>>> InOrder<I> {
-    pub fn new(entries: I) -> anyhow::Result<Self> {
-        let mut me = InOrder {
-            entries,
-            next: None,
-        };
-        me.advance()?;
-        Ok(me)
-    }
-
-    /// Takes the current entry and reads the next one.
-    fn advance(&mut self) -> anyhow::Result<Option<FileEntry>> {
-        let next = self
-            .entries
-            .next()
-            .transpose()
-            .context("cannot read the manifest's file list")?;
-        Ok(std::mem::replace(&mut self.next, next))
-    }
-
-    pub fn find(
-        &mut self,
-        key: &[u8],
-        mut missing: impl FnMut(FileEntry),
-    ) -> anyhow::Result<Option<FileEntry>> {
-        while self
-            .next
-            .as_ref()
-            .is_some_and(|w| walk_order(w.path.as_bytes(), key) == Ordering::Less)
-        {
-            self.advance()?.into_iter().for_each(&mut missing);
-        }
-        if self.next.as_ref().is_some_and(|w| w.path.as_bytes() == key) {
-            return self.advance();
-        }
-        Ok(None)
-    }
-
-    /// Hands the entries the walk never reached to `missing`.
-    pub fn rest(mut self, mut missing: impl FnMut(FileEntry)) -> anyhow::Result<()> {
-        while let Some(w) = self.advance()? {
-            missing(w);
-        }
-        Ok(())
-    }
-}
-
 /// Compares the tree under `root` with the manifest's entries. Both are in walk
 /// order, so they are merged side by side: memory does not grow with the number of
 /// files.
@@ -310,68 +244,6 @@ pub fn check_tree(
         ));
     }
     Ok(report)
-}
-
-/// Compares entries' extended attributes, with one value buffer for all.
-struct XattrCheck {
-    value: Vec<u8>,
-    /// Attributes the filesystem cannot hold: noted once, not inconsistencies.
-    unsupported: u64,
-}
-
-impl Default for XattrCheck {
-    fn default() -> Self {
-        XattrCheck {
-            value: vec![0u8; xattr::MAX_VALUE],
-            unsupported: 0,
-        }
-    }
-}
-
-impl XattrCheck {
-    /// A hard link's attributes are its first name's and are compared there.
-    fn compare(
-        &mut self,
-        report: &mut TreeReport,
-        path: &Path,
-        shown: &str,
-        want: &FileEntry,
-        exp: &Expectations<'_>,
-        ids: &mut IdCache,
-    ) {
-        let on = On::Path(path);
-        let mode = expected_mode(want, exp.policy);
-        let expected = super::xattrs::expected(want, mode, exp.owners, ids);
-        for (name, value) in &expected {
-            match xattr::get(on, name, &mut self.value) {
-                Ok(n) if self.value[..n] == value[..] => {}
-                Ok(n) => report.xattrs.push(format!(
-                    "{shown}: {name} is {}, expected {}",
-                    super::xattrs::describe(name, &self.value[..n]),
-                    super::xattrs::describe(name, value)
-                )),
-                Err(e) if xattr::absent(&e) => {
-                    report.xattrs.push(format!("{shown}: {name} missing"));
-                }
-                Err(e) if xattr::unsupported(&e) => self.unsupported += 1,
-                Err(e) => report
-                    .notes
-                    .push(format!("{shown}: cannot read {name}: {e}")),
-            }
-        }
-        match xattr::list_kept(on) {
-            Ok(present) => {
-                for name in present.iter().filter(|n| !expected.contains_key(*n)) {
-                    report
-                        .xattrs
-                        .push(format!("{shown}: {name} is not in the snapshot"));
-                }
-            }
-            Err(e) => report
-                .notes
-                .push(format!("{shown}: cannot list extended attributes: {e}")),
-        }
-    }
 }
 
 /// One entry found on disk.
@@ -459,57 +331,5 @@ fn compare(
             md.uid(),
             md.gid()
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn walk_order_is_depth_first_by_name_bytes() {
-        let mut paths: Vec<&[u8]> = vec![b"b", b"a.c", b"a/z", b".", b"a", b"a/b/c", b"a/b", b"A"];
-        paths.sort_by(|x, y| walk_order(x, y));
-        let want: Vec<&[u8]> = vec![b".", b"A", b"a", b"a/b", b"a/b/c", b"a/z", b"a.c", b"b"];
-        assert_eq!(paths, want);
-    }
-
-    #[test]
-    fn in_order_finds_entries_and_reports_the_ones_passed() {
-        let entry = |p: &str| FileEntry {
-            path: RawPath::from_bytes(p.as_bytes()),
-            kind: EntryKind::File,
-            size: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
-            blake3: None,
-            link: None,
-            rdev: None,
-            changed: false,
-            xattrs: Default::default(),
-            acl_names: Default::default(),
-            flags: Vec::new(),
-        };
-        let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
-        let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");
-        let mut missing = Vec::new();
-        let found = |m: &mut InOrder<_>, key: &str, missing: &mut Vec<String>| {
-            m.find(key.as_bytes(), |w| missing.push(w.path.to_string()))
-                .expect("find")
-                .map(|w| w.path.to_string())
-        };
-        assert_eq!(found(&mut m, ".", &mut missing).as_deref(), Some("."));
-        // a and a/b were never walked: both are passed when a/c is found.
-        assert_eq!(found(&mut m, "a/c", &mut missing).as_deref(), Some("a/c"));
-        // An extra path between two listed ones finds nothing and passes nothing.
-        assert_eq!(found(&mut m, "a/d", &mut missing), None);
-        assert_eq!(missing, ["a", "a/b"]);
-        m.rest(|w| missing.push(w.path.to_string())).expect("rest");
-        assert_eq!(missing, ["a", "a/b", "b", "c"]);
     }
 }
