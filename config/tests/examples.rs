@@ -53,3 +53,44 @@ fn kadi_example_validates_once_its_secret_files_exist() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn kinto_example_validates_once_its_secret_files_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recipients = dir.path().join("recipients.txt");
+    std::fs::write(
+        &recipients,
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
+    )
+    .expect("write");
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret\n").expect("write");
+    let text = example("kinto.toml")
+        .replace(
+            "/etc/coffer/recipients.txt",
+            &recipients.display().to_string(),
+        )
+        .replace(
+            "/etc/coffer/kinto-db-password",
+            &password.display().to_string(),
+        );
+    let cfg =
+        load_str(&text, Path::new("kinto.toml"), Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    let job = &cfg.jobs["kinto"];
+    let kinds: Vec<&str> = job.sources.iter().map(|s| s.kind.type_name()).collect();
+    assert_eq!(kinds, ["postgres", "directory"]);
+    let check = job.check.as_ref().expect("a check");
+    assert_eq!(
+        (check.source.as_str(), check.files.as_str()),
+        ("db", "attachments")
+    );
+    assert!(check.query.contains("data->'attachment'->>'location'"));
+    assert_eq!(check.orphans, coffer_config::Orphans::Warn);
+    match &job.sources[0].kind {
+        SourceKind::Postgres(d) => assert_eq!(
+            d.version_query.as_deref(),
+            Some("SELECT value FROM metadata WHERE name = 'storage_schema_version'")
+        ),
+        other => panic!("{other:?}"),
+    }
+}

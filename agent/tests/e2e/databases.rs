@@ -666,3 +666,77 @@ fn backup_checks_the_database_against_the_files_it_captured() {
     assert_eq!(status["last_check"]["orphans"], 1, "{status}");
     assert_eq!(status["last_check"]["referenced"], 2, "{status}");
 }
+
+/// The shipped Kinto example, pointed at a real PostgreSQL holding Kinto's
+/// `objects` table and an attachments folder: its check query finds every live
+/// record's attachment, ignores tombstones, and names the one whose file is gone.
+#[test]
+fn the_kinto_example_checks_attachments_at_backup_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let attachments = tmp.path().join("attachments");
+    std::fs::create_dir_all(attachments.join("blog/articles")).expect("mkdir");
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE kinto");
+    // Kinto's storage schema (objects since schema 21, metadata with the version).
+    pg.psql(
+        "kinto",
+        "CREATE TABLE metadata (name TEXT PRIMARY KEY, value TEXT); \
+         INSERT INTO metadata VALUES ('storage_schema_version', '23'); \
+         CREATE TABLE objects (id TEXT COLLATE \"C\" NOT NULL, parent_id TEXT COLLATE \"C\" NOT NULL, \
+           resource_name TEXT COLLATE \"C\" NOT NULL, last_modified TIMESTAMP NOT NULL, \
+           data JSONB NOT NULL DEFAULT '{}'::JSONB, deleted BOOLEAN NOT NULL, \
+           PRIMARY KEY (id, parent_id, resource_name))",
+    );
+    let mut rows = Vec::new();
+    for i in 0..5 {
+        let rel = format!("blog/articles/{i}.png");
+        std::fs::write(attachments.join(&rel), noise(500 + i, i as u64)).expect("write");
+        rows.push(format!(
+            "('r{i}', '/buckets/blog/collections/articles', 'record', now(), \
+             '{{\"title\": \"t{i}\", \"attachment\": {{\"location\": \"{rel}\", \"size\": {}}}}}', false)",
+            500 + i
+        ));
+    }
+    // A record without attachment, a tombstone, and a record whose file is gone.
+    rows.push("('plain', '/buckets/blog/collections/articles', 'record', now(), '{\"title\": \"x\"}', false)".into());
+    rows.push("('dead', '/buckets/blog/collections/articles', 'record', now(), '{\"attachment\": {\"location\": \"blog/articles/dead.png\", \"size\": 1}}', true)".into());
+    rows.push("('lost', '/buckets/blog/collections/articles', 'record', now(), '{\"attachment\": {\"location\": \"blog/articles/lost.png\", \"size\": 3}}', false)".into());
+    pg.psql(
+        "kinto",
+        &format!("INSERT INTO objects VALUES {}", rows.join(", ")),
+    );
+
+    let world = World::new("");
+    let recipients = world.path("recipients.txt");
+    std::fs::write(&recipients, format!("{}\n", world.recipient)).expect("recipients");
+    let pwfile = world.path("pg-password");
+    std::fs::write(&pwfile, &pg.password).expect("password file");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/kinto.toml"),
+    )
+    .expect("the Kinto example");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let text = example
+        .replace("/var/lib/coffer", &path(&world.path("state")))
+        .replace("/etc/coffer/recipients.txt", &path(&recipients))
+        .replace("/root/coffer-identity.txt", &path(&world.identity))
+        .replace("/mnt/backups/coffer", &path(&world.target()))
+        .replace("postgres://kinto@localhost:5432/kinto", &pg.url("kinto"))
+        .replace("/etc/coffer/kinto-db-password", &path(&pwfile))
+        .replace("/var/lib/kinto/attachments", &path(&attachments));
+    std::fs::write(&world.config, text).expect("config");
+    let out = world.run(&["backup", "kinto", "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let check = &json(&stdout)[0]["check"];
+    assert_eq!(check["referenced"], 6, "{check}");
+    assert_eq!(
+        check["missing"],
+        serde_json::json!(["blog/articles/lost.png"]),
+        "{check}"
+    );
+    assert_eq!(check["size"], serde_json::json!([]), "{check}");
+    assert_eq!(check["orphans"], serde_json::json!([]), "{check}");
+    let list = world.ok(&["list", "--job", "kinto", "--json"]);
+    assert!(list.contains("\"schema_version\": \"23\""), "{list}");
+}
