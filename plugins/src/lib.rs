@@ -9,6 +9,7 @@ pub(crate) mod directory;
 pub mod entry;
 pub mod entry_log;
 pub mod exclude;
+pub mod fs_snapshot;
 pub mod ids;
 pub(crate) mod mysql;
 pub(crate) mod parts;

@@ -129,6 +129,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         error: Some(format!("{e:#}")),
         duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
         skew_seconds: 0.0,
+        window_seconds: 0.0,
         sources: Vec::new(),
         targets: Vec::new(),
         warnings: Vec::new(),
@@ -158,6 +159,7 @@ fn record_status(
         }
         s.last_duration_seconds = run.duration_seconds;
         s.last_skew_seconds = run.skew_seconds;
+        s.last_window_seconds = run.window_seconds;
         *s.runs.entry(outcome.to_string()).or_default() += 1;
         for src in &run.sources {
             *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;

@@ -23,6 +23,9 @@ pub(super) struct Streamed {
     pub(super) key: String,
     pub(super) origin: String,
     pub(super) instant: OffsetDateTime,
+    /// How long after `instant` the state read could still change: 0 when it was
+    /// fixed at the instant, else the read's duration.
+    pub(super) window_seconds: f64,
     pub(super) outcome: SourceOutcome,
     pub(super) finished: Finished,
 }
@@ -103,7 +106,9 @@ pub(super) fn stream_sources(
                         failed.clone(),
                     )
                     .with_context(|| format!("source {}: cannot start the pipeline", src.name()))?;
-                    let outcome = match src.stream(&mut writer, progress) {
+                    let read = src.stream(&mut writer, progress);
+                    let read_end = OffsetDateTime::now_utc();
+                    let outcome = match read {
                         Ok(o) => o,
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
@@ -124,12 +129,19 @@ pub(super) fn stream_sources(
                         failed.store(true, Ordering::SeqCst);
                         anyhow!("source {}: {e}", src.name())
                     })?;
+                    let instant = outcome.instant.unwrap_or(frozen_at);
+                    let window_seconds = if src.frozen_at_instant() {
+                        0.0
+                    } else {
+                        (read_end - instant).as_seconds_f64().max(0.0)
+                    };
                     Ok(Streamed {
                         name: src.name().to_string(),
                         kind: src.kind(),
                         key,
                         origin: src.origin(),
-                        instant: outcome.instant.unwrap_or(frozen_at),
+                        instant,
+                        window_seconds,
                         outcome,
                         finished,
                     })
