@@ -41,6 +41,15 @@ struct NotRead {
     source_name: String,
 }
 
+/// A source whose stream was stopped because another source had already failed
+/// (its pipeline refuses writes then): an echo too, whatever error it surfaced as.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}: stopped because another source failed ({cause})")]
+struct Stopped {
+    source_name: String,
+    cause: String,
+}
+
 /// What a panicking thread said, for the error that replaces it.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
@@ -111,7 +120,7 @@ pub(super) fn stream_sources(
                     let outcome = match read {
                         Ok(o) => o,
                         Err(e) => {
-                            failed.store(true, Ordering::SeqCst);
+                            let another_failed = failed.swap(true, Ordering::SeqCst);
                             // When every target failed, they are the cause, not the
                             // source's "cannot write".
                             let own = writer.abandon();
@@ -122,12 +131,26 @@ pub(super) fn stream_sources(
                                 }
                                 .into());
                             }
+                            if another_failed {
+                                return Err(Stopped {
+                                    source_name: src.name().to_string(),
+                                    cause: e.to_string(),
+                                }
+                                .into());
+                            }
                             return Err(e.into());
                         }
                     };
                     let finished = writer.finish().map_err(|e| {
-                        failed.store(true, Ordering::SeqCst);
-                        anyhow!("source {}: {e}", src.name())
+                        if failed.swap(true, Ordering::SeqCst) {
+                            Stopped {
+                                source_name: src.name().to_string(),
+                                cause: e.to_string(),
+                            }
+                            .into()
+                        } else {
+                            anyhow!("source {}: {e}", src.name())
+                        }
                     })?;
                     let instant = outcome.instant.unwrap_or(frozen_at);
                     let window_seconds = if src.frozen_at_instant() {
@@ -173,7 +196,7 @@ pub(super) fn stream_sources(
     }
     if let Some(first) = errors
         .iter()
-        .position(|e| !e.is::<NotRead>())
+        .position(|e| !e.is::<NotRead>() && !e.is::<Stopped>())
         .or(if errors.is_empty() { None } else { Some(0) })
     {
         return Err(errors.swap_remove(first));
@@ -194,5 +217,11 @@ mod tests {
         let cause = anyhow!("source db: pg_dump failed because another source failed");
         assert!(echo.is::<NotRead>());
         assert!(!cause.is::<NotRead>(), "a cause that reads like an echo");
+        let stopped: anyhow::Error = Stopped {
+            source_name: "files".into(),
+            cause: "run cancelled".into(),
+        }
+        .into();
+        assert!(stopped.is::<Stopped>() && !cause.is::<Stopped>());
     }
 }
