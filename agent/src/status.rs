@@ -27,6 +27,9 @@ pub struct JobStatus {
     pub last_snapshot: Option<String>,
     pub last_duration_seconds: f64,
     pub last_skew_seconds: f64,
+    /// Written since issue 13; a status file from before reads as 0.
+    #[serde(default)]
+    pub last_window_seconds: f64,
     /// Runs by outcome, since the state directory was created.
     pub runs: BTreeMap<String, u64>,
     /// Runs skipped because the previous one was still going.
@@ -126,6 +129,27 @@ mod tests {
         for t in 0..threads {
             assert_eq!(s.runs.get(&format!("t{t}")), Some(&each), "{s:?}");
         }
+    }
+
+    /// A status file written before `last_window_seconds` existed keeps its
+    /// counters (a field that fails to parse would reset them all to zero).
+    #[test]
+    fn a_status_file_from_before_the_window_still_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("status")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("status/app.json"),
+            r#"{"last_run": 5.0, "last_success": 5.0, "last_outcome": "success",
+                "last_error": null, "last_snapshot": "x", "last_duration_seconds": 1.5,
+                "last_skew_seconds": 0.25, "runs": {"success": 7}, "skipped": 2,
+                "bytes_read": {}, "bytes_stored": {}, "snapshots": {},
+                "last_verify": null, "last_verify_success": null}"#,
+        )
+        .expect("write");
+        let s = load(dir.path(), "app");
+        assert_eq!(s.runs.get("success"), Some(&7));
+        assert_eq!(s.last_skew_seconds, 0.25);
+        assert_eq!(s.last_window_seconds, 0.0);
     }
 }
 

@@ -193,6 +193,9 @@ pub struct RawSource {
     pub skip_unreadable: bool,
     #[serde(default)]
     pub one_file_system: bool,
+    pub snapshot: Option<String>,
+    pub snapshot_command: Option<Vec<String>>,
+    pub release_command: Option<Vec<String>>,
     pub restore: Option<RawRestorePolicy>,
     pub url: Option<String>,
     pub password_file: Option<PathBuf>,

@@ -62,6 +62,9 @@ impl fmt::Display for SourceKind {
                 if !d.exclude.is_empty() {
                     write!(f, "; exclude {}", d.exclude.join(" "))?;
                 }
+                if let Some(s) = &d.snapshot {
+                    write!(f, "; snapshot {s}")?;
+                }
                 Ok(())
             }
             SourceKind::Postgres(d) | SourceKind::Mysql(d) => {
@@ -195,7 +198,39 @@ pub struct DirectorySource {
     pub skip_unreadable: bool,
     /// Do not descend into other file systems (mount points inside the tree).
     pub one_file_system: bool,
+    /// How the tree is frozen at the barrier; `None`: the walk starts there.
+    pub snapshot: Option<FsSnapshot>,
     pub restore: RestorePolicy,
+}
+
+/// A filesystem snapshot taken at the freeze barrier and walked instead of the
+/// live tree (`snapshot = "btrfs"`, or `snapshot_command` + `release_command`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsSnapshot {
+    /// A read-only snapshot of the btrfs subvolume holding `path`.
+    Btrfs,
+    /// `create` makes a snapshot and prints the directory to read in place of
+    /// `path`; `release` removes it. Both as argv, run without a shell.
+    Command {
+        create: Vec<String>,
+        release: Vec<String>,
+    },
+}
+
+impl fmt::Display for FsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsSnapshot::Btrfs => f.write_str("btrfs"),
+            FsSnapshot::Command { create, release } => {
+                write!(
+                    f,
+                    "`{}`, released by `{}`",
+                    create.join(" "),
+                    release.join(" ")
+                )
+            }
+        }
+    }
 }
 
 /// How restored files get their owner and mode; unset fields come from the manifest.

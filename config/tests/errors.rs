@@ -140,3 +140,64 @@ fn keys_of_another_source_type_and_bad_checks_are_named() {
     assert!(e.contains("jobs.kadi.check.source"), "{e}");
     assert!(e.contains("jobs.kadi.check.files"), "{e}");
 }
+
+#[test]
+fn a_filesystem_snapshot_is_one_of_two_forms_and_names_its_key() {
+    let ok = |extra: &str| {
+        let c = load_str(&base(extra), Path::new("t.toml"), Path::new("/base")).expect("valid");
+        match &c.jobs["kadi"].sources[0].kind {
+            coffer_config::SourceKind::Directory(d) => d.snapshot.clone(),
+            other => panic!("not a directory: {other:?}"),
+        }
+    };
+    assert_eq!(
+        ok("snapshot = \"btrfs\"\n"),
+        Some(coffer_config::FsSnapshot::Btrfs)
+    );
+    assert_eq!(
+        ok("snapshot_command = [\"snap\", \"make\"]\nrelease_command = [\"snap\", \"drop\"]\n"),
+        Some(coffer_config::FsSnapshot::Command {
+            create: vec!["snap".into(), "make".into()],
+            release: vec!["snap".into(), "drop".into()],
+        })
+    );
+    assert_eq!(ok(""), None);
+
+    let e = errors(&base("snapshot = \"zfs\"\n"));
+    assert!(e.contains("test.toml:15:"), "{e}");
+    assert!(
+        e.contains("jobs.kadi.sources[0].snapshot: unknown snapshot kind \"zfs\""),
+        "{e}"
+    );
+    assert!(e.contains("snapshot_command"), "{e}");
+
+    let e = errors(&base(
+        "snapshot = \"btrfs\"\nsnapshot_command = [\"a\"]\nrelease_command = [\"b\"]\n",
+    ));
+    assert!(e.contains("jobs.kadi.sources[0].snapshot: "), "{e}");
+    assert!(e.contains("keep one"), "{e}");
+
+    let e = errors(&base("snapshot_command = [\"a\"]\n"));
+    assert!(
+        e.contains(
+            "jobs.kadi.sources[0].snapshot_command: a snapshot_command needs a release_command"
+        ),
+        "{e}"
+    );
+    let e = errors(&base("release_command = [\"b\"]\n"));
+    assert!(e.contains("jobs.kadi.sources[0].release_command: "), "{e}");
+    let e = errors(&base("snapshot_command = []\nrelease_command = [\"b\"]\n"));
+    assert!(
+        e.contains("jobs.kadi.sources[0].snapshot_command: `snapshot_command` is empty"),
+        "{e}"
+    );
+
+    let e = errors(&format!(
+        "{}\n[[jobs.kadi.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"/d.sqlite\"\nsnapshot = \"btrfs\"\n",
+        base("")
+    ));
+    assert!(
+        e.contains("jobs.kadi.sources[1].snapshot: `snapshot` does not apply to a sqlite source"),
+        "{e}"
+    );
+}

@@ -94,3 +94,33 @@ fn kinto_example_validates_once_its_secret_files_exist() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The reference shows the two snapshot forms commented out (a host may have
+/// neither): each, uncommented, must load as what it documents.
+#[test]
+fn the_documented_snapshot_keys_load_when_uncommented() {
+    let text = example("coffer.toml");
+    let storage = |text: &str| {
+        let cfg = load_str(text, Path::new("coffer.toml"), Path::new("/repo"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let src = cfg.jobs["kadi"]
+            .sources
+            .iter()
+            .find(|s| s.name == "storage")
+            .map(|s| s.kind.clone());
+        match src {
+            Some(SourceKind::Directory(d)) => d.snapshot,
+            other => panic!("{other:?}"),
+        }
+    };
+    let btrfs = text.replacen("# snapshot = \"btrfs\"", "snapshot = \"btrfs\"", 1);
+    assert_ne!(btrfs, text, "the reference no longer shows `snapshot`");
+    assert_eq!(storage(&btrfs), Some(coffer_config::FsSnapshot::Btrfs));
+    let commands = text
+        .replacen("# snapshot_command = ", "snapshot_command = ", 1)
+        .replacen("# release_command = ", "release_command = ", 1);
+    assert!(matches!(
+        storage(&commands),
+        Some(coffer_config::FsSnapshot::Command { .. })
+    ));
+}

@@ -62,6 +62,7 @@ fn marker(signed: bool) -> Marker {
         started_at: t,
         finished_at: t,
         skew_seconds: 0.0,
+        window_seconds: None,
         objects: vec![
             record("files.tar.zst.age", Some("files"), 10240, 900, 'a'),
             record("db.dump.zst.age", Some("db"), 4096, 700, 'b'),

@@ -13,6 +13,7 @@ use crate::entry::{EntryKind, FileEntry, RawPath};
 use crate::entry_attrs::EntryAttrs;
 use crate::entry_log::EntryLog;
 use crate::exclude::Excludes;
+use crate::fs_snapshot::TreeSnapshot;
 use crate::ids::NameCache;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
 use crate::tar_writer::{HeaderSpec, TarWriter};
@@ -38,6 +39,8 @@ pub struct DirectorySource {
     excludes: Excludes,
     /// Where the list of entries is kept while the walk runs.
     tmp_dir: PathBuf,
+    /// The filesystem snapshot walked instead of the live tree, when configured.
+    fs: TreeSnapshot,
 }
 
 impl DirectorySource {
@@ -51,6 +54,7 @@ impl DirectorySource {
             cfg: cfg.clone(),
             excludes,
             tmp_dir: ctx.tmp_dir.clone(),
+            fs: TreeSnapshot::new(name, cfg, ctx),
         })
     }
 }
@@ -368,9 +372,24 @@ impl Source for DirectorySource {
         "tar"
     }
 
+    fn frozen_at_instant(&self) -> bool {
+        self.fs.taken()
+    }
+
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         match std::fs::metadata(&self.cfg.path) {
-            Ok(md) if md.is_dir() => Ok(None),
+            Ok(md) if md.is_dir() => {
+                let instant = self.fs.take()?;
+                if let Some(own) = self.fs.own_dir_pattern() {
+                    let mut patterns = self.cfg.exclude.clone();
+                    patterns.push(own);
+                    self.excludes = Excludes::new(&patterns).map_err(|e| SourceError::Invalid {
+                        name: self.name.clone(),
+                        message: format!("bad exclude pattern: {e}"),
+                    })?;
+                }
+                Ok(instant)
+            }
             Ok(_) => Err(SourceError::Invalid {
                 name: self.name.clone(),
                 message: format!("{} is not a directory", self.cfg.path.display()),
@@ -388,7 +407,19 @@ impl Source for DirectorySource {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError> {
-        let root: PathBuf = self.cfg.path.clone();
+        let read = self.walk_tree(&self.fs.read_root(), out, progress);
+        self.fs.finish(read)
+    }
+}
+
+impl DirectorySource {
+    /// The walk of `root`: the live tree, or its counterpart in a snapshot.
+    fn walk_tree(
+        &self,
+        root: &Path,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
         // Headers and small files are many tiny writes; a buffer turns them into few
         // large ones for zstd, while 1 MiB reads pass straight through.
         let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
@@ -413,7 +444,7 @@ impl Source for DirectorySource {
             let walked = walk_ahead::spawn(
                 scope,
                 WalkOptions {
-                    root: &root,
+                    root,
                     one_file_system: self.cfg.one_file_system,
                     excludes: &self.excludes,
                     open_files: true,
@@ -428,6 +459,7 @@ impl Source for DirectorySource {
                         continue;
                     }
                 };
+                self.fs.check_entry(&abs, &md, self.cfg.one_file_system)?;
                 walk.one(&mut tar, &abs, rel, &md, file)?;
             }
             Ok::<(), SourceError>(())

@@ -11,6 +11,7 @@ pub mod entry;
 pub(crate) mod entry_attrs;
 pub mod entry_log;
 pub mod exclude;
+pub mod fs_snapshot;
 pub mod ids;
 pub mod inode_flags;
 pub(crate) mod mysql;

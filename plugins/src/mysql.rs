@@ -130,6 +130,10 @@ impl Source for MysqlSource {
         "sql"
     }
 
+    /// Fixed at the instant: the dump reads one consistent-snapshot transaction.
+    fn frozen_at_instant(&self) -> bool {
+        true
+    }
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         // Facts first: connecting early also fails fast on a wrong password.
         let target = Endpoint::Mysql {

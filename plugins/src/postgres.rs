@@ -132,6 +132,10 @@ impl Source for PostgresSource {
         "dump"
     }
 
+    /// Fixed at the instant: the dump reads the exported snapshot.
+    fn frozen_at_instant(&self) -> bool {
+        true
+    }
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         let target = Endpoint::Postgres {
             url: &self.cfg.url,

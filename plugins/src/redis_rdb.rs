@@ -121,6 +121,10 @@ impl Source for RedisSource {
         "rdb"
     }
 
+    /// Fixed at the instant: the RDB is what the forked BGSAVE saw.
+    fn frozen_at_instant(&self) -> bool {
+        true
+    }
     /// Starts the save: the RDB is the data as of the fork, which is the instant.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         let url = self.cfg.url.clone();

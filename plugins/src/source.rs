@@ -115,6 +115,14 @@ pub trait Source: Send {
     /// `None` when the source is frozen by starting to read (a directory walk), in
     /// which case the run's barrier release time is the instant.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError>;
+    /// Whether the state `stream` reads was fixed at the consistency instant (an
+    /// exported database snapshot, an RDB, a filesystem snapshot), so that reading
+    /// it may take as long as it likes. `false` (the default, and the honest answer
+    /// when in doubt) means the read itself spans time, as a walk of a live tree
+    /// does: the run then records the read's duration as the source's window.
+    fn frozen_at_instant(&self) -> bool {
+        false
+    }
     /// Write the frozen state as plaintext to `out`.
     fn stream(
         &mut self,
@@ -175,10 +183,13 @@ pub(crate) fn copy_file(
     Ok(total)
 }
 
-/// What sources may need from the run: the async runtime (database drivers) and a
-/// private scratch directory (online copies).
+/// What sources may need from the run: the async runtime (database drivers), a
+/// private scratch directory (online copies), and the job and state directory a
+/// filesystem snapshot is named after and recorded in (`fs_snapshot`).
 #[derive(Debug, Clone)]
 pub struct SourceContext {
     pub rt: tokio::runtime::Handle,
     pub tmp_dir: PathBuf,
+    pub job: String,
+    pub state_dir: PathBuf,
 }

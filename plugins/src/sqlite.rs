@@ -81,6 +81,10 @@ impl Source for SqliteSource {
         "sqlite"
     }
 
+    /// Fixed at the instant: VACUUM INTO reads one transaction.
+    fn frozen_at_instant(&self) -> bool {
+        true
+    }
     /// Checks the file and prepares the scratch folder; the copy itself is made when
     /// streaming starts (its instant), so that other sources do not wait for it.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {

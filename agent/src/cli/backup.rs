@@ -85,17 +85,18 @@ fn print_run(run: &JobRun, config_path: &Path) {
         RunStatus::Success => {}
     }
     say(format_args!(
-        "snapshot {} of job {} ({:.1}s, skew {:.3}s)",
-        run.snapshot, run.job, run.duration_seconds, run.skew_seconds
+        "snapshot {} of job {} ({:.1}s, skew {:.3}s, window {:.3}s)",
+        run.snapshot, run.job, run.duration_seconds, run.skew_seconds, run.window_seconds
     ));
     for s in &run.sources {
         say(format_args!(
-            "  source {}: {} files, {} read, {} in the stream, {} stored",
+            "  source {}: {} files, {} read, {} in the stream, {} stored, window {:.3}s",
             s.name,
             s.files,
             bytes(s.bytes_read),
             bytes(s.plaintext_size),
-            bytes(s.stored_size)
+            bytes(s.stored_size),
+            s.window_seconds
         ));
     }
     if let Some(c) = &run.check {

@@ -155,6 +155,8 @@ fn live_db_check(
     let ctx = SourceContext {
         rt: rt.clone(),
         tmp_dir: cfg.agent.state_dir.join("tmp"),
+        job: job.name.clone(),
+        state_dir: cfg.agent.state_dir.clone(),
     };
     let db = open_source(db, &ctx)?;
     let Some(target) = db.endpoint() else {

@@ -86,8 +86,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         return Ok(code);
     }
     println!(
-        "{:<22} {:<12} {:<10} {:>10} {:>10} {:>8}  {:<9}  sources",
-        "snapshot", "job", "target", "data", "stored", "skew", "signature"
+        "{:<22} {:<12} {:<10} {:>10} {:>10} {:>8} {:>8}  {:<9}  sources",
+        "snapshot", "job", "target", "data", "stored", "skew", "window", "signature"
     );
     for (t, m) in &found {
         let sources: Vec<String> = m
@@ -101,14 +101,19 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
                 })
             })
             .collect();
+        // Snapshots from before the window was recorded have none to show.
+        let window = m
+            .window_seconds
+            .map_or_else(|| "-".to_string(), |w| format!("{w:.3}s"));
         println!(
-            "{:<22} {:<12} {:<10} {:>10} {:>10} {:>7.3}s  {:<9}  {}",
+            "{:<22} {:<12} {:<10} {:>10} {:>10} {:>7.3}s {:>8}  {:<9}  {}",
             m.id,
             m.job,
             t,
             bytes(m.plaintext_size()),
             bytes(m.stored_size()),
             m.skew_seconds,
+            window,
             trust.describe(&m.seal),
             sources.join(",")
         );

@@ -99,6 +99,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     let ctx = SourceContext {
         rt: rt.clone(),
         tmp_dir: cfg.agent.state_dir.join("tmp"),
+        job: job.name.clone(),
+        state_dir: cfg.agent.state_dir.clone(),
     };
 
     // Plan and validate everything before writing anything.

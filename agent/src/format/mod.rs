@@ -143,6 +143,11 @@ pub struct Marker {
     pub finished_at: OffsetDateTime,
     /// Latest minus earliest consistency instant of the sources.
     pub skew_seconds: f64,
+    /// From the earliest instant to the latest moment a source's state could still
+    /// change (see `SourceManifest::window_seconds`); absent in markers written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
     #[serde(deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub objects: Vec<ObjectRecord>,
     #[serde(default)]
@@ -184,6 +189,11 @@ pub struct SourceManifest {
     pub origin: String,
     #[serde(with = "time::serde::rfc3339")]
     pub consistency_instant: OffsetDateTime,
+    /// 0 when the state was fixed at the instant (an exported database snapshot,
+    /// an RDB, a filesystem snapshot), else how long it was read (a walk of a live
+    /// tree); absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
     #[serde(default, deserialize_with = "crate::format::untrusted::bounded_map")]
     pub facts: BTreeMap<String, String>,
     pub bytes_read: u64,
@@ -204,6 +214,9 @@ pub struct Manifest {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub skew_seconds: f64,
+    /// As in the marker; absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
     #[serde(deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub sources: Vec<SourceManifest>,
     /// Every source object with its sizes and hash, as in the marker.

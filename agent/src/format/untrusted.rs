@@ -55,6 +55,11 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
     if !printable(&m.host, 255) || !printable(&m.coffer_version, 64) {
         return Err("host or coffer_version is not a short printable text".into());
     }
+    if m.window_seconds
+        .is_some_and(|w| !(w.is_finite() && w >= 0.0))
+    {
+        return Err("window_seconds is not a duration".into());
+    }
     if m.objects.len() > MAX_SOURCES + 1 {
         return Err(format!("{} objects", m.objects.len()));
     }
@@ -281,6 +286,33 @@ mod tests {
         assert_eq!(split_source_key("/etc/x.tar.zst.age"), None);
         assert_eq!(split_source_key("a.b.c.zst.age"), None);
         assert_eq!(split_source_key("db.dump"), None);
+    }
+
+    /// A marker as coffer wrote it before the window was recorded, with `extra`
+    /// fields after the skew.
+    fn marker_json(extra: &str) -> String {
+        format!(
+            r#"{{"format": 1, "id": "20260101T020000Z-0a1b", "job": "kadi", "host": "h",
+                "coffer_version": "0.1.0", "started_at": "2026-01-01T02:00:00Z",
+                "finished_at": "2026-01-01T02:00:01Z", "skew_seconds": 0.001{extra},
+                "objects": [{{"key": "manifest.json.zst.age", "plaintext_size": 1,
+                "stored_size": 1, "blake3": "{}"}}]}}"#,
+            "a".repeat(64)
+        )
+    }
+
+    #[test]
+    fn markers_without_a_window_still_read_and_a_bad_window_is_refused() {
+        let old: Marker = serde_json::from_str(&marker_json("")).expect("an old marker reads");
+        assert_eq!(old.window_seconds, None);
+        check_marker(&old, "kadi", "20260101T020000Z-0a1b").expect("an old marker is fine");
+        let new: Marker =
+            serde_json::from_str(&marker_json(r#", "window_seconds": 2.5"#)).expect("reads");
+        assert_eq!(new.window_seconds, Some(2.5));
+        check_marker(&new, "kadi", "20260101T020000Z-0a1b").expect("fine");
+        let bad: Marker =
+            serde_json::from_str(&marker_json(r#", "window_seconds": -1"#)).expect("reads");
+        assert!(check_marker(&bad, "kadi", "20260101T020000Z-0a1b").is_err());
     }
 
     #[test]

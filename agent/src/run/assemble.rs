@@ -29,7 +29,7 @@ pub(super) fn assemble(
     job: &Job,
     id: &str,
     started: OffsetDateTime,
-    skew: f64,
+    (skew, window): (f64, f64),
     streamed: Vec<Streamed>,
 ) -> Assembled {
     let host = nix::unistd::gethostname()
@@ -53,6 +53,8 @@ pub(super) fn assemble(
             bytes_read: o.bytes_read,
             plaintext_size: s.finished.plaintext_size,
             stored_size: s.finished.stored_size,
+            consistency_instant: s.instant,
+            window_seconds: s.window_seconds,
         });
         objects.push(ObjectRecord {
             key: s.key.clone(),
@@ -73,6 +75,7 @@ pub(super) fn assemble(
             object: s.key,
             origin: s.origin,
             consistency_instant: s.instant,
+            window_seconds: Some(s.window_seconds),
             facts: s.outcome.facts,
             bytes_read: s.outcome.bytes_read,
             warnings: WarningCounts {
@@ -90,6 +93,7 @@ pub(super) fn assemble(
         host,
         started_at: started,
         skew_seconds: skew,
+        window_seconds: Some(window),
         sources,
         objects: objects
             .iter()

@@ -130,6 +130,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         error: Some(format!("{e:#}")),
         duration_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
         skew_seconds: 0.0,
+        window_seconds: 0.0,
         sources: Vec::new(),
         targets: Vec::new(),
         warnings: Vec::new(),
@@ -163,6 +164,7 @@ fn record_status(
         if run.targets.iter().any(|t| t.committed) {
             s.last_check = run.check.as_ref().map(crate::format::CheckCounts::of);
         }
+        s.last_window_seconds = run.window_seconds;
         *s.runs.entry(outcome.to_string()).or_default() += 1;
         for src in &run.sources {
             *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;

@@ -14,7 +14,11 @@ pub struct JobRun {
     pub status: RunStatus,
     pub error: Option<String>,
     pub duration_seconds: f64,
+    /// Latest minus earliest consistency instant of the sources.
     pub skew_seconds: f64,
+    /// From the earliest instant to the latest moment any source's state could
+    /// still change (instant + the source's window): what the snapshot spans.
+    pub window_seconds: f64,
     pub sources: Vec<SourceRun>,
     pub targets: Vec<TargetRun>,
     pub warnings: Vec<String>,
@@ -35,6 +39,11 @@ pub struct SourceRun {
     pub bytes_read: u64,
     pub plaintext_size: u64,
     pub stored_size: u64,
+    /// When the source's state was fixed (or its read began).
+    #[serde(with = "time::serde::rfc3339")]
+    pub consistency_instant: time::OffsetDateTime,
+    /// 0 when the state was fixed at that instant, else how long it was read.
+    pub window_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]

@@ -98,7 +98,7 @@ impl Taking<'_> {
             .collect();
         remove_partial(self.rt, &written, &self.job.name, &self.id);
         let retryable = !crate::cancel::requested() && super::retry::could_help(&e);
-        let mut run = self.report(lanes, shown, 0.0, RunStatus::Failed);
+        let mut run = self.report(lanes, shown, (0.0, 0.0), RunStatus::Failed);
         run.error = Some(format!("{e:#}"));
         run.retryable = retryable;
         run
@@ -108,7 +108,7 @@ impl Taking<'_> {
         &self,
         lanes: Vec<Lane>,
         shown: Shown,
-        skew_seconds: f64,
+        (skew_seconds, window_seconds): (f64, f64),
         status: RunStatus,
     ) -> JobRun {
         JobRun {
@@ -118,6 +118,7 @@ impl Taking<'_> {
             error: None,
             duration_seconds: (OffsetDateTime::now_utc() - self.started).as_seconds_f64(),
             skew_seconds,
+            window_seconds,
             sources: shown.sources,
             targets: lanes.into_iter().map(|l| l.report).collect(),
             warnings: shown.warnings,
@@ -146,7 +147,15 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let ctx = SourceContext {
         rt: rt.clone(),
         tmp_dir: cfg.agent.state_dir.join("tmp"),
+        job: job.name.clone(),
+        state_dir: cfg.agent.state_dir.clone(),
     };
+    // What a run killed outright (SIGKILL) still holds is released first: under
+    // the job lock, so no run of this job can be using it.
+    let leftovers = coffer_plugins::fs_snapshot::release_leftovers(&cfg.agent.state_dir, &job.name);
+    for w in &leftovers {
+        tracing::warn!("job {}: {w}", job.name);
+    }
     let mut sources: Vec<Box<dyn Source>> = job
         .sources
         .iter()
@@ -193,12 +202,14 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     }
     let checked = super::check::compare_captured(job, &streamed);
     let skew = skew_of(&streamed);
+    let window = window_of(&streamed);
     let Assembled {
         mut objects,
         mut manifest,
         totals,
         mut shown,
-    } = assemble(job, id, started, skew, streamed);
+    } = assemble(job, id, started, (skew, window), streamed);
+    shown.warnings.splice(0..0, leftovers);
     shown.warnings.extend(check_note);
     let check = match checked {
         Some(Ok(report)) => {
@@ -243,6 +254,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         started_at: started,
         finished_at: OffsetDateTime::now_utc(),
         skew_seconds: skew,
+        window_seconds: Some(window),
         objects,
         warnings: totals,
         seal: crate::format::seal::Seal::Signed(signing_key.public),
@@ -302,7 +314,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let retryable = committed == 0
         && !crate::cancel::requested()
         && lanes.iter().all(|l| l.out.is_none() || l.retryable);
-    let mut run = taking.report(lanes, shown, skew, status);
+    let mut run = taking.report(lanes, shown, (skew, window), status);
     run.retryable = retryable;
     run.check = check;
     if committed == 0 {
@@ -323,6 +335,22 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
 fn skew_of(streamed: &[Streamed]) -> f64 {
     let instants = streamed.iter().map(|s| s.instant);
     match (instants.clone().min(), instants.max()) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+        _ => 0.0,
+    }
+}
+
+/// The span of time the snapshot's contents may come from: from the earliest
+/// source's instant to the latest moment any source's state could still change
+/// (its instant plus its window). Equal to the skew when every source was fixed
+/// at an instant; at least the skew always.
+fn window_of(streamed: &[Streamed]) -> f64 {
+    let earliest = streamed.iter().map(|s| s.instant).min();
+    let latest = streamed
+        .iter()
+        .map(|s| s.instant + time::Duration::seconds_f64(s.window_seconds))
+        .max();
+    match (earliest, latest) {
         (Some(a), Some(b)) => (b - a).as_seconds_f64(),
         _ => 0.0,
     }

@@ -23,6 +23,9 @@ pub(super) struct Streamed {
     pub(super) key: String,
     pub(super) origin: String,
     pub(super) instant: OffsetDateTime,
+    /// How long after `instant` the state read could still change: 0 when it was
+    /// fixed at the instant, else the read's duration.
+    pub(super) window_seconds: f64,
     pub(super) outcome: SourceOutcome,
     pub(super) finished: Finished,
 }
@@ -36,6 +39,15 @@ pub(super) const PUBLIC_FACTS: [&str; 2] = ["server_version", "schema_version"];
 #[error("source {source_name}: not read because another source failed")]
 struct NotRead {
     source_name: String,
+}
+
+/// A source whose stream was stopped because another source had already failed
+/// (its pipeline refuses writes then): an echo too, whatever error it surfaced as.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}: stopped because another source failed ({cause})")]
+struct Stopped {
+    source_name: String,
+    cause: String,
 }
 
 /// What a panicking thread said, for the error that replaces it.
@@ -103,10 +115,12 @@ pub(super) fn stream_sources(
                         failed.clone(),
                     )
                     .with_context(|| format!("source {}: cannot start the pipeline", src.name()))?;
-                    let outcome = match src.stream(&mut writer, progress) {
+                    let read = src.stream(&mut writer, progress);
+                    let read_end = OffsetDateTime::now_utc();
+                    let outcome = match read {
                         Ok(o) => o,
                         Err(e) => {
-                            failed.store(true, Ordering::SeqCst);
+                            let another_failed = failed.swap(true, Ordering::SeqCst);
                             // When every target failed, they are the cause, not the
                             // source's "cannot write".
                             let own = writer.abandon();
@@ -117,19 +131,40 @@ pub(super) fn stream_sources(
                                 }
                                 .into());
                             }
+                            if another_failed {
+                                return Err(Stopped {
+                                    source_name: src.name().to_string(),
+                                    cause: e.to_string(),
+                                }
+                                .into());
+                            }
                             return Err(e.into());
                         }
                     };
                     let finished = writer.finish().map_err(|e| {
-                        failed.store(true, Ordering::SeqCst);
-                        anyhow!("source {}: {e}", src.name())
+                        if failed.swap(true, Ordering::SeqCst) {
+                            Stopped {
+                                source_name: src.name().to_string(),
+                                cause: e.to_string(),
+                            }
+                            .into()
+                        } else {
+                            anyhow!("source {}: {e}", src.name())
+                        }
                     })?;
+                    let instant = outcome.instant.unwrap_or(frozen_at);
+                    let window_seconds = if src.frozen_at_instant() {
+                        0.0
+                    } else {
+                        (read_end - instant).as_seconds_f64().max(0.0)
+                    };
                     Ok(Streamed {
                         name: src.name().to_string(),
                         kind: src.kind(),
                         key,
                         origin: src.origin(),
-                        instant: outcome.instant.unwrap_or(frozen_at),
+                        instant,
+                        window_seconds,
                         outcome,
                         finished,
                     })
@@ -161,7 +196,7 @@ pub(super) fn stream_sources(
     }
     if let Some(first) = errors
         .iter()
-        .position(|e| !e.is::<NotRead>())
+        .position(|e| !e.is::<NotRead>() && !e.is::<Stopped>())
         .or(if errors.is_empty() { None } else { Some(0) })
     {
         return Err(errors.swap_remove(first));
@@ -182,5 +217,11 @@ mod tests {
         let cause = anyhow!("source db: pg_dump failed because another source failed");
         assert!(echo.is::<NotRead>());
         assert!(!cause.is::<NotRead>(), "a cause that reads like an echo");
+        let stopped: anyhow::Error = Stopped {
+            source_name: "files".into(),
+            cause: "run cancelled".into(),
+        }
+        .into();
+        assert!(stopped.is::<Stopped>() && !cause.is::<Stopped>());
     }
 }

@@ -130,6 +130,8 @@ async fn jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
                 "last_outcome": st.last_outcome,
                 "last_error": st.last_error,
                 "last_snapshot": st.last_snapshot,
+                "last_skew_seconds": st.last_skew_seconds,
+                "last_window_seconds": st.last_window_seconds,
                 "skipped": st.skipped,
             })
         })

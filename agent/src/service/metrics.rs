@@ -204,6 +204,21 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
     }
     each(
         &mut o,
+        "coffer_snapshot_window_seconds",
+        "gauge",
+        "Span of the last run's snapshot: from the earliest source instant to the latest moment a source's state could still change (instant plus its read time, 0 for sources fixed at their instant).",
+        &|o, j, s| {
+            if s.last_run.is_some() {
+                o.sample(
+                    "coffer_snapshot_window_seconds",
+                    &[("job", j)],
+                    s.last_window_seconds,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
         "coffer_snapshots",
         "gauge",
         "Committed snapshots per target after the last retention.",
@@ -271,5 +286,37 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn window_and_skew_are_exported_beside_each_other() {
+        let status = JobStatus {
+            last_run: Some(1.0),
+            last_skew_seconds: 0.002,
+            last_window_seconds: 1.75,
+            ..JobStatus::default()
+        };
+        let text = render(&[("app".to_string(), status)], &BTreeSet::new());
+        assert!(
+            text.contains("# TYPE coffer_snapshot_window_seconds gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("coffer_snapshot_window_seconds{job=\"app\"} 1.75\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("coffer_snapshot_skew_seconds{job=\"app\"} 0.002\n"),
+            "{text}"
+        );
+        // A job that never ran has neither.
+        let never = render(
+            &[("new".to_string(), JobStatus::default())],
+            &BTreeSet::new(),
+        );
+        assert!(
+            !never.contains("coffer_snapshot_window_seconds{"),
+            "{never}"
+        );
     }
 }

@@ -20,6 +20,7 @@ mod changing;
 mod config_cli;
 mod crash;
 mod databases;
+mod fs_snapshots;
 mod hooks;
 mod hostile;
 mod interop;

@@ -16,7 +16,7 @@ impl Validator<'_> {
         self.name_ok(&child(at, "name"), &s.name);
         let type_name = format!("{:?}", s.kind).to_lowercase();
         // Keys given, and the source types they mean something for.
-        let given: [(&str, bool, &[SourceType]); 13] = [
+        let given: [(&str, bool, &[SourceType]); 16] = [
             (
                 "path",
                 s.path.is_some(),
@@ -31,6 +31,17 @@ impl Validator<'_> {
             (
                 "one_file_system",
                 s.one_file_system,
+                &[SourceType::Directory],
+            ),
+            ("snapshot", s.snapshot.is_some(), &[SourceType::Directory]),
+            (
+                "snapshot_command",
+                s.snapshot_command.is_some(),
+                &[SourceType::Directory],
+            ),
+            (
+                "release_command",
+                s.release_command.is_some(),
                 &[SourceType::Directory],
             ),
             (
@@ -90,11 +101,14 @@ impl Validator<'_> {
                         self.problem(&item(&child(at, "exclude"), i), "empty exclude pattern");
                     }
                 }
+                let snapshot =
+                    self.fs_snapshot(at, s.snapshot, s.snapshot_command, s.release_command);
                 SourceKind::Directory(DirectorySource {
                     path: self.abs(&path),
                     exclude: s.exclude,
                     skip_unreadable: s.skip_unreadable,
                     one_file_system: s.one_file_system,
+                    snapshot,
                     restore,
                 })
             }
@@ -176,6 +190,63 @@ impl Validator<'_> {
             }
         };
         Some(Source { name: s.name, kind })
+    }
+
+    /// A directory's filesystem snapshot: `snapshot = "btrfs"`, or the generic pair
+    /// `snapshot_command` + `release_command`; never both forms, never a snapshot
+    /// command without the command that releases it.
+    fn fs_snapshot(
+        &mut self,
+        at: &[Seg],
+        kind: Option<String>,
+        create: Option<Vec<String>>,
+        release: Option<Vec<String>>,
+    ) -> Option<FsSnapshot> {
+        for (key, argv) in [("snapshot_command", &create), ("release_command", &release)] {
+            if argv
+                .as_ref()
+                .is_some_and(|a| a.first().is_none_or(|p| p.trim().is_empty()))
+            {
+                self.problem(
+                    &child(at, key),
+                    format!("`{key}` is empty; give the program and its arguments, e.g. [\"/usr/local/sbin/snap\", \"create\"]"),
+                );
+                return None;
+            }
+        }
+        match (kind, create, release) {
+            (None, None, None) => None,
+            (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
+                self.problem(
+                    &child(at, "snapshot"),
+                    "`snapshot` and `snapshot_command`/`release_command` are two ways to take the same snapshot; keep one",
+                );
+                None
+            }
+            (Some(k), None, None) if k == "btrfs" => Some(FsSnapshot::Btrfs),
+            (Some(k), None, None) => {
+                self.problem(
+                    &child(at, "snapshot"),
+                    format!("unknown snapshot kind {k:?}: use \"btrfs\", or snapshot_command and release_command for LVM, ZFS and others"),
+                );
+                None
+            }
+            (None, Some(create), Some(release)) => Some(FsSnapshot::Command { create, release }),
+            (None, Some(_), None) => {
+                self.problem(
+                    &child(at, "snapshot_command"),
+                    "a snapshot_command needs a release_command that removes the snapshot (it gets COFFER_SNAPSHOT_PATH); add it",
+                );
+                None
+            }
+            (None, None, Some(_)) => {
+                self.problem(
+                    &child(at, "release_command"),
+                    "a release_command without snapshot_command releases nothing; add snapshot_command or remove it",
+                );
+                None
+            }
+        }
     }
 
     /// Checks a connection URL and takes every credential out of it (see `urls`),

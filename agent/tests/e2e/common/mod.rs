@@ -3,6 +3,7 @@
 //! is the point. A missing tool, server or privilege is a failure that names
 //! `tests/run`, never a skip.
 
+pub mod btrfs;
 pub mod forge;
 pub mod s3;
 pub mod servers;
