@@ -12,6 +12,7 @@ fn full() -> JobStatus {
         last_snapshot: Some("20231114T221320Z-0a1b".into()),
         last_duration_seconds: 12.5,
         last_skew_seconds: 0.75,
+        last_window_seconds: 1.5,
         runs: [("success".to_string(), 3), ("partial".to_string(), 1)].into(),
         skipped: 2,
         bytes_read: [("db".to_string(), 1 << 40)].into(),
