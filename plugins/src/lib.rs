@@ -23,6 +23,7 @@ pub mod restore;
 mod s3;
 pub mod source;
 pub(crate) mod sqlite;
+pub(crate) mod stable_read;
 pub(crate) mod tar_writer;
 pub mod target;
 pub mod walk_ahead;

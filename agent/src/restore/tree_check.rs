@@ -62,6 +62,9 @@ pub struct TreeReport {
     pub link: Vec<String>,
     /// Extended attributes missing, different or not in the snapshot.
     pub xattrs: Vec<String>,
+    /// Files the snapshot itself marks `changed`: they kept changing while the
+    /// backup read them, so what it holds of them is not one instant.
+    pub changed: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -75,6 +78,7 @@ impl TreeReport {
             && self.owner.is_empty()
             && self.link.is_empty()
             && self.xattrs.is_empty()
+            && self.changed.is_empty()
     }
 
     pub fn print(&self) {
@@ -93,24 +97,48 @@ impl TreeReport {
                 crate::say!("  {what}: {}", coffer_plugins::escape_controls(item));
             }
         }
+        for c in &self.changed {
+            crate::say!(
+                "  changed during backup: {}",
+                coffer_plugins::escape_controls(c)
+            );
+        }
         for n in &self.notes {
             crate::say!("  note: {}", coffer_plugins::escape_controls(n));
         }
         let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
-        if count == 0 {
-            crate::say!(
+        let changed = match self.changed.len() {
+            0 => String::new(),
+            n => format!(
+                "{n} file(s) kept changing while the backup read them: the snapshot holds \
+                 them as last read, not as of one instant"
+            ),
+        };
+        match (count, changed.is_empty()) {
+            (0, true) => crate::say!(
                 "source {}: {} consistent ({} entries checked)",
                 self.source,
                 self.path,
                 self.checked
-            );
-        } else {
-            crate::say!(
+            ),
+            (0, false) => crate::say!(
+                "source {}: {} INCONSISTENT: as in the snapshot ({} entries checked), but {changed}",
+                self.source,
+                self.path,
+                self.checked
+            ),
+            (_, true) => crate::say!(
                 "source {}: {} INCONSISTENT: {count} difference(s) in {} entries",
                 self.source,
                 self.path,
                 self.checked
-            );
+            ),
+            (_, false) => crate::say!(
+                "source {}: {} INCONSISTENT: {count} difference(s) in {} entries, and {changed}",
+                self.source,
+                self.path,
+                self.checked
+            ),
         }
     }
 }
@@ -223,6 +251,13 @@ pub fn check_tree(
                 continue;
             };
             report.checked += 1;
+            if w.kind == EntryKind::File && w.changed {
+                report.changed.push(format!(
+                    "{shown}: changed while the backup read it; stored as last read \
+                     ({} bytes)",
+                    w.size
+                ));
+            }
             let found = Found {
                 path: &abs,
                 md: &md,

@@ -1,65 +1,266 @@
-//! Applications keep writing during a backup: a file that changes while it is read
-//! is recorded and reported, the run still succeeds, and the snapshot stays
+//! Applications keep writing during a backup. A file that changes while it is read
+//! is read again; one that keeps changing is stored as last read, marked `changed`
+//! in the manifest, and restore and check report it; no file ever comes back padded
+//! with zeros it did not have. The run still succeeds, and the snapshot stays
 //! internally consistent (verify passes, restore gives the bytes that were stored).
+//!
+//! Each change lands in the middle of a read, deterministically: a fanotify gate
+//! (common/read_gate.rs) holds every read of the file until the test has changed it.
 
+use crate::common::read_gate::ReadGate;
 use crate::common::*;
-use std::io::{Seek, SeekFrom, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::path::Path;
+use std::process::Output;
 
-#[test]
-fn a_file_written_during_the_backup_is_reported_not_fatal() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let src = tmp.path().join("data");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    let busy = src.join("busy.log");
-    std::fs::write(&busy, noise(256 << 20, 5)).expect("write");
-    std::fs::write(src.join("calm.txt"), b"calm").expect("write");
-    let world = World::new(&dir_source("data", &src, ""));
+fn truncate(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .expect("truncate");
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let busy = busy.clone();
-        std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&busy)
-                .expect("open");
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                f.seek(SeekFrom::Start((i * 4096) % (256 << 20)))
-                    .expect("seek");
-                f.write_all(&[b'x'; 4096]).expect("write");
-                i += 1;
-            }
-        })
-    };
-    let out = world.run(&["backup", "app"]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("busy.log: changed while it was read"), "{err}");
-    assert!(!err.contains("calm.txt"), "{err}");
-
-    let list = world.ok(&["list", "--job", "app", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&list).expect("json");
-    assert_eq!(v[0]["warnings"]["changed"], 1, "{list}");
-    let verified = world.ok(&["verify", "--job", "app"]);
-    assert!(verified.contains("ok"), "{verified}");
-    let dest = tmp.path().join("r");
-    world.ok(&[
+fn restore_to(world: &World, dest: &Path) -> Output {
+    world.run(&[
         "restore",
         "--job",
         "app",
         "--to",
         dest.to_str().expect("utf8"),
-    ]);
-    assert_eq!(
-        std::fs::metadata(dest.join("data/busy.log"))
-            .expect("stat")
-            .len(),
-        256 << 20
+    ])
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The manifest entry of `path` in snapshot `id`.
+fn manifest_entry(world: &World, id: &str, path: &str) -> serde_json::Value {
+    let stored =
+        std::fs::read(world.snapshot_dir(id).join("manifest.json.zst.age")).expect("read manifest");
+    let m: serde_json::Value =
+        serde_json::from_slice(&forge::decrypt(world, &stored)).expect("manifest json");
+    m["sources"][0]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["path"] == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("{path} not in the manifest"))
+}
+
+fn changed_count(world: &World) -> serde_json::Value {
+    let list = world.ok(&["list", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).expect("json");
+    v[0]["warnings"]["changed"].clone()
+}
+
+/// The issue's case: truncated while read. Before, the entry kept its old size and
+/// was filled with zeros that the manifest hashed, so restore and check passed.
+#[test]
+fn a_file_truncated_while_read_is_read_again_and_never_padded() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let big = src.join("big.bin");
+    let content = noise(64 << 20, 11);
+    std::fs::write(&big, &content).expect("write");
+    std::fs::write(src.join("calm.txt"), b"calm").expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+
+    // Three 1 MiB reads in, the file is cut to 10 MiB.
+    let cut = big.clone();
+    let gate = ReadGate::new(&big, move |n| {
+        if n == 3 {
+            truncate(&cut, 10 << 20);
+        }
+    });
+    let out = world.run(&["backup", "app"]);
+    let reads = gate.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("big.bin: changed while it was read; read again, stored as read the second time (10485760 bytes)"),
+        "{err}"
     );
+    assert!(!err.contains("calm.txt"), "{err}");
+    // The first read met the end after 10 MiB (11 reads, the last finding
+    // nothing), the second read the 10 MiB there were (10 reads).
+    assert_eq!(reads, 11 + 10);
+    // Read consistently the second time: not a changed file.
+    assert_eq!(changed_count(&world), 0);
+    let id = world.snapshots().pop().expect("snapshot");
+    let e = manifest_entry(&world, &id, "big.bin");
+    assert_eq!(e["size"], 10 << 20);
+    assert!(
+        e.get("changed").is_none() && e.get("padding").is_none(),
+        "{e}"
+    );
+
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    let back = std::fs::read(dest.join("data/big.bin")).expect("restored");
+    assert_eq!(back.len(), 10 << 20, "not padded to the old size");
+    assert!(
+        back == content[..10 << 20],
+        "the first 10 MiB, byte for byte"
+    );
+    let path = dest.join("data");
+    let ok = world.ok(&[
+        "check",
+        "--job",
+        "app",
+        "--path",
+        path.to_str().expect("utf8"),
+    ]);
+    assert!(ok.contains("consistent"), "{ok}");
+}
+
+/// Over the staging limit (1 GiB) a file is streamed directly and cannot be read
+/// again: when it shrinks, its entry ends in zeros, which the manifest records as
+/// padding outside its size and hash. Restore writes what was read, and restore
+/// and check call the file changed.
+#[test]
+fn a_file_too_large_to_read_again_that_shrinks_comes_back_as_read_and_reported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let big = src.join("huge.img");
+    let head = noise(10 << 20, 12);
+    {
+        let mut f = std::fs::File::create(&big).expect("create");
+        f.write_all(&head).expect("write");
+        // Sparse beyond: 1 GiB + 1 MiB, over the limit, costing no disk.
+        f.set_len((1 << 30) + (1 << 20)).expect("extend");
+    }
+    let world = World::new(&dir_source("data", &src, ""));
+    let cut = big.clone();
+    let gate = ReadGate::new(&big, move |n| {
+        if n == 3 {
+            truncate(&cut, 10 << 20);
+        }
+    });
+    let out = world.run(&["backup", "app"]);
+    gate.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "huge.img: changed while it was read, and not read again because it is over 1024 MiB"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "it shrank from 1074790400 to 10485760 bytes: a restore writes the 10485760 bytes read"
+        ),
+        "{err}"
+    );
+    assert_eq!(changed_count(&world), 1);
+    let id = world.snapshots().pop().expect("snapshot");
+    let e = manifest_entry(&world, &id, "huge.img");
+    assert_eq!(e["size"], 10 << 20);
+    assert_eq!(e["padding"], (1u64 << 30) + (1 << 20) - (10 << 20));
+    assert_eq!(e["changed"], true);
+    assert_eq!(e["blake3"], blake3::hash(&head).to_hex().to_string());
+    // Deep verify (the config has the identity) hashes the content without the padding.
+    let verified = world.ok(&["verify", "--job", "app"]);
+    assert!(verified.contains("ok"), "{verified}");
+
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    let said = text(&restored);
+    assert_eq!(restored.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("changed during backup: huge.img: changed while the backup read it"),
+        "{said}"
+    );
+    assert!(said.contains("INCONSISTENT: as in the snapshot"), "{said}");
+    let back = std::fs::read(dest.join("data/huge.img")).expect("restored");
+    assert_eq!(back.len(), 10 << 20, "no zeros after what was read");
+    assert!(back == head);
+}
+
+/// Changed during every read (the gate appends to it before each one): stored as
+/// last read, at the size that read had, marked in the manifest, counted, and
+/// reported by restore (exit 3, hooks not run) and check.
+#[test]
+fn a_file_that_keeps_changing_is_marked_and_restore_and_check_say_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let busy = src.join("busy.log");
+    std::fs::write(&busy, noise(8 << 20, 5)).expect("write");
+    std::fs::write(src.join("calm.txt"), b"calm").expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+
+    let log = busy.clone();
+    let gate = ReadGate::new(&busy, move |_| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        f.write_all(b"another line\n").expect("append");
+    });
+    let out = world.run(&["backup", "app"]);
+    let reads = gate.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("busy.log: changed while it was read, 3 times: stored as last read"),
+        "{err}"
+    );
+    assert!(!err.contains("calm.txt"), "{err}");
+    assert!(reads >= 3 * 8, "three whole reads: {reads}");
+    assert_eq!(changed_count(&world), 1);
+    let id = world.snapshots().pop().expect("snapshot");
+    let e = manifest_entry(&world, &id, "busy.log");
+    assert_eq!(e["changed"], true, "{e}");
+    let stored = e["size"].as_u64().expect("size");
+    assert!(
+        stored > 8 << 20,
+        "the third read saw the first two's appends: {stored}"
+    );
+    let verified = world.ok(&["verify", "--job", "app"]);
+    assert!(verified.contains("ok"), "{verified}");
+
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    let said = text(&restored);
+    assert_eq!(restored.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains(&format!(
+            "changed during backup: busy.log: changed while the backup read it; stored as last read ({stored} bytes)"
+        )),
+        "{said}"
+    );
+    // What was stored is the file's first bytes as one read saw them.
+    let back = std::fs::read(dest.join("data/busy.log")).expect("restored");
+    let live = std::fs::read(&busy).expect("live");
+    assert_eq!(back.len() as u64, stored);
+    assert!(live.starts_with(&back));
+
+    let path = dest.join("data");
+    let checked = world.expect(
+        &[
+            "check",
+            "--job",
+            "app",
+            "--path",
+            path.to_str().expect("utf8"),
+            "--json",
+        ],
+        3,
+    );
+    let v: serde_json::Value = serde_json::from_str(&checked).expect("check json");
+    assert_eq!(v["consistent"], false);
+    let s = &v["sources"][0];
+    assert_eq!(s["changed"].as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(s["content"].as_array().map(Vec::len), Some(0), "{s}");
 }

@@ -4,6 +4,7 @@
 //! `tests/run`, never a skip.
 
 pub mod forge;
+pub mod read_gate;
 pub mod s3;
 pub mod servers;
 pub mod service;
