@@ -118,6 +118,16 @@ impl Walk<'_> {
                 .push(format!("{}: vanished while the backup ran", path.display()));
             return Ok(());
         }
+        // Its path now goes through a file: a directory on the way was replaced
+        // since the walk passed it. The entry is gone from where it was.
+        if err.raw_os_error() == Some(nix::libc::ENOTDIR) {
+            self.outcome.vanished += 1;
+            self.outcome.warnings.push(format!(
+                "{}: vanished while the backup ran (a directory on its path was replaced)",
+                path.display()
+            ));
+            return Ok(());
+        }
         if err.kind() == io::ErrorKind::PermissionDenied && self.src.cfg.skip_unreadable {
             self.outcome.skipped += 1;
             self.outcome
@@ -206,25 +216,35 @@ impl Walk<'_> {
         .map_err(|err| self.out_err(err))
     }
 
-    fn one<W: Write>(
-        &mut self,
-        tar: &mut TarWriter<W>,
-        abs: &Path,
-        rel: RawPath,
-        md: &Metadata,
-        opened: Option<io::Result<File>>,
-    ) -> Result<(), SourceError> {
+    fn one<W: Write>(&mut self, tar: &mut TarWriter<W>, entry: Entry) -> Result<(), SourceError> {
+        // Calls that take a path get one that works at any depth (`sys_path`);
+        // messages show the full path.
+        let sys = entry.sys_path().into_owned();
+        let link = entry.md.is_symlink().then(|| entry.read_link());
+        let Entry {
+            abs,
+            rel,
+            md,
+            file: opened,
+            ..
+        } = entry;
+        let (abs, md) = (abs.as_path(), &md);
+        let on_path = On::Path(&sys);
         let ft = md.file_type();
         if ft.is_dir() {
-            let e = self.entry_for(rel, EntryKind::Dir, md, Some((On::Path(abs), abs)));
+            // Its own handle when the walk has it: the directory it listed, even if
+            // another has taken its name since.
+            let dir = opened.and_then(Result::ok);
+            let on = dir.as_ref().map_or(on_path, On::File);
+            let e = self.entry_for(rel, EntryKind::Dir, md, Some((on, abs)));
             self.header(tar, &e, EntryType::Directory)?;
             self.record(&e)?;
-        } else if ft.is_symlink() {
-            let target = match std::fs::read_link(abs) {
+        } else if let Some(link) = link {
+            let target = match link {
                 Ok(t) => t,
                 Err(err) => return self.read_problem(abs, err),
             };
-            let mut e = self.entry_for(rel, EntryKind::Symlink, md, Some((On::Path(abs), abs)));
+            let mut e = self.entry_for(rel, EntryKind::Symlink, md, Some((on_path, abs)));
             e.link = Some(RawPath::from_bytes(target.as_os_str().as_bytes()));
             self.header(tar, &e, EntryType::Symlink)?;
             self.record(&e)?;
@@ -239,7 +259,7 @@ impl Walk<'_> {
                 }
                 self.first_names.insert((md.dev(), md.ino()), rel.clone());
             }
-            let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(abs));
+            let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(&sys));
             self.file(tar, abs, rel, opened)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let (kind, tkind) = if ft.is_fifo() {
@@ -249,7 +269,7 @@ impl Walk<'_> {
             } else {
                 (EntryKind::Block, EntryType::Block)
             };
-            let mut e = self.entry_for(rel, kind, md, Some((On::Path(abs), abs)));
+            let mut e = self.entry_for(rel, kind, md, Some((on_path, abs)));
             if kind != EntryKind::Fifo {
                 e.rdev = Some(major_minor(md.rdev()));
             }
@@ -476,14 +496,14 @@ impl Source for DirectorySource {
             );
             // Returning early drops the receiver, which stops the walk thread.
             for item in walked {
-                let Entry { abs, rel, md, file } = match item {
+                let entry = match item {
                     Ok(entry) => entry,
                     Err(WalkError { path, err }) => {
                         walk.read_problem(&path, err)?;
                         continue;
                     }
                 };
-                walk.one(&mut tar, &abs, rel, &md, file)?;
+                walk.one(&mut tar, entry)?;
             }
             Ok::<(), SourceError>(())
         })?;

@@ -14,6 +14,7 @@ pub mod exclude;
 pub mod ids;
 pub mod inode_flags;
 pub(crate) mod mysql;
+pub(crate) mod open_at;
 pub(crate) mod parts;
 mod pg_create;
 pub(crate) mod postgres;

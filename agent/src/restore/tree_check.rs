@@ -233,7 +233,7 @@ pub fn check_tree(
     };
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for item in walk_ahead::spawn(scope, walk) {
-            let Entry { abs, rel, md, file } = match item {
+            let entry = match item {
                 Ok(entry) => entry,
                 Err(WalkError { path, err }) => {
                     report
@@ -242,6 +242,10 @@ pub fn check_tree(
                     continue;
                 }
             };
+            // Calls that take a path get one that works at any depth.
+            let sys = entry.sys_path().into_owned();
+            let link = entry.md.is_symlink().then(|| entry.read_link());
+            let Entry { rel, md, file, .. } = entry;
             let found = manifest.find(rel.as_bytes(), |w| {
                 report.missing.push(w.path.to_string());
             })?;
@@ -259,13 +263,14 @@ pub fn check_tree(
                 ));
             }
             let found = Found {
-                path: &abs,
+                path: &sys,
                 md: &md,
                 file,
+                link,
             };
             compare(&mut report, found, &shown, &w, exp, &mut ids);
             if w.kind != EntryKind::Hardlink && kind_of(&md) == w.kind {
-                xa.compare(&mut report, &abs, &shown, &w, exp, &mut ids);
+                xa.compare(&mut report, &sys, &shown, &w, exp, &mut ids);
             }
         }
         Ok(())
@@ -283,10 +288,13 @@ pub fn check_tree(
 
 /// One entry found on disk.
 struct Found<'a> {
+    /// A path to it for calls (see `walk_ahead::Entry::sys_path`).
     path: &'a Path,
     md: &'a Metadata,
     /// A regular file opened ahead, when its content is to be rehashed.
     file: Option<std::io::Result<std::fs::File>>,
+    /// A symlink's target, read relative to its directory.
+    link: Option<std::io::Result<std::path::PathBuf>>,
 }
 
 /// Compares one entry found on disk with its manifest entry.
@@ -333,7 +341,7 @@ fn compare(
             }
         }
         EntryKind::Symlink => {
-            let target = std::fs::read_link(found.path).ok();
+            let target = found.link.and_then(Result::ok);
             let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
             if got != want.link.as_ref().map(RawPath::as_bytes) {
                 report.link.push(format!(

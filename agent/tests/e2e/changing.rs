@@ -264,3 +264,141 @@ fn a_file_that_keeps_changing_is_marked_and_restore_and_check_say_so() {
     assert_eq!(s["changed"].as_array().map(Vec::len), Some(1), "{s}");
     assert_eq!(s["content"].as_array().map(Vec::len), Some(0), "{s}");
 }
+
+/// A tree whose `crowded` directory holds, after `big.bin` (4 MiB, read first),
+/// more entries than the walk may run ahead: while the gate holds the first read
+/// of `big.bin`, the walk cannot have gone past them.
+fn crowded(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let big = dir.join("0big.bin");
+    std::fs::write(&big, noise(4 << 20, 3)).expect("write");
+    for i in 0..300 {
+        std::fs::write(dir.join(format!("f{i:04}")), format!("{i}")).expect("write");
+    }
+    big
+}
+
+/// Before, the walk met `b` listed as a directory, failed to list it (ENOTDIR)
+/// and failed the run; now it is the file it has become.
+#[test]
+fn a_directory_replaced_by_a_file_before_the_walk_reaches_it_is_stored_as_that_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    let big = crowded(&src.join("a"));
+    std::fs::create_dir_all(src.join("b/sub")).expect("mkdir");
+    std::fs::write(src.join("b/sub/x.txt"), b"x").expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+    let b = src.join("b");
+    let gate = ReadGate::new(&big, move |n| {
+        if n == 1 {
+            std::fs::remove_dir_all(&b).expect("rm b");
+            std::fs::write(&b, b"now a file").expect("write b");
+        }
+    });
+    let out = world.run(&["backup", "app"]);
+    gate.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    assert_eq!(
+        std::fs::read(dest.join("data/b")).expect("b is a file"),
+        b"now a file"
+    );
+    assert_eq!(std::fs::read(dest.join("data/a/f0299")).expect("a"), b"299");
+}
+
+/// Replaced while the walk is inside it: the walk goes on in the directory it has
+/// open (moved away), relative to it. Before, the first symlink or subdirectory
+/// after the swap failed the run (ENOTDIR on its full path).
+#[test]
+fn a_directory_replaced_by_a_file_while_it_is_walked_does_not_fail_the_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    let b = src.join("b");
+    let big = crowded(&b);
+    std::os::unix::fs::symlink("f0000", b.join("zz-link")).expect("symlink");
+    std::fs::create_dir_all(b.join("zz-sub")).expect("mkdir");
+    std::fs::write(b.join("zz-sub/inner.txt"), b"inner").expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+    let moved = tmp.path().join("b.old");
+    let gate = ReadGate::new(&big, move |n| {
+        if n == 1 {
+            std::fs::rename(&b, &moved).expect("move b away");
+            std::fs::write(&b, b"now a file").expect("write b");
+        }
+    });
+    let out = world.run(&["backup", "app"]);
+    gate.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The snapshot holds `b` as the walk found it.
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    let rb = dest.join("data/b");
+    assert_eq!(
+        std::fs::read_link(rb.join("zz-link")).expect("link"),
+        Path::new("f0000")
+    );
+    assert_eq!(
+        std::fs::read(rb.join("zz-sub/inner.txt")).expect("inner"),
+        b"inner"
+    );
+    assert_eq!(std::fs::read(rb.join("f0299")).expect("f0299"), b"299");
+}
+
+/// `depth` nested directories of 200-byte names under `dir`, each made relative to
+/// its parent (the full path is too long for mkdir), with `deep.txt` and
+/// `deep.link` at the bottom; returns the full path of `deep.txt`.
+fn deep_tree(dir: &Path, depth: usize) -> std::path::PathBuf {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let name = "d".repeat(200);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = nix::fcntl::open(dir, flags, Mode::empty()).expect("open");
+    let mut abs = dir.to_path_buf();
+    for _ in 0..depth {
+        mkdirat(&fd, name.as_str(), Mode::from_bits_truncate(0o750)).expect("mkdirat");
+        fd = openat(&fd, name.as_str(), flags, Mode::empty()).expect("openat");
+        abs.push(&name);
+    }
+    let file = openat(
+        &fd,
+        "deep.txt",
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o640),
+    )
+    .expect("create");
+    nix::unistd::write(&file, b"deep content").expect("write");
+    nix::unistd::symlinkat("deep.txt", &fd, "deep.link").expect("symlink");
+    abs.push("deep.txt");
+    abs
+}
+
+/// Before, the walk failed the run at the first path over PATH_MAX.
+#[test]
+fn a_path_longer_than_path_max_is_backed_up() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("top.txt"), b"top").expect("write");
+    let deep = deep_tree(&src, 25);
+    assert!(deep.as_os_str().len() > 4096);
+    let world = World::new(&dir_source("data", &src, ""));
+    let out = world.run(&["backup", "app"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("warning"), "{said}");
+    let id = world.snapshots().pop().expect("snapshot");
+    let rel = deep.strip_prefix(&src).expect("under src");
+    let e = manifest_entry(&world, &id, rel.to_str().expect("utf8"));
+    assert_eq!(e["size"], 12);
+    assert_eq!(e["mode"], 0o640);
+    let link = rel.with_file_name("deep.link");
+    let l = manifest_entry(&world, &id, link.to_str().expect("utf8"));
+    assert_eq!(l["link"], "deep.txt");
+    let verified = world.ok(&["verify", "--job", "app"]);
+    assert!(verified.contains("ok"), "{verified}");
+}
