@@ -377,9 +377,28 @@ fn deep_tree(dir: &Path, depth: usize) -> std::path::PathBuf {
     abs
 }
 
-/// Before, the walk failed the run at the first path over PATH_MAX.
+/// `deep.txt`'s content and mode and `deep.link`'s target in `dir`, whose path is
+/// too long to use whole: opened one directory at a time.
+fn read_deep(dir: &Path) -> (Vec<u8>, u32, String) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, fstat};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = nix::fcntl::open("/", flags, Mode::empty()).expect("open /");
+    for c in dir.components().skip(1) {
+        fd = openat(&fd, c.as_os_str(), flags, Mode::empty()).expect("openat");
+    }
+    let file = openat(&fd, "deep.txt", OFlag::O_RDONLY, Mode::empty()).expect("open file");
+    let mode = fstat(&file).expect("fstat").st_mode & 0o7777;
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(file), &mut content).expect("read");
+    let link = nix::fcntl::readlinkat(&fd, "deep.link").expect("readlink");
+    (content, mode, link.to_string_lossy().into_owned())
+}
+
+/// Before, the walk failed the run at the first path over PATH_MAX, and a restore
+/// could not have created it (it made parents and files by their full path).
 #[test]
-fn a_path_longer_than_path_max_is_backed_up() {
+fn a_path_longer_than_path_max_is_backed_up_restored_and_checked() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     std::fs::create_dir_all(&src).expect("mkdir");
@@ -401,4 +420,34 @@ fn a_path_longer_than_path_max_is_backed_up() {
     assert_eq!(l["link"], "deep.txt");
     let verified = world.ok(&["verify", "--job", "app"]);
     assert!(verified.contains("ok"), "{verified}");
+
+    // Restored at the same depth, with its mode, its symlink, and checked.
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    let said = text(&restored);
+    assert_eq!(restored.status.code(), Some(0), "{said}");
+    assert!(said.contains("consistent (29 entries checked)"), "{said}");
+    let back = dest.join("data");
+    let (content, mode, link) = read_deep(&back.join(rel.parent().expect("parent")));
+    assert_eq!(
+        (content.as_slice(), mode, link.as_str()),
+        (&b"deep content"[..], 0o640, "deep.txt")
+    );
+    let checked = world.ok(&[
+        "check",
+        "--job",
+        "app",
+        "--path",
+        back.to_str().expect("utf8"),
+    ]);
+    assert!(checked.contains("consistent"), "{checked}");
+    // Restoring over it (--force) swaps it out and removes it, at any depth.
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        dest.to_str().expect("utf8"),
+        "--force",
+    ]);
 }
