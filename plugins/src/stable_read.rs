@@ -13,11 +13,15 @@
 //! written, with the size of the bytes held, so a file that kept changing is stored
 //! as last read, consistently sized, and marked `changed`.
 //!
-//! Files over `STAGE_MAX`, or when the scratch directory lacks the room, are read
-//! straight into the stream as before (`read_direct`): staging a 50 GiB disk image
-//! would need 50 GiB of scratch space and write it all twice. Such a file is not
-//! re-read; if it shrank, the rest of its entry is zeros that the manifest records
-//! as `padding`, outside its size and hash, so a restore writes only what was read.
+//! A staged file costs a copy through the page cache and back, which stays cheap
+//! only while the kernel need not write it to disk: files over `stage_limit` (1 GiB,
+//! or 1/16 of the host's memory if that is less, below the usual 10% at which
+//! background writeback starts), or when the scratch directory lacks the room, are
+//! read straight into the stream as before (`read_direct`); staging a 50 GiB disk
+//! image would need 50 GiB of scratch space and write it all twice. Such a file is
+//! not re-read; if it shrank, the rest of its entry is zeros that the manifest
+//! records as `padding`, outside its size and hash, so a restore writes only what
+//! was read.
 //!
 //! Over 400 lines only with its unit tests; the code itself is under 300.
 
@@ -30,9 +34,22 @@ use std::path::PathBuf;
 /// Reads of a changing file before it is stored as last read.
 pub const MAX_TRIES: u32 = 3;
 
-/// Files up to this size are staged in the scratch directory to be re-read; larger
-/// ones are streamed directly.
+/// Files up to this size (or `stage_limit`) are staged in the scratch directory to
+/// be re-read; larger ones are streamed directly.
 pub const STAGE_MAX: u64 = 1 << 30;
+
+/// The largest file to stage on this host: `STAGE_MAX`, or 1/16 of its memory when
+/// that is less (`STAGE_MAX` when `/proc/meminfo` cannot say).
+fn stage_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    total_kib.map_or(STAGE_MAX, |kib| {
+        STAGE_MAX.min(kib.saturating_mul(1024) / 16)
+    })
+}
 
 /// Room to leave in the scratch directory's filesystem after staging a file: the
 /// entry log and other sources write there too.
@@ -95,6 +112,8 @@ pub struct StableReader {
     tmp_dir: PathBuf,
     /// Created on the first file too large for the buffer; truncated after each use.
     stage: Option<File>,
+    /// The largest file staged (`stage_limit`).
+    stage_max: u64,
 }
 
 impl StableReader {
@@ -103,6 +122,7 @@ impl StableReader {
             buf: vec![0u8; buf_size],
             tmp_dir,
             stage: None,
+            stage_max: stage_limit(),
         }
     }
 
@@ -297,10 +317,10 @@ impl StableReader {
     /// Makes the staging file ready for `size` bytes; `Err(why)` (inside `Ok`) when
     /// this file is to be streamed directly instead.
     fn stage_for(&mut self, size: u64) -> Result<Result<(), String>, Fault> {
-        if size > STAGE_MAX {
+        if size > self.stage_max {
             return Ok(Err(format!(
                 "it is over {} MiB, too large to re-read",
-                STAGE_MAX >> 20
+                self.stage_max >> 20
             )));
         }
         if self.stage.is_none() {
@@ -499,6 +519,7 @@ mod tests {
             panic!("a file over STAGE_MAX was held");
         };
         assert!(why.contains("too large"), "{why}");
+        assert!(r.stage_max <= STAGE_MAX && r.stage_max > 0);
         assert_eq!((md.len(), n), (STAGE_MAX + 1, 0));
         // Shrunk after its header: read_direct returns what is there.
         f.set_len(5000).expect("truncate");

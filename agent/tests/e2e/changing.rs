@@ -122,7 +122,7 @@ fn a_file_truncated_while_read_is_read_again_and_never_padded() {
     assert!(ok.contains("consistent"), "{ok}");
 }
 
-/// Over the staging limit (1 GiB) a file is streamed directly and cannot be read
+/// Over the staging limit (1 GiB at most) a file is streamed directly and cannot be read
 /// again: when it shrinks, its entry ends in zeros, which the manifest records as
 /// padding outside its size and hash. Restore writes what was read, and restore
 /// and check call the file changed.
@@ -151,9 +151,7 @@ fn a_file_too_large_to_read_again_that_shrinks_comes_back_as_read_and_reported()
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains(
-            "huge.img: changed while it was read, and not read again because it is over 1024 MiB"
-        ),
+        err.contains("huge.img: changed while it was read, and not read again because it is over "),
         "{err}"
     );
     assert!(
