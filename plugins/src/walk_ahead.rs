@@ -61,13 +61,12 @@ pub struct Entry {
 
 impl Entry {
     /// A path for calls that only take a path (the `l*xattr` calls, `statx`): the
-    /// entry through its open parent, `/proc/self/fd/<parent>/<name>`, which fits
-    /// PATH_MAX at any depth and names what the walk found even after a directory
-    /// on the full path was replaced. The full path without `/proc`, and for the
-    /// root.
+    /// full path while it fits PATH_MAX, beyond that the entry through its open
+    /// parent, `/proc/self/fd/<parent>/<name>`, which fits at any depth (a lookup
+    /// through /proc costs more, so only then; the full path also without /proc).
     pub fn sys_path(&self) -> Cow<'_, Path> {
         match &self.at {
-            Some(at) if proc_fds() => {
+            Some(at) if self.abs.as_os_str().len() >= PATH_MAX && proc_fds() => {
                 let mut p = OsString::from(format!("/proc/self/fd/{}/", at.dir.as_raw_fd()));
                 p.push(&at.name);
                 Cow::Owned(PathBuf::from(p))
@@ -87,6 +86,9 @@ impl Entry {
         }
     }
 }
+
+/// Longest path the path-taking calls accept, with its terminating NUL.
+const PATH_MAX: usize = 4096;
 
 /// Whether this process sees its open files in `/proc/self/fd` (not in a chroot or
 /// container without `/proc`).
@@ -313,9 +315,6 @@ mod tests {
     use crate::open_at::open_dir;
     use rustix::fs::{Mode, OFlags};
     use std::io::Read;
-
-    /// Longest path the path-taking calls accept, with its terminating NUL.
-    const PATH_MAX: usize = 4096;
 
     fn walk(root: &Path, excludes: &Excludes, mut between: impl FnMut(usize)) -> Vec<Walked> {
         std::thread::scope(|scope| {

@@ -109,12 +109,13 @@ impl DirCursor {
     }
 }
 
-/// A path for calls that only take one (the `l*xattr` calls): `name` in the open
-/// directory `dir` through `/proc/self/fd`, which fits PATH_MAX at any depth; the
-/// full path `shown` where `/proc` is missing.
+/// A path for calls that only take one (the `l*xattr` calls): the full path
+/// `shown` while it fits PATH_MAX, beyond that `name` in the open directory `dir`
+/// through `/proc/self/fd`, which fits at any depth (`shown` without /proc).
 pub fn at_path(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> PathBuf {
     static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+    if shown.as_os_str().len() < 4096 || !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+    {
         return shown.to_path_buf();
     }
     let mut p = OsString::from(format!("/proc/self/fd/{}/", dir.as_raw_fd()));
