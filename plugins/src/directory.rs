@@ -217,9 +217,11 @@ impl Walk<'_> {
     }
 
     fn one<W: Write>(&mut self, tar: &mut TarWriter<W>, entry: Entry) -> Result<(), SourceError> {
-        // Calls that take a path get one that works at any depth (`sys_path`);
-        // messages show the full path.
-        let sys = entry.sys_path().into_owned();
+        // Calls that take a path get one through the entry's directory
+        // (`exact_path`): any depth, and the entry the walk found even if a
+        // directory above it was replaced since. Few entries need one (symlinks,
+        // special files). Messages show the full path.
+        let sys = entry.exact_path().into_owned();
         let link = entry.md.is_symlink().then(|| entry.read_link());
         let Entry {
             abs,

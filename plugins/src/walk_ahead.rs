@@ -61,12 +61,21 @@ pub struct Entry {
 
 impl Entry {
     /// A path for calls that only take a path (the `l*xattr` calls, `statx`): the
-    /// full path while it fits PATH_MAX, beyond that the entry through its open
-    /// parent, `/proc/self/fd/<parent>/<name>`, which fits at any depth (a lookup
-    /// through /proc costs more, so only then; the full path also without /proc).
+    /// full path while it fits PATH_MAX, beyond that `exact_path`. A lookup through
+    /// /proc costs more, and `check` makes one per entry.
     pub fn sys_path(&self) -> Cow<'_, Path> {
+        if self.abs.as_os_str().len() < PATH_MAX {
+            return Cow::Borrowed(&self.abs);
+        }
+        self.exact_path()
+    }
+
+    /// The entry through its open parent, `/proc/self/fd/<parent>/<name>`: it fits
+    /// PATH_MAX at any depth and is the entry the walk found even after a directory
+    /// on the full path was replaced. The full path for the root and without /proc.
+    pub fn exact_path(&self) -> Cow<'_, Path> {
         match &self.at {
-            Some(at) if self.abs.as_os_str().len() >= PATH_MAX && proc_fds() => {
+            Some(at) if proc_fds() => {
                 let mut p = OsString::from(format!("/proc/self/fd/{}/", at.dir.as_raw_fd()));
                 p.push(&at.name);
                 Cow::Owned(PathBuf::from(p))
