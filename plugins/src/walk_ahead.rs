@@ -202,7 +202,7 @@ impl Walker<'_> {
             at: None,
         }))?;
         if let Some(Ok(fd)) = listed {
-            stack.extend(self.list(fd, root.to_path_buf(), Vec::new())?);
+            stack.push(self.list(fd, root.to_path_buf(), Vec::new())?);
         }
         while let Some(frame) = stack.last_mut() {
             let Some((name, hint)) = frame.names.next() else {
@@ -227,7 +227,7 @@ impl Walker<'_> {
     /// Lists the directory `fd` for walking; a listing that fails part way is
     /// reported (right after the directory, as `walkdir` did) and what was listed
     /// is walked.
-    fn list(&self, fd: OwnedFd, abs: PathBuf, rel: Vec<u8>) -> Result<Option<Frame>, Stopped> {
+    fn list(&self, fd: OwnedFd, abs: PathBuf, rel: Vec<u8>) -> Result<Frame, Stopped> {
         let mut names = Vec::new();
         let mut failed = None;
         match Dir::read_from(&fd) {
@@ -253,12 +253,12 @@ impl Walker<'_> {
             self.fail(&abs, err)?;
         }
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        Ok(Some(Frame {
+        Ok(Frame {
             dir: Arc::new(fd),
             abs,
             rel,
             names: names.into_iter(),
-        }))
+        })
     }
 
     /// Visits `name` in the directory `(dir, abs, rel)`: sends its entry (or why it
@@ -307,7 +307,7 @@ impl Walker<'_> {
             at: Some(At { dir, name }),
         }))?;
         match listed {
-            Some(Ok(fd)) => self.list(fd, abs, rel),
+            Some(Ok(fd)) => self.list(fd, abs, rel).map(Some),
             // Seen but not listable (no permission): said after it, as walkdir did.
             Some(Err(err)) => {
                 self.fail(&abs, err)?;
