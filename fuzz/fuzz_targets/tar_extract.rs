@@ -62,6 +62,7 @@ fn entry(
         link: link.map(RawPath::from_bytes),
         rdev: None,
         changed: false,
+        padding: 0,
         // Attributes are set from the manifest by restore's `attrs`, after `extract`:
         // the archive's SCHILY records are never read, so none are needed here.
         xattrs: Default::default(),

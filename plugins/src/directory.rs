@@ -1,13 +1,15 @@
 //! The directory source: walks a tree in a stable order and writes it as a tar stream,
 //! hashing every file with BLAKE3 in the same read.
 //!
-//! A file that changes or vanishes while it is read is recorded and reported, not
-//! fatal: an application keeps writing during a backup. A file that cannot be read
-//! fails the run (naming it) unless the source says `skip_unreadable`.
+//! A file that changes while it is read is read again before anything of it enters
+//! the stream (`stable_read`), and one that keeps changing is stored as last read
+//! and marked `changed`; one that vanishes is noted. Neither is fatal: an
+//! application keeps writing during a backup. A file that cannot be read fails the
+//! run (naming it) unless the source says `skip_unreadable`.
 //!
 //! Over 400 lines on purpose: the walk, the tar writing and the change detection
-//! happen in one pass over each file (one open, one read), and splitting them
-//! would pass the same open file and its two `fstat`s between modules.
+//! meet here for each file (one open, its `fstat`s, its header and its bytes), and
+//! splitting them would pass the same open file and its stats between modules.
 
 use crate::entry::{EntryKind, FileEntry, RawPath};
 use crate::entry_attrs::EntryAttrs;
@@ -16,13 +18,14 @@ use crate::exclude::Excludes;
 use crate::fs_snapshot::TreeSnapshot;
 use crate::ids::NameCache;
 use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+use crate::stable_read::{Capture, Fault, StableReader, differs};
 use crate::tar_writer::{HeaderSpec, TarWriter};
 use crate::walk_ahead::{self, Entry, WalkError, WalkOptions};
 use crate::xattr::On;
 use coffer_config::DirectorySource as Config;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -63,15 +66,6 @@ fn mtime_of(md: &Metadata) -> (i64, u32) {
     (md.mtime(), md.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
-/// Whether a file was modified between two stats of it.
-fn differs(a: &Metadata, b: &Metadata) -> bool {
-    a.len() != b.len()
-        || a.mtime() != b.mtime()
-        || a.mtime_nsec() != b.mtime_nsec()
-        || a.ctime() != b.ctime()
-        || a.ctime_nsec() != b.ctime_nsec()
-}
-
 fn major_minor(rdev: u64) -> (u32, u32) {
     let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff);
     let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff);
@@ -85,7 +79,11 @@ struct Walk<'a> {
     /// Extended attributes and inode flags, with counts of what is not kept.
     attrs: EntryAttrs,
     first_names: HashMap<(u64, u64), RawPath>,
-    buf: Vec<u8>,
+    /// Reads each regular file until one read is stable (see `stable_read`).
+    reader: StableReader,
+    /// Read from a read-only filesystem snapshot: nothing can change while it is
+    /// read, so files are streamed directly, without staging a stable copy.
+    frozen: bool,
     outcome: SourceOutcome,
     progress: &'a Progress,
 }
@@ -125,6 +123,16 @@ impl Walk<'_> {
             self.outcome
                 .warnings
                 .push(format!("{}: vanished while the backup ran", path.display()));
+            return Ok(());
+        }
+        // Its path now goes through a file: a directory on the way was replaced
+        // since the walk passed it. The entry is gone from where it was.
+        if err.raw_os_error() == Some(nix::libc::ENOTDIR) {
+            self.outcome.vanished += 1;
+            self.outcome.warnings.push(format!(
+                "{}: vanished while the backup ran (a directory on its path was replaced)",
+                path.display()
+            ));
             return Ok(());
         }
         if err.kind() == io::ErrorKind::PermissionDenied && self.src.cfg.skip_unreadable {
@@ -173,6 +181,7 @@ impl Walk<'_> {
             link: None,
             rdev: None,
             changed: false,
+            padding: 0,
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),
@@ -214,25 +223,37 @@ impl Walk<'_> {
         .map_err(|err| self.out_err(err))
     }
 
-    fn one<W: Write>(
-        &mut self,
-        tar: &mut TarWriter<W>,
-        abs: &Path,
-        rel: RawPath,
-        md: &Metadata,
-        opened: Option<io::Result<File>>,
-    ) -> Result<(), SourceError> {
+    fn one<W: Write>(&mut self, tar: &mut TarWriter<W>, entry: Entry) -> Result<(), SourceError> {
+        // Calls that take a path get one through the entry's directory
+        // (`exact_path`): any depth, and the entry the walk found even if a
+        // directory above it was replaced since. Few entries need one (symlinks,
+        // special files). Messages show the full path.
+        let sys = entry.exact_path().into_owned();
+        let link = entry.md.is_symlink().then(|| entry.read_link());
+        let Entry {
+            abs,
+            rel,
+            md,
+            file: opened,
+            ..
+        } = entry;
+        let (abs, md) = (abs.as_path(), &md);
+        let on_path = On::Path(&sys);
         let ft = md.file_type();
         if ft.is_dir() {
-            let e = self.entry_for(rel, EntryKind::Dir, md, Some((On::Path(abs), abs)));
+            // Its own handle when the walk has it: the directory it listed, even if
+            // another has taken its name since.
+            let dir = opened.and_then(Result::ok);
+            let on = dir.as_ref().map_or(on_path, On::File);
+            let e = self.entry_for(rel, EntryKind::Dir, md, Some((on, abs)));
             self.header(tar, &e, EntryType::Directory)?;
             self.record(&e)?;
-        } else if ft.is_symlink() {
-            let target = match std::fs::read_link(abs) {
+        } else if let Some(link) = link {
+            let target = match link {
                 Ok(t) => t,
                 Err(err) => return self.read_problem(abs, err),
             };
-            let mut e = self.entry_for(rel, EntryKind::Symlink, md, Some((On::Path(abs), abs)));
+            let mut e = self.entry_for(rel, EntryKind::Symlink, md, Some((on_path, abs)));
             e.link = Some(RawPath::from_bytes(target.as_os_str().as_bytes()));
             self.header(tar, &e, EntryType::Symlink)?;
             self.record(&e)?;
@@ -247,7 +268,7 @@ impl Walk<'_> {
                 }
                 self.first_names.insert((md.dev(), md.ino()), rel.clone());
             }
-            let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(abs));
+            let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(&sys));
             self.file(tar, abs, rel, opened)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let (kind, tkind) = if ft.is_fifo() {
@@ -257,7 +278,7 @@ impl Walk<'_> {
             } else {
                 (EntryKind::Block, EntryType::Block)
             };
-            let mut e = self.entry_for(rel, kind, md, Some((On::Path(abs), abs)));
+            let mut e = self.entry_for(rel, kind, md, Some((on_path, abs)));
             if kind != EntryKind::Fifo {
                 e.rdev = Some(major_minor(md.rdev()));
             }
@@ -280,7 +301,7 @@ impl Walk<'_> {
         rel: RawPath,
         opened: io::Result<File>,
     ) -> Result<(), SourceError> {
-        let mut file = match opened {
+        let file = match opened {
             Ok(f) => f,
             // ELOOP: replaced by a symlink since the walk saw it.
             Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
@@ -288,71 +309,133 @@ impl Walk<'_> {
             }
             Err(err) => return self.read_problem(abs, err),
         };
-        let io_err = |err| SourceError::Io {
-            name: self.name(),
-            path: abs.to_path_buf(),
-            err,
-        };
-        let before = file.metadata().map_err(io_err)?;
+        let before = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
         if !before.is_file() {
             return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
         }
-        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(&file), abs)));
-        e.size = before.len();
+        if self.frozen {
+            return self.file_direct(tar, abs, rel, &file, before, "it is in a snapshot");
+        }
+        let captured = self
+            .reader
+            .capture(&file, before, &mut self.outcome.bytes_read, self.progress)
+            .map_err(|f| self.fault(abs, f))?;
+        let read = match captured {
+            Capture::Held(read) => read,
+            Capture::Direct { md, why } => return self.file_direct(tar, abs, rel, &file, md, &why),
+        };
+        let mut e = self.entry_for(rel, EntryKind::File, &read.md, Some((On::File(&file), abs)));
+        e.size = read.len;
         self.header(tar, &e, EntryType::Regular)?;
-
-        let mut hasher = blake3::Hasher::new();
-        let mut remaining = e.size;
-        while remaining > 0 {
-            let want = remaining.min(self.buf.len() as u64) as usize;
-            let n = match file.read(&mut self.buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    return Err(SourceError::Io {
-                        name: self.name(),
-                        path: abs.to_path_buf(),
-                        err,
-                    });
-                }
-            };
-            hasher.update(&self.buf[..n]);
-            tar.data(&self.buf[..n]).map_err(|err| self.out_err(err))?;
-            remaining -= n as u64;
-            self.outcome.bytes_read += n as u64;
-            self.progress.add(n as u64, 0);
-        }
-        let mut changed = false;
-        if remaining > 0 {
-            // Shrank while read: the header promised `size` bytes.
-            changed = true;
-            let zeros = vec![0u8; remaining.min(READ_BUF as u64) as usize];
-            let mut left = remaining;
-            while left > 0 {
-                let k = left.min(zeros.len() as u64) as usize;
-                hasher.update(&zeros[..k]);
-                left -= k as u64;
-            }
-            tar.zeros(remaining).map_err(|err| self.out_err(err))?;
-        }
+        self.reader
+            .emit(&read, &mut |b| tar.data(b))
+            .map_err(|f| self.fault(abs, f))?;
         tar.pad().map_err(|err| self.out_err(err))?;
-        let after = file.metadata().map_err(|err| SourceError::Io {
-            name: self.name(),
-            path: abs.to_path_buf(),
-            err,
-        })?;
-        if changed || differs(&before, &after) {
+        e.blake3 = Some(read.hash.to_hex().to_string());
+        if !read.stable {
             e.changed = true;
             self.outcome.changed += 1;
-            self.outcome
-                .warnings
-                .push(format!("{}: changed while it was read", abs.display()));
+            self.outcome.warnings.push(format!(
+                "{}: changed while it was read, {} times: stored as last read ({} bytes) \
+                 and marked as changed in the snapshot",
+                abs.display(),
+                read.tries,
+                read.len
+            ));
+        } else if read.tries > 1 {
+            self.outcome.warnings.push(format!(
+                "{}: changed while it was read; read again, stored as read the {} time \
+                 ({} bytes), unchanged during that read",
+                abs.display(),
+                ordinal(read.tries),
+                read.len
+            ));
         }
-        e.blake3 = Some(hasher.finalize().to_hex().to_string());
         self.progress.add(0, 1);
-        self.record(&e)?;
-        Ok(())
+        self.record(&e)
+    }
+
+    /// A file too large to hold before its header (see `stable_read`): read
+    /// straight into the stream, once. If it shrank, the rest of its entry is zeros
+    /// recorded as `padding`, outside its size and hash.
+    fn file_direct<W: Write>(
+        &mut self,
+        tar: &mut TarWriter<W>,
+        abs: &Path,
+        rel: RawPath,
+        file: &File,
+        before: Metadata,
+        why: &str,
+    ) -> Result<(), SourceError> {
+        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
+        e.size = before.len();
+        self.header(tar, &e, EntryType::Regular)?;
+        let (len, hash) = self
+            .reader
+            .read_direct(
+                file,
+                e.size,
+                &mut self.outcome.bytes_read,
+                self.progress,
+                &mut |b| tar.data(b),
+            )
+            .map_err(|f| self.fault(abs, f))?;
+        let padding = e.size - len;
+        tar.zeros(padding).map_err(|err| self.out_err(err))?;
+        tar.pad().map_err(|err| self.out_err(err))?;
+        let after = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        e.size = len;
+        e.padding = padding;
+        e.blake3 = Some(hash.to_hex().to_string());
+        if padding > 0 || differs(&before, &after) {
+            e.changed = true;
+            self.outcome.changed += 1;
+            let shrank = if padding > 0 {
+                format!(
+                    "; it shrank from {} to {len} bytes: a restore writes the {len} bytes read",
+                    before.len()
+                )
+            } else {
+                String::new()
+            };
+            self.outcome.warnings.push(format!(
+                "{}: changed while it was read, and not read again because {why}: stored as \
+                 read and marked as changed in the snapshot{shrank}",
+                abs.display()
+            ));
+        }
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// The error for a failed read of `abs`, of the scratch file, or of the stream.
+    fn fault(&self, abs: &Path, f: Fault) -> SourceError {
+        match f {
+            Fault::Source(err) => SourceError::Io {
+                name: self.name(),
+                path: abs.to_path_buf(),
+                err,
+            },
+            Fault::Stage(err) => SourceError::Io {
+                name: self.name(),
+                path: self.reader.tmp_dir().to_path_buf(),
+                err,
+            },
+            Fault::Output(err) => self.out_err(err),
+        }
+    }
+}
+
+fn ordinal(n: u32) -> String {
+    match n {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        n => format!("{n}th"),
     }
 }
 
@@ -433,7 +516,8 @@ impl DirectorySource {
             names: NameCache::default(),
             attrs: EntryAttrs::default(),
             first_names: HashMap::new(),
-            buf: vec![0u8; READ_BUF],
+            reader: StableReader::new(READ_BUF, self.tmp_dir.clone()),
+            frozen: self.fs.taken(),
             outcome: SourceOutcome {
                 entries,
                 ..SourceOutcome::default()
@@ -452,15 +536,16 @@ impl DirectorySource {
             );
             // Returning early drops the receiver, which stops the walk thread.
             for item in walked {
-                let Entry { abs, rel, md, file } = match item {
+                let entry = match item {
                     Ok(entry) => entry,
                     Err(WalkError { path, err }) => {
                         walk.read_problem(&path, err)?;
                         continue;
                     }
                 };
-                self.fs.check_entry(&abs, &md, self.cfg.one_file_system)?;
-                walk.one(&mut tar, &abs, rel, &md, file)?;
+                self.fs
+                    .check_entry(&entry.abs, &entry.md, self.cfg.one_file_system)?;
+                walk.one(&mut tar, entry)?;
             }
             Ok::<(), SourceError>(())
         })?;

@@ -137,9 +137,16 @@ pub struct FileEntry {
     /// Device numbers of char and block devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<(u32, u32)>,
-    /// The file changed while it was read: its content is what was read, not a snapshot.
+    /// The file changed during every read the backup made of it: its content is
+    /// what the last read got, not the file as of one instant.
     #[serde(default, skip_serializing_if = "is_false")]
     pub changed: bool,
+    /// Zero bytes after the content in this file's archive entry: it shrank while
+    /// it was read straight into the stream (too large to re-read), after its
+    /// header promised `size + padding` bytes. They are not part of `size` or
+    /// `blake3`, and a restore does not write them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub padding: u64,
     /// The extended attributes coffer keeps (`user.*`, POSIX ACLs, file
     /// capabilities; see `xattr`), values in hex. None for hard links: they share
     /// the first name's inode.

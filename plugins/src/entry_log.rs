@@ -246,6 +246,7 @@ mod tests {
             link: None,
             rdev: None,
             changed: i.is_multiple_of(7),
+            padding: u64::from(i % 5),
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),

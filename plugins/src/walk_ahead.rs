@@ -6,17 +6,29 @@
 //! read them in (`POSIX_FADV_WILLNEED`), so several requests are in flight while the
 //! stream thread hashes and archives the current one. The reader still takes its own
 //! `fstat` before and after reading, so a change after the early open is still seen.
+//!
+//! Every entry is reached relative to its open parent directory (`openat`), never
+//! through its full path: a path may be longer than PATH_MAX (4,096 bytes), which
+//! no path-taking call accepts, and a directory on the way may be replaced (by a
+//! file, a symlink) while the walk is inside it, which must cost that entry and not
+//! the run. Entries come in the order `walkdir` gave them before this walker (depth
+//! first, each directory's entries sorted by name bytes, a directory before its
+//! contents), which the manifests already written and `in_order` rely on.
 
 use crate::entry::RawPath;
 use crate::exclude::Excludes;
-use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+use crate::open_at;
+use rustix::fs::{Dir, FileType};
+use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use walkdir::WalkDir;
+use std::sync::{Arc, OnceLock};
 
 /// How many entries the walk may run ahead: the open files it holds at most, and
 /// about the number of read requests kept in flight. On 100,000 files of 4 KiB
@@ -24,22 +36,78 @@ use walkdir::WalkDir;
 /// 64 and 5.2 s at 256; `main` raises the open-file limit so this fits under it.
 pub const AHEAD: usize = 256;
 
-/// How much of each file to request ahead, which bounds the page cache the hints
-/// fill to AHEAD x this. The kernel's own readahead takes over for the rest of a
-/// large file once it is read sequentially.
-const ADVISE_BYTES: u64 = 256 << 10;
+/// The directory an entry is in, open, and its name there.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub dir: Arc<OwnedFd>,
+    pub name: OsString,
+}
 
 /// One walked entry.
+#[derive(Debug)]
 pub struct Entry {
+    /// The full path, for messages (and for calls, while it is short enough:
+    /// `sys_path`).
     pub abs: PathBuf,
     /// Relative to the root, `/`-separated; `.` for the root itself.
     pub rel: RawPath,
     pub md: Metadata,
-    /// Regular files when `open_files`: the handle opened ahead, or why it could not be.
+    /// With `open_files`: a regular file's handle opened ahead (or why it could not
+    /// be), and a directory's own handle (for its extended attributes).
     pub file: Option<io::Result<File>>,
+    /// Where it is, for calls relative to its directory; `None` for the root.
+    pub at: Option<At>,
+}
+
+impl Entry {
+    /// A path for calls that only take a path (the `l*xattr` calls, `statx`): the
+    /// full path while it fits PATH_MAX, beyond that `exact_path`. A lookup through
+    /// /proc costs more, and `check` makes one per entry.
+    pub fn sys_path(&self) -> Cow<'_, Path> {
+        if self.abs.as_os_str().len() < PATH_MAX {
+            return Cow::Borrowed(&self.abs);
+        }
+        self.exact_path()
+    }
+
+    /// The entry through its open parent, `/proc/self/fd/<parent>/<name>`: it fits
+    /// PATH_MAX at any depth and is the entry the walk found even after a directory
+    /// on the full path was replaced. The full path for the root and without /proc.
+    pub fn exact_path(&self) -> Cow<'_, Path> {
+        match &self.at {
+            Some(at) if proc_fds() => {
+                let mut p = OsString::from(format!("/proc/self/fd/{}/", at.dir.as_raw_fd()));
+                p.push(&at.name);
+                Cow::Owned(PathBuf::from(p))
+            }
+            _ => Cow::Borrowed(&self.abs),
+        }
+    }
+
+    /// A symlink's target, read relative to its directory.
+    pub fn read_link(&self) -> io::Result<PathBuf> {
+        match &self.at {
+            Some(at) => {
+                let target = rustix::fs::readlinkat(&*at.dir, at.name.as_os_str(), Vec::new())?;
+                Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
+            }
+            None => std::fs::read_link(&self.abs),
+        }
+    }
+}
+
+/// Longest path the path-taking calls accept, with its terminating NUL.
+const PATH_MAX: usize = 4096;
+
+/// Whether this process sees its open files in `/proc/self/fd` (not in a chroot or
+/// container without `/proc`).
+fn proc_fds() -> bool {
+    static SEEN: OnceLock<bool> = OnceLock::new();
+    *SEEN.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// What stopped the walk at one path (the walk goes on after it).
+#[derive(Debug)]
 pub struct WalkError {
     pub path: PathBuf,
     pub err: io::Error,
@@ -82,65 +150,376 @@ pub fn spawn<'scope, 'env: 'scope>(
     opts: WalkOptions<'env>,
 ) -> Receiver<Walked> {
     let (tx, rx) = sync_channel(AHEAD);
-    scope.spawn(move || walk(opts, tx));
+    scope.spawn(move || {
+        let _ = Walker {
+            opts: &opts,
+            tx,
+            root_dev: 0,
+        }
+        .run();
+    });
     rx
 }
 
-fn walk(opts: WalkOptions<'_>, tx: SyncSender<Walked>) {
-    let root = opts.root;
-    let walker = WalkDir::new(root)
-        .follow_links(false)
-        .same_file_system(opts.one_file_system)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| opts.excludes.admits(root, e));
-    for item in walker {
-        let walked = match item {
-            Ok(entry) => match entry.metadata() {
-                Ok(md) => {
-                    let rel = match entry.path().strip_prefix(root) {
-                        Ok(r) if r.as_os_str().is_empty() => RawPath::Text(".".into()),
-                        Ok(r) => RawPath::from_bytes(r.as_os_str().as_bytes()),
-                        Err(_) => continue, // walkdir yields only paths under the root
-                    };
-                    let file =
-                        (opts.open_files && md.is_file()).then(|| open_ahead(entry.path(), &md));
-                    Ok(Entry {
-                        abs: entry.into_path(),
-                        rel,
-                        md,
-                        file,
-                    })
-                }
-                Err(err) => Err(WalkError {
-                    path: entry.path().to_path_buf(),
-                    err: err
-                        .into_io_error()
-                        .unwrap_or_else(|| io::Error::other("metadata")),
-                }),
-            },
-            Err(err) => Err(WalkError {
-                path: err
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| root.to_path_buf()),
-                err: err
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("filesystem loop")),
-            }),
+/// A directory being walked: its handle, where it is, and its entries still to
+/// visit, sorted.
+struct Frame {
+    dir: Arc<OwnedFd>,
+    abs: PathBuf,
+    /// Relative to the root, `/`-separated; empty for the root.
+    rel: Vec<u8>,
+    names: std::vec::IntoIter<(OsString, FileType)>,
+}
+
+/// The receiver is gone: the stream stopped (an error or a cancelled run).
+struct Stopped;
+
+struct Walker<'a> {
+    opts: &'a WalkOptions<'a>,
+    tx: SyncSender<Walked>,
+    root_dev: u64,
+}
+
+impl Walker<'_> {
+    fn send(&self, w: Walked) -> Result<(), Stopped> {
+        self.tx.send(w).map_err(|_| Stopped)
+    }
+
+    fn run(mut self) -> Result<(), Stopped> {
+        let root = self.opts.root;
+        let found = match open_at::reach_root(root, self.opts.open_files) {
+            Ok(found) => found,
+            Err(err) => return self.fail(root, err),
         };
-        if tx.send(walked).is_err() {
-            return; // the stream stopped (an error or a cancelled run)
+        self.root_dev = found.md.dev();
+        let mut stack = Vec::new();
+        let listed = found.dir;
+        self.send(Ok(Entry {
+            abs: root.to_path_buf(),
+            rel: RawPath::Text(".".into()),
+            md: found.md,
+            file: found.file,
+            at: None,
+        }))?;
+        if let Some(Ok(fd)) = listed {
+            stack.push(self.list(fd, root.to_path_buf(), Vec::new())?);
+        }
+        while let Some(frame) = stack.last_mut() {
+            let Some((name, hint)) = frame.names.next() else {
+                stack.pop();
+                continue;
+            };
+            let parent = (frame.dir.clone(), frame.abs.clone(), frame.rel.clone());
+            if let Some(sub) = self.visit(parent, name, hint)? {
+                stack.push(sub);
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, path: &Path, err: io::Error) -> Result<(), Stopped> {
+        self.send(Err(WalkError {
+            path: path.to_path_buf(),
+            err,
+        }))
+    }
+
+    /// Lists the directory `fd` for walking; a listing that fails part way is
+    /// reported (right after the directory, as `walkdir` did) and what was listed
+    /// is walked.
+    fn list(&self, fd: OwnedFd, abs: PathBuf, rel: Vec<u8>) -> Result<Frame, Stopped> {
+        let mut names = Vec::new();
+        let mut failed = None;
+        match Dir::read_from(&fd) {
+            Ok(mut d) => {
+                while let Some(item) = d.read() {
+                    match item {
+                        Ok(e) => {
+                            let n = e.file_name().to_bytes();
+                            if n != b"." && n != b".." {
+                                names.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(io::Error::from(e));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => failed = Some(e.into()),
+        }
+        if let Some(err) = failed {
+            self.fail(&abs, err)?;
+        }
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(Frame {
+            dir: Arc::new(fd),
+            abs,
+            rel,
+            names: names.into_iter(),
+        })
+    }
+
+    /// Visits `name` in the directory `(dir, abs, rel)`: sends its entry (or why it
+    /// could not be reached) and returns its frame when it is a directory to walk.
+    fn visit(
+        &self,
+        (dir, parent_abs, parent_rel): (Arc<OwnedFd>, PathBuf, Vec<u8>),
+        name: OsString,
+        hint: FileType,
+    ) -> Result<Option<Frame>, Stopped> {
+        let abs = parent_abs.join(&name);
+        let mut rel = parent_rel;
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name.as_bytes());
+        let excluded = |is_dir: bool| {
+            self.opts
+                .excludes
+                .excluded(Path::new(OsStr::from_bytes(&rel)), is_dir)
+        };
+        // The listing's type spares opening what is excluded; the entry's own stat
+        // decides when the listing did not say or the entry changed since.
+        let hinted_dir = (hint != FileType::Unknown).then_some(hint == FileType::Directory);
+        if hinted_dir.is_some_and(excluded) {
+            return Ok(None);
+        }
+        let found = match open_at::reach(&dir, &name, hint, self.opts.open_files) {
+            Ok(f) => f,
+            Err(err) => {
+                self.fail(&abs, err)?;
+                return Ok(None);
+            }
+        };
+        let is_dir = found.md.is_dir();
+        if hinted_dir != Some(is_dir) && excluded(is_dir) {
+            return Ok(None);
+        }
+        let descend = is_dir && (!self.opts.one_file_system || found.md.dev() == self.root_dev);
+        let listed = if descend { found.dir } else { None };
+        self.send(Ok(Entry {
+            abs: abs.clone(),
+            rel: RawPath::from_bytes(&rel),
+            md: found.md,
+            file: found.file,
+            at: Some(At { dir, name }),
+        }))?;
+        match listed {
+            Some(Ok(fd)) => self.list(fd, abs, rel).map(Some),
+            // Seen but not listable (no permission): said after it, as walkdir did.
+            Some(Err(err)) => {
+                self.fail(&abs, err)?;
+                Ok(None)
+            }
+            None => Ok(None),
         }
     }
 }
 
-fn open_ahead(path: &Path, md: &Metadata) -> io::Result<File> {
-    let file = open_nofollow(path)?;
-    // A hint only: a filesystem that ignores it is read as before.
-    let len = md.size().min(ADVISE_BYTES) as i64;
-    if len > 0 {
-        let _ = posix_fadvise(&file, 0, len, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::open_at::open_dir;
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+
+    fn walk(root: &Path, excludes: &Excludes, mut between: impl FnMut(usize)) -> Vec<Walked> {
+        std::thread::scope(|scope| {
+            let rx = spawn(
+                scope,
+                WalkOptions {
+                    root,
+                    one_file_system: false,
+                    excludes,
+                    open_files: true,
+                },
+            );
+            let mut out = Vec::new();
+            for item in rx {
+                out.push(item);
+                between(out.len());
+            }
+            out
+        })
     }
-    Ok(file)
+
+    fn rels(walked: &[Walked]) -> Vec<String> {
+        walked
+            .iter()
+            .map(|w| match w {
+                Ok(e) => e.rel.to_string(),
+                Err(e) => format!("error {}: {}", e.path.display(), e.err),
+            })
+            .collect()
+    }
+
+    /// Manifests list entries in the order walkdir gave; `in_order` merges on it.
+    #[test]
+    fn the_order_is_walkdirs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        for d in [
+            "a",
+            "a/b",
+            "B",
+            "a b",
+            "z/y/x",
+            "é",
+            "excluded.tmp",
+            "keep/cache",
+        ] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        for f in [
+            "a/1",
+            "a/b/2",
+            "B/3",
+            "a b/4",
+            "z/y/x/5",
+            "é/6",
+            "a.txt",
+            "A",
+            "_",
+            "keep/x.tmp",
+        ] {
+            std::fs::write(root.join(f), f).expect("write");
+        }
+        std::os::unix::fs::symlink("a", root.join("link")).expect("symlink");
+        let ex = Excludes::new(&["*.tmp".into(), "cache/".into()]).expect("excludes");
+        let ours = rels(&walk(root, &ex, |_| {}));
+        let theirs: Vec<String> = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| ex.admits(root, e))
+            .map(|e| {
+                let e = e.expect("walkdir");
+                match e.path().strip_prefix(root).expect("under root") {
+                    r if r.as_os_str().is_empty() => ".".to_string(),
+                    r => r.display().to_string(),
+                }
+            })
+            .collect();
+        assert_eq!(ours, theirs);
+        assert!(
+            !ours
+                .iter()
+                .any(|r| r.contains("tmp") || r.contains("cache"))
+        );
+    }
+
+    /// Makes `depth` nested directories of a 200-byte name under `root`, relative
+    /// to each other (the full path is too long for mkdir), and a file at the bottom.
+    fn deep_tree(root: &Path, depth: usize) -> PathBuf {
+        let name = "d".repeat(200);
+        let mut dir = open_dir(rustix::fs::CWD, root.as_os_str()).expect("open root");
+        let mut abs = root.to_path_buf();
+        for _ in 0..depth {
+            rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).expect("mkdirat");
+            dir = open_dir(&dir, OsStr::new(&name)).expect("open");
+            abs.push(&name);
+        }
+        let fd = rustix::fs::openat(
+            &dir,
+            "deep.txt",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .expect("create");
+        rustix::io::write(&fd, b"deep").expect("write");
+        rustix::fs::symlinkat("deep.txt", &dir, "deep.link").expect("symlink");
+        abs.push("deep.txt");
+        abs
+    }
+
+    #[test]
+    fn paths_longer_than_path_max_are_walked_read_and_attributed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let deep = deep_tree(tmp.path(), 25);
+        assert!(deep.as_os_str().len() > PATH_MAX);
+        assert!(
+            std::fs::metadata(&deep).is_err(),
+            "the full path is too long"
+        );
+        let walked = walk(tmp.path(), &Excludes::default(), |_| {});
+        let mut entries: Vec<Entry> = walked
+            .into_iter()
+            .map(|w| w.map_err(|e| e.err).expect("no walk error"))
+            .collect();
+        assert_eq!(entries.len(), 1 + 25 + 2);
+        let mut file = entries.pop().expect("file");
+        let link = entries.pop().expect("link");
+        assert_eq!(link.read_link().expect("readlink"), Path::new("deep.txt"));
+        assert_eq!(file.abs, deep);
+        let mut text = String::new();
+        file.file
+            .take()
+            .expect("opened")
+            .expect("readable")
+            .read_to_string(&mut text)
+            .expect("read");
+        assert_eq!(text, "deep");
+        // Path-taking calls reach it through its parent.
+        let sys = file.sys_path();
+        assert!(sys.as_os_str().len() < 100, "{}", sys.display());
+        assert_eq!(std::fs::symlink_metadata(&sys).expect("lstat").len(), 4);
+    }
+
+    /// Names before `b`, more than the walk may queue: it cannot reach `b` until
+    /// the test has taken the first entries.
+    fn crowded(root: &Path, dir: &str) {
+        std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+        for i in 0..AHEAD + 50 {
+            std::fs::write(root.join(format!("{dir}/f{i:04}")), b"x").expect("write");
+        }
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_file_before_the_walk_reaches_it_is_that_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        crowded(&root, "a");
+        std::fs::create_dir_all(root.join("b/sub")).expect("mkdir");
+        let walked = walk(&root, &Excludes::default(), |n| {
+            if n == 1 {
+                std::fs::remove_dir_all(root.join("b")).expect("rm");
+                std::fs::write(root.join("b"), b"now a file").expect("write");
+            }
+        });
+        let b: Vec<&Walked> = walked
+            .iter()
+            .filter(|w| w.as_ref().is_ok_and(|e| e.rel.as_bytes().starts_with(b"b")))
+            .collect();
+        assert_eq!(b.len(), 1, "{:?}", rels(&walked));
+        let Ok(b) = b[0] else { unreachable!() };
+        assert!(b.md.is_file());
+        assert!(matches!(b.file, Some(Ok(_))));
+        assert!(walked.iter().all(Result::is_ok), "{:?}", rels(&walked));
+    }
+
+    #[test]
+    fn a_directory_replaced_while_the_walk_is_inside_it_is_walked_as_it_was() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        crowded(&root, "b");
+        std::os::unix::fs::symlink("f0000", root.join("b/zz-link")).expect("symlink");
+        std::fs::create_dir(root.join("b/zz-sub")).expect("mkdir");
+        let walked = walk(&root, &Excludes::default(), |n| {
+            // Taken: `.`, `b`, `b/f0000`; the walk is inside `b`.
+            if n == 3 {
+                std::fs::rename(root.join("b"), tmp.path().join("b.old")).expect("mv");
+                std::fs::write(root.join("b"), b"now a file").expect("write");
+            }
+        });
+        assert!(walked.iter().all(Result::is_ok), "{:?}", rels(&walked));
+        let last: Vec<&Entry> = walked.iter().rev().take(2).flatten().collect();
+        assert_eq!(last[0].rel.to_string(), "b/zz-sub");
+        assert!(last[0].md.is_dir());
+        assert_eq!(last[1].rel.to_string(), "b/zz-link");
+        // Its path now runs through a file; relative to its directory it is there.
+        assert!(std::fs::read_link(&last[1].abs).is_err());
+        assert_eq!(last[1].read_link().expect("readlink"), Path::new("f0000"));
+    }
 }

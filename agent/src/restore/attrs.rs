@@ -5,6 +5,7 @@
 //! sets the mode's group bits: the mode set last is the recorded one) and chmod
 //! after chown (chown clears setuid), never following symlinks.
 
+use crate::restore::dir_cursor::{DirCursor, at_path};
 use crate::restore::tree_check::Owners;
 use crate::restore::tree_check::expected_mode;
 use crate::restore::xattrs::{self, Tally};
@@ -14,6 +15,10 @@ use coffer_plugins::ids::IdCache;
 use coffer_plugins::xattr::On;
 use coffer_plugins::{EntryKind, FileEntry};
 use filetime::FileTime;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmodat, fstatat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::fchownat;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -80,8 +85,9 @@ fn owner_of(
 
 /// Applies attributes of everything but regular files (set by `FileAttrs` while
 /// unpacking) under `root`: either every entry but the root (`root_only` false) or
-/// only the root entry to `root` itself. Extended attributes that cannot be set
-/// go to `tally`.
+/// only the root entry to `root` itself. Entries are reached relative to their
+/// parent's handle (`dir_cursor`), so any depth works. Extended attributes that
+/// cannot be set go to `tally`.
 pub fn apply(
     root: &Path,
     entries: &[FileEntry],
@@ -92,18 +98,12 @@ pub fn apply(
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mut ids = IdCache::default();
+    let mut cursor =
+        DirCursor::open(root).with_context(|| format!("cannot open {}", root.display()))?;
     for e in entries.iter().rev() {
         if e.path.is_root() != root_only || matches!(e.kind, EntryKind::Hardlink | EntryKind::File)
         {
             continue;
-        }
-        let path = if root_only {
-            root.to_path_buf()
-        } else {
-            root.join(e.path.as_path())
-        };
-        if !root_only && std::fs::symlink_metadata(&path).is_err() {
-            continue; // not created (a device node without --devices)
         }
         let owner = match owners {
             Owners::Ignore => None,
@@ -112,22 +112,83 @@ pub fn apply(
                 crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
             }
         };
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
-        }
         let mode = expected_mode(e, policy);
-        xattrs::apply(On::Path(&path), &path, e, mode, owners, &mut ids, tally);
-        if e.kind != EntryKind::Symlink {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot chmod {} to {mode:04o}", path.display()))?;
-        }
         let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
-        if let Err(err) = filetime::set_symlink_file_times(&path, t, t) {
+        if root_only {
+            apply_to_root(
+                root,
+                e,
+                (owner, owners),
+                mode,
+                t,
+                (&mut ids, tally),
+                &mut warnings,
+            )?;
+            continue;
+        }
+        let rel = e.path.as_path();
+        let (parent, name) = (
+            rel.parent().unwrap_or(Path::new("")),
+            rel.file_name().unwrap_or(rel.as_os_str()),
+        );
+        cursor.enter(parent, false).map_err(anyhow::Error::msg)?;
+        let dir = cursor.dir();
+        let path = cursor.shown(name);
+        if fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
+            continue; // not created (a device node without --devices)
+        }
+        if let Some((uid, gid)) = owner {
+            fchownat(
+                dir,
+                name,
+                Some(uid.into()),
+                Some(gid.into()),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
+        }
+        let on = at_path(dir, name, &path);
+        xattrs::apply(On::Path(&on), &path, e, mode, owners, &mut ids, tally);
+        if e.kind != EntryKind::Symlink {
+            // Not a symlink (checked above, in coffer's own staging folder): chmod
+            // does not follow anything.
+            fchmodat(
+                dir,
+                name,
+                Mode::from_bits_truncate(mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .with_context(|| format!("cannot chmod {} to {mode:04o}", path.display()))?;
+        }
+        let ts = TimeSpec::new(t.unix_seconds(), i64::from(t.nanoseconds()));
+        if let Err(err) = utimensat(dir, name, &ts, &ts, UtimensatFlags::NoFollowSymlink) {
             warnings.push(format!("{}: cannot set times: {err}", path.display()));
         }
     }
     Ok(warnings)
+}
+
+/// The root entry's attributes, set on `root` itself.
+fn apply_to_root(
+    root: &Path,
+    e: &FileEntry,
+    (owner, owners): (Option<(u32, u32)>, Owners),
+    mode: u32,
+    t: FileTime,
+    (ids, tally): (&mut IdCache, &mut Tally),
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(root, Some(uid), Some(gid))
+            .with_context(|| format!("cannot chown {} to {uid}:{gid}", root.display()))?;
+    }
+    xattrs::apply(On::Path(root), root, e, mode, owners, ids, tally);
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {} to {mode:04o}", root.display()))?;
+    if let Err(err) = filetime::set_symlink_file_times(root, t, t) {
+        warnings.push(format!("{}: cannot set times: {err}", root.display()));
+    }
+    Ok(())
 }
 
 /// Resolves the policy's user and group once up front, so a typo fails before

@@ -2,8 +2,9 @@
 //!
 //! The archive is untrusted input: absolute paths, `..` components, writing through
 //! a symlink (a link to `/etc` followed by `link/passwd`), hard links to outside
-//! files and device nodes are refused. Parents are checked with lstat and files are
-//! created with O_EXCL|O_NOFOLLOW, so nothing is ever written outside `dest`.
+//! files and device nodes are refused. Parents are opened one at a time with
+//! O_NOFOLLOW (`dir_cursor`) and entries made relative to them, files with
+//! O_EXCL|O_NOFOLLOW, so nothing is ever written outside `dest`, at any depth.
 //!
 //! The archive must hold exactly the manifest's entries, in the manifest's order (the
 //! backup wrote both from one walk), with the manifest's content: regular files are
@@ -19,13 +20,14 @@
 //!
 //! Over 400 lines only with its unit tests; the code itself is under.
 
+use super::dir_cursor::DirCursor;
 use anyhow::{Context, Result, bail};
 use coffer_plugins::{EntryKind, FileEntry};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 
@@ -135,44 +137,16 @@ pub fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, String> {
     })
 }
 
-/// Makes sure every ancestor of `rel` below `dest` is a real directory (creating
-/// missing ones), never a symlink. `verified` is the last parent found good:
-/// archive order keeps siblings together, and nothing but this unpacking writes in
-/// the private staging folder, so it stays good and need not be checked again.
-fn prepare_parents(
-    dest: &Path,
-    rel: &Path,
-    create: bool,
-    verified: &mut Option<PathBuf>,
-) -> Result<(), String> {
-    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
-    let Some(parent) = parent else { return Ok(()) };
-    if verified.as_deref() == Some(parent) {
-        return Ok(());
-    }
-    let mut cur = dest.to_path_buf();
-    for c in parent.components() {
-        cur.push(c);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(md) if md.file_type().is_dir() => {}
-            Ok(md) if md.file_type().is_symlink() => {
-                return Err(format!(
-                    "parent {} is a symlink: refusing to write through it",
-                    cur.display()
-                ));
-            }
-            Ok(_) => return Err(format!("parent {} is not a directory", cur.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&cur)
-                    .map_err(|e| format!("cannot create {}: {e}", cur.display()))?;
-            }
-            Err(e) => return Err(format!("{}: {e}", cur.display())),
-        }
-    }
-    *verified = Some(parent.to_path_buf());
-    Ok(())
+/// A safe relative path's parent (empty for a top-level name) and its last name.
+fn split(rel: &Path) -> (&Path, &OsStr) {
+    (
+        rel.parent().unwrap_or(Path::new("")),
+        rel.file_name().unwrap_or(rel.as_os_str()),
+    )
+}
+
+fn is_type(st: &FileStat, t: SFlag) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == t
 }
 
 /// Called with each regular file that matched its manifest entry, still open, and
@@ -194,7 +168,12 @@ pub fn extract(
         entries,
         mismatch: None,
     };
-    let mut verified: Option<PathBuf> = None;
+    // Parents are opened one component at a time, never following a symlink, and
+    // entries are made relative to them: safe, and at any depth (PATH_MAX).
+    let mut cursor =
+        DirCursor::open(dest).with_context(|| format!("cannot open {}", dest.display()))?;
+    // Hard link targets, looked up the same way.
+    let mut targets: Option<DirCursor> = None;
     let mut archive = tar::Archive::new(super::tar_guard::TarGuard::new(stream));
     let mut buf = vec![0u8; 1 << 20];
     let entries = archive.entries().context("cannot read the archive")?;
@@ -217,38 +196,49 @@ pub fn extract(
             continue;
         };
         let want = expected.take(rel.as_os_str().as_bytes(), kind, &shown)?;
-        prepare_parents(dest, &rel, true, &mut verified).map_err(refuse)?;
-        let path = dest.join(&rel);
+        let (parent, name) = split(&rel);
+        cursor.enter(parent, true).map_err(refuse)?;
+        let dir = cursor.dir();
+        let path = cursor.shown(name);
         match kind {
-            EntryType::Directory => match std::fs::symlink_metadata(&path) {
-                Ok(md) if md.is_dir() => {}
+            EntryType::Directory => match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if is_type(&st, SFlag::S_IFDIR) => {}
                 Ok(_) => return Err(refuse("exists and is not a directory".into())),
-                Err(_) => std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&path)
+                Err(_) => mkdirat(dir, name, Mode::from_bits_truncate(0o700))
                     .with_context(|| format!("cannot create {}", path.display()))?,
             },
             EntryType::Regular | EntryType::Continuous => {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                    .open(&path)
-                    .map_err(|e| refuse(format!("cannot create: {e}")))?;
+                let mut f = std::fs::File::from(
+                    openat(
+                        dir,
+                        name,
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o600),
+                    )
+                    .map_err(|e| refuse(format!("cannot create: {e}")))?,
+                );
                 // Content is written only for an entry that matches its manifest
                 // entry in name, type and size: after a mismatch, or for a size the
                 // manifest does not list, nothing is written, so a hostile archive
                 // cannot fill the disk beyond what the manifest declares.
                 let Some(want) = want else { continue };
-                if want.size != entry.size() {
+                // A file that shrank while a backup read it into the stream has
+                // zeros after its content (`padding`), which are not written.
+                if want.size.checked_add(want.padding) != Some(entry.size()) {
                     expected.content(&want, entry.size(), "", &shown);
                     continue;
                 }
                 let mut h = blake3::Hasher::new();
                 let mut size = 0u64;
-                loop {
-                    let n = entry.read(&mut buf).context("cannot read the archive")?;
+                while size < want.size {
+                    let room = (want.size - size).min(buf.len() as u64) as usize;
+                    let n = entry
+                        .read(&mut buf[..room])
+                        .context("cannot read the archive")?;
                     if n == 0 {
                         break;
                     }
@@ -267,7 +257,7 @@ pub fn extract(
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| refuse("symlink without a target".into()))?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                nix::unistd::symlinkat(OsStr::from_bytes(&target), dir, name)
                     .map_err(|e| refuse(format!("cannot create symlink: {e}")))?;
             }
             EntryType::Link => {
@@ -277,10 +267,17 @@ pub fn extract(
                 let trel = safe_relative(&target)
                     .map_err(|why| refuse(format!("hard link target: {why}")))?
                     .ok_or_else(|| refuse("hard link to the root".into()))?;
-                prepare_parents(dest, &trel, false, &mut None).map_err(refuse)?;
-                let tpath = dest.join(&trel);
-                match std::fs::symlink_metadata(&tpath) {
-                    Ok(md) if md.file_type().is_file() => {}
+                let (tparent, tname) = split(&trel);
+                let found = match &mut targets {
+                    Some(t) => t,
+                    None => targets.insert(
+                        DirCursor::open(dest)
+                            .with_context(|| format!("cannot open {}", dest.display()))?,
+                    ),
+                };
+                found.enter(tparent, false).map_err(refuse)?;
+                match fstatat(found.dir(), tname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) if is_type(&st, SFlag::S_IFREG) => {}
                     _ => {
                         return Err(refuse(format!(
                             "hard link target {} is not a restored file",
@@ -288,11 +285,12 @@ pub fn extract(
                         )));
                     }
                 }
-                std::fs::hard_link(&tpath, &path)
+                // linkat without AT_SYMLINK_FOLLOW links the name itself.
+                nix::unistd::linkat(found.dir(), tname, dir, name, AtFlags::empty())
                     .map_err(|e| refuse(format!("cannot create hard link: {e}")))?;
             }
             EntryType::Fifo => {
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                nix::unistd::mkfifoat(dir, name, Mode::from_bits_truncate(0o600))
                     .map_err(|e| refuse(format!("cannot create fifo: {e}")))?;
             }
             EntryType::Char | EntryType::Block => {
@@ -305,14 +303,15 @@ pub fn extract(
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
                 let sflag = if kind == EntryType::Char {
-                    nix::sys::stat::SFlag::S_IFCHR
+                    SFlag::S_IFCHR
                 } else {
-                    nix::sys::stat::SFlag::S_IFBLK
+                    SFlag::S_IFBLK
                 };
-                nix::sys::stat::mknod(
-                    &path,
+                nix::sys::stat::mknodat(
+                    dir,
+                    name,
                     sflag,
-                    nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    Mode::from_bits_truncate(0o600),
                     nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
                 )
                 .map_err(|e| refuse(format!("cannot create device node: {e}")))?;
@@ -366,6 +365,7 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            padding: 0,
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),

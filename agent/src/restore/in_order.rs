@@ -102,6 +102,7 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            padding: 0,
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),

@@ -7,6 +7,7 @@
 pub(crate) mod attrs;
 pub(crate) mod database;
 pub(crate) mod db_check;
+pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
 mod remove_tree;

@@ -62,6 +62,9 @@ pub struct TreeReport {
     pub link: Vec<String>,
     /// Extended attributes missing, different or not in the snapshot.
     pub xattrs: Vec<String>,
+    /// Files the snapshot itself marks `changed`: they kept changing while the
+    /// backup read them, so what it holds of them is not one instant.
+    pub changed: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -75,6 +78,7 @@ impl TreeReport {
             && self.owner.is_empty()
             && self.link.is_empty()
             && self.xattrs.is_empty()
+            && self.changed.is_empty()
     }
 
     pub fn print(&self) {
@@ -93,24 +97,48 @@ impl TreeReport {
                 crate::say!("  {what}: {}", coffer_plugins::escape_controls(item));
             }
         }
+        for c in &self.changed {
+            crate::say!(
+                "  changed during backup: {}",
+                coffer_plugins::escape_controls(c)
+            );
+        }
         for n in &self.notes {
             crate::say!("  note: {}", coffer_plugins::escape_controls(n));
         }
         let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
-        if count == 0 {
-            crate::say!(
+        let changed = match self.changed.len() {
+            0 => String::new(),
+            n => format!(
+                "{n} file(s) kept changing while the backup read them: the snapshot holds \
+                 them as last read, not as of one instant"
+            ),
+        };
+        match (count, changed.is_empty()) {
+            (0, true) => crate::say!(
                 "source {}: {} consistent ({} entries checked)",
                 self.source,
                 self.path,
                 self.checked
-            );
-        } else {
-            crate::say!(
+            ),
+            (0, false) => crate::say!(
+                "source {}: {} INCONSISTENT: as in the snapshot ({} entries checked), but {changed}",
+                self.source,
+                self.path,
+                self.checked
+            ),
+            (_, true) => crate::say!(
                 "source {}: {} INCONSISTENT: {count} difference(s) in {} entries",
                 self.source,
                 self.path,
                 self.checked
-            );
+            ),
+            (_, false) => crate::say!(
+                "source {}: {} INCONSISTENT: {count} difference(s) in {} entries, and {changed}",
+                self.source,
+                self.path,
+                self.checked
+            ),
         }
     }
 }
@@ -205,7 +233,7 @@ pub fn check_tree(
     };
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for item in walk_ahead::spawn(scope, walk) {
-            let Entry { abs, rel, md, file } = match item {
+            let entry = match item {
                 Ok(entry) => entry,
                 Err(WalkError { path, err }) => {
                     report
@@ -214,6 +242,10 @@ pub fn check_tree(
                     continue;
                 }
             };
+            // Calls that take a path get one that works at any depth.
+            let sys = entry.sys_path().into_owned();
+            let link = entry.md.is_symlink().then(|| entry.read_link());
+            let Entry { rel, md, file, .. } = entry;
             let found = manifest.find(rel.as_bytes(), |w| {
                 report.missing.push(w.path.to_string());
             })?;
@@ -223,14 +255,22 @@ pub fn check_tree(
                 continue;
             };
             report.checked += 1;
+            if w.kind == EntryKind::File && w.changed {
+                report.changed.push(format!(
+                    "{shown}: changed while the backup read it; stored as last read \
+                     ({} bytes)",
+                    w.size
+                ));
+            }
             let found = Found {
-                path: &abs,
+                path: &sys,
                 md: &md,
                 file,
+                link,
             };
             compare(&mut report, found, &shown, &w, exp, &mut ids);
             if w.kind != EntryKind::Hardlink && kind_of(&md) == w.kind {
-                xa.compare(&mut report, &abs, &shown, &w, exp, &mut ids);
+                xa.compare(&mut report, &sys, &shown, &w, exp, &mut ids);
             }
         }
         Ok(())
@@ -248,10 +288,13 @@ pub fn check_tree(
 
 /// One entry found on disk.
 struct Found<'a> {
+    /// A path to it for calls (see `walk_ahead::Entry::sys_path`).
     path: &'a Path,
     md: &'a Metadata,
     /// A regular file opened ahead, when its content is to be rehashed.
     file: Option<std::io::Result<std::fs::File>>,
+    /// A symlink's target, read relative to its directory.
+    link: Option<std::io::Result<std::path::PathBuf>>,
 }
 
 /// Compares one entry found on disk with its manifest entry.
@@ -298,7 +341,7 @@ fn compare(
             }
         }
         EntryKind::Symlink => {
-            let target = std::fs::read_link(found.path).ok();
+            let target = found.link.and_then(Result::ok);
             let got = target.as_ref().map(|t| t.as_os_str().as_bytes());
             if got != want.link.as_ref().map(RawPath::as_bytes) {
                 report.link.push(format!(

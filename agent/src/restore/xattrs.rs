@@ -214,6 +214,7 @@ mod tests {
             link: None,
             rdev: None,
             changed: false,
+            padding: 0,
             xattrs: xattrs
                 .iter()
                 .map(|(n, v)| (n.to_string(), Value(v.clone())))

@@ -5,6 +5,7 @@
 
 pub mod btrfs;
 pub mod forge;
+pub mod read_gate;
 pub mod s3;
 pub mod servers;
 pub mod service;
