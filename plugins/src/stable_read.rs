@@ -24,6 +24,8 @@
 //! was read.
 //!
 //! Over 400 lines only with its unit tests; the code itself is under 300.
+//!
+//! Over 400 lines only with its unit tests; the code itself is under.
 
 use crate::source::Progress;
 use std::fs::{File, Metadata};

@@ -14,6 +14,9 @@
 //! the run. Entries come in the order `walkdir` gave them before this walker (depth
 //! first, each directory's entries sorted by name bytes, a directory before its
 //! contents), which the manifests already written and `in_order` rely on.
+//!
+//! Over 400 lines only with its unit tests (the order against walkdir's); the code
+//! itself is under.
 
 use crate::entry::RawPath;
 use crate::exclude::Excludes;
