@@ -10,6 +10,27 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Loads an example whose recipients and database password are files in /etc/coffer,
+/// with those files made in a temporary directory (the password is "s3cret").
+fn with_secret_files(name: &str, password_file: &str) -> coffer_config::Config {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recipients = dir.path().join("recipients.txt");
+    std::fs::write(
+        &recipients,
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
+    )
+    .expect("write");
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret\n").expect("write");
+    let text = example(name)
+        .replace(
+            "/etc/coffer/recipients.txt",
+            &recipients.display().to_string(),
+        )
+        .replace(password_file, &password.display().to_string());
+    load_str(&text, Path::new(name), Path::new("/")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
 fn quickstart_and_reference_examples_validate() {
     for name in ["quickstart.toml", "coffer.toml"] {
@@ -21,26 +42,7 @@ fn quickstart_and_reference_examples_validate() {
 
 #[test]
 fn kadi_example_validates_once_its_secret_files_exist() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recipients = dir.path().join("recipients.txt");
-    std::fs::write(
-        &recipients,
-        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
-    )
-    .expect("write");
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "s3cret\n").expect("write");
-    let text = example("kadi.toml")
-        .replace(
-            "/etc/coffer/recipients.txt",
-            &recipients.display().to_string(),
-        )
-        .replace(
-            "/etc/coffer/kadi-db-password",
-            &password.display().to_string(),
-        );
-    let cfg =
-        load_str(&text, Path::new("kadi.toml"), Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = with_secret_files("kadi.toml", "/etc/coffer/kadi-db-password");
     let job = &cfg.jobs["kadi"];
     let kinds: Vec<&str> = job.sources.iter().map(|s| s.kind.type_name()).collect();
     assert_eq!(kinds, ["postgres", "directory", "directory", "redis"]);
@@ -56,26 +58,7 @@ fn kadi_example_validates_once_its_secret_files_exist() {
 
 #[test]
 fn kinto_example_validates_once_its_secret_files_exist() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recipients = dir.path().join("recipients.txt");
-    std::fs::write(
-        &recipients,
-        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
-    )
-    .expect("write");
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "s3cret\n").expect("write");
-    let text = example("kinto.toml")
-        .replace(
-            "/etc/coffer/recipients.txt",
-            &recipients.display().to_string(),
-        )
-        .replace(
-            "/etc/coffer/kinto-db-password",
-            &password.display().to_string(),
-        );
-    let cfg =
-        load_str(&text, Path::new("kinto.toml"), Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = with_secret_files("kinto.toml", "/etc/coffer/kinto-db-password");
     let job = &cfg.jobs["kinto"];
     let kinds: Vec<&str> = job.sources.iter().map(|s| s.kind.type_name()).collect();
     assert_eq!(kinds, ["postgres", "directory"]);
