@@ -46,11 +46,13 @@ pub fn watch(rt: &Handle) -> std::io::Result<()> {
                 _ = int.recv() => {}
             }
             if requested() {
-                eprintln!("coffer: second signal, stopping now");
+                tracing::warn!("second signal, stopping now");
                 std::process::exit(i32::from(crate::exit::FAILED));
             }
-            eprintln!(
-                "coffer: stopping: aborting uploads and removing the unfinished snapshot \
+            // Through the log, so that `--log-format json` and the journal get it
+            // in their own form.
+            tracing::warn!(
+                "stopping: aborting uploads and removing the unfinished snapshot \
                  (signal again to stop at once)"
             );
             REQUESTED.store(true, Ordering::SeqCst);

@@ -19,13 +19,20 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| default.into());
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Colour only for a person at a terminal: the journal and files show escape
+    // codes as blobs.
+    let colour = !journal
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if cli.log_format == coffer::cli::LogFormat::Json {
         log.json().init();
         coffer::cli::log_as_json(true);
-    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
+    } else if journal {
         // Under systemd the journal stamps every line already.
         log.without_time().init();
     } else {

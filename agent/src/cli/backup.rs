@@ -111,6 +111,9 @@ fn print_run(run: &JobRun, config_path: &Path) {
             Some(e) => say(format_args!("  target {}: FAILED: {e}", t.name)),
         }
     }
+    for n in &run.notes {
+        say(format_args!("  {n}"));
+    }
     if run.targets.iter().any(|t| t.committed) {
         let exe = std::env::current_exe()
             .ok()

@@ -47,7 +47,22 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
         };
         let mode = lock.as_ref().map_or(Mode::DryRun, Mode::Delete);
         for target in &targets {
-            reports.push(prune_target(rt, job, target, mode, &trust)?);
+            let report = prune_target(rt, job, target, mode, &trust)?;
+            if lock.is_some() {
+                // `coffer_snapshots` comes from the status: keep it true after a
+                // prune by hand, as a backup's retention does.
+                let kept = report.kept.len() as u64;
+                let updated = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
+                    s.snapshots.insert(target.name.clone(), kept);
+                });
+                if let Err(e) = updated {
+                    eprintln!(
+                        "warning: cannot record the status of job {}: {e:#}",
+                        job.name
+                    );
+                }
+            }
+            reports.push(report);
         }
     }
     let errors: Vec<&String> = busy

@@ -99,7 +99,9 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             Ok(r) => {
                 kept.insert(target.name.clone(), r.kept.len() as u64);
                 if !r.forgotten.is_empty() {
-                    run.warnings.push(format!(
+                    // Retention doing its job is news, not a warning: a warning on
+                    // every run would mail the operator every night.
+                    run.notes.push(format!(
                         "retention on {}: forgot {}",
                         target.name,
                         r.forgotten.join(", ")
@@ -134,6 +136,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         sources: Vec::new(),
         targets: Vec::new(),
         warnings: Vec::new(),
+        notes: Vec::new(),
         hook_errors: Vec::new(),
         check: None,
     }

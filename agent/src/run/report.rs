@@ -22,6 +22,10 @@ pub struct JobRun {
     pub sources: Vec<SourceRun>,
     pub targets: Vec<TargetRun>,
     pub warnings: Vec<String>,
+    /// What the run did besides the snapshot that the operator may want to know,
+    /// but need not act on (the snapshots retention forgot).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Hooks that failed after the snapshot (the snapshot itself stands).
     pub hook_errors: Vec<String>,
     /// The run failed in a way a later run could get past (`run::retry`).

@@ -122,6 +122,7 @@ impl Taking<'_> {
             sources: shown.sources,
             targets: lanes.into_iter().map(|l| l.report).collect(),
             warnings: shown.warnings,
+            notes: Vec::new(),
             hook_errors: Vec::new(),
             retryable: false,
             check: None,

@@ -55,6 +55,9 @@ fn start(shared: &Arc<Shared>, job: &str, why: &str, attempt: u32) -> bool {
                         "the snapshot's database references files it does not hold"
                     );
                 }
+                for n in &run.notes {
+                    info!(job = name, "{n}");
+                }
                 info!(
                     job = name,
                     snapshot = run.snapshot,

@@ -127,6 +127,13 @@ async fn job_loop(shared: Arc<Shared>, job: String) {
 /// One task per backup schedule and per verify schedule of the current config.
 pub(super) fn spawn_schedules(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     let cfg = shared.config();
+    for j in cfg.jobs.values().filter(|j| j.schedule.is_none()) {
+        info!(
+            job = j.name,
+            "no schedule: this job runs only when started by hand (coffer backup) or through POST /api/v1/jobs/{}/run",
+            j.name
+        );
+    }
     let backups = cfg.jobs.values().filter(|j| j.schedule.is_some());
     let verifies = cfg.jobs.values().filter(|j| j.verify_schedule.is_some());
     backups

@@ -485,3 +485,52 @@ fn the_agent_retries_a_failure_that_may_pass_and_only_that() {
         "{log}"
     );
 }
+
+/// The log takes the form the operator chose all the way to the stop (every line
+/// JSON with `--log-format json`, the stop notice included), and carries no
+/// colour codes under systemd, whose journal shows them as blobs.
+#[test]
+fn the_log_keeps_its_format_through_a_stop_and_has_no_colour_in_the_journal() {
+    let port = free_port();
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("f"), b"x").expect("write");
+    let world = World::new("");
+    world.write_config(&dir_source("data", data.path(), ""));
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        cfg.replacen(
+            "[agent]\n",
+            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
+            1,
+        ),
+    )
+    .expect("config");
+    let agent = Agent::start_with(&world, port, &["--log-format", "json", "agent"]);
+    assert!(agent.stop().success());
+    let log = std::fs::read_to_string(world.path("agent.log")).expect("log");
+    assert!(log.contains("stopping"), "{log}");
+    assert!(
+        log.contains("no schedule"),
+        "the unscheduled job is named: {log}"
+    );
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line}"
+        );
+    }
+    // The first backup warns (it creates the signing key): through the journal.
+    let out = world
+        .command(&["backup", "app"])
+        .env("JOURNAL_STREAM", "8:123456")
+        .output()
+        .expect("backup");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("WARN"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in the journal: {err:?}"
+    );
+}

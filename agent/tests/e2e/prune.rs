@@ -100,3 +100,53 @@ fn prune_applies_retention_to_its_job_only() {
     assert_eq!(now.len(), 2, "{now:?}");
     assert_eq!(now[0], app[2], "the oldest of the three left");
 }
+
+/// Retention after a backup is reported as what it is, information: on stdout,
+/// never as a warning on stderr (which cron mails every night).
+#[test]
+fn retention_after_a_backup_is_news_not_a_warning() {
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("f"), b"payload").expect("write");
+    let world = World::new("");
+    world.write_config(&format!(
+        "retention = {{ keep_last = 1 }}\n{}",
+        dir_source("data", data.path(), "")
+    ));
+    let first = world.backup();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = world.run(&["backup", "app"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("retention on local: forgot {first}")),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(world.snapshots().len(), 1);
+
+    // A prune by hand keeps the snapshot count the metrics show in step.
+    let status = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(world.path("state/status/app.json")).expect("status"))
+            .expect("json")
+    };
+    world.write_config(&format!(
+        "retention = {{ keep_last = 5 }}\n{}",
+        dir_source("data", data.path(), "")
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    world.backup();
+    assert_eq!(status()["snapshots"]["local"], 2);
+    world.write_config(&format!(
+        "retention = {{ keep_last = 1 }}\n{}",
+        dir_source("data", data.path(), "")
+    ));
+    world.ok(&["prune", "--job", "app"]);
+    assert_eq!(
+        status()["snapshots"]["local"],
+        1,
+        "stale after a prune by hand"
+    );
+}

@@ -14,8 +14,13 @@ pub struct Agent(Child);
 impl Agent {
     /// Starts the agent and waits until it accepts connections on `port`.
     pub fn start(world: &World, port: u16) -> Agent {
+        Agent::start_with(world, port, &["agent"])
+    }
+
+    /// Starts `coffer <args>` (which must run the agent), logging to agent.log.
+    pub fn start_with(world: &World, port: u16, args: &[&str]) -> Agent {
         let child = world
-            .command(&["agent"])
+            .command(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(world.path("agent.log")).expect("log"))
             .spawn()
