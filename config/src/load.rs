@@ -83,14 +83,21 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 
 /// Validates config text; `file` is only used in messages, relative paths resolve against `base`.
 pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let syntax = |e: toml::de::Error, key: String| {
         let line = e.span().map(|s| line_col(text, s.start));
         ConfigError::Invalid(vec![Problem {
             file: file.to_path_buf(),
             line,
-            key: String::new(),
+            key,
             message: e.message().trim().to_string(),
         }])
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax(e, String::new()))?;
+    // The path to the value that did not fit (`jobs.app.retention.keep_last`), which
+    // serde's own message ("invalid type: string, expected u32") does not name.
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        syntax(e.into_inner(), if key == "." { String::new() } else { key })
     })?;
     let mut v = Validator {
         text,

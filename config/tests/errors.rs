@@ -201,3 +201,15 @@ fn a_filesystem_snapshot_is_one_of_two_forms_and_names_its_key() {
         "{e}"
     );
 }
+
+/// A value of the wrong type names its key, not only serde's "expected u32".
+#[test]
+fn a_value_of_the_wrong_type_names_its_key_and_line() {
+    let e = errors(&base("").replace(
+        "[jobs.kadi]\ntargets = [\"local\"]\n",
+        "[jobs.kadi]\ntargets = [\"local\"]\nretention = { keep_last = \"two\" }\n",
+    ));
+    assert!(e.contains("jobs.kadi.retention.keep_last"), "{e}");
+    assert!(e.contains("test.toml:10:"), "{e}");
+    assert!(e.contains("expected u32"), "{e}");
+}
