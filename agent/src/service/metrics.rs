@@ -78,7 +78,14 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
         "gauge",
         "1 if the last run committed on every target.",
         &|o, j, s| {
-            if let Some(out) = &s.last_outcome {
+            // A run stopped by a signal (an ordinary restart of the service) says
+            // nothing about the job's health: no sample, so the failed-run alert
+            // does not fire for it; the staleness alert still watches the job.
+            if let Some(out) = s
+                .last_outcome
+                .as_ref()
+                .filter(|o| o.as_str() != crate::run::status::RunStatus::Cancelled.as_str())
+            {
                 o.sample(
                     "coffer_backup_last_run_success",
                     &[("job", j)],
@@ -317,6 +324,23 @@ mod tests {
         assert!(
             !never.contains("coffer_snapshot_window_seconds{"),
             "{never}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_run_is_neither_success_nor_failure() {
+        let with = |outcome: &str| {
+            let st = JobStatus {
+                last_outcome: Some(outcome.to_string()),
+                ..JobStatus::default()
+            };
+            render(&[("app".to_string(), st)], &BTreeSet::new())
+        };
+        assert!(with("failed").contains("coffer_backup_last_run_success{job=\"app\"} 0\n"));
+        assert!(with("success").contains("coffer_backup_last_run_success{job=\"app\"} 1\n"));
+        assert!(
+            !with("cancelled").contains("coffer_backup_last_run_success{"),
+            "a restart would page someone"
         );
     }
 }
