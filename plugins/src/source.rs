@@ -193,3 +193,15 @@ pub struct SourceContext {
     pub job: String,
     pub state_dir: PathBuf,
 }
+
+impl SourceContext {
+    /// The context of `job`, whose scratch directory is `state_dir/tmp`.
+    pub fn for_job(rt: &tokio::runtime::Handle, state_dir: &std::path::Path, job: &str) -> Self {
+        SourceContext {
+            rt: rt.clone(),
+            tmp_dir: state_dir.join("tmp"),
+            job: job.to_string(),
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+}

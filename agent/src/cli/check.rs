@@ -152,12 +152,7 @@ fn live_db_check(
     let Some(db) = job.sources.iter().find(|s| s.name == check.source) else {
         return Ok(None);
     };
-    let ctx = SourceContext {
-        rt: rt.clone(),
-        tmp_dir: cfg.agent.state_dir.join("tmp"),
-        job: job.name.clone(),
-        state_dir: cfg.agent.state_dir.clone(),
-    };
+    let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
     let db = open_source(db, &ctx)?;
     let Some(target) = db.endpoint() else {
         return Ok(None);

@@ -96,12 +96,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     }
     let is_root = nix::unistd::geteuid().is_root();
     let configured = |name: &str| job.sources.iter().find(|s| s.name == name);
-    let ctx = SourceContext {
-        rt: rt.clone(),
-        tmp_dir: cfg.agent.state_dir.join("tmp"),
-        job: job.name.clone(),
-        state_dir: cfg.agent.state_dir.clone(),
-    };
+    let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
 
     // Plan and validate everything before writing anything.
     let mut dirs = Vec::new();

@@ -145,12 +145,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         .into_iter()
         .map(Lane::new)
         .collect();
-    let ctx = SourceContext {
-        rt: rt.clone(),
-        tmp_dir: cfg.agent.state_dir.join("tmp"),
-        job: job.name.clone(),
-        state_dir: cfg.agent.state_dir.clone(),
-    };
+    let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
     // What a run killed outright (SIGKILL) still holds is released first: under
     // the job lock, so no run of this job can be using it.
     let leftovers = coffer_plugins::fs_snapshot::release_leftovers(&cfg.agent.state_dir, &job.name);
