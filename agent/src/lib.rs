@@ -14,6 +14,7 @@ pub mod format;
 pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod lock;
+pub(crate) mod pack;
 pub(crate) mod pipeline;
 pub(crate) mod repo;
 pub mod restore;

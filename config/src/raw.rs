@@ -133,6 +133,8 @@ pub struct RawJob {
     pub catch_up: bool,
     pub retries: Option<u32>,
     pub retry_wait: Option<String>,
+    pub format: Option<u32>,
+    pub pack_size: Option<SizeOrText>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
 }

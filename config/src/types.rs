@@ -218,7 +218,19 @@ pub struct Job {
     pub retention: Option<Retention>,
     /// Folders of runs that never committed are removed once this old.
     pub incomplete_after: std::time::Duration,
+    /// The snapshot format new snapshots are written in: 2 (directories in shared,
+    /// deduplicated packs, unchanged files not read again) or 1 (one archive per
+    /// source per snapshot).
+    pub format: u32,
+    /// Format 2: new file contents are gathered into packs of about this size.
+    pub pack_size: u64,
 }
+
+/// The format new snapshots are written in unless a job says `format = 1`.
+pub const DEFAULT_FORMAT: u32 = 2;
+/// 64 MiB: small enough that a pack holding a few deleted files is cheap to
+/// rewrite, large enough that an S3 bucket holds few objects per GiB.
+pub const DEFAULT_PACK_SIZE: u64 = 64 << 20;
 
 /// restic's `forget --keep-*` rules: a snapshot kept by any rule stays.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -68,6 +68,7 @@ fn entry(
         xattrs: Default::default(),
         acl_names: Default::default(),
         flags: Vec::new(),
+        content: None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! meet here for each file (one open, its `fstat`s, its header and its bytes), and
 //! splitting them would pass the same open file and its stats between modules.
 
+use crate::content::{ContentSink, FileStat, KnownContent};
 use crate::entry::{EntryKind, FileEntry, RawPath};
 use crate::entry_attrs::EntryAttrs;
 use crate::entry_log::EntryLog;
@@ -73,7 +74,7 @@ fn major_minor(rdev: u64) -> (u32, u32) {
 }
 
 /// State of one stream: the walk's bookkeeping.
-struct Walk<'a> {
+struct Walk<'a, 's> {
     src: &'a DirectorySource,
     names: NameCache,
     /// Extended attributes and inode flags, with counts of what is not kept.
@@ -86,9 +87,12 @@ struct Walk<'a> {
     frozen: bool,
     outcome: SourceOutcome,
     progress: &'a Progress,
+    /// Format 2: regular files' contents go here, and only when new; the tar
+    /// stream then gets no file data (it is discarded).
+    sink: Option<&'s mut dyn ContentSink>,
 }
 
-impl Walk<'_> {
+impl Walk<'_, '_> {
     fn name(&self) -> String {
         self.src.name.clone()
     }
@@ -185,6 +189,7 @@ impl Walk<'_> {
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),
+            content: None,
         };
         if let Some((on, shown)) = on {
             let warnings = &mut self.outcome.warnings;
@@ -200,27 +205,11 @@ impl Walk<'_> {
         e: &FileEntry,
         kind: EntryType,
     ) -> Result<(), SourceError> {
-        let path = if e.path.is_root() {
-            b"./".as_slice()
-        } else {
-            e.path.as_bytes()
-        };
-        tar.header(&HeaderSpec {
-            path,
+        let spec = HeaderSpec {
             kind,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            user: e.user.as_deref(),
-            group: e.group.as_deref(),
-            mtime: e.mtime,
-            size: e.size,
-            link: e.link.as_ref().map(RawPath::as_bytes),
-            rdev: e.rdev,
-            xattrs: &e.xattrs,
-            acl_names: &e.acl_names,
-        })
-        .map_err(|err| self.out_err(err))
+            ..HeaderSpec::of(e)
+        };
+        tar.header(&spec).map_err(|err| self.out_err(err))
     }
 
     fn one<W: Write>(&mut self, tar: &mut TarWriter<W>, entry: Entry) -> Result<(), SourceError> {
@@ -267,6 +256,9 @@ impl Walk<'_> {
                     return Ok(());
                 }
                 self.first_names.insert((md.dev(), md.ino()), rel.clone());
+            }
+            if self.sink.is_some() {
+                return self.packed_file(abs, rel, &sys, md, opened);
             }
             let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(&sys));
             self.file(tar, abs, rel, opened)?;
@@ -334,6 +326,156 @@ impl Walk<'_> {
             .map_err(|f| self.fault(abs, f))?;
         tar.pad().map_err(|err| self.out_err(err))?;
         e.blake3 = Some(read.hash.to_hex().to_string());
+        self.note_reads(abs, &read, &mut e);
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// A regular file in format 2: unchanged since the last snapshot (by its stat)
+    /// it is not opened; otherwise read and hashed, and written only when its
+    /// content is not stored yet.
+    fn packed_file(
+        &mut self,
+        abs: &Path,
+        rel: RawPath,
+        sys: &Path,
+        md: &Metadata,
+        opened: Option<io::Result<File>>,
+    ) -> Result<(), SourceError> {
+        let Some(sink) = self.sink.take() else {
+            return Err(self.out_err(io::Error::other("no pack writer")));
+        };
+        let done = self.packed_file_into(&mut *sink, abs, rel, sys, md, opened);
+        self.sink = Some(sink);
+        done
+    }
+
+    fn packed_file_into(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        rel: RawPath,
+        sys: &Path,
+        md: &Metadata,
+        opened: Option<io::Result<File>>,
+    ) -> Result<(), SourceError> {
+        let stat = FileStat::of(md);
+        if let Some(known) = sink
+            .unchanged(&rel, &stat)
+            .map_err(|err| self.out_err(err))?
+        {
+            let mut e = self.entry_for(rel, EntryKind::File, md, Some((On::Path(sys), abs)));
+            e.size = stat.size;
+            e.blake3 = Some(known.blake3.clone());
+            e.content = Some(known.content.clone());
+            sink.seen(&e.path, Some(&stat), &known)
+                .map_err(|err| self.out_err(err))?;
+            self.progress.add(0, 1);
+            return self.record(&e);
+        }
+        let file = match opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys)) {
+            Ok(f) => f,
+            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+            }
+            Err(err) => return self.read_problem(abs, err),
+        };
+        let before = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        if !before.is_file() {
+            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+        }
+        let captured = if self.frozen {
+            Capture::Direct {
+                md: before,
+                why: "it is in a snapshot".to_string(),
+            }
+        } else {
+            self.reader
+                .capture(&file, before, &mut self.outcome.bytes_read, self.progress)
+                .map_err(|f| self.fault(abs, f))?
+        };
+        let (mut e, stat) = match captured {
+            Capture::Held(read) => {
+                let mut e =
+                    self.entry_for(rel, EntryKind::File, &read.md, Some((On::File(&file), abs)));
+                e.size = read.len;
+                let hash = read.hash.to_hex().to_string();
+                let known = sink
+                    .known(&hash, read.len)
+                    .map_err(|err| self.out_err(err))?;
+                let content = match known {
+                    Some(c) => {
+                        self.reader.discard(&read);
+                        c
+                    }
+                    None => {
+                        sink.begin(read.len).map_err(|err| self.out_err(err))?;
+                        let mut tar = TarWriter::new(&mut *sink);
+                        self.header(&mut tar, &e, EntryType::Regular)?;
+                        let at = tar.get_ref().here();
+                        self.reader
+                            .emit(&read, &mut |b| tar.data(b))
+                            .map_err(|f| self.fault(abs, f))?;
+                        tar.pad().map_err(|err| self.out_err(err))?;
+                        sink.stored(&hash, read.len, &at)
+                            .map_err(|err| self.out_err(err))?;
+                        at
+                    }
+                };
+                e.blake3 = Some(hash);
+                e.content = Some(content);
+                self.note_reads(abs, &read, &mut e);
+                let stat = read.stable.then(|| FileStat::of(&read.md));
+                (e, stat)
+            }
+            Capture::Direct { md, why } => {
+                let mut e = self.entry_for(rel, EntryKind::File, &md, Some((On::File(&file), abs)));
+                e.size = md.len();
+                sink.begin(e.size).map_err(|err| self.out_err(err))?;
+                let mut tar = TarWriter::new(&mut *sink);
+                self.header(&mut tar, &e, EntryType::Regular)?;
+                let at = tar.get_ref().here();
+                let (len, hash) = self
+                    .reader
+                    .read_direct(
+                        &file,
+                        e.size,
+                        &mut self.outcome.bytes_read,
+                        self.progress,
+                        &mut |b| tar.data(b),
+                    )
+                    .map_err(|f| self.fault(abs, f))?;
+                let padding = e.size - len;
+                tar.zeros(padding).map_err(|err| self.out_err(err))?;
+                tar.pad().map_err(|err| self.out_err(err))?;
+                let after = file
+                    .metadata()
+                    .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+                e.size = len;
+                e.padding = padding;
+                let hash = hash.to_hex().to_string();
+                sink.stored(&hash, len, &at)
+                    .map_err(|err| self.out_err(err))?;
+                e.blake3 = Some(hash);
+                e.content = Some(at);
+                let changed = self.note_direct(abs, &md, &after, &why, &mut e);
+                (e, (!changed).then(|| FileStat::of(&after)))
+            }
+        };
+        if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.content.clone()) {
+            let known = KnownContent { blake3, content };
+            sink.seen(&e.path, stat.as_ref(), &known)
+                .map_err(|err| self.out_err(err))?;
+        }
+        e.padding = 0;
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// Says how a held read went: read again, or still changing at the last try.
+    fn note_reads(&mut self, abs: &Path, read: &crate::stable_read::Read, e: &mut FileEntry) {
         if !read.stable {
             e.changed = true;
             self.outcome.changed += 1;
@@ -353,8 +495,6 @@ impl Walk<'_> {
                 read.len
             ));
         }
-        self.progress.add(0, 1);
-        self.record(&e)
     }
 
     /// A file too large to hold before its header (see `stable_read`): read
@@ -391,7 +531,23 @@ impl Walk<'_> {
         e.size = len;
         e.padding = padding;
         e.blake3 = Some(hash.to_hex().to_string());
-        if padding > 0 || differs(&before, &after) {
+        self.note_direct(abs, &before, &after, why, &mut e);
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// Says whether a file read straight into the stream changed meanwhile.
+    /// Returns true when it did.
+    fn note_direct(
+        &mut self,
+        abs: &Path,
+        before: &Metadata,
+        after: &Metadata,
+        why: &str,
+        e: &mut FileEntry,
+    ) -> bool {
+        let (len, padding) = (e.size, e.padding);
+        if padding > 0 || differs(before, after) {
             e.changed = true;
             self.outcome.changed += 1;
             let shrank = if padding > 0 {
@@ -407,9 +563,9 @@ impl Walk<'_> {
                  read and marked as changed in the snapshot{shrank}",
                 abs.display()
             ));
+            return true;
         }
-        self.progress.add(0, 1);
-        self.record(&e)
+        false
     }
 
     /// The error for a failed read of `abs`, of the scratch file, or of the stream.
@@ -490,18 +646,34 @@ impl Source for DirectorySource {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError> {
-        let read = self.walk_tree(&self.fs.read_root(), out, progress);
+        let read = self.walk_tree(&self.fs.read_root(), out, progress, None);
+        self.fs.finish(read)
+    }
+
+    fn packs(&self) -> bool {
+        true
+    }
+
+    fn stream_packed(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let read = self.walk_tree(&self.fs.read_root(), &mut io::sink(), progress, Some(sink));
         self.fs.finish(read)
     }
 }
 
 impl DirectorySource {
     /// The walk of `root`: the live tree, or its counterpart in a snapshot.
+    /// With a `sink` (format 2), file contents go there and `out` gets a tar
+    /// stream without them, which the caller discards.
     fn walk_tree(
         &self,
         root: &Path,
         out: &mut dyn Write,
         progress: &Progress,
+        sink: Option<&mut dyn ContentSink>,
     ) -> Result<SourceOutcome, SourceError> {
         // Headers and small files are many tiny writes; a buffer turns them into few
         // large ones for zstd, while 1 MiB reads pass straight through.
@@ -523,6 +695,7 @@ impl DirectorySource {
                 ..SourceOutcome::default()
             },
             progress,
+            sink,
         };
         std::thread::scope(|scope| {
             let walked = walk_ahead::spawn(

@@ -159,4 +159,17 @@ pub struct FileEntry {
     /// Immutable and append-only flags: recorded, not restored (see `inode_flags`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<InodeFlag>,
+    /// Format 2: where the file's content is stored (a pack and a place in it).
+    /// None in format 1, where the source's archive holds every file in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentRef>,
+}
+
+/// Where a file's content lives in format 2: pack `pack` (its id), starting at
+/// `offset` bytes into the pack's uncompressed tar stream. The length is the
+/// file's `size`; the bytes are checked against its `blake3` when read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRef {
+    pub pack: String,
+    pub offset: u64,
 }

@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod child;
 pub(crate) mod command;
+pub mod content;
 pub mod dbquery;
 pub(crate) mod directory;
 pub mod entry;
@@ -26,12 +27,13 @@ mod s3;
 pub mod source;
 pub(crate) mod sqlite;
 pub(crate) mod stable_read;
-pub(crate) mod tar_writer;
+pub mod tar_writer;
 pub mod target;
 pub mod walk_ahead;
 pub mod xattr;
 
-pub use entry::{EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
+pub use content::{ContentSink, FileStat, KnownContent};
+pub use entry::{ContentRef, EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
 pub use parts::PartPlan;
 pub use registry::{open_source, restore_as_file};
 pub use restore::{Restore, RestoreRequest};

@@ -129,6 +129,23 @@ pub trait Source: Send {
         out: &mut dyn Write,
         progress: &Progress,
     ) -> Result<SourceOutcome, SourceError>;
+    /// Whether the source can keep its files in format 2's shared packs
+    /// (`stream_packed`): a directory can, a database dump is one stream.
+    fn packs(&self) -> bool {
+        false
+    }
+    /// Format 2: walks the frozen state, putting new file contents into `sink`
+    /// and recording every entry with where its content is.
+    fn stream_packed(
+        &mut self,
+        _sink: &mut dyn crate::content::ContentSink,
+        _progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        Err(SourceError::Invalid {
+            name: self.name().to_string(),
+            message: format!("a {} source is not stored in packs", self.kind()),
+        })
+    }
     /// Where the data comes from, for the manifest: a path, a URL in its shown
     /// form, a command; never a credential.
     fn origin(&self) -> String;

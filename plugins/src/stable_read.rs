@@ -237,6 +237,13 @@ impl StableReader {
         }
     }
 
+    /// Lets go of a held read that is not written (its content is stored already).
+    pub fn discard(&mut self, r: &Read) {
+        if r.held == Held::Staged {
+            self.release();
+        }
+    }
+
     /// Reads up to `size` bytes of `file` straight into `sink` (its header already
     /// written); returns how many there were and their hash.
     pub fn read_direct(

@@ -53,6 +53,42 @@ pub struct HeaderSpec<'a> {
     pub acl_names: &'a BTreeMap<String, String>,
 }
 
+impl<'a> HeaderSpec<'a> {
+    /// The header of a recorded entry, as the directory source writes it (and as
+    /// format 2's restore writes it again from the manifest).
+    pub fn of(e: &'a crate::entry::FileEntry) -> HeaderSpec<'a> {
+        use crate::entry::EntryKind;
+        let path = if e.path.is_root() {
+            b"./".as_slice()
+        } else {
+            e.path.as_bytes()
+        };
+        HeaderSpec {
+            path,
+            kind: match e.kind {
+                EntryKind::Dir => EntryType::Directory,
+                EntryKind::File => EntryType::Regular,
+                EntryKind::Symlink => EntryType::Symlink,
+                EntryKind::Hardlink => EntryType::Link,
+                EntryKind::Fifo => EntryType::Fifo,
+                EntryKind::Char => EntryType::Char,
+                EntryKind::Block => EntryType::Block,
+            },
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            user: e.user.as_deref(),
+            group: e.group.as_deref(),
+            mtime: e.mtime,
+            size: e.size,
+            link: e.link.as_ref().map(crate::entry::RawPath::as_bytes),
+            rdev: e.rdev,
+            xattrs: &e.xattrs,
+            acl_names: &e.acl_names,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TarWriter<W: Write> {
     out: W,
@@ -184,6 +220,11 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(h.as_bytes())?;
         self.pending = 0;
         Ok(())
+    }
+
+    /// The writer entries go to (format 2's pack writer says where it is).
+    pub fn get_ref(&self) -> &W {
+        &self.out
     }
 
     pub fn data(&mut self, buf: &[u8]) -> io::Result<()> {

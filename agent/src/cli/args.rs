@@ -105,6 +105,12 @@ pub struct RestoreArgs {
     /// Restore into DIR/<source> instead of each source's configured path.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// Restore only the files and folders matching GLOB, a path inside the source
+    /// (`uploads/2024/*.pdf`; a matching folder brings its contents). Repeatable;
+    /// needs --to DIR and a format-2 snapshot. Only the matching files are read from
+    /// the target.
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
     /// Private identity (default: [encryption] identity_file).
     #[arg(long)]
     pub identity: Option<PathBuf>,

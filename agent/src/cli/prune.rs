@@ -109,5 +109,14 @@ fn print_text(reports: &[PruneReport], dry_run: bool) {
         for i in &r.incomplete_removed {
             println!("  remove {i} (incomplete)");
         }
+        if !r.packs_removed.is_empty() || r.packs_live > 0 {
+            println!(
+                "  packs: {} in use ({}), {} no snapshot references {removed} ({})",
+                r.packs_live,
+                crate::units::bytes(r.packs_live_bytes),
+                r.packs_removed.len(),
+                crate::units::bytes(r.packs_freed_bytes),
+            );
+        }
     }
 }

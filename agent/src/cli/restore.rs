@@ -12,6 +12,7 @@ use crate::hooks::run_hooks;
 use crate::restore::attrs::check_policy_owner;
 use crate::restore::database::{DbRestore, plan_stream, refuse_existing, restore_database};
 use crate::restore::db_check::{self, DbCheckReport};
+use crate::restore::path_filter::PathFilter;
 use crate::restore::tree_check::Owners;
 use crate::restore::{SourceRestore, non_empty, restore_source};
 use anyhow::Result;
@@ -30,6 +31,8 @@ struct Output {
     db_check: Option<DbCheckReport>,
     warnings: Vec<String>,
     consistent: bool,
+    /// Bytes read from the target for packed (format-2) sources.
+    fetched_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -94,6 +97,44 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             "--db-url needs exactly one postgres or mysql source among those restored (pick it with --source)",
         ));
     }
+    if !args.paths.is_empty() && args.to.is_none() {
+        return Err(usage(
+            "--path restores part of a source: it needs --to DIR (restoring part of a source \
+             into its live folder would replace the whole folder with that part)",
+        ));
+    }
+    // `--path`: which entries each directory source restores, learnt in one pass.
+    let mut filters = std::collections::BTreeMap::new();
+    if !args.paths.is_empty() {
+        for src in chosen
+            .iter()
+            .filter(|s| s.kind == coffer_config::SourceType::Directory)
+        {
+            if !src.packed {
+                return Err(usage(format!(
+                    "snapshot {} stores source {} in format 1, one archive that is read whole: \
+                     --path needs a format-2 snapshot; restore the whole source with --to DIR",
+                    marker.id, src.name
+                )));
+            }
+            let mut f = PathFilter::new(&args.paths)?;
+            f.learn(src.entries.iter()?)?;
+            if f.matched > 0 {
+                filters.insert(src.name.clone(), f);
+            }
+        }
+        if filters.is_empty() {
+            return Err(usage(format!(
+                "no file or folder in snapshot {} matches --path {}",
+                marker.id,
+                args.paths.join(" --path ")
+            )));
+        }
+    }
+    let chosen: Vec<&SourceManifest> = chosen
+        .into_iter()
+        .filter(|s| args.paths.is_empty() || filters.contains_key(&s.name))
+        .collect();
     let is_root = nix::unistd::geteuid().is_root();
     let configured = |name: &str| job.sources.iter().find(|s| s.name == name);
     let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
@@ -142,6 +183,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 owners,
                 force: args.force,
                 devices: args.devices,
+                keep: filters.get(&src.name),
+                fetched: Default::default(),
             });
         } else {
             let signed = matches!(marker.seal, crate::format::seal::Seal::Signed(_));
@@ -247,6 +290,17 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         reports.push(report);
     }
     drop(bar);
+    let fetched: u64 = dirs
+        .iter()
+        .map(|d| d.fetched.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    if !args.json && dirs.iter().any(|d| d.source.packed) {
+        crate::say!(
+            "read {} from target {} for the packed sources",
+            crate::units::bytes(fetched),
+            target.name
+        );
+    }
     let db_check = restored_db_check(rt, job, &dirs, &dbs, &mut warnings)?;
 
     let consistent = reports.iter().all(|r| r.consistent())
@@ -261,6 +315,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             db_check,
             warnings: warnings.clone(),
             consistent,
+            fetched_bytes: fetched,
         })?;
     } else {
         for w in &warnings {

@@ -31,12 +31,15 @@ pub const MANIFEST: &str = "manifest.json.zst.age";
 #[serde(try_from = "u32", into = "u32")]
 pub enum FormatVersion {
     V1,
+    /// Directory sources in shared packs (`pack`), referenced file by file.
+    V2,
 }
 
 impl From<FormatVersion> for u32 {
     fn from(v: FormatVersion) -> u32 {
         match v {
             FormatVersion::V1 => 1,
+            FormatVersion::V2 => 2,
         }
     }
 }
@@ -46,8 +49,9 @@ impl TryFrom<u32> for FormatVersion {
     fn try_from(v: u32) -> Result<Self, String> {
         match v {
             1 => Ok(FormatVersion::V1),
+            2 => Ok(FormatVersion::V2),
             n => Err(format!(
-                "snapshot format {n} is newer than this coffer understands (1); upgrade coffer"
+                "snapshot format {n} is newer than this coffer understands (2); upgrade coffer"
             )),
         }
     }
@@ -83,6 +87,16 @@ pub struct ObjectRecord {
         deserialize_with = "crate::format::untrusted::bounded_map"
     )]
     pub facts: BTreeMap<String, String>,
+}
+
+/// A pack a format-2 snapshot references, as the commit marker records it: enough
+/// to check its stored bytes, and to know it is in use, without the private key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackRecord {
+    pub id: String,
+    pub stored_size: u64,
+    /// BLAKE3 of the stored (encrypted) bytes, hex.
+    pub blake3: String,
 }
 
 /// What the manifest says of each source object, so that the (signed) marker and
@@ -150,6 +164,13 @@ pub struct Marker {
     pub window_seconds: Option<f64>,
     #[serde(deserialize_with = "crate::format::untrusted::bounded_vec")]
     pub objects: Vec<ObjectRecord>,
+    /// Format 2: every pack a file of the snapshot is stored in.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::format::untrusted::bounded_packs"
+    )]
+    pub packs: Vec<PackRecord>,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// Who signed it, found when it was read (not part of the marker itself).
@@ -160,11 +181,17 @@ pub struct Marker {
 impl Marker {
     // The sizes are the target's word: sums saturate instead of overflowing (a
     // panic with overflow checks, a wrong total without).
+    /// What the snapshot takes on its target: its objects and every pack it
+    /// references (shared with other snapshots).
     pub fn stored_size(&self) -> u64 {
         self.objects
             .iter()
             .map(|o| o.stored_size)
+            .chain(self.packs.iter().map(|p| p.stored_size))
             .fold(0, u64::saturating_add)
+    }
+    pub fn pack(&self, id: &str) -> Option<&PackRecord> {
+        self.packs.iter().find(|p| p.id == id)
     }
     pub fn plaintext_size(&self) -> u64 {
         self.objects
@@ -184,7 +211,12 @@ pub struct SourceManifest {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: coffer_config::SourceType,
+    /// The source's object; empty for a packed source.
     pub object: String,
+    /// Format 2: the files' contents are in the snapshot's packs (each entry
+    /// says where), not in an object of the source's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub packed: bool,
     /// Where the data came from on the backed-up host.
     pub origin: String,
     #[serde(with = "time::serde::rfc3339")]

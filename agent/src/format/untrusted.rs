@@ -16,8 +16,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::marker::PhantomData;
 
-/// A real marker is a few KiB; more is not a marker.
-pub const MAX_MARKER_BYTES: u64 = 1 << 20;
+/// A format-1 marker is a few KiB; a format-2 one lists its packs, about 200
+/// bytes each: 16 MiB holds `MAX_PACKS` of them.
+pub const MAX_MARKER_BYTES: u64 = 16 << 20;
+/// Packs one snapshot may reference: 6 TiB of content in 64 MiB packs.
+pub const MAX_PACKS: usize = 80_000;
 /// Sources per snapshot (and objects per marker).
 pub const MAX_SOURCES: usize = 256;
 /// Facts per source.
@@ -96,6 +99,21 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
     if !manifest {
         return Err("it lists no manifest".into());
     }
+    if !m.packs.is_empty() && m.format == crate::format::FormatVersion::V1 {
+        return Err("a format-1 snapshot lists packs".into());
+    }
+    let mut packs = HashSet::new();
+    for p in &m.packs {
+        if !crate::pack::is_pack_id(&p.id) {
+            return Err(format!("pack id {:?} is not 32 hex digits", p.id));
+        }
+        if !packs.insert(p.id.as_str()) {
+            return Err(format!("pack {} is listed twice", p.id));
+        }
+        if !is_hex_hash(&p.blake3) {
+            return Err(format!("pack {}: blake3 is not 64 hex digits", p.id));
+        }
+    }
     Ok(())
 }
 
@@ -118,6 +136,18 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
         }
         if !names.insert(s.name.as_str()) {
             return Err(format!("source {} is listed twice", s.name));
+        }
+        if s.packed {
+            if s.kind != coffer_config::SourceType::Directory || !s.object.is_empty() {
+                return Err(format!(
+                    "source {} ({:?}) claims packs, which only a directory has",
+                    s.name, s.kind
+                ));
+            }
+            if marker.format == crate::format::FormatVersion::V1 {
+                return Err(format!("source {}: packs in a format-1 snapshot", s.name));
+            }
+            continue;
         }
         // An unknown type never gets here: the manifest's `type` is a SourceType.
         let ext = match split_source_key(&s.object) {
@@ -225,27 +255,36 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct V<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a list of at most {MAX_SOURCES} items")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(x) = seq.next_element()? {
-                if out.len() == MAX_SOURCES + 1 {
-                    return Err(serde::de::Error::custom(format!(
-                        "more than {} items",
-                        MAX_SOURCES + 1
-                    )));
-                }
-                out.push(x);
-            }
-            Ok(out)
-        }
+    d.deserialize_seq(Bounded::<T, { MAX_SOURCES + 1 }>(PhantomData))
+}
+
+/// `deserialize_with` for a marker's list of packs.
+pub fn bounded_packs<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_seq(Bounded::<T, MAX_PACKS>(PhantomData))
+}
+
+/// A list of at most `N` items.
+struct Bounded<T, const N: usize>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Bounded<T, N> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a list of at most {N} items")
     }
-    d.deserialize_seq(V(PhantomData))
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(x) = seq.next_element()? {
+            if out.len() == N {
+                return Err(serde::de::Error::custom(format!("more than {N} items")));
+            }
+            out.push(x);
+        }
+        Ok(out)
+    }
 }
 
 /// `deserialize_with` for a map of at most `MAX_FACTS` entries.

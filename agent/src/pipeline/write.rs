@@ -169,8 +169,24 @@ pub struct Finished {
 /// A `Write` that compresses, encrypts and uploads one object to several targets.
 /// It blocks (it is a `Write`): use it from a source's thread or `spawn_blocking`,
 /// never from async code; `finish` and `abandon` wait for the uploads.
+/// What `write` feeds: zstd, or (for bytes compressed already, format 2's packs)
+/// the encryption stage directly.
+enum Stage {
+    Zstd(zstd::stream::write::Encoder<'static, ChunkSender>),
+    Raw(ChunkSender),
+}
+
+impl Stage {
+    fn end(self) -> io::Result<()> {
+        match self {
+            Stage::Zstd(e) => e.finish().and_then(ChunkSender::end),
+            Stage::Raw(s) => s.end(),
+        }
+    }
+}
+
 pub struct ObjectWriter {
-    encoder: Option<zstd::stream::write::Encoder<'static, ChunkSender>>,
+    encoder: Option<Stage>,
     encrypt: Option<std::thread::JoinHandle<io::Result<(u64, blake3::Hash)>>>,
     uploads: Vec<(
         String,
@@ -190,6 +206,46 @@ impl ObjectWriter {
         compression: Compression,
         cancel: Arc<AtomicBool>,
     ) -> io::Result<ObjectWriter> {
+        let (sink, mut w) = Self::start_stages(rt, targets, path, recipients, cancel)?;
+        let mut encoder = zstd::stream::write::Encoder::new(sink, compression.level)?;
+        let threads = match compression.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            n => n,
+        };
+        // Even one worker takes compression off the reading thread.
+        encoder.multithread(threads)?;
+        // zstd's default job is 4x the window (8 MiB at level 3) per worker, plus as
+        // many output buffers: most of a run's memory. 1 MiB jobs keep that small
+        // (a 1 GiB incompressible file: 66 MiB peak with 2 MiB jobs, 49 MiB with
+        // these); the overlap with the previous job keeps the ratio: a 288 MiB log
+        // came out 0.2% smaller than with 2 MiB jobs, at the same speed.
+        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))?;
+        encoder.include_checksum(true)?;
+        w.encoder = Some(Stage::Zstd(encoder));
+        Ok(w)
+    }
+
+    /// An object whose bytes arrive compressed already (a pack's zstd frames):
+    /// encrypted and uploaded as written.
+    pub fn start_raw(
+        rt: &Handle,
+        targets: &[Target],
+        path: &ObjPath,
+        recipients: Arc<Recipients>,
+        cancel: Arc<AtomicBool>,
+    ) -> io::Result<ObjectWriter> {
+        let (sink, mut w) = Self::start_stages(rt, targets, path, recipients, cancel)?;
+        w.encoder = Some(Stage::Raw(sink));
+        Ok(w)
+    }
+
+    fn start_stages(
+        rt: &Handle,
+        targets: &[Target],
+        path: &ObjPath,
+        recipients: Arc<Recipients>,
+        cancel: Arc<AtomicBool>,
+    ) -> io::Result<(ChunkSender, ObjectWriter)> {
         let mut outs = Vec::new();
         let mut uploads = Vec::new();
         for t in targets {
@@ -213,27 +269,16 @@ impl ObjectWriter {
             buf: Vec::with_capacity(CHUNK + CHUNK / 4),
             cancel,
         };
-        let mut encoder = zstd::stream::write::Encoder::new(sink, compression.level)?;
-        let threads = match compression.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            n => n,
-        };
-        // Even one worker takes compression off the reading thread.
-        encoder.multithread(threads)?;
-        // zstd's default job is 4x the window (8 MiB at level 3) per worker, plus as
-        // many output buffers: most of a run's memory. 1 MiB jobs keep that small
-        // (a 1 GiB incompressible file: 66 MiB peak with 2 MiB jobs, 49 MiB with
-        // these); the overlap with the previous job keeps the ratio: a 288 MiB log
-        // came out 0.2% smaller than with 2 MiB jobs, at the same speed.
-        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))?;
-        encoder.include_checksum(true)?;
-        Ok(ObjectWriter {
-            encoder: Some(encoder),
-            encrypt: Some(encrypt),
-            uploads,
-            plaintext: 0,
-            rt: rt.clone(),
-        })
+        Ok((
+            sink,
+            ObjectWriter {
+                encoder: None,
+                encrypt: Some(encrypt),
+                uploads,
+                plaintext: 0,
+                rt: rt.clone(),
+            },
+        ))
     }
 
     /// Ends the object. The object is complete on every target whose result is `Ok`.
@@ -242,7 +287,7 @@ impl ObjectWriter {
             .encoder
             .take()
             .ok_or_else(|| io::Error::other("object already finished"))?;
-        let ended = encoder.finish().and_then(ChunkSender::end);
+        let ended = encoder.end();
         let encrypted = match self.encrypt.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
             _ => Err(io::Error::other("the encryption thread panicked")),
@@ -313,7 +358,10 @@ impl Write for ObjectWriter {
             .encoder
             .as_mut()
             .ok_or_else(|| io::Error::other("object already finished"))?;
-        let n = enc.write(data)?;
+        let n = match enc {
+            Stage::Zstd(e) => e.write(data)?,
+            Stage::Raw(s) => s.write(data)?,
+        };
         self.plaintext += n as u64;
         Ok(n)
     }

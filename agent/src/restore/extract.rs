@@ -369,6 +369,7 @@ mod tests {
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),
+            content: None,
         }
     }
 

@@ -106,6 +106,7 @@ mod tests {
             xattrs: Default::default(),
             acl_names: Default::default(),
             flags: Vec::new(),
+            content: None,
         };
         let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
         let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");

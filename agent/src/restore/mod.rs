@@ -10,6 +10,7 @@ pub(crate) mod db_check;
 pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
+pub(crate) mod path_filter;
 mod remove_tree;
 pub(crate) mod swap;
 pub mod tar_guard;
@@ -35,6 +36,21 @@ pub(crate) struct SourceRestore<'a> {
     pub owners: Owners,
     pub force: bool,
     pub devices: bool,
+    /// Only the entries this keeps (`restore --path`); every entry when `None`.
+    pub keep: crate::pack::tar_view::Keep<'a>,
+    /// Bytes read from the target for a packed source.
+    pub fetched: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The entries of `source` that `keep` keeps.
+pub(crate) fn kept<'a>(
+    source: &'a SourceManifest,
+    keep: crate::pack::tar_view::Keep<'a>,
+) -> Result<impl Iterator<Item = std::io::Result<FileEntry>> + 'a> {
+    Ok(source.entries.iter()?.filter(move |e| match (e, keep) {
+        (Ok(e), Some(k)) => k.keeps(e),
+        _ => true,
+    }))
 }
 
 /// Whether `dir` exists with anything in it.
@@ -69,9 +85,12 @@ pub(crate) fn restore_source(
     r: &SourceRestore<'_>,
 ) -> Result<(TreeReport, Vec<String>)> {
     let dest = &r.dest;
-    let record = marker
-        .object(&r.source.object)
-        .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
+    let record = match r.source.packed {
+        true => None,
+        false => Some(marker.object(&r.source.object).ok_or_else(|| {
+            anyhow!("snapshot {} lists no object {}", marker.id, r.source.object)
+        })?),
+    };
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     // Held until the new contents are in place and checked: a second restore into
     // the same place would otherwise take this one's staging folder for debris.
@@ -93,17 +112,33 @@ pub(crate) fn restore_source(
     };
     let mut tally = xattrs::Tally::default();
     let unpacked = (|| -> Result<(Vec<String>, Vec<FileEntry>)> {
-        let path = object_path(&marker.job, &marker.id, &r.source.object);
-        let reader = ObjectReader::open(rt, target, &path, Some(record))?;
-        let plain = Pumped::spawn(decrypt(reader, ids)?)?;
         let mut file_attrs = attrs::FileAttrs::new(&r.policy, r.owners);
-        let extracted = extract::extract(
-            plain,
-            &staging,
-            r.devices,
-            r.source.entries.iter()?,
-            &mut |f, want, shown| file_attrs.apply(f, want, shown),
-        )?;
+        let mut unpack = |plain: &mut dyn std::io::Read| {
+            extract::extract(
+                plain,
+                &staging,
+                r.devices,
+                kept(r.source, r.keep)?,
+                &mut |f, want, shown| file_attrs.apply(f, want, shown),
+            )
+        };
+        let extracted = match record {
+            Some(record) => {
+                let path = object_path(&marker.job, &marker.id, &r.source.object);
+                let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+                unpack(&mut Pumped::spawn(decrypt(reader, ids)?)?)?
+            }
+            None => {
+                let view = crate::pack::tar_view::PackedView {
+                    rt,
+                    target,
+                    marker,
+                    ids,
+                    fetched: r.fetched.clone(),
+                };
+                crate::pack::tar_view::with_tar(&view, r.source, r.keep, unpack)?
+            }
+        };
         let mut warnings = extracted.warnings;
         tally = std::mem::take(&mut file_attrs.tally);
         warnings.extend(attrs::apply(
@@ -159,7 +194,7 @@ pub(crate) fn restore_source(
     let report = check_tree(
         &r.source.name,
         dest,
-        r.source.entries.iter()?,
+        kept(r.source, r.keep)?,
         &Expectations {
             policy: &r.policy,
             owners,

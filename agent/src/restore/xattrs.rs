@@ -224,6 +224,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             flags: Vec::new(),
+            content: None,
         }
     }
 

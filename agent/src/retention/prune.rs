@@ -44,9 +44,24 @@ pub struct PruneReport {
     /// Folders without a marker, older than the grace period, that are gone now
     /// (with `--dry-run`: that would go).
     pub incomplete_removed: Vec<String>,
+    /// Format 2: packs no remaining snapshot references, older than the grace
+    /// period, that are gone now (with `--dry-run`: that would go), and their bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packs_removed: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_freed_bytes: u64,
+    /// Packs the remaining snapshots reference, and their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_live: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_live_bytes: u64,
     /// Folders that could not be removed, each with why; they stay for the next prune.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -182,12 +197,21 @@ pub fn prune_target(
         markers.iter().map(|m| m.id.as_str()).collect();
     let now = OffsetDateTime::now_utc();
     let mut incomplete = Vec::new();
+    // Folders with a marker this coffer could not read: they may reference any
+    // pack, so no pack is collected while one is there.
+    let mut unread = 0;
     for dir in &listing.common_prefixes {
         let Some(id) = dir.filename().filter(|f| is_id(f)) else {
             continue;
         };
-        if committed.contains(id) {
+        if committed.contains(id) || refused.iter().any(|m| m.id == id) {
             continue;
+        }
+        if rt
+            .block_on(target.store.head(&dir.clone().join(MARKER)))
+            .is_ok()
+        {
+            unread += 1;
         }
         if let Some(t) = time_of(id)
             && now - t > job.incomplete_after
@@ -196,8 +220,15 @@ pub fn prune_target(
         }
     }
     if let Mode::DryRun = mode {
+        let remaining: Vec<crate::format::Marker> = markers
+            .iter()
+            .chain(&refused)
+            .filter(|m| !forget.contains(&m.id))
+            .cloned()
+            .collect();
         report.forgotten = forget;
         report.incomplete_removed = incomplete;
+        collect_packs(rt, job, target, &remaining, unread, true, &mut report);
         return Ok(report);
     }
     for (ids, removed, what) in [
@@ -217,5 +248,35 @@ pub fn prune_target(
             }
         }
     }
+    // Snapshots whose marker is gone no longer hold their packs; any other marker
+    // (one that failed to delete, one not trusted here) still does.
+    let remaining: Vec<crate::format::Marker> = markers
+        .into_iter()
+        .chain(refused)
+        .filter(|m| !report.forgotten.contains(&m.id))
+        .collect();
+    collect_packs(rt, job, target, &remaining, unread, false, &mut report);
     Ok(report)
+}
+
+/// Format 2's garbage collection after the snapshots are forgotten (`pack::gc`).
+fn collect_packs(
+    rt: &Handle,
+    job: &Job,
+    target: &Target,
+    remaining: &[crate::format::Marker],
+    unread: usize,
+    dry_run: bool,
+    report: &mut PruneReport,
+) {
+    let grace = job.incomplete_after;
+    match crate::pack::gc::collect(rt, target, &job.name, remaining, unread, grace, dry_run) {
+        Ok(c) => {
+            report.packs_removed = c.deleted;
+            report.packs_freed_bytes = c.freed_bytes;
+            report.packs_live = c.live as u64;
+            report.packs_live_bytes = c.live_bytes;
+        }
+        Err(e) => report.errors.push(format!("{e:#}")),
+    }
 }

@@ -56,23 +56,27 @@ pub(super) fn assemble(
             consistency_instant: s.instant,
             window_seconds: s.window_seconds,
         });
-        objects.push(ObjectRecord {
-            key: s.key.clone(),
-            source: Some(s.name.clone()),
-            plaintext_size: s.finished.plaintext_size,
-            stored_size: s.finished.stored_size,
-            blake3: s.finished.blake3.clone(),
-            facts: o
-                .facts
-                .iter()
-                .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        });
+        let packed = s.packed.is_some();
+        if !packed {
+            objects.push(ObjectRecord {
+                key: s.key.clone(),
+                source: Some(s.name.clone()),
+                plaintext_size: s.finished.plaintext_size,
+                stored_size: s.finished.stored_size,
+                blake3: s.finished.blake3.clone(),
+                facts: o
+                    .facts
+                    .iter()
+                    .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            });
+        }
         sources.push(SourceManifest {
             name: s.name,
             kind: s.kind,
             object: s.key,
+            packed,
             origin: s.origin,
             consistency_instant: s.instant,
             window_seconds: Some(s.window_seconds),
@@ -87,7 +91,11 @@ pub(super) fn assemble(
         });
     }
     let manifest = Manifest {
-        format: FormatVersion::V1,
+        format: if sources.iter().any(|s| s.packed) {
+            FormatVersion::V2
+        } else {
+            FormatVersion::V1
+        },
         snapshot: id.to_string(),
         job: job.name.clone(),
         host,

@@ -23,6 +23,7 @@ mod assemble;
 mod check;
 mod commit;
 mod gate;
+mod packs;
 mod report;
 pub(crate) mod retry;
 mod snapshot;
@@ -105,6 +106,14 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                         "retention on {}: forgot {}",
                         target.name,
                         r.forgotten.join(", ")
+                    ));
+                }
+                if !r.packs_removed.is_empty() {
+                    run.notes.push(format!(
+                        "retention on {}: deleted {} pack(s) no snapshot references ({})",
+                        target.name,
+                        r.packs_removed.len(),
+                        crate::units::bytes(r.packs_freed_bytes)
                     ));
                 }
                 run.warnings.extend(

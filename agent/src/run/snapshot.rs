@@ -176,20 +176,80 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         run.retryable = retryable && !crate::cancel::requested();
         return Ok(run);
     }
+    // Format 2: the index, checked against the packs every live target holds; a
+    // target whose packs cannot be listed is out of the run.
+    let run_index = if super::packs::wanted(job) {
+        let (listing, targets) = live(&mut lanes);
+        let listed = super::packs::listings(rt, &targets, &job.name);
+        let mut ok = Vec::new();
+        for (lane, l) in listing.into_iter().zip(&listed) {
+            match l {
+                Ok(l) => ok.push(l),
+                Err(why) => {
+                    lane.report.error = Some(why.clone());
+                    lane.fail(why.clone(), true);
+                }
+            }
+        }
+        if ok.is_empty() {
+            let e = anyhow!("no target can be written: cannot list their packs");
+            return Ok(taking.failed(lanes, Shown::default(), e));
+        }
+        match super::packs::prepare(cfg, job, &ok) {
+            Ok(r) => Some(r),
+            Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
+        }
+    } else {
+        None
+    };
+    let index = run_index.as_ref().map(|r| &r.index);
     let (mut streaming, targets) = live(&mut lanes);
     for lane in &mut streaming {
         lane.written = true;
     }
-    let streamed = match stream_sources(rt, job, id, sources, &targets, &recipients) {
+    let streamed = match stream_sources(rt, job, id, sources, &targets, &recipients, index) {
         Ok(s) => s,
-        Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
+        Err(e) => {
+            if let Some(index) = index {
+                let _ = super::packs::settle(index, None, &[]);
+            }
+            return Ok(taking.failed(lanes, Shown::default(), e));
+        }
+    };
+    // Everything a failed run wrote to packs is garbage at once.
+    let new_packs: Vec<String> = streamed
+        .iter()
+        .filter_map(|s| s.packed.as_ref())
+        .flat_map(|p| p.written.iter().map(|w| w.info.id.clone()))
+        .collect();
+    let referenced: std::collections::BTreeSet<String> = streamed
+        .iter()
+        .filter_map(|s| s.packed.as_ref())
+        .flat_map(|p| p.referenced.iter().cloned())
+        .collect();
+    let packed_sources: Vec<String> = streamed
+        .iter()
+        .filter(|s| s.packed.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    let give_up = |lanes: Vec<Lane>, shown: Shown, e: anyhow::Error| {
+        if let Some(index) = index {
+            let _ = super::packs::settle(index, None, &[]);
+            let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
+            crate::pack::gc::delete_packs(rt, &all, &job.name, &new_packs);
+        }
+        taking.failed(lanes, shown, e)
     };
     // A target commits only if it holds every source object.
     for s in &streamed {
         for (lane, result) in streaming.iter_mut().zip(&s.finished.targets) {
             match result {
                 Ok(up) => lane.report.uploads.push(ObjectUpload {
-                    key: s.key.clone(),
+                    key: if s.packed.is_some() {
+                        format!("{}: new packs", s.name)
+                    } else {
+                        s.key.clone()
+                    },
                     upload: *up,
                 }),
                 Err(e) => lane.fail(e.to_string(), e.retryable),
@@ -222,7 +282,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let (mut live_lanes, live_targets) = live(&mut lanes);
     let manifest_fin = match write_manifest(rt, &live_targets, job, id, &manifest, &recipients) {
         Ok(f) => f,
-        Err(e) => return Ok(taking.failed(lanes, shown, e)),
+        Err(e) => return Ok(give_up(lanes, shown, e)),
     };
     for (lane, result) in live_lanes.iter_mut().zip(&manifest_fin.targets) {
         match result {
@@ -241,8 +301,17 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         blake3: manifest_fin.blake3.clone(),
         facts: BTreeMap::new(),
     });
+    let packs = match index.map(|i| super::packs::records(i, &referenced)) {
+        None => Vec::new(),
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return Ok(give_up(lanes, shown, e)),
+    };
     let marker = Marker {
-        format: FormatVersion::V1,
+        format: if index.is_some() {
+            FormatVersion::V2
+        } else {
+            FormatVersion::V1
+        },
         id: id.to_string(),
         job: job.name.clone(),
         host: manifest.host,
@@ -252,11 +321,12 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         skew_seconds: skew,
         window_seconds: Some(window),
         objects,
+        packs,
         warnings: totals,
         seal: crate::format::seal::Seal::Signed(signing_key.public),
     };
     if crate::cancel::requested() {
-        return Ok(taking.failed(lanes, shown, anyhow!("no snapshot committed")));
+        return Ok(give_up(lanes, shown, anyhow!("no snapshot committed")));
     }
 
     // The commit, per target: a target gets the signed marker only if it holds
@@ -265,7 +335,9 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let marker_path = object_path(&job.name, id, MARKER);
     let (mut live_lanes, live_targets) = live(&mut lanes);
     let checked = objects_in_place(rt, &live_targets, &job.name, id, &marker.objects);
-    for (lane, problem) in live_lanes.iter_mut().zip(checked) {
+    let packs_checked = super::packs::packs_in_place(rt, &live_targets, &job.name, &marker.packs);
+    for ((lane, problem), packs_problem) in live_lanes.iter_mut().zip(checked).zip(packs_checked) {
+        let problem = problem.or(packs_problem);
         if let Some(why) = problem {
             // An object gone or cut short (a prune from elsewhere, a full disk):
             // a new run writes everything afresh.
@@ -300,6 +372,16 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             }
         }
     }
+    if let Some(index) = index {
+        let names: Vec<&str> = packed_sources.iter().map(String::as_str).collect();
+        if let Err(e) = super::packs::settle(index, (committed > 0).then_some(id), &names) {
+            shown.warnings.push(format!("{e:#}"));
+        }
+        if committed == 0 {
+            let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
+            crate::pack::gc::delete_packs(rt, &all, &job.name, &new_packs);
+        }
+    }
     let status = if committed == lanes.len() {
         RunStatus::Success
     } else if committed > 0 {
@@ -313,6 +395,9 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let mut run = taking.report(lanes, shown, (skew, window), status);
     run.retryable = retryable;
     run.check = check;
+    if let Some(r) = &run_index {
+        run.notes.extend(r.notes.iter().cloned());
+    }
     if committed == 0 {
         let why: Vec<String> = run
             .targets

@@ -7,12 +7,14 @@ use super::gate::Gate;
 use super::retry::AllTargetsFailed;
 use crate::format::{object_path, source_key};
 use crate::keys::Recipients;
+use crate::pack::index::Index;
+use crate::pack::write::{PackWriter, Packed};
 use crate::pipeline::{Finished, ObjectWriter};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::Job;
 use coffer_plugins::{Progress, Source, SourceOutcome, Target};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
@@ -27,7 +29,11 @@ pub(super) struct Streamed {
     /// fixed at the instant, else the read's duration.
     pub(super) window_seconds: f64,
     pub(super) outcome: SourceOutcome,
+    /// For a source object: the object. For a packed source: its new packs
+    /// summed up (sizes, and per target whether it holds all of them).
     pub(super) finished: Finished,
+    /// Format 2: the packs the source wrote and references.
+    pub(super) packed: Option<Packed>,
 }
 
 /// Facts safe and useful to show without the private key (`list`).
@@ -59,6 +65,111 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("no message")
 }
 
+/// A frozen source streamed in format 2: its new contents into packs.
+#[allow(clippy::too_many_arguments)]
+fn stream_packed(
+    rt: &Handle,
+    job: &Job,
+    mut src: Box<dyn Source>,
+    targets: &[Target],
+    recipients: &Arc<Recipients>,
+    index: &Arc<Mutex<Index>>,
+    (failed, progress): (&Arc<AtomicBool>, &Progress),
+    frozen_at: OffsetDateTime,
+) -> Result<Streamed> {
+    let name = src.name().to_string();
+    let mut packs = PackWriter::new(
+        rt,
+        targets,
+        job,
+        &name,
+        recipients.clone(),
+        failed.clone(),
+        index.clone(),
+    )
+    .with_context(|| format!("source {name}: cannot start the pack writer"))?;
+    let read = src.stream_packed(&mut packs, progress);
+    let read_end = OffsetDateTime::now_utc();
+    let done = read
+        .map_err(anyhow::Error::from)
+        .and_then(|outcome| match packs.finish() {
+            Ok(packed) => Ok((outcome, packed)),
+            Err(e) => Err(anyhow!("source {name}: cannot write its packs: {e}")),
+        });
+    let (outcome, packed) = match done {
+        Ok(done) => done,
+        Err(e) => {
+            let another_failed = failed.swap(true, Ordering::SeqCst);
+            // Packs no snapshot will reference are garbage at once.
+            let (ids, own) = packs.abandon();
+            crate::pack::gc::delete_packs(rt, targets, &job.name, &ids);
+            if !own.is_empty() && own.len() == targets.len() {
+                return Err(AllTargetsFailed {
+                    source_name: name,
+                    failures: own,
+                }
+                .into());
+            }
+            if another_failed {
+                return Err(Stopped {
+                    source_name: name,
+                    cause: e.to_string(),
+                }
+                .into());
+            }
+            return Err(e);
+        }
+    };
+    let instant = outcome.instant.unwrap_or(frozen_at);
+    let window_seconds = if src.frozen_at_instant() {
+        0.0
+    } else {
+        (read_end - instant).as_seconds_f64().max(0.0)
+    };
+    let finished = packs_finished(targets, &packed);
+    Ok(Streamed {
+        name,
+        kind: src.kind(),
+        key: String::new(),
+        origin: src.origin(),
+        instant,
+        window_seconds,
+        outcome,
+        finished,
+        packed: Some(packed),
+    })
+}
+
+/// A packed source's new packs as one result per target: a target holds the
+/// source only if it holds every new pack.
+fn packs_finished(targets: &[Target], packed: &Packed) -> Finished {
+    let mut per_target: Vec<
+        Result<crate::pipeline::Uploaded, crate::pipeline::write::UploadError>,
+    > = targets
+        .iter()
+        .map(|_| Ok(crate::pipeline::Uploaded::default()))
+        .collect();
+    for w in &packed.written {
+        for (sum, got) in per_target.iter_mut().zip(&w.targets) {
+            match (sum.as_mut(), got) {
+                (Ok(total), Ok(up)) => {
+                    total.parts += up.parts;
+                    total.largest_part = total.largest_part.max(up.largest_part);
+                    total.bytes += up.bytes;
+                }
+                (Ok(_), Err(e)) => *sum = Err(e.clone()),
+                (Err(_), _) => {}
+            }
+        }
+    }
+    Finished {
+        plaintext_size: packed.written.iter().map(|w| w.plaintext_size).sum(),
+        stored_size: packed.written.iter().map(|w| w.info.stored_size).sum(),
+        blake3: String::new(),
+        targets: per_target,
+    }
+}
+
 /// Freeze all sources behind a barrier, then stream them in parallel.
 pub(super) fn stream_sources(
     rt: &Handle,
@@ -67,6 +178,7 @@ pub(super) fn stream_sources(
     sources: Vec<Box<dyn Source>>,
     targets: &[Target],
     recipients: &Arc<Recipients>,
+    index: Option<&Arc<Mutex<Index>>>,
 ) -> Result<Vec<Streamed>> {
     let gate = Gate::new(sources.len());
     let failed = Arc::new(AtomicBool::new(false));
@@ -104,6 +216,18 @@ pub(super) fn stream_sources(
                         .into());
                     }
                     let frozen_at = frozen.unwrap_or(released);
+                    if let Some(index) = index.filter(|_| src.packs()) {
+                        return stream_packed(
+                            rt,
+                            job,
+                            src,
+                            targets,
+                            recipients,
+                            index,
+                            (&failed, progress),
+                            frozen_at,
+                        );
+                    }
                     let key = source_key(src.name(), src.extension());
                     let path = object_path(&job.name, id, &key);
                     let mut writer = ObjectWriter::start(
@@ -167,6 +291,7 @@ pub(super) fn stream_sources(
                         window_seconds,
                         outcome,
                         finished,
+                        packed: None,
                     })
                 });
                 (name, handle)

@@ -128,6 +128,32 @@ impl Validator<'_> {
             .as_deref()
             .and_then(|d| self.duration(&child(&at, "retry_wait"), d))
             .unwrap_or(DEFAULT_RETRY_WAIT);
+        let format = match j.format {
+            None => crate::DEFAULT_FORMAT,
+            Some(f @ (1 | 2)) => f,
+            Some(f) => {
+                self.problem(
+                    &child(&at, "format"),
+                    format!("there is no snapshot format {f}; use 2 (the default) or 1"),
+                );
+                crate::DEFAULT_FORMAT
+            }
+        };
+        let pack_size = match j.pack_size.as_ref().map(crate::units::size) {
+            None => crate::DEFAULT_PACK_SIZE,
+            Some(Ok(n)) if (1 << 20..=4 << 30).contains(&n) => n,
+            Some(Ok(n)) => {
+                self.problem(
+                    &child(&at, "pack_size"),
+                    format!("{n} bytes is out of range; use 1MiB to 4GiB (64MiB is the default)"),
+                );
+                crate::DEFAULT_PACK_SIZE
+            }
+            Some(Err(msg)) => {
+                self.problem(&child(&at, "pack_size"), msg);
+                crate::DEFAULT_PACK_SIZE
+            }
+        };
         let hook_timeout = j
             .hook_timeout
             .as_deref()
@@ -158,6 +184,8 @@ impl Validator<'_> {
             check,
             retention,
             incomplete_after,
+            format,
+            pack_size,
         }
     }
 

@@ -1,0 +1,58 @@
+//! Format 2's shared packs: where directory contents live once, for every
+//! snapshot that holds them.
+//!
+//! ```text
+//! <job>/packs/<id>.tar.zst.age   age( zstd seekable format( tar of new contents ) )
+//! ```
+//! A pack is still a plain age file holding a zstd stream of a POSIX tar, so
+//! `age -d | zstd -d | tar -x` works on it; the zstd stream is cut into
+//! independent 1 MiB frames with a seek table at its end (the zstd "seekable
+//! format"; `zstd -d` skips the table), so one file can be read with a few
+//! ranged reads, age's STREAM chunks being 64 KiB.
+//!
+//! `write` fills packs during a run, `index` remembers what is stored (on disk,
+//! in `state_dir`), `read` gets one file's bytes back, `tar_view` turns a
+//! snapshot's entries into the tar stream restore and verify already know, and
+//! `gc` deletes packs no snapshot references.
+
+pub(crate) mod gc;
+pub(crate) mod index;
+pub(crate) mod ranged;
+pub(crate) mod read;
+pub(crate) mod seek_table;
+pub(crate) mod tar_view;
+pub(crate) mod write;
+
+use object_store::path::Path as ObjPath;
+
+/// The folder of a job's packs on a target.
+pub(crate) const PACKS: &str = "packs";
+/// Uncompressed bytes per zstd frame: a file is read from the frame holding its
+/// first byte, so at most this much is decompressed in vain.
+pub(crate) const FRAME: usize = seek_table::FRAME_SIZE;
+
+pub(crate) fn packs_dir(job: &str) -> ObjPath {
+    ObjPath::from(job).join(PACKS)
+}
+
+pub(crate) fn pack_path(job: &str, id: &str) -> ObjPath {
+    packs_dir(job).join(format!("{id}.tar.zst.age"))
+}
+
+/// A pack id: 32 lowercase hex digits (128 random bits).
+pub(crate) fn is_pack_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The id of the pack an object key names, if it is one.
+pub(crate) fn pack_id_of(path: &ObjPath) -> Option<&str> {
+    let name = path.filename()?;
+    let id = name.strip_suffix(".tar.zst.age")?;
+    is_pack_id(id).then_some(id)
+}
+
+pub(crate) fn new_pack_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}

@@ -1,0 +1,146 @@
+//! A packed source seen as the tar stream format 1 stores: every entry of the
+//! manifest, in order, with each file's bytes fetched from its pack.
+//!
+//! Restore and deep verify already unpack and check a tar stream entry by entry
+//! against the manifest (no path outside the destination, no device unless asked,
+//! every file's size and hash); rebuilding that stream lets format 2 go through
+//! the same guarded code instead of a second copy of it. The headers come from the
+//! (signed, bound) manifest, never from a pack; each file's bytes are hashed as
+//! they are fetched and must match the manifest, or the stream stops with the
+//! file's and the pack's names.
+
+use super::read::PackReader;
+use crate::format::{Marker, SourceManifest};
+use crate::keys::Identities;
+use anyhow::{Context, Result, anyhow, bail};
+use coffer_plugins::tar_writer::{HeaderSpec, TarWriter};
+use coffer_plugins::{EntryKind, Target};
+use std::io::{self, BufWriter, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::runtime::Handle;
+
+/// Where a packed source's contents are read from.
+pub(crate) struct PackedView<'a> {
+    pub(crate) rt: &'a Handle,
+    pub(crate) target: &'a Target,
+    pub(crate) marker: &'a Marker,
+    pub(crate) ids: &'a Identities,
+    /// Bytes fetched from the target, for the report.
+    pub(crate) fetched: Arc<AtomicU64>,
+}
+
+/// Which entries the stream holds (`restore --path`); all when `None`.
+pub(crate) type Keep<'a> = Option<&'a crate::restore::path_filter::PathFilter>;
+
+/// Runs `consume` on the tar stream of `source`, produced on a second thread.
+/// The error returned is the root cause: the producer's (a damaged pack) unless it
+/// only stopped because `consume` did.
+pub(crate) fn with_tar<T>(
+    view: &PackedView<'_>,
+    source: &SourceManifest,
+    keep: Keep<'_>,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<T> {
+    let (mut r, w) = io::pipe().context("cannot make a pipe")?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(view, source, keep, w));
+        let consumed = consume(&mut r);
+        drop(r);
+        let produced = producer.join().unwrap_or_else(|_| {
+            Err(anyhow!(
+                "coffer failed reading packs (a panic); please report this"
+            ))
+        });
+        match (produced, consumed) {
+            (Ok(()), c) => c,
+            (Err(p), Ok(v)) if stopped_by_reader(&p) => Ok(v),
+            (Err(p), Err(c)) if stopped_by_reader(&p) => Err(c),
+            (Err(p), _) => Err(p),
+        }
+    })
+}
+
+fn stopped_by_reader(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A file's bytes as tar entry data.
+struct Data<'a, W: Write>(&'a mut TarWriter<W>);
+
+impl<W: Write> Write for Data<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.data(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn produce(
+    view: &PackedView<'_>,
+    source: &SourceManifest,
+    keep: Keep<'_>,
+    out: io::PipeWriter,
+) -> Result<()> {
+    let mut packs = PackReader::new(
+        view.rt.clone(),
+        view.target.store.clone(),
+        &view.target.name,
+        &view.marker.job,
+        view.ids,
+        view.fetched.clone(),
+    );
+    let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
+    for e in source.entries.iter()? {
+        let e = e?;
+        if keep.is_some_and(|k| !k.keeps(&e)) {
+            continue;
+        }
+        tar.header(&HeaderSpec::of(&e))?;
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        let content = e.content.as_ref().ok_or_else(|| {
+            anyhow!(
+                "source {}: {}: the manifest says where no content is (not a format-2 entry)",
+                source.name,
+                e.path
+            )
+        })?;
+        let pack = view.marker.pack(&content.pack).ok_or_else(|| {
+            anyhow!(
+                "source {}: {}: its pack {} is not listed in snapshot.json",
+                source.name,
+                e.path,
+                coffer_plugins::escape_controls(&content.pack)
+            )
+        })?;
+        let hash = packs
+            .read(
+                &pack.id,
+                pack.stored_size,
+                content.offset,
+                e.size,
+                &mut Data(&mut tar),
+            )
+            .map_err(|err| anyhow!("source {}: {}: {err}", source.name, e.path))?;
+        if e.blake3.as_deref() != Some(hash.to_hex().as_str()) {
+            bail!(
+                "source {}: {}: the bytes in pack {} do not match the manifest's BLAKE3 \
+                 (the pack is damaged, or was replaced by someone who can write to target {})",
+                source.name,
+                e.path,
+                pack.id,
+                view.target.name
+            );
+        }
+        tar.pad()?;
+    }
+    tar.finish()?.flush()?;
+    Ok(())
+}

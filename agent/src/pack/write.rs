@@ -1,0 +1,391 @@
+//! The pack writer: the `ContentSink` a packing walk writes new contents into.
+//!
+//! ```text
+//! walk thread: tar bytes -> 1 MiB frames -> workers (zstd, one frame each, in parallel)
+//!              -> in order -> ObjectWriter::start_raw (age -> every target)
+//! ```
+//! Frames are compressed independently, so they can be compressed in parallel
+//! and read back one by one; the walk collects them in order, writing each to the
+//! pack and its sizes to the seek table. A file's place (`ContentRef`) is its
+//! offset in the uncompressed stream, known the moment it is written.
+//!
+//! Lookups (unchanged file, known content) go to the job's index, shared by the
+//! run's directory sources behind a mutex; what this run stores is staged there
+//! and becomes the index's truth only when a snapshot commits.
+
+use super::index::{Index, PackInfo};
+use super::seek_table::SeekTable;
+use super::{FRAME, new_pack_id, pack_path};
+use crate::keys::Recipients;
+use crate::pipeline::write::UploadError;
+use crate::pipeline::{ObjectWriter, Uploaded};
+use coffer_plugins::{ContentRef, ContentSink, FileStat, KnownContent, RawPath, Target};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
+
+/// The tar end-of-archive marker closing every pack.
+const TAR_END: [u8; 1024] = [0; 1024];
+
+/// A frame to compress, and where its result goes.
+type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
+
+/// Threads compressing frames, shared by the packs of one source's run.
+struct Workers {
+    tx: Option<SyncSender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(n: u32, level: i32) -> io::Result<Workers> {
+        let (tx, rx) = sync_channel::<Job>(n as usize);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::new();
+        for _ in 0..n.max(1) {
+            let rx = rx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("coffer-zstd".into())
+                    .spawn(move || compress_loop(&rx, level))?,
+            );
+        }
+        Ok(Workers {
+            tx: Some(tx),
+            threads,
+        })
+    }
+
+    fn submit(&self, frame: Vec<u8>) -> io::Result<Receiver<io::Result<Vec<u8>>>> {
+        let (tx, rx) = sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the compression workers stopped"))?
+            .send((frame, tx))
+            .map_err(|_| io::Error::other("the compression workers stopped"))?;
+        Ok(rx)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn compress_loop(rx: &Mutex<Receiver<Job>>, level: i32) {
+    let mut zstd = match zstd::bulk::Compressor::new(level) {
+        Ok(mut c) => {
+            let _ = c.include_checksum(true);
+            Some(c)
+        }
+        Err(_) => None,
+    };
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((frame, reply)) = job else { return };
+        let out = match zstd.as_mut() {
+            Some(z) => z.compress(&frame),
+            None => Err(io::Error::other("cannot start zstd")),
+        };
+        let _ = reply.send(out);
+    }
+}
+
+/// The pack being filled.
+struct OpenPack {
+    id: String,
+    out: ObjectWriter,
+    /// Uncompressed bytes of the frame being gathered.
+    frame: Vec<u8>,
+    /// Uncompressed bytes written to the pack so far (frames sent and gathering).
+    pos: u64,
+    /// Frames sent to the workers, oldest first, with their uncompressed sizes.
+    pending: VecDeque<(u32, Receiver<io::Result<Vec<u8>>>)>,
+    table: SeekTable,
+}
+
+/// One pack this run wrote, and which targets hold it.
+#[derive(Debug)]
+pub(crate) struct WrittenPack {
+    pub(crate) info: PackInfo,
+    pub(crate) plaintext_size: u64,
+    pub(crate) targets: Vec<Result<Uploaded, UploadError>>,
+}
+
+/// What a packing source leaves: the packs it wrote and every pack its files
+/// reference (old and new).
+#[derive(Debug, Default)]
+pub(crate) struct Packed {
+    pub(crate) written: Vec<WrittenPack>,
+    pub(crate) referenced: BTreeSet<String>,
+    /// Files whose content was stored by this run, and their bytes.
+    pub(crate) new_files: u64,
+    pub(crate) new_bytes: u64,
+    /// Files found unchanged by their stat, not read.
+    pub(crate) unchanged_files: u64,
+    /// Files read whose content was stored already.
+    pub(crate) known_files: u64,
+}
+
+pub(crate) struct PackWriter {
+    rt: Handle,
+    targets: Vec<Target>,
+    job: String,
+    source: String,
+    recipients: Arc<Recipients>,
+    cancel: Arc<AtomicBool>,
+    pack_size: u64,
+    index: Arc<Mutex<Index>>,
+    workers: Workers,
+    /// Frames in flight at most (two per worker keeps every worker busy).
+    depth: usize,
+    current: Option<OpenPack>,
+    done: Packed,
+}
+
+fn index_err(e: anyhow::Error) -> io::Error {
+    io::Error::other(format!("the index: {e:#}"))
+}
+
+impl PackWriter {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        rt: &Handle,
+        targets: &[Target],
+        job: &coffer_config::Job,
+        source: &str,
+        recipients: Arc<Recipients>,
+        cancel: Arc<AtomicBool>,
+        index: Arc<Mutex<Index>>,
+    ) -> io::Result<PackWriter> {
+        let threads = match job.compression.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            n => n,
+        };
+        Ok(PackWriter {
+            rt: rt.clone(),
+            targets: targets.to_vec(),
+            job: job.name.clone(),
+            source: source.to_string(),
+            recipients,
+            cancel,
+            pack_size: job.pack_size,
+            index,
+            workers: Workers::start(threads, job.compression.level)?,
+            depth: 2 * threads.max(1) as usize,
+            current: None,
+            done: Packed::default(),
+        })
+    }
+
+    fn index(&self) -> io::Result<std::sync::MutexGuard<'_, Index>> {
+        self.index
+            .lock()
+            .map_err(|_| io::Error::other("the index lock is poisoned"))
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        let id = new_pack_id();
+        let out = ObjectWriter::start_raw(
+            &self.rt,
+            &self.targets,
+            &pack_path(&self.job, &id),
+            self.recipients.clone(),
+            self.cancel.clone(),
+        )?;
+        self.current = Some(OpenPack {
+            id,
+            out,
+            frame: Vec::with_capacity(FRAME),
+            pos: 0,
+            pending: VecDeque::new(),
+            table: SeekTable::default(),
+        });
+        Ok(())
+    }
+
+    /// Sends the gathered frame to the workers; collects the oldest results once
+    /// enough are in flight.
+    fn flush_frame(&mut self, drain: bool) -> io::Result<()> {
+        let depth = self.depth;
+        let Some(p) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if !p.frame.is_empty() {
+            let frame = std::mem::replace(&mut p.frame, Vec::with_capacity(FRAME));
+            let len = frame.len() as u32;
+            let rx = self.workers.submit(frame)?;
+            p.pending.push_back((len, rx));
+        }
+        while p.pending.len() > if drain { 0 } else { depth } {
+            let Some((len, rx)) = p.pending.pop_front() else {
+                break;
+            };
+            let compressed = rx
+                .recv()
+                .map_err(|_| io::Error::other("a compression worker stopped"))??;
+            p.out.write_all(&compressed)?;
+            p.table
+                .push(compressed.len() as u64, u64::from(len))
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current pack: the tar's end, the last frames, the seek table.
+    fn close(&mut self) -> io::Result<()> {
+        if self.current.is_none() {
+            return Ok(());
+        }
+        self.write_all(&TAR_END)?;
+        self.flush_frame(true)?;
+        let Some(mut p) = self.current.take() else {
+            return Ok(());
+        };
+        p.out.write_all(&p.table.to_skippable_frame())?;
+        let fin = p.out.finish()?;
+        let info = PackInfo {
+            id: p.id,
+            stored_size: fin.stored_size,
+            blake3: fin.blake3,
+        };
+        self.index()?.stage_pack(&info).map_err(index_err)?;
+        self.done.written.push(WrittenPack {
+            info,
+            plaintext_size: p.pos,
+            targets: fin.targets,
+        });
+        Ok(())
+    }
+
+    /// Ends the last pack; what the source stored and references.
+    pub(crate) fn finish(&mut self) -> io::Result<Packed> {
+        self.close()?;
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Stops: the pack being written is abandoned. Returns the ids of the packs
+    /// this writer finished, which a failed run deletes (no snapshot references
+    /// them), and why targets failed the open pack on their own, if any did.
+    pub(crate) fn abandon(mut self) -> (Vec<String>, Vec<UploadError>) {
+        let own = match self.current.take() {
+            Some(p) => p.out.abandon(),
+            None => Vec::new(),
+        };
+        let ids = self.done.written.drain(..).map(|w| w.info.id).collect();
+        (ids, own)
+    }
+}
+
+impl Write for PackWriter {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let total = data.len();
+        while !data.is_empty() {
+            let p = self
+                .current
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no pack is open"))?;
+            let room = FRAME - p.frame.len();
+            let n = room.min(data.len());
+            p.frame.extend_from_slice(&data[..n]);
+            p.pos += n as u64;
+            data = &data[n..];
+            if p.frame.len() == FRAME {
+                self.flush_frame(false)?;
+            }
+        }
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ContentSink for PackWriter {
+    fn unchanged(&mut self, path: &RawPath, stat: &FileStat) -> io::Result<Option<KnownContent>> {
+        let found = self
+            .index()?
+            .unchanged(&self.source, path.as_bytes(), stat)
+            .map_err(index_err)?;
+        if let Some(k) = &found {
+            self.done.referenced.insert(k.content.pack.clone());
+            self.done.unchanged_files += 1;
+        }
+        Ok(found)
+    }
+
+    fn known(&mut self, blake3: &str, size: u64) -> io::Result<Option<ContentRef>> {
+        let found = self.index()?.content(blake3, size).map_err(index_err)?;
+        if let Some(c) = &found {
+            self.done.referenced.insert(c.pack.clone());
+            self.done.known_files += 1;
+        }
+        Ok(found)
+    }
+
+    fn begin(&mut self, size: u64) -> io::Result<()> {
+        let full = self.current.as_ref().is_some_and(|p| {
+            p.pos >= self.pack_size || (p.pos > 0 && p.pos.saturating_add(size) > self.pack_size)
+        });
+        if full {
+            self.close()?;
+        }
+        if self.current.is_none() {
+            self.open()?;
+        }
+        Ok(())
+    }
+
+    fn here(&self) -> ContentRef {
+        match &self.current {
+            Some(p) => ContentRef {
+                pack: p.id.clone(),
+                offset: p.pos,
+            },
+            None => ContentRef {
+                pack: String::new(),
+                offset: 0,
+            },
+        }
+    }
+
+    fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef) -> io::Result<()> {
+        self.index()?
+            .stage_content(blake3, size, at)
+            .map_err(index_err)?;
+        self.done.referenced.insert(at.pack.clone());
+        self.done.new_files += 1;
+        self.done.new_bytes += size;
+        Ok(())
+    }
+
+    fn seen(
+        &mut self,
+        path: &RawPath,
+        stat: Option<&FileStat>,
+        known: &KnownContent,
+    ) -> io::Result<()> {
+        if let Some(stat) = stat {
+            self.index()?
+                .stage_file(
+                    &self.source,
+                    path.as_bytes(),
+                    stat,
+                    &known.blake3,
+                    &known.content,
+                )
+                .map_err(index_err)?;
+        }
+        Ok(())
+    }
+}

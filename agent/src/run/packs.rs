@@ -1,0 +1,167 @@
+//! A format-2 run's dealings with packs outside the walk: the index checked
+//! against what the targets hold before anything is read, the marker's pack list,
+//! the check that a target holds every pack before it gets the marker, and the
+//! index's commit (or rollback) after.
+//!
+//! The rule that keeps every snapshot complete: content counts as stored only if
+//! its pack is on every target of this run. A target that missed runs lacks newer
+//! packs, so their files are read and stored again, into new packs that go to
+//! every target; no marker ever lands on a target without all its packs.
+
+use crate::format::PackRecord;
+use crate::pack::gc::{Listed, list_packs};
+use crate::pack::index::Index;
+use anyhow::{Context, Result, anyhow};
+use coffer_config::{Config, Job};
+use coffer_plugins::Target;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
+
+/// The job's index for this run, checked against the targets.
+pub(super) struct RunIndex {
+    pub(super) index: Arc<Mutex<Index>>,
+    /// What the operator should know: a full run and why, packs stored again.
+    pub(super) notes: Vec<String>,
+}
+
+/// Whether `job` writes format 2 for any of its sources.
+pub(super) fn wanted(job: &Job) -> bool {
+    job.format == 2
+        && job
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, coffer_config::SourceKind::Directory(_)))
+}
+
+/// Lists the job's packs on each target; `Err(why)` for a target that cannot.
+pub(super) fn listings(
+    rt: &Handle,
+    targets: &[Target],
+    job: &str,
+) -> Vec<Result<BTreeMap<String, Listed>, String>> {
+    targets
+        .iter()
+        .map(|t| list_packs(rt, t, job).map_err(|e| format!("{e:#}")))
+        .collect()
+}
+
+/// Opens the index and forgets the packs that are not on every target.
+pub(super) fn prepare(
+    cfg: &Config,
+    job: &Job,
+    listed: &[&BTreeMap<String, Listed>],
+) -> Result<RunIndex> {
+    let (mut index, moved) = Index::open(&cfg.agent.state_dir, &job.name)?;
+    let mut notes: Vec<String> = moved.into_iter().collect();
+    index.begin_run()?;
+    let missing: Vec<String> = index
+        .packs()?
+        .into_iter()
+        .filter(|p| {
+            !listed
+                .iter()
+                .all(|l| l.get(&p.id).is_some_and(|got| got.size == p.stored_size))
+        })
+        .map(|p| p.id)
+        .collect();
+    let again = if missing.is_empty() {
+        0
+    } else {
+        index.forget_packs(&missing)?
+    };
+    if index.is_empty()? {
+        notes.push(format!(
+            "job {}: no index of earlier snapshots in {} (a first run, or the state was lost): \
+             every file is read and stored",
+            job.name,
+            cfg.agent.state_dir.display()
+        ));
+    } else if !missing.is_empty() {
+        notes.push(format!(
+            "job {}: {} pack(s) are not on every target (one missed runs, or they were deleted): \
+             {again} file(s) they held are read and stored again",
+            job.name,
+            missing.len()
+        ));
+    }
+    Ok(RunIndex {
+        index: Arc::new(Mutex::new(index)),
+        notes,
+    })
+}
+
+/// The marker's pack list: every pack a file of the snapshot is in.
+pub(super) fn records(
+    index: &Mutex<Index>,
+    referenced: &BTreeSet<String>,
+) -> Result<Vec<PackRecord>> {
+    let mut index = index
+        .lock()
+        .map_err(|_| anyhow!("the index lock is poisoned"))?;
+    referenced
+        .iter()
+        .map(|id| {
+            let p = index
+                .pack(id)?
+                .ok_or_else(|| anyhow!("pack {id} is referenced but not in the index"))?;
+            Ok(PackRecord {
+                id: p.id,
+                stored_size: p.stored_size,
+                blake3: p.blake3,
+            })
+        })
+        .collect()
+}
+
+/// Per target, `Some(why)` when a pack the marker lists is missing or has another
+/// size than written: listed afresh, so a pack deleted meanwhile is caught.
+pub(super) fn packs_in_place(
+    rt: &Handle,
+    targets: &[Target],
+    job: &str,
+    packs: &[PackRecord],
+) -> Vec<Option<String>> {
+    if packs.is_empty() {
+        return targets.iter().map(|_| None).collect();
+    }
+    listings(rt, targets, job)
+        .into_iter()
+        .map(|listed| {
+            let listed = match listed {
+                Ok(l) => l,
+                Err(why) => return Some(why),
+            };
+            let wrong: Vec<&str> = packs
+                .iter()
+                .filter(|p| listed.get(&p.id).is_none_or(|l| l.size != p.stored_size))
+                .map(|p| p.id.as_str())
+                .collect();
+            (!wrong.is_empty()).then(|| {
+                format!(
+                    "{} pack(s) missing or cut short (deleted while the run went on?), e.g. {}",
+                    wrong.len(),
+                    wrong[0]
+                )
+            })
+        })
+        .collect()
+}
+
+/// After the commit: the index takes the run's rows when a target took the
+/// snapshot, and drops them otherwise.
+pub(super) fn settle(
+    index: &Mutex<Index>,
+    committed: Option<&str>,
+    sources: &[&str],
+) -> Result<()> {
+    let mut index = index
+        .lock()
+        .map_err(|_| anyhow!("the index lock is poisoned"))?;
+    match committed {
+        Some(id) => index
+            .commit_run(id, sources)
+            .context("the snapshot is committed, but the local index could not record it (the next run is a full one)"),
+        None => index.abandon_run(),
+    }
+}
