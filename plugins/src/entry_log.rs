@@ -23,6 +23,8 @@ pub struct EntryLog {
     state: Option<Spill>,
     len: u64,
     files: u64,
+    /// Bytes of content of the regular files.
+    bytes: u64,
 }
 
 enum Spill {
@@ -49,6 +51,7 @@ impl EntryLog {
             state: Some(Spill::Writing(enc)),
             len: 0,
             files: 0,
+            bytes: 0,
         })
     }
 
@@ -61,6 +64,7 @@ impl EntryLog {
         self.len += 1;
         if e.kind == EntryKind::File {
             self.files += 1;
+            self.bytes = self.bytes.saturating_add(e.size);
         }
         Ok(())
     }
@@ -93,6 +97,11 @@ impl EntryLog {
     /// Regular files among them.
     pub fn files(&self) -> u64 {
         self.files
+    }
+
+    /// Bytes of content of the regular files written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Reads the entries back in the order they were pushed.

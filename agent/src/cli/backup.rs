@@ -98,6 +98,17 @@ fn print_run(run: &JobRun, config_path: &Path) {
             bytes(s.stored_size),
             s.window_seconds
         ));
+        if let Some(p) = &s.packed {
+            say(format_args!(
+                "    {} unchanged (not read), {} already stored, {} new ({}) in {} new pack(s); {} pack(s) in all",
+                p.unchanged_files,
+                p.known_files,
+                p.new_files,
+                bytes(p.new_bytes),
+                p.new_packs,
+                p.packs
+            ));
+        }
     }
     if let Some(c) = &run.check {
         c.print();

@@ -171,6 +171,10 @@ pub struct Marker {
         deserialize_with = "crate::format::untrusted::bounded_packs"
     )]
     pub packs: Vec<PackRecord>,
+    /// Format 2: bytes of content the packed sources' files hold (what a restore
+    /// writes); their share of the packs is not an object's plaintext.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub packed_size: u64,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// Who signed it, found when it was read (not part of the marker itself).
@@ -198,11 +202,15 @@ impl Marker {
             .iter()
             .filter(|o| o.source.is_some())
             .map(|o| o.plaintext_size)
-            .fold(0, u64::saturating_add)
+            .fold(self.packed_size, u64::saturating_add)
     }
     pub fn object(&self, key: &str) -> Option<&ObjectRecord> {
         self.objects.iter().find(|o| o.key == key)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Per-source part of the manifest.

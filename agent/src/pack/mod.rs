@@ -53,6 +53,26 @@ pub(crate) fn pack_id_of(path: &ObjPath) -> Option<&str> {
     is_pack_id(id).then_some(id)
 }
 
+/// A new pack id: the time in microseconds (13 hex digits), then 76 random bits.
+/// Ids sort in the order packs were written, so a snapshot's pack list (sorted)
+/// is the order in which to unpack them without coffer: a later version of a
+/// file overwrites an earlier one.
 pub(crate) fn new_pack_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let random = hex::encode(rand::random::<[u8; 10]>());
+    format!("{:013x}{}", micros & ((1 << 52) - 1), &random[..19])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pack_ids_are_valid_and_sort_in_time() {
+        let a = super::new_pack_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = super::new_pack_id();
+        assert!(super::is_pack_id(&a) && super::is_pack_id(&b), "{a} {b}");
+        assert!(a < b, "{a} then {b}");
+    }
 }

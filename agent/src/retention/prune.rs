@@ -207,11 +207,19 @@ pub fn prune_target(
         if committed.contains(id) || refused.iter().any(|m| m.id == id) {
             continue;
         }
+        // Not a crashed run: a snapshot this coffer cannot read (a newer format,
+        // damage, a planted file). Deleting it could lose a real snapshot.
         if rt
             .block_on(target.store.head(&dir.clone().join(MARKER)))
             .is_ok()
         {
             unread += 1;
+            report.errors.push(format!(
+                "job {}: folder {id} has a {MARKER} this coffer cannot read (see the warning \
+                 above): left alone; remove it by hand if it is not a snapshot",
+                job.name
+            ));
+            continue;
         }
         if let Some(t) = time_of(id)
             && now - t > job.incomplete_after

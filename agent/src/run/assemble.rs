@@ -55,6 +55,14 @@ pub(super) fn assemble(
             stored_size: s.finished.stored_size,
             consistency_instant: s.instant,
             window_seconds: s.window_seconds,
+            packed: s.packed.as_ref().map(|p| super::report::PackedRun {
+                unchanged_files: p.unchanged_files,
+                known_files: p.known_files,
+                new_files: p.new_files,
+                new_bytes: p.new_bytes,
+                new_packs: p.written.len() as u64,
+                packs: p.referenced.len() as u64,
+            }),
         });
         let packed = s.packed.is_some();
         if !packed {

@@ -48,6 +48,24 @@ pub struct SourceRun {
     pub consistency_instant: time::OffsetDateTime,
     /// 0 when the state was fixed at that instant, else how long it was read.
     pub window_seconds: f64,
+    /// Format 2: how the files' contents were found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packed: Option<PackedRun>,
+}
+
+/// A packed source's files by what the run did with them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackedRun {
+    /// Same path and stat as in the last snapshot: not read.
+    pub unchanged_files: u64,
+    /// Read, and their content was stored already: not stored again.
+    pub known_files: u64,
+    /// Read and stored, with their bytes.
+    pub new_files: u64,
+    pub new_bytes: u64,
+    /// Packs written, and packs the snapshot references in all.
+    pub new_packs: u64,
+    pub packs: u64,
 }
 
 #[derive(Debug, Serialize)]

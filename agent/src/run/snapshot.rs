@@ -227,6 +227,11 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         .filter_map(|s| s.packed.as_ref())
         .flat_map(|p| p.referenced.iter().cloned())
         .collect();
+    let packed_size: u64 = streamed
+        .iter()
+        .filter(|s| s.packed.is_some())
+        .map(|s| s.outcome.entries.bytes())
+        .sum();
     let packed_sources: Vec<String> = streamed
         .iter()
         .filter(|s| s.packed.is_some())
@@ -322,6 +327,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         window_seconds: Some(window),
         objects,
         packs,
+        packed_size,
         warnings: totals,
         seal: crate::format::seal::Seal::Signed(signing_key.public),
     };

@@ -324,6 +324,13 @@ pub(super) fn stream_sources(
         .position(|e| !e.is::<NotRead>() && !e.is::<Stopped>())
         .or(if errors.is_empty() { None } else { Some(0) })
     {
+        // The packs the sources that did finish wrote: no snapshot will have them.
+        let written: Vec<String> = ok
+            .iter()
+            .filter_map(|s| s.packed.as_ref())
+            .flat_map(|p| p.written.iter().map(|w| w.info.id.clone()))
+            .collect();
+        crate::pack::gc::delete_packs(rt, targets, &job.name, &written);
         return Err(errors.swap_remove(first));
     }
     Ok(ok)

@@ -195,6 +195,19 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     }
 }
 
+/// The names in a folder, sorted; none when it does not exist.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[test]
 fn sighup_with_a_broken_config_keeps_the_old_schedule_and_sigterm_cancels_a_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -245,15 +258,15 @@ fn sighup_with_a_broken_config_keeps_the_old_schedule_and_sigterm_cancels_a_run(
     let cfg = std::fs::read_to_string(&world.config).expect("config");
     std::fs::write(&world.config, with_port(cfg)).expect("config");
     let before = committed(&world);
+    // Format 2: the earlier runs' packs; the long run writes into this folder first.
+    let packs_before = names_in(&world.target().join("app/packs"));
     std::fs::write(&after, "").expect("reset");
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     wait_until("the long run to start writing", 30, || {
-        std::fs::read_dir(world.target().join("app"))
-            .map(|d| {
-                d.flatten()
-                    .any(|e| !before.contains(&e.file_name().to_string_lossy().into_owned()))
-            })
-            .unwrap_or(false)
+        names_in(&world.target().join("app"))
+            .iter()
+            .any(|n| n != "packs" && !before.contains(n))
+            || names_in(&world.target().join("app/packs")) != packs_before
     });
     std::thread::sleep(Duration::from_millis(300));
     let status = agent.stop();
@@ -267,8 +280,13 @@ fn sighup_with_a_broken_config_keeps_the_old_schedule_and_sigterm_cancels_a_run(
         .expect("ls")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !before.contains(n))
+        .filter(|n| n != "packs" && !before.contains(n))
         .collect();
+    assert_eq!(
+        names_in(&world.target().join("app/packs")),
+        packs_before,
+        "the cancelled run left packs (or the staging files of their uploads)"
+    );
     let inside: Vec<_> = leftovers
         .iter()
         .flat_map(|l| {

@@ -71,7 +71,8 @@ fn a_file_truncated_while_read_is_read_again_and_never_padded() {
     let content = noise(64 << 20, 11);
     std::fs::write(&big, &content).expect("write");
     std::fs::write(src.join("calm.txt"), b"calm").expect("write");
-    let world = World::new(&dir_source("data", &src, ""));
+    // Format 1: the zeros after a shrunk file are in its archive entry (`padding`).
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
 
     // Three 1 MiB reads in, the file is cut to 10 MiB.
     let cut = big.clone();

@@ -9,6 +9,11 @@ use crate::common::*;
 use std::path::Path;
 
 fn files_world() -> (World, tempfile::TempDir, String) {
+    files_world_in("")
+}
+
+/// `files_world` with job keys (`FORMAT_1`) before the sources.
+fn files_world_in(job_keys: &str) -> (World, tempfile::TempDir, String) {
     require_tool("age");
     require_tool("zstd");
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -16,7 +21,7 @@ fn files_world() -> (World, tempfile::TempDir, String) {
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("a.txt"), b"hello").expect("write");
     let cmd = "[[jobs.app.sources]]\nname = \"dump\"\ntype = \"command\"\ncommand = [\"printf\", \"dumped\"]\nextension = \"txt\"\n";
-    let world = World::new(&format!("{}{cmd}", dir_source("files", &src, "")));
+    let world = World::new(&format!("{job_keys}{}{cmd}", dir_source("files", &src, "")));
     let id = world.backup();
     (world, tmp, id)
 }
@@ -363,7 +368,7 @@ fn bombs_stay_within_64_mib_and_the_manifest_size() {
 
 #[test]
 fn an_archive_bomb_writes_no_more_than_the_manifest_declares() {
-    let (world, tmp, id) = files_world();
+    let (world, tmp, id) = files_world_in(FORMAT_1);
     // The archive claims a.txt holds 1 GiB of zeros (the manifest says 5 bytes): a few
     // hundred KiB once compressed. (Huge long-name entries: tar_guard's unit tests.)
     let plant = world.path("bomb.tar.zst.age");

@@ -23,7 +23,7 @@ fn age_zstd_and_tar_restore_a_snapshot_without_coffer() {
     )
     .expect("write");
     std::os::unix::fs::symlink("photo.jpg", src.join("cover.jpg")).expect("symlink");
-    let world = World::new(&dir_source("docs", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("docs", &src, "")));
     let id = world.backup();
     let snap = world.snapshot_dir(&id);
     let out = tmp.path().join("by-hand");
@@ -91,7 +91,7 @@ fn gnu_tar_restores_the_same_xattrs_acls_and_capabilities() {
     let tmp = AttrScratch::new();
     let src = tmp.path().join("files");
     build_attr_tree(&src);
-    let world = World::new(&dir_source("files", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("files", &src, "")));
     let id = world.backup();
     let out = tmp.path().join("by-hand");
     std::fs::create_dir_all(&out).expect("mkdir");

@@ -20,6 +20,7 @@ mod changing;
 mod config_cli;
 mod crash;
 mod databases;
+mod format2;
 mod fs_snapshots;
 mod hooks;
 mod hostile;

@@ -58,7 +58,7 @@ fn round_trip_through_s3_under_a_prefix() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, 12 * MIB);
-    let mut world = World::new(&dir_source("data", &src, ""));
+    let mut world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     // Credentials from the standard environment variables this time.
     world.env = vec![
         ("AWS_ACCESS_KEY_ID".into(), s3.access_key.clone()),
@@ -69,7 +69,11 @@ fn round_trip_through_s3_under_a_prefix() {
          endpoint = \"{}\"\nallow_http = true\npart_size = \"5MiB\"\n",
         s3.endpoint()
     );
-    world.write_config_with(&target, &["s3"], &dir_source("data", &src, ""));
+    world.write_config_with(
+        &target,
+        &["s3"],
+        &format!("{FORMAT_1}{}", dir_source("data", &src, "")),
+    );
 
     let run = backup_json(&world, 0);
     assert_eq!(run["status"], "success", "{run}");
@@ -137,7 +141,7 @@ fn one_run_ships_identical_ciphertext_to_local_and_s3() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, 7 * MIB);
-    let world = World::new(&dir_source("data", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let secret = s3.secret_file(tmp.path());
     let target = s3.target_toml("s3", BUCKET, &secret, "prefix = \"copy\"\n");
     world.write_config_with(&target, &["local", "s3"], &dir_source("data", &src, ""));
@@ -199,7 +203,7 @@ fn parts_grow_so_an_object_never_needs_more_than_max_parts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, 40 * MIB);
-    let world = World::new(&dir_source("data", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let secret = s3.secret_file(tmp.path());
     let limits =
         |max: u32| format!("part_size = \"5MiB\"\nmax_parts = {max}\nparts_in_flight = 2\n");
@@ -207,7 +211,11 @@ fn parts_grow_so_an_object_never_needs_more_than_max_parts() {
     // Four parts of 5, 10, 20 and (the rest of) 40 MiB hold 40 MiB of noise;
     // fixed 5 MiB parts would need nine.
     let target = s3.target_toml("s3", BUCKET, &secret, &limits(4));
-    world.write_config_with(&target, &["s3"], &dir_source("data", &src, ""));
+    world.write_config_with(
+        &target,
+        &["s3"],
+        &format!("{FORMAT_1}{}", dir_source("data", &src, "")),
+    );
     let run = backup_json(&world, 0);
     assert_eq!(run["status"], "success", "{run}");
     let id = run["snapshot"].as_str().expect("id").to_string();
@@ -232,7 +240,7 @@ fn parts_grow_so_an_object_never_needs_more_than_max_parts() {
         &format!("{}prefix = \"p\"\n", limits(3)),
     );
     let sources = format!(
-        "{}{}",
+        "{FORMAT_1}{}{}",
         dir_source("data", &src, ""),
         dir_source("small", &small, "")
     );
@@ -263,7 +271,7 @@ fn a_server_killed_mid_upload_fails_the_run_cleanly_and_the_next_run_works() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, 160 * MIB);
-    let world = World::new(&dir_source("data", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let secret = s3.secret_file(tmp.path());
     // Few, quick retries: the test waits for them to run out.
     let target = s3.target_toml(
@@ -272,7 +280,11 @@ fn a_server_killed_mid_upload_fails_the_run_cleanly_and_the_next_run_works() {
         &secret,
         "part_size = \"5MiB\"\nmax_retries = 2\nretry_timeout = \"2s\"\n",
     );
-    world.write_config_with(&target, &["s3"], &dir_source("data", &src, ""));
+    world.write_config_with(
+        &target,
+        &["s3"],
+        &format!("{FORMAT_1}{}", dir_source("data", &src, "")),
+    );
 
     let mut child = world
         .command(&["backup", "app"])
@@ -331,7 +343,7 @@ fn a_missing_bucket_fails_that_target_and_the_other_commits() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, MIB);
-    let world = World::new(&dir_source("data", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let secret = s3.secret_file(tmp.path());
     let target = s3.target_toml("offsite", "no-such-bucket", &secret, "");
     world.write_config_with(
@@ -377,12 +389,16 @@ fn wrong_credentials_are_named_and_the_secret_never_shown() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, MIB);
-    let mut world = World::new(&dir_source("data", &src, ""));
+    let mut world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let wrong = format!("wrong-{}", s3.secret_key);
     let secret = tmp.path().join("wrong-secret");
     std::fs::write(&secret, &wrong).expect("write");
     let target = s3.target_toml("s3", BUCKET, &secret, "");
-    world.write_config_with(&target, &["s3"], &dir_source("data", &src, ""));
+    world.write_config_with(
+        &target,
+        &["s3"],
+        &format!("{FORMAT_1}{}", dir_source("data", &src, "")),
+    );
     // Everything coffer and its libraries would log.
     world.env = vec![("COFFER_LOG".into(), "trace".into())];
 
@@ -421,7 +437,7 @@ fn sigterm_aborts_the_multipart_upload_and_leaves_no_snapshot() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("data");
     make_tree(&src, 160 * MIB);
-    let world = World::new(&dir_source("data", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
     let secret = s3.secret_file(tmp.path());
     let target = s3.target_toml("s3", BUCKET, &secret, "part_size = \"5MiB\"\n");
     world.write_config_with(&target, &["local", "s3"], &dir_source("data", &src, ""));

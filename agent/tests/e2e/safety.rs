@@ -53,7 +53,7 @@ fn setup() -> (World, tempfile::TempDir, String) {
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("a.txt"), b"hello").expect("write");
     std::fs::write(src.join("big.bin"), noise(3 << 20, 9)).expect("write");
-    let world = World::new(&dir_source("files", &src, ""));
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("files", &src, "")));
     let id = world.backup();
     (world, tmp, id)
 }

@@ -204,6 +204,10 @@ impl World {
     }
 }
 
+/// Job keys that make the job write format 1 (one archive per source per
+/// snapshot), for tests of that format's archives; put before its sources.
+pub const FORMAT_1: &str = "format = 1\n";
+
 pub fn dir_source(name: &str, path: &Path, extra: &str) -> String {
     format!(
         "[[jobs.app.sources]]\nname = \"{name}\"\ntype = \"directory\"\npath = \"{}\"\n{extra}\n",
