@@ -262,6 +262,34 @@ fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) ->
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         let found = manifest.find(&raw, |w| v.problems.push(missing(w)))?;
+        // A sparse file's entry holds its pieces of data; its hash is the whole
+        // file's, zeros included.
+        if let Some(w) = found.as_ref().filter(|w| w.sparse.is_some()) {
+            let map = w.sparse.as_deref().unwrap_or_default();
+            if !coffer_plugins::is_valid_sparse_map(map, w.size) {
+                bail!(
+                    "source {}: {name}: the manifest's map of a sparse file does not fit it",
+                    src.name
+                );
+            }
+            let data: u64 = map.iter().map(|(_, len)| len).sum();
+            let (got, hash) = coffer_plugins::sparse::read_pieces(
+                map,
+                w.size,
+                &mut entry,
+                &mut buf,
+                &mut |_, _| Ok(()),
+            )
+            .with_context(|| format!("source {}: {name}", src.name))?;
+            v.files += 1;
+            if got != data || w.blake3.as_deref() != Some(hash.to_hex().as_str()) {
+                v.problems.push(format!(
+                    "source {}: {name}: content does not match the manifest",
+                    src.name
+                ));
+            }
+            continue;
+        }
         // Zeros after the content of a file that shrank while it was read
         // (`padding`) are not part of its size or hash.
         let padding = found.as_ref().map_or(0, |w| w.padding);

@@ -69,6 +69,7 @@ fn entry(
         acl_names: Default::default(),
         flags: Vec::new(),
         content: None,
+        sparse: None,
     }
 }
 

@@ -61,8 +61,10 @@ pub trait ContentSink: Write + Send {
     /// Where the next byte written lands.
     fn here(&self) -> ContentRef;
     /// The entry begun last is complete: its content (of `size` bytes, starting at
-    /// `at`) hashes to `blake3`.
-    fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef) -> io::Result<()>;
+    /// `at`) hashes to `blake3`. `shared` is false for content stored in a form
+    /// only its own entry can read (a sparse file's pieces): no other file may be
+    /// given it as known content.
+    fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef, shared: bool) -> io::Result<()>;
     /// `path` is in this snapshot with this content; a stat of `None` means it
     /// changed while read and must be read again next time.
     fn seen(

@@ -190,6 +190,7 @@ impl Walk<'_, '_> {
             acl_names: Default::default(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         };
         if let Some((on, shown)) = on {
             let warnings = &mut self.outcome.warnings;
@@ -386,6 +387,9 @@ impl Walk<'_, '_> {
         if !before.is_file() {
             return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
         }
+        if let Some(map) = crate::sparse::data_map(&file, &before) {
+            return self.packed_sparse(sink, abs, rel, &file, before, map);
+        }
         let captured = if self.frozen {
             Capture::Direct {
                 md: before,
@@ -419,7 +423,7 @@ impl Walk<'_, '_> {
                             .emit(&read, &mut |b| tar.data(b))
                             .map_err(|f| self.fault(abs, f))?;
                         tar.pad().map_err(|err| self.out_err(err))?;
-                        sink.stored(&hash, read.len, &at)
+                        sink.stored(&hash, read.len, &at, true)
                             .map_err(|err| self.out_err(err))?;
                         at
                     }
@@ -456,7 +460,7 @@ impl Walk<'_, '_> {
                 e.size = len;
                 e.padding = padding;
                 let hash = hash.to_hex().to_string();
-                sink.stored(&hash, len, &at)
+                sink.stored(&hash, len, &at, true)
                     .map_err(|err| self.out_err(err))?;
                 e.blake3 = Some(hash);
                 e.content = Some(at);
@@ -470,6 +474,67 @@ impl Walk<'_, '_> {
                 .map_err(|err| self.out_err(err))?;
         }
         e.padding = 0;
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// A sparse file in format 2: only its data is read and stored (a PAX 1.0
+    /// sparse entry), the holes are recorded in the manifest. Its hash is that of
+    /// the whole file, zeros included, as for any file. Such a file is read again
+    /// by the next run (the index does not keep maps), and its stored pieces are
+    /// never given to another file as known content.
+    fn packed_sparse(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        rel: RawPath,
+        file: &File,
+        before: Metadata,
+        map: Vec<(u64, u64)>,
+    ) -> Result<(), SourceError> {
+        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
+        e.size = before.len();
+        let data: u64 = map.iter().map(|(_, len)| len).sum();
+        sink.begin(data).map_err(|err| self.out_err(err))?;
+        let mut tar = TarWriter::new(&mut *sink);
+        tar.sparse_header(&HeaderSpec::of(&e), &map)
+            .map_err(|err| self.out_err(err))?;
+        let at = tar.get_ref().here();
+        let mut hasher = blake3::Hasher::new();
+        let mut pos = 0u64;
+        for &(off, len) in &map {
+            crate::sparse::hash_zeros(&mut hasher, off - pos);
+            let (got, _) = self
+                .reader
+                .read_direct_at(
+                    file,
+                    off,
+                    len,
+                    &mut self.outcome.bytes_read,
+                    self.progress,
+                    &mut |b| {
+                        hasher.update(b);
+                        tar.data(b)
+                    },
+                )
+                .map_err(|f| self.fault(abs, f))?;
+            // A piece that shrank: zeros keep the entry's promised length.
+            tar.zeros(len - got).map_err(|err| self.out_err(err))?;
+            crate::sparse::hash_zeros(&mut hasher, len - got);
+            pos = off + len;
+        }
+        crate::sparse::hash_zeros(&mut hasher, e.size - pos);
+        tar.pad().map_err(|err| self.out_err(err))?;
+        let after = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let hash = hasher.finalize().to_hex().to_string();
+        sink.stored(&hash, e.size, &at, false)
+            .map_err(|err| self.out_err(err))?;
+        e.blake3 = Some(hash);
+        e.content = Some(at);
+        e.sparse = Some(map);
+        self.note_direct(abs, &before, &after, "it is sparse", &mut e);
         self.progress.add(0, 1);
         self.record(&e)
     }

@@ -163,6 +163,27 @@ pub struct FileEntry {
     /// None in format 1, where the source's archive holds every file in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ContentRef>,
+    /// Format 2, a sparse file: where its data is, as (offset, length) pairs in
+    /// order; everything else reads as zeros. Its content in the pack is the data
+    /// only, one piece after the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<Vec<(u64, u64)>>,
+}
+
+/// Pieces of data a sparse file may have and still be recorded as sparse: the
+/// map must stay small in the manifest (a file with more is stored whole).
+pub const MAX_SPARSE_PIECES: usize = 4096;
+
+/// Whether `map` is one a backup could have written for a file of `size` bytes:
+/// in order, not overlapping, inside the file, not too many pieces.
+pub fn is_valid_sparse_map(map: &[(u64, u64)], size: u64) -> bool {
+    let mut end = 0u64;
+    map.len() <= MAX_SPARSE_PIECES
+        && map.iter().all(|&(off, len)| {
+            let ok = off >= end && len > 0 && off.checked_add(len).is_some_and(|e| e <= size);
+            end = off.saturating_add(len);
+            ok
+        })
 }
 
 /// Where a file's content lives in format 2: pack `pack` (its id), starting at

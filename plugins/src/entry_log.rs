@@ -260,6 +260,7 @@ mod tests {
             acl_names: Default::default(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         }
     }
 

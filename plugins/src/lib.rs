@@ -25,6 +25,7 @@ pub mod registry;
 pub mod restore;
 mod s3;
 pub mod source;
+pub mod sparse;
 pub(crate) mod sqlite;
 pub(crate) mod stable_read;
 pub mod tar_writer;
@@ -33,7 +34,10 @@ pub mod walk_ahead;
 pub mod xattr;
 
 pub use content::{ContentSink, FileStat, KnownContent};
-pub use entry::{ContentRef, EntryKind, FileEntry, RawPath, escape_controls, is_safe_relative};
+pub use entry::{
+    ContentRef, EntryKind, FileEntry, MAX_SPARSE_PIECES, RawPath, escape_controls,
+    is_safe_relative, is_valid_sparse_map,
+};
 pub use parts::PartPlan;
 pub use registry::{open_source, restore_as_file};
 pub use restore::{Restore, RestoreRequest};

@@ -254,11 +254,24 @@ impl StableReader {
         progress: &Progress,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(u64, blake3::Hash), Fault> {
+        self.read_direct_at(file, 0, size, read, progress, sink)
+    }
+
+    /// `read_direct` of the `size` bytes from `start` on (a sparse file's piece).
+    pub fn read_direct_at(
+        &mut self,
+        file: &File,
+        start: u64,
+        size: u64,
+        read: &mut u64,
+        progress: &Progress,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(u64, blake3::Hash), Fault> {
         let mut hasher = blake3::Hasher::new();
         let mut pos = 0u64;
         while pos < size {
             let want = (size - pos).min(self.buf.len() as u64) as usize;
-            let n = match read_at(file, &mut self.buf[..want], pos)? {
+            let n = match read_at(file, &mut self.buf[..want], start + pos)? {
                 0 => break,
                 n => n,
             };

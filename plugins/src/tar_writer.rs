@@ -139,8 +139,50 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes the header(s) for an entry; its `size` bytes of data follow via `data`.
     pub fn header(&mut self, spec: &HeaderSpec<'_>) -> io::Result<()> {
-        let mut h = Header::new_ustar();
+        self.header_with(spec, Vec::new())
+    }
+
+    /// The header of a sparse file in the PAX 1.0 sparse format (what GNU tar
+    /// writes with `--sparse --sparse-version=1.0` and GNU tar and bsdtar restore
+    /// as sparse files), and the map of its data that starts the entry. `map` is
+    /// (offset, length) of each piece of data; `spec.size` is the file's size. The
+    /// pieces' bytes, one after the other, follow via `data`.
+    pub fn sparse_header(&mut self, spec: &HeaderSpec<'_>, map: &[(u64, u64)]) -> io::Result<()> {
+        let mut block = format!("{}\n", map.len());
+        for (off, len) in map {
+            block.push_str(&format!("{off}\n{len}\n"));
+        }
+        let mut block = block.into_bytes();
+        block.resize(block.len().div_ceil(BLOCK as usize) * BLOCK as usize, 0);
+        let data: u64 = map.iter().map(|(_, len)| len).sum();
+        let real = Path::new(std::ffi::OsStr::from_bytes(spec.path));
+        let name = real.file_name().map(|n| n.as_bytes()).unwrap_or(b"file");
+        let mut fake = match real.parent().map(|p| p.as_os_str().as_bytes()) {
+            Some(p) if !p.is_empty() => [p, b"/"].concat(),
+            _ => Vec::new(),
+        };
+        fake.extend_from_slice(b"GNUSparseFile.0/");
+        fake.extend_from_slice(name);
         let mut pax = Vec::new();
+        pax_record(&mut pax, "GNU.sparse.major", b"1");
+        pax_record(&mut pax, "GNU.sparse.minor", b"0");
+        pax_record(&mut pax, "GNU.sparse.name", spec.path);
+        pax_record(
+            &mut pax,
+            "GNU.sparse.realsize",
+            spec.size.to_string().as_bytes(),
+        );
+        let stored = HeaderSpec {
+            path: &fake,
+            size: block.len() as u64 + data,
+            ..spec.clone()
+        };
+        self.header_with(&stored, pax)?;
+        self.data(&block)
+    }
+
+    fn header_with(&mut self, spec: &HeaderSpec<'_>, mut pax: Vec<u8>) -> io::Result<()> {
+        let mut h = Header::new_ustar();
         h.set_entry_type(spec.kind);
         let xattrs = !spec.xattrs.is_empty();
         if h.set_path(Path::new(std::ffi::OsStr::from_bytes(spec.path)))

@@ -81,6 +81,51 @@ impl<W: Write> Write for Data<'_, W> {
     }
 }
 
+/// A sparse file's pieces of data, stored one after the other in the pack from
+/// `start`, written as they are; returns the hash of the whole file, zeros
+/// included.
+fn sparse<W: Write>(
+    packs: &mut PackReader<'_>,
+    pack: &crate::format::PackRecord,
+    start: u64,
+    map: &[(u64, u64)],
+    size: u64,
+    tar: &mut TarWriter<W>,
+) -> io::Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut pos = 0u64;
+    let mut at = start;
+    for &(off, len) in map {
+        coffer_plugins::sparse::hash_zeros(&mut hasher, off - pos);
+        let mut hashed = Hashed {
+            out: Data(&mut *tar),
+            hasher: &mut hasher,
+        };
+        packs.read(&pack.id, pack.stored_size, at, len, &mut hashed)?;
+        at += len;
+        pos = off + len;
+    }
+    coffer_plugins::sparse::hash_zeros(&mut hasher, size - pos);
+    Ok(hasher.finalize())
+}
+
+/// Hashes what goes through.
+struct Hashed<'a, W: Write> {
+    out: W,
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 fn produce(
     view: &PackedView<'_>,
     source: &SourceManifest,
@@ -101,7 +146,16 @@ fn produce(
         if keep.is_some_and(|k| !k.keeps(&e)) {
             continue;
         }
-        tar.header(&HeaderSpec::of(&e))?;
+        // A sparse file's entry holds its pieces of data only, one after the
+        // other; the restore puts them where the manifest's map says.
+        let data = e
+            .sparse
+            .as_ref()
+            .map(|m| m.iter().map(|(_, len)| len).sum());
+        tar.header(&HeaderSpec {
+            size: data.unwrap_or(e.size),
+            ..HeaderSpec::of(&e)
+        })?;
         if e.kind != EntryKind::File {
             continue;
         }
@@ -120,15 +174,26 @@ fn produce(
                 coffer_plugins::escape_controls(&content.pack)
             )
         })?;
-        let hash = packs
-            .read(
+        let fetched = match &e.sparse {
+            None => packs.read(
                 &pack.id,
                 pack.stored_size,
                 content.offset,
                 e.size,
                 &mut Data(&mut tar),
-            )
-            .map_err(|err| anyhow!("source {}: {}: {err}", source.name, e.path))?;
+            ),
+            Some(map) => {
+                if !coffer_plugins::is_valid_sparse_map(map, e.size) {
+                    bail!(
+                        "source {}: {}: the manifest's map of a sparse file does not fit it",
+                        source.name,
+                        e.path
+                    );
+                }
+                sparse(&mut packs, pack, content.offset, map, e.size, &mut tar)
+            }
+        };
+        let hash = fetched.map_err(|err| anyhow!("source {}: {}: {err}", source.name, e.path))?;
         if e.blake3.as_deref() != Some(hash.to_hex().as_str()) {
             bail!(
                 "source {}: {}: the bytes in pack {} do not match the manifest's BLAKE3 \

@@ -359,10 +359,12 @@ impl ContentSink for PackWriter {
         }
     }
 
-    fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef) -> io::Result<()> {
-        self.index()?
-            .stage_content(blake3, size, at)
-            .map_err(index_err)?;
+    fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef, shared: bool) -> io::Result<()> {
+        if shared {
+            self.index()?
+                .stage_content(blake3, size, at)
+                .map_err(index_err)?;
+        }
         self.done.referenced.insert(at.pack.clone());
         self.done.new_files += 1;
         self.done.new_bytes += size;

@@ -26,8 +26,9 @@ use coffer_plugins::{EntryKind, FileEntry};
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 
@@ -115,6 +116,12 @@ impl<I: Iterator<Item = io::Result<FileEntry>>> Expected<I> {
         }
         Ok(())
     }
+}
+
+/// Whether a piece of a file is zeros only (cheap for the usual piece, which has
+/// data at one end or the other).
+fn all_zero(b: &[u8]) -> bool {
+    b.first() == Some(&0) && b.last() == Some(&0) && b.iter().all(|&x| x == 0)
 }
 
 /// A relative path with no `..`, no root, no empty parts; `None` for the root itself.
@@ -208,7 +215,7 @@ pub fn extract(
                     .with_context(|| format!("cannot create {}", path.display()))?,
             },
             EntryType::Regular | EntryType::Continuous => {
-                let mut f = std::fs::File::from(
+                let f = std::fs::File::from(
                     openat(
                         dir,
                         name,
@@ -226,6 +233,29 @@ pub fn extract(
                 // manifest does not list, nothing is written, so a hostile archive
                 // cannot fill the disk beyond what the manifest declares.
                 let Some(want) = want else { continue };
+                if let Some(map) = &want.sparse {
+                    let data: u64 = map.iter().map(|(_, len)| len).sum();
+                    if !coffer_plugins::is_valid_sparse_map(map, want.size) || entry.size() != data
+                    {
+                        expected.content(&want, entry.size(), "", &shown);
+                        continue;
+                    }
+                    let (got, hash) = coffer_plugins::sparse::read_pieces(
+                        map,
+                        want.size,
+                        &mut entry,
+                        &mut buf,
+                        &mut |off, b| f.write_all_at(b, off),
+                    )
+                    .with_context(|| format!("cannot restore {}", path.display()))?;
+                    f.set_len(want.size)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    let size = if got == data { want.size } else { got };
+                    if expected.content(&want, size, hash.to_hex().as_str(), &shown) {
+                        on_file(&f, &want, &path)?;
+                    }
+                    continue;
+                }
                 // A file that shrank while a backup read it into the stream has
                 // zeros after its content (`padding`), which are not written.
                 if want.size.checked_add(want.padding) != Some(entry.size()) {
@@ -243,10 +273,16 @@ pub fn extract(
                         break;
                     }
                     h.update(&buf[..n]);
-                    f.write_all(&buf[..n])
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    // Zeros are left as a hole (the length is set below): a sparse
+                    // file comes back sparse, not as gigabytes of zeros on disk.
+                    if !all_zero(&buf[..n]) {
+                        f.write_all_at(&buf[..n], size)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                    }
                     size += n as u64;
                 }
+                f.set_len(size)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 let hash = h.finalize().to_hex();
                 if expected.content(&want, size, hash.as_str(), &shown) {
                     on_file(&f, &want, &path)?;
@@ -370,6 +406,7 @@ mod tests {
             acl_names: Default::default(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         }
     }
 

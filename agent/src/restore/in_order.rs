@@ -107,6 +107,7 @@ mod tests {
             acl_names: Default::default(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         };
         let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
         let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");

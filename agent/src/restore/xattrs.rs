@@ -225,6 +225,7 @@ mod tests {
                 .collect(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         }
     }
 

@@ -544,3 +544,66 @@ fn a_format_1_snapshot_restores_next_to_format_2_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("format 1"));
 }
+
+#[test]
+fn a_sparse_file_is_read_stored_and_restored_as_its_data_and_holes() {
+    require_root("restores owners");
+    for tool in ["age", "zstd", "tar"] {
+        require_tool(tool);
+    }
+    let world = World::new("");
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let sparse = data.join("disk.img");
+    let f = std::fs::File::create(&sparse).expect("create");
+    f.set_len(4 << 30).expect("4 GiB of holes");
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&noise(8192, 5), 1 << 30).expect("write");
+    f.write_all_at(b"tail", (4 << 30) - 4).expect("write");
+    drop(f);
+    world.write_config(&dir_source("files", &data, ""));
+    let run = backup_json(&world, 0);
+    let read = run["sources"][0]["bytes_read"]
+        .as_u64()
+        .expect("bytes_read");
+    assert!(
+        read < 1 << 20,
+        "read {read} bytes of a file with 12 KiB of data"
+    );
+    let stored = run["sources"][0]["stored_size"].as_u64().expect("stored");
+    assert!(stored < 1 << 20, "stored {stored} bytes");
+
+    let latest = world.snapshots().pop().expect("snapshot");
+    let to = restore_to(&world, &latest, &[]);
+    let back = to.join("files/disk.img");
+    let md = std::fs::metadata(&back).expect("restored");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(md.len(), 4 << 30);
+    assert!(
+        md.blocks() * 512 < 1 << 20,
+        "{} blocks: not sparse",
+        md.blocks()
+    );
+    sh(&format!("cmp {} {}", sparse.display(), back.display()));
+    let out = world.ok(&["verify", "--job", "app"]);
+    assert!(out.contains(": ok (1") || out.contains(": ok ("), "{out}");
+
+    // The pack holds a PAX sparse entry: GNU tar restores it sparse too.
+    let by_hand = world.path("by-hand");
+    std::fs::create_dir_all(&by_hand).expect("mkdir");
+    for p in marker_packs(&world.target(), &latest) {
+        sh(&format!(
+            "age -d -i {} {}/app/packs/{p}.tar.zst.age | zstd -d | tar -x -C {}",
+            world.identity.display(),
+            world.target().display(),
+            by_hand.display()
+        ));
+    }
+    let md = std::fs::metadata(by_hand.join("disk.img")).expect("tar restored");
+    assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
+    sh(&format!(
+        "cmp {} {}",
+        sparse.display(),
+        by_hand.join("disk.img").display()
+    ));
+}
