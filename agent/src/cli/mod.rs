@@ -4,8 +4,12 @@ mod args;
 mod backup;
 mod check;
 mod config_check;
+mod diff;
+mod entries;
+mod find;
 mod keygen;
 mod list;
+mod ls;
 mod prune;
 mod restore;
 mod verify;
@@ -31,6 +35,9 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
+        Command::Ls(a) => ls::run(rt, &load(&cli)?, a),
+        Command::Find(a) => find::run(rt, &load(&cli)?, a),
+        Command::Diff(a) => diff::run(rt, &load(&cli)?, a),
         Command::Agent => crate::service::run(rt, &cli.config),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
