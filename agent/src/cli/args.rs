@@ -1,5 +1,5 @@
 //! The command line, as clap types. Each subcommand's behaviour lives in
-//! `commands/<name>.rs`.
+//! `cli/<name>.rs`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -38,6 +38,32 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Compare a directory on disk with a snapshot's manifest (exit 3 when anything differs).
     Check(CheckArgs),
+    /// List the files and folders a snapshot holds, without restoring it.
+    ///
+    /// One line per entry: mode (`-rw-r-----`), owner (user:group by name as
+    /// recorded, the number where there was none), size in bytes, mtime (UTC), and
+    /// `<source>/<path>` (`-> target` for a symlink, `link to NAME` for a hard
+    /// link). Control characters in names are shown escaped (`\n`). Needs the
+    /// private identity: file names are in the encrypted manifest.
+    #[command(after_help = BROWSE_EXIT)]
+    Ls(LsArgs),
+    /// Find the snapshots that hold files whose path matches a glob, oldest first.
+    ///
+    /// Reads every snapshot of the job on the target once. One line per match:
+    /// snapshot id, mode, size, mtime (UTC), `<source>/<path>`; then "N matches in
+    /// M of K snapshots". Needs the private identity.
+    #[command(after_help = FIND_EXIT)]
+    Find(FindArgs),
+    /// Show what was added, removed and changed between two snapshots.
+    ///
+    /// One line per difference, in walk order: `+` added, `-` removed, `M` changed
+    /// with what changed in parentheses (content, mode, owner, type, link target,
+    /// device numbers, extended attributes), `T` only the mtime changed. A renamed
+    /// file is removed and added. Then a summary: the counts, and the bytes of file
+    /// content added (new and changed files' new content) and removed (removed and
+    /// changed files' old content). Needs the private identity.
+    #[command(after_help = BROWSE_EXIT)]
+    Diff(DiffArgs),
     /// Run as a service: schedules, retention, /metrics, /healthz and /api/v1/jobs.
     Agent,
     /// Forget snapshots by each job's retention, remove folders of runs that never committed.
@@ -150,6 +176,90 @@ pub struct TrustArgs {
     /// can write to the target can make one: use it only for snapshots you know.
     #[arg(long)]
     pub allow_unsigned: bool,
+}
+
+const BROWSE_EXIT: &str = "Exit codes: 0 fine, 1 a snapshot could not be read (damaged, \
+unreachable target), 2 bad usage (unknown job, source, snapshot or path; a snapshot \
+not signed by a trusted key).";
+
+const FIND_EXIT: &str = "Exit codes: 0 fine, 1 a snapshot could not be read (damaged, \
+not signed by a trusted key: reported, skipped, the others still searched), 2 bad \
+usage (unknown job or source, bad pattern).";
+
+/// What ls, find and diff read from: a job's snapshots on one target, decrypted
+/// with the identity, accepted only when signed by a trusted key.
+#[derive(Debug, Args)]
+pub struct BrowseArgs {
+    /// Job name, as in [jobs.NAME] of the config.
+    #[arg(long)]
+    pub job: String,
+    /// Target to read from (default: the job's first target).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Private identity that decrypts the manifest (default: [encryption] identity_file).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub from: BrowseArgs,
+    /// Snapshot id or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Only this directory source (default: all of them).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only this entry and what is under it: a path inside the source
+    /// (`uploads/2024`), or `<source>/<path>`.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// One JSON object per line (JSON Lines), per entry: source, path (a string, or
+    /// an array of bytes when the name is not UTF-8), type, mode (octal), uid, gid,
+    /// user, group, size, mtime (RFC 3339), blake3, link.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    #[command(flatten)]
+    pub from: BrowseArgs,
+    /// Glob (`*` does not cross `/`): without a `/` it matches the file name at any
+    /// depth (`*.pdf`), with one the path inside the source (`uploads/*/a.pdf`).
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// One JSON object per line (JSON Lines): `"record": "match"` (snapshot and the
+    /// entry's fields, as in `ls --json`), `"unreadable"` (snapshot, error) and a
+    /// last `"summary"` (matches, snapshots_matched, snapshots, unreadable).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub from: BrowseArgs,
+    /// The snapshot compared from (usually the older): id or `latest`.
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The snapshot compared to: id or `latest`.
+    #[arg(value_name = "B")]
+    pub b: String,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// One JSON object per line (JSON Lines): `"record": "change"` (change: `+`, `-`,
+    /// `M` or `T`; source, path, what changed, the entry before and after, as in
+    /// `ls --json`) and a last `"summary"` with the counts and bytes.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,12 @@ mod args;
 mod backup;
 mod check;
 mod config_check;
+mod diff;
+mod entries;
+mod find;
 mod keygen;
 mod list;
+mod ls;
 mod prune;
 mod restore;
 mod verify;
@@ -31,6 +35,9 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
+        Command::Ls(a) => ls::run(rt, &load(&cli)?, a),
+        Command::Find(a) => find::run(rt, &load(&cli)?, a),
+        Command::Diff(a) => diff::run(rt, &load(&cli)?, a),
         Command::Agent => crate::service::run(rt, &cli.config),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -91,6 +98,39 @@ pub(crate) fn open_snapshot(
         snapshot,
         trust,
     } = *wanted;
+    let Reader { target, ids } = open_reader(cfg, job, command, target, identity)?;
+    let marker = crate::repo::pick_trusted(
+        crate::repo::snapshots(rt, &target, &job.name)?,
+        snapshot,
+        &job.name,
+        &target.name,
+        &trust_of(cfg, trust),
+    )?;
+    let manifest = read_manifest(rt, cfg, &target, &ids, &marker)?;
+    Ok(Opened {
+        target,
+        ids,
+        marker,
+        manifest,
+    })
+}
+
+/// What a command that decrypts manifests holds before it picks snapshots: the
+/// target it reads and the private identity.
+pub(crate) struct Reader {
+    pub target: Target,
+    pub ids: crate::keys::Identities,
+}
+
+/// `--target` (default: the job's first) and `--identity` (default: the configured
+/// identity_file), both checked before anything is read.
+pub(crate) fn open_reader(
+    cfg: &Config,
+    job: &Job,
+    command: &str,
+    target: Option<&str>,
+    identity: Option<&std::path::Path>,
+) -> Result<Reader> {
     let target = read_target(cfg, job, target)?;
     let id_file = crate::keys::identity_path(identity, &cfg.encryption).ok_or_else(|| {
         usage(format!(
@@ -99,21 +139,20 @@ pub(crate) fn open_snapshot(
         ))
     })?;
     let ids = crate::keys::identities(id_file).map_err(|e| usage(format!("{e:#}")))?;
-    let marker = crate::repo::pick_trusted(
-        crate::repo::snapshots(rt, &target, &job.name)?,
-        snapshot,
-        &job.name,
-        &target.name,
-        &trust_of(cfg, trust),
-    )?;
+    Ok(Reader { target, ids })
+}
+
+/// A snapshot's manifest, its file lists kept in scratch files in the state
+/// directory (never in memory).
+pub(crate) fn read_manifest(
+    rt: &Handle,
+    cfg: &Config,
+    target: &Target,
+    ids: &crate::keys::Identities,
+    marker: &crate::format::Marker,
+) -> Result<crate::format::Manifest> {
     let tmp_dir = cfg.agent.state_dir.join("tmp");
-    let manifest = crate::repo::read_manifest(rt, &target, &marker, &ids, &tmp_dir)?;
-    Ok(Opened {
-        target,
-        ids,
-        marker,
-        manifest,
-    })
+    crate::repo::read_manifest(rt, target, marker, ids, &tmp_dir)
 }
 
 /// The snapshots a reading command accepts: the config's signers, this host's own
