@@ -38,6 +38,10 @@ pub struct JobStatus {
     pub bytes_stored: BTreeMap<String, u64>,
     /// Committed snapshots per target after the last run or prune.
     pub snapshots: BTreeMap<String, u64>,
+    /// Format 2: stored bytes per target of packs no kept snapshot uses (an
+    /// estimate), after the last run or prune.
+    #[serde(default)]
+    pub dead_bytes: BTreeMap<String, u64>,
     /// The job's `[check]` on the last committed snapshot, when it ran at backup time.
     pub last_check: Option<crate::format::CheckCounts>,
     pub last_verify: Option<f64>,

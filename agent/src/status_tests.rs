@@ -18,6 +18,7 @@ fn full() -> JobStatus {
         bytes_read: [("db".to_string(), 1 << 40)].into(),
         bytes_stored: [("offsite".to_string(), u64::MAX)].into(),
         snapshots: [("local".to_string(), 7), ("offsite".to_string(), 5)].into(),
+        dead_bytes: Default::default(),
         last_check: Some(crate::format::CheckCounts {
             referenced: 40,
             captured: 41,

@@ -135,6 +135,7 @@ pub struct RawJob {
     pub retry_wait: Option<String>,
     pub format: Option<u32>,
     pub pack_size: Option<SizeOrText>,
+    pub repack_unused: Option<f64>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
 }

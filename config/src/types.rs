@@ -224,6 +224,10 @@ pub struct Job {
     pub format: u32,
     /// Format 2: new file contents are gathered into packs of about this size.
     pub pack_size: u64,
+    /// Format 2: a pack of which the kept snapshots leave at least this share
+    /// unused has its live files stored again by the next backup, so that it can
+    /// be deleted once older snapshots are forgotten; 1 never does.
+    pub repack_unused: f64,
 }
 
 /// The format new snapshots are written in unless a job says `format = 1`.
@@ -231,6 +235,8 @@ pub const DEFAULT_FORMAT: u32 = 2;
 /// 64 MiB: small enough that a pack holding a few deleted files is cheap to
 /// rewrite, large enough that an S3 bucket holds few objects per GiB.
 pub const DEFAULT_PACK_SIZE: u64 = 64 << 20;
+/// Half a pack unused: rewriting costs at most as much as it frees.
+pub const DEFAULT_REPACK_UNUSED: f64 = 0.5;
 
 /// restic's `forget --keep-*` rules: a snapshot kept by any rule stays.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

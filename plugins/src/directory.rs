@@ -529,7 +529,7 @@ impl Walk<'_, '_> {
             .metadata()
             .map_err(|err| self.fault(abs, Fault::Source(err)))?;
         let hash = hasher.finalize().to_hex().to_string();
-        sink.stored(&hash, e.size, &at, false)
+        sink.stored(&hash, data, &at, false)
             .map_err(|err| self.out_err(err))?;
         e.blake3 = Some(hash);
         e.content = Some(at);

@@ -280,6 +280,7 @@ pub(crate) mod tests {
             acl_names: Default::default(),
             flags: Vec::new(),
             content: None,
+            sparse: None,
         }
     }
 

@@ -52,14 +52,29 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
                 // `coffer_snapshots` comes from the status: keep it true after a
                 // prune by hand, as a backup's retention does.
                 let kept = report.kept.len() as u64;
+                let dead = report.packs_dead_bytes;
                 let updated = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
                     s.snapshots.insert(target.name.clone(), kept);
+                    s.dead_bytes.insert(target.name.clone(), dead);
                 });
                 if let Err(e) = updated {
                     eprintln!(
                         "warning: cannot record the status of job {}: {e:#}",
                         job.name
                     );
+                }
+            }
+            if lock.is_some() {
+                match crate::pack::gc::rewrite_later(
+                    &cfg.agent.state_dir,
+                    &job.name,
+                    &report.packs_to_rewrite,
+                ) {
+                    Ok(Some(note)) => {
+                        println!("job {} on {}: repack: {note}", job.name, target.name)
+                    }
+                    Ok(None) => {}
+                    Err(e) => eprintln!("warning: job {}: repack: {e:#}", job.name),
                 }
             }
             reports.push(report);
@@ -111,9 +126,11 @@ fn print_text(reports: &[PruneReport], dry_run: bool) {
         }
         if !r.packs_removed.is_empty() || r.packs_live > 0 {
             println!(
-                "  packs: {} in use ({}), {} no snapshot references {removed} ({})",
+                "  packs: {} in use ({}, of which about {} unused by the kept snapshots), \
+                 {} no snapshot references {removed} ({})",
                 r.packs_live,
                 crate::units::bytes(r.packs_live_bytes),
+                crate::units::bytes(r.packs_dead_bytes),
                 r.packs_removed.len(),
                 crate::units::bytes(r.packs_freed_bytes),
             );

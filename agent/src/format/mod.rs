@@ -97,6 +97,13 @@ pub struct PackRecord {
     pub stored_size: u64,
     /// BLAKE3 of the stored (encrypted) bytes, hex.
     pub blake3: String,
+    /// Bytes of file content the pack holds, and how many of them this
+    /// snapshot's files take (a copy counted again): prune estimates from these
+    /// how much of a pack no kept snapshot uses.
+    #[serde(default)]
+    pub content_size: u64,
+    #[serde(default)]
+    pub used: u64,
 }
 
 /// What the manifest says of each source object, so that the (signed) marker and

@@ -72,6 +72,32 @@ pub(crate) fn delete_packs(rt: &Handle, targets: &[Target], job: &str, ids: &[St
     }
 }
 
+/// Repacking without the key, from the live files on disk: the mostly unused
+/// packs are dropped from this host's index, so the next backup reads the files
+/// they held and stores them in new packs; once the snapshots that still
+/// reference the old packs are forgotten, garbage collection deletes them. (A
+/// repack that reads the packs would need the private identity on the backup
+/// host, which coffer keeps elsewhere.) Call with the job's lock held. Returns
+/// what to tell the operator.
+pub(crate) fn rewrite_later(
+    state_dir: &std::path::Path,
+    job: &str,
+    ids: &[String],
+) -> Result<Option<String>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let (mut index, _) = super::index::Index::open(state_dir, job)?;
+    let files = index.forget_packs(ids)?;
+    Ok((files > 0).then(|| {
+        format!(
+            "{} pack(s) are mostly unused by the kept snapshots: the next backup stores \
+             their {files} live file(s) again, and the packs go once no snapshot needs them",
+            ids.len()
+        )
+    }))
+}
+
 /// What a collection found and did on one target.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Collected {
@@ -82,6 +108,42 @@ pub(crate) struct Collected {
     /// Packs still referenced, and their bytes.
     pub(crate) live: usize,
     pub(crate) live_bytes: u64,
+    /// Stored bytes of the referenced packs that no kept snapshot uses (an
+    /// estimate, see `waste`).
+    pub(crate) dead_bytes: u64,
+    /// Referenced packs of which kept snapshots use less than the job's
+    /// `repack_unused` share allows: their live files are to be stored again.
+    pub(crate) mostly_unused: Vec<String>,
+}
+
+/// How much of each referenced pack no kept snapshot uses, from the markers alone
+/// (no key needed): a pack holds `content_size` bytes of files and each marker says
+/// how many of them its snapshot uses; the most any kept snapshot uses is taken
+/// as what is live. Exact when later snapshots use part of what earlier ones used
+/// (files are added and deleted, never brought back), an over-estimate of the
+/// waste otherwise. Returns the dead stored bytes, and the packs whose unused
+/// share is at least `rewrite_above`.
+pub(crate) fn waste(markers: &[crate::format::Marker], rewrite_above: f64) -> (u64, Vec<String>) {
+    let mut packs: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for p in markers.iter().flat_map(|m| &m.packs) {
+        let e = packs.entry(p.id.as_str()).or_default();
+        e.0 = e.0.max(p.stored_size);
+        e.1 = e.1.max(p.content_size);
+        e.2 = e.2.max(p.used);
+    }
+    let mut dead = 0u64;
+    let mut rewrite = Vec::new();
+    for (id, (stored, content, used)) in packs {
+        if content == 0 {
+            continue;
+        }
+        let unused = content.saturating_sub(used) as f64 / content as f64;
+        dead = dead.saturating_add((stored as f64 * unused) as u64);
+        if unused >= rewrite_above && unused > 0.0 {
+            rewrite.push(id.to_string());
+        }
+    }
+    (dead, rewrite)
 }
 
 /// The packs of `listed` that no marker references and that are older than
@@ -111,6 +173,7 @@ pub(crate) fn unreferenced(
 /// Deletes the packs of `job` on `target` that none of `markers` references.
 /// `unread` counts marker folders that could not be read: then nothing is
 /// deleted (one of them might reference any pack).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn collect(
     rt: &Handle,
     target: &Target,
@@ -119,6 +182,7 @@ pub(crate) fn collect(
     unread: usize,
     grace: std::time::Duration,
     dry_run: bool,
+    rewrite_above: f64,
 ) -> Result<Collected> {
     let listed = list_packs(rt, target, job)?;
     if listed.is_empty() {
@@ -135,7 +199,8 @@ pub(crate) fn collect(
         .iter()
         .flat_map(|m| m.packs.iter().map(|p| p.id.as_str()))
         .collect();
-    let c = unreferenced(&listed, &referenced, chrono::Utc::now(), grace);
+    let mut c = unreferenced(&listed, &referenced, chrono::Utc::now(), grace);
+    (c.dead_bytes, c.mostly_unused) = waste(markers, rewrite_above);
     if !dry_run {
         delete_packs(rt, std::slice::from_ref(target), job, &c.deleted);
     }
@@ -172,5 +237,38 @@ mod tests {
         );
         assert_eq!(c.deleted, vec!["b".repeat(32)]);
         assert_eq!((c.live, c.young, c.freed_bytes), (1, 1, 100));
+    }
+
+    fn marker_using(uses: &[(&str, u64)]) -> crate::format::Marker {
+        let json = serde_json::json!({
+            "format": 2, "id": "20260101T000000Z-abcd", "job": "app", "host": "h",
+            "coffer_version": "0", "started_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:00:00Z", "skew_seconds": 0.0, "objects": [],
+            "packs": uses.iter().map(|(id, used)| serde_json::json!({
+                "id": id, "stored_size": 1000, "blake3": "0".repeat(64),
+                "content_size": 2000, "used": used,
+            })).collect::<Vec<_>>(),
+        });
+        serde_json::from_value(json).expect("marker")
+    }
+
+    #[test]
+    fn waste_is_what_no_kept_snapshot_uses() {
+        let (a, b) = ("a".repeat(32), "b".repeat(32));
+        // a: the older snapshot uses 1800 of 2000 bytes, the newer 200; b: both 500.
+        let kept = [
+            marker_using(&[(&a, 1800), (&b, 500)]),
+            marker_using(&[(&a, 200), (&b, 500)]),
+        ];
+        let (dead, rewrite) = waste(&kept, 0.5);
+        // a: 10% unused of 1000 stored; b: 75% of 1000.
+        assert_eq!(dead, 100 + 750);
+        assert_eq!(rewrite, vec![b.clone()]);
+        // Once the older snapshot is forgotten, most of a is dead too.
+        let (dead, rewrite) = waste(&kept[1..], 0.5);
+        assert_eq!(dead, 900 + 750);
+        assert_eq!(rewrite, vec![a, b]);
+        // 1.0 never asks for a rewrite unless nothing is used.
+        assert!(waste(&kept, 1.0).1.is_empty());
     }
 }

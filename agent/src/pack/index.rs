@@ -31,6 +31,8 @@ pub struct PackInfo {
     pub stored_size: u64,
     /// Of the stored bytes, lowercase hex.
     pub blake3: String,
+    /// Bytes of file content stored in it (what `used` in a marker compares to).
+    pub content_size: u64,
 }
 
 /// Bumped on any change of the tables below; an index of another version is moved aside.
@@ -78,10 +80,12 @@ CREATE TABLE staged_content (
     PRIMARY KEY (blake3, size)
 ) WITHOUT ROWID;
 CREATE TABLE packs (
-    id BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, blake3 BLOB NOT NULL
+    id BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, blake3 BLOB NOT NULL,
+    content_size INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE staged_packs (
-    id BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, blake3 BLOB NOT NULL
+    id BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, blake3 BLOB NOT NULL,
+    content_size INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -99,13 +103,13 @@ const CONTENT_COMMITTED: &str =
 const STAGE_CONTENT: &str =
     "INSERT OR REPLACE INTO staged_content (blake3, size, pack, pack_offset)
     VALUES (?1, ?2, ?3, ?4)";
-const STAGE_PACK: &str =
-    "INSERT OR REPLACE INTO staged_packs (id, stored_size, blake3) VALUES (?1, ?2, ?3)";
-const PACK_STAGED: &str = "SELECT stored_size, blake3 FROM staged_packs WHERE id = ?1";
-const PACK_COMMITTED: &str = "SELECT stored_size, blake3 FROM packs WHERE id = ?1";
-const PACKS: &str = "SELECT id, stored_size, blake3 FROM staged_packs
+const STAGE_PACK: &str = "INSERT OR REPLACE INTO staged_packs (id, stored_size, blake3, content_size) VALUES (?1, ?2, ?3, ?4)";
+const PACK_STAGED: &str =
+    "SELECT stored_size, blake3, content_size FROM staged_packs WHERE id = ?1";
+const PACK_COMMITTED: &str = "SELECT stored_size, blake3, content_size FROM packs WHERE id = ?1";
+const PACKS: &str = "SELECT id, stored_size, blake3, content_size FROM staged_packs
     UNION ALL
-    SELECT id, stored_size, blake3 FROM packs WHERE id NOT IN (SELECT id FROM staged_packs)
+    SELECT id, stored_size, blake3, content_size FROM packs WHERE id NOT IN (SELECT id FROM staged_packs)
     ORDER BY id";
 const LAST_SNAPSHOT: &str = "SELECT value FROM meta WHERE key = 'last_snapshot'";
 
@@ -115,10 +119,12 @@ const COMMIT_CONTENT: &str = "INSERT INTO content (blake3, size, pack, pack_offs
     SELECT blake3, size, pack, pack_offset FROM staged_content WHERE true
     ON CONFLICT (blake3, size) DO UPDATE SET pack = excluded.pack, pack_offset = excluded.pack_offset
     WHERE (content.pack, content.pack_offset) IS NOT (excluded.pack, excluded.pack_offset)";
-const COMMIT_PACKS: &str = "INSERT INTO packs (id, stored_size, blake3)
-    SELECT id, stored_size, blake3 FROM staged_packs WHERE true
-    ON CONFLICT (id) DO UPDATE SET stored_size = excluded.stored_size, blake3 = excluded.blake3
-    WHERE (packs.stored_size, packs.blake3) IS NOT (excluded.stored_size, excluded.blake3)";
+const COMMIT_PACKS: &str = "INSERT INTO packs (id, stored_size, blake3, content_size)
+    SELECT id, stored_size, blake3, content_size FROM staged_packs WHERE true
+    ON CONFLICT (id) DO UPDATE SET stored_size = excluded.stored_size, blake3 = excluded.blake3,
+        content_size = excluded.content_size
+    WHERE (packs.stored_size, packs.blake3, packs.content_size)
+        IS NOT (excluded.stored_size, excluded.blake3, excluded.content_size)";
 const COMMIT_SNAPSHOT: &str = "INSERT INTO meta (key, value) VALUES ('last_snapshot', ?1)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const CLEAR_STAGING: &str =
@@ -406,8 +412,13 @@ impl Index {
         let id = parse_hex::<PACK_LEN>(&pack.id, "pack id").with_context(doing)?;
         let hash = parse_hex::<HASH_LEN>(&pack.blake3, "BLAKE3 hash").with_context(doing)?;
         let mut stmt = self.conn.prepare_cached(STAGE_PACK).with_context(doing)?;
-        stmt.execute(params![&id[..], signed(pack.stored_size), &hash[..]])
-            .with_context(doing)?;
+        stmt.execute(params![
+            &id[..],
+            signed(pack.stored_size),
+            &hash[..],
+            signed(pack.content_size)
+        ])
+        .with_context(doing)?;
         Ok(())
     }
 
@@ -419,15 +430,20 @@ impl Index {
             let mut stmt = self.conn.prepare_cached(sql).with_context(doing)?;
             let row = stmt
                 .query_row(params![&key[..]], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()
                 .with_context(doing)?;
-            if let Some((stored_size, hash)) = row {
+            if let Some((stored_size, hash, content_size)) = row {
                 return Ok(Some(PackInfo {
                     id: id.to_string(),
                     stored_size: unsigned(stored_size),
                     blake3: self.stored_hex(&hash, HASH_LEN, "pack hash")?,
+                    content_size: unsigned(content_size),
                 }));
             }
         }
@@ -443,16 +459,18 @@ impl Index {
                     row.get::<_, Vec<u8>>(0)?,
                     row.get::<_, i64>(1)?,
                     row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, i64>(3)?,
                 ))
             })
             .with_context(doing)?;
         let mut packs = Vec::new();
         for row in rows {
-            let (id, stored_size, hash) = row.with_context(doing)?;
+            let (id, stored_size, hash, content_size) = row.with_context(doing)?;
             packs.push(PackInfo {
                 id: self.stored_hex(&id, PACK_LEN, "pack id")?,
                 stored_size: unsigned(stored_size),
                 blake3: self.stored_hex(&hash, HASH_LEN, "pack hash")?,
+                content_size: unsigned(content_size),
             });
         }
         Ok(packs)
@@ -779,6 +797,7 @@ mod tests {
             id: pack_id(n),
             stored_size: 4096 + u64::from(n),
             blake3: hash(200 + n),
+            content_size: 8192 + u64::from(n),
         }
     }
 

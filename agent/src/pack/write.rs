@@ -111,6 +111,8 @@ struct OpenPack {
     /// Frames sent to the workers, oldest first, with their uncompressed sizes.
     pending: VecDeque<(u32, Receiver<io::Result<Vec<u8>>>)>,
     table: SeekTable,
+    /// Bytes of file content written to it.
+    content: u64,
 }
 
 /// One pack this run wrote, and which targets hold it.
@@ -134,6 +136,16 @@ pub(crate) struct Packed {
     pub(crate) unchanged_files: u64,
     /// Files read whose content was stored already.
     pub(crate) known_files: u64,
+    /// Per pack, the bytes of content the source's files take in it (a copy of a
+    /// file counted again): what tells a pack mostly unused by later snapshots.
+    pub(crate) used: std::collections::BTreeMap<String, u64>,
+}
+
+impl Packed {
+    fn uses(&mut self, pack: &str, size: u64) {
+        self.referenced.insert(pack.to_string());
+        *self.used.entry(pack.to_string()).or_default() += size;
+    }
 }
 
 pub(crate) struct PackWriter {
@@ -209,6 +221,7 @@ impl PackWriter {
             pos: 0,
             pending: VecDeque::new(),
             table: SeekTable::default(),
+            content: 0,
         });
         Ok(())
     }
@@ -257,6 +270,7 @@ impl PackWriter {
             id: p.id,
             stored_size: fin.stored_size,
             blake3: fin.blake3,
+            content_size: p.content,
         };
         self.index()?.stage_pack(&info).map_err(index_err)?;
         self.done.written.push(WrittenPack {
@@ -318,7 +332,7 @@ impl ContentSink for PackWriter {
             .unchanged(&self.source, path.as_bytes(), stat)
             .map_err(index_err)?;
         if let Some(k) = &found {
-            self.done.referenced.insert(k.content.pack.clone());
+            self.done.uses(&k.content.pack, stat.size);
             self.done.unchanged_files += 1;
         }
         Ok(found)
@@ -327,7 +341,7 @@ impl ContentSink for PackWriter {
     fn known(&mut self, blake3: &str, size: u64) -> io::Result<Option<ContentRef>> {
         let found = self.index()?.content(blake3, size).map_err(index_err)?;
         if let Some(c) = &found {
-            self.done.referenced.insert(c.pack.clone());
+            self.done.uses(&c.pack, size);
             self.done.known_files += 1;
         }
         Ok(found)
@@ -365,7 +379,10 @@ impl ContentSink for PackWriter {
                 .stage_content(blake3, size, at)
                 .map_err(index_err)?;
         }
-        self.done.referenced.insert(at.pack.clone());
+        self.done.uses(&at.pack, size);
+        if let Some(p) = self.current.as_mut().filter(|p| p.id == at.pack) {
+            p.content += size;
+        }
         self.done.new_files += 1;
         self.done.new_bytes += size;
         Ok(())

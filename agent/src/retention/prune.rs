@@ -55,6 +55,13 @@ pub struct PruneReport {
     pub packs_live: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub packs_live_bytes: u64,
+    /// Stored bytes of referenced packs that no kept snapshot uses (an estimate:
+    /// `pack::gc::waste`), and the packs mostly unused (`repack_unused`), whose
+    /// live files the next backup stores again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_dead_bytes: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packs_to_rewrite: Vec<String>,
     /// Folders that could not be removed, each with why; they stay for the next prune.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -278,12 +285,24 @@ fn collect_packs(
     report: &mut PruneReport,
 ) {
     let grace = job.incomplete_after;
-    match crate::pack::gc::collect(rt, target, &job.name, remaining, unread, grace, dry_run) {
+    let collected = crate::pack::gc::collect(
+        rt,
+        target,
+        &job.name,
+        remaining,
+        unread,
+        grace,
+        dry_run,
+        job.repack_unused,
+    );
+    match collected {
         Ok(c) => {
             report.packs_removed = c.deleted;
             report.packs_freed_bytes = c.freed_bytes;
             report.packs_live = c.live as u64;
             report.packs_live_bytes = c.live_bytes;
+            report.packs_dead_bytes = c.dead_bytes;
+            report.packs_to_rewrite = c.mostly_unused;
         }
         Err(e) => report.errors.push(format!("{e:#}")),
     }

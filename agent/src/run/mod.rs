@@ -85,6 +85,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         }
     }
     let mut kept = std::collections::BTreeMap::new();
+    let mut dead = std::collections::BTreeMap::new();
+    let mut rewrite = std::collections::BTreeSet::new();
     // The snapshot is committed: a retention problem is a warning, never a reason
     // to lose the run's result or its recorded status.
     let targets = match run.status {
@@ -99,6 +101,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         match prune_target(rt, job, &target, Mode::Delete(&lock), &trust) {
             Ok(r) => {
                 kept.insert(target.name.clone(), r.kept.len() as u64);
+                dead.insert(target.name.clone(), r.packs_dead_bytes);
+                rewrite.extend(r.packs_to_rewrite.iter().cloned());
                 if !r.forgotten.is_empty() {
                     // Retention doing its job is news, not a warning: a warning on
                     // every run would mail the operator every night.
@@ -127,7 +131,13 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                 .push(format!("retention on {}: {e:#}", target.name)),
         }
     }
-    record_status(cfg, job, &run, outcome, kept);
+    let rewrite: Vec<String> = rewrite.into_iter().collect();
+    match crate::pack::gc::rewrite_later(&cfg.agent.state_dir, &job.name, &rewrite) {
+        Ok(Some(note)) => run.notes.push(format!("repack: {note}")),
+        Ok(None) => {}
+        Err(e) => run.warnings.push(format!("repack: {e:#}")),
+    }
+    record_status(cfg, job, &run, outcome, (kept, dead));
     Ok(run)
 }
 
@@ -158,7 +168,10 @@ fn record_status(
     job: &Job,
     run: &JobRun,
     outcome: RunStatus,
-    kept: std::collections::BTreeMap<String, u64>,
+    (kept, dead): (
+        std::collections::BTreeMap<String, u64>,
+        std::collections::BTreeMap<String, u64>,
+    ),
 ) {
     let result = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
         let now = crate::status::now();
@@ -186,6 +199,7 @@ fn record_status(
                 t.uploads.iter().map(|u| u.upload.bytes).sum::<u64>();
         }
         s.snapshots.extend(kept);
+        s.dead_bytes.extend(dead);
     });
     if let Err(e) = result {
         tracing::warn!("cannot record the status of job {}: {e:#}", job.name);

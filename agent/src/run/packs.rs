@@ -91,10 +91,12 @@ pub(super) fn prepare(
     })
 }
 
-/// The marker's pack list: every pack a file of the snapshot is in.
+/// The marker's pack list: every pack a file of the snapshot is in, with the
+/// bytes of content the snapshot takes in it (`used`).
 pub(super) fn records(
     index: &Mutex<Index>,
     referenced: &BTreeSet<String>,
+    used: &BTreeMap<String, u64>,
 ) -> Result<Vec<PackRecord>> {
     let mut index = index
         .lock()
@@ -106,9 +108,11 @@ pub(super) fn records(
                 .pack(id)?
                 .ok_or_else(|| anyhow!("pack {id} is referenced but not in the index"))?;
             Ok(PackRecord {
+                used: used.get(id).copied().unwrap_or(0).min(p.content_size),
                 id: p.id,
                 stored_size: p.stored_size,
                 blake3: p.blake3,
+                content_size: p.content_size,
             })
         })
         .collect()

@@ -227,6 +227,12 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         .filter_map(|s| s.packed.as_ref())
         .flat_map(|p| p.referenced.iter().cloned())
         .collect();
+    let mut used: std::collections::BTreeMap<String, u64> = Default::default();
+    for p in streamed.iter().filter_map(|s| s.packed.as_ref()) {
+        for (id, n) in &p.used {
+            *used.entry(id.clone()).or_default() += n;
+        }
+    }
     let packed_size: u64 = streamed
         .iter()
         .filter(|s| s.packed.is_some())
@@ -306,7 +312,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         blake3: manifest_fin.blake3.clone(),
         facts: BTreeMap::new(),
     });
-    let packs = match index.map(|i| super::packs::records(i, &referenced)) {
+    let packs = match index.map(|i| super::packs::records(i, &referenced, &used)) {
         None => Vec::new(),
         Some(Ok(p)) => p,
         Some(Err(e)) => return Ok(give_up(lanes, shown, e)),

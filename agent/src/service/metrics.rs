@@ -237,6 +237,21 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
     );
     each(
         &mut o,
+        "coffer_repository_dead_bytes",
+        "gauge",
+        "Stored bytes of packs (format 2) no kept snapshot uses, per target, after the last retention: an estimate that repack_unused and garbage collection bring down.",
+        &|o, j, s| {
+            for (t, n) in &s.dead_bytes {
+                o.sample(
+                    "coffer_repository_dead_bytes",
+                    &[("job", j), ("target", t)],
+                    *n as f64,
+                );
+            }
+        },
+    );
+    each(
+        &mut o,
         "coffer_verify_last_success_timestamp_seconds",
         "gauge",
         "End of the last successful verify.",

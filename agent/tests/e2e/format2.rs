@@ -607,3 +607,52 @@ fn a_sparse_file_is_read_stored_and_restored_as_its_data_and_holes() {
         by_hand.join("disk.img").display()
     ));
 }
+
+#[test]
+fn a_mostly_unused_pack_is_rewritten_from_the_live_files_and_then_deleted() {
+    require_root("restores owners");
+    let world = World::new("");
+    let data = world.path("data");
+    make_tree(&data);
+    let sources = format!(
+        "retention = {{ keep_last = 1 }}\n{}",
+        dir_source("files", &data, "")
+    );
+    world.write_config(&sources);
+    backup_json(&world, 0);
+    let first = world.snapshots().pop().expect("snapshot");
+    let old_pack = marker_packs(&world.target(), &first)[0].clone();
+    // 34 of the 40 files go: most of the one pack is unused once the first
+    // snapshot is forgotten (keep_last = 1).
+    for i in 0..34u64 {
+        std::fs::remove_file(data.join(format!("d{}/f{i:02}", i % 3))).expect("rm");
+    }
+    backup_json(&world, 0);
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("prune json");
+    let dead = v[0]["packs_dead_bytes"].as_u64().expect("dead bytes");
+    let stored = v[0]["packs_live_bytes"].as_u64().expect("live bytes");
+    assert!(dead > stored / 2 && dead < stored, "{v}");
+    assert_eq!(v[0]["packs_to_rewrite"][0], old_pack.as_str(), "{v}");
+    let status: Value = serde_json::from_str(
+        &std::fs::read_to_string(world.path("state/status/app.json")).expect("status"),
+    )
+    .expect("status json");
+    assert_eq!(status["dead_bytes"]["local"], dead, "{status}");
+
+    // The next run stores the 6 live files again, in a new pack.
+    let run = backup_json(&world, 0);
+    let (unchanged, known, new, new_packs) = packed(&run, "files");
+    assert_eq!((unchanged, known, new, new_packs), (0, 0, 6, 1), "{run}");
+    let latest = world.snapshots().pop().expect("snapshot");
+    assert!(!marker_packs(&world.target(), &latest).contains(&old_pack));
+    // Once no kept snapshot references it (and it is old enough), it is deleted.
+    sh(&format!(
+        "touch -d '3 days ago' {}/app/packs/*",
+        world.target().display()
+    ));
+    world.ok(&["prune", "--job", "app"]);
+    assert!(!stored_packs(&world.target()).contains(&old_pack));
+    let to = restore_to(&world, &latest, &[]);
+    assert_eq!(files(&to.join("files")), files(&data));
+}

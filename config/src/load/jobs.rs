@@ -154,6 +154,20 @@ impl Validator<'_> {
                 crate::DEFAULT_PACK_SIZE
             }
         };
+        let repack_unused = match j.repack_unused {
+            None => crate::DEFAULT_REPACK_UNUSED,
+            Some(r) if r > 0.0 && r <= 1.0 => r,
+            Some(r) => {
+                self.problem(
+                    &child(&at, "repack_unused"),
+                    format!(
+                        "{r} is not a share of a pack; use a number above 0 and up to 1 \
+                         (0.5 is the default, 1 never repacks)"
+                    ),
+                );
+                crate::DEFAULT_REPACK_UNUSED
+            }
+        };
         let hook_timeout = j
             .hook_timeout
             .as_deref()
@@ -186,6 +200,7 @@ impl Validator<'_> {
             incomplete_after,
             format,
             pack_size,
+            repack_unused,
         }
     }
 
