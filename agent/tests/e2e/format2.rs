@@ -656,3 +656,51 @@ fn a_mostly_unused_pack_is_rewritten_from_the_live_files_and_then_deleted() {
     let to = restore_to(&world, &latest, &[]);
     assert_eq!(files(&to.join("files")), files(&data));
 }
+
+#[test]
+fn on_s3_a_round_trip_check_verify_ls_find_and_diff_work_from_packs() {
+    require_root("restores owners");
+    let s3 = S3Server::start(&["bucket"]);
+    let world = World::new("");
+    let data = world.path("data");
+    make_tree(&data);
+    let secret = s3.secret_file(world.dir.path());
+    let target = s3.target_toml("s3", "bucket", &secret, "");
+    world.write_config_with(&target, &["s3"], &dir_source("files", &data, ""));
+    backup_json(&world, 0);
+    write(&data.join("d0/added.txt"), b"added");
+    std::fs::remove_file(data.join("d1/f01")).expect("rm");
+    let run = backup_json(&world, 0);
+    assert_eq!(packed(&run, "files").2, 1, "{run}");
+    let ids = world.snapshots();
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+
+    let to = restore_to(&world, &b, &[]);
+    assert_eq!(files(&to.join("files")), files(&data));
+    let out = world.ok(&["check", "--job", "app"]);
+    assert!(out.contains("consistent"), "{out}");
+    let out = world.ok(&["verify", "--job", "app", "--snapshot", "all"]);
+    assert_eq!(out.matches(": ok (").count(), 2, "{out}");
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "all",
+        "--stored-only",
+    ]);
+    assert_eq!(out.matches(": ok (").count(), 2, "{out}");
+
+    let out = world.ok(&["ls", "--job", "app", "--snapshot", &b, "files/d0"]);
+    assert!(out.contains("files/d0/added.txt"), "{out}");
+    let out = world.ok(&["find", "--job", "app", "added.txt"]);
+    assert!(out.contains("1 match"), "{out}");
+    assert!(
+        out.contains(&format!("{b} ")) && !out.contains(&format!("{a} ")),
+        "{out}"
+    );
+    let out = world.ok(&["diff", "--job", "app", &a, &b]);
+    assert!(out.contains("files/d0/added.txt"), "{out}");
+    assert!(out.contains("files/d1/f01"), "{out}");
+    assert!(out.contains("1 added, 1 removed, 0 changed"), "{out}");
+}
