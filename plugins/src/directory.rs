@@ -11,7 +11,7 @@
 //! meet here for each file (one open, its `fstat`s, its header and its bytes), and
 //! splitting them would pass the same open file and its stats between modules.
 
-use crate::content::{ContentSink, FileStat, KnownContent};
+use crate::content::ContentSink;
 use crate::entry::{EntryKind, FileEntry, RawPath};
 use crate::entry_attrs::EntryAttrs;
 use crate::entry_log::EntryLog;
@@ -32,6 +32,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
+
+mod packed;
 
 /// Large reads: fewer syscalls, and zstd and BLAKE3 work best on big slices.
 const READ_BUF: usize = 1 << 20;
@@ -328,213 +330,6 @@ impl Walk<'_, '_> {
         tar.pad().map_err(|err| self.out_err(err))?;
         e.blake3 = Some(read.hash.to_hex().to_string());
         self.note_reads(abs, &read, &mut e);
-        self.progress.add(0, 1);
-        self.record(&e)
-    }
-
-    /// A regular file in format 2: unchanged since the last snapshot (by its stat)
-    /// it is not opened; otherwise read and hashed, and written only when its
-    /// content is not stored yet.
-    fn packed_file(
-        &mut self,
-        abs: &Path,
-        rel: RawPath,
-        sys: &Path,
-        md: &Metadata,
-        opened: Option<io::Result<File>>,
-    ) -> Result<(), SourceError> {
-        let Some(sink) = self.sink.take() else {
-            return Err(self.out_err(io::Error::other("no pack writer")));
-        };
-        let done = self.packed_file_into(&mut *sink, abs, rel, sys, md, opened);
-        self.sink = Some(sink);
-        done
-    }
-
-    fn packed_file_into(
-        &mut self,
-        sink: &mut dyn ContentSink,
-        abs: &Path,
-        rel: RawPath,
-        sys: &Path,
-        md: &Metadata,
-        opened: Option<io::Result<File>>,
-    ) -> Result<(), SourceError> {
-        let stat = FileStat::of(md);
-        if let Some(known) = sink
-            .unchanged(&rel, &stat)
-            .map_err(|err| self.out_err(err))?
-        {
-            let mut e = self.entry_for(rel, EntryKind::File, md, Some((On::Path(sys), abs)));
-            e.size = stat.size;
-            e.blake3 = Some(known.blake3.clone());
-            e.content = Some(known.content.clone());
-            sink.seen(&e.path, Some(&stat), &known)
-                .map_err(|err| self.out_err(err))?;
-            self.progress.add(0, 1);
-            return self.record(&e);
-        }
-        let file = match opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys)) {
-            Ok(f) => f,
-            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-            }
-            Err(err) => return self.read_problem(abs, err),
-        };
-        let before = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
-        if !before.is_file() {
-            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-        }
-        if let Some(map) = crate::sparse::data_map(&file, &before) {
-            return self.packed_sparse(sink, abs, rel, &file, before, map);
-        }
-        let captured = if self.frozen {
-            Capture::Direct {
-                md: before,
-                why: "it is in a snapshot".to_string(),
-            }
-        } else {
-            self.reader
-                .capture(&file, before, &mut self.outcome.bytes_read, self.progress)
-                .map_err(|f| self.fault(abs, f))?
-        };
-        let (mut e, stat) = match captured {
-            Capture::Held(read) => {
-                let mut e =
-                    self.entry_for(rel, EntryKind::File, &read.md, Some((On::File(&file), abs)));
-                e.size = read.len;
-                let hash = read.hash.to_hex().to_string();
-                let known = sink
-                    .known(&hash, read.len)
-                    .map_err(|err| self.out_err(err))?;
-                let content = match known {
-                    Some(c) => {
-                        self.reader.discard(&read);
-                        c
-                    }
-                    None => {
-                        sink.begin(read.len).map_err(|err| self.out_err(err))?;
-                        let mut tar = TarWriter::new(&mut *sink);
-                        self.header(&mut tar, &e, EntryType::Regular)?;
-                        let at = tar.get_ref().here();
-                        self.reader
-                            .emit(&read, &mut |b| tar.data(b))
-                            .map_err(|f| self.fault(abs, f))?;
-                        tar.pad().map_err(|err| self.out_err(err))?;
-                        sink.stored(&hash, read.len, &at, true)
-                            .map_err(|err| self.out_err(err))?;
-                        at
-                    }
-                };
-                e.blake3 = Some(hash);
-                e.content = Some(content);
-                self.note_reads(abs, &read, &mut e);
-                let stat = read.stable.then(|| FileStat::of(&read.md));
-                (e, stat)
-            }
-            Capture::Direct { md, why } => {
-                let mut e = self.entry_for(rel, EntryKind::File, &md, Some((On::File(&file), abs)));
-                e.size = md.len();
-                sink.begin(e.size).map_err(|err| self.out_err(err))?;
-                let mut tar = TarWriter::new(&mut *sink);
-                self.header(&mut tar, &e, EntryType::Regular)?;
-                let at = tar.get_ref().here();
-                let (len, hash) = self
-                    .reader
-                    .read_direct(
-                        &file,
-                        e.size,
-                        &mut self.outcome.bytes_read,
-                        self.progress,
-                        &mut |b| tar.data(b),
-                    )
-                    .map_err(|f| self.fault(abs, f))?;
-                let padding = e.size - len;
-                tar.zeros(padding).map_err(|err| self.out_err(err))?;
-                tar.pad().map_err(|err| self.out_err(err))?;
-                let after = file
-                    .metadata()
-                    .map_err(|err| self.fault(abs, Fault::Source(err)))?;
-                e.size = len;
-                e.padding = padding;
-                let hash = hash.to_hex().to_string();
-                sink.stored(&hash, len, &at, true)
-                    .map_err(|err| self.out_err(err))?;
-                e.blake3 = Some(hash);
-                e.content = Some(at);
-                let changed = self.note_direct(abs, &md, &after, &why, &mut e);
-                (e, (!changed).then(|| FileStat::of(&after)))
-            }
-        };
-        if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.content.clone()) {
-            let known = KnownContent { blake3, content };
-            sink.seen(&e.path, stat.as_ref(), &known)
-                .map_err(|err| self.out_err(err))?;
-        }
-        e.padding = 0;
-        self.progress.add(0, 1);
-        self.record(&e)
-    }
-
-    /// A sparse file in format 2: only its data is read and stored (a PAX 1.0
-    /// sparse entry), the holes are recorded in the manifest. Its hash is that of
-    /// the whole file, zeros included, as for any file. Such a file is read again
-    /// by the next run (the index does not keep maps), and its stored pieces are
-    /// never given to another file as known content.
-    fn packed_sparse(
-        &mut self,
-        sink: &mut dyn ContentSink,
-        abs: &Path,
-        rel: RawPath,
-        file: &File,
-        before: Metadata,
-        map: Vec<(u64, u64)>,
-    ) -> Result<(), SourceError> {
-        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
-        e.size = before.len();
-        let data: u64 = map.iter().map(|(_, len)| len).sum();
-        sink.begin(data).map_err(|err| self.out_err(err))?;
-        let mut tar = TarWriter::new(&mut *sink);
-        tar.sparse_header(&HeaderSpec::of(&e), &map)
-            .map_err(|err| self.out_err(err))?;
-        let at = tar.get_ref().here();
-        let mut hasher = blake3::Hasher::new();
-        let mut pos = 0u64;
-        for &(off, len) in &map {
-            crate::sparse::hash_zeros(&mut hasher, off - pos);
-            let (got, _) = self
-                .reader
-                .read_direct_at(
-                    file,
-                    off,
-                    len,
-                    &mut self.outcome.bytes_read,
-                    self.progress,
-                    &mut |b| {
-                        hasher.update(b);
-                        tar.data(b)
-                    },
-                )
-                .map_err(|f| self.fault(abs, f))?;
-            // A piece that shrank: zeros keep the entry's promised length.
-            tar.zeros(len - got).map_err(|err| self.out_err(err))?;
-            crate::sparse::hash_zeros(&mut hasher, len - got);
-            pos = off + len;
-        }
-        crate::sparse::hash_zeros(&mut hasher, e.size - pos);
-        tar.pad().map_err(|err| self.out_err(err))?;
-        let after = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
-        let hash = hasher.finalize().to_hex().to_string();
-        sink.stored(&hash, data, &at, false)
-            .map_err(|err| self.out_err(err))?;
-        e.blake3 = Some(hash);
-        e.content = Some(at);
-        e.sparse = Some(map);
-        self.note_direct(abs, &before, &after, "it is sparse", &mut e);
         self.progress.add(0, 1);
         self.record(&e)
     }

@@ -71,7 +71,8 @@ fn a_file_truncated_while_read_is_read_again_and_never_padded() {
     let content = noise(64 << 20, 11);
     std::fs::write(&big, &content).expect("write");
     std::fs::write(src.join("calm.txt"), b"calm").expect("write");
-    let world = World::new(&dir_source("data", &src, ""));
+    // Format 1, which stages the read (format 2: format2.rs).
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
 
     // Three 1 MiB reads in, the file is cut to 10 MiB.
     let cut = big.clone();
@@ -198,7 +199,8 @@ fn a_file_that_keeps_changing_is_marked_and_restore_and_check_say_so() {
     let busy = src.join("busy.log");
     std::fs::write(&busy, noise(8 << 20, 5)).expect("write");
     std::fs::write(src.join("calm.txt"), b"calm").expect("write");
-    let world = World::new(&dir_source("data", &src, ""));
+    // Format 1, which stages the read (format 2: format2.rs).
+    let world = World::new(&format!("{FORMAT_1}{}", dir_source("data", &src, "")));
 
     let log = busy.clone();
     let gate = ReadGate::new(&busy, move |_| {
@@ -454,4 +456,77 @@ fn a_path_longer_than_path_max_is_backed_up_restored_and_checked() {
         dest.to_str().expect("utf8"),
         "--force",
     ]);
+}
+
+/// Format 2 reads a large file once to hash it and once into the pack: cut while
+/// it was hashed, it is hashed again and stored once, at the size it then had.
+#[test]
+fn in_format_2_a_file_truncated_while_read_is_read_again_and_stored_as_it_then_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let big = src.join("big.bin");
+    let content = noise(64 << 20, 11);
+    std::fs::write(&big, &content).expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+    let cut = big.clone();
+    let gate = ReadGate::new(&big, move |n| {
+        if n == 3 {
+            truncate(&cut, 10 << 20);
+        }
+    });
+    let out = world.run(&["backup", "app"]);
+    gate.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("big.bin: changed while it was read; read again, stored as read the second time (10485760 bytes)"),
+        "{err}"
+    );
+    assert_eq!(changed_count(&world), 0);
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    let back = std::fs::read(dest.join("data/big.bin")).expect("restored");
+    assert!(
+        back == content[..10 << 20],
+        "not the 10 MiB the file then held"
+    );
+    let verified = world.ok(&["verify", "--job", "app"]);
+    assert!(verified.contains(": ok ("), "{verified}");
+}
+
+/// Format 2: a large file that changes during every read is stored as the last
+/// read that went into the pack, marked changed; the earlier copies are unused.
+#[test]
+fn in_format_2_a_file_that_keeps_changing_is_stored_as_last_read_and_marked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let busy = src.join("busy.log");
+    std::fs::write(&busy, noise(8 << 20, 5)).expect("write");
+    let world = World::new(&dir_source("data", &src, ""));
+    let log = busy.clone();
+    let gate = ReadGate::new(&busy, move |_| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        f.write_all(b"another line\n").expect("append");
+    });
+    let out = world.run(&["backup", "app"]);
+    gate.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("busy.log: changed while it was read, 4 times: stored as last read"),
+        "{err}"
+    );
+    assert_eq!(changed_count(&world), 1);
+    let verified = world.ok(&["verify", "--job", "app"]);
+    assert!(verified.contains(": ok ("), "{verified}");
+    let dest = tmp.path().join("r");
+    let restored = restore_to(&world, &dest);
+    assert_eq!(restored.status.code(), Some(3), "{}", text(&restored));
+    assert!(text(&restored).contains("busy.log"), "{}", text(&restored));
 }

@@ -1,0 +1,375 @@
+//! Format 2's side of the directory walk: a regular file's content goes into the
+//! run's packs (`ContentSink`), and only when it is not stored already.
+//!
+//! - Unchanged since the last snapshot (same path and stat): not even opened.
+//! - Small (up to the read buffer): read once into the buffer until a read is
+//!   stable, hashed, then written unless its content is known.
+//! - Larger: read once to hash it; if its content is known, that is all; if not,
+//!   read again straight into the pack, and if it changed meanwhile, the written
+//!   copy is left as waste in the pack and it is read again. Format 1 staged such
+//!   files in a scratch file to re-read them; a pack can simply hold a discarded
+//!   attempt, which saves writing every large file to the scratch disk.
+//! - Sparse: only its data, in a PAX sparse entry.
+
+use super::Walk;
+use crate::content::{ContentSink, FileStat, KnownContent};
+use crate::entry::{EntryKind, FileEntry, RawPath};
+use crate::source::SourceError;
+use crate::stable_read::{Capture, Fault, MAX_TRIES, differs};
+use crate::tar_writer::{HeaderSpec, TarWriter};
+use crate::walk_ahead;
+use crate::xattr::On;
+use std::fs::{File, Metadata};
+use std::io;
+use std::path::Path;
+use tar::EntryType;
+
+impl Walk<'_, '_> {
+    /// A regular file in format 2: unchanged since the last snapshot (by its stat)
+    /// it is not opened; otherwise read and hashed, and written only when its
+    /// content is not stored yet.
+    pub(super) fn packed_file(
+        &mut self,
+        abs: &Path,
+        rel: RawPath,
+        sys: &Path,
+        md: &Metadata,
+        opened: Option<io::Result<File>>,
+    ) -> Result<(), SourceError> {
+        let Some(sink) = self.sink.take() else {
+            return Err(self.out_err(io::Error::other("no pack writer")));
+        };
+        let done = self.packed_file_into(&mut *sink, abs, rel, sys, md, opened);
+        self.sink = Some(sink);
+        done
+    }
+
+    fn packed_file_into(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        rel: RawPath,
+        sys: &Path,
+        md: &Metadata,
+        opened: Option<io::Result<File>>,
+    ) -> Result<(), SourceError> {
+        let stat = FileStat::of(md);
+        if let Some(known) = sink
+            .unchanged(&rel, &stat)
+            .map_err(|err| self.out_err(err))?
+        {
+            let mut e = self.entry_for(rel, EntryKind::File, md, Some((On::Path(sys), abs)));
+            e.size = stat.size;
+            e.blake3 = Some(known.blake3.clone());
+            e.content = Some(known.content.clone());
+            sink.seen(&e.path, Some(&stat), &known)
+                .map_err(|err| self.out_err(err))?;
+            self.progress.add(0, 1);
+            return self.record(&e);
+        }
+        let file = match opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys)) {
+            Ok(f) => f,
+            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+            }
+            Err(err) => return self.read_problem(abs, err),
+        };
+        let before = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        if !before.is_file() {
+            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
+        }
+        if let Some(map) = crate::sparse::data_map(&file, &before) {
+            return self.packed_sparse(sink, abs, rel, &file, before, map);
+        }
+        if self.frozen || before.len() > self.reader.buf.len() as u64 {
+            return self.packed_large(sink, abs, rel, &file, before);
+        }
+        let captured = self
+            .reader
+            .capture(&file, before, &mut self.outcome.bytes_read, self.progress)
+            .map_err(|f| self.fault(abs, f))?;
+        let (mut e, stat) = match captured {
+            Capture::Held(read) => {
+                let mut e =
+                    self.entry_for(rel, EntryKind::File, &read.md, Some((On::File(&file), abs)));
+                e.size = read.len;
+                let hash = read.hash.to_hex().to_string();
+                let known = sink
+                    .known(&hash, read.len)
+                    .map_err(|err| self.out_err(err))?;
+                let content = match known {
+                    Some(c) => {
+                        self.reader.discard(&read);
+                        c
+                    }
+                    None => {
+                        sink.begin(read.len).map_err(|err| self.out_err(err))?;
+                        let mut tar = TarWriter::new(&mut *sink);
+                        self.header(&mut tar, &e, EntryType::Regular)?;
+                        let at = tar.get_ref().here();
+                        self.reader
+                            .emit(&read, &mut |b| tar.data(b))
+                            .map_err(|f| self.fault(abs, f))?;
+                        tar.pad().map_err(|err| self.out_err(err))?;
+                        sink.stored(&hash, read.len, &at, true)
+                            .map_err(|err| self.out_err(err))?;
+                        at
+                    }
+                };
+                e.blake3 = Some(hash);
+                e.content = Some(content);
+                self.note_reads(abs, &read, &mut e);
+                let stat = read.stable.then(|| FileStat::of(&read.md));
+                (e, stat)
+            }
+            Capture::Direct { md, why } => {
+                let mut e = self.entry_for(rel, EntryKind::File, &md, Some((On::File(&file), abs)));
+                e.size = md.len();
+                sink.begin(e.size).map_err(|err| self.out_err(err))?;
+                let mut tar = TarWriter::new(&mut *sink);
+                self.header(&mut tar, &e, EntryType::Regular)?;
+                let at = tar.get_ref().here();
+                let (len, hash) = self
+                    .reader
+                    .read_direct(
+                        &file,
+                        e.size,
+                        &mut self.outcome.bytes_read,
+                        self.progress,
+                        &mut |b| tar.data(b),
+                    )
+                    .map_err(|f| self.fault(abs, f))?;
+                let padding = e.size - len;
+                tar.zeros(padding).map_err(|err| self.out_err(err))?;
+                tar.pad().map_err(|err| self.out_err(err))?;
+                let after = file
+                    .metadata()
+                    .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+                e.size = len;
+                e.padding = padding;
+                let hash = hash.to_hex().to_string();
+                sink.stored(&hash, len, &at, true)
+                    .map_err(|err| self.out_err(err))?;
+                e.blake3 = Some(hash);
+                e.content = Some(at);
+                let changed = self.note_direct(abs, &md, &after, &why, &mut e);
+                (e, (!changed).then(|| FileStat::of(&after)))
+            }
+        };
+        if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.content.clone()) {
+            let known = KnownContent { blake3, content };
+            sink.seen(&e.path, stat.as_ref(), &known)
+                .map_err(|err| self.out_err(err))?;
+        }
+        e.padding = 0;
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// A file larger than the read buffer: hashed in a first read; stored by a
+    /// second one only when its content is new, and read again when it changed.
+    fn packed_large(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        rel: RawPath,
+        file: &File,
+        before: Metadata,
+    ) -> Result<(), SourceError> {
+        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
+        let mut md = before;
+        for tries in 1..=MAX_TRIES {
+            let (len, hash) = self
+                .reader
+                .read_direct(
+                    file,
+                    md.len(),
+                    &mut self.outcome.bytes_read,
+                    self.progress,
+                    &mut |_| Ok(()),
+                )
+                .map_err(|f| self.fault(abs, f))?;
+            let hashed = self.stat(abs, file)?;
+            if len != md.len() || differs(&md, &hashed) {
+                md = hashed;
+                continue;
+            }
+            let hash = hash.to_hex().to_string();
+            e.size = len;
+            if let Some(c) = sink.known(&hash, len).map_err(|err| self.out_err(err))? {
+                return self.packed_done(sink, e, hash, c, Some(&hashed), abs, tries);
+            }
+            let (at, written) = self.write_into(sink, abs, file, &e)?;
+            let after = self.stat(abs, file)?;
+            if written == len && !differs(&hashed, &after) {
+                sink.stored(&hash, len, &at, true)
+                    .map_err(|err| self.out_err(err))?;
+                return self.packed_done(sink, e, hash, at, Some(&after), abs, tries);
+            }
+            // Changed while it was written: that copy stays in the pack, unused.
+            md = after;
+        }
+        // Still changing: stored as read by one more read, hashed as written.
+        e.size = md.len();
+        sink.begin(e.size).map_err(|err| self.out_err(err))?;
+        let mut tar = TarWriter::new(&mut *sink);
+        self.header(&mut tar, &e, EntryType::Regular)?;
+        let at = tar.get_ref().here();
+        let (len, hash) = self
+            .reader
+            .read_direct(
+                file,
+                e.size,
+                &mut self.outcome.bytes_read,
+                self.progress,
+                &mut |b| tar.data(b),
+            )
+            .map_err(|f| self.fault(abs, f))?;
+        tar.zeros(e.size - len).map_err(|err| self.out_err(err))?;
+        tar.pad().map_err(|err| self.out_err(err))?;
+        let hash = hash.to_hex().to_string();
+        sink.stored(&hash, len, &at, true)
+            .map_err(|err| self.out_err(err))?;
+        e.size = len;
+        e.blake3 = Some(hash);
+        e.content = Some(at);
+        e.changed = true;
+        self.outcome.changed += 1;
+        self.outcome.warnings.push(format!(
+            "{}: changed while it was read, {} times: stored as last read ({len} bytes) \
+             and marked as changed in the snapshot",
+            abs.display(),
+            MAX_TRIES + 1
+        ));
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// Writes `e`'s tar entry with the file's bytes into the current pack; returns
+    /// where its content starts and how many bytes were read (zeros fill the
+    /// rest of the entry when it shrank).
+    fn write_into(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        file: &File,
+        e: &FileEntry,
+    ) -> Result<(crate::entry::ContentRef, u64), SourceError> {
+        sink.begin(e.size).map_err(|err| self.out_err(err))?;
+        let mut tar = TarWriter::new(&mut *sink);
+        self.header(&mut tar, e, EntryType::Regular)?;
+        let at = tar.get_ref().here();
+        let (len, _) = self
+            .reader
+            .read_direct(
+                file,
+                e.size,
+                &mut self.outcome.bytes_read,
+                self.progress,
+                &mut |b| tar.data(b),
+            )
+            .map_err(|f| self.fault(abs, f))?;
+        tar.zeros(e.size - len).map_err(|err| self.out_err(err))?;
+        tar.pad().map_err(|err| self.out_err(err))?;
+        Ok((at, len))
+    }
+
+    fn stat(&self, abs: &Path, file: &File) -> Result<Metadata, SourceError> {
+        file.metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))
+    }
+
+    /// Records a file whose content is stored (now or before): in the manifest, and
+    /// with its stat for the next run when it did not change.
+    #[allow(clippy::too_many_arguments)]
+    fn packed_done(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        mut e: FileEntry,
+        blake3: String,
+        content: crate::entry::ContentRef,
+        stat: Option<&Metadata>,
+        abs: &Path,
+        tries: u32,
+    ) -> Result<(), SourceError> {
+        if tries > 1 {
+            self.outcome.warnings.push(format!(
+                "{}: changed while it was read; read again, stored as read the {} time \
+                 ({} bytes), unchanged during that read",
+                abs.display(),
+                super::ordinal(tries),
+                e.size
+            ));
+        }
+        let known = KnownContent { blake3, content };
+        sink.seen(&e.path, stat.map(FileStat::of).as_ref(), &known)
+            .map_err(|err| self.out_err(err))?;
+        e.blake3 = Some(known.blake3);
+        e.content = Some(known.content);
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+
+    /// A sparse file in format 2: only its data is read and stored (a PAX 1.0
+    /// sparse entry), the holes are recorded in the manifest. Its hash is that of
+    /// the whole file, zeros included, as for any file. Such a file is read again
+    /// by the next run (the index does not keep maps), and its stored pieces are
+    /// never given to another file as known content.
+    fn packed_sparse(
+        &mut self,
+        sink: &mut dyn ContentSink,
+        abs: &Path,
+        rel: RawPath,
+        file: &File,
+        before: Metadata,
+        map: Vec<(u64, u64)>,
+    ) -> Result<(), SourceError> {
+        let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
+        e.size = before.len();
+        let data: u64 = map.iter().map(|(_, len)| len).sum();
+        sink.begin(data).map_err(|err| self.out_err(err))?;
+        let mut tar = TarWriter::new(&mut *sink);
+        tar.sparse_header(&HeaderSpec::of(&e), &map)
+            .map_err(|err| self.out_err(err))?;
+        let at = tar.get_ref().here();
+        let mut hasher = blake3::Hasher::new();
+        let mut pos = 0u64;
+        for &(off, len) in &map {
+            crate::sparse::hash_zeros(&mut hasher, off - pos);
+            let (got, _) = self
+                .reader
+                .read_direct_at(
+                    file,
+                    off,
+                    len,
+                    &mut self.outcome.bytes_read,
+                    self.progress,
+                    &mut |b| {
+                        hasher.update(b);
+                        tar.data(b)
+                    },
+                )
+                .map_err(|f| self.fault(abs, f))?;
+            // A piece that shrank: zeros keep the entry's promised length.
+            tar.zeros(len - got).map_err(|err| self.out_err(err))?;
+            crate::sparse::hash_zeros(&mut hasher, len - got);
+            pos = off + len;
+        }
+        crate::sparse::hash_zeros(&mut hasher, e.size - pos);
+        tar.pad().map_err(|err| self.out_err(err))?;
+        let after = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let hash = hasher.finalize().to_hex().to_string();
+        sink.stored(&hash, data, &at, false)
+            .map_err(|err| self.out_err(err))?;
+        e.blake3 = Some(hash);
+        e.content = Some(at);
+        e.sparse = Some(map);
+        self.note_direct(abs, &before, &after, "it is sparse", &mut e);
+        self.progress.add(0, 1);
+        self.record(&e)
+    }
+}
