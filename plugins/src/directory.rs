@@ -37,6 +37,8 @@ mod packed;
 
 /// Large reads: fewer syscalls, and zstd and BLAKE3 work best on big slices.
 const READ_BUF: usize = 1 << 20;
+/// Format 2's read buffer: files up to this size are read once.
+const PACKED_READ_BUF: usize = 8 << 20;
 
 #[derive(Debug)]
 pub struct DirectorySource {
@@ -548,7 +550,16 @@ impl DirectorySource {
             names: NameCache::default(),
             attrs: EntryAttrs::default(),
             first_names: HashMap::new(),
-            reader: StableReader::new(READ_BUF, self.tmp_dir.clone()),
+            // Format 2 reads files up to this buffer once (larger ones twice, to hash
+            // and then to store): photos and documents fit, and it is one buffer.
+            reader: StableReader::new(
+                if sink.is_some() {
+                    PACKED_READ_BUF
+                } else {
+                    READ_BUF
+                },
+                self.tmp_dir.clone(),
+            ),
             frozen: self.fs.taken(),
             outcome: SourceOutcome {
                 entries,

@@ -268,6 +268,25 @@ impl StableReader {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(u64, blake3::Hash), Fault> {
         let mut hasher = blake3::Hasher::new();
+        let len = self.copy_at(file, start, size, read, progress, &mut |b| {
+            hasher.update(b);
+            sink(b)
+        })?;
+        Ok((len, hasher.finalize()))
+    }
+
+    /// Reads up to `size` bytes of `file` from `start` into `sink`, without
+    /// hashing them (format 2 hashed the file in an earlier read); returns how many
+    /// there were.
+    pub fn copy_at(
+        &mut self,
+        file: &File,
+        start: u64,
+        size: u64,
+        read: &mut u64,
+        progress: &Progress,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<u64, Fault> {
         let mut pos = 0u64;
         while pos < size {
             let want = (size - pos).min(self.buf.len() as u64) as usize;
@@ -275,13 +294,12 @@ impl StableReader {
                 0 => break,
                 n => n,
             };
-            hasher.update(&self.buf[..n]);
             sink(&self.buf[..n]).map_err(Fault::Output)?;
             pos += n as u64;
             *read += n as u64;
             progress.add(n as u64, 0);
         }
-        Ok((pos, hasher.finalize()))
+        Ok(pos)
     }
 
     /// Up to `size` bytes into the buffer.

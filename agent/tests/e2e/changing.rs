@@ -504,7 +504,8 @@ fn in_format_2_a_file_that_keeps_changing_is_stored_as_last_read_and_marked() {
     let src = tmp.path().join("data");
     std::fs::create_dir_all(&src).expect("mkdir");
     let busy = src.join("busy.log");
-    std::fs::write(&busy, noise(8 << 20, 5)).expect("write");
+    // Over the 8 MiB format 2 reads in one go: hashed, then written.
+    std::fs::write(&busy, noise(12 << 20, 5)).expect("write");
     let world = World::new(&dir_source("data", &src, ""));
     let log = busy.clone();
     let gate = ReadGate::new(&busy, move |_| {

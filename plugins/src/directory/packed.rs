@@ -261,10 +261,11 @@ impl Walk<'_, '_> {
         let mut tar = TarWriter::new(&mut *sink);
         self.header(&mut tar, e, EntryType::Regular)?;
         let at = tar.get_ref().here();
-        let (len, _) = self
+        let len = self
             .reader
-            .read_direct(
+            .copy_at(
                 file,
+                0,
                 e.size,
                 &mut self.outcome.bytes_read,
                 self.progress,
