@@ -704,3 +704,71 @@ fn on_s3_a_round_trip_check_verify_ls_find_and_diff_work_from_packs() {
     assert!(out.contains("files/d1/f01"), "{out}");
     assert!(out.contains("1 added, 1 removed, 0 changed"), "{out}");
 }
+
+#[test]
+fn a_snapshot_made_by_the_coffer_before_format_2_restores() {
+    require_root("restores owners");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/format1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    sh(&format!(
+        "cp -a {}/target {}",
+        fixture.display(),
+        target.display()
+    ));
+    let signer = std::fs::read_to_string(fixture.join("signer.txt")).expect("signer");
+    let identity = fixture.join("identity.txt");
+    let recipient = std::fs::read_to_string(&identity)
+        .expect("identity")
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .expect("public key");
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[encryption]\nrecipients = [\"{recipient}\"]\n\
+             identity_file = \"{}\"\ntrusted_signers = [\"{}\"]\n[targets.local]\ntype = \"local\"\n\
+             path = \"{}\"\n[jobs.app]\ntargets = [\"local\"]\n[[jobs.app.sources]]\n\
+             name = \"files\"\ntype = \"directory\"\npath = \"{}\"\n",
+            dir.path().join("state").display(),
+            identity.display(),
+            signer.trim(),
+            target.display(),
+            dir.path().join("live").display()
+        ),
+    )
+    .expect("config");
+    let coffer = |args: &[&str]| {
+        let out = std::process::Command::new(coffer_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("run coffer");
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let to = dir.path().join("restored");
+    coffer(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(files(&to.join("files")), files(&fixture.join("tree")));
+    assert_eq!(
+        std::fs::read_link(to.join("files/link")).expect("symlink"),
+        Path::new("a.txt")
+    );
+    let out = coffer(&["verify", "--job", "app"]);
+    assert!(out.contains(": ok ("), "{out}");
+    let out = coffer(&["ls", "--job", "app"]);
+    assert!(out.contains("files/docs/b.md"), "{out}");
+}
