@@ -66,8 +66,17 @@ pub fn run(cfg: &Config) -> Result<u8> {
         }
     }
     for job in cfg.jobs.values() {
+        let format = match job.format {
+            2 => format!(
+                "format 2 (packs of {}, repack at {:.0}% unused; index in {})",
+                crate::units::bytes(job.pack_size),
+                job.repack_unused * 100.0,
+                cfg.agent.state_dir.join("index").display()
+            ),
+            f => format!("format {f}"),
+        };
         println!(
-            "job {}: targets {}; zstd level {} threads {}",
+            "job {}: targets {}; zstd level {} threads {}; {format}",
             job.name,
             job.targets.join(", "),
             job.compression.level,
