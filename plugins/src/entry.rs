@@ -170,6 +170,35 @@ pub struct FileEntry {
     pub sparse: Option<Vec<(u64, u64)>>,
 }
 
+impl FileEntry {
+    /// An entry of `kind` at `path` with every attribute at its zero value (mode
+    /// 0644, owned by root): what tests and hand-built manifests start from.
+    pub fn bare(path: &str, kind: EntryKind) -> FileEntry {
+        FileEntry {
+            path: RawPath::from_bytes(path.as_bytes()),
+            kind,
+            size: 0,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: 0,
+            mtime_nsec: 0,
+            blake3: None,
+            link: None,
+            rdev: None,
+            changed: false,
+            padding: 0,
+            xattrs: Default::default(),
+            acl_names: Default::default(),
+            flags: Vec::new(),
+            content: None,
+            sparse: None,
+        }
+    }
+}
+
 /// Pieces of data a sparse file may have and still be recorded as sparse: the
 /// map must stay small in the manifest (a file with more is stored whole).
 pub const MAX_SPARSE_PIECES: usize = 4096;

@@ -260,28 +260,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn entry(path: &str, kind: EntryKind) -> FileEntry {
-        FileEntry {
-            path: RawPath::from_bytes(path.as_bytes()),
-            kind,
-            size: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
-            blake3: None,
-            link: None,
-            rdev: None,
-            changed: false,
-            padding: 0,
-            xattrs: Default::default(),
-            acl_names: Default::default(),
-            flags: Vec::new(),
-            content: None,
-            sparse: None,
-        }
+        FileEntry::bare(path, kind)
     }
 
     #[test]

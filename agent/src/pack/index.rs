@@ -14,6 +14,10 @@
 //! a process that dies at any point leaves the last committed state, because SQLite
 //! rolls the unfinished transaction back. Staging lives in the same database file so
 //! there is only one thing to keep consistent.
+//!
+//! Over 400 lines: the schema, the statements on it and the checks that decide
+//! whether a file on disk is a usable index belong together (about 750 lines of
+//! code); the rest is its unit tests.
 
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};

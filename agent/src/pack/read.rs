@@ -7,6 +7,9 @@
 //! bucket can plant one): sizes are bounded before allocating, the seek table must
 //! add up, zstd's window is capped, and errors say which pack on which target is
 //! wrong and how. The caller checks the returned BLAKE3 against its signed manifest.
+//!
+//! Over 400 lines: one reader with its error kinds, the cached seek tables and the
+//! decoder it keeps between reads (about 500 lines); the rest is its unit tests.
 
 use super::ranged::{FetchLimit, RangedObject, is_fetch_error};
 use super::seek_table::{FOOTER, SeekTable};

@@ -108,26 +108,8 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind, link: Option<&str>) -> FileEntry {
         FileEntry {
-            path: RawPath::from_bytes(path.as_bytes()),
-            kind,
-            size: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
-            blake3: None,
             link: link.map(|l| RawPath::from_bytes(l.as_bytes())),
-            rdev: None,
-            changed: false,
-            padding: 0,
-            xattrs: Default::default(),
-            acl_names: Default::default(),
-            flags: Vec::new(),
-            content: None,
-            sparse: None,
+            ..FileEntry::bare(path, kind)
         }
     }
 

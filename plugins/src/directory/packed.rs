@@ -127,29 +127,12 @@ impl Walk<'_, '_> {
             Capture::Direct { md, why } => {
                 let mut e = self.entry_for(rel, EntryKind::File, &md, Some((On::File(&file), abs)));
                 e.size = md.len();
-                sink.begin(e.size).map_err(|err| self.out_err(err))?;
-                let mut tar = TarWriter::new(&mut *sink);
-                self.header(&mut tar, &e, EntryType::Regular)?;
-                let at = tar.get_ref().here();
-                let (len, hash) = self
-                    .reader
-                    .read_direct(
-                        &file,
-                        e.size,
-                        &mut self.outcome.bytes_read,
-                        self.progress,
-                        &mut |b| tar.data(b),
-                    )
-                    .map_err(|f| self.fault(abs, f))?;
+                let (at, len, hash) = self.write_into(sink, abs, &file, &e, true)?;
                 let padding = e.size - len;
-                tar.zeros(padding).map_err(|err| self.out_err(err))?;
-                tar.pad().map_err(|err| self.out_err(err))?;
-                let after = file
-                    .metadata()
-                    .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+                let after = self.stat(abs, &file)?;
                 e.size = len;
                 e.padding = padding;
-                let hash = hash.to_hex().to_string();
+                let hash = hash.unwrap_or_default();
                 sink.stored(&hash, len, &at, true)
                     .map_err(|err| self.out_err(err))?;
                 e.blake3 = Some(hash);
@@ -201,7 +184,7 @@ impl Walk<'_, '_> {
             if let Some(c) = sink.known(&hash, len).map_err(|err| self.out_err(err))? {
                 return self.packed_done(sink, e, hash, c, Some(&hashed), abs, tries);
             }
-            let (at, written) = self.write_into(sink, abs, file, &e)?;
+            let (at, written, _) = self.write_into(sink, abs, file, &e, false)?;
             let after = self.stat(abs, file)?;
             if written == len && !differs(&hashed, &after) {
                 sink.stored(&hash, len, &at, true)
@@ -213,23 +196,8 @@ impl Walk<'_, '_> {
         }
         // Still changing: stored as read by one more read, hashed as written.
         e.size = md.len();
-        sink.begin(e.size).map_err(|err| self.out_err(err))?;
-        let mut tar = TarWriter::new(&mut *sink);
-        self.header(&mut tar, &e, EntryType::Regular)?;
-        let at = tar.get_ref().here();
-        let (len, hash) = self
-            .reader
-            .read_direct(
-                file,
-                e.size,
-                &mut self.outcome.bytes_read,
-                self.progress,
-                &mut |b| tar.data(b),
-            )
-            .map_err(|f| self.fault(abs, f))?;
-        tar.zeros(e.size - len).map_err(|err| self.out_err(err))?;
-        tar.pad().map_err(|err| self.out_err(err))?;
-        let hash = hash.to_hex().to_string();
+        let (at, len, hash) = self.write_into(sink, abs, file, &e, true)?;
+        let hash = hash.unwrap_or_default();
         sink.stored(&hash, len, &at, true)
             .map_err(|err| self.out_err(err))?;
         e.size = len;
@@ -248,19 +216,21 @@ impl Walk<'_, '_> {
     }
 
     /// Writes `e`'s tar entry with the file's bytes into the current pack; returns
-    /// where its content starts and how many bytes were read (zeros fill the
-    /// rest of the entry when it shrank).
+    /// where its content starts, how many bytes were read (zeros fill the rest of
+    /// the entry when it shrank) and, when asked, their BLAKE3 in hex.
     fn write_into(
         &mut self,
         sink: &mut dyn ContentSink,
         abs: &Path,
         file: &File,
         e: &FileEntry,
-    ) -> Result<(crate::entry::ContentRef, u64), SourceError> {
+        hash: bool,
+    ) -> Result<(crate::entry::ContentRef, u64, Option<String>), SourceError> {
         sink.begin(e.size).map_err(|err| self.out_err(err))?;
         let mut tar = TarWriter::new(&mut *sink);
         self.header(&mut tar, e, EntryType::Regular)?;
         let at = tar.get_ref().here();
+        let mut hasher = hash.then(blake3::Hasher::new);
         let len = self
             .reader
             .copy_at(
@@ -269,12 +239,17 @@ impl Walk<'_, '_> {
                 e.size,
                 &mut self.outcome.bytes_read,
                 self.progress,
-                &mut |b| tar.data(b),
+                &mut |b| {
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(b);
+                    }
+                    tar.data(b)
+                },
             )
             .map_err(|f| self.fault(abs, f))?;
         tar.zeros(e.size - len).map_err(|err| self.out_err(err))?;
         tar.pad().map_err(|err| self.out_err(err))?;
-        Ok((at, len))
+        Ok((at, len, hasher.map(|h| h.finalize().to_hex().to_string())))
     }
 
     fn stat(&self, abs: &Path, file: &File) -> Result<Metadata, SourceError> {
