@@ -45,7 +45,14 @@ pub struct JobStatus {
     /// The job's `[check]` on the last committed snapshot, when it ran at backup time.
     pub last_check: Option<crate::format::CheckCounts>,
     pub last_verify: Option<f64>,
-    pub last_verify_success: Option<f64>,
+    /// `deep` or `stored`: what the last verify read.
+    pub last_verify_mode: Option<String>,
+    /// The last successful deep verify (decrypted, every file checked). Replaces
+    /// `last_verify_success`, which counted stored-bytes verifies too: a file from
+    /// before keeps that value unread rather than pass it off as a deep one.
+    pub last_deep_verify_success: Option<f64>,
+    /// The last successful stored-bytes verify (bytes against `snapshot.json`).
+    pub last_stored_verify_success: Option<f64>,
 }
 
 fn path_of(state_dir: &Path, job: &str) -> PathBuf {

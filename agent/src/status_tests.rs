@@ -27,7 +27,9 @@ fn full() -> JobStatus {
             orphans: 2,
         }),
         last_verify: Some(1_700_000_100.0),
-        last_verify_success: None,
+        last_verify_mode: Some("stored".to_string()),
+        last_deep_verify_success: None,
+        last_stored_verify_success: Some(1_700_000_100.0),
     }
 }
 

@@ -3,7 +3,9 @@
 //! Without an identity it re-reads every object and compares size and BLAKE3 with
 //! `snapshot.json` (what a host holding only public keys can do). With one it also
 //! decrypts and decompresses, and checks every file's size and BLAKE3 against the
-//! manifest, writing nothing to disk.
+//! manifest, writing nothing to disk. The mode is recorded with the outcome: only
+//! a deep verify sets the deep success time. A snapshot that is not encrypted to
+//! the identity given is reported as such, never as damaged.
 
 use crate::exit::usage;
 use crate::format::{Manifest, Marker, SourceManifest, object_path};
@@ -28,12 +30,26 @@ pub enum VerifyMode {
     Deep,
 }
 
+impl VerifyMode {
+    /// As in the status file and the `mode` label of the verify metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Stored => "stored",
+            VerifyMode::Deep => "deep",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Verdict {
     pub target: String,
     pub snapshot: String,
     pub mode: VerifyMode,
     pub ok: bool,
+    /// Set when the snapshot is not for the identity given: not damage, and not
+    /// verified either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_for_identity: Option<crate::key_match::NotForIdentity>,
     pub objects: usize,
     pub files: usize,
     pub problems: Vec<String>,
@@ -89,6 +105,7 @@ pub fn verify_job_trusting(
                     VerifyMode::Stored
                 },
                 ok: true,
+                not_for_identity: None,
                 objects: 0,
                 files: 0,
                 problems: Vec::new(),
@@ -102,18 +119,32 @@ pub fn verify_job_trusting(
                 (None, Some(ids)) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
             };
             if let Err(e) = result {
-                v.problems.push(format!("{e:#}"));
+                match crate::key_match::not_for_identity(&e) {
+                    Some(n) => v.not_for_identity = Some(n.clone()),
+                    None => v.problems.push(format!("{e:#}")),
+                }
             }
-            v.ok = v.problems.is_empty();
+            v.ok = v.problems.is_empty() && v.not_for_identity.is_none();
             verdicts.push(v);
         }
     }
     let ok = verdicts.iter().all(|v| v.ok);
+    let mode = if ids.is_some() {
+        VerifyMode::Deep
+    } else {
+        VerifyMode::Stored
+    };
+    // A stored-bytes verify proves the bytes are there, not that they decrypt:
+    // it never counts as a deep one (the metrics tell the two apart).
     let recorded = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
         let now = crate::status::now();
         s.last_verify = Some(now);
+        s.last_verify_mode = Some(mode.as_str().to_string());
         if ok {
-            s.last_verify_success = Some(now);
+            match mode {
+                VerifyMode::Deep => s.last_deep_verify_success = Some(now),
+                VerifyMode::Stored => s.last_stored_verify_success = Some(now),
+            }
         }
     });
     if let Err(e) = recorded {

@@ -24,7 +24,7 @@ mod urls;
 pub use hook::HookCommand;
 pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
-pub use recipients::RecipientKey;
+pub use recipients::{EXAMPLE_KEYS, RecipientKey};
 pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use source_types::*;

@@ -58,6 +58,31 @@ pub fn parse(text: &str) -> Result<RecipientKey, String> {
     }
 }
 
+/// Public keys printed in coffer's example configs (`config/examples/`, which took
+/// it from age's own documentation). Whoever copies an example unchanged encrypts
+/// every backup to a key that is not theirs and whose private half may be
+/// published: such backups are readable by others and not restorable by them.
+/// The quick start is not here: it makes its own key. A test keeps this list in
+/// step with the examples.
+pub const EXAMPLE_KEYS: &[&str] =
+    &["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"];
+
+/// Why `key` must not be a recipient, when it is one of [`EXAMPLE_KEYS`].
+pub fn example_key_refusal(key: &RecipientKey) -> Option<String> {
+    let RecipientKey::X25519(r) = key else {
+        return None;
+    };
+    let text = r.to_string();
+    EXAMPLE_KEYS.contains(&text.as_str()).then(|| {
+        format!(
+            "{text} is the example key from coffer's example configs, not yours: its private \
+             half may be published, so backups encrypted to it are readable by others and not \
+             restorable by you; make your own key with `coffer keygen --output FILE` (keep FILE \
+             off this host if you can) and put the public key it prints here"
+        )
+    })
+}
+
 /// The non-comment lines of a recipients file with their 1-based line numbers.
 pub fn lines(content: &str) -> impl Iterator<Item = (usize, &str)> {
     content
@@ -98,6 +123,19 @@ mod tests {
         std::io::Write::write_all(&mut w, b"x").expect("write");
         w.finish().expect("finish");
         assert!(out.starts_with(b"age-encryption.org/v1\n-> X25519 "));
+    }
+
+    #[test]
+    fn the_example_key_is_refused_and_others_are_not() {
+        let why = example_key_refusal(&parse(X25519).expect("x25519")).expect("refused");
+        assert!(
+            why.contains(X25519) && why.contains("coffer keygen"),
+            "{why}"
+        );
+        let own = parse("age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf")
+            .expect("x25519");
+        assert!(example_key_refusal(&own).is_none());
+        assert!(example_key_refusal(&parse(SSH).expect("ssh")).is_none());
     }
 
     #[test]

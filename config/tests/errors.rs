@@ -3,7 +3,7 @@
 use coffer_config::{ConfigError, load_str};
 use std::path::Path;
 
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const RECIPIENT: &str = "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf";
 
 fn errors(text: &str) -> String {
     match load_str(text, Path::new("test.toml"), Path::new("/base")) {
@@ -212,4 +212,28 @@ fn a_value_of_the_wrong_type_names_its_key_and_line() {
     assert!(e.contains("jobs.kadi.retention.keep_last"), "{e}");
     assert!(e.contains("test.toml:10:"), "{e}");
     assert!(e.contains("expected u32"), "{e}");
+}
+
+/// The example key is refused where it is written: in the config (its line and
+/// key) and in a recipients file (that file's line), each time saying what to do.
+#[test]
+fn the_example_key_is_refused_with_file_and_line() {
+    let example = coffer_config::EXAMPLE_KEYS[0];
+    let e = errors(&base("").replace(RECIPIENT, example));
+    assert!(e.starts_with("test.toml:2:"), "{e}");
+    assert!(e.contains("encryption.recipients[0]"), "{e}");
+    assert!(e.contains(example) && e.contains("coffer keygen"), "{e}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("recipients.txt");
+    std::fs::write(&file, format!("# ours\n{RECIPIENT}\n{example}\n")).expect("write");
+    let e = errors(&base("").replace(
+        &format!("recipients = [\"{RECIPIENT}\"]"),
+        &format!("recipients_file = \"{}\"", file.display()),
+    ));
+    assert!(
+        e.contains(&format!("{}:3: {example}", file.display())),
+        "{e}"
+    );
+    assert!(e.contains("coffer keygen"), "{e}");
 }

@@ -1,7 +1,22 @@
 //! The shipped example configs stay valid: they are what operators copy.
+//!
+//! The reference (`coffer.toml`) keeps a printed recipient, the example key, so it
+//! documents the syntax; loading it unchanged is refused with exactly the error
+//! that says to make a key, and with the operator's own key in its place it is
+//! valid. A placeholder that does not parse would only say "not a valid recipient".
 
-use coffer_config::{SourceKind, load_str};
+use coffer_config::{ConfigError, EXAMPLE_KEYS, SourceKind, load_str};
 use std::path::Path;
+
+/// A recipient standing for the operator's own key (its identity was discarded).
+const OWN_KEY: &str = "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf";
+
+/// The example with every example key replaced by `OWN_KEY`, as an operator edits it.
+fn own_key(text: &str) -> String {
+    EXAMPLE_KEYS
+        .iter()
+        .fold(text.to_string(), |t, k| t.replace(k, OWN_KEY))
+}
 
 fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,12 +32,12 @@ fn with_secret_files(name: &str, password_file: &str) -> coffer_config::Config {
     let recipients = dir.path().join("recipients.txt");
     std::fs::write(
         &recipients,
-        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
+        "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf\n",
     )
     .expect("write");
     let password = dir.path().join("pw");
     std::fs::write(&password, "s3cret\n").expect("write");
-    let text = example(name)
+    let text = own_key(&example(name))
         .replace(
             "/etc/coffer/recipients.txt",
             &recipients.display().to_string(),
@@ -34,10 +49,70 @@ fn with_secret_files(name: &str, password_file: &str) -> coffer_config::Config {
 #[test]
 fn quickstart_and_reference_examples_validate() {
     for name in ["quickstart.toml", "coffer.toml"] {
-        if let Err(e) = load_str(&example(name), Path::new(name), Path::new("/repo")) {
+        if let Err(e) = load_str(
+            &own_key(&example(name)),
+            Path::new(name),
+            Path::new("/repo"),
+        ) {
             panic!("{name}:\n{e}");
         }
     }
+    // The quick start makes its own key: it loads as shipped.
+    let name = "quickstart.toml";
+    if let Err(e) = load_str(&example(name), Path::new(name), Path::new("/repo")) {
+        panic!("{name}:\n{e}");
+    }
+}
+
+/// Copied unchanged, the reference is refused with one problem: the example key,
+/// with its file, line and key, and what to do.
+#[test]
+fn the_reference_as_shipped_is_refused_for_its_example_key() {
+    let text = example("coffer.toml");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("recipients = [\"age1"))
+        .expect("the reference shows a recipient")
+        + 1;
+    match load_str(&text, Path::new("coffer.toml"), Path::new("/repo")) {
+        Err(ConfigError::Invalid(problems)) => {
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            let p = &problems[0];
+            assert_eq!(p.line.map(|(l, _)| l), Some(line), "{p}");
+            assert_eq!(p.key, "encryption.recipients[0]", "{p}");
+            assert!(
+                p.message.contains(EXAMPLE_KEYS[0]) && p.message.contains("coffer keygen"),
+                "{p}"
+            );
+        }
+        other => panic!("the example key was not refused: {other:?}"),
+    }
+}
+
+/// Every recipient written in an example (but the quick start, which makes its
+/// own) is a known example key: a new example cannot bring a key that loads.
+#[test]
+fn every_key_printed_in_the_examples_is_a_refused_example_key() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n == "quickstart.toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if word.starts_with("age1") && word.len() == 62 {
+                assert!(
+                    EXAMPLE_KEYS.contains(&word),
+                    "{}: {word} is not in EXAMPLE_KEYS",
+                    path.display()
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "no example shows a recipient any more");
 }
 
 #[test]
@@ -82,7 +157,7 @@ fn kinto_example_validates_once_its_secret_files_exist() {
 /// neither): each, uncommented, must load as what it documents.
 #[test]
 fn the_documented_snapshot_keys_load_when_uncommented() {
-    let text = example("coffer.toml");
+    let text = own_key(&example("coffer.toml"));
     let storage = |text: &str| {
         let cfg = load_str(text, Path::new("coffer.toml"), Path::new("/repo"))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -4,7 +4,7 @@
 use coffer_config::{ConfigError, TargetKind, load_str};
 use std::path::Path;
 
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const RECIPIENT: &str = "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf";
 
 /// A config whose job ships to `[targets.off]`, an s3 target with `target` as its keys.
 fn with_s3(target: &str) -> String {

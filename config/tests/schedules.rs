@@ -6,7 +6,7 @@ use chrono::{TimeZone, Timelike, Utc};
 use coffer_config::{Config, ConfigError, load_str};
 use std::path::Path;
 
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const RECIPIENT: &str = "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf";
 
 /// A valid config with `agent` as the keys of `[agent]` and `job` added to `[jobs.kadi]`.
 fn config(agent: &str, job: &str) -> String {

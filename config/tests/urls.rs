@@ -6,7 +6,7 @@
 use coffer_config::{ConfigError, SourceKind, load_str};
 use std::path::Path;
 
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const RECIPIENT: &str = "age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf";
 const SECRET: &str = "Hunter2-in-the-url";
 
 fn config(kind: &str, url: &str, extra: &str) -> String {

@@ -2,12 +2,21 @@
 //! resolved, so an operator sees the effect of relative paths and defaults.
 //! URLs are shown through `display_url` (never a credential), secrets only as
 //! "(password set)", and an agent listening beyond loopback is warned about here
-//! as well as when it starts.
+//! as well as when it starts. An identity file on this host that belongs to none of
+//! the recipients fails the check (exit 2), as it fails every backup.
 
+use crate::key_match::{IdentityCheck, check_identity};
 use anyhow::Result;
 use coffer_config::{Config, TargetKind};
 
 pub fn run(cfg: &Config) -> Result<u8> {
+    let identity = check_identity(&cfg.encryption);
+    if let IdentityCheck::Mismatch { message, .. } = &identity {
+        return Err(crate::exit::usage(format!(
+            "{}: {message}",
+            cfg.file.display()
+        )));
+    }
     println!("{}: ok", cfg.file.display());
     println!("state_dir: {}", cfg.agent.state_dir.display());
     println!(
@@ -38,6 +47,7 @@ pub fn run(cfg: &Config) -> Result<u8> {
             .map(|p| format!(", identity_file {}", p.display()))
             .unwrap_or_default()
     );
+    println!("{}", identity.message());
     for t in cfg.targets.values() {
         println!("target {}: {}", t.name, t.kind);
         if let TargetKind::S3(s3) = &t.kind {

@@ -106,7 +106,21 @@ pub(crate) fn open_snapshot(
         &target.name,
         &trust_of(cfg, trust),
     )?;
-    let manifest = read_manifest(rt, cfg, &target, &ids, &marker)?;
+    // A snapshot for other keys is not damage: say so, with the identity tried.
+    let manifest = read_manifest(rt, cfg, &target, &ids, &marker).map_err(|e| {
+        match (
+            crate::key_match::not_for_identity(&e),
+            crate::keys::identity_path(identity, &cfg.encryption),
+        ) {
+            (Some(n), Some(file)) => usage(format!(
+                "snapshot {} on target {}: {}",
+                marker.id,
+                target.name,
+                n.with_file(file)
+            )),
+            _ => e,
+        }
+    })?;
     Ok(Opened {
         target,
         ids,

@@ -1,5 +1,7 @@
 //! `coffer verify`: are the stored snapshots intact? The checks are
-//! `crate::verify`; this module picks the mode from the flags and prints.
+//! `crate::verify`; this module picks the mode from the flags and prints, every
+//! verdict saying which mode ran (deep, or stored bytes only). Exit 3 for damage,
+//! 2 for a snapshot not encrypted to the identity given (use another key).
 
 use crate::cli::VerifyArgs;
 use crate::cli::{job as find_job, print_json};
@@ -32,13 +34,25 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
     );
     drop(bar);
     let verdicts = verdicts?;
+    let identity = crate::keys::identity_path(args.identity.as_deref(), &cfg.encryption);
+    let mode = if ids.is_some() {
+        "deep: decrypted, every file checked"
+    } else {
+        "stored bytes only: no identity, so the contents were not decrypted"
+    };
     if args.json {
         print_json(&verdicts)?;
     } else {
         for v in &verdicts {
-            if v.ok {
+            if let Some(n) = &v.not_for_identity {
+                let said = match identity {
+                    Some(f) => n.with_file(f),
+                    None => n.to_string(),
+                };
+                println!("{} on {}: {said}", v.snapshot, v.target);
+            } else if v.ok {
                 println!(
-                    "{} on {}: ok ({} objects{} checked, {})",
+                    "{} on {}: ok ({} objects{} checked; {mode})",
                     v.snapshot,
                     v.target,
                     v.objects,
@@ -47,23 +61,26 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
                     } else {
                         String::new()
                     },
-                    if v.mode == VerifyMode::Deep {
-                        "decrypted"
-                    } else {
-                        "stored bytes only"
-                    }
                 );
             } else {
-                println!("{} on {}: DAMAGED", v.snapshot, v.target);
+                println!("{} on {}: DAMAGED ({mode})", v.snapshot, v.target);
                 for p in &v.problems {
                     println!("  {p}");
                 }
             }
         }
     }
-    Ok(if verdicts.iter().all(|v| v.ok) {
-        exit::OK
-    } else {
-        exit::INCONSISTENT
-    })
+    // Damage first; a snapshot for other keys is a question of which key to use.
+    Ok(
+        if verdicts
+            .iter()
+            .any(|v| !v.ok && v.not_for_identity.is_none())
+        {
+            exit::INCONSISTENT
+        } else if verdicts.iter().any(|v| v.not_for_identity.is_some()) {
+            exit::USAGE
+        } else {
+            exit::OK
+        },
+    )
 }

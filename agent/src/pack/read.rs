@@ -50,9 +50,14 @@ use crate::keys::Identities;
 #[derive(Debug, Error)]
 pub enum PackError {
     #[error(
-        "pack {pack} on target {target} is not encrypted to the given identity (none of its age recipients matches)"
+        "pack {pack} on target {target}: not encrypted to this identity; it was encrypted to {recipients}"
     )]
-    NotForIdentity { pack: String, target: String },
+    NotForIdentity {
+        pack: String,
+        target: String,
+        /// What its age header shows (`key_match::describe_recipients`).
+        recipients: String,
+    },
     #[error("pack {pack} on target {target} is damaged: {what}")]
     Damaged {
         pack: String,
@@ -212,16 +217,16 @@ impl<'a> PackReader<'a> {
                 .preload_tail(TAIL_PRELOAD)
                 .map_err(|e| self.read_error(pack, e))?;
         }
-        self.check_header(pack, &mut object)?;
+        let header = self.check_header(pack, &mut object)?;
         let decryptor =
-            age::Decryptor::new_buffered(object).map_err(|e| self.age_error(pack, e))?;
+            age::Decryptor::new_buffered(object).map_err(|e| self.age_error(pack, &header, e))?;
         let mut plain = decryptor
             .decrypt(
                 self.identities
                     .iter()
                     .map(|i| i.as_ref() as &dyn age::Identity),
             )
-            .map_err(|e| self.age_error(pack, e))?;
+            .map_err(|e| self.age_error(pack, &header, e))?;
         let (table, stream_len) = match cached {
             Some(hit) => hit,
             None => {
@@ -334,8 +339,9 @@ impl<'a> PackReader<'a> {
     }
 
     /// Refuses a pack whose age header does not end within [`HEADER_MAX`] bytes,
-    /// before age's parser sees it; leaves `object` at its start.
-    fn check_header(&self, pack: &str, object: &mut RangedObject) -> io::Result<()> {
+    /// before age's parser sees it; leaves `object` at its start and returns the
+    /// bytes seen (the header, to describe its recipients should none match).
+    fn check_header(&self, pack: &str, object: &mut RangedObject) -> io::Result<Vec<u8>> {
         let mut seen = Vec::new();
         while !header_complete(&seen) {
             if seen.len() >= HEADER_MAX {
@@ -353,7 +359,7 @@ impl<'a> PackReader<'a> {
             object.consume(take);
         }
         object.seek(SeekFrom::Start(0))?;
-        Ok(())
+        Ok(seen)
     }
 
     /// Reads the seek table from the end of the zstd stream.
@@ -463,11 +469,12 @@ impl<'a> PackReader<'a> {
         }
     }
 
-    fn age_error(&self, pack: &str, e: age::DecryptError) -> io::Error {
+    fn age_error(&self, pack: &str, header: &[u8], e: age::DecryptError) -> io::Error {
         match e {
             age::DecryptError::NoMatchingKeys => PackError::NotForIdentity {
                 pack: pack.to_string(),
                 target: self.target.clone(),
+                recipients: crate::key_match::describe_recipients(header),
             }
             .into(),
             age::DecryptError::Io(e) => self.read_error(pack, e),
@@ -815,7 +822,11 @@ mod tests {
         );
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         let msg = e.to_string();
-        assert!(msg.contains("not encrypted to the given identity"), "{msg}");
+        assert!(msg.contains("not encrypted to this identity"), "{msg}");
+        assert!(
+            msg.contains("1 recipient (1 X25519), none of them this identity"),
+            "{msg}"
+        );
         assert!(msg.contains(&id) && msg.contains(TARGET), "{msg}");
     }
 

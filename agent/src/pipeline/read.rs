@@ -5,6 +5,7 @@
 //! says which object is damaged.
 
 use crate::format::ObjectRecord;
+use crate::key_match::{NotForIdentity, describe_recipients};
 use crate::keys::Identities;
 use bytes::Bytes;
 use coffer_plugins::{Op, Target};
@@ -195,8 +196,14 @@ pub fn decrypt(
     identities: &Identities,
 ) -> io::Result<Labeled<Box<dyn Read + Send>>> {
     let label = reader.label().to_string();
+    let header = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tapped = HeaderTap {
+        inner: reader,
+        seen: header.clone(),
+        full: false,
+    };
     let dec =
-        age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, reader)).map_err(|e| {
+        age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, tapped)).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{label}: not a readable age file: {e}"),
@@ -204,11 +211,22 @@ pub fn decrypt(
         })?;
     let plain = dec
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| {
-            io::Error::new(
+        .map_err(|e| match e {
+            // Not damage: the object is for other keys. Say what its header shows.
+            age::DecryptError::NoMatchingKeys => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                NotForIdentity {
+                    object: label.clone(),
+                    recipients: header
+                        .lock()
+                        .map(|h| describe_recipients(&h))
+                        .unwrap_or_else(|_| "recipients not recorded".to_string()),
+                },
+            ),
+            e => io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{label}: cannot decrypt: {e} (is this the identity matching the configured recipients?)"),
-            )
+                format!("{label}: cannot decrypt: {e}"),
+            ),
         })?;
     let unzstd = zstd::stream::read::Decoder::new(Labeled {
         inner: plain,
@@ -218,6 +236,30 @@ pub fn decrypt(
         inner: Box::new(unzstd),
         label,
     })
+}
+
+/// Keeps a copy of the first bytes read through it (the age header, bounded by
+/// `pack::read::HEADER_MAX`), so that an object for other keys can be described
+/// after age has consumed its header.
+struct HeaderTap<R> {
+    inner: R,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Set once `seen` holds `HEADER_MAX` bytes: the rest of the stream passes by.
+    full: bool,
+}
+
+impl<R: Read> Read for HeaderTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.full
+            && let Ok(mut seen) = self.seen.lock()
+        {
+            let take = n.min(crate::pack::read::HEADER_MAX.saturating_sub(seen.len()));
+            seen.extend_from_slice(&buf[..take]);
+            self.full = seen.len() >= crate::pack::read::HEADER_MAX;
+        }
+        Ok(n)
+    }
 }
 
 /// Runs `inner` (decryption and decompression) on its own thread, handing 1 MiB

@@ -48,6 +48,7 @@ use tokio::runtime::Handle;
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+    refuse_unrestorable(cfg, job)?;
     // Held to the end: retention below deletes under it.
     let lock = lock_job(&cfg.agent.state_dir, &job.name)?;
     let started = OffsetDateTime::now_utc();
@@ -139,6 +140,33 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     }
     record_status(cfg, job, &run, outcome, (kept, dead));
     Ok(run)
+}
+
+/// Refuses the run, before any hook or read, when the identity file on this host
+/// belongs to none of the recipients: the snapshot would be one nobody here can
+/// restore, and would look like a good backup until the day it is needed. The
+/// refusal is recorded as a failed run (so the metrics and alerts see it) and
+/// returned as a usage error (exit 2), with the message `config check` gives.
+fn refuse_unrestorable(cfg: &Config, job: &Job) -> Result<()> {
+    let crate::key_match::IdentityCheck::Mismatch { message, .. } =
+        crate::key_match::check_identity(&cfg.encryption)
+    else {
+        return Ok(());
+    };
+    let message = format!(
+        "job {}: refusing to back up: {}: {message}",
+        job.name,
+        cfg.file.display()
+    );
+    let mut run = failed_before_reading(
+        job,
+        OffsetDateTime::now_utc(),
+        anyhow::anyhow!(message.clone()),
+    );
+    // Retrying cannot help: only a config change can.
+    run.retryable = false;
+    record_status(cfg, job, &run, RunStatus::Failed, Default::default());
+    Err(crate::exit::usage(message))
 }
 
 /// A run that failed before it had anything to show.

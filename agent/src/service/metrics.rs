@@ -254,14 +254,19 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
         &mut o,
         "coffer_verify_last_success_timestamp_seconds",
         "gauge",
-        "End of the last successful verify.",
+        "End of the last successful verify, by mode: deep (decrypted, every file checked against the manifest) or stored (stored bytes against snapshot.json only).",
         &|o, j, s| {
-            if let Some(t) = s.last_verify_success {
-                o.sample(
-                    "coffer_verify_last_success_timestamp_seconds",
-                    &[("job", j)],
-                    t,
-                );
+            for (mode, t) in [
+                ("deep", s.last_deep_verify_success),
+                ("stored", s.last_stored_verify_success),
+            ] {
+                if let Some(t) = t {
+                    o.sample(
+                        "coffer_verify_last_success_timestamp_seconds",
+                        &[("job", j), ("mode", mode)],
+                        t,
+                    );
+                }
             }
         },
     );
@@ -284,6 +289,31 @@ pub fn render(jobs: &[(String, JobStatus)], running: &BTreeSet<String>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored-bytes verify is exported as such and never as a deep one.
+    #[test]
+    fn verify_successes_are_exported_by_mode() {
+        let mut st = JobStatus {
+            last_stored_verify_success: Some(100.0),
+            ..JobStatus::default()
+        };
+        let stored = render(&[("app".to_string(), st.clone())], &BTreeSet::new());
+        assert!(
+            stored.contains(
+                "coffer_verify_last_success_timestamp_seconds{job=\"app\",mode=\"stored\"} 100\n"
+            ),
+            "{stored}"
+        );
+        assert!(!stored.contains("mode=\"deep\""), "{stored}");
+        st.last_deep_verify_success = Some(50.0);
+        let both = render(&[("app".to_string(), st)], &BTreeSet::new());
+        assert!(
+            both.contains(
+                "coffer_verify_last_success_timestamp_seconds{job=\"app\",mode=\"deep\"} 50\n"
+            ),
+            "{both}"
+        );
+    }
 
     #[test]
     fn the_backup_time_check_is_exported_only_once_it_ran() {

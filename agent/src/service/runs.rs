@@ -76,6 +76,11 @@ fn start(shared: &Arc<Shared>, job: &str, why: &str, attempt: u32) -> bool {
                 retry = run.status == RunStatus::Failed && run.retryable;
             }
             // The lock was held (a `coffer backup` by hand) or the run could not start.
+            // Refused by the config (an identity that is none of the recipients):
+            // recorded as a failed run already, and no retry can help.
+            Ok(Err(e)) if crate::exit::code_for(&e) == crate::exit::USAGE => {
+                error!(job = name, "run refused: {e:#}");
+            }
             Ok(Err(e)) => {
                 warn!(job = name, "run not started: {e:#}");
                 s.update_status(&name, |st| st.skipped += 1).await;

@@ -20,7 +20,7 @@ fn run_with(config_text: &str, args: &[&str]) -> (Option<i32>, String) {
 }
 
 const GOOD: &str = "[encryption]
-recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]
+recipients = [\"age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf\"]
 
 [targets.local]
 type = \"local\"
@@ -61,7 +61,7 @@ fn bad_configs_exit_2_and_name_line_and_key() {
         ),
         (
             GOOD.replace(
-                "recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]",
+                "recipients = [\"age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf\"]",
                 "recipients_file = \"/nonexistent/recipients.txt\"",
             ),
             ":2:",

@@ -25,6 +25,7 @@ mod format2;
 mod fs_snapshots;
 mod hooks;
 mod hostile;
+mod identities;
 mod interop;
 mod prune;
 mod races;

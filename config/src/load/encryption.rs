@@ -2,7 +2,8 @@
 //! the config and from `recipients_file`), the identity, the signing key and the
 //! trusted signers. Its own module because it is the security-relevant section:
 //! a recipient that does not parse or a private key pasted as a recipient must be
-//! refused here, with its line, before any backup runs.
+//! refused here, with its line, before any backup runs; so is the example key
+//! from `config/examples/`, whose private half is not the operator's.
 
 use super::Validator;
 use crate::locate::{dotted, item, keys};
@@ -34,11 +35,14 @@ impl Validator<'_> {
         for (i, r) in raw.recipients.iter().enumerate() {
             let at = item(&keys(&["encryption", "recipients"]), i);
             match recipients::parse(r.trim()) {
-                Ok(key) => recipients.push(Recipient {
-                    key,
-                    text: r.trim().to_string(),
-                    origin: format!("{} ({})", self.file.display(), dotted(&at)),
-                }),
+                Ok(key) => match recipients::example_key_refusal(&key) {
+                    Some(why) => self.problem(&at, why),
+                    None => recipients.push(Recipient {
+                        key,
+                        text: r.trim().to_string(),
+                        origin: format!("{} ({})", self.file.display(), dotted(&at)),
+                    }),
+                },
                 Err(msg) => self.problem(&at, msg),
             }
         }
@@ -48,11 +52,16 @@ impl Validator<'_> {
                 let before = recipients.len();
                 for (line, text) in recipients::lines(&content) {
                     match recipients::parse(text) {
-                        Ok(key) => recipients.push(Recipient {
-                            key,
-                            text: text.to_string(),
-                            origin: format!("{}:{line}", path.display()),
-                        }),
+                        Ok(key) => match recipients::example_key_refusal(&key) {
+                            Some(why) => {
+                                self.problem(&at, format!("{}:{line}: {why}", path.display()))
+                            }
+                            None => recipients.push(Recipient {
+                                key,
+                                text: text.to_string(),
+                                origin: format!("{}:{line}", path.display()),
+                            }),
+                        },
                         Err(msg) => self.problem(&at, format!("{}:{line}: {msg}", path.display())),
                     }
                 }

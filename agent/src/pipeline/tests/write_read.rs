@@ -214,7 +214,24 @@ fn another_identity_cannot_read_an_object() {
     let target = a.target("a", plan(MIB as u64));
     let f = write(&rt, std::slice::from_ref(&target), &ours, b"secret");
     let e = read_back(&rt, &target, &record(&f), &theirs).expect_err("wrong key");
-    assert!(e.to_string().contains("cannot decrypt"), "{e}");
+    // Not damage: an object for other keys, with what its header shows.
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+    let not_for = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<crate::key_match::NotForIdentity>())
+        .unwrap_or_else(|| panic!("not a NotForIdentity: {e}"));
+    assert!(
+        not_for
+            .recipients
+            .starts_with("1 recipient (1 X25519), none of them this identity"),
+        "{not_for}"
+    );
+    assert!(
+        e.to_string().contains("not encrypted to this identity"),
+        "{e}"
+    );
+    let wrapped = anyhow::Error::from(e).context("restore");
+    assert!(crate::key_match::not_for_identity(&wrapped).is_some());
 }
 
 #[test]
