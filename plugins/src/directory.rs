@@ -545,6 +545,7 @@ impl DirectorySource {
             path: self.tmp_dir.clone(),
             err,
         })?;
+        let packing = sink.is_some();
         let mut walk = Walk {
             src: self,
             names: NameCache::default(),
@@ -575,7 +576,9 @@ impl DirectorySource {
                     root,
                     one_file_system: self.cfg.one_file_system,
                     excludes: &self.excludes,
-                    open_files: true,
+                    // Format 2 opens a file only when it is not unchanged: most
+                    // files of a re-run are never opened (three calls fewer each).
+                    open_files: !packing,
                 },
             );
             // Returning early drops the receiver, which stops the walk thread.
