@@ -30,6 +30,14 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() || cause.is::<coffer_config::ConfigError>() {
             return USAGE;
         }
+        // A target directory that is not there is a setup problem (a disk not
+        // mounted, a wrong path), like a bad config: the work was not even tried.
+        if cause
+            .downcast_ref::<coffer_plugins::TargetError>()
+            .is_some_and(coffer_plugins::TargetError::is_missing_root)
+        {
+            return USAGE;
+        }
     }
     FAILED
 }

@@ -10,7 +10,7 @@ use crate::pipeline::read::{ObjectReader, decrypt};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
 use coffer_plugins::entry_log::spill_into;
-use coffer_plugins::{Op, Target, open_target};
+use coffer_plugins::{Access, Op, Target, open_target};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
@@ -177,8 +177,14 @@ pub fn read_manifest(
     Ok(manifest)
 }
 
-/// The job's targets, or just `--target` (which must be one of them).
-pub fn targets_of(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Vec<Target>> {
+/// The job's targets, or just `--target` (which must be one of them), opened for
+/// `access`: only a backup (`Access::Write`) may create a local target's directory.
+pub fn targets_of(
+    cfg: &Config,
+    job: &Job,
+    only: Option<&str>,
+    access: Access,
+) -> Result<Vec<Target>> {
     let names: Vec<&String> = match only {
         Some(t) if job.targets.iter().any(|n| n == t) => {
             job.targets.iter().filter(|n| *n == t).collect()
@@ -199,14 +205,19 @@ pub fn targets_of(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Vec<Tar
                 .targets
                 .get(n)
                 .ok_or_else(|| usage(format!("target {n} is not defined")))?;
-            Ok(open_target(t)?)
+            Ok(open_target(t, access)?)
         })
         .collect()
 }
 
 /// One target to read from: `--target`, else the job's first.
 pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target> {
-    let mut all = targets_of(cfg, job, only.or(job.targets.first().map(String::as_str)))?;
+    let mut all = targets_of(
+        cfg,
+        job,
+        only.or(job.targets.first().map(String::as_str)),
+        Access::Read,
+    )?;
     all.pop()
         .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
 }

@@ -81,7 +81,7 @@ pub fn verify_job_trusting(
     ids: Option<&Identities>,
     trust: &crate::format::seal::Trust,
 ) -> Result<Vec<Verdict>> {
-    let targets = targets_of(cfg, job, only)?;
+    let targets = targets_of(cfg, job, only, coffer_plugins::Access::Read)?;
     let mut verdicts = Vec::new();
     for target in &targets {
         let all = repo::snapshots(rt, target, &job.name)?;

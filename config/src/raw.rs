@@ -58,6 +58,7 @@ pub struct RawTarget {
     pub kind: TargetType,
     // local
     pub path: Option<PathBuf>,
+    pub create: Option<bool>,
     // s3
     pub bucket: Option<String>,
     pub prefix: Option<String>,

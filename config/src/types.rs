@@ -66,14 +66,20 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub enum TargetKind {
-    Local { path: PathBuf },
+    /// `create`: whether a backup may create `path` when it is missing. Without it
+    /// a missing directory is an error, since it usually means a backup disk that
+    /// is not mounted, and writing there would fill the filesystem below it.
+    Local {
+        path: PathBuf,
+        create: bool,
+    },
     S3(S3Target),
 }
 
 impl fmt::Display for TargetKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetKind::Local { path } => write!(f, "local {}", path.display()),
+            TargetKind::Local { path, .. } => write!(f, "local {}", path.display()),
             TargetKind::S3(s3) => write!(f, "{s3}"),
         }
     }

@@ -27,7 +27,9 @@ fn a_valid_config_resolves_relative_paths() {
     assert_eq!(job.targets, vec!["local".to_string()]);
     assert_eq!(job.compression.level, 3);
     match &c.targets["local"].kind {
-        coffer_config::TargetKind::Local { path } => assert_eq!(path, Path::new("/base/backups")),
+        coffer_config::TargetKind::Local { path, .. } => {
+            assert_eq!(path, Path::new("/base/backups"))
+        }
         other => panic!("not a local target: {other}"),
     }
 }
@@ -236,4 +238,28 @@ fn the_example_key_is_refused_with_file_and_line() {
         "{e}"
     );
     assert!(e.contains("coffer keygen"), "{e}");
+}
+
+fn local_target(text: &str) -> (std::path::PathBuf, bool) {
+    let c = load_str(text, Path::new("t.toml"), Path::new("/base")).expect("valid");
+    match &c.targets["local"].kind {
+        coffer_config::TargetKind::Local { path, create } => (path.clone(), *create),
+        other => panic!("not a local target: {other}"),
+    }
+}
+
+#[test]
+fn a_local_target_is_not_created_unless_the_config_says_so() {
+    assert_eq!(local_target(&base("")), ("/b".into(), false));
+    let create = base("").replace("path = \"/b\"\n", "path = \"/b\"\ncreate = true\n");
+    assert_eq!(local_target(&create), ("/b".into(), true));
+    let explicit = base("").replace("path = \"/b\"\n", "path = \"/b\"\ncreate = false\n");
+    assert_eq!(local_target(&explicit), ("/b".into(), false));
+}
+
+#[test]
+fn create_must_be_a_boolean() {
+    let e = errors(&base("").replace("path = \"/b\"\n", "path = \"/b\"\ncreate = \"yes\"\n"));
+    assert!(e.contains("test.toml:7:"), "{e}");
+    assert!(e.contains("targets.local.create"), "{e}");
 }

@@ -192,3 +192,11 @@ fn s3_keys_on_a_local_target_are_refused() {
     assert!(e.contains("targets.disk.part_size"), "{e}");
     assert!(e.contains("only an s3 target has this key"), "{e}");
 }
+
+#[test]
+fn create_on_an_s3_target_is_refused() {
+    let e = errors(&with_s3("bucket = \"b-1\"\ncreate = true"));
+    assert!(e.contains("test.toml:7:"), "{e}");
+    assert!(e.contains("targets.off.create"), "{e}");
+    assert!(e.contains("only a local target has this key"), "{e}");
+}

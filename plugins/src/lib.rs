@@ -42,4 +42,4 @@ pub use parts::PartPlan;
 pub use registry::{open_source, restore_as_file};
 pub use restore::{Restore, RestoreRequest};
 pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
-pub use target::{Explained, Op, Target, TargetError, open_target};
+pub use target::{Access, Explained, Op, Target, TargetError, open_target};

@@ -62,6 +62,18 @@ impl Target {
         }
     }
 
+    /// A stand-in for a target that could not be opened (its directory is missing),
+    /// so that a run can report it beside the others and go on with them. It holds
+    /// nothing, and the run must never give it anything to write.
+    pub fn unopened(t: &coffer_config::Target) -> Target {
+        Target::from_store(
+            &t.name,
+            Arc::new(object_store::memory::InMemory::new()),
+            &t.kind.to_string(),
+            LOCAL_PARTS,
+        )
+    }
+
     /// Removes the folder of `dir` on a local target once it holds nothing (no-op on
     /// object stores, where a folder is only a prefix). Best effort.
     pub fn remove_empty_folder(&self, dir: &object_store::path::Path) {
@@ -157,13 +169,27 @@ pub enum TargetError {
         message: String,
         retryable: bool,
     },
+    /// A local target's directory is not there (and may not be created now): a
+    /// problem of the setup, not of the work (exit code 2), that usually goes away
+    /// once the disk is mounted.
+    #[error("target {name} ({description}): {message}")]
+    MissingRoot {
+        name: String,
+        description: String,
+        message: String,
+    },
 }
 
 impl TargetError {
     pub fn retryable(&self) -> bool {
         match self {
             TargetError::Open { retryable, .. } => *retryable,
+            TargetError::MissingRoot { .. } => true,
         }
+    }
+
+    pub fn is_missing_root(&self) -> bool {
+        matches!(self, TargetError::MissingRoot { .. })
     }
 }
 
@@ -175,7 +201,17 @@ const LOCAL_PARTS: PartPlan = PartPlan {
     parts_in_flight: 2,
 };
 
-pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
+/// What a command will do with a target. Only a backup may create a local
+/// target's directory (with `create = true`): a command that reads must never
+/// leave a directory behind, least of all on the filesystem below an unmounted
+/// disk, and a missing root tells it nothing but "not mounted" or "wrong path".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, TargetError> {
     let description = t.kind.to_string();
     let fail = |message: String, retryable: bool| TargetError::Open {
         name: t.name.clone(),
@@ -184,9 +220,17 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
         retryable,
     };
     match &t.kind {
-        TargetKind::Local { path } => {
-            std::fs::create_dir_all(path)
-                .map_err(|e| fail(format!("cannot create {}: {e}", path.display()), false))?;
+        TargetKind::Local { path, create } => {
+            local_root(path, *create, access).map_err(|problem| match problem {
+                Root::Missing(message) => TargetError::MissingRoot {
+                    name: t.name.clone(),
+                    description: description.clone(),
+                    message,
+                },
+                Root::Unusable(message, retryable) => fail(message, retryable),
+            })?;
+            // object_store's local store creates every folder it writes into: from
+            // here on the root is known to be there (or made on purpose).
             let store = LocalFileSystem::new_with_prefix(path)
                 .map_err(|e| fail(e.to_string(), false))?
                 // A snapshot marker must never point at bytes still in the page cache.
@@ -219,6 +263,59 @@ pub fn open_target(t: &coffer_config::Target) -> Result<Target, TargetError> {
     }
 }
 
+/// Why a local target's root cannot be used.
+enum Root {
+    Missing(String),
+    /// The message, and whether a later run could get past it.
+    Unusable(String, bool),
+}
+
+/// Checks that a local target's root is a directory, creating it only for a
+/// backup of a target with `create = true`. A missing root is retryable (see
+/// `TargetError::retryable`): its usual cause is a disk or network mount that is
+/// not up yet (at boot, an automount, a disk plugged in later), and one more run
+/// some minutes later costs only the job's hooks, as nothing has been read when
+/// targets are opened.
+fn local_root(path: &std::path::Path, create: bool, access: Access) -> Result<(), Root> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Root::Unusable(
+            format!(
+                "{} is not a directory; set path to the directory the backups go to",
+                path.display()
+            ),
+            false,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (access, create) {
+            (Access::Write, true) => std::fs::create_dir_all(path).map_err(|e| {
+                Root::Unusable(
+                    format!(
+                        "cannot create {}: {e}; check that coffer's user may create it",
+                        path.display()
+                    ),
+                    false,
+                )
+            }),
+            (Access::Read, true) => Err(Root::Missing(format!(
+                "{} does not exist; is the backup disk mounted? if no backup was made yet, \
+                 the first `coffer backup` creates it (create = true)",
+                path.display()
+            ))),
+            (_, false) => Err(Root::Missing(format!(
+                "{} does not exist; is the backup disk mounted? create it, or set create = true",
+                path.display()
+            ))),
+        },
+        Err(e) => Err(Root::Unusable(
+            format!(
+                "cannot use {}: {e}; check that it is mounted and coffer's user may read it",
+                path.display()
+            ),
+            true,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +337,35 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_backup_with_create_makes_a_missing_root() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("disk").join("coffer");
+        for (access, create) in [
+            (Access::Read, false),
+            (Access::Read, true),
+            (Access::Write, false),
+        ] {
+            match local_root(&root, create, access) {
+                Err(Root::Missing(m)) => assert!(
+                    m.contains(&root.display().to_string()) && m.contains("mounted"),
+                    "{m}"
+                ),
+                Err(Root::Unusable(m, _)) => panic!("{access:?} {create}: {m}"),
+                Ok(()) => panic!("{access:?} {create}: accepted a missing root"),
+            }
+            assert!(
+                !root.exists(),
+                "{access:?} {create} created {}",
+                root.display()
+            );
+            assert!(!tmp.path().join("disk").exists());
+        }
+        assert!(local_root(&root, true, Access::Write).is_ok());
+        assert!(root.is_dir());
+        // Once it is there, reading needs no permission to create.
+        assert!(local_root(&root, false, Access::Read).is_ok());
     }
 }

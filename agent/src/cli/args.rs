@@ -4,8 +4,10 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "Exit codes: 0 fine, 1 the work failed, 2 bad usage or config, \
-3 a check found inconsistencies.";
+const AFTER_HELP: &str = "Exit codes: 0 fine, 1 the work failed, 2 bad usage or config \
+(or a local target's directory is missing: a disk not mounted), 3 a check found inconsistencies.\n\n\
+Only backup (and the agent's runs) may create a local target's directory, and only with \
+create = true in its [targets.NAME]; no other command creates anything on a target.";
 
 #[derive(Debug, Parser)]
 #[command(name = "coffer", version, about = "Backs up a database and its files at one instant: zstd, age, local and S3 targets", after_help = AFTER_HELP)]
@@ -180,11 +182,11 @@ pub struct TrustArgs {
 
 const BROWSE_EXIT: &str = "Exit codes: 0 fine, 1 a snapshot could not be read (damaged, \
 unreachable target), 2 bad usage (unknown job, source, snapshot or path; a snapshot \
-not signed by a trusted key).";
+not signed by a trusted key; a local target's directory missing).";
 
 const FIND_EXIT: &str = "Exit codes: 0 fine, 1 a snapshot could not be read (damaged, \
 not signed by a trusted key: reported, skipped, the others still searched), 2 bad \
-usage (unknown job or source, bad pattern).";
+usage (unknown job or source, bad pattern; a local target's directory missing).";
 
 /// What ls, find and diff read from: a job's snapshots on one target, decrypted
 /// with the identity, accepted only when signed by a trusted key.

@@ -44,7 +44,11 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     }
     // A signal may have stopped the loop before some jobs ran.
     Ok(
-        if !runs
+        if runs.iter().any(|r| r.missing_root) && !crate::cancel::requested() {
+            // A target directory that is not there (a disk not mounted): fix the
+            // setup, as for a bad config; the other targets' results are reported.
+            crate::exit::USAGE
+        } else if !runs
             .iter()
             .all(|r| r.status == RunStatus::Success && r.hook_errors.is_empty())
             || crate::cancel::requested()

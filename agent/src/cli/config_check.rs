@@ -50,6 +50,16 @@ pub fn run(cfg: &Config) -> Result<u8> {
     println!("{}", identity.message());
     for t in cfg.targets.values() {
         println!("target {}: {}", t.name, t.kind);
+        if let TargetKind::Local { create, .. } = &t.kind {
+            if *create {
+                println!("  create = true: a backup creates the directory when it is missing");
+            }
+            // A warning, not an error: the config is fine, the disk may be mounted
+            // later; opened for reading, so that checking never creates it.
+            if let Err(e) = coffer_plugins::open_target(t, coffer_plugins::Access::Read) {
+                eprintln!("warning: {e}");
+            }
+        }
         if let TargetKind::S3(s3) = &t.kind {
             let u = &s3.upload;
             println!(

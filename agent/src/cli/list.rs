@@ -49,7 +49,12 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         {
             continue;
         }
-        for target in targets_of(cfg, job, args.target.as_deref())? {
+        for target in targets_of(
+            cfg,
+            job,
+            args.target.as_deref(),
+            coffer_plugins::Access::Read,
+        )? {
             // One unreachable target must not hide what the others hold.
             match repo::snapshots(rt, &target, &job.name) {
                 Ok(markers) => found.extend(markers.into_iter().map(|m| (target.name.clone(), m))),

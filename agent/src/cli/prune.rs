@@ -22,10 +22,20 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
     let mut reports = Vec::new();
     let mut busy = Vec::new();
     for job in jobs {
-        let targets: Vec<Target> = targets_of(cfg, job, None)?
-            .into_iter()
-            .filter(|t| args.target.as_ref().is_none_or(|only| *only == t.name))
-            .collect();
+        // A job without the `--target` asked for is skipped; only the targets
+        // pruned are opened, so a missing disk elsewhere does not stop this one.
+        if let Some(only) = &args.target
+            && !job.targets.contains(only)
+        {
+            continue;
+        }
+        // Prune only deletes: a missing target directory is an error, never created.
+        let targets: Vec<Target> = targets_of(
+            cfg,
+            job,
+            args.target.as_deref(),
+            coffer_plugins::Access::Read,
+        )?;
         if targets.is_empty() {
             continue;
         }

@@ -91,10 +91,13 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     // The snapshot is committed: a retention problem is a warning, never a reason
     // to lose the run's result or its recorded status.
     let targets = match run.status {
-        RunStatus::Success => targets_of(cfg, job, None).unwrap_or_else(|e| {
-            run.warnings.push(format!("retention not applied: {e:#}"));
-            Vec::new()
-        }),
+        // Retention only deletes: a target whose directory went away since the
+        // snapshot was committed is not created again.
+        RunStatus::Success => targets_of(cfg, job, None, coffer_plugins::Access::Read)
+            .unwrap_or_else(|e| {
+                run.warnings.push(format!("retention not applied: {e:#}"));
+                Vec::new()
+            }),
         _ => Vec::new(),
     };
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
@@ -185,6 +188,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
         warnings: Vec::new(),
         notes: Vec::new(),
         hook_errors: Vec::new(),
+        missing_root: false,
         check: None,
     }
 }

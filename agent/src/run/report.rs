@@ -31,6 +31,10 @@ pub struct JobRun {
     /// The run failed in a way a later run could get past (`run::retry`).
     #[serde(skip)]
     pub retryable: bool,
+    /// A target was out because its local directory is missing: `coffer backup`
+    /// exits 2 (a setup problem, like a bad config) rather than 1.
+    #[serde(skip)]
+    pub missing_root: bool,
     /// The job's `[check]` on what this snapshot captured (`run::check`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::restore::db_check::DbCheckReport>,

@@ -99,4 +99,24 @@ mod tests {
         assert!(!could_help(&all(vec![true, false])));
         assert!(!could_help(&all(vec![])));
     }
+
+    #[test]
+    fn a_missing_target_directory_is_worth_a_retry() {
+        // The disk may be mounted by the time the retry runs.
+        let missing: anyhow::Error = TargetError::MissingRoot {
+            name: "local".into(),
+            description: "local /mnt/backups".into(),
+            message: "/mnt/backups does not exist".into(),
+        }
+        .into();
+        assert!(could_help(&missing.context("job app")));
+        let unusable: anyhow::Error = TargetError::Open {
+            name: "local".into(),
+            description: "local /mnt/backups".into(),
+            message: "/mnt/backups is not a directory".into(),
+            retryable: false,
+        }
+        .into();
+        assert!(!could_help(&unusable));
+    }
 }

@@ -15,10 +15,9 @@ use crate::format::{
     CheckCounts, FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path,
 };
 use crate::keys;
-use crate::repo::targets_of;
 use anyhow::{Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::{Op, Source, SourceContext, Target, open_source};
+use coffer_plugins::{Access, Op, Source, SourceContext, Target, open_source, open_target};
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +34,8 @@ struct Lane {
     retryable: bool,
     /// Objects were sent to it, so a failure must remove what it got.
     written: bool,
+    /// It is out because its local directory is missing (a setup problem).
+    missing_root: bool,
 }
 
 impl Lane {
@@ -51,6 +52,7 @@ impl Lane {
             out: None,
             retryable: false,
             written: false,
+            missing_root: false,
         }
     }
 
@@ -120,6 +122,7 @@ impl Taking<'_> {
             skew_seconds,
             window_seconds,
             sources: shown.sources,
+            missing_root: lanes.iter().any(|l| l.missing_root),
             targets: lanes.into_iter().map(|l| l.report).collect(),
             warnings: shown.warnings,
             notes: Vec::new(),
@@ -141,10 +144,26 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let id = taking.id.as_str();
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
-    let mut lanes: Vec<Lane> = targets_of(cfg, job, None)?
-        .into_iter()
-        .map(Lane::new)
-        .collect();
+    // A target that cannot be opened (a local directory that is missing: a disk
+    // not mounted) is out of the run from the start, like one that cannot be
+    // listed below: the job's other targets still get the snapshot.
+    let mut lanes = Vec::new();
+    for name in &job.targets {
+        let t = cfg
+            .targets
+            .get(name)
+            .ok_or_else(|| crate::exit::usage(format!("target {name} is not defined")))?;
+        match open_target(t, Access::Write) {
+            Ok(target) => lanes.push(Lane::new(target)),
+            Err(e) => {
+                let mut lane = Lane::new(Target::unopened(t));
+                lane.report.error = Some(e.to_string());
+                lane.missing_root = e.is_missing_root();
+                lane.fail(e.to_string(), e.retryable());
+                lanes.push(lane);
+            }
+        }
+    }
     let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
     // What a run killed outright (SIGKILL) still holds is released first: under
     // the job lock, so no run of this job can be using it.
@@ -161,8 +180,8 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
 
     // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
     // server down) gets no uploads, and when no target is left no source is read.
-    let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
-    for (lane, listed) in lanes.iter_mut().zip(preflight(rt, &all, &job.name)) {
+    let (mut listing, all) = live(&mut lanes);
+    for (lane, listed) in listing.iter_mut().zip(preflight(rt, &all, &job.name)) {
         if let Some(why) = listed {
             lane.report.error = Some(why.message.clone());
             lane.fail(why.message, why.retryable);

@@ -514,6 +514,52 @@ fn the_agent_retries_a_failure_that_may_pass_and_only_that() {
     );
 }
 
+/// A run whose local target directory is missing (a disk not mounted yet) fails
+/// with the advice and creates nothing; it is retried, and the retry succeeds
+/// once the disk is there.
+#[test]
+fn the_agent_retries_a_run_whose_backup_disk_was_not_mounted() {
+    let port = free_port();
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("f"), b"x").expect("write");
+    let world = World::new("");
+    world.write_config(&format!(
+        "retries = 1\nretry_wait = \"3s\"\n{}",
+        dir_source("data", data.path(), "")
+    ));
+    std::fs::remove_dir(world.target()).expect("unmount the disk");
+    let token = world.path("token");
+    std::fs::write(&token, "s3cr3t-token\n").expect("token");
+    listen_with_token(&world, port, &token);
+    let agent = Agent::start(&world, port);
+    let auth = "Authorization: Bearer s3cr3t-token\r\n";
+    assert_eq!(http(port, "POST", "/api/v1/jobs/app/run", auth).0, 202);
+    let runs = |status: &str| {
+        metric(
+            &http(port, "GET", "/metrics", "").1,
+            "coffer_backup_runs_total",
+            &[("job", "app"), ("status", status)],
+        )
+        .unwrap_or(0.0)
+    };
+    wait_until("the first run to fail", 30, || runs("failed") >= 1.0);
+    assert!(
+        !world.target().exists(),
+        "the failed run created the target"
+    );
+    std::fs::create_dir(world.target()).expect("mount the disk");
+    wait_until("the retry to succeed", 30, || runs("success") >= 1.0);
+    assert_eq!(runs("failed"), 1.0);
+    assert_eq!(committed(&world).len(), 1);
+    assert!(agent.stop().success());
+    let log = std::fs::read_to_string(world.path("agent.log")).expect("log");
+    assert!(
+        log.contains("does not exist; is the backup disk mounted?")
+            && log.contains("running the job again in 3s (retry 1 of 1)"),
+        "{log}"
+    );
+}
+
 /// The log takes the form the operator chose all the way to the stop (every line
 /// JSON with `--log-format json`, the stop notice included), and carries no
 /// colour codes under systemd, whose journal shows them as blobs.

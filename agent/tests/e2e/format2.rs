@@ -177,6 +177,8 @@ fn a_target_that_missed_runs_gets_every_pack_and_verify_proves_it() {
     let data = world.path("data");
     make_tree(&data);
     let other = world.path("other");
+    // A second disk, there before the config names it (coffer does not create it).
+    std::fs::create_dir_all(&other).expect("mkdir other");
     let other_toml = format!(
         "[targets.other]\ntype = \"local\"\npath = \"{}\"\n",
         other.display()
@@ -249,6 +251,8 @@ fn prune_deletes_exactly_the_packs_no_snapshot_references_on_every_target() {
     let data = world.path("data");
     make_tree(&data);
     let other = world.path("other");
+    // A second disk, there before the config names it (coffer does not create it).
+    std::fs::create_dir_all(&other).expect("mkdir other");
     let other_toml = format!(
         "[targets.other]\ntype = \"local\"\npath = \"{}\"\n",
         other.display()

@@ -34,4 +34,5 @@ mod roundtrip;
 mod s3;
 mod safety;
 mod secrets;
+mod targets;
 mod unprivileged;

@@ -77,8 +77,11 @@ impl Validator<'_> {
                     }
                 }
                 match t.path {
+                    // A relative path is resolved here (against the directory coffer
+                    // was started from), so every message shows the absolute path.
                     Some(path) if ok => Some(TargetKind::Local {
                         path: self.abs(&path),
+                        create: t.create.unwrap_or(false),
                     }),
                     Some(_) => None,
                     None => {
@@ -92,6 +95,12 @@ impl Validator<'_> {
                     self.problem(
                         &child(at, "path"),
                         "an s3 target has no path: name the bucket with `bucket` and a folder in it with `prefix`",
+                    );
+                }
+                if t.create.is_some() {
+                    self.problem(
+                        &child(at, "create"),
+                        "only a local target has this key: create the bucket with your provider's tools",
                     );
                 }
                 self.s3(at, t).map(TargetKind::S3)

@@ -107,6 +107,9 @@ impl World {
             dir,
             env: Vec::new(),
         };
+        // The tests model a real setup, where the backup disk is there: coffer
+        // creates a target's directory only with `create = true` (targets.rs).
+        std::fs::create_dir_all(w.target()).expect("create the local target's directory");
         w.write_config(sources);
         w
     }
