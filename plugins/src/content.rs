@@ -50,6 +50,10 @@ pub struct KnownContent {
 /// Where a packing walk puts contents. Writes go to the current pack's tar
 /// stream; `here` is the place the next byte will have.
 pub trait ContentSink: Write + Send {
+    /// Whether the walk should expect to read every file (nothing is known from an
+    /// earlier snapshot: a first or full run), so opening files ahead of the
+    /// reader, which lets the kernel read them ahead, pays off.
+    fn reads_all(&self) -> bool;
     /// The last snapshot's record of `path`, when its stat was exactly `stat`.
     fn unchanged(&mut self, path: &RawPath, stat: &FileStat) -> io::Result<Option<KnownContent>>;
     /// Content with this hash and size that is already stored (or was stored

@@ -545,7 +545,9 @@ impl DirectorySource {
             path: self.tmp_dir.clone(),
             err,
         })?;
-        let packing = sink.is_some();
+        // Format 2 opens files ahead only when it will read them all (a first or
+        // full run); a re-run stats most files and never opens them.
+        let open_ahead = sink.as_ref().is_none_or(|s| s.reads_all());
         let mut walk = Walk {
             src: self,
             names: NameCache::default(),
@@ -576,9 +578,7 @@ impl DirectorySource {
                     root,
                     one_file_system: self.cfg.one_file_system,
                     excludes: &self.excludes,
-                    // Format 2 opens a file only when it is not unchanged: most
-                    // files of a re-run are never opened (three calls fewer each).
-                    open_files: !packing,
+                    open_files: open_ahead,
                 },
             );
             // Returning early drops the receiver, which stops the walk thread.

@@ -165,6 +165,8 @@ pub(crate) struct PackWriter {
     depth: usize,
     current: Option<OpenPack>,
     done: Packed,
+    /// The index knew nothing when the run began: every file will be read.
+    full_run: bool,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -182,6 +184,11 @@ impl PackWriter {
         cancel: Arc<AtomicBool>,
         index: Arc<Mutex<Index>>,
     ) -> io::Result<PackWriter> {
+        let full_run = index
+            .lock()
+            .map_err(|_| io::Error::other("the index lock is poisoned"))?
+            .is_empty()
+            .unwrap_or(true);
         let threads = match job.compression.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             n => n,
@@ -199,6 +206,7 @@ impl PackWriter {
             depth: 2 * threads.max(1) as usize,
             current: None,
             done: Packed::default(),
+            full_run,
         })
     }
 
@@ -329,6 +337,10 @@ impl Write for PackWriter {
 }
 
 impl ContentSink for PackWriter {
+    fn reads_all(&self) -> bool {
+        self.full_run
+    }
+
     fn unchanged(&mut self, path: &RawPath, stat: &FileStat) -> io::Result<Option<KnownContent>> {
         let found = self
             .index()?
