@@ -298,20 +298,9 @@ impl Walk<'_, '_> {
         rel: RawPath,
         opened: io::Result<File>,
     ) -> Result<(), SourceError> {
-        let file = match opened {
-            Ok(f) => f,
-            // ELOOP: replaced by a symlink since the walk saw it.
-            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-            }
-            Err(err) => return self.read_problem(abs, err),
+        let Some((file, before)) = self.open_found(abs, opened)? else {
+            return Ok(());
         };
-        let before = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
-        if !before.is_file() {
-            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-        }
         if self.frozen {
             return self.file_direct(tar, abs, rel, &file, before, "it is in a snapshot");
         }
@@ -357,6 +346,35 @@ impl Walk<'_, '_> {
                 read.len
             ));
         }
+    }
+
+    /// The regular file the walk found, open, with its stat; `None` when it is
+    /// gone or skipped (`read_problem` has said so).
+    fn open_found(
+        &mut self,
+        abs: &Path,
+        opened: io::Result<File>,
+    ) -> Result<Option<(File, Metadata)>, SourceError> {
+        let file = match opened {
+            Ok(f) => f,
+            // ELOOP: replaced by a symlink since the walk saw it.
+            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+                self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound))?;
+                return Ok(None);
+            }
+            Err(err) => {
+                self.read_problem(abs, err)?;
+                return Ok(None);
+            }
+        };
+        let before = file
+            .metadata()
+            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        if !before.is_file() {
+            self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound))?;
+            return Ok(None);
+        }
+        Ok(Some((file, before)))
     }
 
     /// A file too large to hold before its header (see `stable_read`): read

@@ -23,7 +23,7 @@ use crate::keys::Recipients;
 use crate::pipeline::write::UploadError;
 use crate::pipeline::{ObjectWriter, Uploaded};
 use coffer_plugins::{ContentRef, ContentSink, FileStat, KnownContent, RawPath, Target};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -127,11 +127,10 @@ pub(crate) struct WrittenPack {
 }
 
 /// What a packing source leaves: the packs it wrote and every pack its files
-/// reference (old and new).
+/// reference (old and new, the keys of `used`).
 #[derive(Debug, Default)]
 pub(crate) struct Packed {
     pub(crate) written: Vec<WrittenPack>,
-    pub(crate) referenced: BTreeSet<String>,
     /// Files whose content was stored by this run, and their bytes.
     pub(crate) new_files: u64,
     pub(crate) new_bytes: u64,
@@ -139,14 +138,14 @@ pub(crate) struct Packed {
     pub(crate) unchanged_files: u64,
     /// Files read whose content was stored already.
     pub(crate) known_files: u64,
-    /// Per pack, the bytes of content the source's files take in it (a copy of a
-    /// file counted again): what tells a pack mostly unused by later snapshots.
-    pub(crate) used: std::collections::BTreeMap<String, u64>,
+    /// Every pack the source's files are in, with the bytes of content they take
+    /// in it (a copy of a file counted again): what tells a pack mostly unused by
+    /// later snapshots.
+    pub(crate) used: BTreeMap<String, u64>,
 }
 
 impl Packed {
     fn uses(&mut self, pack: &str, size: u64) {
-        self.referenced.insert(pack.to_string());
         *self.used.entry(pack.to_string()).or_default() += size;
     }
 }

@@ -387,26 +387,10 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind, content: &[u8]) -> FileEntry {
         FileEntry {
-            path: coffer_plugins::RawPath::from_bytes(path.as_bytes()),
-            kind,
             size: content.len() as u64,
             mode: 0o640,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
             blake3: (kind == EntryKind::File).then(|| blake3::hash(content).to_hex().to_string()),
-            link: None,
-            rdev: None,
-            changed: false,
-            padding: 0,
-            xattrs: Default::default(),
-            acl_names: Default::default(),
-            flags: Vec::new(),
-            content: None,
-            sparse: None,
+            ..FileEntry::bare(path, kind)
         }
     }
 

@@ -75,7 +75,7 @@ impl<I: Iterator<Item = std::io::Result<FileEntry>>> InOrder<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_plugins::{EntryKind, RawPath};
+    use coffer_plugins::EntryKind;
 
     #[test]
     fn walk_order_is_depth_first_by_name_bytes() {
@@ -87,28 +87,7 @@ mod tests {
 
     #[test]
     fn in_order_finds_entries_and_reports_the_ones_passed() {
-        let entry = |p: &str| FileEntry {
-            path: RawPath::from_bytes(p.as_bytes()),
-            kind: EntryKind::File,
-            size: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
-            blake3: None,
-            link: None,
-            rdev: None,
-            changed: false,
-            padding: 0,
-            xattrs: Default::default(),
-            acl_names: Default::default(),
-            flags: Vec::new(),
-            content: None,
-            sparse: None,
-        };
+        let entry = |p: &str| FileEntry::bare(p, EntryKind::File);
         let list = [".", "a", "a/b", "a/c", "b", "c"].map(entry);
         let mut m = InOrder::new(list.iter().cloned().map(Ok)).expect("new");
         let mut missing = Vec::new();

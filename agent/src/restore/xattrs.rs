@@ -194,27 +194,13 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_plugins::EntryKind;
     use coffer_plugins::acl::{GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, entry};
     use coffer_plugins::xattr::Value;
-    use coffer_plugins::{EntryKind, RawPath};
 
     fn file_with(xattrs: &[(&str, Vec<u8>)], names: &[(&str, &str)]) -> FileEntry {
         FileEntry {
-            path: RawPath::from_bytes(b"f"),
-            kind: EntryKind::File,
-            size: 0,
             mode: 0o660,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime: 0,
-            mtime_nsec: 0,
-            blake3: None,
-            link: None,
-            rdev: None,
-            changed: false,
-            padding: 0,
             xattrs: xattrs
                 .iter()
                 .map(|(n, v)| (n.to_string(), Value(v.clone())))
@@ -223,9 +209,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            flags: Vec::new(),
-            content: None,
-            sparse: None,
+            ..FileEntry::bare("f", EntryKind::File)
         }
     }
 

@@ -61,7 +61,7 @@ pub(super) fn assemble(
                 new_files: p.new_files,
                 new_bytes: p.new_bytes,
                 new_packs: p.written.len() as u64,
-                packs: p.referenced.len() as u64,
+                packs: p.used.len() as u64,
             }),
         });
         let packed = s.packed.is_some();

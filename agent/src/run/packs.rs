@@ -14,7 +14,7 @@ use crate::pack::index::Index;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
 use coffer_plugins::Target;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
@@ -91,24 +91,22 @@ pub(super) fn prepare(
     })
 }
 
-/// The marker's pack list: every pack a file of the snapshot is in, with the
-/// bytes of content the snapshot takes in it (`used`).
+/// The marker's pack list: every pack a file of the snapshot is in (the keys of
+/// `used`), with the bytes of content the snapshot takes in it.
 pub(super) fn records(
     index: &Mutex<Index>,
-    referenced: &BTreeSet<String>,
     used: &BTreeMap<String, u64>,
 ) -> Result<Vec<PackRecord>> {
     let mut index = index
         .lock()
         .map_err(|_| anyhow!("the index lock is poisoned"))?;
-    referenced
-        .iter()
-        .map(|id| {
+    used.iter()
+        .map(|(id, used)| {
             let p = index
                 .pack(id)?
                 .ok_or_else(|| anyhow!("pack {id} is referenced but not in the index"))?;
             Ok(PackRecord {
-                used: used.get(id).copied().unwrap_or(0).min(p.content_size),
+                used: (*used).min(p.content_size),
                 id: p.id,
                 stored_size: p.stored_size,
                 blake3: p.blake3,

@@ -241,11 +241,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         .filter_map(|s| s.packed.as_ref())
         .flat_map(|p| p.written.iter().map(|w| w.info.id.clone()))
         .collect();
-    let referenced: std::collections::BTreeSet<String> = streamed
-        .iter()
-        .filter_map(|s| s.packed.as_ref())
-        .flat_map(|p| p.referenced.iter().cloned())
-        .collect();
+    // Every pack the snapshot references, with the bytes its files take in it.
     let mut used: std::collections::BTreeMap<String, u64> = Default::default();
     for p in streamed.iter().filter_map(|s| s.packed.as_ref()) {
         for (id, n) in &p.used {
@@ -331,7 +327,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         blake3: manifest_fin.blake3.clone(),
         facts: BTreeMap::new(),
     });
-    let packs = match index.map(|i| super::packs::records(i, &referenced, &used)) {
+    let packs = match index.map(|i| super::packs::records(i, &used)) {
         None => Vec::new(),
         Some(Ok(p)) => p,
         Some(Err(e)) => return Ok(give_up(lanes, shown, e)),

@@ -67,19 +67,10 @@ impl Walk<'_, '_> {
             self.progress.add(0, 1);
             return self.record(&e);
         }
-        let file = match opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys)) {
-            Ok(f) => f,
-            Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-            }
-            Err(err) => return self.read_problem(abs, err),
+        let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys));
+        let Some((file, before)) = self.open_found(abs, opened)? else {
+            return Ok(());
         };
-        let before = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
-        if !before.is_file() {
-            return self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound));
-        }
         if let Some(map) = crate::sparse::data_map(&file, &before) {
             return self.packed_sparse(sink, abs, rel, &file, before, map);
         }
