@@ -8,6 +8,7 @@
 //! again by the rest of coffer. Connection URLs stay text (see `urls`).
 //! This crate has no behaviour beyond reading the files the config points at.
 
+mod hints;
 mod hook;
 mod load;
 mod locate;

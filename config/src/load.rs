@@ -88,8 +88,8 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
         ConfigError::Invalid(vec![Problem {
             file: file.to_path_buf(),
             line,
+            message: crate::hints::explain(e.message().trim(), &key),
             key,
-            message: e.message().trim().to_string(),
         }])
     };
     let de = toml::Deserializer::parse(text).map_err(|e| syntax(e, String::new()))?;
@@ -104,6 +104,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
         file,
         base,
         problems: Vec::new(),
+        relative: std::cell::RefCell::new(Vec::new()),
     };
     let config = v.config(raw);
     if v.problems.is_empty() {
@@ -118,6 +119,9 @@ pub(crate) struct Validator<'a> {
     file: &'a Path,
     base: &'a Path,
     pub(crate) problems: Vec<Problem>,
+    /// Relative paths as written, for [`Config::relative_paths`]; a cell because
+    /// `abs` is called from closures that borrow the validator shared.
+    relative: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -136,6 +140,7 @@ impl Validator<'_> {
         if path.is_absolute() {
             path.to_path_buf()
         } else {
+            self.relative.borrow_mut().push(path.to_path_buf());
             self.base.join(path)
         }
     }
@@ -190,6 +195,7 @@ impl Validator<'_> {
             encryption,
             targets,
             jobs,
+            relative_paths: self.relative.take(),
         }
     }
 }

@@ -16,6 +16,10 @@ pub struct Config {
     pub encryption: Encryption,
     pub targets: BTreeMap<String, Target>,
     pub jobs: BTreeMap<String, Job>,
+    /// Paths the file gave relative, as written: they were resolved against the
+    /// directory coffer started in, which for a service is `/` (`config check`
+    /// warns about them).
+    pub relative_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +259,29 @@ pub struct Retention {
     pub keep_yearly: u32,
     /// Keep everything newer than this, counted back from the latest snapshot.
     pub keep_within: Option<std::time::Duration>,
+}
+
+/// `keep last 7, daily 14, within 2d`: the rules set, as `config check` shows them.
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = [
+            ("last", self.keep_last),
+            ("hourly", self.keep_hourly),
+            ("daily", self.keep_daily),
+            ("weekly", self.keep_weekly),
+            ("monthly", self.keep_monthly),
+            ("yearly", self.keep_yearly),
+        ];
+        let mut parts: Vec<String> = rules
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect();
+        if let Some(w) = self.keep_within {
+            parts.push(format!("within {}", humantime::format_duration(w)));
+        }
+        write!(f, "keep {}", parts.join(", "))
+    }
 }
 
 /// Command lines around a backup run. `after` runs whatever happened (a failed

@@ -263,3 +263,70 @@ fn create_must_be_a_boolean() {
     assert!(e.contains("test.toml:7:"), "{e}");
     assert!(e.contains("targets.local.create"), "{e}");
 }
+
+#[test]
+fn a_mistyped_key_gets_the_key_it_was_meant_to_be() {
+    let e = errors(&base("exclued = [\"*.tmp\"]\n"));
+    assert!(e.contains("test.toml:15:"), "{e}");
+    assert!(e.contains("jobs.kadi.sources[0].exclued"), "{e}");
+    assert!(e.contains("did you mean `exclude`?"), "{e}");
+}
+
+#[test]
+fn a_command_line_where_an_argv_array_goes_is_refused_with_the_array() {
+    let command = |c: &str| {
+        base("").replace(
+            "type = \"directory\"\npath = \"/s\"\n",
+            &format!("type = \"command\"\ncommand = {c}\n"),
+        )
+    };
+    let e = errors(&command("\"pg_dump --format=custom app\""));
+    assert!(e.contains("jobs.kadi.sources[0].command"), "{e}");
+    assert!(e.contains("one word per element"), "{e}");
+    let e = errors(&command("[\"pg_dump --format=custom app\"]"));
+    assert!(e.contains("jobs.kadi.sources[0].command"), "{e}");
+    assert!(
+        e.contains("write [\"pg_dump\", \"--format=custom\", \"app\"]"),
+        "{e}"
+    );
+    let ok = command("[\"pg_dump\", \"--format=custom\", \"app\"]");
+    load_str(&ok, Path::new("t.toml"), Path::new("/base")).expect("an argv array is valid");
+}
+
+#[test]
+fn an_argv_array_where_hook_lines_go_is_refused_with_the_line() {
+    let hooks = |h: &str| {
+        base("").replace(
+            "targets = [\"local\"]\n",
+            &format!("targets = [\"local\"]\nbefore = {h}\n"),
+        )
+    };
+    let e = errors(&hooks("[\"systemctl\", \"stop\", \"kadi\"]"));
+    assert!(e.contains("jobs.kadi.before"), "{e}");
+    assert!(e.contains("write [\"systemctl stop kadi\"]"), "{e}");
+    let e = errors(&hooks("\"systemctl stop kadi\""));
+    assert!(e.contains("a list of command lines"), "{e}");
+    // Several one-word commands that exist are a valid list.
+    load_str(
+        &hooks("[\"sync\", \"true\"]"),
+        Path::new("t.toml"),
+        Path::new("/base"),
+    )
+    .expect("two programs");
+}
+
+#[test]
+fn relative_paths_are_listed_as_written() {
+    let text = base("")
+        .replace("\"/b\"", "\"backups\"")
+        .replace("\"/s\"", "\"data\"");
+    let c = load_str(&text, Path::new("t.toml"), Path::new("/base")).expect("valid");
+    let written: Vec<String> = c
+        .relative_paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(written, ["backups", "data"]);
+    let c = load_str(&base(""), Path::new("t.toml"), Path::new("/base")).expect("valid");
+    assert!(c.relative_paths.is_empty());
+}

@@ -155,7 +155,7 @@ fn mistakes_name_line_and_key() {
             "bucket = \"b-1\"\nsecret_access_key = \"inline\"",
             7,
             "",
-            "unknown field `secret_access_key`",
+            "unknown key `secret_access_key`: did you mean `secret_access_key_file`?",
         ),
     ];
     for (keys, line, key, msg) in cases {

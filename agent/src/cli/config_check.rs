@@ -3,7 +3,9 @@
 //! URLs are shown through `display_url` (never a credential), secrets only as
 //! "(password set)", and an agent listening beyond loopback is warned about here
 //! as well as when it starts. An identity file on this host that belongs to none of
-//! the recipients fails the check (exit 2), as it fails every backup.
+//! the recipients fails the check (exit 2), as it fails every backup. What is
+//! valid but likely a mistake (a missing source path, a relative path) is a
+//! warning on stderr (`config_warnings`), and the check still passes.
 
 use crate::key_match::{IdentityCheck, check_identity};
 use anyhow::Result;
@@ -120,6 +122,36 @@ pub fn run(cfg: &Config) -> Result<u8> {
             }
             println!();
         }
+        show_schedules(cfg, job);
+        match &job.retention {
+            Some(r) => println!(
+                "  retention: {r}; folders of runs that never finished go after {}",
+                humantime::format_duration(job.incomplete_after)
+            ),
+            None => {
+                println!("  retention: none, every snapshot is kept (add `retention` to prune)")
+            }
+        }
+        let h = &job.hooks;
+        for (when, lines) in [
+            ("before", &h.before),
+            ("after", &h.after),
+            ("on_success", &h.on_success),
+            ("on_failure", &h.on_failure),
+        ] {
+            for line in lines {
+                println!("  hook {when}: {line}");
+            }
+        }
+        if [&h.before, &h.after, &h.on_success, &h.on_failure]
+            .iter()
+            .any(|l| !l.is_empty())
+        {
+            println!(
+                "  hooks are killed after {}",
+                humantime::format_duration(h.timeout)
+            );
+        }
         if let Some(c) = &job.check {
             println!(
                 "  check: files of {} against `{}` on {}",
@@ -130,5 +162,68 @@ pub fn run(cfg: &Config) -> Result<u8> {
             println!("  after_restore: {h}");
         }
     }
+    for w in super::config_warnings::warnings(cfg, &identity) {
+        eprintln!("warning: {w}");
+    }
     Ok(crate::exit::OK)
+}
+
+/// The job's schedules with their next occurrence, in the zone the agent uses.
+fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
+    let zone = cfg
+        .agent
+        .timezone
+        .map_or_else(|| "host time".to_string(), |tz| tz.to_string());
+    let next = |s: &coffer_config::Schedule| match crate::service::occurrence(
+        s.cron(),
+        cfg.agent.timezone,
+        chrono::Utc::now(),
+        true,
+    ) {
+        Some(t) => match cfg.agent.timezone {
+            Some(tz) => t
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string(),
+            None => t
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string(),
+        },
+        None => "never (no such time)".to_string(),
+    };
+    match &job.schedule {
+        Some(s) => {
+            print!("  schedule \"{s}\" ({zone}): next {}", next(s));
+            if !job.jitter.is_zero() {
+                print!(" plus up to {}", humantime::format_duration(job.jitter));
+            }
+            if job.catch_up {
+                print!("; a missed run is made up at start");
+            }
+            if job.retries > 0 {
+                print!(
+                    "; {} retr{} {} apart",
+                    job.retries,
+                    if job.retries == 1 { "y" } else { "ies" },
+                    humantime::format_duration(job.retry_wait)
+                );
+            }
+            println!();
+        }
+        None => println!(
+            "  no schedule: `coffer agent` does not run it (`coffer backup {}` does)",
+            job.name
+        ),
+    }
+    if let Some(s) = &job.verify_schedule {
+        println!(
+            "  verify_schedule \"{s}\" ({zone}): next {}; {}",
+            next(s),
+            match &cfg.encryption.identity_file {
+                Some(f) if f.exists() => "deep (decrypts with the identity)",
+                _ => "stored bytes only (no identity on this host)",
+            }
+        );
+    }
 }

@@ -4,6 +4,7 @@ mod args;
 mod backup;
 mod check;
 mod config_check;
+mod config_warnings;
 mod diff;
 mod entries;
 mod find;

@@ -13,6 +13,7 @@ mod schedule;
 mod state;
 
 pub(crate) use http::exposure_warning;
+pub(crate) use schedule::occurrence;
 
 use anyhow::{Context, Result};
 use chrono::Utc;

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 /// When `cron` fires next after `now` (or last before it, `forward` false), in the
 /// configured zone (the host's by default).
-pub(super) fn occurrence(
+pub(crate) fn occurrence(
     cron: &croner::Cron,
     tz: Option<chrono_tz::Tz>,
     now: DateTime<Utc>,

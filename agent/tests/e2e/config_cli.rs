@@ -157,3 +157,88 @@ fn progress_is_drawn_on_a_terminal_only() {
         "no progress on a terminal"
     );
 }
+
+/// `config check` shows what the agent will do (schedules with their next run,
+/// retention, hooks) and warns about what validates but will fail or surprise: a
+/// missing source path, a missing identity file, a relative path (which means
+/// another folder under systemd). Warnings do not fail the check.
+#[test]
+fn config_check_shows_schedules_retention_hooks_and_warns_about_likely_mistakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("backups")).expect("mkdir");
+    let text = GOOD
+        .replace(
+            "path = \"/tmp/coffer-test-never-written\"",
+            "path = \"backups\"",
+        )
+        .replace(
+            "targets = [\"local\"]\n",
+            "targets = [\"local\"]\nschedule = \"15 3 * * *\"\nverify_schedule = \"30 5 * * 0\"\n\
+             retention = { keep_last = 7, keep_daily = 14 }\nbefore = [\"systemctl stop kadi\"]\n",
+        )
+        .replace("path = \"/tmp\"", "path = \"/nonexistent/kadi/storage\"")
+        .replace(
+            "[targets.local]",
+            "identity_file = \"/nonexistent/identity.txt\"\n\n[targets.local]",
+        )
+        + "\n[jobs.other]\ntargets = [\"local\"]\n\n[[jobs.other.sources]]\nname = \"etc\"\ntype = \"directory\"\npath = \"/etc\"\n";
+    let cfg = dir.path().join("coffer.toml");
+    std::fs::write(&cfg, text).expect("write");
+    let out = std::process::Command::new(coffer_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let next = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} line:\n{stdout}"))
+            .to_string()
+    };
+    let schedule = next("schedule \"15 3 * * *\"");
+    assert!(schedule.contains(" 03:15:00 "), "{schedule}");
+    assert!(schedule.contains("next 20"), "{schedule}");
+    let verify = next("verify_schedule \"30 5 * * 0\"");
+    assert!(verify.contains(" 05:30:00 "), "{verify}");
+    assert!(verify.contains("stored bytes only"), "{verify}");
+    assert!(
+        next("retention:").contains("keep last 7, daily 14"),
+        "{stdout}"
+    );
+    assert!(
+        next("hook before:").contains("systemctl stop kadi"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no schedule: `coffer agent` does not run it (`coffer backup other` does)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("retention: none, every snapshot is kept"),
+        "{stdout}"
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    assert!(
+        warnings[0].contains("source storage: path /nonexistent/kadi/storage does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[1].contains("identity_file /nonexistent/identity.txt does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[2].contains("relative path(s) \"backups\" resolved against")
+            && warnings[2].contains("write absolute paths"),
+        "{stderr}"
+    );
+}

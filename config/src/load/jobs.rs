@@ -218,10 +218,34 @@ impl Validator<'_> {
     fn hook_lines(&mut self, at: &[Seg], lines: Vec<String>) -> Vec<HookCommand> {
         let mut hooks = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            match line.parse() {
+            match line.parse::<HookCommand>() {
                 Ok(hook) => hooks.push(hook),
                 Err(msg) => self.problem(&item(at, i), msg),
             }
+        }
+        // `["systemctl", "stop", "app"]` (an argv array, as `command` takes) would
+        // run three commands, the first `systemctl` alone: single words of which
+        // one after the first is an option or no program is the sign of it.
+        let single = |h: &HookCommand| h.words().len() == 1;
+        if hooks.len() > 1
+            && hooks.iter().all(single)
+            && hooks[1..]
+                .iter()
+                .any(|h| h.words()[0].starts_with('-') || !is_program(&h.words()[0]))
+        {
+            let joined: Vec<&str> = hooks.iter().map(|h| h.as_str()).collect();
+            self.problem(
+                at,
+                format!(
+                    "each element is a whole command line, run on its own, and {:?} is no program; write [{:?}] (one element per command)",
+                    hooks[1..]
+                        .iter()
+                        .map(|h| h.as_str())
+                        .find(|w| w.starts_with('-') || !is_program(w))
+                        .unwrap_or_default(),
+                    joined.join(" ")
+                ),
+            );
         }
         hooks
     }
@@ -334,4 +358,14 @@ impl Validator<'_> {
         }
         Some(d)
     }
+}
+
+/// Whether `word` names a program a hook could run: a path that exists, or a name
+/// found in `PATH`.
+fn is_program(word: &str) -> bool {
+    if word.contains('/') {
+        return std::path::Path::new(word).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|dir| dir.join(word).exists()))
 }

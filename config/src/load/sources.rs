@@ -175,6 +175,10 @@ impl Validator<'_> {
                     );
                     return None;
                 };
+                self.argv_words(&child(at, "command"), &command);
+                if let Some(restore) = &s.restore_command {
+                    self.argv_words(&child(at, "restore_command"), restore);
+                }
                 let extension = s.extension.unwrap_or_else(|| "bin".to_string());
                 if !crate::names::is_extension(&extension) {
                     self.problem(
@@ -213,6 +217,9 @@ impl Validator<'_> {
                 );
                 return None;
             }
+            if let Some(argv) = argv {
+                self.argv_words(&child(at, key), argv);
+            }
         }
         match (kind, create, release) {
             (None, None, None) => None,
@@ -246,6 +253,27 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// An argv array whose program holds a space is a whole command line written
+    /// where one word per element goes: run as is, it would fail only at backup time
+    /// ("no such file"), so it is refused here with the array it should be.
+    fn argv_words(&mut self, at: &[Seg], argv: &[String]) {
+        let Some(program) = argv.first() else { return };
+        if program.trim().contains(char::is_whitespace) && !Path::new(program).exists() {
+            let words: Vec<String> = program
+                .split_whitespace()
+                .chain(argv[1..].iter().map(String::as_str))
+                .map(|w| format!("{w:?}"))
+                .collect();
+            self.problem(
+                at,
+                format!(
+                    "program {program:?} holds spaces: this key is one program and its arguments, one word per element, run without a shell; write [{}]",
+                    words.join(", ")
+                ),
+            );
         }
     }
 
