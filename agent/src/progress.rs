@@ -44,6 +44,15 @@ pub fn wanted(json: bool) -> bool {
     !json && std::io::stderr().is_terminal()
 }
 
+/// How much work there is: exact (a restore's stored bytes) or an estimate (a
+/// backup's, from the last successful run), with the number of files when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Total {
+    pub bytes: u64,
+    pub files: Option<u64>,
+    pub estimated: bool,
+}
+
 /// A bar that follows `count` until dropped; `total` when known.
 pub struct Follow {
     bar: ProgressBar,
@@ -55,13 +64,17 @@ impl Follow {
     /// `read` returns (bytes, files) so far.
     pub fn start(
         label: &str,
-        total: Option<u64>,
+        total: Option<Total>,
         read: impl Fn() -> (u64, u64) + Send + 'static,
     ) -> Follow {
         let bar = match total {
-            Some(t) => ProgressBar::new(t).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            Some(t) => ProgressBar::new(t.bytes).with_style(
+                ProgressStyle::with_template(if t.estimated {
+                    "{msg} [{bar:30}] {binary_bytes}/~{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}"
+                } else {
+                    "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}"
+                })
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             ),
             None => ProgressBar::new_spinner().with_style(
                 ProgressStyle::with_template("{spinner} {msg} {binary_bytes} {binary_bytes_per_sec} {elapsed}")
@@ -75,13 +88,16 @@ impl Follow {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let (bytes, files) = read();
-                b.set_position(bytes);
-                let phase = phase_text();
-                if files > 0 {
-                    b.set_message(format!("{label} {files} files{phase}"));
-                } else {
-                    b.set_message(format!("{label}{phase}"));
+                // An estimate may be short: the bar grows rather than sit at 100%.
+                if total.is_some() && bytes > b.length().unwrap_or(0) {
+                    b.set_length(bytes);
                 }
+                b.set_position(bytes);
+                b.set_message(format!(
+                    "{label}{}{}",
+                    files_text(files, total.and_then(|t| t.files)),
+                    phase_text()
+                ));
                 b.tick();
                 std::thread::sleep(std::time::Duration::from_millis(150));
             }
@@ -94,6 +110,15 @@ impl Follow {
     }
 }
 
+/// ` 1 file`, ` 1,204 of ~20,048 files`, or nothing before the first file.
+fn files_text(done: u64, total: Option<u64>) -> String {
+    match (done, total) {
+        (0, _) => String::new(),
+        (n, Some(t)) if t >= n => format!(" {n} of ~{t} file{}", if t == 1 { "" } else { "s" }),
+        (n, _) => format!(" {}", crate::units::count(n, "file")),
+    }
+}
+
 impl Drop for Follow {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -101,5 +126,21 @@ impl Drop for Follow {
             let _ = t.join();
         }
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::files_text;
+
+    #[test]
+    fn files_are_counted_in_words_and_against_the_estimate() {
+        assert_eq!(files_text(0, Some(9)), "");
+        assert_eq!(files_text(1, None), " 1 file");
+        assert_eq!(files_text(2, None), " 2 files");
+        assert_eq!(files_text(3, Some(10)), " 3 of ~10 files");
+        assert_eq!(files_text(1, Some(1)), " 1 of ~1 file");
+        // More files than the last run had: the estimate is dropped, not shown wrong.
+        assert_eq!(files_text(11, Some(10)), " 11 files");
     }
 }

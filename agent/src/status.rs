@@ -30,6 +30,12 @@ pub struct JobStatus {
     /// Written since issue 13; a status file from before reads as 0.
     #[serde(default)]
     pub last_window_seconds: f64,
+    /// Files and data bytes (files' sizes, dumps' bytes) of the last snapshot a
+    /// target committed: the next backup's progress estimate.
+    #[serde(default)]
+    pub last_files: u64,
+    #[serde(default)]
+    pub last_data_bytes: u64,
     /// Runs by outcome, since the state directory was created.
     pub runs: BTreeMap<String, u64>,
     /// Runs skipped because the previous one was still going.

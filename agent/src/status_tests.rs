@@ -13,6 +13,8 @@ fn full() -> JobStatus {
         last_duration_seconds: 12.5,
         last_skew_seconds: 0.75,
         last_window_seconds: 1.5,
+        last_files: 20_048,
+        last_data_bytes: 965 << 20,
         runs: [("success".to_string(), 3), ("partial".to_string(), 1)].into(),
         skipped: 2,
         bytes_read: [("db".to_string(), 1 << 40)].into(),

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 /// Live counters a progress display or metrics may read while a source streams.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Bytes read, plus the sizes of files a format-2 run passed over unchanged.
     pub bytes: AtomicU64,
     pub files: AtomicU64,
 }

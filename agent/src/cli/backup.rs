@@ -94,9 +94,9 @@ fn print_run(run: &JobRun, config_path: &Path) {
     ));
     for s in &run.sources {
         say(format_args!(
-            "  source {}: {} files, {} read, {} in the stream, {} stored, window {:.3}s",
+            "  source {}: {}, {} read, {} in the stream, {} stored, window {:.3}s",
             s.name,
-            s.files,
+            crate::units::count(s.files as u64, "file"),
             bytes(s.bytes_read),
             bytes(s.plaintext_size),
             bytes(s.stored_size),

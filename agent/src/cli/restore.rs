@@ -243,6 +243,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         .fold(0, u64::saturating_add);
     let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
     let bar = crate::progress::wanted(args.json).then(|| {
+        let total = crate::progress::Total {
+            bytes: total,
+            files: None,
+            estimated: false,
+        };
         crate::progress::Follow::start(&format!("restore {}", marker.id), Some(total), move || {
             (
                 crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,

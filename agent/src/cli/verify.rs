@@ -52,12 +52,12 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
                 println!("{} on {}: {said}", v.snapshot, v.target);
             } else if v.ok {
                 println!(
-                    "{} on {}: ok ({} objects{} checked; {mode})",
+                    "{} on {}: ok ({}{} checked; {mode})",
                     v.snapshot,
                     v.target,
-                    v.objects,
+                    crate::units::count(v.objects as u64, "object"),
                     if v.mode == VerifyMode::Deep {
-                        format!(", {} files", v.files)
+                        format!(", {}", crate::units::count(v.files as u64, "file"))
                     } else {
                         String::new()
                     },

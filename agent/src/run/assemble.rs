@@ -51,6 +51,11 @@ pub(super) fn assemble(
             name: s.name.clone(),
             files: o.entries.files() as usize,
             bytes_read: o.bytes_read,
+            data_bytes: if o.entries.files() > 0 {
+                o.entries.bytes()
+            } else {
+                o.bytes_read
+            },
             plaintext_size: s.finished.plaintext_size,
             stored_size: s.finished.stored_size,
             consistency_instant: s.instant,

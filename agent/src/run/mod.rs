@@ -220,6 +220,8 @@ fn record_status(
         s.last_skew_seconds = run.skew_seconds;
         if run.targets.iter().any(|t| t.committed) {
             s.last_check = run.check.as_ref().map(crate::format::CheckCounts::of);
+            s.last_files = run.sources.iter().map(|src| src.files as u64).sum();
+            s.last_data_bytes = run.sources.iter().map(|src| src.data_bytes).sum();
         }
         s.last_window_seconds = run.window_seconds;
         *s.runs.entry(outcome.to_string()).or_default() += 1;

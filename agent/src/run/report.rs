@@ -45,6 +45,9 @@ pub struct SourceRun {
     pub name: String,
     pub files: usize,
     pub bytes_read: u64,
+    /// What the snapshot holds of the source: its files' sizes, or the dump's
+    /// bytes; the next run's progress estimate.
+    pub data_bytes: u64,
     pub plaintext_size: u64,
     pub stored_size: u64,
     /// When the source's state was fixed (or its read began).

@@ -226,7 +226,21 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     for lane in &mut streaming {
         lane.written = true;
     }
-    let streamed = match stream_sources(rt, job, id, sources, &targets, &recipients, index) {
+    let last = crate::status::load(&cfg.agent.state_dir, &job.name);
+    let estimate = (last.last_data_bytes > 0).then_some(crate::progress::Total {
+        bytes: last.last_data_bytes,
+        files: (last.last_files > 0).then_some(last.last_files),
+        estimated: true,
+    });
+    let streamed = match stream_sources(
+        rt,
+        job,
+        id,
+        sources,
+        &targets,
+        &recipients,
+        (index, estimate),
+    ) {
         Ok(s) => s,
         Err(e) => {
             if let Some(index) = index {

@@ -178,14 +178,14 @@ pub(super) fn stream_sources(
     sources: Vec<Box<dyn Source>>,
     targets: &[Target],
     recipients: &Arc<Recipients>,
-    index: Option<&Arc<Mutex<Index>>>,
+    (index, estimate): (Option<&Arc<Mutex<Index>>>, Option<crate::progress::Total>),
 ) -> Result<Vec<Streamed>> {
     let gate = Gate::new(sources.len());
     let failed = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
     let _bar = crate::progress::wanted(false).then(|| {
         let p = progress.clone();
-        crate::progress::Follow::start(&format!("backup {}", job.name), None, move || {
+        crate::progress::Follow::start(&format!("backup {}", job.name), estimate, move || {
             (
                 p.bytes.load(Ordering::Relaxed),
                 p.files.load(Ordering::Relaxed),

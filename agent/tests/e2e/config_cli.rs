@@ -152,10 +152,14 @@ fn progress_is_drawn_on_a_terminal_only() {
         "{}",
         String::from_utf8_lossy(&tty.stdout)
     );
+    let drawn = String::from_utf8_lossy(&tty.stdout);
+    assert!(drawn.contains("backup app"), "no progress on a terminal");
+    // The earlier runs give the size to expect, the bar a total and an ETA.
     assert!(
-        String::from_utf8_lossy(&tty.stdout).contains("backup app"),
-        "no progress on a terminal"
+        drawn.contains("/~8.00 MiB") && drawn.contains("ETA"),
+        "no estimated total on a terminal: {drawn}"
     );
+    assert!(!drawn.contains("1 files"), "{drawn}");
 }
 
 /// `config check` shows what the agent will do (schedules with their next run,

@@ -64,7 +64,8 @@ impl Walk<'_, '_> {
             e.content = Some(known.content.clone());
             sink.seen(&e.path, Some(&stat), &known)
                 .map_err(|err| self.out_err(err))?;
-            self.progress.add(0, 1);
+            // Passed over, but covered: the bar's estimate counts the whole tree.
+            self.progress.add(stat.size, 1);
             return self.record(&e);
         }
         let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(sys));
