@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod history;
+pub use history::{HISTORY, RunRecord};
+
 /// Fields missing from a file an older coffer wrote take their defaults, so that
 /// adding a counter never resets the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -59,6 +62,17 @@ pub struct JobStatus {
     pub last_deep_verify_success: Option<f64>,
     /// The last successful stored-bytes verify (bytes against `snapshot.json`).
     pub last_stored_verify_success: Option<f64>,
+    /// The last runs, oldest first, at most [`HISTORY`] (since the status page;
+    /// a file from before reads as none).
+    #[serde(deserialize_with = "history::bounded")]
+    pub history: Vec<RunRecord>,
+}
+
+impl JobStatus {
+    /// Adds a finished run to the history, which keeps the last [`HISTORY`].
+    pub fn record_run(&mut self, run: RunRecord) {
+        history::push(&mut self.history, run);
+    }
 }
 
 fn path_of(state_dir: &Path, job: &str) -> PathBuf {

@@ -32,6 +32,13 @@ fn full() -> JobStatus {
         last_verify_mode: Some("stored".to_string()),
         last_deep_verify_success: None,
         last_stored_verify_success: Some(1_700_000_100.0),
+        history: vec![RunRecord {
+            end: 1_700_000_000.25,
+            outcome: "partial".into(),
+            duration_seconds: 12.5,
+            bytes_stored: 4096,
+            window_seconds: 1.5,
+        }],
     }
 }
 
@@ -158,4 +165,84 @@ fn a_status_from_an_older_version_keeps_its_counts() {
     let s = load(dir.path(), "app");
     assert_eq!(s.skipped, 4);
     assert_eq!(s.runs.get("success"), Some(&9));
+}
+
+fn record(i: u64) -> RunRecord {
+    RunRecord {
+        end: i as f64,
+        outcome: if i.is_multiple_of(2) { "success" } else { "failed" }.into(),
+        duration_seconds: i as f64 / 10.0,
+        bytes_stored: i * 100,
+        window_seconds: 0.5,
+    }
+}
+
+/// Every run adds to the history, which keeps the last HISTORY runs, in the file
+/// too; a file from before the history has none and keeps its counters.
+#[test]
+fn the_history_keeps_the_last_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("status/app.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&file, br#"{"skipped": 4, "runs": {"success": 9}}"#).expect("write");
+    assert!(load(dir.path(), "app").history.is_empty());
+    for i in 0..(HISTORY as u64 + 5) {
+        update(dir.path(), "app", |s| s.record_run(record(i))).expect("update");
+    }
+    let s = load(dir.path(), "app");
+    assert_eq!(s.skipped, 4);
+    let ends: Vec<f64> = s.history.iter().map(|r| r.end).collect();
+    let expected: Vec<f64> = (5..HISTORY as u64 + 5).map(|i| i as f64).collect();
+    assert_eq!(ends, expected, "the last runs, oldest first");
+    assert_eq!(s.history.last(), Some(&record(HISTORY as u64 + 4)));
+}
+
+/// A hand-edited or corrupt file: however many records it holds, reading keeps
+/// the last HISTORY well-formed ones; a malformed history reads as none and
+/// leaves the counters alone.
+#[test]
+fn a_hostile_history_is_cut_and_never_resets_the_counters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("status/app.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    let many = 200_000u64;
+    let mut entries: Vec<String> = (0..many)
+        .map(|i| serde_json::to_string(&record(i)).expect("json"))
+        .collect();
+    // Garbage among the last ones: skipped, not counted against the cap.
+    let long = format!(
+        r#"{{"end": 1, "outcome": "{}", "duration_seconds": 1, "bytes_stored": 1, "window_seconds": 1}}"#,
+        "x".repeat(10_000)
+    );
+    for (at, junk) in [
+        (many as usize - 3, "\"a string\"".to_string()),
+        (many as usize - 2, r#"{"end": "soon"}"#.to_string()),
+        (many as usize - 1, long),
+        (many as usize, "[1, 2, 3]".to_string()),
+    ] {
+        entries.insert(at, junk);
+    }
+    std::fs::write(
+        &file,
+        format!(r#"{{"skipped": 4, "history": [{}]}}"#, entries.join(",")),
+    )
+    .expect("write");
+    let s = load(dir.path(), "app");
+    assert_eq!(s.skipped, 4);
+    assert_eq!(s.history.len(), HISTORY);
+    assert_eq!(s.history.first().map(|r| r.end), Some((many - 30) as f64));
+    assert_eq!(s.history.last(), Some(&record(many - 1)));
+    // Written back bounded.
+    update(dir.path(), "app", |s| s.skipped += 1).expect("update");
+    assert!(std::fs::metadata(&file).expect("stat").len() < 16 * 1024);
+    for odd in ["null", "7", "\"runs\"", "{\"a\": [1]}", "true"] {
+        std::fs::write(
+            &file,
+            format!(r#"{{"skipped": 4, "runs": {{"success": 9}}, "history": {odd}}}"#),
+        )
+        .expect("write");
+        let s = load(dir.path(), "app");
+        assert_eq!((s.skipped, s.runs.get("success")), (4, Some(&9)), "{odd}");
+        assert!(s.history.is_empty(), "{odd}");
+    }
 }

@@ -66,7 +66,7 @@ pub enum Command {
     /// changed files' old content). Needs the private identity.
     #[command(after_help = BROWSE_EXIT)]
     Diff(DiffArgs),
-    /// Run as a service: schedules, retention, /metrics, /healthz and /api/v1/jobs.
+    /// Run as a service: schedules, retention, status page at /, /metrics, /healthz, /api/v1/jobs.
     Agent,
     /// Forget snapshots by each job's retention, remove folders of runs that never committed.
     Prune(PruneArgs),

@@ -228,12 +228,21 @@ fn record_status(
         for src in &run.sources {
             *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;
         }
+        let mut stored = 0u64;
         for t in run.targets.iter().filter(|t| t.committed) {
-            *s.bytes_stored.entry(t.name.clone()).or_default() +=
-                t.uploads.iter().map(|u| u.upload.bytes).sum::<u64>();
+            let bytes = t.uploads.iter().map(|u| u.upload.bytes).sum::<u64>();
+            *s.bytes_stored.entry(t.name.clone()).or_default() += bytes;
+            stored += bytes;
         }
         s.snapshots.extend(kept);
         s.dead_bytes.extend(dead);
+        s.record_run(crate::status::RunRecord {
+            end: now,
+            outcome: outcome.to_string(),
+            duration_seconds: run.duration_seconds,
+            bytes_stored: stored,
+            window_seconds: run.window_seconds,
+        });
     });
     if let Err(e) = result {
         tracing::warn!("cannot record the status of job {}: {e:#}", job.name);

@@ -1,10 +1,12 @@
 //! The service's HTTP side: `/metrics` and `/healthz` (open, what a scraper
-//! needs), `/api/v1/jobs` and `POST /api/v1/jobs/<job>/run`. Handlers read only
-//! memory (`Shared`); nothing here touches a file.
+//! needs), the status page at `/` (`status_page`), `/api/v1/jobs` and
+//! `POST /api/v1/jobs/<job>/run`. Handlers read only memory (`Shared`); nothing
+//! here touches a file.
 //!
 //! Beyond loopback (`listen = "0.0.0.0:9187"`, for a Prometheus on another host)
-//! the agent warns at start, and every `/api/v1/*` request needs the bearer token
-//! from `api_token_file`: `last_error` can describe the infrastructure. Without a
+//! the agent warns at start, and every `/api/v1/*` request, and the status page,
+//! need the bearer token from `api_token_file`: `last_error` can describe the
+//! infrastructure. Without a
 //! token file the API answers 403 there, and the agent still starts: refusing to
 //! start would stop the backups over a monitoring setting, and /metrics and
 //! /healthz (which stay open) are what a remote scraper needs. The token is
@@ -25,6 +27,7 @@ use std::sync::atomic::Ordering;
 
 pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/v1/jobs", get(jobs))
@@ -61,9 +64,9 @@ pub(crate) fn exposure_warning(listen: SocketAddr, has_token: bool) -> Option<St
         return None;
     }
     let api = if has_token {
-        "/api/v1/* requires the bearer token from api_token_file"
+        "/api/v1/* requires the bearer token from api_token_file, and so does the status page at /"
     } else {
-        "/api/v1/* refuses every request (403) until [agent] api_token_file is set"
+        "/api/v1/* refuses every request (403) until [agent] api_token_file is set, and so does the status page at /"
     };
     Some(format!(
         "[agent] listen = \"{listen}\" is not a loopback address: /metrics and /healthz are open to the network; {api}"
@@ -139,6 +142,15 @@ async fn jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         })
         .collect();
     axum::Json(list).into_response()
+}
+
+/// The status page: what `/api/v1/jobs` says, for a person.
+async fn status_page(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let cfg = s.config();
+    if let Err(refused) = may_read_api(&s, &cfg, &headers) {
+        return refused.into_response();
+    }
+    super::status_page::respond(&cfg, &s.statuses(), &s.running(), &s.next_runs())
 }
 
 async fn run_now(

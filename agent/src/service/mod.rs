@@ -6,11 +6,14 @@
 //! the verify are the domain's (`crate::run`, `crate::verify`), the same as the
 //! CLI's.
 
+mod chart;
+mod html;
 mod http;
 pub(crate) mod metrics;
 mod runs;
 mod schedule;
 mod state;
+mod status_page;
 
 pub(crate) use http::exposure_warning;
 pub(crate) use schedule::occurrence;

@@ -1,0 +1,106 @@
+//! The last runs of a job, kept in its status file for the status page's table
+//! and charts. The file is read by every scrape and every run, and anyone who
+//! can write `state_dir` can put anything in it: reading keeps at most
+//! [`HISTORY`] records whatever the file holds (never collecting more than that
+//! in memory), skips records that do not parse, and reads a missing or
+//! malformed history as empty, so that it never resets the status's counters.
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// How many runs a status keeps: the status page charts this many.
+pub const HISTORY: usize = 30;
+
+/// Longer than any outcome coffer writes: a record whose outcome is longer came
+/// from somewhere else and is skipped.
+const MAX_OUTCOME: usize = 32;
+
+/// One finished run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    /// Unix seconds of the run's end.
+    pub end: f64,
+    /// `success`, `partial`, `failed` or `cancelled`.
+    pub outcome: String,
+    pub duration_seconds: f64,
+    /// Bytes the run stored, summed over the targets that committed it.
+    pub bytes_stored: u64,
+    /// What the snapshot spans (`last_window_seconds` of that run).
+    pub window_seconds: f64,
+}
+
+/// Appends `run`, dropping the oldest records beyond [`HISTORY`].
+pub(crate) fn push(history: &mut Vec<RunRecord>, run: RunRecord) {
+    history.push(run);
+    let extra = history.len().saturating_sub(HISTORY);
+    history.drain(..extra);
+}
+
+/// `deserialize_with` for the history: the last [`HISTORY`] well-formed records.
+pub(crate) fn bounded<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RunRecord>, D::Error> {
+    d.deserialize_any(Bounded)
+}
+
+/// A record, or anything else in its place (skipped).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Run(RunRecord),
+    Other(IgnoredAny),
+}
+
+struct Bounded;
+
+impl<'de> Visitor<'de> for Bounded {
+    type Value = Vec<RunRecord>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of runs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = VecDeque::with_capacity(HISTORY);
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            if let Entry::Run(r) = entry
+                && r.outcome.len() <= MAX_OUTCOME
+            {
+                if kept.len() == HISTORY {
+                    kept.pop_front();
+                }
+                kept.push_back(r);
+            }
+        }
+        Ok(kept.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+}
