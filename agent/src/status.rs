@@ -24,6 +24,9 @@ pub struct JobStatus {
     pub last_run: Option<f64>,
     /// Unix seconds of the last run whose every target committed.
     pub last_success: Option<f64>,
+    /// Unix seconds of the first such run (since issue 14; see
+    /// `first_success_known` for a file from before).
+    pub first_success: Option<f64>,
     /// `success`, `partial`, `failed` or `cancelled`.
     pub last_outcome: Option<String>,
     pub last_error: Option<String>,
@@ -56,6 +59,8 @@ pub struct JobStatus {
     pub last_verify: Option<f64>,
     /// `deep` or `stored`: what the last verify read.
     pub last_verify_mode: Option<String>,
+    /// Whether the last verify found every snapshot it read intact.
+    pub last_verify_ok: Option<bool>,
     /// The last successful deep verify (decrypted, every file checked). Replaces
     /// `last_verify_success`, which counted stored-bytes verifies too: a file from
     /// before keeps that value unread rather than pass it off as a deep one.
@@ -72,6 +77,25 @@ impl JobStatus {
     /// Adds a finished run to the history, which keeps the last [`HISTORY`].
     pub fn record_run(&mut self, run: RunRecord) {
         history::push(&mut self.history, run);
+    }
+}
+
+impl JobStatus {
+    /// When the job first had a committed snapshot, or, for a status written
+    /// before `first_success` existed, the earliest later time this file holds (a
+    /// success or a verify, none of which can precede the first success): late
+    /// rather than early, so that an alert counting from it never fires too soon.
+    pub fn first_success_known(&self) -> Option<f64> {
+        self.first_success.or_else(|| {
+            [
+                self.last_success,
+                self.last_deep_verify_success,
+                self.last_stored_verify_success,
+            ]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+        })
     }
 }
 

@@ -7,6 +7,7 @@ fn full() -> JobStatus {
     JobStatus {
         last_run: Some(1_700_000_000.25),
         last_success: Some(1_699_999_000.5),
+        first_success: Some(1_600_000_000.0),
         last_outcome: Some("partial".into()),
         last_error: Some("target offsite: timed out".into()),
         last_snapshot: Some("20231114T221320Z-0a1b".into()),
@@ -30,6 +31,7 @@ fn full() -> JobStatus {
         }),
         last_verify: Some(1_700_000_100.0),
         last_verify_mode: Some("stored".to_string()),
+        last_verify_ok: Some(true),
         last_deep_verify_success: None,
         last_stored_verify_success: Some(1_700_000_100.0),
         history: vec![RunRecord {

@@ -140,6 +140,7 @@ pub fn verify_job_trusting(
         let now = crate::status::now();
         s.last_verify = Some(now);
         s.last_verify_mode = Some(mode.as_str().to_string());
+        s.last_verify_ok = Some(ok);
         if ok {
             match mode {
                 VerifyMode::Deep => s.last_deep_verify_success = Some(now),

@@ -209,6 +209,7 @@ fn record_status(
         let now = crate::status::now();
         s.last_run = Some(now);
         if run.status == RunStatus::Success {
+            s.first_success = s.first_success_known().or(Some(now));
             s.last_success = Some(now);
         }
         s.last_outcome = Some(outcome.to_string());

@@ -35,14 +35,25 @@ pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
         .with_state(shared)
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        super::metrics::render(&s.statuses(), &s.running()),
-    )
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    match super::metrics::render(&s.statuses(), &s.running()) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("cannot render /metrics: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render the metrics: {e}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -4,7 +4,7 @@
 //! leaves no snapshot and runs `after`, and the unit passes systemd-analyze.
 //! Listening beyond loopback warns and puts `/api/v1/*` behind the token.
 
-use crate::common::service::{Agent, http};
+use crate::common::service::{Agent, http, metric};
 use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -21,21 +21,6 @@ fn committed(world: &World) -> Vec<String> {
         .unwrap_or_default();
     ids.sort();
     ids
-}
-
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("valid exposition");
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
 }
 
 /// Makes the world's agent listen on `port` with the API token in `token`.
@@ -84,17 +69,17 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     });
     wait_until("skipped slow runs", 30, || {
         let (_, m) = http(port, "GET", "/metrics", "");
-        metric(&m, "coffer_backup_skipped_total", &[("job", "slow")]).is_some_and(|v| v >= 1.0)
+        metric(&m, "coffer_backup_skipped_total", &[("coffer_job", "slow")]).is_some_and(|v| v >= 1.0)
             && metric(
                 &m,
                 "coffer_backup_runs_total",
-                &[("job", "broken"), ("status", "failed")],
+                &[("coffer_job", "broken"), ("status", "failed")],
             )
             .is_some_and(|v| v >= 1.0)
             && metric(
                 &m,
                 "coffer_backup_runs_total",
-                &[("job", "slow"), ("status", "success")],
+                &[("coffer_job", "slow"), ("status", "success")],
             )
             .is_some_and(|v| v >= 1.0)
             // A snapshot is listed once its marker is written; the run is counted
@@ -102,7 +87,7 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
             && metric(
                 &m,
                 "coffer_backup_runs_total",
-                &[("job", "app"), ("status", "success")],
+                &[("coffer_job", "app"), ("status", "success")],
             )
             .is_some_and(|v| v >= 2.0)
     });
@@ -111,12 +96,16 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
     let last = metric(
         &m,
         "coffer_backup_last_success_timestamp_seconds",
-        &[("job", "app")],
+        &[("coffer_job", "app")],
     )
     .expect("last success");
     assert!((time::OffsetDateTime::now_utc().unix_timestamp() as f64 - last).abs() < 60.0);
     assert_eq!(
-        metric(&m, "coffer_backup_last_run_success", &[("job", "broken")]),
+        metric(
+            &m,
+            "coffer_backup_last_run_success",
+            &[("coffer_job", "broken")]
+        ),
         Some(0.0),
         "{m}"
     );
@@ -124,7 +113,7 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
         metric(
             &m,
             "coffer_backup_last_success_timestamp_seconds",
-            &[("job", "broken")]
+            &[("coffer_job", "broken")]
         )
         .is_none()
     );
@@ -132,7 +121,7 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
         metric(
             &m,
             "coffer_backup_bytes_read_total",
-            &[("job", "app"), ("source", "data")]
+            &[("coffer_job", "app"), ("source", "data")]
         )
         .is_some_and(|v| v >= 100_000.0)
     );
@@ -140,7 +129,7 @@ fn the_agent_runs_schedules_serves_metrics_and_never_overlaps_a_job() {
         metric(
             &m,
             "coffer_backup_bytes_stored_total",
-            &[("job", "app"), ("target", "local")]
+            &[("coffer_job", "app"), ("target", "local")]
         )
         .is_some_and(|v| v > 0.0)
     );
@@ -488,7 +477,7 @@ fn the_agent_retries_a_failure_that_may_pass_and_only_that() {
         metric(
             &http(port, "GET", "/metrics", "").1,
             "coffer_backup_runs_total",
-            &[("job", job), ("status", "failed")],
+            &[("coffer_job", job), ("status", "failed")],
         )
         .unwrap_or(0.0)
     };
@@ -538,7 +527,7 @@ fn the_agent_retries_a_run_whose_backup_disk_was_not_mounted() {
         metric(
             &http(port, "GET", "/metrics", "").1,
             "coffer_backup_runs_total",
-            &[("job", "app"), ("status", status)],
+            &[("coffer_job", "app"), ("status", status)],
         )
         .unwrap_or(0.0)
     };
