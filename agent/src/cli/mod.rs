@@ -3,6 +3,7 @@
 mod args;
 mod backup;
 mod check;
+mod completions;
 mod config_check;
 mod diff;
 mod entries;
@@ -10,6 +11,7 @@ mod find;
 mod keygen;
 mod list;
 mod ls;
+mod man;
 mod prune;
 mod restore;
 mod verify;
@@ -39,16 +41,9 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Find(a) => find::run(rt, &load(&cli)?, a),
         Command::Diff(a) => diff::run(rt, &load(&cli)?, a),
         Command::Agent => crate::service::run(rt, &cli.config),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "coffer", &mut std::io::stdout());
-            Ok(crate::exit::OK)
-        }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
-            Ok(crate::exit::OK)
-        }
+        Command::Completions { shell } => completions::run(*shell),
+        Command::CompleteJobs => completions::jobs(&cli.config),
+        Command::Man(a) => man::run(a),
     }
 }
 
