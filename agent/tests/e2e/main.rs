@@ -16,6 +16,7 @@ mod common;
 
 mod agent;
 mod attributes;
+mod bandwidth;
 mod browse;
 mod changing;
 mod config_cli;

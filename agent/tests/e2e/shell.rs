@@ -83,7 +83,9 @@ fn every_man_page_the_main_page_refers_to_exists_and_renders() {
         assert!(seen.contains(page), "{page} not reached: {seen:?}");
     }
     assert!(
-        !seen.iter().any(|p| p == "coffer-help" || p == "coffer-complete-jobs"),
+        !seen
+            .iter()
+            .any(|p| p == "coffer-help" || p == "coffer-complete-jobs"),
         "pages for clap's help or a hidden command: {seen:?}"
     );
     // Every page written is reachable: no page lists what it does not document.
@@ -176,12 +178,20 @@ fn bash_completes_the_job_names_of_the_config_in_effect() {
         both
     );
     assert_eq!(
-        complete(&script, &["coffer", "--config", a_cfg, "backup", "app", "n"], &[]),
+        complete(
+            &script,
+            &["coffer", "--config", a_cfg, "backup", "app", "n"],
+            &[]
+        ),
         vec!["nightly-db".to_string()]
     );
     // COFFER_CONFIG, and --job of the reading commands.
     assert_eq!(
-        complete(&script, &["coffer", "list", "--job", ""], &[("COFFER_CONFIG", a_cfg)]),
+        complete(
+            &script,
+            &["coffer", "list", "--job", ""],
+            &[("COFFER_CONFIG", a_cfg)]
+        ),
         both
     );
     // --config on the command line wins over COFFER_CONFIG, as it does for coffer.
@@ -201,14 +211,24 @@ fn bash_completes_the_job_names_of_the_config_in_effect() {
     );
     assert!(!subs.iter().any(|s| s == "complete-jobs"), "{subs:?}");
     assert_eq!(
-        complete(&script, &["coffer", "--config", a_cfg, "backup", "--js"], &[]),
+        complete(
+            &script,
+            &["coffer", "--config", a_cfg, "backup", "--js"],
+            &[]
+        ),
         vec!["--json".to_string()]
     );
     // No config where it points: no names, and no error printed into the line.
     assert!(
         complete(
             &script,
-            &["coffer", "--config", "/nonexistent/coffer.toml", "backup", ""],
+            &[
+                "coffer",
+                "--config",
+                "/nonexistent/coffer.toml",
+                "backup",
+                ""
+            ],
             &[]
         )
         .is_empty()
