@@ -10,6 +10,7 @@
 
 mod hints;
 mod hook;
+mod job_names;
 mod load;
 mod locate;
 pub mod names;
@@ -23,6 +24,7 @@ mod units;
 mod urls;
 
 pub use hook::HookCommand;
+pub use job_names::job_names;
 pub use load::targets::{S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART};
 pub use load::{ConfigError, Problem, load, load_str};
 pub use recipients::{EXAMPLE_KEYS, RecipientKey};

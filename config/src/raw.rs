@@ -56,6 +56,8 @@ pub enum TargetType {
 pub struct RawTarget {
     #[serde(rename = "type")]
     pub kind: TargetType,
+    // both
+    pub limit_upload: Option<SizeOrText>,
     // local
     pub path: Option<PathBuf>,
     pub create: Option<bool>,

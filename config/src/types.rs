@@ -66,6 +66,9 @@ pub struct Recipient {
 pub struct Target {
     pub name: String,
     pub kind: TargetKind,
+    /// `limit_upload`: the most bytes per second written to this target, shared by
+    /// every upload to it at once; `None`: as fast as it goes.
+    pub limit_upload: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

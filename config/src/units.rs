@@ -38,6 +38,30 @@ pub fn size(v: &SizeOrText) -> Result<u64, String> {
     }
 }
 
+/// Bytes per second from `"20MiB/s"`: a size with its unit, then `/s`. A bare
+/// number is refused (bits or bytes? per second or per minute?), and so is 0,
+/// which would stop every upload.
+pub fn rate(v: &SizeOrText) -> Result<u64, String> {
+    let hint = "write it like \"20MiB/s\" (KiB, MiB, GiB, KB, MB, GB or B, then /s)";
+    let t = match v {
+        SizeOrText::Int(n) => return Err(format!("{n} has no unit; {hint}")),
+        SizeOrText::Text(t) => t,
+    };
+    let Some(amount) = t.trim().strip_suffix("/s") else {
+        return Err(format!("\"{t}\" is not a rate; {hint}"));
+    };
+    if split(amount).1.is_empty() {
+        return Err(format!("\"{t}\" has no unit; {hint}"));
+    }
+    match size(&SizeOrText::Text(amount.to_string())) {
+        Ok(0) => Err(format!(
+            "\"{t}\" would stop every upload; give a rate above 0, or remove the key for no limit"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("\"{t}\" is not a rate; {hint}")),
+    }
+}
+
 /// A duration from an integer (seconds) or a string like `"500ms"`, `"30s"`, `"3m"`,
 /// `"1h"`, `"2d"`, `"4w"`: one syntax for every duration in the config.
 pub fn duration(v: &SizeOrText) -> Result<Duration, String> {
@@ -83,6 +107,28 @@ mod tests {
         assert!(size(&text("1.5GiB")).is_err());
         assert!(size(&SizeOrText::Int(-1)).is_err());
         assert!(size(&text("99999999999999999999GiB")).is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate(&text("20MiB/s")), Ok(20 << 20));
+        assert_eq!(rate(&text("512 KiB/s")), Ok(512 << 10));
+        assert_eq!(rate(&text("1MB/s")), Ok(1_000_000));
+        assert_eq!(rate(&text("100B/s")), Ok(100));
+        for bad in [
+            "0MiB/s",
+            "-5MiB/s",
+            "20/s",
+            "20MiB",
+            "20 Mbit/s",
+            "fast",
+            "1.5MiB/s",
+        ] {
+            assert!(rate(&text(bad)).is_err(), "{bad}");
+        }
+        let e = rate(&SizeOrText::Int(1000)).expect_err("a bare number");
+        assert!(e.contains("1000 has no unit"), "{e}");
+        assert!(rate(&text("0MiB/s")).expect_err("0").contains("above 0"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(crate) mod sqlite;
 pub(crate) mod stable_read;
 pub mod tar_writer;
 pub mod target;
+pub mod throttle;
 pub mod walk_ahead;
 pub mod xattr;
 

@@ -212,6 +212,17 @@ pub enum Access {
 }
 
 pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, TargetError> {
+    let mut target = open_unlimited(t, access)?;
+    if let Some(rate) = t.limit_upload {
+        target.store = Arc::new(crate::throttle::Throttled::new(
+            target.store,
+            crate::throttle::bucket_for(&t.name, rate),
+        ));
+    }
+    Ok(target)
+}
+
+fn open_unlimited(t: &coffer_config::Target, access: Access) -> Result<Target, TargetError> {
     let description = t.kind.to_string();
     let fail = |message: String, retryable: bool| TargetError::Open {
         name: t.name.clone(),

@@ -80,8 +80,23 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout: `coffer man > /usr/local/share/man/man1/coffer.1`.
-    Man,
+    /// Print the man page (roff) on stdout, or write one page per subcommand into a directory.
+    ///
+    /// `coffer man > /usr/local/share/man/man1/coffer.1` prints the main page only;
+    /// `coffer man --dir /usr/local/share/man/man1` writes it with every page it refers
+    /// to (`coffer-backup.1`, `coffer-config-check.1`, ...) and prints their paths.
+    Man(ManArgs),
+    /// Print the job names of the config, one per line, for shell completion.
+    /// Prints nothing (and exits 0) when the config cannot be read.
+    #[command(name = "complete-jobs", hide = true)]
+    CompleteJobs,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coffer.1 and a page per subcommand into DIR (it must exist).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

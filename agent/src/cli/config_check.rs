@@ -51,7 +51,15 @@ pub fn run(cfg: &Config) -> Result<u8> {
     );
     println!("{}", identity.message());
     for t in cfg.targets.values() {
-        println!("target {}: {}", t.name, t.kind);
+        match t.limit_upload {
+            Some(rate) => println!(
+                "target {}: {}; uploads at most {}/s",
+                t.name,
+                t.kind,
+                crate::units::bytes(rate)
+            ),
+            None => println!("target {}: {}", t.name, t.kind),
+        }
         if let TargetKind::Local { create, .. } = &t.kind {
             if *create {
                 println!("  create = true: a backup creates the directory when it is missing");

@@ -3,6 +3,7 @@
 mod args;
 mod backup;
 mod check;
+mod completions;
 mod config_check;
 mod config_warnings;
 mod diff;
@@ -11,6 +12,7 @@ mod find;
 mod keygen;
 mod list;
 mod ls;
+mod man;
 mod prune;
 mod restore;
 mod verify;
@@ -40,16 +42,9 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Find(a) => find::run(rt, &load(&cli)?, a),
         Command::Diff(a) => diff::run(rt, &load(&cli)?, a),
         Command::Agent => crate::service::run(rt, &cli.config),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "coffer", &mut std::io::stdout());
-            Ok(crate::exit::OK)
-        }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
-            Ok(crate::exit::OK)
-        }
+        Command::Completions { shell } => completions::run(*shell),
+        Command::CompleteJobs => completions::jobs(&cli.config),
+        Command::Man(a) => man::run(a),
     }
 }
 

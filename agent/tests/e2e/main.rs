@@ -16,6 +16,7 @@ mod common;
 
 mod agent;
 mod attributes;
+mod bandwidth;
 mod browse;
 mod changing;
 mod config_cli;
@@ -35,6 +36,7 @@ mod roundtrip;
 mod s3;
 mod safety;
 mod secrets;
+mod shell;
 mod status_page;
 mod targets;
 mod unprivileged;

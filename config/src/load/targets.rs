@@ -36,9 +36,17 @@ impl Validator<'_> {
         for (name, t) in raw {
             let at = keys(&["targets", &name]);
             self.name_ok(&at, &name);
+            let limit_upload = self.limit_upload(&at, t.limit_upload.as_ref());
             match self.target(&at, t) {
                 Some(kind) => {
-                    targets.insert(name.clone(), Target { name, kind });
+                    targets.insert(
+                        name.clone(),
+                        Target {
+                            name,
+                            kind,
+                            limit_upload,
+                        },
+                    );
                 }
                 None => {
                     invalid.insert(name);
@@ -104,6 +112,17 @@ impl Validator<'_> {
                     );
                 }
                 self.s3(at, t).map(TargetKind::S3)
+            }
+        }
+    }
+
+    /// `limit_upload = "20MiB/s"`, for every type of target.
+    fn limit_upload(&mut self, at: &[Seg], v: Option<&crate::raw::SizeOrText>) -> Option<u64> {
+        match units::rate(v?) {
+            Ok(n) => Some(n),
+            Err(msg) => {
+                self.problem(&child(at, "limit_upload"), msg);
+                None
             }
         }
     }
