@@ -194,6 +194,10 @@ pub struct RawSource {
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    #[serde(default)]
+    pub exclude_caches: bool,
+    #[serde(default)]
     pub skip_unreadable: bool,
     #[serde(default)]
     pub one_file_system: bool,

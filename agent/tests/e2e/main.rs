@@ -34,5 +34,6 @@ mod roundtrip;
 mod s3;
 mod safety;
 mod secrets;
+mod tag_excludes;
 mod targets;
 mod unprivileged;
