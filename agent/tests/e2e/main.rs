@@ -27,6 +27,7 @@ mod hooks;
 mod hostile;
 mod identities;
 mod interop;
+mod notify;
 mod prune;
 mod races;
 mod restore_crash;
