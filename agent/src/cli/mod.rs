@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod config_check;
 mod diff;
+mod dry_run;
 mod entries;
 mod find;
 mod keygen;

@@ -21,6 +21,7 @@ mod changing;
 mod config_cli;
 mod crash;
 mod databases;
+mod dry_run;
 mod format2;
 mod fs_snapshots;
 mod hooks;

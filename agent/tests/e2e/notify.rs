@@ -139,6 +139,11 @@ fn a_good_run_sends_start_then_success_and_a_failing_one_start_then_failure_with
         body.contains("FAILED") && body.contains("no-such-dir"),
         "{body}"
     );
+
+    // A dry run sends nothing.
+    world.write_config(&format!("{toml}{}", dir_source("data", &data, "")));
+    world.ok(&["backup", "--dry-run", "app"]);
+    assert_eq!(monitor.seen().len(), 4);
 }
 
 #[test]
