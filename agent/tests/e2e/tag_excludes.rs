@@ -110,7 +110,14 @@ fn tagged_dirs_keep_only_their_tags(format: &str) {
 
     // Without the keys everything is backed up: the tags are what excluded it.
     world.write_config(&format!("{format}{}", dir_source("data", &data, "")));
-    let id = world.backup();
+    // The new snapshot, not the newest by id: two in one second sort by chance.
+    let first = world.snapshots();
+    world.ok(&["backup", "app"]);
+    let id = world
+        .snapshots()
+        .into_iter()
+        .find(|s| !first.contains(s))
+        .expect("a new snapshot");
     let all = tmp.path().join("all");
     world.ok(&[
         "restore",
