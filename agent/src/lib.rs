@@ -15,6 +15,7 @@ pub(crate) mod hooks;
 pub(crate) mod key_match;
 pub(crate) mod keys;
 pub(crate) mod lock;
+pub(crate) mod notify;
 pub(crate) mod pack;
 pub(crate) mod pipeline;
 pub(crate) mod repo;

@@ -172,7 +172,12 @@ fn a_status_from_an_older_version_keeps_its_counts() {
 fn record(i: u64) -> RunRecord {
     RunRecord {
         end: i as f64,
-        outcome: if i.is_multiple_of(2) { "success" } else { "failed" }.into(),
+        outcome: if i.is_multiple_of(2) {
+            "success"
+        } else {
+            "failed"
+        }
+        .into(),
         duration_seconds: i as f64 / 10.0,
         bytes_stored: i * 100,
         window_seconds: 0.5,

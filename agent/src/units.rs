@@ -17,9 +17,14 @@ pub fn bytes(n: u64) -> String {
 
 /// `1 file`, `2 files`: a count with its noun (plural by adding `s`).
 pub fn count(n: u64, noun: &str) -> String {
+    counted(n, noun, &format!("{noun}s"))
+}
+
+/// `1 entry`, `2 entries`: a count with the noun's two forms.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
+        format!("1 {one}")
     } else {
-        format!("{n} {noun}s")
+        format!("{n} {many}")
     }
 }

@@ -141,6 +141,16 @@ pub struct RawJob {
     pub repack_unused: Option<f64>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
+    pub notify: Option<RawNotify>,
+}
+
+/// `notify = { start = URL, success = URL, failure = URL }`: each optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub start: Option<String>,
+    pub success: Option<String>,
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +205,10 @@ pub struct RawSource {
     pub path: Option<PathBuf>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    #[serde(default)]
+    pub exclude_caches: bool,
     #[serde(default)]
     pub skip_unreadable: bool,
     #[serde(default)]

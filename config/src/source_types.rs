@@ -62,6 +62,12 @@ impl fmt::Display for SourceKind {
                 if !d.exclude.is_empty() {
                     write!(f, "; exclude {}", d.exclude.join(" "))?;
                 }
+                if !d.exclude_if_present.is_empty() {
+                    write!(f, "; exclude_if_present {}", d.exclude_if_present.join(" "))?;
+                }
+                if d.exclude_caches {
+                    write!(f, "; exclude_caches")?;
+                }
                 if let Some(s) = &d.snapshot {
                     write!(f, "; snapshot {s}")?;
                 }
@@ -194,6 +200,12 @@ pub struct DirectorySource {
     /// gitignore-like patterns: `*.tmp` matches a name anywhere, `cache/` only directories,
     /// a pattern with an inner `/` is anchored at the source root.
     pub exclude: Vec<String>,
+    /// A directory holding a file of one of these names is kept with that file,
+    /// and nothing else of it (restic's `--exclude-if-present`).
+    pub exclude_if_present: Vec<String>,
+    /// The same for a `CACHEDIR.TAG` that starts with the Cache Directory Tagging
+    /// signature.
+    pub exclude_caches: bool,
     /// Skip (and report) files that cannot be read instead of failing the run.
     pub skip_unreadable: bool,
     /// Do not descend into other file systems (mount points inside the tree).

@@ -213,6 +213,8 @@ pub struct Job {
     /// Command lines run in order after a successful restore and check.
     pub after_restore: Vec<crate::HookCommand>,
     pub hooks: Hooks,
+    /// URLs told when a run starts, succeeds or fails (a dead man's switch).
+    pub notify: crate::Notify,
     /// When `coffer agent` runs the job (cron, seconds field optional).
     pub schedule: Option<crate::Schedule>,
     /// When `coffer agent` verifies the newest snapshot (deep when an identity is configured).

@@ -53,7 +53,7 @@ pub struct DirectorySource {
 
 impl DirectorySource {
     pub fn new(name: &str, cfg: &Config, ctx: &SourceContext) -> Result<Self, SourceError> {
-        let excludes = Excludes::new(&cfg.exclude).map_err(|e| SourceError::Invalid {
+        let excludes = Excludes::for_source(cfg).map_err(|e| SourceError::Invalid {
             name: name.to_string(),
             message: format!("bad exclude pattern: {e}"),
         })?;
@@ -502,10 +502,12 @@ impl Source for DirectorySource {
                 if let Some(own) = self.fs.own_dir_pattern() {
                     let mut patterns = self.cfg.exclude.clone();
                     patterns.push(own);
-                    self.excludes = Excludes::new(&patterns).map_err(|e| SourceError::Invalid {
-                        name: self.name.clone(),
-                        message: format!("bad exclude pattern: {e}"),
-                    })?;
+                    self.excludes = Excludes::new(&patterns)
+                        .map_err(|e| SourceError::Invalid {
+                            name: self.name.clone(),
+                            message: format!("bad exclude pattern: {e}"),
+                        })?
+                        .with_tags(&self.cfg.exclude_if_present, self.cfg.exclude_caches);
                 }
                 Ok(instant)
             }

@@ -255,6 +255,15 @@ impl Walker<'_> {
         if let Some(err) = failed {
             self.fail(&abs, err)?;
         }
+        // A tagged directory keeps only its tag files (exclude_if_present,
+        // exclude_caches): the rest of it is never visited.
+        let tags = self
+            .opts
+            .excludes
+            .tags_in(&fd, names.iter().map(|(n, t)| (n.as_os_str(), *t)));
+        if !tags.is_empty() {
+            names.retain(|(n, _)| tags.contains(n));
+        }
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(Frame {
             dir: Arc::new(fd),

@@ -106,6 +106,12 @@ pub struct BackupArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show what would be read (per source: files, bytes; format 2: how many the
+    /// index says are unchanged; databases: what would be dumped) and write
+    /// nothing: no target writes, no state, index, status or lock file, no hooks
+    /// run, no notifications sent, no filesystem snapshot taken.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

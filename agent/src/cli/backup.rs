@@ -20,6 +20,9 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
             .map(|j| find_job(cfg, j))
             .collect::<Result<_>>()?
     };
+    if args.dry_run {
+        return super::dry_run::run(cfg, &jobs, args.json);
+    }
     crate::cancel::watch(rt).context("cannot install the SIGTERM and SIGINT handlers")?;
     let mut runs = Vec::new();
     for job in jobs {

@@ -83,7 +83,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
                 }
             };
             let policy = configured.map(|d| d.restore.clone()).unwrap_or_default();
-            let excludes = configured.map(|d| Excludes::new(&d.exclude)).transpose()?;
+            let excludes = configured.map(Excludes::for_source).transpose()?;
             reports.push(check_tree(
                 &src.name,
                 &path,
@@ -157,7 +157,7 @@ fn live_db_check(
     let Some(target) = db.endpoint() else {
         return Ok(None);
     };
-    let excludes = Excludes::new(&files.exclude)?;
+    let excludes = Excludes::for_source(files)?;
     Ok(Some(db_check::check(
         rt,
         check,

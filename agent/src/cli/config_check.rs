@@ -169,6 +169,17 @@ pub fn run(cfg: &Config) -> Result<u8> {
         for h in &job.after_restore {
             println!("  after_restore: {h}");
         }
+        let n = &job.notify;
+        for (kind, url) in [
+            ("start", &n.start),
+            ("success", &n.success),
+            ("failure", &n.failure),
+        ] {
+            if let Some(u) = url {
+                // The rest of the URL is the monitor's secret.
+                println!("  notify {kind}: {u}/... (path hidden)");
+            }
+        }
     }
     for w in super::config_warnings::warnings(cfg, &identity) {
         eprintln!("warning: {w}");

@@ -7,6 +7,7 @@ mod completions;
 mod config_check;
 mod config_warnings;
 mod diff;
+mod dry_run;
 mod entries;
 mod find;
 mod keygen;

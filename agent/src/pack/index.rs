@@ -208,6 +208,32 @@ impl Index {
         }
     }
 
+    /// The job's index for reading only (`backup --dry-run`): nothing is created,
+    /// moved or written, not even the folder. `None` when there is none yet.
+    pub fn open_read_only(state_dir: &Path, job: &str) -> Result<Option<Index>> {
+        let path = state_dir.join("index").join(format!("{job}.sqlite"));
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .with_context(|| format!("index {}: opening it for reading", path.display()))?;
+        let version: i32 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .with_context(|| format!("index {}: reading the schema version", path.display()))?;
+        if version != SCHEMA_VERSION {
+            bail!(
+                "index {}: schema version {version}, this coffer uses {SCHEMA_VERSION} (a backup would start a new one)",
+                path.display()
+            );
+        }
+        Ok(Some(Index {
+            conn,
+            path,
+            in_run: false,
+        }))
+    }
+
     fn open_file(path: &Path) -> Result<Index, OpenError> {
         let fail = |what: &'static str| {
             move |e: rusqlite::Error| classify(e, &format!("index {}: {what}", path.display()))

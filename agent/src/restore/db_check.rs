@@ -5,12 +5,11 @@
 use coffer_config::{FileCheck, Orphans};
 use coffer_plugins::dbquery::{Endpoint, Referenced, referenced_files};
 use coffer_plugins::exclude::Excludes;
+use coffer_plugins::walk_ahead::{self, WalkError, WalkOptions};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use tokio::runtime::Handle;
-use walkdir::WalkDir;
 
 #[derive(Debug, Default, Serialize)]
 pub struct DbCheckReport {
@@ -91,19 +90,25 @@ pub fn check(
         .block_on(referenced_files(db, query))
         .map_err(|e| anyhow::anyhow!("check query on {}: {e}", names.0))?;
     let mut on_disk: HashMap<Vec<u8>, u64> = HashMap::new();
-    for e in WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| excludes.is_none_or(|x| x.admits(dir, e)))
-    {
-        let e = e.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
-        if e.file_type().is_file()
-            && let Ok(rel) = e.path().strip_prefix(dir)
-        {
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            on_disk.insert(rel.as_os_str().as_bytes().to_vec(), size);
+    // The backup's own walk, so that patterns and tag files exclude the same files.
+    let none = Excludes::default();
+    let walk = WalkOptions {
+        root: dir,
+        one_file_system: false,
+        excludes: excludes.unwrap_or(&none),
+        open_files: false,
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for item in walk_ahead::spawn(scope, walk) {
+            let e = item.map_err(|WalkError { path, err }| {
+                anyhow::anyhow!("cannot read {}: {err}", path.display())
+            })?;
+            if e.md.is_file() {
+                on_disk.insert(e.rel.as_bytes().to_vec(), e.md.len());
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(compare(
         check,
         &dir.display().to_string(),

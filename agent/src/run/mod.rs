@@ -23,6 +23,7 @@ mod assemble;
 mod check;
 mod commit;
 mod gate;
+mod notify;
 mod packs;
 mod report;
 pub(crate) mod retry;
@@ -48,9 +49,13 @@ use tokio::runtime::Handle;
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
-    refuse_unrestorable(cfg, job)?;
+    if let Err(e) = refuse_unrestorable(cfg, job) {
+        notify::refused(rt, job, &format!("{e:#}"));
+        return Err(e);
+    }
     // Held to the end: retention below deletes under it.
     let lock = lock_job(&cfg.agent.state_dir, &job.name)?;
+    let notified = notify::start(rt, job);
     let started = OffsetDateTime::now_utc();
     let timeout = Some(job.hooks.timeout);
     let job_env = [("COFFER_JOB", job.name.as_str())];
@@ -142,6 +147,8 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         Err(e) => run.warnings.push(format!("repack: {e:#}")),
     }
     record_status(cfg, job, &run, outcome, (kept, dead));
+    // Last: the monitor hears of the run once everything it did is done.
+    notify::finish(rt, job, notified, &run, outcome);
     Ok(run)
 }
 

@@ -6,7 +6,7 @@
 
 use super::Validator;
 use crate::locate::{Seg, child, item, keys};
-use crate::raw::{RawCheck, RawJob, RawRetention};
+use crate::raw::{RawCheck, RawJob, RawNotify, RawRetention};
 use crate::source_types::*;
 use crate::types::*;
 use crate::{HookCommand, Schedule};
@@ -168,6 +168,7 @@ impl Validator<'_> {
                 crate::DEFAULT_REPACK_UNUSED
             }
         };
+        let notify = self.notify(&child(&at, "notify"), j.notify.unwrap_or_default());
         let hook_timeout = j
             .hook_timeout
             .as_deref()
@@ -195,6 +196,7 @@ impl Validator<'_> {
                 on_failure,
                 timeout: hook_timeout,
             },
+            notify,
             check,
             retention,
             incomplete_after,
@@ -211,6 +213,24 @@ impl Validator<'_> {
                 self.problem(at, msg);
                 None
             }
+        }
+    }
+
+    /// Each URL must be http(s); a bad one is named by its key, never shown.
+    fn notify(&mut self, at: &[Seg], raw: RawNotify) -> crate::Notify {
+        let mut url = |key: &str, text: Option<String>| {
+            text.and_then(|t| match t.parse() {
+                Ok(u) => Some(u),
+                Err(msg) => {
+                    self.problem(&child(at, key), msg);
+                    None
+                }
+            })
+        };
+        crate::Notify {
+            start: url("start", raw.start),
+            success: url("success", raw.success),
+            failure: url("failure", raw.failure),
         }
     }
 

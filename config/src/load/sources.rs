@@ -16,13 +16,19 @@ impl Validator<'_> {
         self.name_ok(&child(at, "name"), &s.name);
         let type_name = format!("{:?}", s.kind).to_lowercase();
         // Keys given, and the source types they mean something for.
-        let given: [(&str, bool, &[SourceType]); 16] = [
+        let given: [(&str, bool, &[SourceType]); 18] = [
             (
                 "path",
                 s.path.is_some(),
                 &[SourceType::Directory, SourceType::Sqlite],
             ),
             ("exclude", !s.exclude.is_empty(), &[SourceType::Directory]),
+            (
+                "exclude_if_present",
+                !s.exclude_if_present.is_empty(),
+                &[SourceType::Directory],
+            ),
+            ("exclude_caches", s.exclude_caches, &[SourceType::Directory]),
             (
                 "skip_unreadable",
                 s.skip_unreadable,
@@ -101,11 +107,18 @@ impl Validator<'_> {
                         self.problem(&item(&child(at, "exclude"), i), "empty exclude pattern");
                     }
                 }
+                for (i, name) in s.exclude_if_present.iter().enumerate() {
+                    if let Err(why) = tag_name_ok(name) {
+                        self.problem(&item(&child(at, "exclude_if_present"), i), why);
+                    }
+                }
                 let snapshot =
                     self.fs_snapshot(at, s.snapshot, s.snapshot_command, s.release_command);
                 SourceKind::Directory(DirectorySource {
                     path: self.abs(&path),
                     exclude: s.exclude,
+                    exclude_if_present: s.exclude_if_present,
+                    exclude_caches: s.exclude_caches,
                     skip_unreadable: s.skip_unreadable,
                     one_file_system: s.one_file_system,
                     snapshot,
@@ -370,4 +383,20 @@ impl Validator<'_> {
         }
         in_url.map(|(secret, _)| secret)
     }
+}
+
+/// A tag file is looked up by name in each directory: a name, not a path or a
+/// pattern.
+fn tag_name_ok(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} is not a file name; give the name of the tag file, like \".nobackup\""
+        ));
+    }
+    if name.contains(['/', '\0']) {
+        return Err(format!(
+            "{name:?} is a path; give only the file's name (it is looked for in every directory), like \".nobackup\""
+        ));
+    }
+    Ok(())
 }
