@@ -78,12 +78,13 @@ fn success_body(run: &JobRun) -> String {
     let stored: u64 = run.sources.iter().map(|s| s.stored_size).sum();
     let targets: Vec<&str> = run.targets.iter().map(|t| t.name.as_str()).collect();
     let mut body = format!(
-        "coffer: job {} on {}: snapshot {} committed to {} in {:.1}s; {files} files, {} read, {} stored",
+        "coffer: job {} on {}: snapshot {} committed to {} in {:.1}s; {}, {} read, {} stored",
         run.job,
         host(),
         run.snapshot,
         targets.join(", "),
         run.duration_seconds,
+        crate::units::count(files as u64, "file"),
         bytes(read),
         bytes(stored)
     );

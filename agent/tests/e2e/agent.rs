@@ -559,16 +559,7 @@ fn the_log_keeps_its_format_through_a_stop_and_has_no_colour_in_the_journal() {
     std::fs::write(data.path().join("f"), b"x").expect("write");
     let world = World::new("");
     world.write_config(&dir_source("data", data.path(), ""));
-    let cfg = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
-            1,
-        ),
-    )
-    .expect("config");
+    world.listen_on(port);
     let agent = Agent::start_with(&world, port, &["--log-format", "json", "agent"]);
     assert!(agent.stop().success());
     let log = std::fs::read_to_string(world.path("agent.log")).expect("log");

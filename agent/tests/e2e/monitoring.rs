@@ -112,16 +112,7 @@ fn a_running_agent_serves_metrics_that_promtool_the_alerts_and_the_dashboard_acc
         dir_source("data", &data, ""),
         data.display()
     ));
-    let cfg = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
-            1,
-        ),
-    )
-    .expect("config");
+    world.listen_on(port);
     let agent = Agent::start(&world, port);
     wait_until("a backup and a deep verify of app", 60, || {
         let (_, m) = http(port, "GET", "/metrics", "");

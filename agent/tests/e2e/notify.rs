@@ -119,7 +119,7 @@ fn a_good_run_sends_start_then_success_and_a_failing_one_start_then_failure_with
     assert!(seen.iter().all(|s| s.method == "POST"), "{seen:?}");
     let id = world.snapshots().pop().expect("snapshot");
     assert!(
-        seen[1].body.contains(&id) && seen[1].body.contains("1 files"),
+        seen[1].body.contains(&id) && seen[1].body.contains("; 1 file, "),
         "{seen:?}"
     );
 
@@ -144,6 +144,34 @@ fn a_good_run_sends_start_then_success_and_a_failing_one_start_then_failure_with
     world.write_config(&format!("{toml}{}", dir_source("data", &data, "")));
     world.ok(&["backup", "--dry-run", "app"]);
     assert_eq!(monitor.seen().len(), 4);
+
+    // A partial run (a second target's disk is not mounted) is a failure to the
+    // monitor, with each target's result.
+    world.write_config_with(
+        &format!(
+            "[targets.usb]\ntype = \"local\"\npath = \"{}\"\n",
+            tmp.path().join("unmounted").display()
+        ),
+        &["local", "usb"],
+        &format!("{toml}{}", dir_source("data", &data, "")),
+    );
+    let out = world.run(&["backup", "app"]);
+    assert_ne!(out.status.code(), Some(0));
+    let seen = monitor.seen();
+    let paths: Vec<&str> = seen[4..].iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/ping/s3cr3t-uuid/start", "/ping/s3cr3t-uuid/fail"],
+        "{seen:?}"
+    );
+    let body = &seen[5].body;
+    assert!(
+        body.contains("PARTIAL")
+            && body.contains("target local: committed")
+            && body.contains("target usb: FAILED")
+            && body.contains("unmounted"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -232,16 +260,7 @@ fn the_agents_scheduled_runs_notify_too() {
         "schedule = \"*/2 * * * * *\"\n{toml}{}",
         dir_source("data", &data, "")
     ));
-    let cfg = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
-            1,
-        ),
-    )
-    .expect("config");
+    world.listen_on(port);
     let agent = service::Agent::start(&world, port);
     wait_until("a scheduled run's start and success", 30, || {
         let paths: Vec<String> = monitor.seen().into_iter().map(|s| s.path).collect();

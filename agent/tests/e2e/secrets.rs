@@ -59,15 +59,7 @@ fn assert_hidden(what: &str, text: &str, secrets: &[&str]) {
 fn api_jobs(world: &World) -> String {
     let port = free_port();
     let cfg = read(&world.config);
-    std::fs::write(
-        &world.config,
-        cfg.replacen(
-            "[agent]\n",
-            &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
-            1,
-        ),
-    )
-    .expect("config");
+    world.listen_on(port);
     let agent = Agent::start(world, port);
     let answer = http_raw(port, "GET", "/api/v1/jobs", "");
     drop(agent);

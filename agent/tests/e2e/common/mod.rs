@@ -122,6 +122,20 @@ impl World {
         self.path("backups")
     }
 
+    /// Makes the written config's agent listen on `port` of loopback.
+    pub fn listen_on(&self, port: u16) {
+        let cfg = std::fs::read_to_string(&self.config).expect("config");
+        std::fs::write(
+            &self.config,
+            cfg.replacen(
+                "[agent]\n",
+                &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"),
+                1,
+            ),
+        )
+        .expect("config");
+    }
+
     pub fn write_config(&self, sources: &str) {
         self.write_config_with("", &["local"], sources);
     }
