@@ -364,9 +364,15 @@ fn what_a_killed_run_held_is_released_by_the_next_run() {
     let generic_snapshot = snapshots.join("app-other");
 
     let mut backup = spawn_backup(&world);
-    wait_while_running(&mut backup, "both snapshots existed", || {
-        btrfs_snapshot.exists() && generic_snapshot.exists()
-    });
+    // The generic snapshot's record is written once its command printed the path
+    // (a snapshot a kill catches before that is not known to coffer: README), so
+    // the kill waits for the record too, not only for the snapshot.
+    let generic_record = world.path("state/snapshots/app.other.json");
+    wait_while_running(
+        &mut backup,
+        "both snapshots and their records existed",
+        || btrfs_snapshot.exists() && generic_snapshot.exists() && generic_record.exists(),
+    );
     backup.kill().expect("SIGKILL");
     backup.wait().expect("reap");
     let mut left = fs.subvolumes();
