@@ -141,6 +141,7 @@ async fn jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
                 "last_verify_mode": st.last_verify_mode,
                 "last_deep_verify_success": st.last_deep_verify_success,
                 "last_stored_verify_success": st.last_stored_verify_success,
+                "last_verify_ok": st.last_verify_ok,
                 "last_run": st.last_run,
                 "last_success": st.last_success,
                 "last_outcome": st.last_outcome,

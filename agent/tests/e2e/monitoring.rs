@@ -130,6 +130,19 @@ fn a_running_agent_serves_metrics_that_promtool_the_alerts_and_the_dashboard_acc
     });
     let (code, m) = http(port, "GET", "/metrics", "");
     assert_eq!(code, 200);
+    // The API says the same: app's last verify found everything, idle has none.
+    let (code, api) = http(port, "GET", "/api/v1/jobs", "");
+    assert_eq!(code, 200, "{api}");
+    let jobs: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let job = |name: &str| {
+        jobs.as_array()
+            .and_then(|a| a.iter().find(|j| j["job"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no job {name} in {api}"))
+    };
+    assert_eq!(job("app")["last_verify_ok"], true, "{api}");
+    assert_eq!(job("app")["last_verify_mode"], "deep", "{api}");
+    assert!(job("idle")["last_verify_ok"].is_null(), "{api}");
     assert!(agent.stop().success());
 
     // promtool lints the real exposition: types, help, names, suffixes.
