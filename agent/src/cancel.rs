@@ -3,9 +3,10 @@
 //! systemd stops a `coffer backup` (or a timer's run) with SIGTERM; dying at once
 //! would leave multipart uploads that S3 keeps (and bills) and a snapshot folder
 //! without a marker. So the first signal only asks the run to stop: the pipeline
-//! refuses further writes, every upload aborts its multipart upload, the partial
-//! folder is removed, and the run fails with exit status 1. A second signal ends
-//! the process at once, for when the cleanup itself cannot reach a server.
+//! refuses further writes, every upload aborts its multipart upload, running dump
+//! programs get SIGTERM (`coffer_plugins::dump_stop`), the partial folder is
+//! removed, and the run fails with exit status 1. A second signal ends the process
+//! at once, for when the cleanup itself cannot reach a server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::runtime::Handle;
@@ -57,6 +58,8 @@ pub fn watch(rt: &Handle) -> std::io::Result<()> {
             );
             REQUESTED.store(true, Ordering::SeqCst);
             WAKE.notify_waiters();
+            // A dump that writes nothing would not notice the refused writes.
+            coffer_plugins::dump_stop::stop_all();
         }
     });
     Ok(())

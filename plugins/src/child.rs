@@ -17,6 +17,7 @@
 
 use crate::source::{Progress, SourceError};
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
@@ -119,7 +120,14 @@ pub fn stream_stdout(
     progress: &Progress,
 ) -> Result<u64, SourceError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let (mut child, tail) = spawn(name, cmd, Stdio::null())?;
+    if crate::dump_stop::stopping() {
+        return Err(SourceError::Invalid {
+            name: name.to_string(),
+            message: format!("{program} not started: coffer is stopping"),
+        });
+    }
+    let (mut child, tail) = spawn(name, cmd.process_group(0), Stdio::null())?;
+    let _registered = crate::dump_stop::register(child.id());
     let mut stdout = child.stdout.take().ok_or_else(|| SourceError::Invalid {
         name: name.to_string(),
         message: "no stdout".into(),

@@ -8,6 +8,7 @@ pub(crate) mod command;
 pub mod content;
 pub mod dbquery;
 pub(crate) mod directory;
+pub mod dump_stop;
 pub mod entry;
 pub(crate) mod entry_attrs;
 pub mod entry_log;

@@ -133,3 +133,57 @@ fn format2_dry_run_counts_the_tree_and_changes_nothing() {
 fn format1_dry_run_counts_the_tree_and_changes_nothing() {
     dry_run_changes_nothing(FORMAT_1);
 }
+
+/// Database and command sources are described, never dumped: the SQLite file's
+/// size is given, the command does not run, and the database is not opened for
+/// writing (its bytes are as before).
+#[test]
+fn a_dry_run_describes_database_and_command_sources_without_running_them() {
+    require_tool("sqlite3");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("app.db");
+    let made = sh(&format!(
+        "sqlite3 '{}' 'CREATE TABLE t(x); INSERT INTO t VALUES (1);'",
+        db.display()
+    ));
+    assert!(made.status.success());
+    let ran = tmp.path().join("command-ran");
+    let world = World::new("");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n\n\
+         [[jobs.app.sources]]\nname = \"export\"\ntype = \"command\"\ncommand = [\"touch\", \"{}\"]\n",
+        db.display(),
+        ran.display()
+    ));
+    let before = std::fs::read(&db).expect("db");
+    let out = world.ok(&["backup", "--dry-run", "--json", "app"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let sources = v[0]["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 2, "{v}");
+    assert_eq!(sources[0]["name"], "db", "{v}");
+    assert_eq!(
+        sources[0]["bytes"].as_u64(),
+        Some(before.len() as u64),
+        "{v}"
+    );
+    assert!(
+        sources[0]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("VACUUM INTO")),
+        "{v}"
+    );
+    assert_eq!(sources[1]["name"], "export", "{v}");
+    assert!(
+        sources[1]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("standard output")),
+        "{v}"
+    );
+    assert!(!ran.exists(), "the dry run ran the command source");
+    assert_eq!(
+        std::fs::read(&db).expect("db"),
+        before,
+        "the database changed"
+    );
+    assert!(world.snapshots().is_empty());
+}

@@ -273,3 +273,49 @@ fn the_agents_scheduled_runs_notify_too() {
         monitor.seen()
     );
 }
+
+/// A run stopped by SIGTERM (an ordinary service restart) is neither a success nor
+/// a failure: the monitor heard the start and hears nothing more; its own deadline
+/// covers a service that stays down. The source's dump program, which writes
+/// nothing, gets the SIGTERM passed on.
+#[test]
+fn a_cancelled_run_sends_its_start_and_no_end() {
+    let monitor = Monitor::start(200);
+    let world = World::new("");
+    let toml = notify_toml(
+        &monitor.url("/c/start"),
+        &monitor.url("/c"),
+        &monitor.url("/c/fail"),
+    );
+    world.write_config(&format!(
+        "{toml}[[jobs.app.sources]]\nname = \"slow\"\ntype = \"command\"\ncommand = [\"sleep\", \"60\"]\n"
+    ));
+    let mut backup = world
+        .command(&["backup", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until("the start notification", 30, || {
+        monitor.seen().iter().any(|s| s.path == "/c/start")
+    });
+    let killed = sh(&format!("kill -TERM {}", backup.id()));
+    assert!(killed.status.success());
+    let status = backup.wait().expect("wait");
+    let mut err = String::new();
+    if let Some(mut e) = backup.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(!status.success(), "a cancelled run exited 0: {err}");
+    // The dump was stopped, not waited for: it writes nothing, so only the signal
+    // coffer passes on ends it before its minute is up.
+    assert!(
+        err.contains("source slow: sleep failed") && err.contains("SIGTERM"),
+        "{err}"
+    );
+    assert!(world.snapshots().is_empty(), "{err}");
+    // Anything still on its way would have arrived: the notifications are sent
+    // before the process exits.
+    let paths: Vec<String> = monitor.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/c/start"], "{err}");
+}
