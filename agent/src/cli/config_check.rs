@@ -96,95 +96,100 @@ pub fn run(cfg: &Config) -> Result<u8> {
         }
     }
     for job in cfg.jobs.values() {
-        let format = match job.format {
-            2 => format!(
-                "format 2 (packs of {}, repack at {:.0}% unused; index in {})",
-                crate::units::bytes(job.pack_size),
-                job.repack_unused * 100.0,
-                cfg.agent.state_dir.join("index").display()
-            ),
-            f => format!("format {f}"),
-        };
-        println!(
-            "job {}: targets {}; zstd level {} threads {}; {format}",
-            job.name,
-            job.targets.join(", "),
-            job.compression.level,
-            if job.compression.threads == 0 {
-                "all".to_string()
-            } else {
-                job.compression.threads.to_string()
-            }
-        );
-        for s in &job.sources {
-            print!("  source {} ({}): {}", s.name, s.kind.type_name(), s.kind);
-            let p = s.kind.restore_policy();
-            if let Some(o) = &p.owner {
-                print!("; restore owner {o}");
-            }
-            if let Some(m) = p.dir_mode {
-                print!("; dir_mode {m:04o}");
-            }
-            if let Some(m) = p.file_mode {
-                print!("; file_mode {m:04o}");
-            }
-            println!();
-        }
-        show_schedules(cfg, job);
-        match &job.retention {
-            Some(r) => println!(
-                "  retention: {r}; folders of runs that never finished go after {}",
-                humantime::format_duration(job.incomplete_after)
-            ),
-            None => {
-                println!("  retention: none, every snapshot is kept (add `retention` to prune)")
-            }
-        }
-        let h = &job.hooks;
-        for (when, lines) in [
-            ("before", &h.before),
-            ("after", &h.after),
-            ("on_success", &h.on_success),
-            ("on_failure", &h.on_failure),
-        ] {
-            for line in lines {
-                println!("  hook {when}: {line}");
-            }
-        }
-        if [&h.before, &h.after, &h.on_success, &h.on_failure]
-            .iter()
-            .any(|l| !l.is_empty())
-        {
-            println!(
-                "  hooks are killed after {}",
-                humantime::format_duration(h.timeout)
-            );
-        }
-        if let Some(c) = &job.check {
-            println!(
-                "  check: files of {} against `{}` on {}",
-                c.files, c.query, c.source
-            );
-        }
-        for h in &job.after_restore {
-            println!("  after_restore: {h}");
-        }
-        let n = &job.notify;
-        for (kind, url) in [
-            ("start", &n.start),
-            ("success", &n.success),
-            ("failure", &n.failure),
-        ] {
-            if let Some(u) = url {
-                // The rest of the URL is the monitor's secret.
-                println!("  notify {kind}: {u}/... (path hidden)");
-            }
-        }
+        show_job(cfg, job);
     }
     for w in super::config_warnings::warnings(cfg, &identity) {
         eprintln!("warning: {w}");
     }
     Ok(crate::exit::OK)
+}
+
+/// One job: its targets, format and sources, then what it runs when and keeps.
+fn show_job(cfg: &Config, job: &coffer_config::Job) {
+    let format = match job.format {
+        2 => format!(
+            "format 2 (packs of {}, repack at {:.0}% unused; index in {})",
+            crate::units::bytes(job.pack_size),
+            job.repack_unused * 100.0,
+            cfg.agent.state_dir.join("index").display()
+        ),
+        f => format!("format {f}"),
+    };
+    println!(
+        "job {}: targets {}; zstd level {} threads {}; {format}",
+        job.name,
+        job.targets.join(", "),
+        job.compression.level,
+        if job.compression.threads == 0 {
+            "all".to_string()
+        } else {
+            job.compression.threads.to_string()
+        }
+    );
+    for s in &job.sources {
+        print!("  source {} ({}): {}", s.name, s.kind.type_name(), s.kind);
+        let p = s.kind.restore_policy();
+        if let Some(o) = &p.owner {
+            print!("; restore owner {o}");
+        }
+        if let Some(m) = p.dir_mode {
+            print!("; dir_mode {m:04o}");
+        }
+        if let Some(m) = p.file_mode {
+            print!("; file_mode {m:04o}");
+        }
+        println!();
+    }
+    show_schedules(cfg, job);
+    match &job.retention {
+        Some(r) => println!(
+            "  retention: {r}; folders of runs that never finished go after {}",
+            humantime::format_duration(job.incomplete_after)
+        ),
+        None => {
+            println!("  retention: none, every snapshot is kept (add `retention` to prune)")
+        }
+    }
+    let h = &job.hooks;
+    for (when, lines) in [
+        ("before", &h.before),
+        ("after", &h.after),
+        ("on_success", &h.on_success),
+        ("on_failure", &h.on_failure),
+    ] {
+        for line in lines {
+            println!("  hook {when}: {line}");
+        }
+    }
+    if [&h.before, &h.after, &h.on_success, &h.on_failure]
+        .iter()
+        .any(|l| !l.is_empty())
+    {
+        println!(
+            "  hooks are killed after {}",
+            humantime::format_duration(h.timeout)
+        );
+    }
+    if let Some(c) = &job.check {
+        println!(
+            "  check: files of {} against `{}` on {}",
+            c.files, c.query, c.source
+        );
+    }
+    for h in &job.after_restore {
+        println!("  after_restore: {h}");
+    }
+    let n = &job.notify;
+    for (kind, url) in [
+        ("start", &n.start),
+        ("success", &n.success),
+        ("failure", &n.failure),
+    ] {
+        if let Some(u) = url {
+            // The rest of the URL is the monitor's secret.
+            println!("  notify {kind}: {u}/... (path hidden)");
+        }
+    }
 }
 
 /// The job's schedules with their next occurrence, in the zone the agent uses.
