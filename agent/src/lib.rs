@@ -12,6 +12,7 @@
 pub(crate) mod cancel;
 pub mod format;
 pub(crate) mod hooks;
+pub(crate) mod host;
 pub(crate) mod key_match;
 pub(crate) mod keys;
 pub(crate) mod lock;

@@ -32,9 +32,7 @@ pub(super) fn assemble(
     (skew, window): (f64, f64),
     streamed: Vec<Streamed>,
 ) -> Assembled {
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let host = crate::host::name().unwrap_or_default();
     let mut objects = Vec::new();
     let mut totals = WarningCounts::default();
     let mut shown = Shown::default();

@@ -67,9 +67,7 @@ pub(super) fn refused(rt: &Handle, job: &Job, reason: &str) {
 }
 
 fn host() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "this host".into())
+    crate::host::name().unwrap_or_else(|| "this host".into())
 }
 
 fn success_body(run: &JobRun) -> String {

@@ -226,12 +226,15 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     for lane in &mut streaming {
         lane.written = true;
     }
-    let last = crate::status::load(&cfg.agent.state_dir, &job.name);
-    let estimate = (last.last_data_bytes > 0).then_some(crate::progress::Total {
-        bytes: last.last_data_bytes,
-        files: (last.last_files > 0).then_some(last.last_files),
-        estimated: true,
-    });
+    // Only a drawn bar needs the last run's size: no status read otherwise.
+    let estimate = crate::progress::wanted(false)
+        .then(|| crate::status::load(&cfg.agent.state_dir, &job.name))
+        .filter(|last| last.last_data_bytes > 0)
+        .map(|last| crate::progress::Total {
+            bytes: last.last_data_bytes,
+            files: (last.last_files > 0).then_some(last.last_files),
+            estimated: true,
+        });
     let streamed = match stream_sources(
         rt,
         job,

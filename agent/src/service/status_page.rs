@@ -54,9 +54,7 @@ pub(super) fn respond(
                 .map_or(&none, |(_, st)| st),
         })
         .collect();
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let host = crate::host::name().unwrap_or_default();
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
