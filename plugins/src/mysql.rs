@@ -235,11 +235,6 @@ impl Restore for MyRestore {
     fn describe(&self) -> String {
         self.url.clone()
     }
-    /// The client runs each statement as it reads it (autocommit, and DDL commits
-    /// anyway), so the dump must be complete and verified before it starts.
-    fn commits_while_reading(&self) -> bool {
-        true
-    }
     fn endpoint(&self) -> Option<Endpoint<'_>> {
         Some(Endpoint::Mysql {
             url: &self.url,

@@ -43,10 +43,14 @@ pub trait Restore: Send + std::fmt::Debug {
     fn existing_file(&self) -> Option<&Path> {
         None
     }
-    /// True when the destination commits as it reads (the mysql client runs each
-    /// statement as it arrives): the caller must then hand over a stream already
-    /// read to its end and verified, not one checked only as it is read.
-    fn commits_while_reading(&self) -> bool {
+    /// True only when nothing of the input takes effect before its end has been
+    /// read (a file written to a private name and renamed into place after the
+    /// last byte): such a restore may be fed the stream while it is still being
+    /// checked against the signed marker. Every other restore (a program fed on
+    /// its stdin: pg_restore, the mysql client, a `restore_command`) runs
+    /// statements as they arrive, so the caller hands it an object already read
+    /// to its end and authenticated. The default is the safe one.
+    fn waits_for_the_end(&self) -> bool {
         false
     }
     /// The database a `[check]` query reaches once the restore is done.
@@ -106,7 +110,15 @@ impl Restore for FileRestore {
     }
 
     fn existing_file(&self) -> Option<&Path> {
-        self.path.exists().then_some(self.path.as_path())
+        std::fs::symlink_metadata(&self.path)
+            .is_ok()
+            .then_some(self.path.as_path())
+    }
+
+    /// The copy goes to a private temporary name and is renamed over the
+    /// destination only after the input ended, which it does only once verified.
+    fn waits_for_the_end(&self) -> bool {
+        true
     }
 
     fn endpoint(&self) -> Option<Endpoint<'_>> {

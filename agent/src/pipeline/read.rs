@@ -37,6 +37,8 @@ pub struct ObjectReader {
     finished: bool,
     /// Set once the stored bytes matched the marker at EOF.
     verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Reads count as bytes read from the target (not so for a staged copy).
+    counted: bool,
 }
 
 impl ObjectReader {
@@ -78,6 +80,64 @@ impl ObjectReader {
             label,
             finished: false,
             verified: Default::default(),
+            counted: true,
+        })
+    }
+
+    /// Reads the whole object into an unnamed private file in `dir` (`O_TMPFILE`,
+    /// mode 0600, gone when closed), checking it against `snapshot.json` at its
+    /// end, and returns a reader over that copy, already authenticated. What is
+    /// staged is the stored (encrypted, compressed) bytes: the copy is as small as
+    /// the object and holds no plaintext. The copy cannot change after the check,
+    /// which a second read from the target could (anyone who can write to the
+    /// target can swap the object between two reads).
+    pub fn staged(mut self, dir: &std::path::Path) -> io::Result<ObjectReader> {
+        use std::io::Seek;
+        if self.expect.is_none() {
+            return Err(io::Error::other(format!(
+                "{}: no record in snapshot.json to check it against",
+                self.label
+            )));
+        }
+        let label = self.label.clone();
+        let context = |e: io::Error| {
+            named(
+                e.kind(),
+                format!(
+                    "{label}: cannot stage it in {} (it needs as much free space as the object's size): {e}",
+                    dir.display()
+                ),
+            )
+        };
+        std::fs::create_dir_all(dir).map_err(context)?;
+        let mut copy = tempfile::tempfile_in(dir).map_err(context)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            // Errors of the read (damage, a mismatch at the end) already name the object.
+            let n = match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            io::Write::write_all(&mut copy, &buf[..n]).map_err(context)?;
+        }
+        if !self.verified.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(named(
+                io::ErrorKind::InvalidData,
+                format!("{}: ended without matching snapshot.json", self.label),
+            ));
+        }
+        copy.rewind().map_err(context)?;
+        Ok(ObjectReader {
+            body: Body::File(copy),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            expect: None,
+            label: self.label,
+            finished: false,
+            verified: self.verified,
+            counted: false,
         })
     }
 
@@ -144,7 +204,9 @@ impl Read for ObjectReader {
         if n == 0 {
             return self.at_end();
         }
-        crate::progress::STORED_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.counted {
+            crate::progress::STORED_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use coffer_plugins::{
     Restore, RestoreRequest, SourceContext, Target, open_source, restore_as_file,
 };
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
@@ -37,36 +36,33 @@ pub fn restore_database(
         .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
     let path = object_path(&marker.job, &marker.id, &r.source.object);
     let reader = ObjectReader::open(rt, target, &path, Some(record))?;
-    let verified = reader.verified_flag();
-    let label = reader.label().to_string();
-    let mut plain = HoldBack::from_parts(Pumped::spawn(decrypt(reader, ids)?)?, verified, label);
     let name = &r.source.name;
-    let warnings = if r.restore.commits_while_reading() {
-        // Staged in an unnamed private file and checked against the marker before
-        // the first statement reaches the server.
-        let mut staged = stage(&mut plain, tmp_dir).with_context(|| {
-            format!(
-                "source {name}: cannot stage the dump in {}",
-                tmp_dir.display()
-            )
-        })?;
-        r.restore.restore(&mut staged)?
+    let warnings = if r.restore.waits_for_the_end() {
+        // A file renamed into place only after the last byte: it can be written
+        // while the stream is checked, as long as the end is held back until then.
+        let verified = reader.verified_flag();
+        let label = reader.label().to_string();
+        let mut plain =
+            HoldBack::from_parts(Pumped::spawn(decrypt(reader, ids)?)?, verified, label);
+        let w = r.restore.restore(&mut plain)?;
+        // Read to the end so the stored bytes are checked against snapshot.json.
+        std::io::copy(&mut plain, &mut std::io::sink())
+            .with_context(|| format!("source {name}"))?;
+        w
     } else {
-        r.restore.restore(&mut plain)?
+        // A program runs what it reads as it reads it (`.shell` in sqlite3, a
+        // DELETE before pg_restore's commit, anything in a restore_command): not
+        // one byte reaches it before the whole object matched the signed marker.
+        let staged = reader
+            .staged(tmp_dir)
+            .with_context(|| format!("source {name}: the dump was not restored"))?;
+        let mut plain = Pumped::spawn(decrypt(staged, ids)?)?;
+        let w = r.restore.restore(&mut plain)?;
+        std::io::copy(&mut plain, &mut std::io::sink())
+            .with_context(|| format!("source {name}"))?;
+        w
     };
-    // Read to the end so the stored bytes are checked against snapshot.json.
-    std::io::copy(&mut plain, &mut std::io::sink()).with_context(|| format!("source {name}"))?;
     Ok(warnings)
-}
-
-/// Copies `input` (to its verified end) into an unnamed 0600 file in `dir`, rewound.
-fn stage(input: &mut dyn Read, dir: &Path) -> Result<std::fs::File> {
-    use std::io::Seek;
-    std::fs::create_dir_all(dir)?;
-    let mut f = tempfile::tempfile_in(dir)?;
-    std::io::copy(input, &mut f)?;
-    f.rewind()?;
-    Ok(f)
 }
 
 /// The file a non-directory source is written to with `--to DIR`.
