@@ -32,6 +32,7 @@ pub(crate) mod stable_read;
 pub mod tar_writer;
 pub mod target;
 pub mod throttle;
+pub mod trusted_dir;
 pub mod walk_ahead;
 pub mod xattr;
 

@@ -13,7 +13,7 @@ use crate::source::SourceError;
 use coffer_config::RestorePolicy;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What a restore was asked for, beyond the configured source.
@@ -137,42 +137,66 @@ impl Restore for FileRestore {
 /// Writes `input` to a temporary file beside the destination, runs the check on
 /// it, gives it the owner and mode (the policy's, else those of the file it
 /// replaces), fsyncs and renames it over the destination.
+///
+/// The folder may belong to the application's user, who can rename or replace
+/// names in it at any moment: the folder is reached by handle (`trusted_dir`),
+/// the temporary file is created there with `O_EXCL | O_NOFOLLOW` and given its
+/// owner and mode through its own handle (chown by path would follow a symlink
+/// put in its place, and give root's files away), and a symlink at the
+/// destination is replaced by the rename, never written through.
 fn place_file(
     f: &FileRestore,
     input: &mut dyn Read,
     warnings: &mut Vec<String>,
 ) -> Result<(), SourceError> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let dest = &f.path;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |err| SourceError::Io {
+        move |err: std::io::Error| SourceError::Io {
             name: f.source.clone(),
             path,
             err,
         }
     };
+    let errno = |path: &Path| {
+        let io = io(path);
+        move |e: rustix::io::Errno| io(e.into())
+    };
     let invalid = |message: String| SourceError::Invalid {
         name: f.source.clone(),
         message,
     };
+    let reached = crate::trusted_dir::reach_parent(dest, true).map_err(|e| match e {
+        crate::trusted_dir::TrustError::Io { path, err } => io(&path)(err),
+        e => invalid(e.to_string()),
+    })?;
+    let (parent, name) = (&reached.parent, reached.name.as_os_str());
+    let file_name = name.to_string_lossy().into_owned();
+    let tmp_name = format!(".{file_name}.coffer-restore-{}", f.snapshot);
     let dir = dest
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let file_name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.coffer-restore-{}", f.snapshot));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = dir.join(&tmp_name);
+    // The copy as the check opens it: through the folder's handle.
+    let via_handle = PathBuf::from(format!(
+        "/proc/self/fd/{}/{tmp_name}",
+        std::os::fd::AsRawFd::as_raw_fd(parent)
+    ));
+    match rustix::fs::unlinkat(parent, tmp_name.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(errno(&tmp)(e)),
+    }
     let result = (|| -> Result<(), SourceError> {
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
+        let fd = rustix::fs::openat(
+            parent,
+            tmp_name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(errno(&tmp))?;
+        let mut out = std::fs::File::from(fd);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = input.read(&mut buf).map_err(|err| SourceError::Input {
@@ -185,11 +209,14 @@ fn place_file(
             out.write_all(&buf[..n]).map_err(io(&tmp))?;
         }
         out.sync_all().map_err(io(&tmp))?;
-        drop(out);
         if let Some(check) = &f.check {
-            check(&tmp).map_err(|e| invalid(format!("restored copy is damaged: {e}")))?;
+            check(&via_handle).map_err(|e| invalid(format!("restored copy is damaged: {e}")))?;
         }
-        let old = std::fs::metadata(dest).ok();
+        // What it replaces, never through a symlink: a link's target says nothing
+        // about the file that belongs here.
+        let old = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
         let mut ids = IdCache::default();
         let owner = match (&f.policy.owner, &old) {
             (Some(o), _) => {
@@ -205,12 +232,12 @@ fn place_file(
                 };
                 Some((uid, gid))
             }
-            (None, Some(m)) => Some((m.uid(), Some(m.gid()))),
+            (None, Some(st)) => Some((st.st_uid, Some(st.st_gid))),
             (None, None) => None,
         };
         if let Some((uid, gid)) = owner {
             if f.can_chown {
-                std::os::unix::fs::chown(&tmp, Some(uid), gid).map_err(io(&tmp))?;
+                std::os::unix::fs::fchown(&out, Some(uid), gid).map_err(io(&tmp))?;
             } else {
                 warnings.push(format!(
                     "not root: {} keeps the restoring user as owner",
@@ -218,20 +245,22 @@ fn place_file(
                 ));
             }
         }
+        // No setuid, setgid or sticky bit from a file that was there: only
+        // permissions carry over.
         let mode = f
             .policy
             .file_mode
-            .or(old.map(|m| m.mode() & 0o7777))
+            .or(old.map(|st| st.st_mode & 0o777))
             .unwrap_or(0o600);
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, dest).map_err(io(dest))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io(&tmp))?;
+        drop(out);
+        rustix::fs::renameat(parent, tmp_name.as_str(), parent, name).map_err(errno(dest))?;
+        let _ = rustix::fs::fsync(parent);
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(parent, tmp_name.as_str(), AtFlags::empty());
     }
     result
 }

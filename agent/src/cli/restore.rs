@@ -12,6 +12,7 @@ use crate::hooks::run_hooks;
 use crate::restore::attrs::check_policy_owner;
 use crate::restore::database::{DbRestore, plan_stream, refuse_existing, restore_database};
 use crate::restore::db_check::{self, DbCheckReport};
+use crate::restore::dest_root::DestRoot;
 use crate::restore::path_filter::PathFilter;
 use crate::restore::tree_check::Owners;
 use crate::restore::{SourceRestore, non_empty, restore_source};
@@ -157,10 +158,15 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                     )));
                 }
             };
+            // Reached by handle: a symlink at the destination (or an untrusted one
+            // on the way) is refused here, before anything is written.
+            let root = DestRoot::plan(&dest)?;
             // An earlier restore killed mid-swap is completed or rolled back first,
             // so the emptiness test below sees real contents, not coffer's debris.
-            crate::restore::swap::recover(&dest)?;
-            if non_empty(&dest)? && !args.force {
+            if let Some(work) = root.existing() {
+                crate::restore::swap::recover(&work, &dest)?;
+            }
+            if root.existing().map(|w| non_empty(&w)).transpose()? == Some(true) && !args.force {
                 return Err(usage(format!(
                     "{} is not empty; restore elsewhere with --to DIR, or pass --force to replace its contents \
                      (they are removed only after the snapshot is completely unpacked and matched)",
@@ -179,6 +185,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             dirs.push(SourceRestore {
                 source: src,
                 dest,
+                root,
                 policy,
                 owners,
                 force: args.force,

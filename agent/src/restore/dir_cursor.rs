@@ -30,9 +30,12 @@ pub struct DirCursor {
 }
 
 impl DirCursor {
-    /// Opens `root` (a directory coffer made or was given).
+    /// Opens `root` (a directory coffer made or was given), never through a
+    /// symlink put in its place (a destination's owner can replace coffer's
+    /// staging folder in it; the destination itself is reached as
+    /// `/proc/self/fd/N/.`, see `dest_root`).
     pub fn open(root: &Path) -> std::io::Result<DirCursor> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         Ok(DirCursor {
             root: nix::fcntl::open(root, flags, Mode::empty())?,
             root_path: root.to_path_buf(),
@@ -109,13 +112,14 @@ impl DirCursor {
     }
 }
 
-/// A path for calls that only take one (the `l*xattr` calls): the full path
-/// `shown` while it fits PATH_MAX, beyond that `name` in the open directory `dir`
-/// through `/proc/self/fd`, which fits at any depth (`shown` without /proc).
+/// A path for calls that only take one (the `l*xattr` calls): `name` in the open
+/// directory `dir` through `/proc/self/fd`, which fits at any depth and cannot be
+/// redirected by a folder above it renamed or replaced by a symlink meanwhile (the
+/// destination's owner can rename coffer's staging folder); the full path `shown`
+/// only on a system without /proc.
 pub fn at_path(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> PathBuf {
     static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if shown.as_os_str().len() < 4096 || !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
-    {
+    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
         return shown.to_path_buf();
     }
     let mut p = OsString::from(format!("/proc/self/fd/{}/", dir.as_raw_fd()));

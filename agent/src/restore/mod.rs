@@ -7,6 +7,7 @@
 pub(crate) mod attrs;
 pub(crate) mod database;
 pub(crate) mod db_check;
+pub(crate) mod dest_root;
 pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
@@ -31,7 +32,10 @@ use tokio::runtime::Handle;
 #[derive(Debug)]
 pub(crate) struct SourceRestore<'a> {
     pub source: &'a SourceManifest,
+    /// The destination as the operator knows it (messages, the database check).
     pub dest: PathBuf,
+    /// The same, reached and held by handle (`dest_root`).
+    pub root: dest_root::DestRoot,
     pub policy: RestorePolicy,
     pub owners: Owners,
     pub force: bool,
@@ -84,19 +88,37 @@ pub(crate) fn restore_source(
     ids: &Identities,
     r: &SourceRestore<'_>,
 ) -> Result<(TreeReport, Vec<String>)> {
-    let dest = &r.dest;
+    let open = r.root.open()?;
+    let (mut report, warnings) =
+        restore_into(rt, target, marker, ids, r, &open).map_err(|e| open.unproc_err(e))?;
+    report.path = r.dest.display().to_string();
+    let warnings = warnings.iter().map(|w| open.unproc(w)).collect();
+    open.still_in_place()?;
+    Ok((report, warnings))
+}
+
+/// `restore_source` into the opened destination, reached only through
+/// `open.work()`.
+fn restore_into(
+    rt: &Handle,
+    target: &Target,
+    marker: &Marker,
+    ids: &Identities,
+    r: &SourceRestore<'_>,
+    open: &dest_root::OpenDest,
+) -> Result<(TreeReport, Vec<String>)> {
+    let dest = &open.work().to_path_buf();
     let record = match r.source.packed {
         true => None,
         false => Some(marker.object(&r.source.object).ok_or_else(|| {
             anyhow!("snapshot {} lists no object {}", marker.id, r.source.object)
         })?),
     };
-    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     // Held until the new contents are in place and checked: a second restore into
     // the same place would otherwise take this one's staging folder for debris.
     let lock = swap::DestLock::take(dest)?;
     for line in swap::recover_locked(&lock)? {
-        eprintln!("recovered: {line}");
+        eprintln!("recovered: {}", open.unproc(&line));
     }
     let staging = dest.join(swap::staging_name(&marker.id));
     std::fs::create_dir(&staging)

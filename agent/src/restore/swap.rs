@@ -473,15 +473,15 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
     Ok(done)
 }
 
-/// `recover_locked` for a destination not yet locked by the caller; a destination
-/// that does not exist has nothing to recover. Prints what was done on stderr.
-pub fn recover(dest: &Path) -> Result<()> {
-    if !dest.is_dir() {
-        return Ok(());
-    }
-    let lock = DestLock::take(dest)?;
+/// `recover_locked` for a destination not yet locked by the caller, reached
+/// through `work` (see `dest_root`) and known to the operator as `shown`. Prints
+/// what was done on stderr.
+pub fn recover(work: &Path, shown: &Path) -> Result<()> {
+    let lock = DestLock::take(work)?;
+    let work = work.to_string_lossy();
+    let shown = shown.to_string_lossy();
     for line in recover_locked(&lock)? {
-        eprintln!("recovered: {line}");
+        eprintln!("recovered: {}", line.replace(work.as_ref(), &shown));
     }
     Ok(())
 }

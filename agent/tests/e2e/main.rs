@@ -34,6 +34,7 @@ mod notify;
 mod prune;
 mod races;
 mod restore_crash;
+mod restore_trust;
 mod roundtrip;
 mod s3;
 mod safety;
