@@ -133,7 +133,8 @@ pub enum OwnerMode {
     Preserve,
     /// The numeric uid and gid recorded in the manifest.
     Numeric,
-    /// Leave files owned by the user running the restore.
+    /// Leave files owned by the user running the restore (setuid/setgid bits and
+    /// capabilities of files recorded with another owner are not restored).
     Skip,
 }
 
@@ -166,7 +167,9 @@ pub struct RestoreArgs {
     /// Replace the contents of a non-empty destination (after the new contents are complete).
     #[arg(long)]
     pub force: bool,
-    /// How to set owners; overrides a source's `restore.owner` policy.
+    /// How to set owners; overrides a source's `restore.owner` policy. Setuid and
+    /// setgid bits and file capabilities come back only where the owner and group
+    /// end up as recorded.
     #[arg(long, value_enum)]
     pub owner: Option<OwnerMode>,
     /// Create device nodes found in the snapshot (refused by default).

@@ -3,9 +3,13 @@
 //! into them is never blocked by their final mode), chown before the attributes
 //! (chown clears a file capability), the attributes before chmod (setting an ACL
 //! sets the mode's group bits: the mode set last is the recorded one) and chmod
-//! after chown (chown clears setuid), never following symlinks.
+//! after chown (chown clears setuid), never following symlinks. Setuid, setgid
+//! and sticky bits and capabilities are given only to an entry whose owner, once
+//! chowned (or as created, when owners are left alone), is the recorded one
+//! (`privileges`).
 
 use crate::restore::dir_cursor::{DirCursor, at_path};
+use crate::restore::privileges::{self, OwnerIs};
 use crate::restore::tree_check::Owners;
 use crate::restore::tree_check::expected_mode;
 use crate::restore::xattrs::{self, Tally};
@@ -19,7 +23,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmodat, fstatat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::fchownat;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Sets a regular file's owner, mode and times through its open handle, right
@@ -45,16 +49,24 @@ impl<'a> FileAttrs<'a> {
 
     /// `e` is the file's manifest entry.
     pub fn apply(&mut self, file: &std::fs::File, e: &FileEntry, shown: &Path) -> Result<()> {
-        if let Some((uid, gid)) = owner_of(e, self.policy, self.owners, &mut self.ids) {
+        let owner = owner_of(e, self.policy, self.owners, &mut self.ids);
+        if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(file, Some(uid), Some(gid))
                 .with_context(|| format!("cannot chown {} to {uid}:{gid}", shown.display()))?;
         }
-        let mode = expected_mode(e, self.policy);
+        let owner_is = decide(
+            e,
+            (self.policy, self.owners, owner),
+            || file.metadata().map(|m| (m.uid(), m.gid())),
+            (&mut self.ids, &mut self.tally),
+        )
+        .with_context(|| format!("cannot read the owner of {}", shown.display()))?;
+        let mode = expected_mode(e, self.policy, owner_is);
         xattrs::apply(
             On::File(file),
             shown,
             e,
-            mode,
+            (mode, owner_is),
             self.owners,
             &mut self.ids,
             &mut self.tally,
@@ -66,6 +78,31 @@ impl<'a> FileAttrs<'a> {
             .with_context(|| format!("cannot set times of {}", shown.display()))?;
         Ok(())
     }
+}
+
+/// Whether `e` keeps its recorded setuid/setgid/sticky bits and capability: it is
+/// owned by `owner` after chown, or, when owners are left alone (`None`), by what
+/// `stat` reads. Notes in `tally` what it loses. Only entries with something at
+/// stake are looked at.
+fn decide(
+    e: &FileEntry,
+    (policy, owners, owner): (&RestorePolicy, Owners, Option<(u32, u32)>),
+    stat: impl FnOnce() -> std::io::Result<(u32, u32)>,
+    (ids, tally): (&mut IdCache, &mut Tally),
+) -> std::io::Result<OwnerIs> {
+    let at_stake = privileges::at_stake(e, policy);
+    if at_stake.is_empty() {
+        return Ok(OwnerIs::Recorded);
+    }
+    let now = match owner {
+        Some(owner) => owner,
+        None => stat()?,
+    };
+    let owner_is = privileges::owner_is(e, now, owners, ids);
+    if owner_is == OwnerIs::Other {
+        tally.dropped.note(e, &at_stake);
+    }
+    Ok(owner_is)
 }
 
 fn owner_of(
@@ -105,21 +142,13 @@ pub fn apply(
         {
             continue;
         }
-        let owner = match owners {
-            Owners::Ignore => None,
-            Owners::Numeric => Some((e.uid, e.gid)),
-            Owners::ByName => {
-                crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
-            }
-        };
-        let mode = expected_mode(e, policy);
+        let owner = owner_of(e, policy, owners, &mut ids);
         let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
         if root_only {
             apply_to_root(
                 root,
                 e,
-                (owner, owners),
-                mode,
+                (policy, owner, owners),
                 t,
                 (&mut ids, tally),
                 &mut warnings,
@@ -134,9 +163,9 @@ pub fn apply(
         cursor.enter(parent, false).map_err(anyhow::Error::msg)?;
         let dir = cursor.dir();
         let path = cursor.shown(name);
-        if fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
+        let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue; // not created (a device node without --devices)
-        }
+        };
         if let Some((uid, gid)) = owner {
             fchownat(
                 dir,
@@ -147,8 +176,23 @@ pub fn apply(
             )
             .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
         }
+        let owner_is = decide(
+            e,
+            (policy, owners, owner),
+            || Ok((st.st_uid, st.st_gid)),
+            (&mut ids, tally),
+        )?;
+        let mode = expected_mode(e, policy, owner_is);
         let on = at_path(dir, name, &path);
-        xattrs::apply(On::Path(&on), &path, e, mode, owners, &mut ids, tally);
+        xattrs::apply(
+            On::Path(&on),
+            &path,
+            e,
+            (mode, owner_is),
+            owners,
+            &mut ids,
+            tally,
+        );
         if e.kind != EntryKind::Symlink {
             // Not a symlink (checked above, in coffer's own staging folder): chmod
             // does not follow anything.
@@ -172,8 +216,7 @@ pub fn apply(
 fn apply_to_root(
     root: &Path,
     e: &FileEntry,
-    (owner, owners): (Option<(u32, u32)>, Owners),
-    mode: u32,
+    (policy, owner, owners): (&RestorePolicy, Option<(u32, u32)>, Owners),
     t: FileTime,
     (ids, tally): (&mut IdCache, &mut Tally),
     warnings: &mut Vec<String>,
@@ -182,7 +225,23 @@ fn apply_to_root(
         std::os::unix::fs::lchown(root, Some(uid), Some(gid))
             .with_context(|| format!("cannot chown {} to {uid}:{gid}", root.display()))?;
     }
-    xattrs::apply(On::Path(root), root, e, mode, owners, ids, tally);
+    let owner_is = decide(
+        e,
+        (policy, owners, owner),
+        || std::fs::symlink_metadata(root).map(|m| (m.uid(), m.gid())),
+        (ids, tally),
+    )
+    .with_context(|| format!("cannot read the owner of {}", root.display()))?;
+    let mode = expected_mode(e, policy, owner_is);
+    xattrs::apply(
+        On::Path(root),
+        root,
+        e,
+        (mode, owner_is),
+        owners,
+        ids,
+        tally,
+    );
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {} to {mode:04o}", root.display()))?;
     if let Err(err) = filetime::set_symlink_file_times(root, t, t) {

@@ -12,6 +12,7 @@ pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
 pub(crate) mod path_filter;
+pub(crate) mod privileges;
 mod remove_tree;
 pub(crate) mod swap;
 pub mod tar_guard;

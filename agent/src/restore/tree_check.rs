@@ -7,6 +7,7 @@
 //! it checks presence and metadata only).
 
 use super::in_order::InOrder;
+use super::privileges::{self, OwnerIs};
 use super::xattr_check::XattrCheck;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
@@ -143,12 +144,14 @@ impl TreeReport {
     }
 }
 
-/// The mode a restored entry should end up with.
-pub fn expected_mode(e: &FileEntry, policy: &RestorePolicy) -> u32 {
+/// The mode a restored entry should end up with, once it is owned as `owner_is`
+/// says (setuid, setgid and sticky bits need the recorded owner: `privileges`).
+pub fn expected_mode(e: &FileEntry, policy: &RestorePolicy, owner_is: OwnerIs) -> u32 {
+    let recorded = privileges::recorded_mode(e, owner_is);
     match e.kind {
-        EntryKind::Dir => policy.dir_mode.unwrap_or(e.mode),
-        EntryKind::File | EntryKind::Hardlink => policy.file_mode.unwrap_or(e.mode),
-        _ => e.mode,
+        EntryKind::Dir => policy.dir_mode.unwrap_or(recorded),
+        EntryKind::File | EntryKind::Hardlink => policy.file_mode.unwrap_or(recorded),
+        _ => recorded,
     }
 }
 
@@ -262,15 +265,23 @@ pub fn check_tree(
                     w.size
                 ));
             }
+            // Whether its recorded setuid/setgid bits and capability are expected
+            // depends on the owner it has (`privileges`); looked up only for the
+            // few entries that have any.
+            let owner_is = match privileges::at_stake(&w, exp.policy).is_empty() {
+                true => OwnerIs::Recorded,
+                false => privileges::owner_is(&w, (md.uid(), md.gid()), exp.owners, &mut ids),
+            };
             let found = Found {
                 path: &sys,
                 md: &md,
                 file,
                 link,
+                owner_is,
             };
             compare(&mut report, found, &shown, &w, exp, &mut ids);
             if w.kind != EntryKind::Hardlink && kind_of(&md) == w.kind {
-                xa.compare(&mut report, &sys, &shown, &w, exp, &mut ids);
+                xa.compare(&mut report, (&sys, &shown), &w, exp, owner_is, &mut ids);
             }
         }
         Ok(())
@@ -295,6 +306,8 @@ struct Found<'a> {
     file: Option<std::io::Result<std::fs::File>>,
     /// A symlink's target, read relative to its directory.
     link: Option<std::io::Result<std::path::PathBuf>>,
+    /// Whether its owner on disk is the recorded one.
+    owner_is: OwnerIs,
 }
 
 /// Compares one entry found on disk with its manifest entry.
@@ -359,11 +372,19 @@ fn compare(
     }
     if want.kind != EntryKind::Symlink {
         let mode = md.mode() & 0o7777;
-        let expected = expected_mode(want, exp.policy);
+        let expected = expected_mode(want, exp.policy, found.owner_is);
         if mode != expected {
+            // Bits the snapshot holds but this owner may not have: say why.
+            let why = match found.owner_is == OwnerIs::Other && mode & !0o7000 == expected {
+                true => {
+                    " (setuid, setgid and a file's sticky bit are kept only with the \
+                     recorded owner and group)"
+                }
+                false => "",
+            };
             report
                 .mode
-                .push(format!("{shown}: {mode:04o}, expected {expected:04o}"));
+                .push(format!("{shown}: {mode:04o}, expected {expected:04o}{why}"));
         }
     }
     if let Some((uid, gid)) = expected_owner(want, exp.policy, exp.owners, ids)

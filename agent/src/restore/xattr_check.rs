@@ -1,6 +1,7 @@
 //! The extended-attribute side of a tree check: user.*, POSIX ACLs and file
 //! capabilities on disk against what the manifest recorded (see `xattrs`).
 
+use super::privileges::OwnerIs;
 use super::tree_check::{Expectations, TreeReport, expected_mode};
 use coffer_plugins::FileEntry;
 use coffer_plugins::ids::IdCache;
@@ -25,18 +26,20 @@ impl Default for XattrCheck {
 
 impl XattrCheck {
     /// A hard link's attributes are its first name's and are compared there.
+    /// `owner_is`: whether the entry's owner on disk is the recorded one (a
+    /// capability is expected only then).
     pub(super) fn compare(
         &mut self,
         report: &mut TreeReport,
-        path: &Path,
-        shown: &str,
+        (path, shown): (&Path, &str),
         want: &FileEntry,
         exp: &Expectations<'_>,
+        owner_is: OwnerIs,
         ids: &mut IdCache,
     ) {
         let on = On::Path(path);
-        let mode = expected_mode(want, exp.policy);
-        let expected = super::xattrs::expected(want, mode, exp.owners, ids);
+        let mode = expected_mode(want, exp.policy, owner_is);
+        let expected = super::xattrs::expected(want, mode, exp.owners, owner_is, ids);
         for (name, value) in &expected {
             match xattr::get(on, name, &mut self.value) {
                 Ok(n) if self.value[..n] == value[..] => {}
@@ -57,9 +60,17 @@ impl XattrCheck {
         match xattr::list_kept(on) {
             Ok(present) => {
                 for name in present.iter().filter(|n| !expected.contains_key(*n)) {
-                    report
-                        .xattrs
-                        .push(format!("{shown}: {name} is not in the snapshot"));
+                    let recorded_cap =
+                        name == xattr::CAPABILITY && want.xattrs.contains_key(name.as_str());
+                    let why = match recorded_cap {
+                        // Recorded, but not for the owner it has now.
+                        true => {
+                            "is set, but a file capability is kept only with the recorded \
+                             owner and group"
+                        }
+                        false => "is not in the snapshot",
+                    };
+                    report.xattrs.push(format!("{shown}: {name} {why}"));
                 }
             }
             Err(e) => report

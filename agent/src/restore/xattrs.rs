@@ -6,7 +6,8 @@
 //! ACL is not set byte for byte: its owner, mask and other entries are the mode's
 //! bits, so it gets the mode the entry ends up with (a `file_mode` policy changes
 //! both), and the users and groups it names get this host's ids for their names,
-//! as owners do. `expected` computes that once for both sides.
+//! as owners do. A file capability is expected only on an entry owned by its
+//! recorded owner (`privileges`). `expected` computes that once for both sides.
 //!
 //! Restore sets exactly the expected set: a name the manifest does not list is
 //! removed, which undoes an ACL inherited from a default ACL above the destination.
@@ -14,6 +15,7 @@
 //! once per source, and `check` does not call an attribute the filesystem cannot
 //! hold an inconsistency (it says so in a note).
 
+use crate::restore::privileges::{self, OwnerIs};
 use crate::restore::tree_check::Owners;
 use coffer_plugins::ids::IdCache;
 use coffer_plugins::inode_flags::InodeFlag;
@@ -22,15 +24,20 @@ use coffer_plugins::{FileEntry, acl};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The attributes `e` should carry once its mode is `mode`.
+/// The attributes `e` should carry once its mode is `mode` and it is owned as
+/// `owner_is` says (a capability needs the recorded owner: `privileges`).
 pub fn expected(
     e: &FileEntry,
     mode: u32,
     owners: Owners,
+    owner_is: OwnerIs,
     ids: &mut IdCache,
 ) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for (name, value) in &e.xattrs {
+        if !privileges::keeps_capability(name, owner_is) {
+            continue;
+        }
         let access = name == xattr::ACCESS_ACL;
         if !access && name != xattr::DEFAULT_ACL {
             out.insert(name.clone(), value.0.clone());
@@ -87,6 +94,8 @@ pub struct Tally {
     /// Entries recorded with flags a restore does not set.
     flagged: u64,
     flagged_examples: Vec<String>,
+    /// Entries that lost setuid/setgid/sticky bits or a capability to another owner.
+    pub dropped: privileges::Dropped,
 }
 
 const EXAMPLES: usize = 3;
@@ -155,6 +164,7 @@ impl Tally {
                 self.flagged_examples.join(", ")
             ));
         }
+        out.extend(self.dropped.warning());
         out
     }
 }
@@ -165,13 +175,13 @@ pub fn apply(
     on: On<'_>,
     shown: &Path,
     e: &FileEntry,
-    mode: u32,
+    (mode, owner_is): (u32, OwnerIs),
     owners: Owners,
     ids: &mut IdCache,
     tally: &mut Tally,
 ) {
     tally.flags(e);
-    let want = expected(e, mode, owners, ids);
+    let want = expected(e, mode, owners, owner_is, ids);
     match xattr::list_kept(on) {
         Ok(present) => {
             for name in present.iter().filter(|n| !want.contains_key(*n)) {
@@ -228,11 +238,11 @@ mod tests {
         );
         let mut ids = IdCache::default();
         // Recorded mode, numeric owners: exactly what was read.
-        let same = expected(&e, 0o660, Owners::Numeric, &mut ids);
+        let same = expected(&e, 0o660, Owners::Numeric, OwnerIs::Recorded, &mut ids);
         assert_eq!(same.get(xattr::ACCESS_ACL), Some(&acl));
         assert_eq!(same.get("user.a").map(Vec::as_slice), Some(&b"b"[..]));
         // A 0640 policy narrows the mask, not the owning group; the name maps.
-        let got = expected(&e, 0o640, Owners::ByName, &mut ids);
+        let got = expected(&e, 0o640, Owners::ByName, OwnerIs::Recorded, &mut ids);
         let entries = acl::parse(&got[xattr::ACCESS_ACL]).expect("acl");
         assert_eq!(entries[1], entry(USER, 6, Some(0)), "root's id here");
         assert_eq!(entries[2], entry(GROUP_OBJ, 4, None));
@@ -244,6 +254,6 @@ mod tests {
             entry(OTHER, 4, None),
         ]);
         let e = file_with(&[(xattr::ACCESS_ACL, minimal)], &[]);
-        assert!(expected(&e, 0o600, Owners::ByName, &mut ids).is_empty());
+        assert!(expected(&e, 0o600, Owners::ByName, OwnerIs::Recorded, &mut ids).is_empty());
     }
 }

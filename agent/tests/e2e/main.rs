@@ -31,6 +31,7 @@ mod identities;
 mod interop;
 mod monitoring;
 mod notify;
+mod privileges;
 mod prune;
 mod races;
 mod restore_crash;

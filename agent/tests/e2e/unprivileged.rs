@@ -6,9 +6,10 @@ use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-const NOBODY: u32 = 65534;
+pub(crate) const NOBODY: u32 = 65534;
 
-fn as_nobody(world: &World, args: &[&str]) -> (Option<i32>, String, String) {
+/// Runs coffer as nobody (no groups): exit code, stdout, stderr.
+pub(crate) fn as_nobody(world: &World, args: &[&str]) -> (Option<i32>, String, String) {
     require_tool("setpriv");
     let out = Command::new("setpriv")
         .args([
