@@ -16,8 +16,9 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use tokio::runtime::Handle;
 
-/// Committed snapshots of `job` on `target`, oldest first. Folders without a marker
-/// (a run that crashed or is still running) are not snapshots.
+/// Committed snapshots of `job` on `target`, in the order they finished (the first
+/// finished first: `Marker::cmp_finished`). Folders without a marker (a run that
+/// crashed or is still running) are not snapshots.
 pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>> {
     let listing = rt
         .block_on(target.store.list_with_delimiter(Some(&ObjPath::from(job))))
@@ -52,7 +53,7 @@ pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>>
             Err(e) => return Err(e),
         }
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(Marker::cmp_finished);
     Ok(out)
 }
 
@@ -97,10 +98,10 @@ async fn read_marker_bytes(target: &Target, path: &ObjPath) -> Result<Option<Vec
     Ok(Some(out))
 }
 
-/// `latest` or an exact id.
+/// `latest` (the one that finished last) or an exact id.
 pub fn pick(markers: Vec<Marker>, which: &str, job: &str, target: &str) -> Result<Marker> {
     let found = if which == "latest" {
-        markers.into_iter().next_back()
+        markers.into_iter().max_by(Marker::cmp_finished)
     } else {
         markers.into_iter().find(|m| m.id == which)
     };
@@ -111,11 +112,12 @@ pub fn pick(markers: Vec<Marker>, which: &str, job: &str, target: &str) -> Resul
     })
 }
 
-/// Like `pick`, among the snapshots `trust` accepts: `latest` is the newest
-/// accepted one (newer refused ones are reported), an exact id that is refused is
-/// an error that says what to do.
+/// Like `pick`, among the snapshots `trust` accepts: `latest` is the accepted one
+/// that finished last (refused ones that claim to have finished later are
+/// reported; their time is unproven, so it decides nothing), an exact id that is
+/// refused is an error that says what to do.
 pub fn pick_trusted(
-    markers: Vec<Marker>,
+    mut markers: Vec<Marker>,
     which: &str,
     job: &str,
     target: &str,
@@ -128,8 +130,9 @@ pub fn pick_trusted(
         }
         return Ok(m);
     }
+    markers.sort_by(|a, b| b.cmp_finished(a));
     let mut newest_refusal = None;
-    for m in markers.into_iter().rev() {
+    for m in markers {
         match trust.refusal(&m) {
             None => return Ok(m),
             Some(why) => {
@@ -220,4 +223,103 @@ pub fn read_target(cfg: &Config, job: &Job, only: Option<&str>) -> Result<Target
     )?;
     all.pop()
         .ok_or_else(|| usage(format!("job {} has no targets", job.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::seal::{Seal, Trust};
+
+    fn marker(id: &str, finished_at: &str, seal: Seal) -> Marker {
+        let json = serde_json::json!({
+            "format": 2, "id": id, "job": "app", "host": "h", "coffer_version": "0",
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": finished_at,
+            "skew_seconds": 0.0, "objects": [],
+        });
+        let mut m: Marker = serde_json::from_value(json).expect("marker");
+        m.seal = seal;
+        m
+    }
+
+    fn trust(signer: &coffer_config::Signer) -> Trust {
+        let enc = coffer_config::Encryption {
+            recipients: Vec::new(),
+            identity_file: None,
+            create_identity_if_missing: false,
+            signing_key: "/nonexistent/signing.key".into(),
+            trusted_signers: vec![*signer],
+        };
+        Trust::new(&enc, &[], false)
+    }
+
+    #[test]
+    fn latest_is_the_one_that_finished_last_then_the_highest_id() {
+        // Ids of earlier versions: one second, random digits in no order.
+        let s = Seal::Unsigned;
+        let ms = [
+            marker(
+                "20260101T000000Z-ffff",
+                "2026-01-01T00:00:00.100Z",
+                s.clone(),
+            ),
+            marker(
+                "20260101T000000Z-8000",
+                "2026-01-01T00:00:00.900Z",
+                s.clone(),
+            ),
+            marker(
+                "20260101T000000Z-0001",
+                "2026-01-01T00:00:00.500Z",
+                s.clone(),
+            ),
+        ];
+        let latest = pick(ms.to_vec(), "latest", "app", "t").expect("a latest");
+        assert_eq!(latest.id, "20260101T000000Z-8000");
+        // Equal times (copies of one marker): the id decides.
+        let tied = vec![
+            marker("20260101T000000Z-0002", "2026-01-01T00:00:01Z", s.clone()),
+            marker("20260101T000000Z-0001", "2026-01-01T00:00:01Z", s),
+        ];
+        assert_eq!(
+            pick(tied, "latest", "app", "t").expect("a latest").id,
+            "20260101T000000Z-0002"
+        );
+    }
+
+    #[test]
+    fn an_untrusted_marker_claiming_a_later_time_is_never_the_trusted_latest() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let ours = coffer_config::Signer(key.verifying_key());
+        let stranger =
+            coffer_config::Signer(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key());
+        let ms = vec![
+            marker(
+                "20260101T000000Z-0001",
+                "2026-01-01T00:00:00.2Z",
+                Seal::Signed(ours),
+            ),
+            marker(
+                "20260101T000000Z-0002",
+                "2026-01-01T00:00:00.1Z",
+                Seal::Signed(ours),
+            ),
+            marker(
+                "20000101T000000Z-0003",
+                "2999-01-01T00:00:00Z",
+                Seal::Unsigned,
+            ),
+            marker(
+                "20000101T000000Z-0004",
+                "2999-01-01T00:00:00Z",
+                Seal::Signed(stranger),
+            ),
+        ];
+        let got = pick_trusted(ms.clone(), "latest", "app", "t", &trust(&ours)).expect("latest");
+        assert_eq!(got.id, "20260101T000000Z-0001");
+        // Without trust (list's view) the claim is what orders.
+        assert_eq!(
+            pick(ms, "latest", "app", "t").expect("latest").id,
+            "20000101T000000Z-0004"
+        );
+    }
 }

@@ -190,6 +190,16 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// The order snapshots finished in: `finished_at` (to the nanosecond; the signed
+    /// marker's word, so only markers a reader trusts may decide what a restore
+    /// takes), then the id for equal times. `latest` is the last in this order: the
+    /// id alone cannot say it, as old ids of one second differ only by random digits.
+    pub fn cmp_finished(&self, other: &Marker) -> std::cmp::Ordering {
+        self.finished_at
+            .cmp(&other.finished_at)
+            .then_with(|| self.id.cmp(&other.id))
+    }
+
     // The sizes are the target's word: sums saturate instead of overflowing (a
     // panic with overflow checks, a wrong total without).
     /// What the snapshot takes on its target: its objects and every pack it

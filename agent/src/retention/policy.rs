@@ -32,10 +32,12 @@ fn year(t: OffsetDateTime) -> i64 {
     i64::from(t.year())
 }
 
-/// `times` in any order; returns the reasons per snapshot in the same order.
+/// `times` in any order, except that of equal times the one later in the slice is
+/// the newer (ids keep whole seconds: callers pass snapshots in the order they
+/// finished); returns the reasons per snapshot in the same order.
 pub fn decide(times: &[OffsetDateTime], policy: &Retention) -> Vec<Reasons> {
     let mut order: Vec<usize> = (0..times.len()).collect();
-    order.sort_by(|a, b| times[*b].cmp(&times[*a]));
+    order.sort_by(|a, b| times[*b].cmp(&times[*a]).then(b.cmp(a)));
     let mut reasons = vec![Reasons::new(); times.len()];
     let Some(&newest) = order.first() else {
         return reasons;

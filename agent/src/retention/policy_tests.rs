@@ -66,6 +66,23 @@ fn tied_snapshots_are_kept_by_every_rule_on_the_same_one() {
 }
 
 #[test]
+fn of_tied_snapshots_the_later_in_the_list_is_the_newer() {
+    // Three runs in one second, passed in the order they finished: the last one
+    // is the newest for every rule, the first the oldest.
+    let t = datetime!(2024-06-01 12:00:00 UTC);
+    let r = decide(
+        &[t, t, t],
+        &policy(|r| {
+            r.keep_last = 1;
+            r.keep_hourly = 2;
+        }),
+    );
+    assert_eq!(r[2], ["last", "hourly"], "{r:?}");
+    assert_eq!(r[0], ["oldest"], "{r:?}");
+    assert!(r[1].is_empty(), "{r:?}");
+}
+
+#[test]
 fn daily_buckets_split_at_utc_midnight_across_a_month_end() {
     let times = [
         datetime!(2024-01-31 00:00:00 UTC),

@@ -166,6 +166,8 @@ pub fn prune_target(
     }));
     let mut forget = Vec::new();
     if let Some(policy) = &job.retention {
+        // Periods from the ids' seconds, as always; `markers` are in the order
+        // they finished (`repo::snapshots`), which orders runs of one second.
         let times: Vec<OffsetDateTime> = markers
             .iter()
             .map(|m| time_of(&m.id).unwrap_or(m.started_at))

@@ -29,21 +29,29 @@ pub(super) fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &st
     }
 }
 
-/// Lists the job's folder on every target at once; `Some(why)` for each that failed.
-pub(super) fn preflight(rt: &Handle, targets: &[Target], job: &str) -> Vec<Option<Explained>> {
+/// Lists the job's folder on every target at once: for each, the names of the
+/// folders in it (so the run's id can avoid them), or why it failed.
+pub(super) fn preflight(
+    rt: &Handle,
+    targets: &[Target],
+    job: &str,
+) -> Vec<Result<Vec<String>, Explained>> {
     let folder = object_store::path::Path::from(job);
     rt.block_on(futures::future::join_all(targets.iter().map(|t| {
         let folder = &folder;
         async move {
-            t.store
-                .list_with_delimiter(Some(folder))
-                .await
-                .err()
-                .map(|e| {
+            match t.store.list_with_delimiter(Some(folder)).await {
+                Ok(listing) => Ok(listing
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename().map(str::to_string))
+                    .collect()),
+                Err(e) => {
                     let mut x = t.explain(Op::List, &e);
                     x.message = format!("cannot list: {}", x.message);
-                    x
-                })
+                    Err(x)
+                }
+            }
         }
     })))
 }

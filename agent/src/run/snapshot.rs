@@ -10,7 +10,7 @@ use super::assemble::{Assembled, Shown, assemble};
 use super::commit::{objects_in_place, preflight, remove_partial, write_manifest};
 use super::report::{JobRun, ObjectUpload, TargetRun};
 use super::stream::{Streamed, stream_sources};
-use crate::format::id::new_id;
+use crate::format::id::{new_id, new_id_avoiding};
 use crate::format::{
     CheckCounts, FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path,
 };
@@ -135,13 +135,14 @@ impl Taking<'_> {
 
 pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
-    let taking = Taking {
+    // Nothing is written under this id before the targets are listed: it changes
+    // there if a folder of that name exists.
+    let mut taking = Taking {
         rt,
         job,
         id: new_id(started),
         started,
     };
-    let id = taking.id.as_str();
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
     // A target that cannot be opened (a local directory that is missing: a disk
@@ -181,10 +182,14 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
     // server down) gets no uploads, and when no target is left no source is read.
     let (mut listing, all) = live(&mut lanes);
+    let mut taken = std::collections::HashSet::new();
     for (lane, listed) in listing.iter_mut().zip(preflight(rt, &all, &job.name)) {
-        if let Some(why) = listed {
-            lane.report.error = Some(why.message.clone());
-            lane.fail(why.message, why.retryable);
+        match listed {
+            Ok(folders) => taken.extend(folders),
+            Err(why) => {
+                lane.report.error = Some(why.message.clone());
+                lane.fail(why.message, why.retryable);
+            }
         }
     }
     if !lanes.iter().any(Lane::is_in) {
@@ -195,6 +200,29 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         run.retryable = retryable && !crate::cancel::requested();
         return Ok(run);
     }
+    if taken.contains(&taking.id) {
+        match new_id_avoiding(started, &taken) {
+            Some(free) => {
+                tracing::warn!(
+                    "job {}: a folder {} is already on a target (the clock set back, or \
+                     another host writing this job there?); this run is snapshot {free}",
+                    job.name,
+                    taking.id
+                );
+                taking.id = free;
+            }
+            None => {
+                let e = anyhow!(
+                    "every snapshot id of this millisecond is already a folder on the job's \
+                     targets; is another host writing job {} to the same target?",
+                    job.name
+                );
+                return Ok(taking.failed(lanes, Shown::default(), e));
+            }
+        }
+    }
+    let taking = taking;
+    let id = taking.id.as_str();
     // Format 2: the index, checked against the packs every live target holds; a
     // target whose packs cannot be listed is out of the run.
     let run_index = if super::packs::wanted(job) {

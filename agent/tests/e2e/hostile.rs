@@ -259,6 +259,86 @@ fn latest_is_the_newest_trusted_snapshot_and_misfiled_markers_are_ignored() {
     );
 }
 
+#[test]
+fn a_planted_marker_that_claims_to_finish_last_is_not_latest_and_not_counted() {
+    // `latest` goes by the markers' `finished_at`: a marker nobody trusted can say
+    // any time, so its time must decide nothing, for restore or for retention.
+    let (world, tmp, first) = files_world_in("retention = { keep_last = 1 }\n");
+    let src = tmp.path().join("files");
+    std::fs::write(src.join("a.txt"), b"newer content").expect("write");
+    let genuine = world.backup();
+    assert_ne!(genuine, first);
+    let future = "2999-01-01T00:00:00Z";
+    // An unsigned one and one signed by a stranger, both with older ids (the id
+    // no longer says what is latest) and both finished "in 2999".
+    let mut planted = Vec::new();
+    for (n, sign) in [(1, false), (2, true)] {
+        let id = format!("20000101T000000Z-000{n}");
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            world.snapshot_dir(&genuine).display(),
+            world.snapshot_dir(&id).display()
+        ));
+        let mut f = Forgery::of(&world, &id);
+        f.marker["id"] = id.clone().into();
+        f.manifest["snapshot"] = id.clone().into();
+        f.marker["finished_at"] = future.into();
+        f.put_object("dump.txt.zst.age", Some("dump"), b"planted");
+        if sign {
+            f.save_signed_by_stranger();
+        } else {
+            f.save_unsigned();
+        }
+        planted.push(id);
+    }
+    let listed = world.snapshots();
+    assert!(
+        planted
+            .iter()
+            .all(|p| listed[listed.len() - 2..].contains(p)),
+        "list orders by the claimed time: {listed:?}"
+    );
+    let dest = tmp.path().join("dest");
+    let out = world.run(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        dest.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&genuine));
+    for p in &planted {
+        assert!(
+            stderr(&out).contains(&format!("skipping snapshot {p}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read(dest.join("files/a.txt")).expect("restored"),
+        b"newer content"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("dump.txt")).expect("dump"),
+        b"dumped"
+    );
+
+    // Retention counts only accepted snapshots: keep_last = 1 keeps the genuine
+    // newest (the backup's own retention already forgot the first) and leaves
+    // the planted ones alone.
+    let pruned = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&pruned).expect("json");
+    assert_eq!(v[0]["forgotten"], serde_json::json!([]), "{pruned}");
+    let mut left = world.snapshots();
+    left.sort();
+    let mut expect = planted.clone();
+    expect.push(genuine);
+    expect.sort();
+    assert_eq!(left, expect, "{pruned}");
+    assert!(!left.contains(&first));
+}
+
 /// Peak RSS in KiB of `coffer args` (GNU time), with its exit code and output.
 fn peak_rss(world: &World, args: &[&str]) -> (u64, Option<i32>, String) {
     require_tool("/usr/bin/time");

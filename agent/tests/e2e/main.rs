@@ -29,6 +29,7 @@ mod hooks;
 mod hostile;
 mod identities;
 mod interop;
+mod latest;
 mod monitoring;
 mod notify;
 mod privileges;

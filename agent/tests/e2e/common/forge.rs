@@ -115,11 +115,44 @@ impl<'a> Forgery<'a> {
         self.write_marker(&bytes);
     }
 
+    /// Moves the snapshot to folder `id`, as if it had been made under that id: the
+    /// marker and the manifest name it (save it signed, or it is only a forgery).
+    pub fn move_to(&mut self, id: &str) {
+        std::fs::rename(
+            self.world.snapshot_dir(&self.id),
+            self.world.snapshot_dir(id),
+        )
+        .expect("rename the snapshot folder");
+        self.id = id.to_string();
+        self.marker["id"] = id.into();
+        self.manifest["snapshot"] = id.into();
+    }
+
     /// Writes the manifest and a marker signed with a new key of the forger's own;
     /// returns that key's public form (`ed25519:...`).
-    pub fn save_signed_by_stranger(mut self) -> String {
+    pub fn save_signed_by_stranger(self) -> String {
+        self.save_signed_with(&rand_bytes())
+    }
+
+    /// Writes the manifest and a marker signed with the world's own signing key
+    /// (what the backup host itself, or an earlier coffer on it, would write).
+    pub fn save_signed_by_host(self) -> String {
+        let text = std::fs::read_to_string(self.world.path("state/signing.key"))
+            .expect("read the host's signing key");
+        let line = text
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .expect("a key line");
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(line.trim(), &mut seed).expect("64 hex digits");
+        self.save_signed_with(&seed)
+    }
+
+    /// Writes the manifest and a marker signed with the ed25519 key `seed`;
+    /// returns its public form (`ed25519:...`).
+    pub fn save_signed_with(mut self, seed: &[u8; 32]) -> String {
         self.write_manifest();
-        let key = ed25519_dalek::SigningKey::from_bytes(&rand_bytes());
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
         let public = format!("ed25519:{}", hex::encode(key.verifying_key().as_bytes()));
         let body = serde_json::to_string_pretty(&self.marker).expect("json");
         let mut msg = b"coffer snapshot marker v1\n".to_vec();
