@@ -84,48 +84,27 @@ fn owner_of(
 }
 
 /// Applies attributes of everything but regular files (set by `FileAttrs` while
-/// unpacking) under `root`: either every entry but the root (`root_only` false) or
-/// only the root entry to `root` itself. Entries are reached relative to their
-/// parent's handle (`dir_cursor`), so any depth works. Extended attributes that
-/// cannot be set go to `tally`.
+/// unpacking) and the root under `root`, given children before their directories
+/// (`Others::rev`). Entries are reached relative to their parent's handle
+/// (`dir_cursor`), so any depth works. Extended attributes that cannot be set go
+/// to `tally`.
 pub fn apply(
     root: &Path,
-    entries: &[FileEntry],
+    entries: impl Iterator<Item = Result<FileEntry>>,
     policy: &RestorePolicy,
     owners: Owners,
-    root_only: bool,
     tally: &mut Tally,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mut ids = IdCache::default();
     let mut cursor =
         DirCursor::open(root).with_context(|| format!("cannot open {}", root.display()))?;
-    for e in entries.iter().rev() {
-        if e.path.is_root() != root_only || matches!(e.kind, EntryKind::Hardlink | EntryKind::File)
-        {
+    for e in entries {
+        let e = e?;
+        if e.path.is_root() || matches!(e.kind, EntryKind::Hardlink | EntryKind::File) {
             continue;
         }
-        let owner = match owners {
-            Owners::Ignore => None,
-            Owners::Numeric => Some((e.uid, e.gid)),
-            Owners::ByName => {
-                crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, &mut ids)
-            }
-        };
-        let mode = expected_mode(e, policy);
-        let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
-        if root_only {
-            apply_to_root(
-                root,
-                e,
-                (owner, owners),
-                mode,
-                t,
-                (&mut ids, tally),
-                &mut warnings,
-            )?;
-            continue;
-        }
+        let (owner, mode, t) = wanted(&e, policy, owners, &mut ids);
         let rel = e.path.as_path();
         let (parent, name) = (
             rel.parent().unwrap_or(Path::new("")),
@@ -148,7 +127,7 @@ pub fn apply(
             .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
         }
         let on = at_path(dir, name, &path);
-        xattrs::apply(On::Path(&on), &path, e, mode, owners, &mut ids, tally);
+        xattrs::apply(On::Path(&on), &path, &e, mode, owners, &mut ids, tally);
         if e.kind != EntryKind::Symlink {
             // Not a symlink (checked above, in coffer's own staging folder): chmod
             // does not follow anything.
@@ -165,6 +144,50 @@ pub fn apply(
             warnings.push(format!("{}: cannot set times: {err}", path.display()));
         }
     }
+    Ok(warnings)
+}
+
+/// The owner, mode and mtime an entry should end up with.
+fn wanted(
+    e: &FileEntry,
+    policy: &RestorePolicy,
+    owners: Owners,
+    ids: &mut IdCache,
+) -> (Option<(u32, u32)>, u32, FileTime) {
+    let owner = match owners {
+        Owners::Ignore => None,
+        Owners::Numeric => Some((e.uid, e.gid)),
+        Owners::ByName => {
+            crate::restore::tree_check::expected_owner(e, policy, Owners::ByName, ids)
+        }
+    };
+    let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
+    (owner, expected_mode(e, policy), t)
+}
+
+/// Applies the source root's entry (`.`), when the snapshot has one, to `root`.
+pub fn apply_root(
+    root: &Path,
+    entry: Option<&FileEntry>,
+    policy: &RestorePolicy,
+    owners: Owners,
+    tally: &mut Tally,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let Some(e) = entry else {
+        return Ok(warnings);
+    };
+    let mut ids = IdCache::default();
+    let (owner, mode, t) = wanted(e, policy, owners, &mut ids);
+    apply_to_root(
+        root,
+        e,
+        (owner, owners),
+        mode,
+        t,
+        (&mut ids, tally),
+        &mut warnings,
+    )?;
     Ok(warnings)
 }
 
