@@ -3,13 +3,15 @@
 
 use crate::exit::usage;
 use crate::format::id::is_id;
-use crate::format::untrusted::{JsonGuard, MAX_MARKER_BYTES, check_manifest};
+use crate::format::untrusted::{
+    JsonGuard, MAX_ENTRIES_PER_STORED_BYTE, MAX_MARKER_BYTES, check_manifest, max_entries,
+};
 use crate::format::{MANIFEST, MARKER, Manifest, Marker, object_path};
 use crate::keys::Identities;
 use crate::pipeline::read::{ObjectReader, decrypt};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::entry_log::spill_into;
+use coffer_plugins::entry_log::spill_into_at_most;
 use coffer_plugins::{Access, Op, Target, open_target};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -165,9 +167,21 @@ pub fn read_manifest(
     // through the decryption stack (0.4 s for 100,000 files).
     let mut plain =
         std::io::BufReader::with_capacity(256 << 10, JsonGuard::new(decrypt(reader, ids)?));
-    // The file list goes to a scratch file in the state directory, not to memory.
-    let manifest: Manifest = spill_into(tmp_dir, || serde_json::from_reader(&mut plain))
-        .with_context(|| format!("{path} on target {}: cannot read the manifest", target.name))?;
+    // The file list goes to a scratch file in the state directory, not to memory,
+    // and holds no more entries than a manifest of its stored size can.
+    let max = max_entries(record.stored_size);
+    let why = format!(
+        "snapshot {}: its manifest of {} stored bytes lists more than {max} file entries; \
+         coffer's manifests hold at most {MAX_ENTRIES_PER_STORED_BYTE} per stored byte \
+         (the densest real ones 1.25), so it was not written by coffer: restore \
+         another snapshot",
+        marker.id, record.stored_size
+    );
+    let manifest: Manifest =
+        spill_into_at_most(tmp_dir, max, why, || serde_json::from_reader(&mut plain))
+            .with_context(|| {
+                format!("{path} on target {}: cannot read the manifest", target.name)
+            })?;
     // Read to the end so the stored bytes are checked against the marker.
     std::io::copy(&mut plain, &mut std::io::sink())?;
     check_manifest(&manifest, marker).map_err(|why| {

@@ -64,6 +64,11 @@ pub trait ContentSink: Write + Send {
     fn begin(&mut self, size: u64) -> io::Result<()>;
     /// Where the next byte written lands.
     fn here(&self) -> ContentRef;
+    /// A sparse file with `holes` bytes of holes is about to be stored as one:
+    /// whether the source's share of holes per snapshot has room for them (taking
+    /// it). When not, the file is stored whole, zeros included: a restore hashes a
+    /// sparse file whole, so it accepts only so many holes per snapshot.
+    fn take_holes(&mut self, holes: u64) -> bool;
     /// The entry begun last is complete: its content (of `size` bytes, starting at
     /// `at`) hashes to `blake3`. `shared` is false for content stored in a form
     /// only its own entry can read (a sparse file's pieces): no other file may be

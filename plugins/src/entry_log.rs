@@ -25,6 +25,11 @@ pub struct EntryLog {
     files: u64,
     /// Bytes of content of the regular files.
     bytes: u64,
+    dirs: u64,
+    hardlinks: u64,
+    /// Sparse files, and the bytes of their holes (size minus data).
+    sparse: u64,
+    holes: u64,
 }
 
 enum Spill {
@@ -49,9 +54,7 @@ impl EntryLog {
         let enc = BufWriter::with_capacity(64 << 10, zstd::Encoder::new(file, SPILL_LEVEL)?);
         Ok(EntryLog {
             state: Some(Spill::Writing(enc)),
-            len: 0,
-            files: 0,
-            bytes: 0,
+            ..EntryLog::default()
         })
     }
 
@@ -62,9 +65,19 @@ impl EntryLog {
         serde_json::to_writer(&mut *enc, e)?;
         enc.write_all(b"\n")?;
         self.len += 1;
-        if e.kind == EntryKind::File {
-            self.files += 1;
-            self.bytes = self.bytes.saturating_add(e.size);
+        match e.kind {
+            EntryKind::File => {
+                self.files += 1;
+                self.bytes = self.bytes.saturating_add(e.size);
+                if let Some(map) = &e.sparse {
+                    let data = map.iter().fold(0u64, |n, (_, len)| n.saturating_add(*len));
+                    self.sparse += 1;
+                    self.holes = self.holes.saturating_add(e.size.saturating_sub(data));
+                }
+            }
+            EntryKind::Dir => self.dirs += 1,
+            EntryKind::Hardlink => self.hardlinks += 1,
+            _ => {}
         }
         Ok(())
     }
@@ -102,6 +115,26 @@ impl EntryLog {
     /// Bytes of content of the regular files written so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Directories among them.
+    pub fn dirs(&self) -> u64 {
+        self.dirs
+    }
+
+    /// Hard links among them (further names of a file: no inode of their own).
+    pub fn hardlinks(&self) -> u64 {
+        self.hardlinks
+    }
+
+    /// Sparse files among the regular files (format 2).
+    pub fn sparse(&self) -> u64 {
+        self.sparse
+    }
+
+    /// Bytes of the sparse files' holes: of `bytes`, what is not data.
+    pub fn holes(&self) -> u64 {
+        self.holes
     }
 
     /// Reads the entries back in the order they were pushed.
@@ -171,6 +204,10 @@ impl Serialize for EntryLog {
 thread_local! {
     static SPILL_DIR: std::cell::RefCell<Option<std::path::PathBuf>> =
         const { std::cell::RefCell::new(None) };
+    /// Entries the logs read from JSON may still hold together, and why
+    /// (`spill_into_at_most`).
+    static SPILL_LEFT: std::cell::RefCell<Option<(u64, String)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `f` (a manifest read) with logs read from JSON kept in `dir`; without it they
@@ -180,6 +217,28 @@ pub fn spill_into<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
     let out = f();
     SPILL_DIR.with(|d| *d.borrow_mut() = before);
     out
+}
+
+/// `spill_into`, where all the logs read together hold at most `max` entries: the
+/// read fails at the first entry over it, before it is spilled, with `why` (what
+/// the bound is) as the error.
+pub fn spill_into_at_most<T>(dir: &Path, max: u64, why: String, f: impl FnOnce() -> T) -> T {
+    let before = SPILL_LEFT.with(|l| l.replace(Some((max, why))));
+    let out = spill_into(dir, f);
+    SPILL_LEFT.with(|l| *l.borrow_mut() = before);
+    out
+}
+
+/// Takes one entry from the `spill_into_at_most` budget, if there is one.
+fn take_one() -> Result<(), String> {
+    SPILL_LEFT.with(|l| match &mut *l.borrow_mut() {
+        None => Ok(()),
+        Some((0, why)) => Err(why.clone()),
+        Some((left, _)) => {
+            *left -= 1;
+            Ok(())
+        }
+    })
 }
 
 /// Reads a JSON array of entries (a manifest's) into an unnamed file, so reading a
@@ -207,6 +266,7 @@ impl<'de> Deserialize<'de> for EntryLog {
                 // Only manifests read from a target come through here: their paths
                 // are joined to a destination, so each must be one a walk produces.
                 while let Some(e) = seq.next_element::<FileEntry>()? {
+                    take_one().map_err(A::Error::custom)?;
                     let link_ok = e.kind != EntryKind::Hardlink
                         || e.link
                             .as_ref()
@@ -305,6 +365,52 @@ mod tests {
         assert_eq!(got, want);
         // Nothing named was left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+    }
+
+    #[test]
+    fn a_bounded_read_stops_at_the_first_entry_over_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let three = format!(
+            "[[{}],[{}]]",
+            serde_json::to_string(&entry(1, EntryKind::File)).expect("json"),
+            [2, 3]
+                .map(|i| serde_json::to_string(&entry(i, EntryKind::Dir)).expect("json"))
+                .join(",")
+        );
+        // Two logs share the bound.
+        let read = |max| {
+            spill_into_at_most(dir.path(), max, "too many".into(), || {
+                serde_json::from_str::<Vec<EntryLog>>(&three)
+            })
+        };
+        let logs = read(3).expect("three entries fit a bound of three");
+        assert_eq!(
+            (
+                logs[0].len(),
+                logs[1].len(),
+                logs[1].dirs(),
+                logs[0].files()
+            ),
+            (1, 2, 2, 1)
+        );
+        let err = read(2).expect_err("three entries over a bound of two");
+        assert!(err.to_string().contains("too many"), "{err}");
+        // The bound ends with the read.
+        let again: Vec<EntryLog> =
+            spill_into(dir.path(), || serde_json::from_str(&three)).expect("no bound outside");
+        assert_eq!(again.len(), 2);
+    }
+
+    #[test]
+    fn sparse_files_count_their_holes() {
+        let mut e = entry(9, EntryKind::File);
+        e.size = 1 << 40;
+        e.sparse = Some(vec![(0, 4096), (1 << 30, 8192)]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = EntryLog::create_in(dir.path()).expect("create");
+        log.push(&e).expect("push");
+        log.push(&entry(3, EntryKind::File)).expect("push");
+        assert_eq!((log.sparse(), log.holes()), (1, (1 << 40) - 12288));
     }
 
     #[test]

@@ -72,6 +72,16 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             trust: &args.trust,
         },
     )?;
+    // A restore hashes sparse files whole, holes included: refused before anything
+    // is written when they declare more than a backup writes.
+    crate::format::untrusted::check_holes(&manifest).map_err(|why| {
+        anyhow::anyhow!(
+            "snapshot {} on target {}: {why}; nothing was written: it was not written by \
+             coffer, restore another snapshot",
+            marker.id,
+            target.name
+        )
+    })?;
     for s in &args.sources {
         if manifest.source(s).is_none() {
             let have: Vec<&str> = manifest.sources.iter().map(|s| s.name.as_str()).collect();
@@ -192,6 +202,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 devices: args.devices,
                 keep: filters.get(&src.name),
                 fetched: Default::default(),
+                tmp_dir: cfg.agent.state_dir.join("tmp"),
             });
         } else {
             let signed = matches!(marker.seal, crate::format::seal::Seal::Signed(_));
@@ -219,6 +230,18 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             });
         }
     }
+    // Never fill a filesystem: what the directory sources need is asked for up front.
+    let mut room = crate::restore::room::Room::default();
+    for d in &dirs {
+        let need = match d.keep {
+            None => crate::restore::room::Need::of_log(&d.source.entries),
+            Some(_) => {
+                crate::restore::room::Need::of_entries(crate::restore::kept(d.source, d.keep)?)?
+            }
+        };
+        room.add(&d.source.name, &d.dest, need)?;
+    }
+    room.check(&marker.id)?;
     if dirs.is_empty() && dbs.is_empty() {
         return Err(usage(format!(
             "nothing to restore from snapshot {}",

@@ -16,15 +16,71 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::marker::PhantomData;
 
-/// A format-1 marker is a few KiB; a format-2 one lists its packs, about 200
-/// bytes each: 16 MiB holds `MAX_PACKS` of them.
-pub const MAX_MARKER_BYTES: u64 = 16 << 20;
-/// Packs one snapshot may reference: 6 TiB of content in 64 MiB packs.
-pub const MAX_PACKS: usize = 80_000;
+/// A format-1 marker is a few KiB; a format-2 one lists its packs, and a pack's
+/// record, as the backup writes it (pretty-printed: id, stored size, BLAKE3,
+/// content size, used), takes at most 267 bytes (237 with the 10-digit sizes of
+/// packs up to 4 GiB): `MAX_PACKS` of them take at most 26.7 MB, with the objects
+/// of `MAX_SOURCES` sources and their facts well under 28 MiB
+/// (`the_largest_marker_a_backup_writes_is_read`). A marker is read whole into
+/// memory, and `list` reads every one: the bound keeps a planted one from costing
+/// more than a genuine one can.
+pub const MAX_MARKER_BYTES: u64 = 28 << 20;
+/// Packs one snapshot may reference: 6.1 TiB of content in 64 MiB packs.
+pub const MAX_PACKS: usize = 100_000;
 /// Sources per snapshot (and objects per marker).
 pub const MAX_SOURCES: usize = 256;
 /// Facts per source.
 pub const MAX_FACTS: usize = 32;
+/// File entries a manifest may hold per byte of its stored (compressed,
+/// encrypted) object, plus `ENTRIES_ALLOWED_ANYWAY`. The densest genuine manifests
+/// are trees unpacked from an archive (one mtime, no nanoseconds, names counting
+/// up, empty folders or files): measured with coffer, 200,000 empty folders with
+/// hex names take 0.80 stored bytes per entry at zstd level 19 (1.2 at the default
+/// level 3), 200,000 symlinks and 20,000 empty files 0.99
+/// (`a_restore_of_many_entries_holds_none_of_them_in_memory`). 8 entries per byte
+/// leaves them six times the room, and stops a manifest of repeated entries (zstd
+/// packs 124 bytes of JSON into a few bits when they repeat) from making a read
+/// spill and parse a billion of them. It cannot tell a bomb as dense as a genuine
+/// manifest (4,000,000 folders in 3.4 MB): what such a one may cost a restore is
+/// bounded by the destination's free space (`restore::room`).
+pub const MAX_ENTRIES_PER_STORED_BYTE: u64 = 8;
+pub const ENTRIES_ALLOWED_ANYWAY: u64 = 10_000;
+
+/// The most file entries a manifest of `stored` bytes may hold.
+pub fn max_entries(stored: u64) -> u64 {
+    stored
+        .saturating_mul(MAX_ENTRIES_PER_STORED_BYTE)
+        .saturating_add(ENTRIES_ALLOWED_ANYWAY)
+}
+
+/// Bytes of holes the sparse files of one snapshot may declare together. A
+/// restore (and a deep verify) hashes a sparse file whole, holes included, as the
+/// backup did, at about 3 GB/s (0.34 s per GiB on one core of a 2024 Xeon): a
+/// manifest says "8 TiB of zeros" for free, and a restore would hash them for 45
+/// minutes; 64 GiB of holes cost it about 20 s. A backup gives
+/// each directory source its share of this and stores a sparse file that does not
+/// fit in what is left as an ordinary file (zstd keeps its zeros at 1/32768 of
+/// their size, and a restore writes them back as holes).
+pub const MAX_HOLES: u64 = 64 << 30;
+
+/// Refuses a manifest whose sparse files declare more holes than a backup writes.
+pub fn check_holes(m: &Manifest) -> Result<(), String> {
+    let holes = m
+        .sources
+        .iter()
+        .map(|s| s.entries.holes())
+        .fold(0u64, u64::saturating_add);
+    if holes > MAX_HOLES {
+        return Err(format!(
+            "its sparse files declare {} of holes, more than the {} a backup of coffer \
+             stores as holes in one snapshot (it stores the rest as ordinary files)",
+            crate::units::bytes(holes),
+            crate::units::bytes(MAX_HOLES)
+        ));
+    }
+    Ok(())
+}
+
 /// Longest run of JSON between two quotes: a path is at most 4 KiB (24 KiB escaped);
 /// serde_json buffers a whole string, so an unbounded one is a memory bomb.
 pub const MAX_JSON_RUN: usize = 256 << 10;
@@ -136,6 +192,13 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
         }
         if !names.insert(s.name.as_str()) {
             return Err(format!("source {} is listed twice", s.name));
+        }
+        if s.entries.sparse() > 0 && !s.packed {
+            // Only format 2's packs store a sparse file's data apart from its holes.
+            return Err(format!(
+                "source {}: sparse files outside packs, which coffer never writes",
+                s.name
+            ));
         }
         if s.packed {
             if s.kind != coffer_config::SourceType::Directory || !s.object.is_empty() {
@@ -352,6 +415,77 @@ mod tests {
         let bad: Marker =
             serde_json::from_str(&marker_json(r#", "window_seconds": -1"#)).expect("reads");
         assert!(check_marker(&bad, "kadi", "20260101T020000Z-0a1b").is_err());
+    }
+
+    /// The largest marker a backup writes: `MAX_PACKS` packs with the largest
+    /// sizes, and the objects of `MAX_SOURCES` database sources with their facts.
+    #[test]
+    fn the_largest_marker_a_backup_writes_is_read() {
+        use crate::format::{FormatVersion, ObjectRecord, PackRecord, WarningCounts};
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        let record = |key: String, source: Option<String>| ObjectRecord {
+            key,
+            source,
+            plaintext_size: u64::MAX,
+            stored_size: u64::MAX,
+            blake3: "b".repeat(64),
+            facts: [
+                (
+                    "server_version",
+                    "PostgreSQL 17.4 (Debian 17.4-1.pgdg120+2)",
+                ),
+                ("schema_version", "20260101120000_add_the_last_migration"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        };
+        let mut objects = vec![record(crate::format::MANIFEST.into(), None)];
+        objects.extend(
+            (0..MAX_SOURCES)
+                .map(|i| format!("database-{i:03}"))
+                .map(|s| record(format!("{s}.dump.zst.age"), Some(s))),
+        );
+        let marker = Marker {
+            format: FormatVersion::V2,
+            id: "20260101T020000Z-0a1b".into(),
+            job: "kadi".into(),
+            host: "h".repeat(255),
+            coffer_version: "0.2.0".into(),
+            started_at: t,
+            finished_at: t,
+            skew_seconds: 0.123_456_789,
+            window_seconds: Some(1.234_567_89),
+            objects,
+            packs: (0..MAX_PACKS)
+                .map(|i| PackRecord {
+                    id: format!("{i:032x}"),
+                    stored_size: u64::MAX,
+                    blake3: "c".repeat(64),
+                    content_size: u64::MAX,
+                    used: u64::MAX,
+                })
+                .collect(),
+            packed_size: u64::MAX,
+            warnings: WarningCounts::default(),
+            seal: crate::format::seal::Seal::Unsigned,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = crate::format::seal::write_new_key(&dir.path().join("k")).expect("key");
+        let bytes = crate::format::seal::seal(&marker, &key).expect("seal");
+        assert!(
+            bytes.len() as u64 <= MAX_MARKER_BYTES,
+            "{} bytes over the bound of {MAX_MARKER_BYTES}",
+            bytes.len()
+        );
+        // And not much more room than it needs.
+        assert!(
+            bytes.len() as u64 > MAX_MARKER_BYTES / 10 * 9,
+            "{}",
+            bytes.len()
+        );
+        let back = crate::format::seal::open(&bytes).expect("opens");
+        check_marker(&back, "kadi", "20260101T020000Z-0a1b").expect("a valid marker");
+        assert_eq!(back.packs.len(), MAX_PACKS);
     }
 
     #[test]

@@ -166,6 +166,9 @@ pub(crate) struct PackWriter {
     done: Packed,
     /// The index knew nothing when the run began: every file will be read.
     full_run: bool,
+    /// Bytes of holes the source's sparse files may still declare: its share of
+    /// `untrusted::MAX_HOLES`, what a restore accepts of a snapshot.
+    holes_left: u64,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -192,6 +195,12 @@ impl PackWriter {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             n => n,
         };
+        let dir_sources = job
+            .sources
+            .iter()
+            .filter(|s| matches!(s.kind, coffer_config::SourceKind::Directory(_)))
+            .count()
+            .max(1) as u64;
         Ok(PackWriter {
             rt: rt.clone(),
             targets: targets.to_vec(),
@@ -206,6 +215,7 @@ impl PackWriter {
             current: None,
             done: Packed::default(),
             full_run,
+            holes_left: crate::format::untrusted::MAX_HOLES / dir_sources,
         })
     }
 
@@ -384,6 +394,16 @@ impl ContentSink for PackWriter {
                 pack: String::new(),
                 offset: 0,
             },
+        }
+    }
+
+    fn take_holes(&mut self, holes: u64) -> bool {
+        match self.holes_left.checked_sub(holes) {
+            Some(left) => {
+                self.holes_left = left;
+                true
+            }
+            None => false,
         }
     }
 

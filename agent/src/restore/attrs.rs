@@ -121,40 +121,28 @@ fn owner_of(
 }
 
 /// Applies attributes of everything but regular files (set by `FileAttrs` while
-/// unpacking) under `root`: either every entry but the root (`root_only` false) or
-/// only the root entry to `root` itself. Entries are reached relative to their
-/// parent's handle (`dir_cursor`), so any depth works. Extended attributes that
-/// cannot be set go to `tally`.
+/// unpacking) and the root under `root`, given children before their directories
+/// (`Others::rev`). Entries are reached relative to their parent's handle
+/// (`dir_cursor`), so any depth works. Extended attributes that cannot be set go
+/// to `tally`.
 pub fn apply(
     root: &Path,
-    entries: &[FileEntry],
+    entries: impl Iterator<Item = Result<FileEntry>>,
     policy: &RestorePolicy,
     owners: Owners,
-    root_only: bool,
     tally: &mut Tally,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mut ids = IdCache::default();
     let mut cursor =
         DirCursor::open(root).with_context(|| format!("cannot open {}", root.display()))?;
-    for e in entries.iter().rev() {
-        if e.path.is_root() != root_only || matches!(e.kind, EntryKind::Hardlink | EntryKind::File)
-        {
+    for e in entries {
+        let e = e?;
+        if e.path.is_root() || matches!(e.kind, EntryKind::Hardlink | EntryKind::File) {
             continue;
         }
-        let owner = owner_of(e, policy, owners, &mut ids);
+        let owner = owner_of(&e, policy, owners, &mut ids);
         let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
-        if root_only {
-            apply_to_root(
-                root,
-                e,
-                (policy, owner, owners),
-                t,
-                (&mut ids, tally),
-                &mut warnings,
-            )?;
-            continue;
-        }
         let rel = e.path.as_path();
         let (parent, name) = (
             rel.parent().unwrap_or(Path::new("")),
@@ -177,17 +165,17 @@ pub fn apply(
             .with_context(|| format!("cannot chown {} to {uid}:{gid}", path.display()))?;
         }
         let owner_is = decide(
-            e,
+            &e,
             (policy, owners, owner),
             || Ok((st.st_uid, st.st_gid)),
             (&mut ids, tally),
         )?;
-        let mode = expected_mode(e, policy, owner_is);
+        let mode = expected_mode(&e, policy, owner_is);
         let on = at_path(dir, name, &path);
         xattrs::apply(
             On::Path(&on),
             &path,
-            e,
+            &e,
             (mode, owner_is),
             owners,
             &mut ids,
@@ -209,6 +197,32 @@ pub fn apply(
             warnings.push(format!("{}: cannot set times: {err}", path.display()));
         }
     }
+    Ok(warnings)
+}
+
+/// Applies the source root's entry (`.`), when the snapshot has one, to `root`.
+pub fn apply_root(
+    root: &Path,
+    entry: Option<&FileEntry>,
+    policy: &RestorePolicy,
+    owners: Owners,
+    tally: &mut Tally,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let Some(e) = entry else {
+        return Ok(warnings);
+    };
+    let mut ids = IdCache::default();
+    let owner = owner_of(e, policy, owners, &mut ids);
+    let t = FileTime::from_unix_time(e.mtime, e.mtime_nsec);
+    apply_to_root(
+        root,
+        e,
+        (policy, owner, owners),
+        t,
+        (&mut ids, tally),
+        &mut warnings,
+    )?;
     Ok(warnings)
 }
 

@@ -32,12 +32,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Extracted {
     pub warnings: Vec<String>,
     /// The matched entries other than regular files and hard links (directories,
-    /// symlinks, ...), whose attributes are set after unpacking: usually few.
-    pub others: Vec<FileEntry>,
+    /// symlinks, ...), whose attributes are set after unpacking: kept on disk,
+    /// since a manifest may list millions.
+    pub others: super::others::Others,
 }
 
 /// Walks the manifest's entries alongside the archive's.
@@ -162,15 +163,19 @@ pub type OnFile<'a> = dyn FnMut(&std::fs::File, &FileEntry, &Path) -> Result<()>
 
 /// Unpacks `stream` into `dest`, matching it against `entries`; `on_file` is called
 /// with each regular file still open after its content is written (to set its owner,
-/// mode and times).
+/// mode and times). The other entries are listed in an unnamed file in `spill`.
 pub fn extract(
     stream: impl Read,
     dest: &Path,
     allow_devices: bool,
     entries: impl Iterator<Item = io::Result<FileEntry>>,
     on_file: &mut OnFile<'_>,
+    spill: &Path,
 ) -> Result<Extracted> {
-    let mut out = Extracted::default();
+    let mut out = Extracted {
+        warnings: Vec::new(),
+        others: super::others::Others::new(spill),
+    };
     let mut expected = Expected {
         entries,
         mismatch: None,
@@ -199,7 +204,9 @@ pub fn extract(
             if kind != EntryType::Directory {
                 return Err(refuse("the root is not a directory".into()));
             }
-            out.others.extend(expected.take(b".", kind, &shown)?);
+            if let Some(root) = expected.take(b".", kind, &shown)? {
+                out.others.push(root)?;
+            }
             continue;
         };
         let want = expected.take(rel.as_os_str().as_bytes(), kind, &shown)?;
@@ -240,6 +247,10 @@ pub fn extract(
                         expected.content(&want, entry.size(), "", &shown);
                         continue;
                     }
+                    // The length first: a size this filesystem cannot hold fails
+                    // here, before the holes are hashed.
+                    f.set_len(want.size)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     let (got, hash) = coffer_plugins::sparse::read_pieces(
                         map,
                         want.size,
@@ -248,8 +259,6 @@ pub fn extract(
                         &mut |off, b| f.write_all_at(b, off),
                     )
                     .with_context(|| format!("cannot restore {}", path.display()))?;
-                    f.set_len(want.size)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
                     let size = if got == data { want.size } else { got };
                     if expected.content(&want, size, hash.to_hex().as_str(), &shown) {
                         on_file(&f, &want, &path)?;
@@ -359,7 +368,7 @@ pub fn extract(
         if let Some(want) = want
             && want.kind != EntryKind::Hardlink
         {
-            out.others.push(want);
+            out.others.push(want)?;
         }
     }
     // Read to the end, so the stored bytes are checked against snapshot.json.
@@ -414,6 +423,7 @@ mod tests {
     fn run(tar: &[u8], entries: &[FileEntry]) -> (Result<Extracted>, Vec<String>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut applied = Vec::new();
+        let spill = tempfile::tempdir().expect("tempdir");
         let r = extract(
             tar,
             dir.path(),
@@ -423,6 +433,7 @@ mod tests {
                 applied.push(e.path.to_string());
                 Ok(())
             },
+            spill.path(),
         );
         (r, applied)
     }

@@ -11,9 +11,11 @@ pub(crate) mod dest_root;
 pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
+pub(crate) mod others;
 pub(crate) mod path_filter;
 pub(crate) mod privileges;
 mod remove_tree;
+pub(crate) mod room;
 pub(crate) mod swap;
 pub mod tar_guard;
 pub(crate) mod tree_check;
@@ -45,6 +47,8 @@ pub(crate) struct SourceRestore<'a> {
     pub keep: crate::pack::tar_view::Keep<'a>,
     /// Bytes read from the target for a packed source.
     pub fetched: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where scratch files go (the state directory's `tmp`).
+    pub tmp_dir: PathBuf,
 }
 
 /// The entries of `source` that `keep` keeps.
@@ -134,7 +138,7 @@ fn restore_into(
         clock = std::time::Instant::now();
     };
     let mut tally = xattrs::Tally::default();
-    let unpacked = (|| -> Result<(Vec<String>, Vec<FileEntry>)> {
+    let unpacked = (|| -> Result<(Vec<String>, Option<FileEntry>)> {
         let mut file_attrs = attrs::FileAttrs::new(&r.policy, r.owners);
         let mut unpack = |plain: &mut dyn std::io::Read| {
             extract::extract(
@@ -143,6 +147,7 @@ fn restore_into(
                 r.devices,
                 kept(r.source, r.keep)?,
                 &mut |f, want, shown| file_attrs.apply(f, want, shown),
+                &r.tmp_dir,
             )
         };
         let extracted = match record {
@@ -163,18 +168,18 @@ fn restore_into(
             }
         };
         let mut warnings = extracted.warnings;
+        let mut others = extracted.others;
         tally = std::mem::take(&mut file_attrs.tally);
         warnings.extend(attrs::apply(
             &staging,
-            &extracted.others,
+            others.rev()?,
             &r.policy,
             r.owners,
-            false,
             &mut tally,
         )?);
-        Ok((warnings, extracted.others))
+        Ok((warnings, others.root))
     })();
-    let (mut warnings, others) = match unpacked {
+    let (mut warnings, root) = match unpacked {
         Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -203,12 +208,16 @@ fn restore_into(
     // Given before the old tree is removed, so a crash during that slow removal
     // leaves the root's owner and mode right; its times are set again afterwards,
     // since removing the old folder touches the root.
-    warnings.extend(attrs::apply(
-        dest, &others, &r.policy, r.owners, true, &mut tally,
+    warnings.extend(attrs::apply_root(
+        dest,
+        root.as_ref(),
+        &r.policy,
+        r.owners,
+        &mut tally,
     )?);
     committed.finish()?;
     let mut again = xattrs::Tally::default();
-    attrs::apply(dest, &others, &r.policy, r.owners, true, &mut again)?;
+    attrs::apply_root(dest, root.as_ref(), &r.policy, r.owners, &mut again)?;
     warnings.extend(tally.warnings());
     lap("removed the old contents");
 

@@ -4,6 +4,7 @@
 //! without a trusted signature, or make coffer use unbounded memory or disk.
 
 use crate::common::forge::Forgery;
+use crate::common::rss::{BOMB_RSS_KIB, peak_rss};
 use crate::common::servers::Postgres;
 use crate::common::*;
 use std::path::Path;
@@ -338,38 +339,6 @@ fn a_planted_marker_that_claims_to_finish_last_is_not_latest_and_not_counted() {
     assert_eq!(left, expect, "{pruned}");
     assert!(!left.contains(&first));
 }
-
-/// Peak RSS in KiB of `coffer args` (GNU time), with its exit code and output.
-fn peak_rss(world: &World, args: &[&str]) -> (u64, Option<i32>, String) {
-    require_tool("/usr/bin/time");
-    let report = world.path("rss.txt");
-    let cmd = world.command(args);
-    let program = cmd.get_program().to_owned();
-    let argv: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let out = std::process::Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&report)
-        .arg(program)
-        .args(argv)
-        .envs(
-            cmd.get_envs()
-                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
-        )
-        .output()
-        .expect("run /usr/bin/time");
-    let kib = std::fs::read_to_string(&report)
-        .expect("time report")
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a number");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    (kib, out.status.code(), text)
-}
-
-const BOMB_RSS_KIB: u64 = 64 << 10;
 
 #[test]
 fn bombs_stay_within_64_mib_and_the_manifest_size() {

@@ -17,6 +17,7 @@ mod common;
 mod agent;
 mod attributes;
 mod bandwidth;
+mod bounds;
 mod browse;
 mod changing;
 mod config_cli;

@@ -73,7 +73,11 @@ impl Walk<'_, '_> {
             return Ok(());
         };
         if let Some(map) = crate::sparse::data_map(&file, &before) {
-            return self.packed_sparse(sink, abs, rel, &file, before, map);
+            let data = map.iter().map(|(_, len)| len).sum::<u64>();
+            if sink.take_holes(before.len().saturating_sub(data)) {
+                return self.packed_sparse(sink, abs, rel, &file, before, map);
+            }
+            // Over the snapshot's share of holes: stored whole, as a file without holes.
         }
         if self.frozen || before.len() > self.reader.buf.len() as u64 {
             return self.packed_large(sink, abs, rel, &file, before);

@@ -167,6 +167,63 @@ impl<'a> Forgery<'a> {
         public
     }
 
+    /// Like `save_unsigned`, with the file entries of `source` written by `entries`
+    /// straight into the manifest's stream (a JSON array's items, comma-separated),
+    /// for lists too long to hold as a `Value`; the manifest is compressed at zstd
+    /// `level`. Returns the stored manifest's size.
+    pub fn save_unsigned_with_entries(
+        mut self,
+        source: &str,
+        level: u32,
+        entries: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> usize {
+        const HOLE: &str = "@@ENTRIES@@";
+        for s in self.manifest["sources"].as_array_mut().expect("sources") {
+            if s["name"] == source {
+                s["entries"] = HOLE.into();
+            }
+        }
+        let text = serde_json::to_string(&self.manifest).expect("json");
+        let (head, tail) = text
+            .split_once(&format!("\"{HOLE}\""))
+            .expect("the source is in the manifest");
+        require_tool("age");
+        require_tool("zstd");
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "zstd -q -{level} -c | age -r {}",
+                self.world.recipient
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut out = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut stored = Vec::new();
+            std::io::Read::read_to_end(&mut out, &mut stored).map(|_| stored)
+        });
+        let mut plain = Counted {
+            inner: std::io::BufWriter::new(child.stdin.take().expect("stdin")),
+            n: 0,
+        };
+        plain.write_all(head.as_bytes()).expect("write");
+        plain.write_all(b"[").expect("write");
+        entries(&mut plain).expect("write the entries");
+        plain.write_all(b"]").expect("write");
+        plain.write_all(tail.as_bytes()).expect("write");
+        plain.flush().expect("flush");
+        let plain_len = plain.n;
+        drop(plain);
+        let stored = reader.join().expect("reader").expect("read");
+        assert!(child.wait().expect("wait").success(), "zstd | age failed");
+        self.put_stored("manifest.json.zst.age", None, &stored, plain_len);
+        let bytes = serde_json::to_vec_pretty(&self.marker).expect("json");
+        self.write_marker(&bytes);
+        stored.len()
+    }
+
     fn write_manifest(&mut self) {
         let plain = serde_json::to_vec(&self.manifest).expect("json");
         self.put_object("manifest.json.zst.age", None, &plain);
@@ -191,4 +248,21 @@ fn rand_bytes() -> [u8; 32] {
         *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
     }
     b
+}
+
+/// Counts what goes through.
+struct Counted<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

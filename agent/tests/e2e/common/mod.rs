@@ -6,6 +6,7 @@
 pub mod btrfs;
 pub mod forge;
 pub mod read_gate;
+pub mod rss;
 pub mod s3;
 pub mod servers;
 pub mod service;
