@@ -241,7 +241,7 @@ fn sighup_with_a_broken_config_keeps_the_old_schedule_and_sigterm_cancels_a_run(
     std::fs::create_dir_all(&big).expect("mkdir");
     std::fs::File::create(big.join("sparse"))
         .expect("create")
-        .set_len(100 << 30)
+        .set_len(60 << 30)
         .expect("sparse");
     world.write_config(&config("* * * * * *", &big));
     let cfg = std::fs::read_to_string(&world.config).expect("config");

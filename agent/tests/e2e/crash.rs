@@ -16,7 +16,7 @@ fn a_killed_run_leaves_no_listed_snapshot() {
     let huge = src.join("huge.img");
     std::fs::File::create(&huge)
         .expect("create")
-        .set_len(200 << 30)
+        .set_len(60 << 30)
         .expect("sparse");
     let world = World::new(&dir_source("data", &src, ""));
 
