@@ -115,6 +115,31 @@ impl Target {
         Ok(removed)
     }
 
+    /// The staging files of uploads that never completed in the folder `dir` of a
+    /// local target (`leftovers`); none on object stores, where an unfinished
+    /// multipart upload is no object and object_store cannot list it.
+    pub fn leftovers(
+        &self,
+        dir: &object_store::path::Path,
+    ) -> std::io::Result<Vec<crate::leftovers::Leftover>> {
+        match &self.local_root {
+            Some(root) => crate::leftovers::list(root, dir.as_ref()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes one staging file `leftovers` listed in `dir`.
+    pub fn remove_leftover(
+        &self,
+        dir: &object_store::path::Path,
+        name: &str,
+    ) -> std::io::Result<()> {
+        match &self.local_root {
+            Some(root) => crate::leftovers::remove(root, dir.as_ref(), name),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the folder `dir` is gone from a local target's disk (always true on
     /// object stores, where a folder is only a prefix), so that prune reports only
     /// what it really removed.
@@ -150,10 +175,8 @@ impl Target {
 /// progress (and hides, since it is no object yet).
 fn is_staging_name(name: &std::ffi::OsStr) -> bool {
     name.to_str()
-        .and_then(|n| n.rsplit_once('#'))
-        .is_some_and(|(object, n)| {
-            !object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        })
+        .and_then(crate::leftovers::staging_object)
+        .is_some()
 }
 
 fn with_path(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {
