@@ -216,12 +216,33 @@ fn a_pack_half_written_by_a_killed_run_goes_with_prune() {
         "the killed run left no staging file in packs/: the prune below proves nothing"
     );
     assert_eq!(world.snapshots().len(), 1, "the killed run committed");
+    // Fresh, it may be a run on another host still writing: kept, and said so.
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(pack_staging(&world.target()), staged, "{out}");
+    assert_eq!(
+        v[0]["kept_for_grace"]["staging_files"],
+        staged.len() as u64,
+        "{out}"
+    );
 
     // Everything on the target three days old: past the default grace period (24h).
     sh(&format!(
         "find {} -exec touch -h -d '3 days ago' {{}} +",
         world.target().display()
     ));
+    let dry = world.ok(&["prune", "--job", "app", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&dry).expect("json");
+    assert_eq!(
+        v[0]["staging_removed"].as_array().map(Vec::len),
+        Some(staged.len()),
+        "{dry}"
+    );
+    assert_eq!(
+        pack_staging(&world.target()),
+        staged,
+        "--dry-run removed it"
+    );
     let out = world.ok(&["prune", "--job", "app", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
