@@ -16,6 +16,7 @@ pub mod exclude;
 pub mod fs_snapshot;
 pub mod ids;
 pub mod inode_flags;
+pub mod leftovers;
 pub(crate) mod mysql;
 pub(crate) mod open_at;
 pub(crate) mod parts;

@@ -94,25 +94,38 @@ impl Target {
         let Some(root) = &self.local_root else {
             return Ok(Vec::new());
         };
-        let folder = root.join(dir.as_ref());
         let mut removed = Vec::new();
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-            Err(e) => return Err(with_path(e, "cannot list", &folder)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| with_path(e, "cannot list", &folder))?;
-            let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| with_path(e, "cannot stat", &path))?;
-            if kind.is_file() && is_staging_name(&entry.file_name()) {
-                std::fs::remove_file(&path).map_err(|e| with_path(e, "cannot remove", &path))?;
-                removed.push(path);
-            }
+        // Through handles: a folder swapped for a symlink is not entered.
+        for l in crate::leftovers::list(root, dir.as_ref())? {
+            crate::leftovers::remove(root, dir.as_ref(), &l.name)?;
+            removed.push(root.join(dir.as_ref()).join(&l.name));
         }
         Ok(removed)
+    }
+
+    /// The staging files of uploads that never completed in the folder `dir` of a
+    /// local target (`leftovers`); none on object stores, where an unfinished
+    /// multipart upload is no object and object_store cannot list it.
+    pub fn leftovers(
+        &self,
+        dir: &object_store::path::Path,
+    ) -> std::io::Result<Vec<crate::leftovers::Leftover>> {
+        match &self.local_root {
+            Some(root) => crate::leftovers::list(root, dir.as_ref()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes one staging file `leftovers` listed in `dir`.
+    pub fn remove_leftover(
+        &self,
+        dir: &object_store::path::Path,
+        name: &str,
+    ) -> std::io::Result<()> {
+        match &self.local_root {
+            Some(root) => crate::leftovers::remove(root, dir.as_ref(), name),
+            None => Ok(()),
+        }
     }
 
     /// Whether the folder `dir` is gone from a local target's disk (always true on
@@ -144,20 +157,6 @@ impl Target {
     pub fn label(&self) -> String {
         format!("target {} ({})", self.name, self.description)
     }
-}
-
-/// `name#123`: the name object_store's local store gives a multipart upload in
-/// progress (and hides, since it is no object yet).
-fn is_staging_name(name: &std::ffi::OsStr) -> bool {
-    name.to_str()
-        .and_then(|n| n.rsplit_once('#'))
-        .is_some_and(|(object, n)| {
-            !object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-fn with_path(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -341,9 +340,11 @@ mod tests {
             ("odd#name", false),
             ("#1", false),
             ("x#", false),
+            ("x#01", false),
+            ("a#b#1", false),
         ] {
             assert_eq!(
-                is_staging_name(std::ffi::OsStr::new(name)),
+                crate::leftovers::staging_object(name).is_some(),
                 staging,
                 "{name}"
             );

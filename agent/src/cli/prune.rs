@@ -145,5 +145,42 @@ fn print_text(reports: &[PruneReport], dry_run: bool) {
                 crate::units::bytes(r.packs_freed_bytes),
             );
         }
+        if !r.staging_removed.is_empty() {
+            println!(
+                "  staging files of uploads a killed run left: {} {removed} ({})",
+                r.staging_removed.len(),
+                crate::units::bytes(r.staging_freed_bytes),
+            );
+        }
+        if let Some(line) = waiting_line(&r.kept_for_grace) {
+            println!("  {line}");
+        }
     }
+}
+
+/// What the grace period keeps, and from when it may go; `None` when nothing.
+fn waiting_line(w: &crate::pack::gc::Waiting) -> Option<String> {
+    let (Some(from), Some(by)) = (w.removable_from, w.all_removable_by) else {
+        return None;
+    };
+    let what: Vec<String> = [
+        (w.packs, "pack(s) no snapshot references"),
+        (w.staging_files, "staging file(s) of unfinished uploads"),
+        (w.incomplete_folders, "incomplete folder(s)"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let when = if from == by {
+        format!("removable from {}", at(from))
+    } else {
+        format!("removable from {} (all by {})", at(from), at(by))
+    };
+    Some(format!(
+        "kept until older than incomplete_after: {} ({}); {when}",
+        what.join(", "),
+        crate::units::bytes(w.bytes),
+    ))
 }

@@ -6,6 +6,13 @@
 //! filling it right now; runs on this host are kept out by the job lock, which
 //! prune holds), and every marker folder on the target could be read: a marker
 //! this coffer cannot read (a newer format, damage) might reference anything.
+//!
+//! A run killed while it writes a pack leaves that pack's staging file
+//! `<id>.tar.zst.age#<n>` on a local target (object_store hides it from listings);
+//! it goes by the same grace period, by its modification time, and only under
+//! that exact name. On S3 the same kill leaves an unfinished multipart upload,
+//! which object_store can neither list nor abort without its upload id: a
+//! lifecycle rule on the bucket removes those (see README, "S3").
 
 use super::{pack_id_of, pack_path, packs_dir};
 use anyhow::{Result, anyhow};
@@ -98,13 +105,78 @@ pub(crate) fn rewrite_later(
     }))
 }
 
+/// What prune leaves on a target only because it is younger than the grace
+/// period (`incomplete_after`): garbage that goes with a later prune, from when.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Waiting {
+    /// Packs no snapshot references.
+    pub packs: u64,
+    /// Staging files of pack uploads that never completed (local targets).
+    pub staging_files: u64,
+    /// Folders of runs that never committed.
+    pub incomplete_folders: u64,
+    pub bytes: u64,
+    /// When the first of them may go, and when the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removable_from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_removable_by: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Waiting {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.packs + self.staging_files + self.incomplete_folders == 0
+    }
+
+    /// Counts `bytes` that may go at `at`.
+    fn add(&mut self, bytes: u64, at: chrono::DateTime<chrono::Utc>) {
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.removable_from = Some(self.removable_from.map_or(at, |t| t.min(at)));
+        self.all_removable_by = Some(self.all_removable_by.map_or(at, |t| t.max(at)));
+    }
+
+    /// Adds what `other` counts.
+    pub(crate) fn merge(&mut self, other: &Waiting) {
+        self.packs += other.packs;
+        self.staging_files += other.staging_files;
+        self.incomplete_folders += other.incomplete_folders;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        for at in [other.removable_from, other.all_removable_by]
+            .into_iter()
+            .flatten()
+        {
+            self.add(0, at);
+        }
+    }
+
+    pub(crate) fn add_pack(&mut self, bytes: u64, at: chrono::DateTime<chrono::Utc>) {
+        self.packs += 1;
+        self.add(bytes, at);
+    }
+
+    pub(crate) fn add_staging(&mut self, bytes: u64, at: chrono::DateTime<chrono::Utc>) {
+        self.staging_files += 1;
+        self.add(bytes, at);
+    }
+
+    pub(crate) fn add_folder(&mut self, bytes: u64, at: chrono::DateTime<chrono::Utc>) {
+        self.incomplete_folders += 1;
+        self.add(bytes, at);
+    }
+}
+
 /// What a collection found and did on one target.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Collected {
     pub(crate) deleted: Vec<String>,
     pub(crate) freed_bytes: u64,
-    /// Unreferenced packs younger than the grace period, left for next time.
-    pub(crate) young: usize,
+    /// Unreferenced packs and staging files younger than the grace period, left
+    /// for next time.
+    pub(crate) young: Waiting,
+    /// Staging files of killed pack uploads removed (`<job>/packs/<name>`), and
+    /// their bytes.
+    pub(crate) staging_removed: Vec<String>,
+    pub(crate) staging_freed_bytes: u64,
     /// Packs still referenced, and their bytes.
     pub(crate) live: usize,
     pub(crate) live_bytes: u64,
@@ -161,7 +233,12 @@ pub(crate) fn unreferenced(
             c.live += 1;
             c.live_bytes = c.live_bytes.saturating_add(l.size);
         } else if now.signed_duration_since(l.modified) < grace {
-            c.young += 1;
+            c.young.add_pack(
+                l.size,
+                l.modified
+                    .checked_add_signed(grace)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            );
         } else {
             c.deleted.push(id.clone());
             c.freed_bytes = c.freed_bytes.saturating_add(l.size);
@@ -185,7 +262,7 @@ pub(crate) fn collect(
     rewrite_above: f64,
 ) -> Result<Collected> {
     let listed = list_packs(rt, target, job)?;
-    if listed.is_empty() {
+    if listed.is_empty() && unread > 0 {
         return Ok(Collected::default());
     }
     if unread > 0 {
@@ -195,6 +272,10 @@ pub(crate) fn collect(
             target.name
         ));
     }
+    let staging = staging_leftovers(target, job, grace, dry_run)?;
+    if listed.is_empty() {
+        return Ok(staging);
+    }
     let referenced: BTreeSet<&str> = markers
         .iter()
         .flat_map(|m| m.packs.iter().map(|p| p.id.as_str()))
@@ -203,6 +284,63 @@ pub(crate) fn collect(
     (c.dead_bytes, c.mostly_unused) = waste(markers, rewrite_above);
     if !dry_run {
         delete_packs(rt, std::slice::from_ref(target), job, &c.deleted);
+    }
+    c.staging_removed = staging.staging_removed;
+    c.staging_freed_bytes = staging.staging_freed_bytes;
+    c.young.merge(&staging.young);
+    Ok(c)
+}
+
+/// Removes the staging files of pack uploads a killed run left in the job's
+/// `packs/` folder of a local target, once older than `grace` by their
+/// modification time (a run on another host still writing one keeps touching
+/// it). Only `<pack id>.tar.zst.age#<n>` goes: any other name there is not
+/// coffer's. Staging files are no packs, so no marker can reference one. The
+/// younger ones are counted in `young`.
+fn staging_leftovers(
+    target: &Target,
+    job: &str,
+    grace: std::time::Duration,
+    dry_run: bool,
+) -> Result<Collected> {
+    let dir = packs_dir(job);
+    let found = target.leftovers(&dir).map_err(|e| {
+        anyhow!(
+            "cannot look for the leftovers of killed runs of job {job} on {}: {e}",
+            target.label()
+        )
+    })?;
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let now = chrono::Utc::now();
+    let mut c = Collected::default();
+    for l in found {
+        if !l
+            .object
+            .strip_suffix(".tar.zst.age")
+            .is_some_and(super::is_pack_id)
+        {
+            continue;
+        }
+        let modified = chrono::DateTime::<chrono::Utc>::from(l.modified);
+        if now.signed_duration_since(modified) < grace {
+            c.young.add_staging(
+                l.size,
+                modified
+                    .checked_add_signed(grace)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            );
+            continue;
+        }
+        if !dry_run {
+            target.remove_leftover(&dir, &l.name).map_err(|e| {
+                anyhow!(
+                    "job {job}: the staging file {} of a killed run was not removed: {e}",
+                    l.name
+                )
+            })?;
+        }
+        c.staging_removed.push(format!("{dir}/{}", l.name));
+        c.staging_freed_bytes = c.staging_freed_bytes.saturating_add(l.size);
     }
     Ok(c)
 }
@@ -236,7 +374,11 @@ mod tests {
             std::time::Duration::from_secs(3600),
         );
         assert_eq!(c.deleted, vec!["b".repeat(32)]);
-        assert_eq!((c.live, c.young, c.freed_bytes), (1, 1, 100));
+        assert_eq!((c.live, c.young.packs, c.freed_bytes), (1, 1, 100));
+        assert_eq!(c.young.bytes, 100);
+        let removable = c.young.removable_from.expect("a date");
+        let expect = listed[&"c".repeat(32)].modified + chrono::Duration::hours(1);
+        assert_eq!(removable, expect);
     }
 
     fn marker_using(uses: &[(&str, u64)]) -> crate::format::Marker {

@@ -17,11 +17,14 @@
 //!
 //! What the report lists as removed is what is gone: a folder counts once nothing
 //! of it is left, including the staging files of uploads a killed run left on a
-//! local disk, which object_store does not list.
+//! local disk, which object_store does not list. What the grace period keeps
+//! (folders, unreferenced packs, staging files of packs) is reported too, with its
+//! size and when it may go, so that a prune that frees nothing says why.
 
 use crate::format::id::{is_id, time_of};
 use crate::format::{MARKER, snapshot_dir};
 use crate::lock::JobLock;
+use crate::pack::gc::Waiting;
 use crate::repo;
 use crate::retention::policy::decide;
 use anyhow::{Context, Result, bail};
@@ -62,6 +65,17 @@ pub struct PruneReport {
     pub packs_dead_bytes: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packs_to_rewrite: Vec<String>,
+    /// Staging files of pack uploads a killed run left on a local target
+    /// (`<job>/packs/<id>.tar.zst.age#<n>`), older than the grace period, that are
+    /// gone now (with `--dry-run`: that would go), and their bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub staging_removed: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub staging_freed_bytes: u64,
+    /// Garbage kept only because it is younger than `incomplete_after`: how much,
+    /// and from when a prune removes it.
+    #[serde(skip_serializing_if = "Waiting::is_empty")]
+    pub kept_for_grace: Waiting,
     /// Folders that could not be removed, each with why; they stay for the next prune.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -120,6 +134,17 @@ fn delete_snapshot(rt: &Handle, target: &Target, job: &str, id: &str) -> Result<
         );
     }
     Ok(())
+}
+
+/// What a folder holds, staging files included; best effort (it is only told).
+async fn folder_bytes(target: &Target, dir: &ObjPath) -> u64 {
+    let mut listing = target.store.list(Some(dir));
+    let mut bytes = 0u64;
+    while let Some(Ok(meta)) = listing.next().await {
+        bytes = bytes.saturating_add(meta.size);
+    }
+    let staged = target.leftovers(dir).unwrap_or_default();
+    staged.iter().fold(bytes, |b, l| b.saturating_add(l.size))
 }
 
 async fn list_folder(target: &Target, dir: &ObjPath) -> Result<Vec<ObjPath>> {
@@ -230,10 +255,17 @@ pub fn prune_target(
             ));
             continue;
         }
-        if let Some(t) = time_of(id)
-            && now - t > job.incomplete_after
-        {
+        let Some(t) = time_of(id) else { continue };
+        if now - t > job.incomplete_after {
             incomplete.push(id.to_string());
+        } else {
+            let at = time::Duration::try_from(job.incomplete_after)
+                .ok()
+                .and_then(|grace| t.checked_add(grace))
+                .and_then(|at| chrono::DateTime::from_timestamp(at.unix_timestamp(), 0))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+            let bytes = rt.block_on(folder_bytes(target, dir));
+            report.kept_for_grace.add_folder(bytes, at);
         }
     }
     if let Mode::DryRun = mode {
@@ -305,6 +337,9 @@ fn collect_packs(
             report.packs_live_bytes = c.live_bytes;
             report.packs_dead_bytes = c.dead_bytes;
             report.packs_to_rewrite = c.mostly_unused;
+            report.staging_removed = c.staging_removed;
+            report.staging_freed_bytes = c.staging_freed_bytes;
+            report.kept_for_grace.merge(&c.young);
         }
         Err(e) => report.errors.push(format!("{e:#}")),
     }

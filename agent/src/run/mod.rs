@@ -129,6 +129,14 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
                         crate::units::bytes(r.packs_freed_bytes)
                     ));
                 }
+                if !r.staging_removed.is_empty() {
+                    run.notes.push(format!(
+                        "retention on {}: removed {} staging file(s) of uploads a killed run left ({})",
+                        target.name,
+                        r.staging_removed.len(),
+                        crate::units::bytes(r.staging_freed_bytes)
+                    ));
+                }
                 run.warnings.extend(
                     r.errors
                         .iter()

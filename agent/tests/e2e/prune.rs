@@ -150,3 +150,93 @@ fn retention_after_a_backup_is_news_not_a_warning() {
         "stale after a prune by hand"
     );
 }
+
+/// Before, a prune that kept unreferenced packs for the grace period said
+/// "0 removed" and nothing else. Now its report (text and --json) names them: how
+/// many, how big, and from when a prune removes them.
+#[test]
+fn packs_kept_for_the_grace_period_are_reported_with_their_date() {
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("old.bin"), noise(3 << 20, 7)).expect("write");
+    let world = World::new(&format!(
+        "pack_size = \"1MiB\"\nretention = {{ keep_last = 1 }}\n{}",
+        dir_source("data", data.path(), "")
+    ));
+    world.backup();
+    // The next run forgets the first snapshot, whose packs nothing references now.
+    std::fs::remove_file(data.path().join("old.bin")).expect("rm");
+    std::fs::write(data.path().join("new.bin"), b"new").expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let kept = world.backup();
+    assert_eq!(world.snapshots(), vec![kept.clone()]);
+    let marker: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(world.snapshot_dir(&kept).join("snapshot.json")).expect("marker"),
+    )
+    .expect("json");
+    let referenced: Vec<String> = marker["marker"]["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .map(|p| format!("{}.tar.zst.age", p["id"].as_str().expect("id")))
+        .collect();
+    let waiting: Vec<std::fs::Metadata> = std::fs::read_dir(world.target().join("app/packs"))
+        .expect("packs")
+        .flatten()
+        .filter(|e| !referenced.contains(&e.file_name().to_string_lossy().into_owned()))
+        .map(|e| e.metadata().expect("stat"))
+        .collect();
+    assert!(!waiting.is_empty(), "no unreferenced pack to wait for");
+    let bytes: u64 = waiting.iter().map(|m| m.len()).sum();
+    let times: Vec<chrono::DateTime<chrono::Utc>> = waiting
+        .iter()
+        .map(|m| m.modified().expect("mtime").into())
+        .collect();
+    let day = chrono::Duration::hours(24);
+    let (from, by) = (
+        *times.iter().min().expect("min") + day,
+        *times.iter().max().expect("max") + day,
+    );
+
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["packs_removed"], serde_json::Value::Null, "{out}");
+    let g = &v[0]["kept_for_grace"];
+    assert_eq!(g["packs"], waiting.len() as u64, "{out}");
+    assert_eq!(g["bytes"], bytes, "{out}");
+    let date = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(g[k].as_str().unwrap_or_else(|| panic!("{k}: {out}")))
+            .expect("rfc3339")
+            .to_utc()
+    };
+    for (got, want) in [
+        (date("removable_from"), from),
+        (date("all_removable_by"), by),
+    ] {
+        assert!(
+            (got - want).num_seconds().abs() <= 1,
+            "{got} is not {want}: {out}"
+        );
+    }
+    let text = world.ok(&["prune", "--job", "app"]);
+    let line = format!(
+        "kept until older than incomplete_after: {} pack(s) no snapshot references",
+        waiting.len()
+    );
+    assert!(text.contains(&line), "{text}");
+    // To the minute (the second either side, should the minute turn in between).
+    let shown = |t: chrono::DateTime<chrono::Utc>| {
+        format!("removable from {}", t.format("%Y-%m-%d %H:%M UTC"))
+    };
+    let second = chrono::Duration::seconds(1);
+    assert!(
+        [from - second, from, from + second]
+            .iter()
+            .any(|t| text.contains(&shown(*t))),
+        "{text}"
+    );
+    // Nothing went: they are still all there.
+    let left = std::fs::read_dir(world.target().join("app/packs"))
+        .expect("packs")
+        .count();
+    assert_eq!(left, referenced.len() + waiting.len());
+}
