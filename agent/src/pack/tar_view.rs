@@ -193,16 +193,21 @@ fn produce(
                 sparse(&mut packs, pack, content.offset, map, e.size, &mut tar)
             }
         };
-        let hash = fetched.map_err(|err| anyhow!("source {}: {}: {err}", source.name, e.path))?;
+        // Typed with the pack's id: the caller checks that pack whole and has the
+        // index forget it if it is proven damaged (`damage`).
+        let suspect = |message: String| super::damage::Suspect {
+            pack: pack.id.clone(),
+            message,
+        };
+        let hash =
+            fetched.map_err(|err| suspect(format!("source {}: {}: {err}", source.name, e.path)))?;
         if e.blake3.as_deref() != Some(hash.to_hex().as_str()) {
-            bail!(
+            return Err(suspect(format!(
                 "source {}: {}: the bytes in pack {} do not match the manifest's BLAKE3 \
                  (the pack is damaged, or was replaced by someone who can write to target {})",
-                source.name,
-                e.path,
-                pack.id,
-                view.target.name
-            );
+                source.name, e.path, pack.id, view.target.name
+            ))
+            .into());
         }
         tar.pad()?;
     }
