@@ -174,3 +174,149 @@ pub(crate) struct Suspect {
     pub(crate) pack: String,
     pub(crate) message: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_plugins::PartPlan;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use std::sync::Arc;
+    use tokio::runtime::Runtime;
+
+    const JOB: &str = "app";
+
+    fn plan() -> PartPlan {
+        PartPlan {
+            part_size: 5 << 20,
+            max_parts: 10_000,
+            parts_in_flight: 1,
+        }
+    }
+
+    fn id(n: u8) -> String {
+        format!("{n:032x}")
+    }
+
+    /// A target holding pack `id(1)` with `stored`; its record as written.
+    fn target_with(rt: &Runtime, stored: &[u8]) -> (Target, PackRecord) {
+        let store = Arc::new(InMemory::new());
+        rt.block_on(store.put(
+            &super::super::pack_path(JOB, &id(1)),
+            PutPayload::from(stored.to_vec()),
+        ))
+        .expect("put");
+        let record = PackRecord {
+            id: id(1),
+            stored_size: stored.len() as u64,
+            blake3: blake3::hash(stored).to_hex().to_string(),
+            content_size: 0,
+            used: 0,
+        };
+        let store: Arc<dyn ObjectStore> = store;
+        (Target::from_store("mem", store, "memory", plan()), record)
+    }
+
+    fn replace(rt: &Runtime, target: &Target, bytes: Option<Vec<u8>>) {
+        let path = super::super::pack_path(JOB, &id(1));
+        match bytes {
+            Some(b) => {
+                rt.block_on(target.store.put(&path, PutPayload::from(b)))
+                    .expect("put");
+            }
+            None => rt.block_on(target.store.delete(&path)).expect("delete"),
+        }
+    }
+
+    #[test]
+    fn missing_cut_short_or_flipped_is_bad_and_intact_is_intact() {
+        let rt = Runtime::new().expect("runtime");
+        let stored = vec![7u8; 100_000];
+        let (target, record) = target_with(&rt, &stored);
+        assert_eq!(
+            check_stored(rt.handle(), &target, JOB, &record),
+            Stored::Intact
+        );
+        let mut flipped = stored.clone();
+        flipped[50_000] ^= 1;
+        replace(&rt, &target, Some(flipped));
+        let got = check_stored(rt.handle(), &target, JOB, &record);
+        assert!(
+            matches!(&got, Stored::Bad(why) if why.contains("do not match")),
+            "{got:?}"
+        );
+        replace(&rt, &target, Some(stored[..99_000].to_vec()));
+        let got = check_stored(rt.handle(), &target, JOB, &record);
+        assert!(matches!(&got, Stored::Bad(_)), "{got:?}");
+        replace(&rt, &target, None);
+        let got = check_stored(rt.handle(), &target, JOB, &record);
+        assert!(
+            matches!(&got, Stored::Bad(why) if why.contains(&id(1))),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_target_that_cannot_be_reached_proves_nothing() {
+        let rt = Runtime::new().expect("runtime");
+        // Nothing listens on port 1 of loopback: every request fails to connect.
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint("http://127.0.0.1:1")
+            .with_allow_http(true)
+            .with_bucket_name("b")
+            .with_region("us-east-1")
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_retry(object_store::RetryConfig {
+                backoff: Default::default(),
+                max_retries: 0,
+                retry_timeout: std::time::Duration::from_secs(1),
+            })
+            .build()
+            .expect("s3 client");
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let target = Target::from_store("down", store, "s3 down", plan());
+        let record = PackRecord {
+            id: id(1),
+            stored_size: 10,
+            blake3: blake3::hash(b"0123456789").to_hex().to_string(),
+            content_size: 0,
+            used: 0,
+        };
+        let got = check_stored(rt.handle(), &target, JOB, &record);
+        assert!(matches!(got, Stored::Unreadable(_)), "{got:?}");
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_pack_id_is_never_used() {
+        let rt = Runtime::new().expect("runtime");
+        let (target, mut record) = target_with(&rt, b"x");
+        record.id = "../../etc/passwd".into();
+        let got = check_stored(rt.handle(), &target, JOB, &record);
+        assert!(matches!(got, Stored::Unreadable(_)), "{got:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(super::super::index::Index::open(dir.path(), JOB).expect("index"));
+        let bad = vec!["x' OR 1=1 --".to_string(), id(0xab).to_uppercase()];
+        assert_eq!(forget(dir.path(), JOB, &bad).expect("forget"), None);
+    }
+
+    #[test]
+    fn forgetting_needs_an_index_and_the_job_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No index on this host: nothing to forget, and none is created.
+        assert_eq!(forget(dir.path(), JOB, &[id(1)]).expect("forget"), None);
+        assert!(!dir.path().join("index").exists());
+        drop(super::super::index::Index::open(dir.path(), JOB).expect("index"));
+        let held = lock_job(dir.path(), JOB).expect("lock");
+        let err = forget(dir.path(), JOB, &[id(1)]).expect_err("lock held");
+        assert!(
+            format!("{err:#}").contains("run the verify again"),
+            "{err:#}"
+        );
+        drop(held);
+        assert_eq!(
+            forget(dir.path(), JOB, &[id(1)]).expect("forget"),
+            Some(Forgot { packs: 0, files: 0 })
+        );
+    }
+}
