@@ -2,13 +2,15 @@
 //! or a restore finds one byte of a pack flipped, the local index forgets the
 //! pack, the next backup reads and stores its files again into new packs, and the
 //! new snapshot deep-verifies clean. (Before, the index still counted the files
-//! as stored and the new snapshot referenced the same damaged pack.)
+//! as stored and the new snapshot referenced the same damaged pack.) Without any
+//! verify, the backup's own re-check of packs (`recheck_packs`) finds it too.
 
 use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 
 const FILES: u64 = 12;
+const NO_RECHECK: &str = "recheck_packs = 0\n";
 
 fn make_tree(root: &Path) {
     for i in 0..FILES {
@@ -48,13 +50,14 @@ fn marker_packs(world: &World, id: &str) -> Vec<String> {
 }
 
 /// One backup of the tree, one byte in the middle of its only pack flipped;
-/// returns the world, the snapshot and the pack.
-fn damaged_world() -> (World, String, String) {
+/// returns the world, the snapshot and the pack. `job_keys` go before the
+/// sources (`recheck_packs = 0`: only verify or restore can find the damage).
+fn damaged_world(job_keys: &str) -> (World, String, String) {
     require_root("restores owners");
     let world = World::new("");
     let data = world.path("data");
     make_tree(&data);
-    world.write_config(&dir_source("files", &data, ""));
+    world.write_config(&format!("{job_keys}{}", dir_source("files", &data, "")));
     let first = backup_json(&world);
     assert_eq!(counts(&first), (0, 0, FILES), "{first}");
     let snapshot = world.snapshots().pop().expect("snapshot");
@@ -100,7 +103,7 @@ fn next_backup_does_not_build_on(world: &World, damaged: &str) {
 
 #[test]
 fn a_pack_found_damaged_by_a_stored_bytes_verify_is_not_built_upon() {
-    let (world, snapshot, pack) = damaged_world();
+    let (world, snapshot, pack) = damaged_world(NO_RECHECK);
     let out = world.expect(&["verify", "--job", "app", "--stored-only"], 3);
     assert!(
         out.contains(&format!("{snapshot} on local: DAMAGED")),
@@ -117,7 +120,7 @@ fn a_pack_found_damaged_by_a_stored_bytes_verify_is_not_built_upon() {
 
 #[test]
 fn a_pack_found_damaged_by_a_deep_verify_is_not_built_upon() {
-    let (world, snapshot, pack) = damaged_world();
+    let (world, snapshot, pack) = damaged_world(NO_RECHECK);
     let id = world.identity.to_str().expect("utf-8");
     let out = world.expect(
         &[
@@ -141,7 +144,7 @@ fn a_pack_found_damaged_by_a_deep_verify_is_not_built_upon() {
 
 #[test]
 fn a_pack_found_damaged_by_a_restore_is_not_built_upon() {
-    let (world, snapshot, pack) = damaged_world();
+    let (world, snapshot, pack) = damaged_world(NO_RECHECK);
     let to = world.path("restored");
     let out = world.run(&[
         "restore",
@@ -161,7 +164,7 @@ fn a_pack_found_damaged_by_a_restore_is_not_built_upon() {
 
 #[test]
 fn a_pack_merely_missing_from_a_verify_target_is_forgotten_too() {
-    let (world, _, pack) = damaged_world();
+    let (world, _, pack) = damaged_world(NO_RECHECK);
     std::fs::remove_file(
         world
             .target()
@@ -172,4 +175,36 @@ fn a_pack_merely_missing_from_a_verify_target_is_forgotten_too() {
     let out = world.expect(&["verify", "--job", "app", "--stored-only"], 3);
     next_backup_does_not_build_on(&world, &pack);
     assert!(out.contains("forgot 1 damaged or missing"), "{out}");
+}
+
+#[test]
+fn the_backup_re_checks_a_pack_per_run_and_does_not_build_on_a_damaged_one() {
+    // The default: one pack per run, read back whole from every target.
+    let (world, _, pack) = damaged_world("");
+    let run = backup_json(&world);
+    assert_eq!(counts(&run), (0, 0, FILES), "{run}");
+    let notes = run["notes"].to_string();
+    assert!(notes.contains("re-check of packs"), "{notes}");
+    assert!(notes.contains(&pack), "{notes}");
+    assert!(
+        notes.contains("the re-check found 1 damaged pack(s)"),
+        "{notes}"
+    );
+    let latest = world.snapshots().pop().expect("snapshot");
+    assert!(!marker_packs(&world, &latest).contains(&pack));
+    let id = world.identity.to_str().expect("utf-8");
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "latest",
+        "--identity",
+        id,
+    ]);
+    assert!(out.contains(": ok ("), "{out}");
+    // An intact pack is read and passes: the next run stores nothing again.
+    let run = backup_json(&world);
+    assert_eq!(counts(&run), (FILES, 0, 0), "{run}");
+    assert!(!run["notes"].to_string().contains("re-check"), "{run}");
 }
