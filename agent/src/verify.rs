@@ -5,7 +5,9 @@
 //! decrypts and decompresses, and checks every file's size and BLAKE3 against the
 //! manifest, writing nothing to disk. The mode is recorded with the outcome: only
 //! a deep verify sets the deep success time. A snapshot that is not encrypted to
-//! the identity given is reported as such, never as damaged.
+//! the identity given is reported as such, never as damaged. A pack proven
+//! damaged or missing (in either mode) is forgotten by the job's local index at
+//! once, so the next backup stores its files again (`pack::damage`).
 
 use crate::exit::usage;
 use crate::format::{Manifest, Marker, SourceManifest, object_path};
@@ -53,6 +55,17 @@ pub struct Verdict {
     pub objects: usize,
     pub files: usize,
     pub problems: Vec<String>,
+    /// Packs of this snapshot proven damaged or missing on this target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_packs: Vec<String>,
+}
+
+/// A verify's verdicts, and what the local index did about packs proven bad.
+#[derive(Debug)]
+pub struct Verified {
+    pub verdicts: Vec<Verdict>,
+    /// For the operator: the index forgot packs (or could not).
+    pub index: Option<String>,
 }
 
 /// Verifies snapshots of `job` (`which`: an id, `latest` or `all`) on its targets
@@ -65,7 +78,7 @@ pub fn verify_job(
     only: Option<&str>,
     which: &str,
     ids: Option<&Identities>,
-) -> Result<Vec<Verdict>> {
+) -> Result<Verified> {
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     verify_job_trusting(rt, cfg, job, only, which, ids, &trust)
 }
@@ -80,7 +93,7 @@ pub fn verify_job_trusting(
     which: &str,
     ids: Option<&Identities>,
     trust: &crate::format::seal::Trust,
-) -> Result<Vec<Verdict>> {
+) -> Result<Verified> {
     let targets = targets_of(cfg, job, only, coffer_plugins::Access::Read)?;
     let mut verdicts = Vec::new();
     for target in &targets {
@@ -109,6 +122,7 @@ pub fn verify_job_trusting(
                 objects: 0,
                 files: 0,
                 problems: Vec::new(),
+                bad_packs: Vec::new(),
             };
             let result = match (trust.refusal(&marker), ids) {
                 (Some(why), _) => {
@@ -151,7 +165,17 @@ pub fn verify_job_trusting(
     if let Err(e) = recorded {
         tracing::warn!("cannot record the verify status of job {}: {e:#}", job.name);
     }
-    Ok(verdicts)
+    // Only packs of trusted markers were read, so a planted marker cannot make
+    // the index forget anything.
+    let bad: Vec<String> = verdicts
+        .iter()
+        .flat_map(|v| v.bad_packs.iter().cloned())
+        .collect();
+    let index = match crate::pack::damage::forget(&cfg.agent.state_dir, &job.name, &bad) {
+        Ok(forgot) => forgot.map(|f| f.say(&job.name)),
+        Err(e) => Some(format!("{e:#}")),
+    };
+    Ok(Verified { verdicts, index })
 }
 
 /// The identities to verify with: `--identity`, else the configured file when it
@@ -187,22 +211,18 @@ fn stored(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) -> Res
 }
 
 /// Every pack the marker lists, read whole and checked against its stored size
-/// and BLAKE3: a target that lacks one (it missed runs, someone deleted it) fails.
+/// and BLAKE3: a target that lacks one (it missed runs, someone deleted it) fails,
+/// and one proven bad is noted for the index to forget.
 fn stored_packs(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) {
+    use crate::pack::damage::{Stored, check_stored};
     for p in &marker.packs {
-        let record = crate::format::ObjectRecord {
-            key: p.id.clone(),
-            source: None,
-            plaintext_size: 0,
-            stored_size: p.stored_size,
-            blake3: p.blake3.clone(),
-            facts: Default::default(),
-        };
-        let path = crate::pack::pack_path(&marker.job, &p.id);
-        let copied = ObjectReader::open(rt, target, &path, Some(&record))
-            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()));
-        if let Err(e) = copied {
-            v.problems.push(e.to_string());
+        match check_stored(rt, target, &marker.job, p) {
+            Stored::Intact => {}
+            Stored::Bad(why) => {
+                v.problems.push(why);
+                v.bad_packs.push(p.id.clone());
+            }
+            Stored::Unreadable(why) => v.problems.push(why),
         }
         v.objects += 1;
     }

@@ -139,6 +139,7 @@ pub struct RawJob {
     pub format: Option<u32>,
     pub pack_size: Option<SizeOrText>,
     pub repack_unused: Option<f64>,
+    pub recheck_packs: Option<u32>,
     pub check: Option<RawCheck>,
     pub retention: Option<RawRetention>,
     pub notify: Option<RawNotify>,

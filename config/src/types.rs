@@ -243,7 +243,14 @@ pub struct Job {
     /// unused has its live files stored again by the next backup, so that it can
     /// be deleted once older snapshots are forgotten; 1 never does.
     pub repack_unused: f64,
+    /// Format 2: packs each backup reads whole on every target and checks against
+    /// what this host wrote, in turn, so damage is found without a verify; 0 never.
+    pub recheck_packs: u32,
 }
+
+/// One pack (at most `pack_size`) read back per target per backup: damage is found
+/// within as many runs as the job has packs, for little traffic.
+pub const DEFAULT_RECHECK_PACKS: u32 = 1;
 
 /// The format new snapshots are written in unless a job says `format = 1`.
 pub const DEFAULT_FORMAT: u32 = 2;

@@ -309,7 +309,25 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     }
     let mut reports = Vec::new();
     for plan in &dirs {
-        let (report, w) = restore_source(rt, &target, &marker, &ids, plan)?;
+        let (report, w) = match restore_source(rt, &target, &marker, &ids, plan) {
+            Ok(done) => done,
+            Err(e) => {
+                // A pack named by the failure is read whole: proven damaged or
+                // missing, the index forgets it, so the next backup stores its
+                // files again rather than build on it.
+                let suspects = crate::pack::damage::suspects(&e);
+                if let Some(note) = crate::pack::damage::check_and_forget(
+                    rt,
+                    &cfg.agent.state_dir,
+                    &target,
+                    &marker,
+                    &suspects,
+                ) {
+                    eprintln!("{}", coffer_plugins::escape_controls(&note));
+                }
+                return Err(e);
+            }
+        };
         warnings.extend(
             w.into_iter()
                 .map(|w| format!("source {}: {w}", plan.source.name)),

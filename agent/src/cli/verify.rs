@@ -33,7 +33,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
         &crate::cli::trust_of(cfg, &args.trust),
     );
     drop(bar);
-    let verdicts = verdicts?;
+    let crate::verify::Verified { verdicts, index } = verdicts?;
     let identity = crate::keys::identity_path(args.identity.as_deref(), &cfg.encryption);
     let mode = if ids.is_some() {
         "deep: decrypted, every file checked"
@@ -68,6 +68,14 @@ pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
                     println!("  {p}");
                 }
             }
+        }
+    }
+    // On stderr with --json, which keeps stdout one JSON document.
+    if let Some(note) = &index {
+        if args.json {
+            eprintln!("{note}");
+        } else {
+            println!("{note}");
         }
     }
     // Damage first; a snapshot for other keys is a question of which key to use.

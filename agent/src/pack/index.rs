@@ -506,6 +506,34 @@ impl Index {
         Ok(packs)
     }
 
+    /// The last pack the per-run re-check read (`run::packs`), so the next run
+    /// goes on from there; it moves only with a committed run.
+    pub fn recheck_cursor(&self) -> Result<Option<String>> {
+        let doing = || self.doing("reading the re-check cursor");
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'recheck_after'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .with_context(doing)
+    }
+
+    pub fn set_recheck_cursor(&mut self, id: &str) -> Result<()> {
+        let doing = || self.doing(format!("moving the re-check cursor to pack {id}"));
+        self.require_run().with_context(doing)?;
+        parse_hex::<PACK_LEN>(id, "pack id").with_context(doing)?;
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('recheck_after', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [id],
+            )
+            .with_context(doing)?;
+        Ok(())
+    }
+
     /// The run committed snapshot `snapshot`: the files of `sources` become exactly what was staged
     /// for them (files of other sources stay), staged content and packs join the committed ones,
     /// staging is cleared; one transaction, durable when it returns.
@@ -1178,6 +1206,25 @@ mod tests {
         assert_eq!(index.content(&hash(3), 103).expect("test"), Some(at(2, 30)));
         assert_eq!(index.packs().expect("test"), vec![pack_info(2)]);
         assert_eq!(index.forget_packs(&[pack_id(1)]).expect("test"), 0);
+    }
+
+    #[test]
+    fn the_re_check_cursor_moves_only_with_a_committed_run() {
+        let dir = tempfile::tempdir().expect("test");
+        let mut index = committed(dir.path());
+        assert_eq!(index.recheck_cursor().expect("test"), None);
+        assert!(index.set_recheck_cursor(&pack_id(1)).is_err());
+        index.begin_run().expect("test");
+        index.set_recheck_cursor(&pack_id(1)).expect("test");
+        assert!(index.set_recheck_cursor("../x").is_err());
+        index.abandon_run().expect("test");
+        assert_eq!(index.recheck_cursor().expect("test"), None);
+        index.begin_run().expect("test");
+        index.set_recheck_cursor(&pack_id(2)).expect("test");
+        index.commit_run("snap2", &[]).expect("test");
+        drop(index);
+        let index = open(dir.path());
+        assert_eq!(index.recheck_cursor().expect("test"), Some(pack_id(2)));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! `write` fills packs during a run, `index` remembers what is stored (on disk,
 //! in `state_dir`), `read` gets one file's bytes back, `tar_view` turns a
 //! snapshot's entries into the tar stream restore and verify already know, and
-//! `gc` deletes packs no snapshot references.
+//! `gc` deletes packs no snapshot references, `damage` makes the index forget
+//! packs proven damaged.
 
+pub(crate) mod damage;
 pub(crate) mod gc;
 pub(crate) mod index;
 pub(crate) mod ranged;

@@ -61,6 +61,16 @@ pub(crate) fn with_tar<T>(
     })
 }
 
+/// A pack read that failed the way a damaged, cut short or missing pack does.
+fn looks_damaged(err: &io::Error) -> bool {
+    use super::read::PackError;
+    match err.get_ref().and_then(|e| e.downcast_ref::<PackError>()) {
+        Some(PackError::Damaged { .. } | PackError::TooShort { .. }) => true,
+        Some(PackError::Fetch { cause, .. }) => cause.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
 fn stopped_by_reader(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -193,16 +203,29 @@ fn produce(
                 sparse(&mut packs, pack, content.offset, map, e.size, &mut tar)
             }
         };
-        let hash = fetched.map_err(|err| anyhow!("source {}: {}: {err}", source.name, e.path))?;
+        // Typed with the pack's id: the caller checks that pack whole and has the
+        // index forget it if it is proven damaged (`damage`).
+        let suspect = |message: String| super::damage::Suspect {
+            pack: pack.id.clone(),
+            message,
+        };
+        let hash = fetched.map_err(|err| {
+            let message = format!("source {}: {}: {err}", source.name, e.path);
+            // Only what damage looks like is worth reading the pack whole for: not a
+            // wrong identity, nor a network error.
+            if looks_damaged(&err) {
+                anyhow::Error::new(suspect(message))
+            } else {
+                anyhow!(message)
+            }
+        })?;
         if e.blake3.as_deref() != Some(hash.to_hex().as_str()) {
-            bail!(
+            return Err(suspect(format!(
                 "source {}: {}: the bytes in pack {} do not match the manifest's BLAKE3 \
                  (the pack is damaged, or was replaced by someone who can write to target {})",
-                source.name,
-                e.path,
-                pack.id,
-                view.target.name
-            );
+                source.name, e.path, pack.id, view.target.name
+            ))
+            .into());
         }
         tar.pad()?;
     }

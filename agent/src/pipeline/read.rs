@@ -50,10 +50,19 @@ impl ObjectReader {
     ) -> io::Result<ObjectReader> {
         let label = format!("object {path} on target {}", target.name);
         let got = rt.block_on(target.store.get(path)).map_err(|e| {
-            io::Error::other(format!(
-                "cannot read {path}: {}",
-                target.explain(Op::Read, &e).message
-            ))
+            // An object the target says is not there keeps that kind: it is proof
+            // that the object is gone (`pack::damage`), where any other failure is not.
+            let kind = match e {
+                object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(
+                kind,
+                format!(
+                    "cannot read {path}: {}",
+                    target.explain(Op::Read, &e).message
+                ),
+            )
         })?;
         let body = match got.payload {
             GetResultPayload::File(file, _) => Body::File(file),
@@ -159,12 +168,12 @@ impl ObjectReader {
                     self.verified
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 } else {
-                    return Err(named(
+                    return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!(
+                        Mismatch(format!(
                             "{}: stored bytes do not match snapshot.json (size {} vs {}, blake3 {} vs {}): the object is damaged",
                             self.label, self.size, size, got, hash
-                        ),
+                        )),
                     ));
                 }
             }
@@ -225,6 +234,25 @@ impl std::fmt::Display for Named {
 
 impl std::error::Error for Named {}
 
+/// The whole object was read and its size or BLAKE3 is not what `snapshot.json`
+/// binds: proof of damage, unlike an error on the way. It names its object too.
+#[derive(Debug)]
+struct Mismatch(String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+/// Whether `e` is an `ObjectReader`'s finding that the stored bytes, read to
+/// their end, differ from the marker (never a failure to read them).
+pub fn is_mismatch(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Mismatch>())
+}
+
 fn named(kind: io::ErrorKind, msg: String) -> io::Error {
     io::Error::new(kind, Named(msg))
 }
@@ -238,7 +266,9 @@ pub struct Labeled<R> {
 impl<R: Read> Read for Labeled<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).map_err(|e| {
-            if e.get_ref().is_some_and(|inner| inner.is::<Named>()) {
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<Named>() || inner.is::<Mismatch>())
+            {
                 return e;
             }
             named(

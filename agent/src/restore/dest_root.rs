@@ -166,7 +166,12 @@ impl OpenDest {
         {
             return e;
         }
-        anyhow!(self.unproc(&format!("{e:#}")))
+        let message = self.unproc(&format!("{e:#}"));
+        // The pack a failed read names stays typed: the caller checks it (`pack::damage`).
+        match crate::pack::damage::suspects(&e).into_iter().next() {
+            Some(pack) => crate::pack::damage::Suspect { pack, message }.into(),
+            None => anyhow!(message),
+        }
     }
 
     /// Fails when the destination's name no longer leads to the folder restored

@@ -91,6 +91,78 @@ pub(super) fn prepare(
     })
 }
 
+/// The per-run re-check (`recheck_packs`): that many packs of the index, in
+/// turn from where the last run stopped, read whole on every target of the run
+/// and compared with the size and BLAKE3 this host wrote (no identity needed).
+/// One proven bad is forgotten now, in the run's transaction, so this very run
+/// reads and stores its files again; one that cannot be read proves nothing.
+/// Costs up to `recheck_packs` x `pack_size` read per target per run.
+pub(super) fn recheck(
+    rt: &Handle,
+    targets: &[Target],
+    job: &Job,
+    run: &mut RunIndex,
+) -> Result<()> {
+    use crate::pack::damage::{Stored, check_stored};
+    if job.recheck_packs == 0 || targets.is_empty() {
+        return Ok(());
+    }
+    let mut index = run
+        .index
+        .lock()
+        .map_err(|_| anyhow!("the index lock is poisoned"))?;
+    // Sorted by id, which is the order of their hex.
+    let packs = index.packs()?;
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let after = index.recheck_cursor()?.unwrap_or_default();
+    let start = packs.partition_point(|p| p.id <= after);
+    let k = usize::try_from(job.recheck_packs)
+        .unwrap_or(usize::MAX)
+        .min(packs.len());
+    let chosen: Vec<_> = packs.iter().cycle().skip(start).take(k).collect();
+    let mut bad = Vec::new();
+    for p in &chosen {
+        let record = PackRecord {
+            id: p.id.clone(),
+            stored_size: p.stored_size,
+            blake3: p.blake3.clone(),
+            content_size: p.content_size,
+            used: 0,
+        };
+        for t in targets {
+            match check_stored(rt, t, &job.name, &record) {
+                Stored::Intact => {}
+                Stored::Bad(why) => {
+                    run.notes
+                        .push(format!("job {}: re-check of packs: {why}", job.name));
+                    bad.push(p.id.clone());
+                    break;
+                }
+                Stored::Unreadable(why) => run.notes.push(format!(
+                    "job {}: re-check of pack {} on target {} could not read it (not taken \
+                     for damage): {why}",
+                    job.name, p.id, t.name
+                )),
+            }
+        }
+    }
+    if let Some(last) = chosen.last() {
+        index.set_recheck_cursor(&last.id)?;
+    }
+    if !bad.is_empty() {
+        let files = index.forget_packs(&bad)?;
+        run.notes.push(format!(
+            "job {}: the re-check found {} damaged pack(s); the index forgot them: \
+             {files} file(s) they held are read and stored again",
+            job.name,
+            bad.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The marker's pack list: every pack a file of the snapshot is in (the keys of
 /// `used`), with the bytes of content the snapshot takes in it.
 pub(super) fn records(

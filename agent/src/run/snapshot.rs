@@ -242,7 +242,12 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             let e = anyhow!("no target can be written: cannot list their packs");
             return Ok(taking.failed(lanes, Shown::default(), e));
         }
-        match super::packs::prepare(cfg, job, &ok) {
+        let prepared = super::packs::prepare(cfg, job, &ok).and_then(|mut r| {
+            let (_, targets) = live(&mut lanes);
+            super::packs::recheck(rt, &targets, job, &mut r)?;
+            Ok(r)
+        });
+        match prepared {
             Ok(r) => Some(r),
             Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
         }

@@ -81,6 +81,13 @@ async fn verify_loop(shared: Arc<Shared>, job: String) {
                 crate::verify::verify_job(&s.rt, &cfg, j, None, "latest", ids.as_ref())
             })
             .await;
+        if let Ok(Ok(crate::verify::Verified {
+            index: Some(note), ..
+        })) = &outcome
+        {
+            warn!(job, "{note}");
+        }
+        let outcome = outcome.map(|r| r.map(|v| v.verdicts));
         match outcome {
             Ok(Ok(v)) if v.iter().all(|v| v.ok) => info!(job, "verify ok ({} target(s))", v.len()),
             Ok(Ok(v)) => error!(

@@ -22,6 +22,7 @@ mod browse;
 mod changing;
 mod config_cli;
 mod crash;
+mod damaged_pack;
 mod databases;
 mod dry_run;
 mod format2;

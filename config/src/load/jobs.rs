@@ -203,6 +203,7 @@ impl Validator<'_> {
             format,
             pack_size,
             repack_unused,
+            recheck_packs: j.recheck_packs.unwrap_or(crate::DEFAULT_RECHECK_PACKS),
         }
     }
 
