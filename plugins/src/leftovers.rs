@@ -61,6 +61,22 @@ fn open_folder(root: &Path, dir: &str) -> io::Result<Option<OwnedFd>> {
     Ok(Some(fd))
 }
 
+/// Fails unless every folder of `dir` below `root` is a real folder (or missing):
+/// a folder of a target swapped for a symlink must not be listed and deleted
+/// through (object_store's local listing follows links).
+pub(crate) fn refuse_links(root: &Path, dir: &str) -> io::Result<()> {
+    open_folder(root, dir).map(|_| ()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{} is not a folder coffer wrote ({e}; a symbolic link?): nothing in it is \
+                 deleted; look at it and remove it by hand",
+                root.join(dir).display()
+            ),
+        )
+    })
+}
+
 fn context(e: impl Into<io::Error>, what: &str, root: &Path, dir: &str) -> io::Error {
     let e = e.into();
     io::Error::new(

@@ -128,6 +128,16 @@ impl Target {
         }
     }
 
+    /// Fails when a folder of `dir` on a local target is a symlink (or anything but
+    /// a folder): deleting what a listing shows there would delete where it points.
+    /// Always fine on object stores, where a folder is only a prefix.
+    pub fn refuse_linked_folder(&self, dir: &object_store::path::Path) -> std::io::Result<()> {
+        match &self.local_root {
+            Some(root) => crate::leftovers::refuse_links(root, dir.as_ref()),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the folder `dir` is gone from a local target's disk (always true on
     /// object stores, where a folder is only a prefix), so that prune reports only
     /// what it really removed.

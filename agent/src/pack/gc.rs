@@ -67,6 +67,11 @@ pub(crate) fn delete_packs(rt: &Handle, targets: &[Target], job: &str, ids: &[St
         return;
     }
     for t in targets {
+        // A packs folder swapped for a symlink is not deleted through.
+        if let Err(e) = t.refuse_linked_folder(&crate::pack::packs_dir(job)) {
+            tracing::warn!("job {job}, target {}: packs not deleted: {e}", t.name);
+            continue;
+        }
         rt.block_on(futures::future::join_all(ids.iter().map(|id| async move {
             match t.store.delete(&pack_path(job, id)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -104,6 +104,9 @@ pub enum Mode<'a> {
 fn delete_snapshot(rt: &Handle, target: &Target, job: &str, id: &str) -> Result<()> {
     let dir = snapshot_dir(job, id);
     let on = || format!("folder {dir} on {}", target.label());
+    // A target writer may have swapped the folder for a symlink to anywhere on
+    // this host: nothing is deleted through it.
+    target.refuse_linked_folder(&dir).with_context(on)?;
     rt.block_on(async {
         match target.store.delete(&dir.clone().join(MARKER)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

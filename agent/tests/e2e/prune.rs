@@ -240,3 +240,33 @@ fn packs_kept_for_the_grace_period_are_reported_with_their_date() {
         .count();
     assert_eq!(left, referenced.len() + waiting.len());
 }
+
+#[test]
+fn a_snapshot_folder_swapped_for_a_symlink_is_never_deleted_through() {
+    // A target writer replaces an old folder of the job with a symlink to a folder
+    // of the backup host: prune (as root) lists it as an old incomplete run.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"payload").expect("write");
+    let world = World::new(&dir_source("data", &data, ""));
+    world.ok(&["backup", "app"]);
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(victim.join("data.tar.zst.age"), b"not coffer's").expect("write");
+    std::fs::write(victim.join("keep.txt"), b"precious").expect("write");
+    std::os::unix::fs::symlink(&victim, world.target().join("app/20000101T000000Z-d00d"))
+        .expect("symlink");
+    let out = world.run(&["prune", "--job", "app", "--json"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        victim.join("data.tar.zst.age").exists() && victim.join("keep.txt").exists(),
+        "prune deleted through a symlink: {text}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("20000101T000000Z-d00d"), "{text}");
+}
