@@ -180,4 +180,31 @@ fn the_quick_start_works_in_a_fresh_directory() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list json");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // The restore the backup prints (into ./coffer-restore), then a second run:
+    // it stores nothing new, the restored copy is not backed up.
+    let id = list[0]["id"].as_str().expect("id");
+    let out = run(&[
+        "restore",
+        "--job",
+        "quickstart",
+        "--snapshot",
+        id,
+        "--to",
+        "./coffer-restore",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        clone
+            .path()
+            .join("coffer-restore/repository/README.md")
+            .is_file()
+    );
+    let out = run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup json");
+    let text = report.to_string();
+    assert!(
+        !text.contains("coffer-restore") && text.contains("\"files\":1"),
+        "the second run backed up the restored copy: {text}"
+    );
 }
