@@ -108,9 +108,16 @@ pub fn run(cfg: &Config) -> Result<u8> {
 fn show_job(cfg: &Config, job: &coffer_config::Job) {
     let format = match job.format {
         2 => format!(
-            "format 2 (packs of {}, repack at {:.0}% unused; index in {})",
+            "format 2 (packs of {}, repack at {:.0}% unused, {}; index in {})",
             crate::units::bytes(job.pack_size),
             job.repack_unused * 100.0,
+            match job.recheck_packs {
+                0 => "no pack re-checked by backups (recheck_packs = 0)".to_string(),
+                n => format!(
+                    "each backup re-checks {} per target",
+                    crate::units::count(u64::from(n), "pack")
+                ),
+            },
             cfg.agent.state_dir.join("index").display()
         ),
         f => format!("format {f}"),

@@ -185,7 +185,7 @@ fn config_check_shows_schedules_retention_hooks_and_warns_about_likely_mistakes(
             "[targets.local]",
             "identity_file = \"/nonexistent/identity.txt\"\n\n[targets.local]",
         )
-        + "\n[jobs.other]\ntargets = [\"local\"]\n\n[[jobs.other.sources]]\nname = \"etc\"\ntype = \"directory\"\npath = \"/etc\"\n";
+        + "\n[jobs.other]\ntargets = [\"local\"]\nrecheck_packs = 0\n\n[[jobs.other.sources]]\nname = \"etc\"\ntype = \"directory\"\npath = \"/etc\"\n";
     let cfg = dir.path().join("coffer.toml");
     std::fs::write(&cfg, text).expect("write");
     let out = std::process::Command::new(coffer_bin())
@@ -225,6 +225,15 @@ fn config_check_shows_schedules_retention_hooks_and_warns_about_likely_mistakes(
     );
     assert!(
         stdout.contains("retention: none, every snapshot is kept"),
+        "{stdout}"
+    );
+    // What each backup re-checks of the packs (the default, and turned off).
+    assert!(
+        next("job kadi:").contains("each backup re-checks 1 pack per target"),
+        "{stdout}"
+    );
+    assert!(
+        next("job other:").contains("no pack re-checked by backups (recheck_packs = 0)"),
         "{stdout}"
     );
     let warnings: Vec<&str> = stderr
