@@ -56,10 +56,25 @@ pub struct Reached {
     pub shown: PathBuf,
 }
 
-const DIR: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+/// Opens a folder below an open one, never through a symlink: the walk's step,
+/// and the one a caller holding a reached parent takes to open the destination.
+pub use crate::open_at::open_dir;
+
+/// An error of a call on `p`, for `map_err`.
+fn io<E: Into<std::io::Error>>(p: &Path) -> impl FnOnce(E) -> TrustError {
+    let path = p.to_path_buf();
+    move |err| TrustError::Io {
+        path,
+        err: err.into(),
+    }
+}
+
+/// The walk's start.
+fn open_root() -> Result<OwnedFd, TrustError> {
+    let root = Path::new("/");
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rustix::fs::open(root, flags, Mode::empty()).map_err(io(root))
+}
 
 /// Opens the parent of `path` (made absolute against the current directory),
 /// following only trusted symlinks; with `create`, missing folders on the way are
@@ -67,13 +82,6 @@ const DIR: OFlags = OFlags::RDONLY
 /// directory or absent: a symlink there is refused.
 pub fn reach(path: &Path, create: bool) -> Result<Reached, TrustError> {
     let r = reach_parent(path, create)?;
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |err: rustix::io::Errno| TrustError::Io {
-            path: p,
-            err: err.into(),
-        }
-    };
     // The destination itself: a symlink here is refused, whoever owns the folder.
     match rustix::fs::statat(&r.parent, r.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
@@ -127,15 +135,7 @@ pub fn reach_parent(path: &Path, create: bool) -> Result<Reached, TrustError> {
 
 /// Opens the directory `path` (absolute) itself, following only trusted symlinks.
 pub fn open_trusted(path: &Path, create: bool) -> Result<OwnedFd, TrustError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |err: rustix::io::Errno| TrustError::Io {
-            path: p,
-            err: err.into(),
-        }
-    };
-    let root = Path::new("/");
-    let mut cur = rustix::fs::open(root, DIR, Mode::empty()).map_err(io(root))?;
+    let mut cur = open_root()?;
     // Where `cur` is, for messages; components still to walk, in order.
     let mut at = PathBuf::from("/");
     let mut todo: Vec<OsString> = Vec::new();
@@ -147,7 +147,7 @@ pub fn open_trusted(path: &Path, create: bool) -> Result<OwnedFd, TrustError> {
             continue;
         }
         if c == ".." {
-            cur = rustix::fs::openat(&cur, "..", DIR, Mode::empty()).map_err(io(&at))?;
+            cur = open_dir(&cur, OsStr::new("..")).map_err(io(&at))?;
             at.pop();
             continue;
         }
@@ -165,8 +165,7 @@ pub fn open_trusted(path: &Path, create: bool) -> Result<OwnedFd, TrustError> {
         };
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => {
-                cur = rustix::fs::openat(&cur, c.as_os_str(), DIR, Mode::empty())
-                    .map_err(io(&here))?;
+                cur = open_dir(&cur, &c).map_err(io(&here))?;
                 at = here;
             }
             FileType::Symlink => {
@@ -188,7 +187,7 @@ pub fn open_trusted(path: &Path, create: bool) -> Result<OwnedFd, TrustError> {
                     rustix::fs::readlinkat(&cur, c.as_os_str(), Vec::new()).map_err(io(&here))?;
                 let to = PathBuf::from(OsStr::from_bytes(to.as_bytes()));
                 if to.is_absolute() {
-                    cur = rustix::fs::open(root, DIR, Mode::empty()).map_err(io(root))?;
+                    cur = open_root()?;
                     at = PathBuf::from("/");
                 }
                 push_components(&mut todo, &to);

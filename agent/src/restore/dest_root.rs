@@ -14,14 +14,9 @@
 use crate::exit::usage;
 use anyhow::{Context, Result, anyhow};
 use coffer_plugins::trusted_dir::{self, Reached, TrustError};
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-
-const DIR: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
 
 /// A refusal that is the operator's to fix (exit 2), or an I/O failure.
 fn refusal(e: TrustError) -> anyhow::Error {
@@ -110,19 +105,25 @@ impl DestRoot {
 
 /// Opens `r`'s destination itself, never through a symlink; `None` when absent.
 fn open_in(r: &Reached) -> Result<Option<OwnedFd>> {
-    match rustix::fs::openat(&r.parent, r.name.as_os_str(), DIR, Mode::empty()) {
+    match trusted_dir::open_dir(&r.parent, &r.name) {
         Ok(fd) => Ok(Some(fd)),
-        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         // Replaced by a symlink (or something else) since it was reached.
-        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(refusal(
-            trusted_dir::reach(&r.shown, false)
-                .err()
-                .unwrap_or(TrustError::NotADirectory {
-                    path: r.shown.clone(),
-                }),
-        )),
-        Err(e) => Err(std::io::Error::from(e))
-            .with_context(|| format!("cannot open {}", r.shown.display())),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
+            ) =>
+        {
+            Err(refusal(
+                trusted_dir::reach(&r.shown, false)
+                    .err()
+                    .unwrap_or(TrustError::NotADirectory {
+                        path: r.shown.clone(),
+                    }),
+            ))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", r.shown.display())),
     }
 }
 
