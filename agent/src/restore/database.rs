@@ -37,18 +37,16 @@ pub fn restore_database(
     let path = object_path(&marker.job, &marker.id, &r.source.object);
     let reader = ObjectReader::open(rt, target, &path, Some(record))?;
     let name = &r.source.name;
-    let warnings = if r.restore.waits_for_the_end() {
+    let mut plain: Box<dyn std::io::Read> = if r.restore.waits_for_the_end() {
         // A file renamed into place only after the last byte: it can be written
         // while the stream is checked, as long as the end is held back until then.
         let verified = reader.verified_flag();
         let label = reader.label().to_string();
-        let mut plain =
-            HoldBack::from_parts(Pumped::spawn(decrypt(reader, ids)?)?, verified, label);
-        let w = r.restore.restore(&mut plain)?;
-        // Read to the end so the stored bytes are checked against snapshot.json.
-        std::io::copy(&mut plain, &mut std::io::sink())
-            .with_context(|| format!("source {name}"))?;
-        w
+        Box::new(HoldBack::from_parts(
+            Pumped::spawn(decrypt(reader, ids)?)?,
+            verified,
+            label,
+        ))
     } else {
         // A program runs what it reads as it reads it (`.shell` in sqlite3, a
         // DELETE before pg_restore's commit, anything in a restore_command): not
@@ -56,12 +54,11 @@ pub fn restore_database(
         let staged = reader
             .staged(tmp_dir)
             .with_context(|| format!("source {name}: the dump was not restored"))?;
-        let mut plain = Pumped::spawn(decrypt(staged, ids)?)?;
-        let w = r.restore.restore(&mut plain)?;
-        std::io::copy(&mut plain, &mut std::io::sink())
-            .with_context(|| format!("source {name}"))?;
-        w
+        Box::new(Pumped::spawn(decrypt(staged, ids)?)?)
     };
+    let warnings = r.restore.restore(&mut plain)?;
+    // Read to the end so the stored bytes are checked against snapshot.json.
+    std::io::copy(&mut plain, &mut std::io::sink()).with_context(|| format!("source {name}"))?;
     Ok(warnings)
 }
 
