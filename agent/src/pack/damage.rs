@@ -39,9 +39,29 @@ pub(crate) fn check_stored(rt: &Handle, target: &Target, job: &str, p: &PackReco
             coffer_plugins::escape_controls(&p.id)
         ));
     }
-    let first = read_whole(rt, target, job, p);
+    let record = ObjectRecord {
+        key: p.id.clone(),
+        source: None,
+        plaintext_size: 0,
+        stored_size: p.stored_size,
+        blake3: p.blake3.clone(),
+        facts: Default::default(),
+    };
+    check_object(rt, target, &super::pack_path(job, &p.id), &record)
+}
+
+/// Reads object `path` on `target` whole and compares it with `record`, as
+/// `check_stored` does a pack: a mismatch counts only when read twice. Used by
+/// `repair` for a snapshot's own objects (manifest, dumps).
+pub(crate) fn check_object(
+    rt: &Handle,
+    target: &Target,
+    path: &object_store::path::Path,
+    record: &ObjectRecord,
+) -> Stored {
+    let first = read_whole(rt, target, path, record);
     match first {
-        Stored::Bad(_) => match read_whole(rt, target, job, p) {
+        Stored::Bad(_) => match read_whole(rt, target, path, record) {
             again @ Stored::Bad(_) => again,
             Stored::Intact => Stored::Unreadable(
                 "its stored bytes differed from snapshot.json once and matched when read again"
@@ -53,17 +73,13 @@ pub(crate) fn check_stored(rt: &Handle, target: &Target, job: &str, p: &PackReco
     }
 }
 
-fn read_whole(rt: &Handle, target: &Target, job: &str, p: &PackRecord) -> Stored {
-    let record = ObjectRecord {
-        key: p.id.clone(),
-        source: None,
-        plaintext_size: 0,
-        stored_size: p.stored_size,
-        blake3: p.blake3.clone(),
-        facts: Default::default(),
-    };
-    let path = super::pack_path(job, &p.id);
-    let copied = ObjectReader::open(rt, target, &path, Some(&record))
+fn read_whole(
+    rt: &Handle,
+    target: &Target,
+    path: &object_store::path::Path,
+    record: &ObjectRecord,
+) -> Stored {
+    let copied = ObjectReader::open(rt, target, path, Some(record))
         .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()));
     match copied {
         Ok(_) => Stored::Intact,
@@ -109,7 +125,7 @@ pub(crate) fn forget(state_dir: &Path, job: &str, ids: &[String]) -> Result<Opti
     if ids.is_empty() || !file.is_file() {
         return Ok(None);
     }
-    let _lock = match lock_job(state_dir, job) {
+    let lock = match lock_job(state_dir, job) {
         Ok(l) => l,
         Err(e) if e.is::<LockHeld>() => {
             return Err(e.context(format!(
@@ -121,6 +137,27 @@ pub(crate) fn forget(state_dir: &Path, job: &str, ids: &[String]) -> Result<Opti
         }
         Err(e) => return Err(e),
     };
+    forget_locked(state_dir, &lock, &ids)
+}
+
+/// `forget` for a caller that holds the job's lock already (`repair`).
+pub(crate) fn forget_locked(
+    state_dir: &Path,
+    lock: &crate::lock::JobLock,
+    ids: &[String],
+) -> Result<Option<Forgot>> {
+    let job = lock.job.as_str();
+    let ids: Vec<String> = ids
+        .iter()
+        .filter(|id| super::is_pack_id(id))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let file = state_dir.join("index").join(format!("{job}.sqlite"));
+    if ids.is_empty() || !file.is_file() {
+        return Ok(None);
+    }
     let (mut index, _) = super::index::Index::open(state_dir, job)?;
     let mut packs = 0;
     for id in &ids {

@@ -627,6 +627,18 @@ impl Index {
         Ok(gone)
     }
 
+    /// Inside a run: drops every committed file, content and pack row, so that
+    /// what the run stages is the whole index once it commits (`repair
+    /// --rebuild-index` rebuilds it from a snapshot's manifest). Abandoning the
+    /// run brings them back.
+    pub fn clear_committed(&mut self) -> Result<()> {
+        let doing = || self.doing("clearing the index for a rebuild");
+        self.require_run().with_context(doing)?;
+        self.conn
+            .execute_batch("DELETE FROM files; DELETE FROM content; DELETE FROM packs;")
+            .with_context(doing)
+    }
+
     fn delete_packs(&self, keys: &[[u8; PACK_LEN]]) -> rusqlite::Result<u64> {
         let mut gone = 0;
         for chunk in keys.chunks(FORGET_CHUNK) {
