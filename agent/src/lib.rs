@@ -19,6 +19,7 @@ pub(crate) mod lock;
 pub(crate) mod notify;
 pub(crate) mod pack;
 pub(crate) mod pipeline;
+pub(crate) mod repair;
 pub(crate) mod repo;
 pub mod restore;
 pub(crate) mod retention;
