@@ -70,6 +70,20 @@ pub enum Command {
     Agent,
     /// Forget snapshots by each job's retention, remove folders of runs that never committed.
     Prune(PruneArgs),
+    /// Check a job's targets against their signed markers; copy damaged or missing packs and objects back from another target.
+    ///
+    /// Reads every pack and object that snapshots signed by a trusted signer
+    /// reference, whole, and compares its size and BLAKE3 with the marker (no
+    /// private key needed). One proven damaged or missing (not merely unreadable)
+    /// is copied from another target of the job that holds a good copy, checked
+    /// while copied and again once written; what no target holds intact is
+    /// forgotten by the local index, so the next backup stores those files again.
+    /// Lists the snapshots that stay damaged, and with the identity which files of
+    /// which source they lose. Never deletes anything from a target. Takes the job
+    /// lock (a running backup or prune of the job: exit 1, nothing done), except
+    /// with --dry-run, which changes nothing.
+    #[command(after_help = REPAIR_EXIT)]
+    Repair(RepairArgs),
     /// Create a new age identity (mode 0600) and print its public recipient.
     Keygen(KeygenArgs),
     /// Configuration commands.
@@ -360,6 +374,43 @@ pub struct PruneArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const REPAIR_EXIT: &str = "Exit codes: 0 nothing damaged, or everything repaired; \
+1 something could not be read or written (an unreachable target, a failed copy, the \
+index); 2 bad usage (unknown job or target, --rebuild-index without an identity); 3 \
+snapshots stay damaged (with --dry-run: anything is damaged). Run it again after a \
+successful repair: it reports nothing to do.";
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Job name, as in [jobs.NAME] of the config.
+    #[arg(long)]
+    pub job: String,
+    /// Check and repair only this target (the job's other targets still serve as
+    /// sources of good copies).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Report what would be copied and forgotten; write nothing to any target or
+    /// to the index, take no lock.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Private identity (default: [encryption] identity_file when it is readable):
+    /// lists the files the damaged snapshots lose; needed by --rebuild-index.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Rebuild the job's local index from the newest trusted snapshot whose
+    /// manifest reads, counting only packs intact on every target of the job (after
+    /// a lost state_dir). The manifest lacks inode numbers and change times, so only
+    /// "already stored" rows are made: the next backup reads every file once and
+    /// stores only what is not in those packs. Replaces the index there is.
+    #[arg(long)]
+    pub rebuild_index: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod list;
 mod ls;
 mod man;
 mod prune;
+mod repair;
 mod restore;
 mod verify;
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
+        Command::Repair(a) => repair::run(rt, &load(&cli)?, a),
         Command::Ls(a) => ls::run(rt, &load(&cli)?, a),
         Command::Find(a) => find::run(rt, &load(&cli)?, a),
         Command::Diff(a) => diff::run(rt, &load(&cli)?, a),
