@@ -37,6 +37,7 @@ mod notify;
 mod privileges;
 mod prune;
 mod races;
+mod repair;
 mod restore_crash;
 mod restore_trust;
 mod roundtrip;
