@@ -611,3 +611,51 @@ fn keep_trusted(markers: &mut Vec<Marker>, trust: &Trust) -> usize {
     markers.retain(|m| trust.refusal(m).is_none());
     before - markers.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker(id: &str, packs: serde_json::Value) -> Marker {
+        let json = serde_json::json!({
+            "format": 2, "id": id, "job": "app", "host": "h", "coffer_version": "0",
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+            "skew_seconds": 0.0,
+            "objects": [{"key": "manifest.json.zst.age", "plaintext_size": 1,
+                         "stored_size": 2, "blake3": "ab".repeat(32)}],
+            "packs": packs,
+        });
+        serde_json::from_value(json).expect("marker")
+    }
+
+    fn pack(id: &str, hash: &str) -> serde_json::Value {
+        serde_json::json!({"id": id, "stored_size": 10, "blake3": hash.repeat(32),
+                           "content_size": 5, "used": 5})
+    }
+
+    #[test]
+    fn packs_two_trusted_markers_record_differently_are_left_alone() {
+        let shared = "1".repeat(32);
+        let disputed = "2".repeat(32);
+        let a = marker(
+            "20260101T000000Z-0001",
+            serde_json::json!([pack(&shared, "aa"), pack(&disputed, "bb")]),
+        );
+        let b = marker(
+            "20260101T000001Z-0002",
+            serde_json::json!([pack(&shared, "aa"), pack(&disputed, "cc")]),
+        );
+        let mut failures = Vec::new();
+        let items = items_of("app", &[&a, &b], &mut failures);
+        let packs: Vec<&str> = items
+            .iter()
+            .filter(|i| i.kind == Kind::Pack)
+            .map(|i| i.name.as_str())
+            .collect();
+        // The shared pack once, the disputed one not at all; each snapshot's manifest.
+        assert_eq!(packs, vec![shared.as_str()]);
+        assert_eq!(items.iter().filter(|i| i.kind == Kind::Object).count(), 2);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].contains(&disputed), "{failures:?}");
+    }
+}

@@ -382,6 +382,18 @@ fn a_pack_damaged_on_s3_is_copied_back_from_the_local_target() {
     deep_verify_all(&world, "s3");
     let out = world.ok(&["repair", "--job", "app"]);
     assert_eq!(out.matches("all intact: nothing to do").count(), 2, "{out}");
+
+    // A target that cannot be reached proves nothing: reported (exit 1), and
+    // nothing is copied to it or forgotten.
+    let mut s3 = s3;
+    s3.kill();
+    let out = world.expect(&["repair", "--job", "app", "--target", "s3"], 1);
+    assert!(
+        out.contains("target s3: cannot list the snapshots"),
+        "{out}"
+    );
+    assert!(out.contains("not checked"), "{out}");
+    assert!(!out.contains("copied") && !out.contains("forgot"), "{out}");
 }
 
 #[test]
