@@ -241,7 +241,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             // elsewhere; a job that configures sources never guesses.
             let from_origin = match source {
                 None if job.restore_only() && args.to.is_none() && args.db_url.is_none() => {
-                    coffer_plugins::registry::at_origin(src.kind, &src.name, origin_of(&marker, src)?)
+                    coffer_plugins::registry::at_origin(
+                        src.kind,
+                        &src.name,
+                        origin_of(&marker, src)?,
+                    )
                 }
                 _ => None,
             };

@@ -194,7 +194,10 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(text.contains(&format!("{} (NOT trusted): 1 snapshot", key(2))), "{text}");
+        assert!(
+            text.contains(&format!("{} (NOT trusted): 1 snapshot", key(2))),
+            "{text}"
+        );
         assert!(!text.contains('\u{1b}'), "a host name is escaped: {text}");
     }
 
@@ -209,13 +212,21 @@ mod tests {
         assert!(err.contains(&key(1).to_string()), "{err}");
         let notes = vet_given(&trust(&[], &[key(1)]), &ms, "app", "t").expect("accepted");
         assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("it signed 2 snapshots of job app"), "{}", notes[0]);
+        assert!(
+            notes[0].contains("it signed 2 snapshots of job app"),
+            "{}",
+            notes[0]
+        );
         // Already configured: nothing to announce, and nothing to refuse.
         assert!(
             vet_given(&trust(&[key(1)], &[key(1)]), &ms, "app", "t")
                 .expect("configured")
                 .is_empty()
         );
-        assert!(vet_given(&trust(&[], &[]), &[], "app", "t").expect("none").is_empty());
+        assert!(
+            vet_given(&trust(&[], &[]), &[], "app", "t")
+                .expect("none")
+                .is_empty()
+        );
     }
 }

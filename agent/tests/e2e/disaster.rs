@@ -190,7 +190,11 @@ fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_an
         )),
         "{stdout}"
     );
-    assert_eq!(tree(&storage), files_before, "the files are back where they were");
+    assert_eq!(
+        tree(&storage),
+        files_before,
+        "the files are back where they were"
+    );
     assert_eq!(
         pg.psql("kadi", "SELECT count(*), sum(id) FROM record"),
         rows_before,
@@ -231,8 +235,9 @@ fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_an
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains(&format!("--trust-signer {stranger} signed none of the 2 snapshots"))
-            && err.contains(&signer),
+        err.contains(&format!(
+            "--trust-signer {stranger} signed none of the 2 snapshots"
+        )) && err.contains(&signer),
         "{err}"
     );
     assert!(!world.path("elsewhere").exists(), "nothing was written");
