@@ -103,7 +103,7 @@ pub(crate) fn vet_given(
     for key in trust.given() {
         let by_key: Vec<Marker> = markers
             .iter()
-            .filter(|m| m.seal == Seal::Signed(key.clone()))
+            .filter(|m| m.seal == Seal::Signed(*key))
             .cloned()
             .collect();
         if by_key.is_empty() {
