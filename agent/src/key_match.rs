@@ -35,6 +35,9 @@ pub enum IdentityCheck {
     Mismatch { message: String },
     /// Present, but coffer cannot tell (unreadable, passphrase-protected ssh key, ...).
     CannotCheck { file: PathBuf, why: String },
+    /// No recipients: a config whose jobs only restore (disaster recovery), where
+    /// the identity is there to read, not to match anything written.
+    ReadOnly(PathBuf),
 }
 
 impl IdentityCheck {
@@ -67,6 +70,11 @@ impl IdentityCheck {
                 "identity {}: cannot check it against the recipients: {why}",
                 file.display()
             ),
+            IdentityCheck::ReadOnly(f) => format!(
+                "identity {}: no recipients configured (no job has sources), so it only reads \
+                 what the targets hold",
+                f.display()
+            ),
         }
     }
 }
@@ -79,6 +87,9 @@ pub fn check_identity(enc: &Encryption) -> IdentityCheck {
     };
     if enc.create_identity_if_missing {
         return IdentityCheck::QuickStart(file);
+    }
+    if enc.recipients.is_empty() {
+        return IdentityCheck::ReadOnly(file);
     }
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,

@@ -100,6 +100,24 @@ async fn read_marker_bytes(target: &Target, path: &ObjPath) -> Result<Option<Vec
     Ok(Some(out))
 }
 
+/// The keys `--trust-signer` adds, checked against the job's snapshots on
+/// `target` before any is read: one that signed none is a usage error naming who
+/// did, each other one is announced with what it signed.
+pub fn vet_signers(
+    trust: &crate::format::seal::Trust,
+    markers: &[Marker],
+    job: &str,
+    target: &str,
+) -> Result<()> {
+    let notices = crate::format::signers::vet_given(trust, markers, job, target)
+        .map_err(|e| anyhow!(crate::exit::UsageError(e)))?;
+    for n in notices {
+        // At warn: the CLI shows warnings, and trusting a key is worth seeing.
+        tracing::warn!("{n}");
+    }
+    Ok(())
+}
+
 /// `latest` (the one that finished last) or an exact id.
 pub fn pick(markers: Vec<Marker>, which: &str, job: &str, target: &str) -> Result<Marker> {
     let found = if which == "latest" {
@@ -133,22 +151,40 @@ pub fn pick_trusted(
         return Ok(m);
     }
     markers.sort_by(|a, b| b.cmp_finished(a));
-    let mut newest_refusal = None;
-    for m in markers {
-        match trust.refusal(&m) {
-            None => return Ok(m),
-            Some(why) => {
-                tracing::warn!("skipping snapshot {} on target {target}: {why}", m.id);
-                newest_refusal.get_or_insert(why);
-            }
-        }
+    let Some(at) = markers.iter().position(|m| trust.refusal(m).is_none()) else {
+        return Err(anyhow!(crate::exit::UsageError(if markers.is_empty() {
+            format!(
+                "no snapshot latest of job {job} on target {target}; `coffer list --job {job}` shows what exists"
+            )
+        } else {
+            format!(
+                "no accepted snapshot of job {job} on target {target}: none of its {} is signed \
+                 by a key this host trusts. They are signed by:{}\nIf one of these is the key of \
+                 the host that made the backups (compare it with the `public:` line of that \
+                 host's signing key file, or with what its first backup logged), add it to \
+                 [encryption] trusted_signers or pass --trust-signer KEY; --allow-unsigned \
+                 accepts unsigned snapshots",
+                crate::units::count(markers.len() as u64, "snapshot"),
+                crate::format::signers::listing(&markers, trust)
+            )
+        })));
+    };
+    // Refused ones that claim to have finished later: one notice, not one each.
+    if at > 0 {
+        let ids: Vec<&str> = markers[..at].iter().map(|m| m.id.as_str()).collect();
+        let shown = if ids.len() > 5 {
+            format!("{} and {} more", ids[..5].join(", "), ids.len() - 5)
+        } else {
+            ids.join(", ")
+        };
+        tracing::warn!(
+            "target {target}: skipping snapshot {shown}: they claim to have finished later than \
+             {}, but no key this host trusts signed them:{}",
+            markers[at].id,
+            crate::format::signers::listing(&markers[..at], trust)
+        );
     }
-    Err(anyhow!(crate::exit::UsageError(match newest_refusal {
-        Some(why) => format!("no accepted snapshot of job {job} on target {target}: {why}"),
-        None => format!(
-            "no snapshot latest of job {job} on target {target}; `coffer list --job {job}` shows what exists"
-        ),
-    })))
+    Ok(markers.swap_remove(at))
 }
 
 pub fn read_manifest(

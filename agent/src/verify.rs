@@ -98,6 +98,7 @@ pub fn verify_job_trusting(
     let mut verdicts = Vec::new();
     for target in &targets {
         let all = repo::snapshots(rt, target, &job.name)?;
+        repo::vet_signers(trust, &all, &job.name, &target.name)?;
         let chosen: Vec<Marker> = match which {
             "all" => all,
             which => vec![repo::pick_trusted(

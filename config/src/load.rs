@@ -186,7 +186,8 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let agent = self.agent(raw.agent);
-        let encryption = self.encryption(raw.encryption, &agent.state_dir);
+        let restore_only = !raw.jobs.is_empty() && raw.jobs.values().all(|j| j.sources.is_empty());
+        let encryption = self.encryption(raw.encryption, &agent.state_dir, restore_only);
         let (targets, invalid) = self.targets(raw.targets);
         let jobs = self.jobs(raw.jobs, &targets, &invalid);
         Config {

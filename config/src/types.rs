@@ -248,6 +248,14 @@ pub struct Job {
     pub recheck_packs: u32,
 }
 
+impl Job {
+    /// A job without sources: it exists to restore, list, verify and repair what
+    /// its targets hold (a new host after the old one is gone), never to back up.
+    pub fn restore_only(&self) -> bool {
+        self.sources.is_empty()
+    }
+}
+
 /// One pack (at most `pack_size`) read back per target per backup: damage is found
 /// within as many runs as the job has packs, for little traffic.
 pub const DEFAULT_RECHECK_PACKS: u32 = 1;

@@ -330,3 +330,25 @@ fn relative_paths_are_listed_as_written() {
     let c = load_str(&base(""), Path::new("t.toml"), Path::new("/base")).expect("valid");
     assert!(c.relative_paths.is_empty());
 }
+
+/// A new host after a disaster: a job that names only its target, and an identity
+/// instead of recipients.
+const RESTORE_ONLY: &str = "[encryption]\nidentity_file = \"/etc/coffer/identity.txt\"\n\n[targets.offsite]\ntype = \"local\"\npath = \"/b\"\n\n[jobs.kadi]\ntargets = [\"offsite\"]\n";
+
+#[test]
+fn a_job_without_sources_restores_and_needs_no_recipients_but_no_schedule() {
+    let c = load_str(RESTORE_ONLY, Path::new("t.toml"), Path::new("/")).expect("valid");
+    assert!(c.jobs["kadi"].restore_only());
+    assert!(c.encryption.recipients.is_empty());
+    let e = errors(&format!("{RESTORE_ONLY}schedule = \"0 3 * * *\"\n"));
+    assert!(
+        e.contains("test.toml:10:") && e.contains("jobs.kadi.schedule"),
+        "{e}"
+    );
+    assert!(e.contains("job kadi has no [[jobs.kadi.sources]]"), "{e}");
+    // A job that backs up still needs recipients to encrypt to.
+    let both = format!(
+        "{RESTORE_ONLY}\n[jobs.app]\ntargets = [\"offsite\"]\n[[jobs.app.sources]]\nname = \"s\"\ntype = \"directory\"\npath = \"/s\"\n"
+    );
+    assert!(errors(&both).contains("no recipients"), "{}", errors(&both));
+}

@@ -13,7 +13,16 @@ use tokio::runtime::Handle;
 
 pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> Result<u8> {
     let jobs: Vec<&Job> = if args.jobs.is_empty() {
-        cfg.jobs.values().collect()
+        // Jobs without sources only restore: "all jobs" means those that back up.
+        let all: Vec<&Job> = cfg.jobs.values().filter(|j| !j.restore_only()).collect();
+        if all.is_empty() {
+            return Err(crate::exit::usage(format!(
+                "no job in {} has sources: there is nothing to back up (jobs without \
+                 sources only restore, list, verify and repair)",
+                cfg.file.display()
+            )));
+        }
+        all
     } else {
         args.jobs
             .iter()
@@ -21,6 +30,12 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
             .collect::<Result<_>>()?
     };
     if args.dry_run {
+        if let Some(j) = jobs.iter().find(|j| j.restore_only()) {
+            return Err(crate::exit::usage(format!(
+                "job {} has no sources: it backs up nothing; add [[jobs.{}.sources]] to back up",
+                j.name, j.name
+            )));
+        }
         return super::dry_run::run(cfg, &jobs, args.json);
     }
     crate::cancel::watch(rt).context("cannot install the SIGTERM and SIGINT handlers")?;

@@ -133,6 +133,11 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
             job.compression.threads.to_string()
         }
     );
+    if job.restore_only() {
+        println!(
+            "  no sources: restores, lists, verifies and repairs what its targets hold; never backs up"
+        );
+    }
     for s in &job.sources {
         print!("  source {} ({}): {}", s.name, s.kind.type_name(), s.kind);
         let p = s.kind.restore_policy();
@@ -242,6 +247,8 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
             }
             println!();
         }
+        // A job without sources has nothing to run; it said so above.
+        None if job.restore_only() => {}
         None => println!(
             "  no schedule: `coffer agent` does not run it (`coffer backup {}` does)",
             job.name

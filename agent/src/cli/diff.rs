@@ -223,6 +223,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &DiffArgs) -> Result<u8> {
     )?;
     let markers = crate::repo::snapshots(rt, &target, &job.name)?;
     let trust = trust_of(cfg, &args.from.trust);
+    crate::repo::vet_signers(&trust, &markers, &job.name, &target.name)?;
     let pick = |which: &str| {
         crate::repo::pick_trusted(markers.clone(), which, &job.name, &target.name, &trust)
     };

@@ -102,6 +102,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &FindArgs) -> Result<u8> {
     )?;
     let trust = trust_of(cfg, &args.from.trust);
     let markers = crate::repo::snapshots(rt, &target, &job.name)?;
+    crate::repo::vet_signers(&trust, &markers, &job.name, &target.name)?;
     // A source no longer in the config can still be in old snapshots.
     let mut source_seen = args
         .source

@@ -98,13 +98,10 @@ pub(crate) fn open_snapshot(
         trust,
     } = *wanted;
     let Reader { target, ids } = open_reader(cfg, job, command, target, identity)?;
-    let marker = crate::repo::pick_trusted(
-        crate::repo::snapshots(rt, &target, &job.name)?,
-        snapshot,
-        &job.name,
-        &target.name,
-        &trust_of(cfg, trust),
-    )?;
+    let trust = trust_of(cfg, trust);
+    let markers = crate::repo::snapshots(rt, &target, &job.name)?;
+    crate::repo::vet_signers(&trust, &markers, &job.name, &target.name)?;
+    let marker = crate::repo::pick_trusted(markers, snapshot, &job.name, &target.name, &trust)?;
     // A snapshot for other keys is not damage: say so, with the identity tried.
     let manifest = read_manifest(rt, cfg, &target, &ids, &marker).map_err(|e| {
         match (

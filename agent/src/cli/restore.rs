@@ -161,6 +161,27 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
             let dest = match (&args.to, kind) {
                 (Some(dir), _) => dir.join(&src.name),
                 (None, Some(SourceKind::Directory(d))) => d.path.clone(),
+                (None, None) if job.restore_only() => {
+                    let origin = origin_of(&marker, src)?;
+                    let path = coffer_plugins::registry::origin_path(origin).ok_or_else(|| {
+                        usage(format!(
+                            "source {} is not in this job's config and snapshot {} took it from \
+                             {}, which is not an absolute path: pass --to DIR",
+                            src.name,
+                            marker.id,
+                            coffer_plugins::escape_controls(origin)
+                        ))
+                    })?;
+                    if !args.json {
+                        crate::say!(
+                            "source {} is not in this job's config: restoring it where snapshot {} took it from, {}",
+                            src.name,
+                            marker.id,
+                            path.display()
+                        );
+                    }
+                    path
+                }
                 _ => {
                     return Err(usage(format!(
                         "source {} is no longer a directory source in the config; pass --to DIR to restore it elsewhere",
@@ -215,11 +236,32 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 snapshot: &marker.id,
                 policy,
             };
+            // A job without sources (a new host) puts each source back where the
+            // signed snapshot says it came from, unless --to or --db-url say
+            // elsewhere; a job that configures sources never guesses.
+            let from_origin = match source {
+                None if job.restore_only() && args.to.is_none() && args.db_url.is_none() => {
+                    coffer_plugins::registry::at_origin(
+                        src.kind,
+                        &src.name,
+                        origin_of(&marker, src)?,
+                    )
+                }
+                _ => None,
+            };
+            if from_origin.is_some() && !args.json {
+                crate::say!(
+                    "source {} is not in this job's config: restoring it where snapshot {} took it from, {}",
+                    src.name,
+                    marker.id,
+                    coffer_plugins::escape_controls(&src.origin)
+                );
+            }
             let restore = plan_stream(
                 args.db_url.as_deref(),
                 args.to.as_deref(),
                 src,
-                source,
+                source.or(from_origin.as_ref()),
                 &req,
                 &ctx,
             )?;
@@ -455,4 +497,20 @@ fn restored_db_check(
         &files.dest,
         None,
     )?))
+}
+
+/// Where a source that this job does not configure came from, which is where a
+/// restore without `--to` puts it back: the snapshot's word, taken only when a
+/// trusted key signed it (with `--allow-unsigned`, anyone may have written it).
+fn origin_of<'a>(marker: &crate::format::Marker, src: &'a SourceManifest) -> Result<&'a str> {
+    if !matches!(marker.seal, crate::format::seal::Seal::Signed(_)) {
+        return Err(usage(format!(
+            "source {} is not in this job's config and snapshot {} is not signed, so where it \
+             came from ({}) is anyone's word: pass --to DIR",
+            src.name,
+            marker.id,
+            coffer_plugins::escape_controls(&src.origin)
+        )));
+    }
+    Ok(&src.origin)
 }

@@ -9,11 +9,13 @@
 //! `snapshot.json` holds no file names and no secrets, so list, prune and stored-bytes
 //! verification work on a host that has only the public recipients.
 //!
-//! `id` makes and checks snapshot ids, `seal` signs and opens the marker, and
-//! `untrusted` checks everything read back from a target before it is used.
+//! `id` makes and checks snapshot ids, `seal` signs and opens the marker,
+//! `signers` tells who signed what, and `untrusted` checks everything read back
+//! from a target before it is used.
 
 pub mod id;
 pub mod seal;
+pub(crate) mod signers;
 pub mod untrusted;
 
 use coffer_plugins::entry_log::EntryLog;

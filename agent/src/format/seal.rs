@@ -183,6 +183,11 @@ pub fn open(bytes: &[u8]) -> Result<Marker, String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Trust {
     signers: Vec<Signer>,
+    /// Those given on the command line (`--trust-signer`), checked against what
+    /// they signed before they are used (`signers::vet_given`).
+    given: Vec<Signer>,
+    /// How many of `signers` the config and this host's key contribute.
+    configured: usize,
     allow_unsigned: bool,
 }
 
@@ -197,11 +202,24 @@ impl Trust {
                 Err(e) => tracing::warn!("{e:#}"),
             }
         }
+        let configured = signers.len();
         signers.extend_from_slice(extra);
         Trust {
             signers,
+            given: extra.to_vec(),
+            configured,
             allow_unsigned,
         }
+    }
+
+    /// The keys the command line adds.
+    pub fn given(&self) -> &[Signer] {
+        &self.given
+    }
+
+    /// Trusted by the config or as this host's own key, not only by the command line.
+    pub fn is_configured(&self, s: &Signer) -> bool {
+        self.signers[..self.configured].contains(s)
     }
 
     pub fn is_trusted(&self, s: &Signer) -> bool {
@@ -214,10 +232,12 @@ impl Trust {
             Seal::Signed(s) if self.is_trusted(s) => None,
             Seal::Unsigned if self.allow_unsigned => None,
             Seal::Signed(s) => Some(format!(
-                "snapshot {} of job {} is signed by {s}, which is not a trusted signer. If that is \
-                 the key of the host that made the backup (its first backup printed it), add it to \
-                 [encryption] trusted_signers or pass --trust-signer {s}",
-                marker.id, marker.job
+                "snapshot {} of job {} is signed by {s}, which is not a trusted signer. \
+                 `coffer list --job {}` shows what each key signed; if that is the key of the \
+                 host that made the backup (compare it with the `public:` line of that host's \
+                 signing key file, or with what its first backup logged), add it to \
+                 [encryption] trusted_signers or pass --trust-signer KEY",
+                marker.id, marker.job, marker.job
             )),
             Seal::Unsigned => Some(format!(
                 "snapshot {} of job {} is not signed: it was written by a coffer older than 0.2, \

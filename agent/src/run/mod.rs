@@ -49,6 +49,16 @@ use tokio::runtime::Handle;
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
 pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+    if job.restore_only() {
+        // Not a failed run: nothing was attempted, and no status or metric says so.
+        return Err(crate::exit::usage(format!(
+            "job {} has no sources in {}: it restores, lists, verifies and repairs what its \
+             targets hold, and backs up nothing; add [[jobs.{}.sources]] to back up",
+            job.name,
+            cfg.file.display(),
+            job.name
+        )));
+    }
     if let Err(e) = refuse_unrestorable(cfg, job) {
         notify::refused(rt, job, &format!("{e:#}"));
         return Err(e);

@@ -24,6 +24,7 @@ mod config_cli;
 mod crash;
 mod damaged_pack;
 mod databases;
+mod disaster;
 mod dry_run;
 mod format2;
 mod fs_snapshots;

@@ -17,6 +17,7 @@ impl Validator<'_> {
         &mut self,
         raw: Option<RawEncryption>,
         state_dir: &Path,
+        restore_only: bool,
     ) -> Encryption {
         let Some(raw) = raw else {
             self.problem(
@@ -77,7 +78,13 @@ impl Validator<'_> {
                 "needs identity_file: the path where the new identity is written",
             );
         }
-        if recipients.is_empty() && !raw.create_identity_if_missing && self.problems.is_empty() {
+        // Only a backup encrypts: a config whose jobs all lack sources (a new host
+        // restoring what an old one wrote) needs the identity, not the recipients.
+        if recipients.is_empty()
+            && !raw.create_identity_if_missing
+            && !restore_only
+            && self.problems.is_empty()
+        {
             self.problem(
                 &keys(&["encryption"]),
                 "no recipients: set `recipients = [\"age1...\"]` or `recipients_file`; `coffer keygen` makes a key pair",

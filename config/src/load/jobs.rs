@@ -85,8 +85,18 @@ impl Validator<'_> {
                 ),
             );
         }
-        if j.sources.is_empty() {
-            self.problem(&at, "a job needs at least one [[jobs.NAME.sources]] entry");
+        // A job without sources is how a new host reaches the snapshots of one that
+        // is gone (disaster recovery): it restores, lists, verifies and repairs,
+        // and has nothing to back up, so nothing to schedule.
+        if j.sources.is_empty() && j.schedule.is_some() {
+            self.problem(
+                &child(&at, "schedule"),
+                format!(
+                    "job {name} has no [[jobs.{name}.sources]], so there is nothing to back up \
+                     on a schedule: add its sources, or remove schedule (a job without sources \
+                     only restores, lists, verifies and repairs what its targets hold)"
+                ),
+            );
         }
         let mut seen = BTreeSet::new();
         let mut sources = Vec::new();
