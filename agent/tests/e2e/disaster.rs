@@ -5,6 +5,7 @@
 //! and gets the database and the files back where they were. The README's words
 //! are what runs, so a change to either that breaks the other fails here.
 
+use crate::common::s3::S3Server;
 use crate::common::servers::Postgres;
 use crate::common::*;
 use std::path::Path;
@@ -58,8 +59,24 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The README block's target table, which an S3 walkthrough swaps for its own.
+const LOCAL_TABLE: &str = "[targets.offsite]\ntype = \"local\"                 # an S3 bucket: see \"S3 and several targets\"\npath = \"/mnt/backups\"\n";
+
 #[test]
-fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_and_signer() {
+fn the_readme_walkthrough_brings_back_postgres_and_files_from_a_local_target() {
+    walkthrough(None);
+}
+
+#[test]
+fn the_readme_walkthrough_brings_back_postgres_and_files_from_an_s3_target() {
+    let s3 = S3Server::start(&["offsite"]);
+    walkthrough(Some(&s3));
+}
+
+/// Backs up as the old host, loses it, and runs the README's block on a new one
+/// whose only link to the old is the target (local, or `s3`), the identity and
+/// the signer's public line.
+fn walkthrough(s3: Option<&S3Server>) {
     require_tool("pg_dump");
     require_tool("pg_restore");
     require_tool("bash");
@@ -79,19 +96,26 @@ fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_an
     }
     let pwfile = world.path("pg-password");
     std::fs::write(&pwfile, &pg.password).expect("password file");
+    let target_table = |name: &str| match s3 {
+        Some(s3) => s3.target_toml(name, "offsite", &s3.secret_file(world.dir.path()), ""),
+        None => format!(
+            "[targets.{name}]\ntype = \"local\"\npath = \"{}\"\n",
+            world.target().display()
+        ),
+    };
     // The old host: job kadi, PostgreSQL and the uploads.
     let state = world.path("state");
     std::fs::write(
         &world.config,
         format!(
             "[agent]\nstate_dir = \"{}\"\n\n[encryption]\nrecipients = [\"{}\"]\nidentity_file = \"{}\"\n\n\
-             [targets.local]\ntype = \"local\"\npath = \"{}\"\n\n[jobs.kadi]\ntargets = [\"local\"]\n\n\
+             {}\n[jobs.kadi]\ntargets = [\"main\"]\n\n\
              [[jobs.kadi.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
              [[jobs.kadi.sources]]\nname = \"storage\"\ntype = \"directory\"\npath = \"{}\"\n",
             state.display(),
             world.recipient,
             world.identity.display(),
-            world.target().display(),
+            target_table("main"),
             pg.url("kadi"),
             pwfile.display(),
             storage.display()
@@ -126,8 +150,8 @@ fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_an
         "/etc/coffer",
         "/var/lib/coffer",
         "/root/coffer-identity.txt",
-        "/mnt/backups",
         "signer=\"ed25519:...\"",
+        LOCAL_TABLE,
     ] {
         assert!(block.contains(needle), "the README block has {needle}");
     }
@@ -138,7 +162,7 @@ fn the_readme_walkthrough_brings_back_postgres_and_files_from_target_identity_an
             "/root/coffer-identity.txt",
             &kept_identity.display().to_string(),
         )
-        .replace("/mnt/backups", &world.target().display().to_string())
+        .replace(LOCAL_TABLE, &target_table("offsite"))
         .replace("signer=\"ed25519:...\"", &format!("signer=\"{signer}\""));
     let bin_dir = Path::new(coffer_bin()).parent().expect("bin dir");
     let out = std::process::Command::new("bash")
