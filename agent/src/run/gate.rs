@@ -1,5 +1,6 @@
 //! The freeze barrier of a run: every source waits here until all have frozen,
-//! so that their instants are as close as they can be.
+//! so that their instants are as close as they can be. A second gate orders the
+//! instants: databases freeze first, directories right after (see `stream`).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -54,7 +55,28 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Waits, without arriving, until every source that goes through this gate has
+    /// arrived; true when all of them froze.
+    pub(super) fn wait_open(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.missing > 0 {
+            state = self
+                .all_arrived
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.failed
+    }
+}
+
 impl Pass<'_> {
+    /// Arrives without waiting for the others.
+    pub(super) fn arrive(mut self, ok: bool) {
+        self.arrived = true;
+        drop(self.gate.arrive(ok));
+    }
+
     /// Arrives and waits for every other source; true when all of them froze.
     pub(super) fn wait(mut self, ok: bool) -> bool {
         self.arrived = true;
@@ -104,6 +126,40 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn what_waits_for_the_first_gate_starts_only_after_all_of_it_arrived() {
+        let first = Gate::new(2);
+        let arrived = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(first.wait_open(), "both froze");
+                assert_eq!(arrived.load(Ordering::SeqCst), 2, "opened early");
+            });
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let pass = first.pass();
+                    std::thread::sleep(Duration::from_millis(20));
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    pass.arrive(true);
+                });
+            }
+        });
+        // One that panics before it arrives still opens the gate, as failed.
+        let first = Arc::new(Gate::new(1));
+        let g = first.clone();
+        let t = std::thread::spawn(move || {
+            let _pass = g.pass();
+            panic!("a freeze that panics");
+        });
+        assert!(t.join().is_err());
+        assert!(
+            !first.wait_open(),
+            "a source that never froze opens it as failed"
+        );
+        // No source goes through it: open at once.
+        assert!(Gate::new(0).wait_open());
     }
 
     /// Sources 1 and 2 freeze fine; source 0 fails (`panics` false) or panics.

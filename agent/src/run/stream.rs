@@ -181,6 +181,13 @@ pub(super) fn stream_sources(
     (index, estimate): (Option<&Arc<Mutex<Index>>>, Option<crate::progress::Total>),
 ) -> Result<Vec<Streamed>> {
     let gate = Gate::new(sources.len());
+    // The order of the instants: applications write an upload before they commit
+    // the row that names it, so a database frozen before the files can reference
+    // nothing the files lack. Every other source (a database, Redis, SQLite, a
+    // command) freezes first; directories (a filesystem snapshot, or the start of a
+    // live walk) as soon as all of those have, a few milliseconds later.
+    let is_first = |s: &dyn Source| s.kind() != coffer_config::SourceType::Directory;
+    let firsts = Gate::new(sources.iter().filter(|s| is_first(s.as_ref())).count());
     let failed = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
     let _bar = crate::progress::wanted(false).then(|| {
@@ -197,12 +204,23 @@ pub(super) fn stream_sources(
             .into_iter()
             .map(|mut src| {
                 let gate = &gate;
+                let firsts = &firsts;
+                let first = is_first(src.as_ref());
                 let failed = failed.clone();
                 let progress = &*progress;
                 let name = src.name().to_string();
                 let handle = scope.spawn(move || -> Result<Streamed> {
                     let pass = gate.pass();
+                    let early = first.then(|| firsts.pass());
+                    if !first {
+                        // A failed database fails the run at the gate below; the
+                        // directory still freezes, so that its release is the usual one.
+                        firsts.wait_open();
+                    }
                     let frozen = src.freeze();
+                    if let Some(early) = early {
+                        early.arrive(frozen.is_ok());
+                    }
                     let all_frozen = pass.wait(frozen.is_ok());
                     let released = OffsetDateTime::now_utc();
                     if !all_frozen {

@@ -31,6 +31,7 @@ mod fs_snapshots;
 mod hooks;
 mod hostile;
 mod identities;
+mod instants;
 mod interop;
 mod latest;
 mod monitoring;

@@ -1,0 +1,123 @@
+//! The order of the two instants (issue 22): an application writes an upload and
+//! then commits the row that names it, so the database must be frozen before the
+//! files. With `snapshot = "btrfs"` the filesystem snapshot used to be taken first
+//! (it is quicker than exporting a PostgreSQL snapshot), and rows committed in
+//! between named files the snapshot lacked. Here a real writer keeps adding
+//! uploads on a btrfs subvolume while backups run; every run's check, made inside
+//! the database snapshot against the captured files, must find every row's file
+//! at its size, and every run must report the database's instant first.
+
+use crate::common::btrfs::Btrfs;
+use crate::common::servers::Postgres;
+use crate::common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+const RUNS: usize = 8;
+
+#[test]
+fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file() {
+    require_tool("pg_dump");
+    let fs = Btrfs::new();
+    let storage = fs.subvolume("storage");
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE upload (id serial PRIMARY KEY, path text NOT NULL, size bigint NOT NULL)",
+    );
+    let world = World::new("");
+    let pwfile = world.path("pg-password");
+    std::fs::write(&pwfile, &pg.password).expect("password file");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n{}\
+         [jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM upload\"\n",
+        pg.url("app"),
+        pwfile.display(),
+        dir_source("storage", &storage, "snapshot = \"btrfs\"\nexclude = [\"/.coffer-snapshots\"]")
+    ));
+
+    // The application: each upload written whole, then its row committed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let writer = {
+        let (stop, written, storage) = (stop.clone(), written.clone(), storage.clone());
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/app",
+            pg.password, pg.port
+        );
+        rt.spawn(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let rel = format!("{:02}/u-{i:06}.bin", i % 20);
+                let body = noise(500 + (i as usize % 4000), i);
+                let path = storage.join(&rel);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, &body).expect("write upload");
+                sqlx::query("INSERT INTO upload (path, size) VALUES ($1, $2)")
+                    .bind(&rel)
+                    .bind(body.len() as i64)
+                    .execute(&mut conn)
+                    .await
+                    .expect("insert");
+                written.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        })
+    };
+    while written.load(Ordering::Relaxed) < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut failures = Vec::new();
+    for run in 0..RUNS {
+        let before = written.load(Ordering::Relaxed);
+        let out = world.run(&["backup", "app", "--json"]);
+        let during = written.load(Ordering::Relaxed) - before;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("run {run}: not JSON ({e}): {text}"));
+        let r = &report[0];
+        assert_eq!(r["status"], "success", "run {run}: {text}");
+        assert!(during > 0, "run {run}: the writer wrote nothing during it");
+        let instant = |name: &str| {
+            let s = r["sources"]
+                .as_array()
+                .expect("sources")
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("source {name}: {text}"));
+            time::OffsetDateTime::parse(
+                s["consistency_instant"].as_str().expect("instant"),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("rfc3339")
+        };
+        let (db, files) = (instant("db"), instant("storage"));
+        if db > files {
+            failures.push(format!(
+                "run {run}: files frozen {} before the database",
+                db - files
+            ));
+        }
+        if out.status.code() != Some(0)
+            || r["check"]["missing"] != serde_json::json!([])
+            || r["check"]["size"] != serde_json::json!([])
+        {
+            let count = |k: &str| r["check"][k].as_array().map_or(0, Vec::len);
+            failures.push(format!(
+                "run {run}: exit {:?}, {} rows without their file, {} with another size (first: {})",
+                out.status.code(),
+                count("missing"),
+                count("size"),
+                r["check"]["missing"][0]
+            ));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(writer).expect("writer");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(fs.subvolumes(), ["storage"], "a snapshot was left behind");
+}
