@@ -89,6 +89,12 @@ struct Walk<'a, 's> {
     /// Read from a read-only filesystem snapshot: nothing can change while it is
     /// read, so files are streamed directly, without staging a stable copy.
     frozen: bool,
+    /// In a filesystem snapshot, the live tree's device number. A btrfs snapshot
+    /// gets a device number of its own, which shifts as other snapshots come and
+    /// go, while it keeps the files' inode numbers and times: matched under the
+    /// live tree's device, an unchanged file stays unchanged from run to run
+    /// (and from a live run to a snapshot run).
+    stable_dev: Option<u64>,
     outcome: SourceOutcome,
     progress: &'a Progress,
     /// Format 2: regular files' contents go here, and only when new; the tar
@@ -584,6 +590,13 @@ impl DirectorySource {
                 self.tmp_dir.clone(),
             ),
             frozen: self.fs.taken(),
+            stable_dev: if self.fs.taken() {
+                std::fs::metadata(&self.cfg.path)
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            } else {
+                None
+            },
             outcome: SourceOutcome {
                 entries,
                 ..SourceOutcome::default()

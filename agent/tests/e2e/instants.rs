@@ -121,3 +121,59 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(fs.subvolumes(), ["storage"], "a snapshot was left behind");
 }
+
+/// One backup's `--json` report.
+fn backup_report(world: &World) -> serde_json::Value {
+    let out = world.ok(&["backup", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v[0]["sources"][0].clone()
+}
+
+#[test]
+fn with_btrfs_new_files_are_read_once_and_unchanged_ones_not_even_when_the_snapshot_device_shifts()
+{
+    let fs = Btrfs::new();
+    let data = fs.subvolume("data");
+    let mut total = 0u64;
+    for i in 0..40u64 {
+        let body = noise(20_000 + i as usize * 5000, i);
+        total += body.len() as u64;
+        std::fs::write(data.join(format!("f{i:02}.bin")), body).expect("write");
+    }
+    let world = World::new(&dir_source("files", &data, "snapshot = \"btrfs\""));
+    let first = backup_report(&world);
+    assert_eq!(
+        first["bytes_read"].as_u64(),
+        Some(total),
+        "each new file read once: {first}"
+    );
+    // Another snapshot of the subvolume held between the runs: btrfs gives the next
+    // one another device number.
+    let held = fs.mnt().join("held");
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "snapshot", "-r"])
+        .arg(&data)
+        .arg(&held)
+        .output()
+        .expect("btrfs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = backup_report(&world);
+    assert_eq!(again["bytes_read"].as_u64(), Some(0), "unchanged: {again}");
+    std::fs::write(data.join("new.bin"), noise(70_000, 99)).expect("write");
+    let third = backup_report(&world);
+    assert_eq!(third["bytes_read"].as_u64(), Some(70_000), "{third}");
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "delete"])
+        .arg(&held)
+        .output()
+        .expect("btrfs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -25,6 +25,16 @@ use std::path::Path;
 use tar::EntryType;
 
 impl Walk<'_, '_> {
+    /// What tells `md`'s file unchanged, under the live tree's device when read
+    /// from a filesystem snapshot (see `stable_dev`).
+    fn file_stat(&self, md: &Metadata) -> FileStat {
+        let mut stat = FileStat::of(md);
+        if let Some(dev) = self.stable_dev {
+            stat.dev = dev;
+        }
+        stat
+    }
+
     /// A regular file in format 2: unchanged since the last snapshot (by its stat)
     /// it is not opened; otherwise read and hashed, and written only when its
     /// content is not stored yet.
@@ -53,7 +63,7 @@ impl Walk<'_, '_> {
         md: &Metadata,
         opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
-        let stat = FileStat::of(md);
+        let stat = self.file_stat(md);
         if let Some(known) = sink
             .unchanged(&rel, &stat)
             .map_err(|err| self.out_err(err))?
@@ -79,7 +89,9 @@ impl Walk<'_, '_> {
             }
             // Over the snapshot's share of holes: stored whole, as a file without holes.
         }
-        if self.frozen || before.len() > self.reader.buf.len() as u64 {
+        // A file in a filesystem snapshot cannot change: held in the buffer, it is
+        // read once, like a live one (it used to be hashed and then read again).
+        if before.len() > self.reader.buf.len() as u64 {
             return self.packed_large(sink, abs, rel, &file, before);
         }
         let captured = self
@@ -117,7 +129,7 @@ impl Walk<'_, '_> {
                 e.blake3 = Some(hash);
                 e.content = Some(content);
                 self.note_reads(abs, &read, &mut e);
-                let stat = read.stable.then(|| FileStat::of(&read.md));
+                let stat = read.stable.then(|| self.file_stat(&read.md));
                 (e, stat)
             }
             Capture::Direct { md, why } => {
@@ -134,7 +146,7 @@ impl Walk<'_, '_> {
                 e.blake3 = Some(hash);
                 e.content = Some(at);
                 let changed = self.note_direct(abs, &md, &after, &why, &mut e);
-                (e, (!changed).then(|| FileStat::of(&after)))
+                (e, (!changed).then(|| self.file_stat(&after)))
             }
         };
         if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.content.clone()) {
@@ -276,7 +288,7 @@ impl Walk<'_, '_> {
             ));
         }
         let known = KnownContent { blake3, content };
-        sink.seen(&e.path, stat.map(FileStat::of).as_ref(), &known)
+        sink.seen(&e.path, stat.map(|md| self.file_stat(md)).as_ref(), &known)
             .map_err(|err| self.out_err(err))?;
         e.blake3 = Some(known.blake3);
         e.content = Some(known.content);
