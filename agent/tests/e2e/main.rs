@@ -31,6 +31,7 @@ mod hooks;
 mod hostile;
 mod identities;
 mod interop;
+mod kill_trials;
 mod latest;
 mod monitoring;
 mod notify;
