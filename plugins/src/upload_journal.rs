@@ -248,6 +248,12 @@ pub(crate) async fn abort_recorded(
         .collect();
     files.sort();
     for file in files {
+        // Created but never written: killed in that instant, before it held an
+        // id (and so before any part was sent). Nothing to abort.
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&file);
+            continue;
+        }
         let entry: Entry = match std::fs::read(&file)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
