@@ -354,15 +354,15 @@ impl Trial<'_> {
         self.world
             .ok(&["prune", "--job", "app", "--dry-run", "--json"]);
         let dry = start.elapsed().as_millis() as u64;
-        // Killed at random points around a dry run's length until kills have cut
-        // a prune mid-work (some garbage gone, some left), or one finishes.
+        // Killed later each time, by a random step, from a third of a dry run's
+        // length on, until kills have cut a prune mid-work (some garbage gone,
+        // some left) or one finishes.
         let garbage = |c: &Census| c.strays.len() + c.incomplete.len() + c.empty_dirs.len();
         let mut left = vec![garbage(&seen)];
         let mut cut = 0;
-        let mut tries = 0;
-        while cut < PRUNE_KILLS && *left.last().unwrap_or(&0) > 0 && tries < 16 {
-            tries += 1;
-            let delay = self.rng.range(dry / 3, dry * 6);
+        let mut delay = dry / 3;
+        while cut < PRUNE_KILLS && *left.last().unwrap_or(&0) > 0 && delay < 60_000 {
+            delay += self.rng.range(1, dry / 10 + 1);
             let hit = self.kill_after(&["prune", "--job", "app"], Duration::from_millis(delay));
             let before = *left.last().unwrap_or(&0);
             let now = garbage(&Census::take(&self.root, self.local));
