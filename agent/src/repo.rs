@@ -258,7 +258,8 @@ pub fn targets_of(
                 .targets
                 .get(n)
                 .ok_or_else(|| usage(format!("target {n} is not defined")))?;
-            Ok(open_target(t, access)?)
+            // Prune aborts the S3 uploads a killed run left, as written down here.
+            Ok(open_target(t, access)?.with_upload_journal(&cfg.agent.state_dir))
         })
         .collect()
 }

@@ -34,6 +34,7 @@ pub mod tar_writer;
 pub mod target;
 pub mod throttle;
 pub mod trusted_dir;
+pub mod upload_journal;
 pub mod walk_ahead;
 pub mod xattr;
 

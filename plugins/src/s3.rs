@@ -39,7 +39,14 @@ const CREDENTIAL_ENV: &[&str] = &[
 /// Connecting should be quick; a refused or unreachable server is retried anyway.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn open(s3: &S3Target) -> Result<Arc<dyn ObjectStore>, String> {
+/// The store, and the same store seen as a `MultipartStore`: its uploads have an
+/// id coffer can write down, and abort after a kill (`upload_journal`).
+pub type Opened = (
+    Arc<dyn ObjectStore>,
+    Arc<dyn crate::upload_journal::Multipart>,
+);
+
+pub fn open(s3: &S3Target) -> Result<Opened, String> {
     let mut b = AmazonS3Builder::new();
     match &s3.credentials {
         Some(c) => {
@@ -84,8 +91,14 @@ pub fn open(s3: &S3Target) -> Result<Arc<dyn ObjectStore>, String> {
         .build()
         .map_err(|e| format!("cannot set up the S3 client: {e}"))?;
     Ok(match &s3.prefix {
-        Some(p) => Arc::new(PrefixStore::new(store, p.as_str())),
-        None => Arc::new(store),
+        Some(p) => {
+            let store = Arc::new(PrefixStore::new(store, p.as_str()));
+            (store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(store);
+            (store.clone(), store)
+        }
     })
 }
 

@@ -6,8 +6,8 @@
 
 use crate::parts::PartPlan;
 use coffer_config::{S3Target, TargetKind};
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,14 @@ pub struct Target {
     /// A local target's directory: object stores have no directories, a file
     /// system does, and an aborted upload leaves its snapshot folder behind empty.
     local_root: Option<std::path::PathBuf>,
+    /// S3: the same store seen through its multipart API, whose uploads have ids
+    /// that can be written down and aborted after a kill (`upload_journal`).
+    multipart: Option<Arc<dyn crate::upload_journal::Multipart>>,
+    /// S3: where this target's unfinished uploads are written down
+    /// (`<state_dir>/uploads/<target>`), once `with_upload_journal` set it.
+    journal: Option<std::path::PathBuf>,
+    /// `limit_upload`: the bucket uploads through `multipart` pay from.
+    throttle: Option<Arc<crate::throttle::Bucket>>,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -59,6 +67,54 @@ impl Target {
             parts,
             s3: None,
             local_root: None,
+            multipart: None,
+            journal: None,
+            throttle: None,
+        }
+    }
+
+    /// Writes this target's multipart uploads down in `state_dir` before they
+    /// start (S3 only; a local target's staging files are found on its disk), so
+    /// that what a killed run left can be aborted later: `abort_recorded_uploads`.
+    pub fn with_upload_journal(mut self, state_dir: &std::path::Path) -> Target {
+        let plain = !self.name.is_empty()
+            && self.name != "."
+            && self.name != ".."
+            && !self.name.contains(['/', '\0']);
+        if self.multipart.is_some() && plain {
+            self.journal = Some(state_dir.join("uploads").join(&self.name));
+        }
+        self
+    }
+
+    /// Starts a multipart upload of `path`. On S3 with a journal, through the
+    /// multipart API, its id written down first (`upload_journal`); otherwise
+    /// object_store's own upload.
+    pub async fn start_upload(
+        &self,
+        path: &object_store::path::Path,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let (Some(store), Some(journal), Some(s3)) = (&self.multipart, &self.journal, &self.s3)
+        else {
+            return self.store.put_multipart(path).await;
+        };
+        let up = crate::upload_journal::start(store.clone(), journal, &s3.bucket, path).await?;
+        Ok(match &self.throttle {
+            Some(bucket) => crate::throttle::throttled(up, bucket.clone()),
+            None => up,
+        })
+    }
+
+    /// Aborts the uploads of `job` that a killed run of this host left unfinished
+    /// on this S3 target, as written down by `start_upload`. Call only with the
+    /// job's lock held. Nothing to do on a local target.
+    pub async fn abort_recorded_uploads(&self, job: &str) -> crate::upload_journal::Aborted {
+        match (&self.multipart, &self.journal, &self.s3) {
+            (Some(store), Some(journal), Some(s3)) => {
+                crate::upload_journal::abort_recorded(store.as_ref(), journal, &s3.bucket, job)
+                    .await
+            }
+            _ => crate::upload_journal::Aborted::default(),
         }
     }
 
@@ -223,10 +279,12 @@ pub enum Access {
 pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, TargetError> {
     let mut target = open_unlimited(t, access)?;
     if let Some(rate) = t.limit_upload {
+        let bucket = crate::throttle::bucket_for(&t.name, rate);
         target.store = Arc::new(crate::throttle::Throttled::new(
             target.store,
-            crate::throttle::bucket_for(&t.name, rate),
+            bucket.clone(),
         ));
+        target.throttle = Some(bucket);
     }
     Ok(target)
 }
@@ -263,10 +321,13 @@ fn open_unlimited(t: &coffer_config::Target, access: Access) -> Result<Target, T
                 parts: LOCAL_PARTS,
                 s3: None,
                 local_root: Some(path.clone()),
+                multipart: None,
+                journal: None,
+                throttle: None,
             })
         }
         TargetKind::S3(s3) => {
-            let store = crate::s3::open(s3).map_err(|m| fail(m, false))?;
+            let (store, multipart) = crate::s3::open(s3).map_err(|m| fail(m, false))?;
             Ok(Target {
                 name: t.name.clone(),
                 store,
@@ -278,6 +339,9 @@ fn open_unlimited(t: &coffer_config::Target, access: Access) -> Result<Target, T
                 },
                 s3: Some(s3.clone()),
                 local_root: None,
+                multipart: Some(multipart),
+                journal: None,
+                throttle: None,
             })
         }
     }

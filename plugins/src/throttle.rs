@@ -105,6 +105,15 @@ impl std::fmt::Display for Throttled {
     }
 }
 
+/// `up`, its parts paid for from `bucket` first (for uploads started outside
+/// `Throttled`, through the multipart API: `upload_journal`).
+pub(crate) fn throttled(
+    up: Box<dyn MultipartUpload>,
+    bucket: Arc<Bucket>,
+) -> Box<dyn MultipartUpload> {
+    Box::new(Upload { inner: up, bucket })
+}
+
 #[derive(Debug)]
 struct Upload {
     inner: Box<dyn MultipartUpload>,

@@ -104,6 +104,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
     } else {
         print_text(&reports, args.dry_run);
     }
+    for r in &reports {
+        for w in &r.uploads_not_aborted {
+            eprintln!("warning: job {} on {}: {w}", r.job, r.target);
+        }
+    }
     for e in &errors {
         eprintln!("error: {e}");
     }
@@ -150,6 +155,12 @@ fn print_text(reports: &[PruneReport], dry_run: bool) {
                 "  staging files of uploads a killed run left: {} {removed} ({})",
                 r.staging_removed.len(),
                 crate::units::bytes(r.staging_freed_bytes),
+            );
+        }
+        if !r.uploads_aborted.is_empty() {
+            println!(
+                "  unfinished S3 uploads a killed run of this host left: {} aborted",
+                r.uploads_aborted.len()
             );
         }
         if let Some(line) = waiting_line(&r.kept_for_grace) {

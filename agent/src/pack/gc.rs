@@ -11,8 +11,10 @@
 //! `<id>.tar.zst.age#<n>` on a local target (object_store hides it from listings);
 //! it goes by the same grace period, by its modification time, and only under
 //! that exact name. On S3 the same kill leaves an unfinished multipart upload,
-//! which object_store can neither list nor abort without its upload id: a
-//! lifecycle rule on the bucket removes those (see README, "S3").
+//! which object_store can neither list nor abort without its upload id: prune
+//! aborts those whose id the run wrote down (`upload_journal`, in
+//! `retention::prune`), and a lifecycle rule on the bucket removes the rest (see
+//! README, "S3").
 
 use super::{pack_id_of, pack_path, packs_dir};
 use anyhow::{Result, anyhow};

@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use coffer_plugins::{Op, Target};
 use object_store::path::Path as ObjPath;
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use object_store::{MultipartUpload, PutPayload};
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,7 +76,7 @@ pub async fn upload(
     path: ObjPath,
     mut rx: mpsc::Receiver<Part>,
 ) -> Result<Uploaded, UploadError> {
-    let up = match target.store.put_multipart(&path).await {
+    let up = match target.start_upload(&path).await {
         Ok(up) => up,
         Err(e) => {
             return Err(request_failed(

@@ -72,6 +72,14 @@ pub struct PruneReport {
     pub staging_removed: Vec<String>,
     #[serde(skip_serializing_if = "is_zero")]
     pub staging_freed_bytes: u64,
+    /// S3: keys of multipart uploads a killed run of this host left unfinished
+    /// (written down in state_dir before they started), aborted now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uploads_aborted: Vec<String>,
+    /// Those that could not be aborted, each with why (a warning: the snapshots
+    /// are fine, and the bucket's lifecycle rule is the safety net).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uploads_not_aborted: Vec<String>,
     /// Garbage kept only because it is younger than `incomplete_after`: how much,
     /// and from when a prune removes it.
     #[serde(skip_serializing_if = "Waiting::is_empty")]
@@ -283,6 +291,11 @@ pub fn prune_target(
         collect_packs(rt, job, target, &remaining, unread, true, &mut report);
         return Ok(report);
     }
+    // An upload of this job recorded in state_dir is no run's now: the lock is
+    // ours. Its parts are invisible to listings, so only its id can remove them.
+    let aborted = rt.block_on(target.abort_recorded_uploads(&job.name));
+    report.uploads_aborted = aborted.keys;
+    report.uploads_not_aborted = aborted.failed;
     for (ids, removed, what) in [
         (forget, &mut report.forgotten, "snapshot"),
         (

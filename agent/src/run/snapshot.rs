@@ -155,7 +155,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             .get(name)
             .ok_or_else(|| crate::exit::usage(format!("target {name} is not defined")))?;
         match open_target(t, Access::Write) {
-            Ok(target) => lanes.push(Lane::new(target)),
+            Ok(target) => lanes.push(Lane::new(target.with_upload_journal(&cfg.agent.state_dir))),
             Err(e) => {
                 let mut lane = Lane::new(Target::unopened(t));
                 lane.report.error = Some(e.to_string());
@@ -168,7 +168,8 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
     // What a run killed outright (SIGKILL) still holds is released first: under
     // the job lock, so no run of this job can be using it.
-    let leftovers = coffer_plugins::fs_snapshot::release_leftovers(&cfg.agent.state_dir, &job.name);
+    let mut leftovers =
+        coffer_plugins::fs_snapshot::release_leftovers(&cfg.agent.state_dir, &job.name);
     for w in &leftovers {
         tracing::warn!("job {}: {w}", job.name);
     }
@@ -199,6 +200,26 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         let mut run = taking.failed(lanes, Shown::default(), e);
         run.retryable = retryable && !crate::cancel::requested();
         return Ok(run);
+    }
+    // The S3 uploads a killed run of this job left unfinished (parts the provider
+    // keeps and bills, seen by no listing) are aborted, now that the targets
+    // answer: under the job lock, so none of them is still being written here.
+    let mut upload_notes = Vec::new();
+    for t in live(&mut lanes).1 {
+        let aborted = rt.block_on(t.abort_recorded_uploads(&job.name));
+        if !aborted.keys.is_empty() {
+            upload_notes.push(format!(
+                "target {}: aborted {} unfinished upload(s) a killed run left",
+                t.name,
+                aborted.keys.len()
+            ));
+        }
+        leftovers.extend(
+            aborted
+                .failed
+                .iter()
+                .map(|f| format!("target {}: {f}", t.name)),
+        );
     }
     if taken.contains(&taking.id) {
         match new_id_avoiding(started, &taken) {
@@ -472,6 +493,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     let mut run = taking.report(lanes, shown, (skew, window), status);
     run.retryable = retryable;
     run.check = check;
+    run.notes.extend(upload_notes);
     if let Some(r) = &run_index {
         run.notes.extend(r.notes.iter().cloned());
     }

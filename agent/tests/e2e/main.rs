@@ -33,6 +33,7 @@ mod hostile;
 mod identities;
 mod instants;
 mod interop;
+mod kill_trials;
 mod latest;
 mod monitoring;
 mod notify;
