@@ -108,6 +108,21 @@ pub struct PackRecord {
     pub used: u64,
 }
 
+impl PackRecord {
+    /// The pack as an object whose stored bytes are checked like any other's
+    /// (size and BLAKE3 against the marker), by the same reader.
+    pub(crate) fn as_object(&self) -> ObjectRecord {
+        ObjectRecord {
+            key: self.id.clone(),
+            source: None,
+            plaintext_size: 0,
+            stored_size: self.stored_size,
+            blake3: self.blake3.clone(),
+            facts: Default::default(),
+        }
+    }
+}
+
 /// What the manifest says of each source object, so that the (signed) marker and
 /// the (encrypted) manifest vouch for the same bytes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -39,14 +39,7 @@ pub(crate) fn check_stored(rt: &Handle, target: &Target, job: &str, p: &PackReco
             coffer_plugins::escape_controls(&p.id)
         ));
     }
-    let record = ObjectRecord {
-        key: p.id.clone(),
-        source: None,
-        plaintext_size: 0,
-        stored_size: p.stored_size,
-        blake3: p.blake3.clone(),
-        facts: Default::default(),
-    };
+    let record = p.as_object();
     check_object(rt, target, &super::pack_path(job, &p.id), &record)
 }
 
@@ -114,14 +107,7 @@ impl Forgot {
 /// the job lock: a backup of the job holds the index's transaction for its whole
 /// run, so while one runs this fails and says to run verify again after it.
 pub(crate) fn forget(state_dir: &Path, job: &str, ids: &[String]) -> Result<Option<Forgot>> {
-    let ids: Vec<String> = ids
-        .iter()
-        .filter(|id| super::is_pack_id(id))
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let file = state_dir.join("index").join(format!("{job}.sqlite"));
+    let (ids, file) = (pack_ids(ids), index_file(state_dir, job));
     if ids.is_empty() || !file.is_file() {
         return Ok(None);
     }
@@ -140,6 +126,20 @@ pub(crate) fn forget(state_dir: &Path, job: &str, ids: &[String]) -> Result<Opti
     forget_locked(state_dir, &lock, &ids)
 }
 
+/// The pack ids among `ids` (names read from a target are checked first), once each.
+fn pack_ids(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| super::is_pack_id(id))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn index_file(state_dir: &Path, job: &str) -> std::path::PathBuf {
+    state_dir.join("index").join(format!("{job}.sqlite"))
+}
+
 /// `forget` for a caller that holds the job's lock already (`repair`).
 pub(crate) fn forget_locked(
     state_dir: &Path,
@@ -147,14 +147,7 @@ pub(crate) fn forget_locked(
     ids: &[String],
 ) -> Result<Option<Forgot>> {
     let job = lock.job.as_str();
-    let ids: Vec<String> = ids
-        .iter()
-        .filter(|id| super::is_pack_id(id))
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let file = state_dir.join("index").join(format!("{job}.sqlite"));
+    let (ids, file) = (pack_ids(ids), index_file(state_dir, job));
     if ids.is_empty() || !file.is_file() {
         return Ok(None);
     }

@@ -379,14 +379,7 @@ fn items_of(job: &str, markers: &[&Marker], failures: &mut Vec<String>) -> Vec<I
         .map(|p| Item {
             kind: Kind::Pack,
             path: crate::pack::pack_path(job, &p.id),
-            record: ObjectRecord {
-                key: p.id.clone(),
-                source: None,
-                plaintext_size: 0,
-                stored_size: p.stored_size,
-                blake3: p.blake3.clone(),
-                facts: Default::default(),
-            },
+            record: p.as_object(),
             name: p.id,
         })
         .collect();
