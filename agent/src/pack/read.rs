@@ -1,7 +1,7 @@
 //! Reading one file's content out of a pack without downloading the pack: ranged
 //! fetches under age's seekable decryption, the zstd seek table to find the frame
-//! that holds the content, and a decoder kept open so that a restore reading files
-//! in pack order decodes each frame once.
+//! that holds the content, and decoders kept open (one per pack, for the last few
+//! packs) so that a restore reading files in path order decodes each frame once.
 //!
 //! A pack is hostile input (age recipients are public, anyone who can write to the
 //! bucket can plant one): sizes are bounded before allocating, the seek table must
@@ -138,8 +138,16 @@ pub struct PackReader<'a> {
     identities: &'a Identities,
     fetched: Arc<AtomicU64>,
     tables: VecDeque<Table>,
-    open: Option<OpenPack>,
+    /// The packs read from last, most recent first, each with its decoder where
+    /// the last read left it: files in path order alternate between the packs of
+    /// the runs that stored them, and reopening a pack on each switch fetched its
+    /// header again and decoded a frame from its start (20x the stored bytes).
+    open: VecDeque<OpenPack>,
 }
+
+/// How many packs a reader keeps open: each holds one fetch window (at most
+/// `ranged::MAX_WINDOW`) and a zstd window (at most 8 MiB), so memory stays bounded.
+const OPEN_PACKS: usize = 4;
 
 impl<'a> PackReader<'a> {
     /// Every byte fetched is added to `fetched`. Use from plain threads, never from
@@ -160,7 +168,7 @@ impl<'a> PackReader<'a> {
             identities,
             fetched,
             tables: VecDeque::new(),
-            open: None,
+            open: VecDeque::new(),
         }
     }
 
@@ -185,14 +193,18 @@ impl<'a> PackReader<'a> {
             return Ok(blake3::Hasher::new().finalize());
         }
         // Taken out so that any error leaves no half-read decoder behind.
-        let mut open = match self.open.take() {
-            Some(o) if o.info.pack == pack && o.info.stored_size == stored_size => {
-                self.reposition(o, offset, end)?
-            }
-            _ => self.open_pack(pack, stored_size, offset, end)?,
+        let held = self
+            .open
+            .iter()
+            .position(|o| o.info.pack == pack && o.info.stored_size == stored_size)
+            .and_then(|i| self.open.remove(i));
+        let mut open = match held {
+            Some(o) => self.reposition(o, offset, end)?,
+            None => self.open_pack(pack, stored_size, offset, end)?,
         };
         let hash = self.copy(&mut open, offset, size, out)?;
-        self.open = Some(open);
+        self.open.push_front(open);
+        self.open.truncate(OPEN_PACKS);
         Ok(hash)
     }
 
@@ -959,18 +971,28 @@ mod tests {
         let (sa, sb) = (env.put_pack(&ida, &a), env.put_pack(&idb, &b));
         let mut r = env.reader();
         let mut opens = Vec::new();
+        // Forward in each, as a restore in path order reads packs of several runs.
         for round in 0..3u64 {
             for (id, stored, payload) in [(&ida, sa, &a), (&idb, sb, &b)] {
                 let before = env.fetched();
-                let offset = 1000 + round % 2 * 400_000;
+                let offset = 1000 + round * 20_000;
                 let got = read(&mut r, id, stored, offset, 5000);
                 assert!(got == payload[offset as usize..offset as usize + 5000]);
                 opens.push(env.fetched() - before);
             }
         }
-        // Reopening a pack whose seek table is cached skips its tail.
-        assert!(opens[4] + TAIL_PRELOAD <= opens[0], "{opens:?}");
-        assert!(opens[5] + TAIL_PRELOAD <= opens[1], "{opens:?}");
+        // Both stay open: going back to a pack fetches neither its header nor its
+        // tail again, only what its decoder had not fetched yet.
+        for later in &opens[2..] {
+            assert!(*later + TAIL_PRELOAD <= opens[0].min(opens[1]), "{opens:?}");
+        }
+        // A reader holds at most OPEN_PACKS packs open.
+        for n in 0..(OPEN_PACKS as u32 + 2) {
+            let id = pack_id(70 + n);
+            let stored = env.put_pack(&id, &b);
+            read(&mut r, &id, stored, 0, 100);
+        }
+        assert_eq!(r.open.len(), OPEN_PACKS);
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod prune;
 mod races;
 mod repair;
 mod restore_crash;
+mod restore_reads;
 mod restore_trust;
 mod roundtrip;
 mod s3;
