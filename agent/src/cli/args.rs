@@ -170,7 +170,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
     /// Restore only the files and folders matching GLOB, a path inside the source
-    /// (`uploads/2024/*.pdf`; a matching folder brings its contents). Repeatable;
+    /// (`uploads/2024/*.pdf`; a matching folder brings its contents), or
+    /// `<source>/<path>` as ls and find print it (`storage/uploads/2024/*.pdf`). Repeatable;
     /// needs --to DIR and a format-2 snapshot. Only the matching files are read from
     /// the target.
     #[arg(long = "path", value_name = "GLOB")]
