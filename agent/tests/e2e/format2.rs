@@ -833,3 +833,31 @@ fn restore_path_takes_the_source_slash_path_form_find_prints() {
         b"media's note"
     );
 }
+
+/// `coffer list` names a job's directory sources: format 2 stores them in packs,
+/// with no object of their own, so the marker lists them apart (readable without
+/// the private key).
+#[test]
+fn list_shows_the_directory_sources_of_a_packed_snapshot() {
+    let world = World::new("");
+    write(&world.path("storage/a"), b"a");
+    write(&world.path("media/b"), b"b");
+    world.write_config(&format!(
+        "{}{}",
+        dir_source("storage", &world.path("storage"), ""),
+        dir_source("media", &world.path("media"), "")
+    ));
+    world.backup();
+    // No identity needed: list reads markers alone.
+    std::fs::remove_file(&world.identity).expect("remove the identity");
+    let listed = world.ok(&["list", "--job", "app"]);
+    let row = listed.lines().nth(1).expect("a snapshot row");
+    assert!(row.trim_end().ends_with("storage,media"), "{listed}");
+    let v: Value =
+        serde_json::from_str(&world.ok(&["list", "--job", "app", "--json"])).expect("list json");
+    assert_eq!(
+        v[0]["packed_sources"],
+        serde_json::json!(["storage", "media"]),
+        "{v}"
+    );
+}
