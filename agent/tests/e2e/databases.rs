@@ -223,7 +223,10 @@ fn a_dump_command_failing_halfway_fails_the_run() {
         "[[jobs.app.sources]]\nname = \"kanidm\"\ntype = \"command\"\nextension = \"json\"\ncommand = [\"sh\", \"-c\", \"printf '{{\\\"ok\\\":1}}'\"]\nrestore_command = [\"sh\", \"-c\", \"cat > {}\"]\n",
         restored.display()
     ));
-    world.backup();
+    // A dump is reported as one, not as "0 files".
+    let out = world.ok(&["backup", "app"]);
+    assert!(out.contains("  source kanidm: command output, "), "{out}");
+    assert!(!out.contains("0 files"), "{out}");
     world.ok(&["restore", "--job", "app"]);
     assert_eq!(
         std::fs::read_to_string(&restored).expect("restored"),
@@ -345,8 +348,10 @@ fn sqlite_copy_under_writes_restores_in_place_and_runs_hooks() {
         .expect("count")
     };
     let low = count(&db);
-    world.backup();
+    let said = world.ok(&["backup", "app"]);
     let high = count(&db);
+    // A dump is reported as one, not as "0 files".
+    assert!(said.contains("  source db: sqlite dump, "), "{said}");
     stop.store(true, Ordering::Relaxed);
     let inserts = writer.join().expect("writer");
     assert!(inserts > 0);
