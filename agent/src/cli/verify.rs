@@ -111,8 +111,12 @@ fn one_job(
 /// when several jobs are reported).
 fn print_verdicts(cfg: &Config, args: &VerifyArgs, deep: bool, verdicts: &[Verdict], prefix: &str) {
     let identity = crate::keys::identity_path(args.identity.as_deref(), &cfg.encryption);
+    // Why stored bytes only: asked for, or no identity here (never "no identity"
+    // when there is one and --stored-only chose not to use it).
     let mode = if deep {
         "deep: decrypted, every file checked"
+    } else if args.stored_only {
+        "stored bytes only, as --stored-only asks: the contents were not decrypted"
     } else {
         "stored bytes only: no identity, so the contents were not decrypted"
     };
