@@ -204,7 +204,8 @@ fn a_filesystem_snapshot_is_one_of_two_forms_and_names_its_key() {
     );
 }
 
-/// A value of the wrong type names its key, not only serde's "expected u32".
+/// A value of the wrong type names its key and says what it takes in words, not
+/// serde's "expected u32".
 #[test]
 fn a_value_of_the_wrong_type_names_its_key_and_line() {
     let e = errors(&base("").replace(
@@ -213,7 +214,11 @@ fn a_value_of_the_wrong_type_names_its_key_and_line() {
     ));
     assert!(e.contains("jobs.kadi.retention.keep_last"), "{e}");
     assert!(e.contains("test.toml:10:"), "{e}");
-    assert!(e.contains("expected u32"), "{e}");
+    assert!(
+        e.contains("expected a whole number from 0 to 4294967295 (a number, without quotes)"),
+        "{e}"
+    );
+    assert!(!e.contains("u32"), "{e}");
 }
 
 /// The example key is refused where it is written: in the config (its line and
