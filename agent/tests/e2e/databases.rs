@@ -745,3 +745,34 @@ fn the_kinto_example_checks_attachments_at_backup_time() {
     let list = world.ok(&["list", "--job", "kinto", "--json"]);
     assert!(list.contains("\"schema_version\": \"23\""), "{list}");
 }
+
+/// A SQLite source whose file is missing says so (it said "is not a file"), and a
+/// folder given as its path is told apart.
+#[test]
+fn a_missing_sqlite_file_is_said_to_be_missing() {
+    let world = World::new("");
+    let db = world.path("nowhere/app.db");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n",
+        db.display()
+    ));
+    let out = world.run(&["backup", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the database file {} does not exist",
+            db.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is not a file"), "{err}");
+
+    std::fs::create_dir_all(&db).expect("a folder where the file should be");
+    let out = world.run(&["backup", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a file: `path` is the database file itself"),
+        "{err}"
+    );
+}
