@@ -357,3 +357,22 @@ fn a_job_without_sources_restores_and_needs_no_recipients_but_no_schedule() {
     );
     assert!(errors(&both).contains("no recipients"), "{}", errors(&both));
 }
+
+/// An unknown key in a source is offered the keys of that source's type only,
+/// not every type's (one flat struct holds them all).
+#[test]
+fn an_unknown_key_in_a_source_lists_that_types_keys() {
+    let e = errors(&format!(
+        "{}\n[[jobs.kadi.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"/d.sqlite\"\ncolour = \"red\"\n",
+        base("")
+    ));
+    assert!(e.contains("jobs.kadi.sources[1].colour"), "{e}");
+    assert!(
+        e.contains("allowed here: `name`, `type`, `path`, `restore`, `version_query`"),
+        "{e}"
+    );
+    assert!(!e.contains("`url`") && !e.contains("`exclude`"), "{e}");
+    // A typo still finds its key.
+    let e = errors(&base("exclued = [\"*.tmp\"]\n"));
+    assert!(e.contains("did you mean `exclude`?"), "{e}");
+}
