@@ -44,6 +44,8 @@ impl VerifyMode {
 
 #[derive(Debug, Serialize)]
 pub struct Verdict {
+    /// Which job: `coffer verify` without `--job` reports every job in one list.
+    pub job: String,
     pub target: String,
     pub snapshot: String,
     pub mode: VerifyMode,
@@ -111,6 +113,7 @@ pub fn verify_job_trusting(
         };
         for marker in chosen {
             let mut v = Verdict {
+                job: job.name.clone(),
                 target: target.name.clone(),
                 snapshot: marker.id.clone(),
                 mode: if ids.is_some() {

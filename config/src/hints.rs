@@ -34,6 +34,9 @@ pub(crate) fn explain(message: &str, key: &str) -> String {
         .split('[')
         .next()
         .unwrap_or_default();
+    if let Some(better) = integer(message) {
+        return better;
+    }
     if message.starts_with("invalid type: string") && message.contains("expected a sequence") {
         if ARGV_KEYS.contains(&last) {
             return format!(
@@ -49,6 +52,28 @@ pub(crate) fn explain(message: &str, key: &str) -> String {
         }
     }
     message.to_string()
+}
+
+/// serde's Rust type names (`expected u32`) in words: what number the key takes,
+/// and that a number is written without quotes.
+fn integer(message: &str) -> Option<String> {
+    const WORDS: &[(&str, &str)] = &[
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+    ];
+    let (head, ty) = message.rsplit_once(", expected ")?;
+    let words = WORDS.iter().find(|(t, _)| *t == ty)?.1;
+    let quoted = if head.starts_with("invalid type: string") {
+        " (a number, without quotes)"
+    } else {
+        ""
+    };
+    Some(format!("{head}, expected {words}{quoted}"))
 }
 
 /// `unknown field `x`, expected one of `a`, `b`` (or `unknown variant`): names the
@@ -116,6 +141,23 @@ mod tests {
             explain(m, "jobs.a.sources[0].type"),
             "unknown value `postgress`: did you mean `postgres`?"
         );
+    }
+
+    #[test]
+    fn rust_integer_types_are_said_in_words() {
+        assert_eq!(
+            explain(
+                "invalid type: string \"3\", expected u32",
+                "jobs.a.retention.keep_last"
+            ),
+            "invalid type: string \"3\", expected a whole number from 0 to 4294967295 \
+             (a number, without quotes)"
+        );
+        assert_eq!(
+            explain("invalid value: integer `-1`, expected u64", "a.b"),
+            "invalid value: integer `-1`, expected a whole number, 0 or more"
+        );
+        assert_eq!(explain("expected a boolean", "a.b"), "expected a boolean");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub use schedule::Schedule;
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use source_types::*;
 pub use types::*;
+pub use units::duration_words;
 pub use urls::{display_url, url_credentials};
 
 /// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.

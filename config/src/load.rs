@@ -82,6 +82,32 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validates config text; `file` is only used in messages, relative paths resolve against `base`.
+/// serde's "unknown field `x`, expected one of ..." for a key of
+/// `jobs.J.sources[N]`, with the keys of that source's type only (found in `text`).
+fn unknown_source_key(text: &str, key: &str, message: &str) -> Option<String> {
+    let name = message.strip_prefix("unknown field `")?.split_once('`')?.0;
+    let (job, rest) = key.strip_prefix("jobs.")?.split_once(".sources[")?;
+    let index: usize = rest.split_once(']')?.0.parse().ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    let kind: crate::SourceType = table
+        .get("jobs")?
+        .get(job)?
+        .get("sources")?
+        .get(index)?
+        .get("type")?
+        .clone()
+        .try_into()
+        .ok()?;
+    let keys: Vec<String> = sources::keys_of(kind)
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect();
+    Some(format!(
+        "unknown field `{name}`, expected one of {}",
+        keys.join(", ")
+    ))
+}
+
 pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
     let syntax = |e: toml::de::Error, key: String| {
         let line = e.span().map(|s| line_col(text, s.start));
@@ -97,7 +123,18 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     // serde's own message ("invalid type: string, expected u32") does not name.
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        syntax(e.into_inner(), if key == "." { String::new() } else { key })
+        let err = e.into_inner();
+        // One flat struct holds every source type's keys: an unknown key in a
+        // source is offered only the keys of its own type.
+        match unknown_source_key(text, &key, err.message()) {
+            Some(message) => ConfigError::Invalid(vec![Problem {
+                file: file.to_path_buf(),
+                line: err.span().map(|s| line_col(text, s.start)),
+                message: crate::hints::explain(&message, &key),
+                key,
+            }]),
+            None => syntax(err, if key == "." { String::new() } else { key }),
+        }
     })?;
     let mut v = Validator {
         text,

@@ -281,7 +281,7 @@ pub struct Retention {
     pub keep_within: Option<std::time::Duration>,
 }
 
-/// `keep last 7, daily 14, within 2d`: the rules set, as `config check` shows them.
+/// `keep last 7, daily 14, within 2 days`: the rules set, as `config check` shows them.
 impl fmt::Display for Retention {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rules = [
@@ -298,7 +298,7 @@ impl fmt::Display for Retention {
             .map(|(what, n)| format!("{what} {n}"))
             .collect();
         if let Some(w) = self.keep_within {
-            parts.push(format!("within {}", humantime::format_duration(w)));
+            parts.push(format!("within {}", crate::units::duration_words(w)));
         }
         write!(f, "keep {}", parts.join(", "))
     }

@@ -80,6 +80,28 @@ pub fn duration_text(t: &str) -> Result<Duration, String> {
     })
 }
 
+/// A duration as a sentence says it: `2 days`, `1 day 12 hours`, `90 seconds`
+/// stays `1 minute 30 seconds`, under a second `500 ms`. (humantime's own
+/// `2days 1h` reads badly in messages.)
+pub fn duration_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    let units = [
+        (secs / 86_400, "day"),
+        (secs / 3600 % 24, "hour"),
+        (secs / 60 % 60, "minute"),
+        (secs % 60, "second"),
+    ];
+    let parts: Vec<String> = units
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    parts.join(" ")
+}
+
 /// `"16 MiB"` -> `("16", "MiB")`.
 fn split(t: &str) -> (&str, &str) {
     let t = t.trim();
@@ -93,6 +115,16 @@ mod tests {
 
     fn text(s: &str) -> SizeOrText {
         SizeOrText::Text(s.to_string())
+    }
+
+    #[test]
+    fn durations_in_words() {
+        let d = |t: &str| duration_words(duration_text(t).expect(t));
+        assert_eq!(d("2d"), "2 days");
+        assert_eq!(d("36h"), "1 day 12 hours");
+        assert_eq!(d("90s"), "1 minute 30 seconds");
+        assert_eq!(d("1h"), "1 hour");
+        assert_eq!(d("500ms"), "500 ms");
     }
 
     #[test]

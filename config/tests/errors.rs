@@ -204,7 +204,8 @@ fn a_filesystem_snapshot_is_one_of_two_forms_and_names_its_key() {
     );
 }
 
-/// A value of the wrong type names its key, not only serde's "expected u32".
+/// A value of the wrong type names its key and says what it takes in words, not
+/// serde's "expected u32".
 #[test]
 fn a_value_of_the_wrong_type_names_its_key_and_line() {
     let e = errors(&base("").replace(
@@ -213,7 +214,11 @@ fn a_value_of_the_wrong_type_names_its_key_and_line() {
     ));
     assert!(e.contains("jobs.kadi.retention.keep_last"), "{e}");
     assert!(e.contains("test.toml:10:"), "{e}");
-    assert!(e.contains("expected u32"), "{e}");
+    assert!(
+        e.contains("expected a whole number from 0 to 4294967295 (a number, without quotes)"),
+        "{e}"
+    );
+    assert!(!e.contains("u32"), "{e}");
 }
 
 /// The example key is refused where it is written: in the config (its line and
@@ -351,4 +356,23 @@ fn a_job_without_sources_restores_and_needs_no_recipients_but_no_schedule() {
         "{RESTORE_ONLY}\n[jobs.app]\ntargets = [\"offsite\"]\n[[jobs.app.sources]]\nname = \"s\"\ntype = \"directory\"\npath = \"/s\"\n"
     );
     assert!(errors(&both).contains("no recipients"), "{}", errors(&both));
+}
+
+/// An unknown key in a source is offered the keys of that source's type only,
+/// not every type's (one flat struct holds them all).
+#[test]
+fn an_unknown_key_in_a_source_lists_that_types_keys() {
+    let e = errors(&format!(
+        "{}\n[[jobs.kadi.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"/d.sqlite\"\ncolour = \"red\"\n",
+        base("")
+    ));
+    assert!(e.contains("jobs.kadi.sources[1].colour"), "{e}");
+    assert!(
+        e.contains("allowed here: `name`, `type`, `path`, `restore`, `version_query`"),
+        "{e}"
+    );
+    assert!(!e.contains("`url`") && !e.contains("`exclude`"), "{e}");
+    // A typo still finds its key.
+    let e = errors(&base("exclued = [\"*.tmp\"]\n"));
+    assert!(e.contains("did you mean `exclude`?"), "{e}");
 }

@@ -46,3 +46,15 @@ fn a_keep_within_alone_is_a_policy() {
         Some(std::time::Duration::from_secs(7 * 86_400))
     );
 }
+
+#[test]
+fn keep_within_reads_as_words() {
+    let r = load("keep_last = 7\nkeep_within = \"2d\"\n")
+        .expect("valid")
+        .expect("a policy");
+    assert_eq!(r.to_string(), "keep last 7, within 2 days");
+    let r = load("keep_within = \"36h\"\n")
+        .expect("valid")
+        .expect("a policy");
+    assert_eq!(r.to_string(), "keep within 1 day 12 hours");
+}

@@ -39,11 +39,13 @@ fn a_bad_cron_expression_names_line_and_key() {
     let e = errors(&config("", "schedule = \"0 25 * * *\""));
     assert!(e.starts_with("test.toml:13:1: jobs.kadi.schedule: "), "{e}");
     assert!(e.contains("not a cron expression"), "{e}");
+    assert!(e.contains("field 2 (hour) \"25\""), "{e}");
     let e = errors(&config("", "verify_schedule = \"daily\""));
     assert!(
         e.starts_with("test.toml:13:1: jobs.kadi.verify_schedule: not a cron expression"),
         "{e}"
     );
+    assert!(e.contains("\"@daily\""), "{e}");
 }
 
 #[test]

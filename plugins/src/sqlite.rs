@@ -88,10 +88,23 @@ impl Source for SqliteSource {
     /// Checks the file and prepares the scratch folder; the copy itself is made when
     /// streaming starts (its instant), so that other sources do not wait for it.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
-        if !self.cfg.path.is_file() {
+        // A missing file is the usual mistake (a wrong path, a volume not mounted):
+        // said as such, not as "is not a file".
+        let path = self.cfg.path.display();
+        let problem = match std::fs::metadata(&self.cfg.path) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some(format!(
+                "{path} is not a file: `path` is the database file itself (e.g. /var/lib/app/app.db)"
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "the database file {path} does not exist: is the path right, is its volume mounted?"
+            )),
+            Err(e) => Some(format!("cannot read the database file {path}: {e}")),
+        };
+        if let Some(message) = problem {
             return Err(SourceError::Invalid {
                 name: self.name.clone(),
-                message: format!("{} is not a file", self.cfg.path.display()),
+                message,
             });
         }
         std::fs::create_dir_all(&self.ctx.tmp_dir).map_err(|err| SourceError::Io {

@@ -36,7 +36,7 @@ pub enum Command {
     List(ListArgs),
     /// Restore a snapshot's sources, apply owners and modes, then check the result.
     Restore(RestoreArgs),
-    /// Check stored snapshots: stored bytes against snapshot.json, or with an identity every file's content.
+    /// Check stored snapshots of one job or every job: stored bytes against snapshot.json, or with an identity every file's content.
     Verify(VerifyArgs),
     /// Compare a directory on disk with a snapshot's manifest (exit 3 when anything differs).
     Check(CheckArgs),
@@ -170,7 +170,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
     /// Restore only the files and folders matching GLOB, a path inside the source
-    /// (`uploads/2024/*.pdf`; a matching folder brings its contents). Repeatable;
+    /// (`uploads/2024/*.pdf`; a matching folder brings its contents), or
+    /// `<source>/<path>` as ls and find print it (`storage/uploads/2024/*.pdf`). Repeatable;
     /// needs --to DIR and a format-2 snapshot. Only the matching files are read from
     /// the target.
     #[arg(long = "path", value_name = "GLOB")]
@@ -304,9 +305,10 @@ pub struct DiffArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Job name, as in [jobs.NAME] of the config.
+    /// Job name, as in [jobs.NAME] of the config (default: every job, each reported
+    /// on its own; the exit code is the worst of them).
     #[arg(long)]
-    pub job: String,
+    pub job: Option<String>,
     /// Snapshot id, `latest` or `all`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,

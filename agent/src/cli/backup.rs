@@ -46,7 +46,7 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
         }
         let run = run_job(rt, cfg, job)?;
         if !args.json {
-            print_run(&run, config_path);
+            print_run(&run, job, config_path);
         }
         runs.push(run);
     }
@@ -84,7 +84,7 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
     )
 }
 
-fn print_run(run: &JobRun, config_path: &Path) {
+fn print_run(run: &JobRun, job: &Job, config_path: &Path) {
     for w in &run.warnings {
         eprintln!("warning: {w}");
     }
@@ -111,10 +111,22 @@ fn print_run(run: &JobRun, config_path: &Path) {
         run.snapshot, run.job, run.duration_seconds, run.skew_seconds, run.window_seconds
     ));
     for s in &run.sources {
+        // A database or a command gives one dump, not files: "0 files" said nothing.
+        let what = match job
+            .sources
+            .iter()
+            .find(|c| c.name == s.name)
+            .map(|c| &c.kind)
+        {
+            None | Some(coffer_config::SourceKind::Directory(_)) => {
+                crate::units::count(s.files as u64, "file")
+            }
+            Some(coffer_config::SourceKind::Command(_)) => "command output".to_string(),
+            Some(k) => format!("{} dump", k.type_name()),
+        };
         say(format_args!(
-            "  source {}: {}, {} read, {} in the stream, {} stored, window {:.3}s",
+            "  source {}: {what}, {} read, {} in the stream, {} stored, window {:.3}s",
             s.name,
-            crate::units::count(s.files as u64, "file"),
             bytes(s.bytes_read),
             bytes(s.plaintext_size),
             bytes(s.stored_size),

@@ -156,7 +156,7 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
     match &job.retention {
         Some(r) => println!(
             "  retention: {r}; folders of runs that never finished go after {}",
-            humantime::format_duration(job.incomplete_after)
+            coffer_config::duration_words(job.incomplete_after)
         ),
         None => {
             println!("  retention: none, every snapshot is kept (add `retention` to prune)")
@@ -179,7 +179,7 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
     {
         println!(
             "  hooks are killed after {}",
-            humantime::format_duration(h.timeout)
+            coffer_config::duration_words(h.timeout)
         );
     }
     if let Some(c) = &job.check {
@@ -232,7 +232,7 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
         Some(s) => {
             print!("  schedule \"{s}\" ({zone}): next {}", next(s));
             if !job.jitter.is_zero() {
-                print!(" plus up to {}", humantime::format_duration(job.jitter));
+                print!(" plus up to {}", coffer_config::duration_words(job.jitter));
             }
             if job.catch_up {
                 print!("; a missed run is made up at start");
@@ -242,7 +242,7 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
                     "; {} retr{} {} apart",
                     job.retries,
                     if job.retries == 1 { "y" } else { "ies" },
-                    humantime::format_duration(job.retry_wait)
+                    coffer_config::duration_words(job.retry_wait)
                 );
             }
             println!();

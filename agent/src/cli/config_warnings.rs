@@ -1,7 +1,8 @@
 //! What `coffer config check` warns about: settings that validate but are likely
 //! mistakes an operator finds only when a backup fails or a restore is needed
 //! (a source path that does not exist, an identity file missing on the host that
-//! will restore, a relative path that means another folder under systemd).
+//! will restore, a relative path that means another folder under systemd, a
+//! `$COFFER_JOB` in a hook that no shell expands).
 //! Warnings, not errors: a disk may be mounted later, an identity may be kept
 //! off this host on purpose.
 
@@ -26,6 +27,16 @@ pub(super) fn warnings(cfg: &Config, identity: &IdentityCheck) -> Vec<String> {
                     job.name,
                     s.name,
                     path.display()
+                ));
+            }
+        }
+        for (key, line) in job_hooks(job) {
+            if let Some(var) = unexpanded_variable(line) {
+                out.push(format!(
+                    "job {}: {key} hook `{line}` runs without a shell, so `{var}` is passed as \
+                     written, not its value; the variable is in the hook's environment: write \
+                     sh -c '... \"{var}\"' to expand it",
+                    job.name
                 ));
             }
         }
@@ -62,4 +73,67 @@ pub(super) fn warnings(cfg: &Config, identity: &IdentityCheck) -> Vec<String> {
 /// for paths that are missing, not for a check run as another user.
 fn exists(path: &Path) -> bool {
     !matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Every hook line of a job, with its key.
+fn job_hooks(job: &coffer_config::Job) -> Vec<(&'static str, &coffer_config::HookCommand)> {
+    let h = &job.hooks;
+    [
+        ("before", &h.before),
+        ("after", &h.after),
+        ("on_success", &h.on_success),
+        ("on_failure", &h.on_failure),
+        ("after_restore", &job.after_restore),
+    ]
+    .into_iter()
+    .flat_map(|(key, lines)| lines.iter().map(move |l| (key, l)))
+    .collect()
+}
+
+/// The first `$NAME` or `${NAME}` in a hook's words, when no shell runs it (coffer
+/// runs the words as they are): a program named like a shell given `-c` expands
+/// them itself.
+fn unexpanded_variable(line: &coffer_config::HookCommand) -> Option<String> {
+    let words = line.words();
+    let program = words.first()?;
+    let shell = ["sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"]
+        .contains(&program.rsplit('/').next().unwrap_or(program));
+    if shell && words.iter().any(|w| w == "-c" || w == "sh") {
+        return None;
+    }
+    words.iter().find_map(|w| {
+        let at = w.find('$')?;
+        let rest = w[at + 1..].trim_start_matches('{');
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()))
+            .then(|| format!("${name}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(line: &str) -> Option<String> {
+        unexpanded_variable(&line.parse().expect("a command line"))
+    }
+
+    #[test]
+    fn a_variable_no_shell_expands_is_found() {
+        assert_eq!(
+            var("logger backup of $COFFER_JOB"),
+            Some("$COFFER_JOB".into())
+        );
+        assert_eq!(
+            var("curl https://x/${COFFER_OUTCOME}"),
+            Some("$COFFER_OUTCOME".into())
+        );
+        assert_eq!(var("sh -c 'logger $COFFER_JOB'"), None);
+        assert_eq!(var("/bin/bash -c 'echo $COFFER_JOB'"), None);
+        assert_eq!(var("systemctl stop app"), None);
+        assert_eq!(var("echo 'costs $5'"), None);
+    }
 }

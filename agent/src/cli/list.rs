@@ -95,16 +95,19 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
         "snapshot", "job", "target", "data", "stored", "skew", "window", "signature"
     );
     for (t, m) in &found {
+        // Format 2 stores directory sources in packs, without an object of their
+        // own: the marker names them apart (not in markers older than that).
         let sources: Vec<String> = m
-            .objects
+            .packed_sources
             .iter()
-            .filter_map(|o| {
+            .map(|name| coffer_plugins::escape_controls(name).into_owned())
+            .chain(m.objects.iter().filter_map(|o| {
                 let name = o.source.as_deref()?;
                 Some(match o.facts.get("schema_version") {
                     Some(v) => format!("{name}(schema {})", coffer_plugins::escape_controls(v)),
                     None => name.to_string(),
                 })
-            })
+            }))
             .collect();
         // Snapshots from before the window was recorded have none to show.
         let window = m

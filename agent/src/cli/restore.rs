@@ -117,10 +117,17 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     // `--path`: which entries each directory source restores, learnt in one pass.
     let mut filters = std::collections::BTreeMap::new();
     if !args.paths.is_empty() {
-        for src in chosen
+        let dir_sources: Vec<&SourceManifest> = chosen
             .iter()
+            .copied()
             .filter(|s| s.kind == coffer_config::SourceType::Directory)
-        {
+            .collect();
+        let names: Vec<&str> = dir_sources.iter().map(|s| s.name.as_str()).collect();
+        for src in dir_sources.iter() {
+            // `storage/uploads/a.pdf` (as ls and find print) is source storage's.
+            let Some(mut f) = PathFilter::for_source(&args.paths, &src.name, &names)? else {
+                continue;
+            };
             if !src.packed {
                 return Err(usage(format!(
                     "snapshot {} stores source {} in format 1, one archive that is read whole: \
@@ -128,7 +135,6 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                     marker.id, src.name
                 )));
             }
-            let mut f = PathFilter::new(&args.paths)?;
             f.learn(src.entries.iter()?)?;
             if f.matched > 0 {
                 filters.insert(src.name.clone(), f);

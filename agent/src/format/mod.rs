@@ -199,6 +199,17 @@ pub struct Marker {
     /// writes); their share of the packs is not an object's plaintext.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub packed_size: u64,
+    /// Format 2: the names of the sources stored in packs (directories), which
+    /// have no object of their own, so that `list` can name them without the
+    /// private key. Absent in markers written before it was recorded; older
+    /// readers ignore it (no marker struct refuses unknown fields, and the
+    /// signature covers the bytes as stored).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::format::untrusted::bounded_vec"
+    )]
+    pub packed_sources: Vec<String>,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// Who signed it, found when it was read (not part of the marker itself).

@@ -122,6 +122,15 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
     if m.objects.len() > MAX_SOURCES + 1 {
         return Err(format!("{} objects", m.objects.len()));
     }
+    // Shown by `list`: names a config allows, each once.
+    let mut packed = HashSet::new();
+    if m.packed_sources.len() > MAX_SOURCES
+        || m.packed_sources
+            .iter()
+            .any(|s| !is_name(s) || !packed.insert(s.as_str()))
+    {
+        return Err("packed_sources is not a list of distinct source names".into());
+    }
     let mut keys = HashSet::new();
     let mut manifest = false;
     for o in &m.objects {
@@ -466,6 +475,9 @@ mod tests {
                 })
                 .collect(),
             packed_size: u64::MAX,
+            packed_sources: (0..MAX_SOURCES)
+                .map(|i| format!("directory-{i:03}"))
+                .collect(),
             warnings: WarningCounts::default(),
             seal: crate::format::seal::Seal::Unsigned,
         };
@@ -486,6 +498,11 @@ mod tests {
         let back = crate::format::seal::open(&bytes).expect("opens");
         check_marker(&back, "kadi", "20260101T020000Z-0a1b").expect("a valid marker");
         assert_eq!(back.packs.len(), MAX_PACKS);
+        assert_eq!(back.packed_sources.len(), MAX_SOURCES);
+        // A name no config allows (shown by `list`) is refused.
+        let mut bad = back;
+        bad.packed_sources[0] = "a\u{1b}[2Jb".into();
+        assert!(check_marker(&bad, "kadi", "20260101T020000Z-0a1b").is_err());
     }
 
     #[test]

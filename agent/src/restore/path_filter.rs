@@ -1,7 +1,10 @@
 //! `restore --path GLOB`: which entries of a source a partial restore writes.
 //!
 //! A pattern is matched against the path inside the source (`uploads/2024/a.pdf`);
-//! a folder that matches brings everything under it. The folders above a match
+//! a folder that matches brings everything under it. A pattern whose first part
+//! names a restored directory source (`storage/uploads/2024/a.pdf`, the form `ls`
+//! and `find` print) applies to that source only, with the rest as the path inside
+//! it (and, in case the source has a folder of its own name, as given too). The folders above a match
 //! come too (without them the file has nowhere to go), and so does the first name
 //! of a matching hard link, which the link is made from. Deciding that needs the
 //! whole list once before the restore reads it again: one pass over the manifest's
@@ -25,11 +28,42 @@ pub(crate) struct PathFilter {
 }
 
 impl PathFilter {
+    /// The filter of source `source` among the restored directory sources
+    /// `sources`: the patterns that apply to it (see the module comment); `None`
+    /// when none does.
+    pub(crate) fn for_source(
+        patterns: &[String],
+        source: &str,
+        sources: &[&str],
+    ) -> Result<Option<PathFilter>> {
+        let mut mine = Vec::new();
+        for p in patterns {
+            let bare = bare(p);
+            let (head, rest) = bare.split_once('/').unwrap_or((bare, ""));
+            if !sources.contains(&head) {
+                mine.push(p.clone());
+            } else if head == source {
+                // `storage` alone: the whole source.
+                let rest = bare_end(rest);
+                mine.push(if rest.is_empty() {
+                    "**".into()
+                } else {
+                    rest.into()
+                });
+                mine.push(p.clone());
+            }
+        }
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        PathFilter::new(&mine).map(Some)
+    }
+
     /// Patterns as given on the command line; a leading `./` or `/` is dropped.
     pub(crate) fn new(patterns: &[String]) -> Result<PathFilter> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            let p = p.trim_start_matches("./").trim_start_matches('/');
+            let p = bare_end(bare(p));
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .backslash_escape(true)
@@ -101,6 +135,25 @@ impl PathFilter {
     }
 }
 
+/// A pattern without its leading `./` and `/`.
+fn bare(p: &str) -> &str {
+    let mut p = p;
+    loop {
+        if let Some(rest) = p.strip_prefix("./") {
+            p = rest;
+        } else if let Some(rest) = p.strip_prefix('/') {
+            p = rest;
+        } else {
+            return p;
+        }
+    }
+}
+
+/// A pattern without a trailing `/` (`dir3/` names the folder `dir3`).
+fn bare_end(p: &str) -> &str {
+    p.trim_end_matches('/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +193,48 @@ mod tests {
             vec![".", "a", "a/b", "a/b/x.pdf", "c", "c/d", "e", "f/link"]
         );
         assert_eq!(f.matched, 4);
+    }
+
+    #[test]
+    fn a_source_named_first_narrows_the_pattern_to_that_source() {
+        use EntryKind::*;
+        let all = [
+            entry(".", Dir, None),
+            entry("dir3", Dir, None),
+            entry("dir3/sub", Dir, None),
+            entry("dir3/sub/note.md", File, None),
+            entry("dir3/other.md", File, None),
+        ];
+        let kept = |f: &mut PathFilter| -> Vec<String> {
+            f.learn(all.iter().cloned().map(Ok)).expect("learn");
+            all.iter()
+                .filter(|e| f.keeps(e))
+                .map(|e| String::from_utf8_lossy(e.path.as_bytes()).into_owned())
+                .collect()
+        };
+        let sources = ["storage", "media"];
+        let want = vec![".", "dir3", "dir3/sub", "dir3/sub/note.md"];
+        for p in [
+            "storage/dir3/sub/note.md",
+            "/storage/dir3/sub/*.md",
+            "dir3/sub/note.md",
+        ] {
+            let mut f = PathFilter::for_source(&[p.into()], "storage", &sources)
+                .expect("pattern")
+                .expect("applies to storage");
+            assert_eq!(kept(&mut f), want, "{p}");
+        }
+        // Another source's pattern is not this one's.
+        assert!(
+            PathFilter::for_source(&["media/dir3".into()], "storage", &sources)
+                .expect("pattern")
+                .is_none()
+        );
+        // The source alone: all of it.
+        let mut f = PathFilter::for_source(&["storage/".into()], "storage", &sources)
+            .expect("pattern")
+            .expect("applies");
+        assert_eq!(kept(&mut f).len(), all.len());
     }
 
     #[test]

@@ -420,6 +420,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         objects,
         packs,
         packed_size,
+        packed_sources: packed_sources.clone(),
         warnings: totals,
         seal: crate::format::seal::Seal::Signed(signing_key.public),
     };

@@ -80,8 +80,8 @@ async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
         });
     }
     info!(
-        "listening on http://{listen}; {} job(s) scheduled",
-        schedules.len()
+        "listening on http://{listen}; {}",
+        schedule::summary(&shared.config())
     );
     if let Some(w) = exposure_warning(bound, shared.config().agent.api_token.is_some()) {
         warn!("{w}");
@@ -104,7 +104,7 @@ async fn serve(rt: Handle, config_path: PathBuf, cfg: Config) -> Result<u8> {
                         }
                         shared.refresh_statuses().await;
                         schedules = spawn_schedules(&shared);
-                        info!("reloaded {}; {} job(s) scheduled", shared.config_path.display(), schedules.len());
+                        info!("reloaded {}; {}", shared.config_path.display(), schedule::summary(&shared.config()));
                         if let Some(w) = exposure_warning(bound, shared.config().agent.api_token.is_some()) {
                             warn!("{w}");
                         }

@@ -149,10 +149,86 @@ pub(super) fn spawn_schedules(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         .collect()
 }
 
+/// What the agent schedules, for its start and reload lines: `backups of 1 job
+/// (app), verifies of 1 job (app)`. Counting the schedule loops said "2 job(s)
+/// scheduled" for one job with a backup and a verify schedule.
+pub(super) fn summary(cfg: &coffer_config::Config) -> String {
+    let of = |what: &str, names: Vec<&str>| {
+        format!(
+            "{what} of {} ({})",
+            crate::units::count(names.len() as u64, "job"),
+            names.join(", ")
+        )
+    };
+    let backups: Vec<&str> = cfg
+        .jobs
+        .values()
+        .filter(|j| j.schedule.is_some())
+        .map(|j| j.name.as_str())
+        .collect();
+    let verifies: Vec<&str> = cfg
+        .jobs
+        .values()
+        .filter(|j| j.verify_schedule.is_some())
+        .map(|j| j.name.as_str())
+        .collect();
+    match (backups.is_empty(), verifies.is_empty()) {
+        (true, true) => "nothing scheduled (jobs run only when started)".to_string(),
+        (false, true) => format!("scheduled: {}", of("backups", backups)),
+        (true, false) => format!("scheduled: {}", of("verifies", verifies)),
+        (false, false) => format!(
+            "scheduled: {}, {}",
+            of("backups", backups),
+            of("verifies", verifies)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn config(jobs: &str) -> coffer_config::Config {
+        let text = format!(
+            "[encryption]\nidentity_file = \"id.txt\"\ncreate_identity_if_missing = true\n\
+             [targets.local]\ntype = \"local\"\npath = \"backups\"\n{jobs}"
+        );
+        coffer_config::load_str(
+            &text,
+            std::path::Path::new("test.toml"),
+            std::path::Path::new("/"),
+        )
+        .expect("a valid config")
+    }
+
+    fn job(name: &str, keys: &str) -> String {
+        format!(
+            "[jobs.{name}]\ntargets = [\"local\"]\n{keys}[[jobs.{name}.sources]]\nname = \"files\"\n\
+             type = \"directory\"\npath = \"/srv\"\n"
+        )
+    }
+
+    #[test]
+    fn the_summary_counts_jobs_not_schedule_loops() {
+        let both = "schedule = \"0 3 * * *\"\nverify_schedule = \"30 5 * * 0\"\n";
+        assert_eq!(
+            summary(&config(&job("app", both))),
+            "scheduled: backups of 1 job (app), verifies of 1 job (app)"
+        );
+        assert_eq!(
+            summary(&config(&format!(
+                "{}{}",
+                job("app", both),
+                job("web", "schedule = \"0 4 * * *\"\n")
+            ))),
+            "scheduled: backups of 2 jobs (app, web), verifies of 1 job (app)"
+        );
+        assert_eq!(
+            summary(&config(&job("app", ""))),
+            "nothing scheduled (jobs run only when started)"
+        );
+    }
 
     fn cron(text: &str) -> croner::Cron {
         let s: coffer_config::Schedule = text.parse().expect("a cron expression");

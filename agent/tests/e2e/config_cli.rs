@@ -178,7 +178,8 @@ fn config_check_shows_schedules_retention_hooks_and_warns_about_likely_mistakes(
         .replace(
             "targets = [\"local\"]\n",
             "targets = [\"local\"]\nschedule = \"15 3 * * *\"\nverify_schedule = \"30 5 * * 0\"\n\
-             retention = { keep_last = 7, keep_daily = 14 }\nbefore = [\"systemctl stop kadi\"]\n",
+             retention = { keep_last = 7, keep_daily = 14 }\nbefore = [\"systemctl stop kadi\"]\n\
+             after = [\"logger backup of $COFFER_JOB\", \"sh -c 'logger $COFFER_JOB'\"]\n",
         )
         .replace("path = \"/tmp\"", "path = \"/nonexistent/kadi/storage\"")
         .replace(
@@ -240,18 +241,25 @@ fn config_check_shows_schedules_retention_hooks_and_warns_about_likely_mistakes(
         .lines()
         .filter(|l| l.starts_with("warning: "))
         .collect();
-    assert_eq!(warnings.len(), 3, "{stderr}");
+    assert_eq!(warnings.len(), 4, "{stderr}");
     assert!(
         warnings[0].contains("source storage: path /nonexistent/kadi/storage does not exist"),
         "{stderr}"
     );
+    // The hook run without a shell; the one through sh -c expands it.
     assert!(
-        warnings[1].contains("identity_file /nonexistent/identity.txt does not exist"),
+        warnings[1].contains(
+            "job kadi: after hook `logger backup of $COFFER_JOB` runs without a shell, so `$COFFER_JOB` is passed as written"
+        ),
         "{stderr}"
     );
     assert!(
-        warnings[2].contains("relative path(s) \"backups\" resolved against")
-            && warnings[2].contains("write absolute paths"),
+        warnings[2].contains("identity_file /nonexistent/identity.txt does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[3].contains("relative path(s) \"backups\" resolved against")
+            && warnings[3].contains("write absolute paths"),
         "{stderr}"
     );
 }

@@ -208,3 +208,63 @@ fn the_backup_re_checks_a_pack_per_run_and_does_not_build_on_a_damaged_one() {
     assert_eq!(counts(&run), (FILES, 0, 0), "{run}");
     assert!(!run["notes"].to_string().contains("re-check"), "{run}");
 }
+
+/// `coffer verify` without `--job` verifies every job, as backup and prune do:
+/// each job reported on its own, one job's damage or error not hiding the others,
+/// and the exit code the worst of them (damage: 3).
+#[test]
+fn verify_without_a_job_verifies_every_job_and_exits_with_the_worst() {
+    let (world, snapshot, _) = damaged_world(NO_RECHECK);
+    let other = world.path("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("a"), b"intact").expect("write");
+    let mut cfg = std::fs::read_to_string(&world.config).expect("config");
+    cfg.push_str(&format!(
+        "\n[jobs.other]\ntargets = [\"local\"]\n[[jobs.other.sources]]\nname = \"data\"\n\
+         type = \"directory\"\npath = \"{}\"\n\n[jobs.fresh]\ntargets = [\"local\"]\n\
+         [[jobs.fresh.sources]]\nname = \"data\"\ntype = \"directory\"\npath = \"{}\"\n",
+        other.display(),
+        other.display()
+    ));
+    std::fs::write(&world.config, cfg).expect("config");
+    world.ok(&["backup", "other"]);
+    let other_snapshot = world
+        .snapshots_of("other")
+        .pop()
+        .expect("snapshot of other");
+
+    let out = world.run(&["verify", "--stored-only"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("job app: {snapshot} on local: DAMAGED")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("job other: {other_snapshot} on local: ok (")),
+        "{stdout}"
+    );
+    // Never backed up: said, and the other jobs still verified.
+    assert!(stderr.contains("job fresh: not verified"), "{stderr}");
+
+    // --json: one list, each verdict naming its job.
+    let out = world.run(&["verify", "--stored-only", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("verify json");
+    let by_job: Vec<(&str, bool)> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| {
+            (
+                v["job"].as_str().expect("job"),
+                v["ok"].as_bool().expect("ok"),
+            )
+        })
+        .collect();
+    assert_eq!(by_job, vec![("app", false), ("other", true)], "{v}");
+
+    // Only the intact job: fine. The damaged job alone still says so.
+    world.ok(&["verify", "--stored-only", "--job", "other"]);
+}

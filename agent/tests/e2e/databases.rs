@@ -223,7 +223,10 @@ fn a_dump_command_failing_halfway_fails_the_run() {
         "[[jobs.app.sources]]\nname = \"kanidm\"\ntype = \"command\"\nextension = \"json\"\ncommand = [\"sh\", \"-c\", \"printf '{{\\\"ok\\\":1}}'\"]\nrestore_command = [\"sh\", \"-c\", \"cat > {}\"]\n",
         restored.display()
     ));
-    world.backup();
+    // A dump is reported as one, not as "0 files".
+    let out = world.ok(&["backup", "app"]);
+    assert!(out.contains("  source kanidm: command output, "), "{out}");
+    assert!(!out.contains("0 files"), "{out}");
     world.ok(&["restore", "--job", "app"]);
     assert_eq!(
         std::fs::read_to_string(&restored).expect("restored"),
@@ -345,8 +348,10 @@ fn sqlite_copy_under_writes_restores_in_place_and_runs_hooks() {
         .expect("count")
     };
     let low = count(&db);
-    world.backup();
+    let said = world.ok(&["backup", "app"]);
     let high = count(&db);
+    // A dump is reported as one, not as "0 files".
+    assert!(said.contains("  source db: sqlite dump, "), "{said}");
     stop.store(true, Ordering::Relaxed);
     let inserts = writer.join().expect("writer");
     assert!(inserts > 0);
@@ -739,4 +744,35 @@ fn the_kinto_example_checks_attachments_at_backup_time() {
     assert_eq!(check["orphans"], serde_json::json!([]), "{check}");
     let list = world.ok(&["list", "--job", "kinto", "--json"]);
     assert!(list.contains("\"schema_version\": \"23\""), "{list}");
+}
+
+/// A SQLite source whose file is missing says so (it said "is not a file"), and a
+/// folder given as its path is told apart.
+#[test]
+fn a_missing_sqlite_file_is_said_to_be_missing() {
+    let world = World::new("");
+    let db = world.path("nowhere/app.db");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n",
+        db.display()
+    ));
+    let out = world.run(&["backup", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the database file {} does not exist",
+            db.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is not a file"), "{err}");
+
+    std::fs::create_dir_all(&db).expect("a folder where the file should be");
+    let out = world.run(&["backup", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a file: `path` is the database file itself"),
+        "{err}"
+    );
 }

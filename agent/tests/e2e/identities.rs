@@ -166,6 +166,9 @@ fn a_stored_bytes_verify_says_so_and_is_not_recorded_as_deep() {
     let out = world.ok(&["verify", "--job", "app", "--stored-only"]);
     assert!(out.contains("stored bytes only"), "{out}");
     assert!(!out.contains("deep"), "{out}");
+    // The identity is there: the output must not claim there is none.
+    assert!(out.contains("as --stored-only asks"), "{out}");
+    assert!(!out.contains("no identity"), "{out}");
     let s = status();
     assert_eq!(s["last_verify_mode"], "stored", "{s}");
     assert!(s["last_stored_verify_success"].is_f64(), "{s}");
@@ -174,7 +177,7 @@ fn a_stored_bytes_verify_says_so_and_is_not_recorded_as_deep() {
     // Without the identity on the host, verify falls back to stored bytes too.
     std::fs::rename(&world.identity, world.path("elsewhere.txt")).expect("mv");
     let out = world.ok(&["verify", "--job", "app"]);
-    assert!(out.contains("stored bytes only"), "{out}");
+    assert!(out.contains("stored bytes only: no identity"), "{out}");
     assert!(status()["last_deep_verify_success"].is_null());
 
     std::fs::rename(world.path("elsewhere.txt"), &world.identity).expect("mv");

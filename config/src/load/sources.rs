@@ -11,80 +11,88 @@ use crate::source_types::*;
 use crate::types::*;
 use std::path::Path;
 
+/// The keys only some source types take, and those types (`name` and `type`
+/// every source takes). One table for the check below and for the list an
+/// unknown key's message offers (`keys_of`).
+const TYPED_KEYS: [(&str, &[SourceType]); 18] = [
+    ("path", &[SourceType::Directory, SourceType::Sqlite]),
+    ("exclude", &[SourceType::Directory]),
+    ("exclude_if_present", &[SourceType::Directory]),
+    ("exclude_caches", &[SourceType::Directory]),
+    ("skip_unreadable", &[SourceType::Directory]),
+    ("one_file_system", &[SourceType::Directory]),
+    ("snapshot", &[SourceType::Directory]),
+    ("snapshot_command", &[SourceType::Directory]),
+    ("release_command", &[SourceType::Directory]),
+    (
+        "restore",
+        &[SourceType::Directory, SourceType::Sqlite, SourceType::Redis],
+    ),
+    (
+        "url",
+        &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+    ),
+    (
+        "password_file",
+        &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+    ),
+    (
+        "password_env",
+        &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
+    ),
+    (
+        "version_query",
+        &[SourceType::Postgres, SourceType::Mysql, SourceType::Sqlite],
+    ),
+    ("rdb_path", &[SourceType::Redis]),
+    ("command", &[SourceType::Command]),
+    ("restore_command", &[SourceType::Command]),
+    ("extension", &[SourceType::Command]),
+];
+
+/// The keys a source of type `kind` takes.
+pub(crate) fn keys_of(kind: SourceType) -> Vec<&'static str> {
+    ["name", "type"]
+        .into_iter()
+        .chain(
+            TYPED_KEYS
+                .iter()
+                .filter(|(_, types)| types.contains(&kind))
+                .map(|(k, _)| *k),
+        )
+        .collect()
+}
+
 impl Validator<'_> {
     pub(super) fn source(&mut self, at: &[Seg], s: RawSource) -> Option<Source> {
         self.name_ok(&child(at, "name"), &s.name);
         let type_name = format!("{:?}", s.kind).to_lowercase();
-        // Keys given, and the source types they mean something for.
-        let given: [(&str, bool, &[SourceType]); 18] = [
-            (
-                "path",
-                s.path.is_some(),
-                &[SourceType::Directory, SourceType::Sqlite],
-            ),
-            ("exclude", !s.exclude.is_empty(), &[SourceType::Directory]),
-            (
-                "exclude_if_present",
-                !s.exclude_if_present.is_empty(),
-                &[SourceType::Directory],
-            ),
-            ("exclude_caches", s.exclude_caches, &[SourceType::Directory]),
-            (
-                "skip_unreadable",
-                s.skip_unreadable,
-                &[SourceType::Directory],
-            ),
-            (
-                "one_file_system",
-                s.one_file_system,
-                &[SourceType::Directory],
-            ),
-            ("snapshot", s.snapshot.is_some(), &[SourceType::Directory]),
-            (
-                "snapshot_command",
-                s.snapshot_command.is_some(),
-                &[SourceType::Directory],
-            ),
-            (
-                "release_command",
-                s.release_command.is_some(),
-                &[SourceType::Directory],
-            ),
-            (
-                "restore",
-                s.restore.is_some(),
-                &[SourceType::Directory, SourceType::Sqlite, SourceType::Redis],
-            ),
-            (
-                "url",
-                s.url.is_some(),
-                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
-            ),
-            (
-                "password_file",
-                s.password_file.is_some(),
-                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
-            ),
-            (
-                "password_env",
-                s.password_env.is_some(),
-                &[SourceType::Postgres, SourceType::Mysql, SourceType::Redis],
-            ),
-            (
-                "version_query",
-                s.version_query.is_some(),
-                &[SourceType::Postgres, SourceType::Mysql, SourceType::Sqlite],
-            ),
-            ("rdb_path", s.rdb_path.is_some(), &[SourceType::Redis]),
-            ("command", s.command.is_some(), &[SourceType::Command]),
-            (
-                "restore_command",
-                s.restore_command.is_some(),
-                &[SourceType::Command],
-            ),
-            ("extension", s.extension.is_some(), &[SourceType::Command]),
+        // Keys given; the types they mean something for are in TYPED_KEYS.
+        let given: [(&str, bool); 18] = [
+            ("path", s.path.is_some()),
+            ("exclude", !s.exclude.is_empty()),
+            ("exclude_if_present", !s.exclude_if_present.is_empty()),
+            ("exclude_caches", s.exclude_caches),
+            ("skip_unreadable", s.skip_unreadable),
+            ("one_file_system", s.one_file_system),
+            ("snapshot", s.snapshot.is_some()),
+            ("snapshot_command", s.snapshot_command.is_some()),
+            ("release_command", s.release_command.is_some()),
+            ("restore", s.restore.is_some()),
+            ("url", s.url.is_some()),
+            ("password_file", s.password_file.is_some()),
+            ("password_env", s.password_env.is_some()),
+            ("version_query", s.version_query.is_some()),
+            ("rdb_path", s.rdb_path.is_some()),
+            ("command", s.command.is_some()),
+            ("restore_command", s.restore_command.is_some()),
+            ("extension", s.extension.is_some()),
         ];
-        for (key, is_given, types) in given {
+        for (key, is_given) in given {
+            let types = TYPED_KEYS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(&[][..], |(_, t)| *t);
             if is_given && !types.contains(&s.kind) {
                 self.problem(
                     &child(at, key),
