@@ -63,6 +63,28 @@ pub(crate) fn write_new_key(file: &Path) -> Result<HostKey> {
     Ok(HostKey { key, public })
 }
 
+/// Makes the host's key at `file` as one complete file or not at all: written
+/// under a private name beside it, then linked to `file`, which fails when it
+/// exists. `None` when another process or thread linked its key first; a reader
+/// never sees a half-written key.
+fn publish_new_key(file: &Path) -> Result<Option<HostKey>> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(format!(
+        ".new-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let staged = std::path::PathBuf::from(name);
+    let key = write_new_key(&staged)?;
+    let linked = std::fs::hard_link(&staged, file);
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(Some(key)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot create signing key {}", file.display())),
+    }
+}
+
 /// Reads the signing key at `file`.
 pub(crate) fn load_key(file: &Path) -> Result<HostKey> {
     let text = std::fs::read_to_string(file)
@@ -100,7 +122,11 @@ pub(crate) fn host_key(enc: &Encryption) -> Result<HostKey> {
         }
         return load_key(file);
     }
-    let key = write_new_key(file)?;
+    let Some(key) = publish_new_key(file)? else {
+        // Another run of this host (the agent starts jobs side by side) made it
+        // first: that one is the host's key.
+        return load_key(file);
+    };
     // Through the log, so that `--log-format json` stays JSON; at warn, so that the
     // CLI (which logs only warnings) shows it.
     tracing::warn!(
@@ -255,5 +281,35 @@ impl Trust {
             Seal::Signed(_) => "UNTRUSTED",
             Seal::Unsigned => "unsigned",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_that_start_together_on_a_new_host_share_one_signing_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let enc = Encryption {
+            recipients: Vec::new(),
+            identity_file: None,
+            create_identity_if_missing: false,
+            signing_key: dir.path().join("state/signing.key"),
+            trusted_signers: Vec::new(),
+        };
+        let keys: Vec<Signer> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| host_key(&enc).expect("a key").public))
+                .collect();
+            runs.into_iter().map(|r| r.join().expect("run")).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(load_key(&enc.signing_key).expect("key").public, keys[0]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["signing.key"], "no staged key is left behind");
     }
 }
