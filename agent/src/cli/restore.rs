@@ -301,14 +301,29 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
     if !is_root && !dirs.is_empty() {
         warnings.push("not running as root: owners are not restored and not checked".to_string());
     }
-    for (name, v) in manifest
-        .sources
-        .iter()
-        .flat_map(|s| s.facts.get("schema_version").map(|v| (&s.name, v)))
-    {
-        if !args.json {
+    for s in &manifest.sources {
+        if args.json {
+            break;
+        }
+        // What is left out is said, so a database's schema version is never
+        // taken for a database restored.
+        if !chosen.iter().any(|c| c.name == s.name) {
             crate::say!(
-                "source {name}: schema version {} at backup time",
+                "source {} ({}): not restored ({})",
+                s.name,
+                s.kind,
+                if !args.sources.is_empty() && !args.sources.contains(&s.name) {
+                    "not named by --source"
+                } else if s.kind != coffer_config::SourceType::Directory {
+                    "--path restores files and folders of directory sources only"
+                } else {
+                    "no file or folder of it matches --path"
+                }
+            );
+        } else if let Some(v) = s.facts.get("schema_version") {
+            crate::say!(
+                "source {}: schema version {} at backup time",
+                s.name,
                 coffer_plugins::escape_controls(v)
             );
         }

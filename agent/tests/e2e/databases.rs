@@ -776,3 +776,69 @@ fn a_missing_sqlite_file_is_said_to_be_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn restore_path_says_the_database_was_not_restored_rather_than_show_its_schema() {
+    require_tool("sqlite3");
+    let world = World::new("");
+    let db = world.path("app.db");
+    let out = sh(&format!(
+        "sqlite3 '{}' \"CREATE TABLE meta (k, v); INSERT INTO meta VALUES ('schema', '7');\"",
+        db.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = world.path("files");
+    std::fs::create_dir_all(files.join("docs")).expect("mkdir");
+    std::fs::write(files.join("docs/a.txt"), b"a").expect("write");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\nversion_query = \"SELECT v FROM meta WHERE k = 'schema'\"\n\n{}",
+        db.display(),
+        dir_source("files", &files, "")
+    ));
+    world.ok(&["backup", "app"]);
+    let to = world.path("out");
+    let out = world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--path",
+        "docs/a.txt",
+        "--to",
+        to.to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.contains(
+            "source db (sqlite): not restored (--path restores files and folders of directory sources only)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("schema version"), "{out}");
+    let written: Vec<_> = std::fs::read_dir(&to)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(written, ["files"], "only the directory source was restored");
+    assert!(to.join("files/docs/a.txt").exists());
+    // Restored, its schema version is shown as before.
+    let out = world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--source",
+        "db",
+        "--to",
+        world.path("out2").to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.contains("source db: schema version 7 at backup time"),
+        "{out}"
+    );
+    assert!(
+        out.contains("source files (directory): not restored (not named by --source)"),
+        "{out}"
+    );
+}
