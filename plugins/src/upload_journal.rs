@@ -35,11 +35,10 @@ struct Entry {
     upload_id: String,
 }
 
-/// The folder of `job`'s entries below a target's journal folder; `None` for a
-/// name that cannot be a folder (config validation keeps those out anyway).
+/// The folder of `job`'s entries below a target's journal folder; `None` for
+/// anything but a job name of the config's grammar.
 fn job_dir(journal: &Path, job: &str) -> Option<PathBuf> {
-    let plain = !job.is_empty() && job != "." && job != ".." && !job.contains(['/', '\0']);
-    plain.then(|| journal.join(job))
+    coffer_config::names::is_name(job).then(|| journal.join(job))
 }
 
 /// Writes the entry of an upload just created, synced to disk before any part is

@@ -134,13 +134,13 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
 /// ones), who signed what, per job and target: what an operator compares with the
 /// key they kept before trusting it.
 fn show_signers(found: &[(String, crate::format::Marker)], trust: &crate::format::seal::Trust) {
-    let mut groups: std::collections::BTreeMap<(&str, &str), Vec<crate::format::Marker>> =
+    let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&crate::format::Marker>> =
         Default::default();
     for (t, m) in found {
         groups
             .entry((m.job.as_str(), t.as_str()))
             .or_default()
-            .push(m.clone());
+            .push(m);
     }
     for ((job, target), markers) in groups {
         if markers.iter().all(|m| trust.refusal(m).is_none()) {
@@ -148,7 +148,7 @@ fn show_signers(found: &[(String, crate::format::Marker)], trust: &crate::format
         }
         println!(
             "job {job} on target {target} is signed by:{}",
-            crate::format::signers::listing(&markers, trust)
+            crate::format::signers::listing(markers.iter().copied(), trust)
         );
     }
 }

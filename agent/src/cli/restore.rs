@@ -178,14 +178,7 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                             coffer_plugins::escape_controls(origin)
                         ))
                     })?;
-                    if !args.json {
-                        crate::say!(
-                            "source {} is not in this job's config: restoring it where snapshot {} took it from, {}",
-                            src.name,
-                            marker.id,
-                            path.display()
-                        );
-                    }
+                    say_from_origin(args.json, &marker, src);
                     path
                 }
                 _ => {
@@ -255,13 +248,8 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
                 }
                 _ => None,
             };
-            if from_origin.is_some() && !args.json {
-                crate::say!(
-                    "source {} is not in this job's config: restoring it where snapshot {} took it from, {}",
-                    src.name,
-                    marker.id,
-                    coffer_plugins::escape_controls(&src.origin)
-                );
+            if from_origin.is_some() {
+                say_from_origin(args.json, &marker, src);
             }
             let restore = plan_stream(
                 args.db_url.as_deref(),
@@ -534,4 +522,16 @@ fn origin_of<'a>(marker: &crate::format::Marker, src: &'a SourceManifest) -> Res
         )));
     }
     Ok(&src.origin)
+}
+
+/// Announces, before anything is written, that `src` goes back to its origin.
+fn say_from_origin(json: bool, marker: &crate::format::Marker, src: &SourceManifest) {
+    if !json {
+        crate::say!(
+            "source {} is not in this job's config: restoring it where snapshot {} took it from, {}",
+            src.name,
+            marker.id,
+            coffer_plugins::escape_controls(&src.origin)
+        );
+    }
 }

@@ -34,14 +34,22 @@ impl Signed {
                     .to_string()
             }
         };
+        format!(
+            "{who}: {}, {}",
+            crate::units::count(self.snapshots as u64, "snapshot"),
+            self.when_and_where()
+        )
+    }
+
+    /// "finished A to B, on host H": the signer's own word, escaped.
+    fn when_and_where(&self) -> String {
         let hosts: Vec<String> = self
             .hosts
             .iter()
             .map(|h| coffer_plugins::escape_controls(h).into_owned())
             .collect();
         format!(
-            "{who}: {}, finished {} to {}, on host {}",
-            crate::units::count(self.snapshots as u64, "snapshot"),
+            "finished {} to {}, on host {}",
             day_time(self.first),
             day_time(self.last),
             hosts.join(", ")
@@ -58,7 +66,7 @@ fn day_time(t: OffsetDateTime) -> String {
 
 /// Every key that signed one of `markers`, unsigned ones last, each with what it
 /// signed; the key that signed most first.
-pub(crate) fn who_signed(markers: &[Marker]) -> Vec<Signed> {
+pub(crate) fn who_signed<'a>(markers: impl IntoIterator<Item = &'a Marker>) -> Vec<Signed> {
     let mut out: Vec<Signed> = Vec::new();
     for m in markers {
         match out.iter_mut().find(|s| s.seal == m.seal) {
@@ -82,9 +90,12 @@ pub(crate) fn who_signed(markers: &[Marker]) -> Vec<Signed> {
 }
 
 /// The lines `who_signed` gives, indented, for an error or a notice.
-pub(crate) fn listing(markers: &[Marker], trust: &Trust) -> String {
-    who_signed(markers)
-        .iter()
+pub(crate) fn listing<'a>(markers: impl IntoIterator<Item = &'a Marker>, trust: &Trust) -> String {
+    lines(&who_signed(markers), trust)
+}
+
+fn lines(who: &[Signed], trust: &Trust) -> String {
+    who.iter()
         .map(|s| format!("\n  {}", s.describe(trust)))
         .collect()
 }
@@ -99,14 +110,13 @@ pub(crate) fn vet_given(
     job: &str,
     target: &str,
 ) -> Result<Vec<String>, String> {
+    if trust.given().is_empty() {
+        return Ok(Vec::new());
+    }
     let mut notices = Vec::new();
+    let who = who_signed(markers);
     for key in trust.given() {
-        let by_key: Vec<Marker> = markers
-            .iter()
-            .filter(|m| m.seal == Seal::Signed(*key))
-            .cloned()
-            .collect();
-        if by_key.is_empty() {
+        let Some(s) = who.iter().find(|s| s.seal == Seal::Signed(*key)) else {
             return Err(format!(
                 "--trust-signer {key} signed none of the {} of job {job} on target {target}; \
                  they are signed by:{}\ncheck the key you were given against the `public:` line \
@@ -115,26 +125,18 @@ pub(crate) fn vet_given(
                 if markers.is_empty() {
                     "\n  (no snapshots)".to_string()
                 } else {
-                    listing(markers, trust)
+                    lines(&who, trust)
                 }
             ));
-        }
+        };
         if trust.is_configured(key) {
             continue;
         }
-        let s = &who_signed(&by_key)[0];
         notices.push(format!(
             "trusting {key} for this command only (--trust-signer): on target {target} it signed \
-             {} of job {job}, finished {} to {}, on host {}; to trust it for good, add it to \
-             [encryption] trusted_signers",
+             {} of job {job}, {}; to trust it for good, add it to [encryption] trusted_signers",
             crate::units::count(s.snapshots as u64, "snapshot"),
-            day_time(s.first),
-            day_time(s.last),
-            s.hosts
-                .iter()
-                .map(|h| coffer_plugins::escape_controls(h).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.when_and_where()
         ));
     }
     Ok(notices)

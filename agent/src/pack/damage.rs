@@ -107,7 +107,7 @@ impl Forgot {
 /// the job lock: a backup of the job holds the index's transaction for its whole
 /// run, so while one runs this fails and says to run verify again after it.
 pub(crate) fn forget(state_dir: &Path, job: &str, ids: &[String]) -> Result<Option<Forgot>> {
-    let (ids, file) = (pack_ids(ids), index_file(state_dir, job));
+    let (ids, file) = (pack_ids(ids), super::index::Index::file(state_dir, job));
     if ids.is_empty() || !file.is_file() {
         return Ok(None);
     }
@@ -136,10 +136,6 @@ fn pack_ids(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn index_file(state_dir: &Path, job: &str) -> std::path::PathBuf {
-    state_dir.join("index").join(format!("{job}.sqlite"))
-}
-
 /// `forget` for a caller that holds the job's lock already (`repair`).
 pub(crate) fn forget_locked(
     state_dir: &Path,
@@ -147,7 +143,7 @@ pub(crate) fn forget_locked(
     ids: &[String],
 ) -> Result<Option<Forgot>> {
     let job = lock.job.as_str();
-    let (ids, file) = (pack_ids(ids), index_file(state_dir, job));
+    let (ids, file) = (pack_ids(ids), super::index::Index::file(state_dir, job));
     if ids.is_empty() || !file.is_file() {
         return Ok(None);
     }

@@ -166,6 +166,11 @@ enum OpenError {
 }
 
 impl Index {
+    /// Where the index of `job` lives: state_dir/index/<job>.sqlite.
+    pub fn file(state_dir: &Path, job: &str) -> std::path::PathBuf {
+        state_dir.join("index").join(format!("{job}.sqlite"))
+    }
+
     /// state_dir/index/<job>.sqlite (creates the folder, mode 0700). A file that is not a
     /// usable index (corrupt, wrong schema version, locked by nothing) is moved aside as
     /// <job>.sqlite.broken-<unix time> and a fresh one created; the returned note says so.
@@ -173,16 +178,16 @@ impl Index {
         if job.is_empty() || job == "." || job == ".." || job.contains(['/', '\0']) {
             bail!("job name {job:?} cannot name an index file");
         }
-        let dir = state_dir.join("index");
+        let path = Index::file(state_dir, job);
+        let dir = path.parent().unwrap_or(state_dir);
         // The index lists every path of the backed-up trees: not for other users' eyes.
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&dir)
+            .create(dir)
             .with_context(|| format!("creating the index folder {}", dir.display()))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("making the index folder {} private", dir.display()))?;
-        let path = dir.join(format!("{job}.sqlite"));
         let why = match Index::open_file(&path) {
             Ok(index) => return Ok((index, None)),
             Err(OpenError::Fatal(e)) => return Err(e),
@@ -211,7 +216,7 @@ impl Index {
     /// The job's index for reading only (`backup --dry-run`): nothing is created,
     /// moved or written, not even the folder. `None` when there is none yet.
     pub fn open_read_only(state_dir: &Path, job: &str) -> Result<Option<Index>> {
-        let path = state_dir.join("index").join(format!("{job}.sqlite"));
+        let path = Index::file(state_dir, job);
         if !path.is_file() {
             return Ok(None);
         }

@@ -5,49 +5,13 @@
 //! as stored and the new snapshot referenced the same damaged pack.) Without any
 //! verify, the backup's own re-check of packs (`recheck_packs`) finds it too.
 
+use crate::common::packed_job::{
+    FILES, backup_run as backup_json, counts, make_tree, marker_packs,
+};
 use crate::common::*;
 use serde_json::Value;
-use std::path::Path;
 
-const FILES: u64 = 12;
 const NO_RECHECK: &str = "recheck_packs = 0\n";
-
-fn make_tree(root: &Path) {
-    for i in 0..FILES {
-        let path = root.join(format!("d{}/f{i:02}", i % 3));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, noise(2048 + (i as usize * 7919) % (96 << 10), i + 1))
-            .expect("write");
-    }
-}
-
-/// `backup --json` of job `app`; its run, which must succeed.
-fn backup_json(world: &World) -> Value {
-    // Ids have one-second resolution: the next snapshot must sort after this one.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = world.ok(&["backup", "app", "--json"]);
-    let v: Value = serde_json::from_str(&out).expect("backup json");
-    v[0].clone()
-}
-
-/// (unchanged, known, new) files of source `files` in a run report.
-fn counts(run: &Value) -> (u64, u64, u64) {
-    let p = &run["sources"][0]["packed"];
-    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {run}"));
-    (n("unchanged_files"), n("known_files"), n("new_files"))
-}
-
-fn marker_packs(world: &World, id: &str) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(world.snapshot_dir(id).join("snapshot.json")).expect("marker");
-    let v: Value = serde_json::from_str(&text).expect("marker json");
-    v["marker"]["packs"]
-        .as_array()
-        .expect("packs")
-        .iter()
-        .map(|p| p["id"].as_str().expect("id").to_string())
-        .collect()
-}
 
 /// One backup of the tree, one byte in the middle of its only pack flipped;
 /// returns the world, the snapshot and the pack. `job_keys` go before the

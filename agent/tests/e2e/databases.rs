@@ -3,9 +3,10 @@
 //! fail, the database/files check, and after_restore hooks.
 
 use crate::common::servers::{Mariadb, Postgres, Redis};
+use crate::common::uploads::UploadWriter;
 use crate::common::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
@@ -39,49 +40,25 @@ fn postgres_and_files_are_taken_at_one_instant_under_load() {
     let world = World::new("");
 
     // The application: write the file, then commit its row; never the other way round.
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let writer = {
-        let (stop, written, storage) = (stop.clone(), written.clone(), storage.clone());
-        let url = format!(
+    let writer = UploadWriter::start(
+        format!(
             "postgres://postgres:{}@127.0.0.1:{}/kadi",
             pg.password, pg.port
-        );
-        rt.spawn(async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let rel = format!("{:02}/upload-{i:06}.bin", i % 50);
-                let body = noise(1000 + (i as usize % 3000), i);
-                let path = storage.join(&rel);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-                std::fs::write(&path, &body).expect("write upload");
-                sqlx::query("INSERT INTO file (path, size) VALUES ($1, $2)")
-                    .bind(&rel)
-                    .bind(body.len() as i64)
-                    .execute(&mut conn)
-                    .await
-                    .expect("insert");
-                written.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-        })
-    };
-    while written.load(Ordering::Relaxed) < 300 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        ),
+        storage.clone(),
+        "INSERT INTO file (path, size) VALUES ($1, $2)",
+        50,
+    );
+    writer.wait_for(300);
     world.write_config(&format!(
         "{}{}[jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM file WHERE state = 'active'\"\n",
         pg_source(&world, &pg, "kadi", "version_query = \"SELECT value FROM metadata WHERE name = 'storage_schema_version'\""),
         dir_source("storage", &storage, "")
     ));
-    let before = written.load(Ordering::Relaxed);
+    let before = writer.written();
     let out = world.ok(&["backup", "app", "--json"]);
-    let during = written.load(Ordering::Relaxed) - before;
-    stop.store(true, Ordering::Relaxed);
-    rt.block_on(writer).expect("writer");
+    let during = writer.written() - before;
+    writer.stop();
     let run = &json(&out)[0];
     assert_eq!(run["status"], "success", "{out}");
     // Checked inside the snapshot against what was captured: every row's file.

@@ -9,9 +9,8 @@
 
 use crate::common::btrfs::Btrfs;
 use crate::common::servers::Postgres;
+use crate::common::uploads::UploadWriter;
 use crate::common::*;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const RUNS: usize = 8;
 
@@ -38,44 +37,21 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
     ));
 
     // The application: each upload written whole, then its row committed.
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let writer = {
-        let (stop, written, storage) = (stop.clone(), written.clone(), storage.clone());
-        let url = format!(
+    let writer = UploadWriter::start(
+        format!(
             "postgres://postgres:{}@127.0.0.1:{}/app",
             pg.password, pg.port
-        );
-        rt.spawn(async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let rel = format!("{:02}/u-{i:06}.bin", i % 20);
-                let body = noise(500 + (i as usize % 4000), i);
-                let path = storage.join(&rel);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-                std::fs::write(&path, &body).expect("write upload");
-                sqlx::query("INSERT INTO upload (path, size) VALUES ($1, $2)")
-                    .bind(&rel)
-                    .bind(body.len() as i64)
-                    .execute(&mut conn)
-                    .await
-                    .expect("insert");
-                written.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-        })
-    };
-    while written.load(Ordering::Relaxed) < 100 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        ),
+        storage.clone(),
+        "INSERT INTO upload (path, size) VALUES ($1, $2)",
+        20,
+    );
+    writer.wait_for(100);
     let mut failures = Vec::new();
     for run in 0..RUNS {
-        let before = written.load(Ordering::Relaxed);
+        let before = writer.written();
         let out = world.run(&["backup", "app", "--json"]);
-        let during = written.load(Ordering::Relaxed) - before;
+        let during = writer.written() - before;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let report: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("run {run}: not JSON ({e}): {text}"));
@@ -116,8 +92,7 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
             ));
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    rt.block_on(writer).expect("writer");
+    writer.stop();
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(fs.subvolumes(), ["storage"], "a snapshot was left behind");
 }

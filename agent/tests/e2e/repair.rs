@@ -6,59 +6,21 @@
 //! rebuilt from the targets so the next backup stores nothing again.
 
 use crate::common::forge::Forgery;
+use crate::common::packed_job::{FILES, backup_run, counts, make_tree, marker_packs, packed};
 use crate::common::s3::S3Server;
 use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const FILES: u64 = 12;
 /// Only repair (and verify) find the damage: the backup's own re-check is off.
 const NO_RECHECK: &str = "recheck_packs = 0\n";
 const BUCKET: &str = "coffer-repair";
 
-fn make_tree(root: &Path) {
-    for i in 0..FILES {
-        let path = root.join(format!("d{}/f{i:02}", i % 3));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, noise(2048 + (i as usize * 7919) % (96 << 10), i + 1))
-            .expect("write");
-    }
-}
-
 /// `backup --json` of job `app`; its run, which must succeed.
 fn backup_json(world: &World) -> Value {
-    // Ids have one-second resolution: the next snapshot must sort after this one.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = world.ok(&["backup", "app", "--json"]);
-    let v: Value = serde_json::from_str(&out).expect("backup json");
-    assert_eq!(v[0]["status"], "success", "{v}");
-    v[0].clone()
-}
-
-fn packed(run: &Value) -> &Value {
-    &run["sources"][0]["packed"]
-}
-
-/// (unchanged, known, new) files of the one source in a run report.
-fn counts(run: &Value) -> (u64, u64, u64) {
-    let p = packed(run);
-    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {run}"));
-    (n("unchanged_files"), n("known_files"), n("new_files"))
-}
-
-fn marker_of(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("snapshot.json")).expect("marker");
-    let v: Value = serde_json::from_str(&text).expect("marker json");
-    v["marker"].clone()
-}
-
-fn marker_packs(world: &World, id: &str) -> Vec<String> {
-    marker_of(&world.snapshot_dir(id))["packs"]
-        .as_array()
-        .expect("packs")
-        .iter()
-        .map(|p| p["id"].as_str().expect("id").to_string())
-        .collect()
+    let run = backup_run(world);
+    assert_eq!(run["status"], "success", "{run}");
+    run
 }
 
 fn pack_file(root: &Path, id: &str) -> PathBuf {

@@ -5,11 +5,13 @@
 
 pub mod btrfs;
 pub mod forge;
+pub mod packed_job;
 pub mod read_gate;
 pub mod rss;
 pub mod s3;
 pub mod servers;
 pub mod service;
+pub mod uploads;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

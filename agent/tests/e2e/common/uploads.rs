@@ -1,0 +1,72 @@
+//! An application under load, as the one-instant tests need it: uploads written
+//! whole into a folder, then the row naming each committed to PostgreSQL, in that
+//! order (write, then commit), as fast as it goes until stopped.
+
+use super::noise;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub struct UploadWriter {
+    rt: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UploadWriter {
+    /// Writes `<i % folders>/upload-<i>.bin` under `storage`, then runs `insert`
+    /// with its relative path ($1) and size ($2) on the database at `url`.
+    pub fn start(url: String, storage: PathBuf, insert: &'static str, folders: u64) -> Self {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (stop, written) = (stop.clone(), written.clone());
+            rt.spawn(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let rel = format!("{:02}/upload-{i:06}.bin", i % folders);
+                    let body = noise(500 + (i as usize % 4000), i);
+                    let path = storage.join(&rel);
+                    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(&path, &body).expect("write upload");
+                    sqlx::query(insert)
+                        .bind(&rel)
+                        .bind(body.len() as i64)
+                        .execute(&mut conn)
+                        .await
+                        .expect("insert");
+                    written.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        };
+        UploadWriter {
+            rt,
+            stop,
+            written,
+            task,
+        }
+    }
+
+    /// Uploads committed so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` uploads are committed.
+    pub fn wait_for(&self, n: u64) {
+        while self.written() < n {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the writer after its current upload.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rt.block_on(self.task).expect("writer");
+    }
+}
