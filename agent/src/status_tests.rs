@@ -28,6 +28,7 @@ fn full() -> JobStatus {
             missing: 1,
             wrong_size: 0,
             orphans: 2,
+            completed: 0,
         }),
         last_verify: Some(1_700_000_100.0),
         last_verify_mode: Some("stored".to_string()),

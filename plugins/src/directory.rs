@@ -18,7 +18,9 @@ use crate::entry_log::EntryLog;
 use crate::exclude::Excludes;
 use crate::fs_snapshot::TreeSnapshot;
 use crate::ids::NameCache;
-use crate::source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+use crate::source::{
+    Completed, CompletedFrom, Progress, Source, SourceContext, SourceError, SourceOutcome,
+};
 use crate::stable_read::{Capture, Fault, StableReader, differs};
 use crate::tar_writer::{HeaderSpec, TarWriter};
 use crate::walk_ahead::{self, Entry, WalkError, WalkOptions};
@@ -33,6 +35,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
 
+mod complete;
 mod packed;
 
 /// Large reads: fewer syscalls, and zstd and BLAKE3 work best on big slices.
@@ -49,6 +52,11 @@ pub struct DirectorySource {
     tmp_dir: PathBuf,
     /// The filesystem snapshot walked instead of the live tree, when configured.
     fs: TreeSnapshot,
+    /// When it was taken.
+    frozen_at: Option<OffsetDateTime>,
+    /// The files the job's check says the database's snapshot references: what the
+    /// filesystem snapshot lacks of them is completed (`complete`).
+    referenced: Option<Vec<crate::dbquery::Referenced>>,
 }
 
 impl DirectorySource {
@@ -63,6 +71,8 @@ impl DirectorySource {
             excludes,
             tmp_dir: ctx.tmp_dir.clone(),
             fs: TreeSnapshot::new(name, cfg, ctx),
+            frozen_at: None,
+            referenced: None,
         })
     }
 }
@@ -455,6 +465,44 @@ impl Walk<'_, '_> {
     }
 
     /// The error for a failed read of `abs`, of the scratch file, or of the stream.
+    /// Entries a completer merged into the walk; those from the live tree are
+    /// read as live files are (they may change while read).
+    fn taken<W: Write>(
+        &mut self,
+        tar: &mut TarWriter<W>,
+        taken: Vec<complete::Taken>,
+    ) -> Result<(), SourceError> {
+        for t in taken {
+            let frozen = self.frozen;
+            self.frozen = frozen && !t.live;
+            let done = self.one(tar, t.entry);
+            self.frozen = frozen;
+            done?;
+        }
+        Ok(())
+    }
+
+    /// Records what was completed and from when: a file from the earlier snapshot
+    /// moves the source's instant back to that snapshot's, and its window then
+    /// reaches the later one; one from the live tree extends the window to now.
+    fn completed(&mut self, completed: Vec<Completed>, frozen_at: Option<OffsetDateTime>) {
+        let from = |f: CompletedFrom| completed.iter().filter(|c| c.from == f).count();
+        let (earlier, live) = (
+            from(CompletedFrom::EarlierSnapshot),
+            from(CompletedFrom::LiveTree),
+        );
+        if earlier > 0 {
+            if let Some((_, at)) = self.src.fs.earlier_root() {
+                self.outcome.instant = Some(at);
+            }
+            self.outcome.window_end = frozen_at;
+        }
+        if live > 0 {
+            self.outcome.window_end = Some(OffsetDateTime::now_utc());
+        }
+        self.outcome.completed = completed;
+    }
+
     fn fault(&self, abs: &Path, f: Fault) -> SourceError {
         match f {
             Fault::Source(err) => SourceError::Io {
@@ -501,10 +549,26 @@ impl Source for DirectorySource {
         self.fs.taken()
     }
 
+    fn prepare(&mut self, for_check: bool) -> Result<(), SourceError> {
+        match std::fs::metadata(&self.cfg.path) {
+            Ok(md) if md.is_dir() && for_check => self.fs.take_earlier(),
+            // `freeze` says what is wrong with it.
+            _ => Ok(()),
+        }
+    }
+
+    fn complete_from_check(&mut self, referenced: &[crate::dbquery::Referenced]) {
+        // A live walk has nothing to complete: it reads the live tree already.
+        if self.fs.taken() {
+            self.referenced = Some(referenced.to_vec());
+        }
+    }
+
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         match std::fs::metadata(&self.cfg.path) {
             Ok(md) if md.is_dir() => {
                 let instant = self.fs.take()?;
+                self.frozen_at = instant;
                 if let Some(own) = self.fs.own_dir_pattern() {
                     let mut patterns = self.cfg.exclude.clone();
                     patterns.push(own);
@@ -604,6 +668,17 @@ impl DirectorySource {
             progress,
             sink,
         };
+        let elsewhere: Vec<_> = self
+            .fs
+            .earlier_root()
+            .map(|(root, _)| (root, CompletedFrom::EarlierSnapshot))
+            .into_iter()
+            .chain([(self.fs.live_root().to_path_buf(), CompletedFrom::LiveTree)])
+            .collect();
+        let mut completer = self
+            .referenced
+            .as_ref()
+            .map(|r| complete::Completer::new(r, root.to_path_buf(), elsewhere, &self.excludes));
         std::thread::scope(|scope| {
             let walked = walk_ahead::spawn(
                 scope,
@@ -625,10 +700,19 @@ impl DirectorySource {
                 };
                 self.fs
                     .check_entry(&entry.abs, &entry.md, self.cfg.one_file_system)?;
-                walk.one(&mut tar, entry)?;
+                match completer.as_mut() {
+                    Some(c) => walk.taken(&mut tar, c.take(entry))?,
+                    None => walk.one(&mut tar, entry)?,
+                }
+            }
+            if let Some(c) = completer.as_mut() {
+                walk.taken(&mut tar, c.rest())?;
             }
             Ok::<(), SourceError>(())
         })?;
+        if let Some(c) = completer {
+            walk.completed(c.completed, self.frozen_at);
+        }
         let out = tar.finish().map_err(|err| walk.out_err(err))?;
         drop(out);
         let not_kept = walk.attrs.summary();

@@ -46,5 +46,7 @@ pub use entry::{
 pub use parts::PartPlan;
 pub use registry::{open_source, restore_as_file};
 pub use restore::{Restore, RestoreRequest};
-pub use source::{Progress, Source, SourceContext, SourceError, SourceOutcome};
+pub use source::{
+    Completed, CompletedFrom, Progress, Source, SourceContext, SourceError, SourceOutcome,
+};
 pub use target::{Access, Explained, Op, Target, TargetError, open_target};

@@ -29,6 +29,8 @@ pub struct PostgresSource {
     warnings: Vec<String>,
     /// The job's check query, run in the exported snapshot's transaction.
     check_query: Option<String>,
+    /// Its answer, when the run asked for it before streaming (`answer_check`).
+    answered: Option<Result<Vec<crate::dbquery::Referenced>, String>>,
 }
 
 impl PostgresSource {
@@ -41,6 +43,7 @@ impl PostgresSource {
             facts: BTreeMap::new(),
             warnings: Vec::new(),
             check_query: None,
+            answered: None,
         }
     }
 
@@ -97,6 +100,19 @@ impl Source for PostgresSource {
     fn check_in_snapshot(&mut self, query: &str) -> bool {
         self.check_query = Some(query.to_string());
         true
+    }
+    /// In the transaction that exported the snapshot: the same answer the check
+    /// would get after the dump, early enough for the files to be completed.
+    fn answer_check(&mut self) -> Option<Result<Vec<crate::dbquery::Referenced>, String>> {
+        let query = self.check_query.clone()?;
+        let (db, _) = self.held.as_mut()?;
+        let answer = self.ctx.rt.block_on(async {
+            crate::dbquery::referenced_on(db, &query)
+                .await
+                .map_err(|e| crate::pg_create::server_message(&e))
+        });
+        self.answered = Some(answer.clone());
+        Some(answer)
     }
     fn endpoint(&self) -> Option<Endpoint<'_>> {
         Some(Endpoint::Postgres {
@@ -215,7 +231,11 @@ impl Source for PostgresSource {
         // The snapshot was needed until pg_dump had imported it; the check query
         // runs in the same transaction, so it sees exactly the data dumped. End it
         // either way.
-        let check = self.check_query.clone().filter(|_| dumped.is_ok());
+        let answered = self.answered.take();
+        let check = self
+            .check_query
+            .clone()
+            .filter(|_| dumped.is_ok() && answered.is_none());
         let referenced = self.ctx.rt.block_on(async move {
             let mut db = db;
             let referenced = match &check {
@@ -232,7 +252,7 @@ impl Source for PostgresSource {
         });
         let bytes = dumped?;
         Ok(SourceOutcome {
-            referenced,
+            referenced: answered.or(referenced),
             bytes_read: bytes,
             facts: std::mem::take(&mut self.facts),
             warnings: std::mem::take(&mut self.warnings),

@@ -51,6 +51,41 @@ pub struct SourceOutcome {
     /// The job's check query, answered inside this source's snapshot, when the
     /// run asked for it (`Source::check_in_snapshot`) and the type can.
     pub referenced: Option<Result<Vec<crate::dbquery::Referenced>, String>>,
+    /// Files a filesystem snapshot lacked (or held at another size) that the
+    /// database's snapshot references, read from elsewhere (`complete_from_check`).
+    pub completed: Vec<Completed>,
+    /// The latest moment the state streamed could come from, when that is after
+    /// the instant although the source was frozen (a file completed from the live
+    /// tree): the run's window for this source then ends here.
+    pub window_end: Option<OffsetDateTime>,
+}
+
+/// One file a directory source took from outside its filesystem snapshot,
+/// because the database's snapshot references it and the snapshot lacked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// Relative to the source's path, as the check query gave it.
+    pub path: String,
+    pub from: CompletedFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletedFrom {
+    /// The snapshot taken just before the database's instant: a file whose row
+    /// was deleted, and the file removed, between the two instants.
+    EarlierSnapshot,
+    /// The live tree, read after both snapshots (an application that writes the
+    /// file after committing its row).
+    LiveTree,
+}
+
+impl CompletedFrom {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CompletedFrom::EarlierSnapshot => "from the snapshot taken before the database's",
+            CompletedFrom::LiveTree => "from the live tree",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +203,25 @@ pub trait Source: Send {
     fn check_in_snapshot(&mut self, _query: &str) -> bool {
         false
     }
+    /// Called on every directory source before any other source freezes.
+    /// `for_check`: the job's `[check]` names it as its files; with a btrfs
+    /// snapshot it then takes an earlier one here, so that a file whose row is in
+    /// the database's snapshot is in this one or in the one taken at the gate
+    /// (see `complete_from_check`).
+    fn prepare(&mut self, _for_check: bool) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// The check query asked for by `check_in_snapshot`, answered now, after every
+    /// source froze and before any streams; `None` when the type answers only
+    /// while streaming (the answer then comes in `SourceOutcome::referenced`).
+    fn answer_check(&mut self) -> Option<Result<Vec<crate::dbquery::Referenced>, String>> {
+        None
+    }
+    /// The files the check's database snapshot references (path relative to this
+    /// source, size when known), given to the check's directory source before it
+    /// streams: what its filesystem snapshot lacks or holds at another size is
+    /// taken from the earlier snapshot or the live tree when found there whole.
+    fn complete_from_check(&mut self, _referenced: &[crate::dbquery::Referenced]) {}
 }
 
 /// Streams a whole file (an online copy, an RDB) into the backup with large reads.

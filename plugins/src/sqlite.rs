@@ -21,6 +21,8 @@ pub struct SqliteSource {
     copy: Option<tempfile::TempDir>,
     /// The job's check query, run on the consistent copy.
     check_query: Option<String>,
+    /// Its answer, when the run asked for it before streaming (`answer_check`).
+    answered: Option<Result<Vec<crate::dbquery::Referenced>, String>>,
 }
 
 impl SqliteSource {
@@ -31,6 +33,7 @@ impl SqliteSource {
             ctx,
             copy: None,
             check_query: None,
+            answered: None,
         }
     }
 
@@ -85,8 +88,11 @@ impl Source for SqliteSource {
     fn frozen_at_instant(&self) -> bool {
         true
     }
-    /// Checks the file and prepares the scratch folder; the copy itself is made when
-    /// streaming starts (its instant), so that other sources do not wait for it.
+    /// Checks the file and makes the copy: its instant must come before the
+    /// directories' (they freeze once this returns), or a row committed in between
+    /// could name a file the directories' instant lacks ("The order of the two
+    /// instants" in the README). The directories wait for the copy; the skew says
+    /// how long it took.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         // A missing file is the usual mistake (a wrong path, a volume not mounted):
         // said as such, not as "is not a file".
@@ -120,19 +126,6 @@ impl Source for SqliteSource {
                 path: self.ctx.tmp_dir.clone(),
                 err,
             })?;
-        self.copy = Some(dir);
-        Ok(None)
-    }
-
-    fn stream(
-        &mut self,
-        out: &mut dyn Write,
-        progress: &Progress,
-    ) -> Result<SourceOutcome, SourceError> {
-        let dir = self.copy.take().ok_or_else(|| SourceError::Invalid {
-            name: self.name.clone(),
-            message: "stream before freeze".into(),
-        })?;
         let path = dir.path().join(COPY_NAME);
         let escaped = path.to_string_lossy().replace('\'', "''");
         let source = Endpoint::Sqlite {
@@ -149,6 +142,40 @@ impl Source for SqliteSource {
                 Ok::<_, sqlx::Error>(())
             })
             .map_err(|e| self.err("cannot copy", &e))?;
+        self.copy = Some(dir);
+        Ok(Some(instant))
+    }
+
+    /// On the copy, which is the instant backed up.
+    fn answer_check(&mut self) -> Option<Result<Vec<crate::dbquery::Referenced>, String>> {
+        let query = self.check_query.clone()?;
+        let dir = self.copy.as_ref()?;
+        let path = dir.path().join(COPY_NAME);
+        let copied = Endpoint::Sqlite { path: &path };
+        let answer = self.ctx.rt.block_on(async {
+            let mut db = connect(&copied).await.map_err(|e| e.to_string())?;
+            let referenced = crate::dbquery::referenced_on(&mut db, &query)
+                .await
+                .map_err(|e| e.to_string());
+            db.close().await;
+            referenced
+        });
+        self.answered = Some(answer.clone());
+        Some(answer)
+    }
+
+    fn stream(
+        &mut self,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<SourceOutcome, SourceError> {
+        let dir = self.copy.take().ok_or_else(|| SourceError::Invalid {
+            name: self.name.clone(),
+            message: "stream before freeze".into(),
+        })?;
+        let path = dir.path().join(COPY_NAME);
+        let answered = self.answered.take();
+        let check_query = self.check_query.clone().filter(|_| answered.is_none());
         let mut facts = BTreeMap::new();
         let mut warnings = Vec::new();
         let copied = Endpoint::Sqlite { path: &path };
@@ -165,7 +192,7 @@ impl Source for SqliteSource {
                 }
                 // The copy is one instant of the database: the check query there
                 // sees what was backed up.
-                let referenced = match &self.check_query {
+                let referenced = match &check_query {
                     Some(q) => Some(
                         crate::dbquery::referenced_on(&mut db, q)
                             .await
@@ -180,10 +207,9 @@ impl Source for SqliteSource {
         let total = copy_file(&self.name, &path, out, progress)?;
         Ok(SourceOutcome {
             bytes_read: total,
-            instant: Some(instant),
             facts,
             warnings,
-            referenced,
+            referenced: answered.or(referenced),
             ..SourceOutcome::default()
         })
     }

@@ -153,6 +153,10 @@ pub struct CheckCounts {
     pub wrong_size: u64,
     /// Captured files no row references.
     pub orphans: u64,
+    /// Referenced files the filesystem snapshot lacked, taken from the earlier
+    /// snapshot or the live tree (absent from snapshots made before coffer did).
+    #[serde(default)]
+    pub completed: u64,
 }
 
 impl CheckCounts {
@@ -163,6 +167,7 @@ impl CheckCounts {
             missing: r.missing.len() as u64,
             wrong_size: r.size.len() as u64,
             orphans: r.orphans.len() as u64,
+            completed: r.completed.len() as u64,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct DbCheckReport {
     pub orphans: Vec<String>,
     /// Whether orphans make the result inconsistent (`orphans = "fail"`).
     pub orphans_fail: bool,
+    /// At backup time: referenced files the filesystem snapshot lacked (or held
+    /// at another size) that the backup took from elsewhere, each with where from.
+    pub completed: Vec<String>,
 }
 
 impl DbCheckReport {
@@ -38,6 +41,16 @@ impl DbCheckReport {
     }
 
     pub fn print(&self) {
+        const SHOWN: usize = 10;
+        for c in self.completed.iter().take(SHOWN) {
+            crate::say!("  completed: {c}");
+        }
+        if self.completed.len() > SHOWN {
+            crate::say!(
+                "  ... and {} more completed (all in --json)",
+                self.completed.len() - SHOWN
+            );
+        }
         for m in &self.missing {
             crate::say!("  missing: {m} (referenced by {})", self.database);
         }
@@ -49,11 +62,19 @@ impl DbCheckReport {
         }
         if self.consistent() {
             crate::say!(
-                "database {} and files {}: consistent ({} referenced, {} on disk{})",
+                "database {} and files {}: consistent ({} referenced, {} on disk{}{})",
                 self.database,
                 self.files,
                 self.referenced,
                 self.on_disk,
+                if self.completed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} of them completed from outside the filesystem snapshot",
+                        self.completed.len()
+                    )
+                },
                 if self.orphans.is_empty() {
                     String::new()
                 } else {

@@ -3,7 +3,9 @@
 //! exported its snapshot, SQLite on its consistent copy), and the answer is
 //! compared with the files the directory source actually captured. A row whose
 //! file is missing from the snapshot is the "vanished while the backup ran"
-//! case: the snapshot still commits, and the run says so and exits 3.
+//! case: the snapshot still commits, and the run says so and exits 3. Files the
+//! directory completed from outside its filesystem snapshot (`complete`) are
+//! among those captured, and listed as completed.
 
 use super::stream::Streamed;
 use crate::restore::db_check::{DbCheckReport, compare};
@@ -65,5 +67,12 @@ pub(super) fn compare_captured(
         };
         captured.insert(entry.path.as_bytes().to_vec(), size);
     }
-    Some(Ok(compare(check, &files.origin, referenced, &captured)))
+    let mut report = compare(check, &files.origin, referenced, &captured);
+    report.completed = files
+        .outcome
+        .completed
+        .iter()
+        .map(|c| format!("{} ({})", c.path, c.from.describe()))
+        .collect();
+    Some(Ok(report))
 }

@@ -21,6 +21,7 @@
 
 mod assemble;
 mod check;
+mod check_answer;
 mod commit;
 mod gate;
 mod notify;

@@ -3,6 +3,7 @@
 //! A source that fails stops the others; the error reported is the root cause,
 //! told from its echoes by type.
 
+use super::check_answer::CheckAnswer;
 use super::gate::Gate;
 use super::retry::AllTargetsFailed;
 use crate::format::{object_path, source_key};
@@ -65,6 +66,23 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("no message")
 }
 
+/// How long after `instant` the state a source streamed could still change: until
+/// the moment it says (files completed from elsewhere), else 0 when it was fixed
+/// at the instant, else the read's duration.
+fn window_of(
+    src: &dyn Source,
+    outcome: &SourceOutcome,
+    instant: OffsetDateTime,
+    read_end: OffsetDateTime,
+) -> f64 {
+    let end = match outcome.window_end {
+        Some(end) => end,
+        None if src.frozen_at_instant() => return 0.0,
+        None => read_end,
+    };
+    (end - instant).as_seconds_f64().max(0.0)
+}
+
 /// A frozen source streamed in format 2: its new contents into packs.
 #[allow(clippy::too_many_arguments)]
 fn stream_packed(
@@ -121,11 +139,7 @@ fn stream_packed(
         }
     };
     let instant = outcome.instant.unwrap_or(frozen_at);
-    let window_seconds = if src.frozen_at_instant() {
-        0.0
-    } else {
-        (read_end - instant).as_seconds_f64().max(0.0)
-    };
+    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
     let finished = packs_finished(targets, &packed);
     Ok(Streamed {
         name,
@@ -188,6 +202,16 @@ pub(super) fn stream_sources(
     // live walk) as soon as all of those have, a few milliseconds later.
     let is_first = |s: &dyn Source| s.kind() != coffer_config::SourceType::Directory;
     let firsts = Gate::new(sources.iter().filter(|s| is_first(s.as_ref())).count());
+    // Directories prepare before any database freezes (btrfs: an earlier snapshot,
+    // which holds the files of rows deleted between the instants).
+    let prepared = Gate::new(sources.iter().filter(|s| !is_first(s.as_ref())).count());
+    // The check's answer, from its database to its directory before they stream,
+    // when the job has both.
+    let check_pair = job.check.as_ref().filter(|c| {
+        let has = |n: &str| sources.iter().any(|s| s.name() == n);
+        has(&c.source) && has(&c.files)
+    });
+    let answer = CheckAnswer::default();
     let failed = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
     let _bar = crate::progress::wanted(false).then(|| {
@@ -205,19 +229,38 @@ pub(super) fn stream_sources(
             .map(|mut src| {
                 let gate = &gate;
                 let firsts = &firsts;
+                let prepared = &prepared;
                 let first = is_first(src.as_ref());
+                let giver = check_pair
+                    .filter(|c| c.source == src.name())
+                    .map(|_| answer.giver());
+                let taker = check_pair
+                    .filter(|c| c.files == src.name())
+                    .map(|_| &answer);
                 let failed = failed.clone();
                 let progress = &*progress;
                 let name = src.name().to_string();
                 let handle = scope.spawn(move || -> Result<Streamed> {
                     let pass = gate.pass();
                     let early = first.then(|| firsts.pass());
+                    let prepare = (!first).then(|| prepared.pass());
+                    let ready = match prepare {
+                        Some(p) => {
+                            let ready = src.prepare(taker.is_some());
+                            p.arrive(ready.is_ok());
+                            ready
+                        }
+                        None => {
+                            prepared.wait_open();
+                            Ok(())
+                        }
+                    };
                     if !first {
                         // A failed database fails the run at the gate below; the
                         // directory still freezes, so that its release is the usual one.
                         firsts.wait_open();
                     }
-                    let frozen = src.freeze();
+                    let frozen = ready.and_then(|()| src.freeze());
                     if let Some(early) = early {
                         early.arrive(frozen.is_ok());
                     }
@@ -234,6 +277,12 @@ pub(super) fn stream_sources(
                         .into());
                     }
                     let frozen_at = frozen.unwrap_or(released);
+                    if let Some(giver) = giver {
+                        giver.give(src.answer_check().and_then(Result::ok));
+                    }
+                    if let Some(list) = taker.and_then(CheckAnswer::wait) {
+                        src.complete_from_check(&list);
+                    }
                     if let Some(index) = index.filter(|_| src.packs()) {
                         return stream_packed(
                             rt,
@@ -295,11 +344,7 @@ pub(super) fn stream_sources(
                         }
                     })?;
                     let instant = outcome.instant.unwrap_or(frozen_at);
-                    let window_seconds = if src.frozen_at_instant() {
-                        0.0
-                    } else {
-                        (read_end - instant).as_seconds_f64().max(0.0)
-                    };
+                    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
                     Ok(Streamed {
                         name: src.name().to_string(),
                         kind: src.kind(),

@@ -114,6 +114,11 @@ pub fn render(
             "Files in the last snapshot that no row of the job's [check] references.",
             |c| c.orphans,
         ),
+        (
+            "coffer_snapshot_check_completed_files",
+            "Files of the job's [check] the last run's filesystem snapshot lacked, taken from the snapshot before the database's or from the live tree.",
+            |c| c.completed,
+        ),
     ] {
         checks.push((f.gauge(name, help, &[JOB])?, pick));
     }
@@ -375,12 +380,14 @@ mod tests {
             missing: 2,
             wrong_size: 1,
             orphans: 3,
+            completed: 4,
         });
         let text = render(&[("app".to_string(), st)], &BTreeSet::new());
         for line in [
             "coffer_snapshot_check_missing_files{coffer_job=\"app\"} 2",
             "coffer_snapshot_check_wrong_size_files{coffer_job=\"app\"} 1",
             "coffer_snapshot_check_orphan_files{coffer_job=\"app\"} 3",
+            "coffer_snapshot_check_completed_files{coffer_job=\"app\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

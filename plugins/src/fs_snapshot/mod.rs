@@ -48,9 +48,15 @@ pub(crate) struct TreeSnapshot {
     live: PathBuf,
     state_dir: PathBuf,
     held: Option<Held>,
+    /// btrfs: a snapshot taken before the databases froze, and when; the files
+    /// their rows name that the later one lacks are read from it (`complete`).
+    earlier: Option<(Held, OffsetDateTime)>,
     taken: bool,
     warnings: Vec<String>,
 }
+
+/// The name suffix of the snapshot taken before the databases' instant.
+const EARLIER: &str = ".before";
 
 impl TreeSnapshot {
     pub(crate) fn new(source: &str, cfg: &DirectorySource, ctx: &SourceContext) -> TreeSnapshot {
@@ -61,6 +67,7 @@ impl TreeSnapshot {
             live: cfg.path.clone(),
             state_dir: ctx.state_dir.clone(),
             held: None,
+            earlier: None,
             taken: false,
             warnings: Vec::new(),
         }
@@ -76,13 +83,39 @@ impl TreeSnapshot {
     pub(crate) fn take(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         let held = match self.kind.clone() {
             None => return Ok(None),
-            Some(FsSnapshot::Btrfs) => self.take_btrfs()?,
+            Some(FsSnapshot::Btrfs) => self.take_btrfs("")?,
             Some(FsSnapshot::Command { create, release }) => self.take_command(&create, release)?,
         };
         let instant = OffsetDateTime::now_utc();
         self.held = Some(held);
         self.taken = true;
         Ok(Some(instant))
+    }
+
+    /// btrfs only: a snapshot before the databases freeze. A row deleted, and
+    /// then its file removed, between the databases' instant and the later
+    /// snapshot is still in the database's snapshot; its file is in this one.
+    /// (A `snapshot_command` is taken once: what it would do twice is the
+    /// operator's script's business, and it is not told which one it takes.)
+    pub(crate) fn take_earlier(&mut self) -> Result<(), SourceError> {
+        if self.kind != Some(FsSnapshot::Btrfs) {
+            return Ok(());
+        }
+        let held = self.take_btrfs(EARLIER)?;
+        self.earlier = Some((held, OffsetDateTime::now_utc()));
+        Ok(())
+    }
+
+    /// The counterpart of `path` in the earlier snapshot, and its instant.
+    pub(crate) fn earlier_root(&self) -> Option<(PathBuf, OffsetDateTime)> {
+        self.earlier
+            .as_ref()
+            .map(|(h, at)| (h.read_root.clone(), *at))
+    }
+
+    /// The configured, live path.
+    pub(crate) fn live_root(&self) -> &Path {
+        &self.live
     }
 
     fn invalid(&self, message: String) -> SourceError {
@@ -100,7 +133,8 @@ impl TreeSnapshot {
         }
     }
 
-    fn take_btrfs(&mut self) -> Result<Held, SourceError> {
+    /// `suffix` tells the earlier snapshot's name and record from the later's.
+    fn take_btrfs(&mut self, suffix: &str) -> Result<Held, SourceError> {
         let live = std::fs::canonicalize(&self.live).map_err(|err| SourceError::Io {
             name: self.source.clone(),
             path: self.live.clone(),
@@ -116,7 +150,8 @@ impl TreeSnapshot {
             .strip_prefix(&root)
             .unwrap_or(Path::new(""))
             .to_path_buf();
-        let snapshot = btrfs::snapshot_path(&root, &self.job, &self.source);
+        let named = format!("{}{suffix}", self.source);
+        let snapshot = btrfs::snapshot_path(&root, &self.job, &named);
         if snapshot.exists() {
             // Our name, and the job lock is held: a crashed run's, its record lost.
             btrfs::delete(&snapshot).map_err(|e| {
@@ -135,7 +170,7 @@ impl TreeSnapshot {
         let record = Record::Btrfs {
             snapshot: snapshot.clone(),
         };
-        let journal = journal::path_of(&self.state_dir, &self.job, &self.source);
+        let journal = journal::path_of(&self.state_dir, &self.job, &named);
         journal::write(&journal, &record).map_err(|err| SourceError::Io {
             name: self.source.clone(),
             path: journal.clone(),
@@ -312,11 +347,23 @@ impl TreeSnapshot {
         }
     }
 
-    /// Releases the snapshot held, if any, and forgets its record.
+    /// Releases the snapshots held, if any, and forgets their records.
     fn release(&mut self) -> Result<(), String> {
-        let Some(held) = self.held.take() else {
-            return Ok(());
-        };
+        let later = self.held.take().map(|h| self.release_one(h));
+        let earlier = self.earlier.take().map(|(h, _)| self.release_one(h));
+        let failed: Vec<String> = [later, earlier]
+            .into_iter()
+            .flatten()
+            .filter_map(Result::err)
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    fn release_one(&self, held: Held) -> Result<(), String> {
         release_record(&held.record)
             .map_err(|e| format!("{e}; the next run of job {} tries again", self.job))?;
         journal::remove(&held.journal).map_err(|e| {

@@ -1,6 +1,8 @@
 //! An application under load, as the one-instant tests need it: uploads written
 //! whole into a folder, then the row naming each committed to PostgreSQL, in that
-//! order (write, then commit), as fast as it goes until stopped.
+//! order (write, then commit), as fast as it goes until stopped; with a delete
+//! statement, it also deletes older uploads the usual way (row deleted and
+//! committed, then the file removed).
 
 use super::noise;
 use std::path::PathBuf;
@@ -18,6 +20,26 @@ impl UploadWriter {
     /// Writes `<i % folders>/upload-<i>.bin` under `storage`, then runs `insert`
     /// with its relative path ($1) and size ($2) on the database at `url`.
     pub fn start(url: String, storage: PathBuf, insert: &'static str, folders: u64) -> Self {
+        Self::run(url, storage, (insert, None), folders)
+    }
+
+    /// As `start`, and after every second upload deletes the one written 40
+    /// uploads earlier: `delete` with its path ($1) committed, then the file removed.
+    pub fn start_churning(
+        url: String,
+        storage: PathBuf,
+        (insert, delete): (&'static str, &'static str),
+        folders: u64,
+    ) -> Self {
+        Self::run(url, storage, (insert, Some(delete)), folders)
+    }
+
+    fn run(
+        url: String,
+        storage: PathBuf,
+        (insert, delete): (&'static str, Option<&'static str>),
+        folders: u64,
+    ) -> Self {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
@@ -27,8 +49,9 @@ impl UploadWriter {
                 use sqlx::Connection;
                 let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
                 let mut i = 0u64;
+                let rel_of = |i: u64| format!("{:02}/upload-{i:06}.bin", i % folders);
                 while !stop.load(Ordering::Relaxed) {
-                    let rel = format!("{:02}/upload-{i:06}.bin", i % folders);
+                    let rel = rel_of(i);
                     let body = noise(500 + (i as usize % 4000), i);
                     let path = storage.join(&rel);
                     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -40,6 +63,15 @@ impl UploadWriter {
                         .await
                         .expect("insert");
                     written.fetch_add(1, Ordering::Relaxed);
+                    if let Some(delete) = delete.filter(|_| i >= 40 && i % 2 == 1) {
+                        let old = rel_of(i - 40);
+                        sqlx::query(delete)
+                            .bind(&old)
+                            .execute(&mut conn)
+                            .await
+                            .expect("delete");
+                        std::fs::remove_file(storage.join(&old)).expect("remove upload");
+                    }
                     i += 1;
                 }
             })
