@@ -1,9 +1,10 @@
 //! The PostgreSQL source, frozen at one instant.
 //!
-//! `freeze` opens a `REPEATABLE READ READ ONLY` transaction, exports its snapshot
-//! and keeps the transaction open; `stream` runs `pg_dump --snapshot=<id> -Fc`, so
-//! the dump shows the database exactly as it was when the snapshot was exported,
-//! however long the dump takes and whatever the other sources do meanwhile. The
+//! `prepare` connects and opens a `REPEATABLE READ READ ONLY` transaction; `freeze`
+//! exports its snapshot (one statement: the instant) and keeps the transaction
+//! open; `stream` runs `pg_dump --snapshot=<id> -Fc`, so the dump shows the
+//! database exactly as it was when the snapshot was exported, however long the
+//! dump takes and whatever the other sources do meanwhile. The
 //! password reaches pg_dump only through `PGPASSWORD` in its environment, which is
 //! otherwise scrubbed (`child::scrub_env`); URLs are shown only through
 //! `display_url`.
@@ -23,6 +24,8 @@ pub struct PostgresSource {
     name: String,
     cfg: Config,
     ctx: SourceContext,
+    /// The transaction `prepare` opened, before its snapshot is taken.
+    opened: Option<Db>,
     /// The transaction holding the exported snapshot, and the snapshot's id.
     held: Option<(Db, String)>,
     facts: BTreeMap<String, String>,
@@ -39,12 +42,53 @@ impl PostgresSource {
             name,
             cfg,
             ctx,
+            opened: None,
             held: None,
             facts: BTreeMap::new(),
             warnings: Vec::new(),
             check_query: None,
             answered: None,
         }
+    }
+
+    /// Connects, records the facts that need no snapshot, and opens the snapshot's
+    /// transaction. Its snapshot is taken by its first statement, not by BEGIN.
+    fn open(&mut self) -> Result<Db, SourceError> {
+        let target = Endpoint::Postgres {
+            url: &self.cfg.url,
+            password: self.cfg.password.as_ref(),
+        };
+        let mut facts = BTreeMap::new();
+        if let Some(v) = tool_version("pg_dump") {
+            facts.insert("pg_dump_version".into(), v);
+        }
+        let result = self.ctx.rt.block_on(async {
+            let mut db = connect(&target).await.map_err(|e| ("cannot connect", e))?;
+            if let Some(v) = db
+                .scalar("SHOW server_version")
+                .await
+                .map_err(|e| ("SHOW server_version", e))?
+            {
+                facts.insert("server_version".into(), v);
+            }
+            if let Some(owner) = db
+                .scalar(
+                    "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database \
+                     WHERE datname = current_database()",
+                )
+                .await
+                .map_err(|e| ("cannot read the database's owner", e))?
+            {
+                facts.insert("database_owner".into(), owner);
+            }
+            db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| ("cannot open the snapshot transaction", e))?;
+            Ok::<_, (&str, sqlx::Error)>(db)
+        });
+        let db = result.map_err(|(what, e)| self.db_err(what, &e))?;
+        self.facts = facts;
+        Ok(db)
     }
 
     fn db_err(&self, what: &str, e: &sqlx::Error) -> SourceError {
@@ -152,41 +196,25 @@ impl Source for PostgresSource {
     fn frozen_at_instant(&self) -> bool {
         true
     }
-    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
-        let target = Endpoint::Postgres {
-            url: &self.cfg.url,
-            password: self.cfg.password.as_ref(),
-        };
-        let rt = self.ctx.rt.clone();
-        let mut facts = BTreeMap::new();
-        let mut warnings = Vec::new();
-        // Everything slow happens before the snapshot is exported: the other sources
-        // wait at the barrier until this returns, so the work after the export is skew.
-        if let Some(v) = tool_version("pg_dump") {
-            facts.insert("pg_dump_version".into(), v);
+    /// Everything slow, before the instant: the other sources' instants wait for
+    /// this one's, so connecting (and asking for facts) then would be skew.
+    fn prepare(&mut self, _for_check: bool) -> Result<(), SourceError> {
+        if self.opened.is_none() {
+            let db = self.open()?;
+            self.opened = Some(db);
         }
-        let result = rt.block_on(async {
-            let mut db = connect(&target).await.map_err(|e| ("cannot connect", e))?;
-            if let Some(v) = db
-                .scalar("SHOW server_version")
-                .await
-                .map_err(|e| ("SHOW server_version", e))?
-            {
-                facts.insert("server_version".into(), v);
-            }
-            if let Some(owner) = db
-                .scalar(
-                    "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database \
-                     WHERE datname = current_database()",
-                )
-                .await
-                .map_err(|e| ("cannot read the database's owner", e))?
-            {
-                facts.insert("database_owner".into(), owner);
-            }
-            db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await
-                .map_err(|e| ("cannot open the snapshot transaction", e))?;
+        Ok(())
+    }
+    /// The instant: one statement in the transaction `prepare` opened.
+    fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
+        let db = match self.opened.take() {
+            Some(db) => db,
+            None => self.open()?,
+        };
+        let mut facts = std::mem::take(&mut self.facts);
+        let mut warnings = Vec::new();
+        let result = self.ctx.rt.block_on(async {
+            let mut db = db;
             let snapshot = db
                 .scalar("SELECT pg_export_snapshot()")
                 .await

@@ -203,11 +203,12 @@ pub trait Source: Send {
     fn check_in_snapshot(&mut self, _query: &str) -> bool {
         false
     }
-    /// Called on every directory source before any other source freezes.
-    /// `for_check`: the job's `[check]` names it as its files; with a btrfs
-    /// snapshot it then takes an earlier one here, so that a file whose row is in
-    /// the database's snapshot is in this one or in the one taken at the gate
-    /// (see `complete_from_check`).
+    /// The work before the instant, so that `freeze` is as short as it can be.
+    /// Called on every source before any freezes: databases first (connecting),
+    /// then directories. `for_check`: the job's `[check]` names the directory as
+    /// its files; with a btrfs snapshot it then takes an earlier one here, so that
+    /// a file whose row is in the database's snapshot is in this one or in the one
+    /// taken at the gate (see `complete_from_check`).
     fn prepare(&mut self, _for_check: bool) -> Result<(), SourceError> {
         Ok(())
     }

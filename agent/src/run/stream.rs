@@ -202,8 +202,12 @@ pub(super) fn stream_sources(
     // live walk) as soon as all of those have, a few milliseconds later.
     let is_first = |s: &dyn Source| s.kind() != coffer_config::SourceType::Directory;
     let firsts = Gate::new(sources.iter().filter(|s| is_first(s.as_ref())).count());
-    // Directories prepare before any database freezes (btrfs: an earlier snapshot,
-    // which holds the files of rows deleted between the instants).
+    // Before any instant, every source prepares: databases first (connecting and
+    // opening a transaction take milliseconds; done at the instant, they would be
+    // skew), then directories (btrfs, for the check's files: an earlier snapshot,
+    // which holds the files of rows deleted between the instants). The databases'
+    // instants then follow the earlier snapshot by one statement each.
+    let firsts_ready = Gate::new(sources.iter().filter(|s| is_first(s.as_ref())).count());
     let prepared = Gate::new(sources.iter().filter(|s| !is_first(s.as_ref())).count());
     // The check's answer, from its database to its directory before they stream,
     // when the job has both.
@@ -230,6 +234,7 @@ pub(super) fn stream_sources(
                 let gate = &gate;
                 let firsts = &firsts;
                 let prepared = &prepared;
+                let firsts_ready = &firsts_ready;
                 let first = is_first(src.as_ref());
                 let giver = check_pair
                     .filter(|c| c.source == src.name())
@@ -243,18 +248,23 @@ pub(super) fn stream_sources(
                 let handle = scope.spawn(move || -> Result<Streamed> {
                     let pass = gate.pass();
                     let early = first.then(|| firsts.pass());
-                    let prepare = (!first).then(|| prepared.pass());
-                    let ready = match prepare {
-                        Some(p) => {
-                            let ready = src.prepare(taker.is_some());
-                            p.arrive(ready.is_ok());
-                            ready
-                        }
-                        None => {
-                            prepared.wait_open();
-                            Ok(())
-                        }
+                    // A failed preparation fails the run at the gate below; the
+                    // others still go through theirs, so that no one waits forever.
+                    // Passes are taken before anything that could panic: one dropped
+                    // unused arrives as failed.
+                    let (mine, theirs) = if first {
+                        (firsts_ready.pass(), prepared)
+                    } else {
+                        (prepared.pass(), firsts_ready)
                     };
+                    if !first {
+                        theirs.wait_open();
+                    }
+                    let ready = src.prepare(taker.is_some());
+                    mine.arrive(ready.is_ok());
+                    if first {
+                        theirs.wait_open();
+                    }
                     if !first {
                         // A failed database fails the run at the gate below; the
                         // directory still freezes, so that its release is the usual one.

@@ -9,7 +9,7 @@
 
 use crate::common::btrfs::Btrfs;
 use crate::common::servers::Postgres;
-use crate::common::uploads::UploadWriter;
+use crate::common::uploads::{KEPT_FOR, UploadWriter};
 use crate::common::*;
 
 const RUNS: usize = 8;
@@ -152,7 +152,11 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
     }
     writer.stop();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(app.fs.subvolumes(), ["storage"], "a snapshot was left behind");
+    assert_eq!(
+        app.fs.subvolumes(),
+        ["storage"],
+        "a snapshot was left behind"
+    );
 }
 
 /// The acceptance writer: uploads written, then their rows committed;
@@ -174,7 +178,8 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
         ),
         20,
     );
-    writer.wait_for(100);
+    // Deleting from the first run on.
+    writer.wait_for(KEPT_FOR + 100);
     let mut failures = Vec::new();
     let mut completed = 0;
     let mut windows = Vec::new();
@@ -246,7 +251,11 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
     assert!(failures.is_empty(), "{failures:#?}");
     // Else no deletion fell between the instants, and this proved nothing.
     assert!(completed > 0, "no file was completed in {SNAPSHOTS} runs");
-    assert_eq!(app.fs.subvolumes(), ["storage"], "a snapshot was left behind");
+    assert_eq!(
+        app.fs.subvolumes(),
+        ["storage"],
+        "a snapshot was left behind"
+    );
 }
 
 /// One backup's `--json` report.

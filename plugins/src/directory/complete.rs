@@ -152,15 +152,14 @@ impl<'a> Completer<'a> {
             // The first name the stream lacks: if the walked snapshot has it, the
             // walk left it out on purpose (or it is not a folder): so does this.
             let first_missing = names[..have].join(&b'/');
-            let walked = self
-                .walked_root
-                .join(OsStr::from_bytes(&first_missing));
+            let walked = self.walked_root.join(OsStr::from_bytes(&first_missing));
             if std::fs::symlink_metadata(&walked).is_ok() {
                 continue;
             }
-            let excluded = (have..names.len())
-                .any(|i| self.excludes.excluded(bytes_path(&names[..i].join(&b'/')), true))
-                || self.excludes.excluded(bytes_path(&w.rel), false);
+            let excluded = (have..names.len()).any(|i| {
+                self.excludes
+                    .excluded(bytes_path(&names[..i].join(&b'/')), true)
+            }) || self.excludes.excluded(bytes_path(&w.rel), false);
             if excluded {
                 continue;
             }
