@@ -86,9 +86,10 @@ pub fn check(
     excludes: Option<&Excludes>,
 ) -> anyhow::Result<DbCheckReport> {
     let (names, query) = ((check.source.as_str(), check.files.as_str()), &check.query);
-    let referenced: Vec<Referenced> = rt
-        .block_on(referenced_files(db, query))
-        .map_err(|e| anyhow::anyhow!("check query on {}: {e}", names.0))?;
+    let referenced: Vec<Referenced> = rt.block_on(referenced_files(db, query)).map_err(|e| {
+        let said = coffer_plugins::pg_auth::explain_at(&e, db);
+        anyhow::anyhow!("check query on {}: {said}", names.0)
+    })?;
     let mut on_disk: HashMap<Vec<u8>, u64> = HashMap::new();
     // The backup's own walk, so that patterns and tag files exclude the same files.
     let none = Excludes::default();

@@ -539,10 +539,17 @@ fn restore_creates_a_missing_database_with_its_owner_or_says_how() {
     let out = world.run(&["restore", "--job", "app", "--db-url", &url]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // A command that asks no password: over the local socket as postgres (with
+    // `-h 127.0.0.1` createdb asked for postgres's password).
+    let createdb = format!(
+        "`sudo -u postgres createdb -p {} -O kinto kinto_other` on this host",
+        pg.port
+    );
     assert!(
-        err.contains("could not create it") && err.contains("createdb -h 127.0.0.1"),
+        err.contains("could not create it") && err.contains(&createdb),
         "{err}"
     );
+    assert!(!err.contains("-h 127.0.0.1"), "{err}");
     assert!(!err.contains("at line"), "{err}");
     assert_eq!(
         pg.psql(

@@ -37,6 +37,7 @@ mod kill_trials;
 mod latest;
 mod monitoring;
 mod notify;
+mod pg_roles;
 mod privileges;
 mod prune;
 mod races;
