@@ -183,10 +183,7 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
         );
     }
     if let Some(c) = &job.check {
-        println!(
-            "  check: files of {} against `{}` on {}",
-            c.files, c.query, c.source
-        );
+        println!("{}", check_line(&c.files, &c.query, &c.source));
     }
     for h in &job.after_restore {
         println!("  after_restore: {h}");
@@ -200,6 +197,39 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
         if let Some(u) = url {
             // The rest of the URL is the monitor's secret.
             println!("  notify {kind}: {u}/... (path hidden)");
+        }
+    }
+}
+
+/// The job's check. A query written over several lines (a TOML `"""` string) is
+/// shown below, every line indented alike under the job, keeping its own
+/// indentation; in backquotes its continuation lines started at the margin.
+fn check_line(files: &str, query: &str, source: &str) -> String {
+    let lines: Vec<&str> = query
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| l.is_empty())
+        .collect();
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
+    match &lines[..end] {
+        [] => format!("  check: files of {files} against an empty query on {source}"),
+        [one] => format!(
+            "  check: files of {files} against `{}` on {source}",
+            one.trim()
+        ),
+        many => {
+            let mut out = format!("  check: files of {files} against this query on {source}:");
+            for l in many {
+                out.push('\n');
+                if !l.is_empty() {
+                    out.push_str("    ");
+                    out.push_str(l);
+                }
+            }
+            out
         }
     }
 }
@@ -262,6 +292,29 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
                 Some(f) if f.exists() => "deep (decrypts with the identity)",
                 _ => "stored bytes only (no identity on this host)",
             }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_line;
+
+    #[test]
+    fn a_one_line_query_stays_on_the_line() {
+        assert_eq!(
+            check_line("storage", "SELECT path, size FROM file", "db"),
+            "  check: files of storage against `SELECT path, size FROM file` on db"
+        );
+    }
+
+    #[test]
+    fn a_multi_line_query_is_indented_under_the_job() {
+        let query = "\nSELECT path, size\nFROM file\n  WHERE state = 'active'\n\nORDER BY 1\n";
+        assert_eq!(
+            check_line("storage", query, "db"),
+            "  check: files of storage against this query on db:\n    SELECT path, size\n    \
+             FROM file\n      WHERE state = 'active'\n\n    ORDER BY 1"
         );
     }
 }
