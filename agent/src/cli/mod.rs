@@ -17,6 +17,8 @@ mod man;
 mod prune;
 mod repair;
 mod restore;
+mod stats;
+mod status;
 mod verify;
 
 pub use args::*;
@@ -36,6 +38,8 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Config(ConfigCommand::Check) => config_check::run(&load(&cli)?),
         Command::Backup(a) => backup::run(rt, &load(&cli)?, &cli.config, a),
         Command::List(a) => list::run(rt, &load(&cli)?, a),
+        Command::Status(a) => status::run(&load(&cli)?, a),
+        Command::Stats(a) => stats::run(rt, &load(&cli)?, a),
         Command::Restore(a) => restore::run(rt, &load(&cli)?, a),
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
