@@ -78,7 +78,7 @@ fn not_for_identity(cfg: &Config, args: &StatsArgs, e: anyhow::Error) -> anyhow:
         crate::key_match::not_for_identity(&e),
         crate::keys::identity_path(args.identity.as_deref(), &cfg.encryption),
     ) {
-        (Some(n), Some(file)) => exit::usage(format!("{}", n.with_file(file))),
+        (Some(n), Some(file)) => exit::usage(n.with_file(file).to_string()),
         _ => e,
     }
 }

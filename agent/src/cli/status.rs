@@ -47,6 +47,8 @@ struct LastRun {
     outcome: Option<String>,
     duration_seconds: f64,
     window_seconds: f64,
+    /// The id the run wrote: committed when the outcome is `success` or
+    /// `partial`, never committed otherwise.
     snapshot: Option<String>,
     error: Option<String>,
 }
@@ -177,7 +179,10 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
                     text.push_str(&format!(", window {}", plain_duration(l.window_seconds)));
                 }
                 rows.push(("last run", text));
-                if let Some(id) = &l.snapshot {
+                // A failed or cancelled run names the id it did not commit.
+                if let Some(id) = &l.snapshot
+                    && matches!(l.outcome.as_deref(), Some("success" | "partial"))
+                {
                     rows.push(("snapshot", esc(id)));
                 }
                 if let Some(e) = &l.error {
