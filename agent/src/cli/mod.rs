@@ -70,6 +70,32 @@ pub(crate) fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
     })
 }
 
+/// The jobs `--job` and `--target` pick (every job without them): an unknown job
+/// or target is a usage error naming it; with `--target`, only the jobs that ship
+/// to it.
+pub(crate) fn jobs_for<'a>(
+    cfg: &'a Config,
+    job: Option<&str>,
+    target: Option<&str>,
+) -> Result<Vec<&'a Job>> {
+    if let Some(t) = target
+        && !cfg.targets.contains_key(t)
+    {
+        return Err(usage(format!(
+            "no target \"{t}\" in {}",
+            cfg.file.display()
+        )));
+    }
+    let jobs = match job {
+        Some(j) => vec![self::job(cfg, j)?],
+        None => cfg.jobs.values().collect(),
+    };
+    Ok(jobs
+        .into_iter()
+        .filter(|j| target.is_none_or(|t| j.targets.iter().any(|n| n == t)))
+        .collect())
+}
+
 /// What restore and check start from: the target, the identity, the chosen
 /// snapshot's marker and its decrypted manifest.
 pub(crate) struct Opened {

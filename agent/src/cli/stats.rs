@@ -10,35 +10,16 @@ use crate::exit;
 use crate::stats::TargetStats;
 use crate::units::bytes;
 use anyhow::Result;
-use coffer_config::{Config, Job};
+use coffer_config::Config;
 use tokio::runtime::Handle;
 
 pub fn run(rt: &Handle, cfg: &Config, args: &StatsArgs) -> Result<u8> {
-    let jobs: Vec<&Job> = match &args.job {
-        Some(j) => vec![crate::cli::job(cfg, j)?],
-        None => cfg.jobs.values().collect(),
-    };
-    if let Some(t) = &args.target
-        && !cfg.targets.contains_key(t)
-    {
-        return Err(exit::usage(format!(
-            "no target \"{t}\" in {}",
-            cfg.file.display()
-        )));
-    }
+    let jobs = crate::cli::jobs_for(cfg, args.job.as_deref(), args.target.as_deref())?;
     let ids = crate::verify::identities_for(cfg, args.identity.as_deref(), false)?;
     let trust = crate::cli::trust_of(cfg, &args.trust);
     let mut rows = Vec::new();
     let mut worst = exit::OK;
     for job in jobs {
-        // With --target, only the jobs that ship to it.
-        if args
-            .target
-            .as_ref()
-            .is_some_and(|t| !job.targets.contains(t))
-        {
-            continue;
-        }
         let targets = match crate::repo::targets_of(
             cfg,
             job,

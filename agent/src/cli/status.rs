@@ -62,10 +62,7 @@ struct LastVerify {
 }
 
 pub fn run(cfg: &Config, args: &StatusArgs) -> Result<u8> {
-    let jobs: Vec<&Job> = match &args.job {
-        Some(j) => vec![crate::cli::job(cfg, j)?],
-        None => cfg.jobs.values().collect(),
-    };
+    let jobs = crate::cli::jobs_for(cfg, args.job.as_deref(), None)?;
     let now = Utc::now();
     let mut code = crate::exit::OK;
     let mut reports = Vec::new();
@@ -104,6 +101,10 @@ fn report(cfg: &Config, job: &Job, st: Option<&JobStatus>, now: DateTime<Utc>) -
     let tz = cfg.agent.timezone;
     let none = JobStatus::default();
     let st = st.unwrap_or(&none);
+    let cron = |s: &Option<coffer_config::Schedule>| s.as_ref().map(|s| s.as_str().to_string());
+    let next = |s: &Option<coffer_config::Schedule>| {
+        s.as_ref().and_then(|s| next_run(s, tz, now)).map(rfc3339)
+    };
     JobReport {
         job: job.name.clone(),
         last_run: st.last_run.map(|end| LastRun {
@@ -115,12 +116,8 @@ fn report(cfg: &Config, job: &Job, st: Option<&JobStatus>, now: DateTime<Utc>) -
             error: st.last_error.clone(),
         }),
         last_success: at(st.last_success),
-        schedule: job.schedule.as_ref().map(|s| s.as_str().to_string()),
-        next_run: job
-            .schedule
-            .as_ref()
-            .and_then(|s| next_run(s, tz, now))
-            .map(rfc3339),
+        schedule: cron(&job.schedule),
+        next_run: next(&job.schedule),
         last_verify: st.last_verify.map(|t| LastVerify {
             at: at(Some(t)),
             mode: st.last_verify_mode.clone(),
@@ -128,12 +125,8 @@ fn report(cfg: &Config, job: &Job, st: Option<&JobStatus>, now: DateTime<Utc>) -
         }),
         last_deep_verify_success: at(st.last_deep_verify_success),
         last_stored_verify_success: at(st.last_stored_verify_success),
-        verify_schedule: job.verify_schedule.as_ref().map(|s| s.as_str().to_string()),
-        next_verify: job
-            .verify_schedule
-            .as_ref()
-            .and_then(|s| next_run(s, tz, now))
-            .map(rfc3339),
+        verify_schedule: cron(&job.verify_schedule),
+        next_verify: next(&job.verify_schedule),
         snapshots: st.snapshots.clone(),
         last_check: st.last_check.clone(),
         runs: st.runs.clone(),
@@ -191,10 +184,12 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
                 rows.push(("last success", when(r.last_success.as_deref(), now)));
             }
         }
-        rows.push((
-            "next run",
-            next_text(cfg, r.schedule.as_deref(), r.next_run.as_deref(), now),
-        ));
+        let next = if cfg.jobs.get(&r.job).is_some_and(Job::restore_only) {
+            "never: the job has no sources (it restores, lists and verifies only)".to_string()
+        } else {
+            next_text(cfg, r.schedule.as_deref(), r.next_run.as_deref(), now)
+        };
+        rows.push(("next run", next));
         rows.push(("last verify", verify_text(r, now)));
         rows.push((
             "deep verify",
