@@ -78,6 +78,12 @@ impl JobStatus {
     pub fn record_run(&mut self, run: RunRecord) {
         history::push(&mut self.history, run);
     }
+
+    /// The history's record of the last run, when the file has one (written with
+    /// it); a file from before the history has only the `last_*` fields.
+    pub fn last_record(&self) -> Option<&RunRecord> {
+        self.history.last().filter(|r| Some(r.end) == self.last_run)
+    }
 }
 
 impl JobStatus {

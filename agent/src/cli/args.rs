@@ -174,7 +174,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub job: Option<String>,
     /// Print one JSON array, an object per job: job, last_run (null when it never
-    /// ran: ended_at, outcome, duration_seconds, window_seconds, snapshot, error),
+    /// ran: ended_at, outcome, duration_seconds, window_seconds, stored_bytes,
+    /// snapshot, error),
     /// last_success, schedule, next_run, last_verify (at, mode, ok),
     /// last_deep_verify_success, last_stored_verify_success, verify_schedule,
     /// next_verify, snapshots (per target), last_check, runs (per outcome); times in

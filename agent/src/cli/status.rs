@@ -47,6 +47,9 @@ struct LastRun {
     outcome: Option<String>,
     duration_seconds: f64,
     window_seconds: f64,
+    /// Bytes the run stored on the targets that committed it; `null` in a status
+    /// file from before the run history.
+    stored_bytes: Option<u64>,
     /// The id the run wrote: committed when the outcome is `success` or
     /// `partial`, never committed otherwise.
     snapshot: Option<String>,
@@ -112,6 +115,7 @@ fn report(cfg: &Config, job: &Job, st: Option<&JobStatus>, now: DateTime<Utc>) -
             outcome: st.last_outcome.clone(),
             duration_seconds: st.last_duration_seconds,
             window_seconds: st.last_window_seconds,
+            stored_bytes: st.last_record().map(|r| r.bytes_stored),
             snapshot: st.last_snapshot.clone(),
             error: st.last_error.clone(),
         }),
@@ -168,6 +172,9 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
                     esc(l.outcome.as_deref().unwrap_or("unknown outcome")),
                     plain_duration(l.duration_seconds)
                 );
+                if let Some(b) = l.stored_bytes {
+                    text.push_str(&format!(", stored {}", crate::units::bytes(b)));
+                }
                 if l.window_seconds > 0.0 {
                     text.push_str(&format!(", window {}", plain_duration(l.window_seconds)));
                 }

@@ -138,9 +138,7 @@ fn job_section(out: &mut String, job: &JobView, now: DateTime<Utc>) {
             ""
         }
     );
-    // The history's newest record is the last run when the file has one
-    // (written with it); a file from before the history has only the fields.
-    let last: Option<&RunRecord> = st.history.last().filter(|r| Some(r.end) == st.last_run);
+    let last: Option<&RunRecord> = st.last_record();
     fact(
         out,
         "Last run",

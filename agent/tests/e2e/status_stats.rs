@@ -101,6 +101,9 @@ fn status_says_never_run_then_the_last_success_failure_and_verify() {
     assert_eq!(st["last_run"]["snapshot"], id.as_str(), "{st}");
     assert!(st["last_run"]["error"].is_null(), "{st}");
     assert_eq!(st["snapshots"]["local"], 1, "{st}");
+    // The first run stored every pack and object the target now holds.
+    let stored = stats_of(&world)["stored_bytes"].clone();
+    assert_eq!(st["last_run"]["stored_bytes"], stored, "{st}");
     assert_eq!(st["runs"]["success"], 1, "{st}");
     let success_at = st["last_success"]
         .as_str()
