@@ -240,23 +240,11 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
         .agent
         .timezone
         .map_or_else(|| "host time".to_string(), |tz| tz.to_string());
-    let next = |s: &coffer_config::Schedule| match crate::service::occurrence(
-        s.cron(),
-        cfg.agent.timezone,
-        chrono::Utc::now(),
-        true,
-    ) {
-        Some(t) => match cfg.agent.timezone {
-            Some(tz) => t
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M:%S %Z")
-                .to_string(),
-            None => t
-                .with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        },
-        None => "never (no such time)".to_string(),
+    let next = |s: &coffer_config::Schedule| {
+        crate::when::next_run(s, cfg.agent.timezone, chrono::Utc::now()).map_or_else(
+            || "never (no such time)".to_string(),
+            |t| crate::when::in_zone(t, cfg.agent.timezone),
+        )
     };
     match &job.schedule {
         Some(s) => {

@@ -51,6 +51,7 @@ mod safety;
 mod secrets;
 mod shell;
 mod status_page;
+mod status_stats;
 mod tag_excludes;
 mod targets;
 mod unprivileged;
