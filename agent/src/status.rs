@@ -78,6 +78,12 @@ impl JobStatus {
     pub fn record_run(&mut self, run: RunRecord) {
         history::push(&mut self.history, run);
     }
+
+    /// The history's record of the last run, when the file has one (written with
+    /// it); a file from before the history has only the `last_*` fields.
+    pub fn last_record(&self) -> Option<&RunRecord> {
+        self.history.last().filter(|r| Some(r.end) == self.last_run)
+    }
 }
 
 impl JobStatus {
@@ -104,10 +110,22 @@ fn path_of(state_dir: &Path, job: &str) -> PathBuf {
 }
 
 pub fn load(state_dir: &Path, job: &str) -> JobStatus {
-    std::fs::read(path_of(state_dir, job))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    read(state_dir, job).ok().flatten().unwrap_or_default()
+}
+
+/// The job's status as its file holds it: `None` when there is no file (the job
+/// never ran here), an error naming the file when it cannot be read or parsed.
+/// Only reads: `coffer status` must not create the state directory.
+pub fn read(state_dir: &Path, job: &str) -> Result<Option<JobStatus>> {
+    let path = path_of(state_dir, job);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("{} is not a coffer status file", path.display()))
 }
 
 pub fn save(state_dir: &Path, job: &str, status: &JobStatus) -> Result<()> {

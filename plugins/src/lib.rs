@@ -20,6 +20,7 @@ pub mod leftovers;
 pub(crate) mod mysql;
 pub(crate) mod open_at;
 pub(crate) mod parts;
+pub mod pg_auth;
 mod pg_create;
 pub(crate) mod postgres;
 pub(crate) mod redis_rdb;

@@ -75,15 +75,7 @@ pub(crate) async fn create_database(
     owner: Option<&str>,
 ) -> Result<String, String> {
     let p = place(url)?;
-    let command = |owner: &str| {
-        format!(
-            "createdb -h {} -p {} -U postgres -O {} {}",
-            p.host,
-            p.port,
-            shell_word(owner),
-            shell_word(&p.database)
-        )
-    };
+    let command = |owner: &str| createdb_command(&p, owner);
     let fallback = p.user.clone().unwrap_or_else(|| "postgres".into());
     let mut db = connect(&Endpoint::Postgres {
         url: &p.maintenance_url,
@@ -92,11 +84,11 @@ pub(crate) async fn create_database(
     .await
     .map_err(|e| {
         format!(
-            "database {} does not exist on {}:{}, and coffer cannot reach the postgres database there to create it ({}); create it with `{}` and restore again",
+            "database {} does not exist on {}:{}, and coffer cannot reach the postgres database there to create it ({}); create it with {} and restore again",
             p.database,
             p.host,
             p.port,
-            server_message(&e),
+            crate::pg_auth::explain(&e, &p.maintenance_url),
             command(owner.unwrap_or(&fallback))
         )
     })?;
@@ -138,7 +130,7 @@ pub(crate) async fn create_database(
             }
         )),
         Err(e) => Err(format!(
-            "database {} does not exist on {}:{} and coffer could not create it ({}); create it with `{}` and restore again",
+            "database {} does not exist on {}:{} and coffer could not create it ({}); create it with {} and restore again",
             p.database,
             p.host,
             p.port,
@@ -148,8 +140,34 @@ pub(crate) async fn create_database(
     }
 }
 
+/// How to create the database as PostgreSQL's superuser without being asked for a
+/// password (`createdb -h 127.0.0.1` asks for postgres's, which a new host's
+/// operator rarely has): on the database's own host as the postgres system user
+/// over the local socket (peer authentication, Debian's default for it); from
+/// another host over TCP with `-w`, which fails instead of asking, postgres's
+/// password coming from PGPASSWORD or ~/.pgpass as coffer's own does.
+fn createdb_command(p: &Place, owner: &str) -> String {
+    let port = if p.port == 5432 {
+        String::new()
+    } else {
+        format!("-p {} ", p.port)
+    };
+    let (owner, database) = (shell_word(owner), shell_word(&p.database));
+    if matches!(p.host.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]") {
+        format!(
+            "`sudo -u postgres createdb {port}-O {owner} {database}` on this host (over the local socket: no password asked)"
+        )
+    } else {
+        format!(
+            "`createdb -h {} -p {} -U postgres -w -O {owner} {database}` (postgres's password in PGPASSWORD or ~/.pgpass; -w fails instead of asking), or `sudo -u postgres createdb {port}-O {owner} {database}` on {0}",
+            shell_word(&p.host),
+            p.port
+        )
+    }
+}
+
 /// A word as a POSIX shell reads it back, for the command in a message.
-fn shell_word(w: &str) -> String {
+pub(crate) fn shell_word(w: &str) -> String {
     if !w.is_empty()
         && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
@@ -170,6 +188,34 @@ mod tests {
         assert_eq!(quote("a\"; DROP"), "\"a\"\"; DROP\"");
         assert_eq!(shell_word("kinto_db"), "kinto_db");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn the_suggested_createdb_asks_for_no_password() {
+        let local = place("postgres://restorer@127.0.0.1:5433/kinto_other").expect("a URL");
+        assert_eq!(
+            createdb_command(&local, "kinto"),
+            "`sudo -u postgres createdb -p 5433 -O kinto kinto_other` on this host (over the local socket: no password asked)"
+        );
+        let default_port = place("postgres://kadi@localhost/kadi").expect("a URL");
+        assert!(
+            createdb_command(&default_port, "kadi")
+                .starts_with("`sudo -u postgres createdb -O kadi kadi`"),
+            "{}",
+            createdb_command(&default_port, "kadi")
+        );
+        let remote = place("postgres://kinto@db.example:5432/kinto").expect("a URL");
+        let said = createdb_command(&remote, "it's");
+        assert!(
+            said.starts_with(
+                "`createdb -h db.example -p 5432 -U postgres -w -O 'it'\\''s' kinto` (postgres's password in PGPASSWORD"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.ends_with("`sudo -u postgres createdb -O 'it'\\''s' kinto` on db.example"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl PostgresSource {
     }
 
     fn db_err(&self, what: &str, e: &sqlx::Error) -> SourceError {
-        let (msg, retryable) = describe(e);
+        let (_, retryable) = describe(e);
+        // The server's words, and for a refused login what to check (pg_auth).
+        let msg = crate::pg_auth::explain(e, &self.cfg.url);
         SourceError::Database {
             name: self.name.clone(),
             message: format!("{what} ({}): {msg}", display_url(&self.cfg.url)),
@@ -304,7 +306,7 @@ fn restore(r: &PgRestore, input: &mut dyn Read) -> Result<Vec<String>, SourceErr
             message: format!(
                 "cannot connect to {}: {}",
                 display_url(url),
-                crate::pg_create::server_message(e)
+                crate::pg_auth::explain(e, url)
             ),
             retryable,
         }

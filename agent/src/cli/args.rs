@@ -34,6 +34,30 @@ pub enum Command {
     Backup(BackupArgs),
     /// List committed snapshots.
     List(ListArgs),
+    /// Show each job's last run, next run, last verify and snapshots per target.
+    ///
+    /// What the agent's status page shows, from the jobs' status files in the
+    /// state directory (written by the agent's and the command line's runs): the
+    /// last run (when, outcome, duration, error), the last success, the next
+    /// scheduled run (from the cron; the agent adds up to `jitter`), the last
+    /// verify (mode, result) and the last successful deep verify, the snapshots per
+    /// target after the last run or prune, and the last backup-time check. Reads
+    /// no target and needs no key; creates nothing (a job without a status file
+    /// "never ran").
+    #[command(after_help = STATUS_EXIT)]
+    Status(StatusArgs),
+    /// Show per job and target what is stored, and with the identity how much it holds.
+    ///
+    /// From the markers signed by a trusted key (no private key needed): snapshots,
+    /// packs and their stored bytes, the snapshots' own objects, dead bytes (what no
+    /// kept snapshot uses in the packs they reference, as prune estimates it) and
+    /// unreferenced packs (prune deletes them once older than incomplete_after).
+    /// With the identity (--identity, or [encryption] identity_file when that file
+    /// is on this host), every snapshot's manifest is read too: the logical size of
+    /// the newest snapshot and of all of them (files' and dumps' sizes), and the
+    /// dedup ratio (logical size of all snapshots / stored bytes).
+    #[command(after_help = STATS_EXIT)]
+    Stats(StatsArgs),
     /// Restore a snapshot's sources, apply owners and modes, then check the result.
     Restore(RestoreArgs),
     /// Check stored snapshots of one job or every job: stored bytes against snapshot.json, or with an identity every file's content.
@@ -139,6 +163,51 @@ pub struct ListArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const STATUS_EXIT: &str = "Exit codes: 0 fine (a job that never ran too), 1 a status \
+file could not be read (the job is shown as never run), 2 bad usage (an unknown job).";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this job (default: every job of the config).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Print one JSON array, an object per job: job, last_run (null when it never
+    /// ran: ended_at, outcome, duration_seconds, window_seconds, stored_bytes,
+    /// snapshot, error),
+    /// last_success, schedule, next_run, last_verify (at, mode, ok),
+    /// last_deep_verify_success, last_stored_verify_success, verify_schedule,
+    /// next_verify, snapshots (per target), last_check, runs (per outcome); times in
+    /// RFC 3339 UTC.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const STATS_EXIT: &str = "Exit codes: 0 fine, 1 a target or a manifest could not be read \
+(reported, the others still shown), 2 bad usage (an unknown job or target, a local \
+target's directory missing, a snapshot not encrypted to the identity).";
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this job (default: every job of the config).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this target (and the jobs that ship to it).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Private identity: also read the manifests for the logical size and the dedup
+    /// ratio (default: [encryption] identity_file, when it is on this host).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Print one JSON array, an object per job and target: job, target, snapshots,
+    /// untrusted_snapshots, packs, pack_bytes, objects, object_bytes, stored_bytes,
+    /// dead_bytes, unreferenced_packs, unreferenced_bytes, and with the identity
+    /// logical (newest_snapshot, newest_bytes, all_bytes, dedup_ratio).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

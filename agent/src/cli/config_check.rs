@@ -183,10 +183,7 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
         );
     }
     if let Some(c) = &job.check {
-        println!(
-            "  check: files of {} against `{}` on {}",
-            c.files, c.query, c.source
-        );
+        println!("{}", check_line(&c.files, &c.query, &c.source));
     }
     for h in &job.after_restore {
         println!("  after_restore: {h}");
@@ -204,29 +201,50 @@ fn show_job(cfg: &Config, job: &coffer_config::Job) {
     }
 }
 
+/// The job's check. A query written over several lines (a TOML `"""` string) is
+/// shown below, every line indented alike under the job, keeping its own
+/// indentation; in backquotes its continuation lines started at the margin.
+fn check_line(files: &str, query: &str, source: &str) -> String {
+    let lines: Vec<&str> = query
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| l.is_empty())
+        .collect();
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
+    match &lines[..end] {
+        [] => format!("  check: files of {files} against an empty query on {source}"),
+        [one] => format!(
+            "  check: files of {files} against `{}` on {source}",
+            one.trim()
+        ),
+        many => {
+            let mut out = format!("  check: files of {files} against this query on {source}:");
+            for l in many {
+                out.push('\n');
+                if !l.is_empty() {
+                    out.push_str("    ");
+                    out.push_str(l);
+                }
+            }
+            out
+        }
+    }
+}
+
 /// The job's schedules with their next occurrence, in the zone the agent uses.
 fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
     let zone = cfg
         .agent
         .timezone
         .map_or_else(|| "host time".to_string(), |tz| tz.to_string());
-    let next = |s: &coffer_config::Schedule| match crate::service::occurrence(
-        s.cron(),
-        cfg.agent.timezone,
-        chrono::Utc::now(),
-        true,
-    ) {
-        Some(t) => match cfg.agent.timezone {
-            Some(tz) => t
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M:%S %Z")
-                .to_string(),
-            None => t
-                .with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        },
-        None => "never (no such time)".to_string(),
+    let next = |s: &coffer_config::Schedule| {
+        crate::when::next_run(s, cfg.agent.timezone, chrono::Utc::now()).map_or_else(
+            || "never (no such time)".to_string(),
+            |t| crate::when::in_zone(t, cfg.agent.timezone),
+        )
     };
     match &job.schedule {
         Some(s) => {
@@ -262,6 +280,29 @@ fn show_schedules(cfg: &Config, job: &coffer_config::Job) {
                 Some(f) if f.exists() => "deep (decrypts with the identity)",
                 _ => "stored bytes only (no identity on this host)",
             }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_line;
+
+    #[test]
+    fn a_one_line_query_stays_on_the_line() {
+        assert_eq!(
+            check_line("storage", "SELECT path, size FROM file", "db"),
+            "  check: files of storage against `SELECT path, size FROM file` on db"
+        );
+    }
+
+    #[test]
+    fn a_multi_line_query_is_indented_under_the_job() {
+        let query = "\nSELECT path, size\nFROM file\n  WHERE state = 'active'\n\nORDER BY 1\n";
+        assert_eq!(
+            check_line("storage", query, "db"),
+            "  check: files of storage against this query on db:\n    SELECT path, size\n    \
+             FROM file\n      WHERE state = 'active'\n\n    ORDER BY 1"
         );
     }
 }

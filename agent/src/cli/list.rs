@@ -4,7 +4,6 @@
 
 use crate::cli::ListArgs;
 use crate::cli::print_json;
-use crate::exit::usage;
 use crate::repo;
 use crate::repo::targets_of;
 use crate::units::bytes;
@@ -26,29 +25,11 @@ struct Row<'a> {
 }
 
 pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
-    let jobs: Vec<&coffer_config::Job> = match &args.job {
-        Some(j) => vec![crate::cli::job(cfg, j)?],
-        None => cfg.jobs.values().collect(),
-    };
-    if let Some(t) = &args.target
-        && !cfg.targets.contains_key(t)
-    {
-        return Err(usage(format!(
-            "no target \"{t}\" in {}",
-            cfg.file.display()
-        )));
-    }
+    let jobs = crate::cli::jobs_for(cfg, args.job.as_deref(), args.target.as_deref())?;
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
-        if args
-            .target
-            .as_ref()
-            .is_some_and(|t| !job.targets.contains(t))
-        {
-            continue;
-        }
         for target in targets_of(
             cfg,
             job,

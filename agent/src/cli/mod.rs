@@ -17,6 +17,8 @@ mod man;
 mod prune;
 mod repair;
 mod restore;
+mod stats;
+mod status;
 mod verify;
 
 pub use args::*;
@@ -36,6 +38,8 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Config(ConfigCommand::Check) => config_check::run(&load(&cli)?),
         Command::Backup(a) => backup::run(rt, &load(&cli)?, &cli.config, a),
         Command::List(a) => list::run(rt, &load(&cli)?, a),
+        Command::Status(a) => status::run(&load(&cli)?, a),
+        Command::Stats(a) => stats::run(rt, &load(&cli)?, a),
         Command::Restore(a) => restore::run(rt, &load(&cli)?, a),
         Command::Verify(a) => verify::run(rt, &load(&cli)?, a),
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
@@ -64,6 +68,32 @@ pub(crate) fn job<'a>(cfg: &'a Config, name: &str) -> Result<&'a Job> {
             known.join(", ")
         ))
     })
+}
+
+/// The jobs `--job` and `--target` pick (every job without them): an unknown job
+/// or target is a usage error naming it; with `--target`, only the jobs that ship
+/// to it.
+pub(crate) fn jobs_for<'a>(
+    cfg: &'a Config,
+    job: Option<&str>,
+    target: Option<&str>,
+) -> Result<Vec<&'a Job>> {
+    if let Some(t) = target
+        && !cfg.targets.contains_key(t)
+    {
+        return Err(usage(format!(
+            "no target \"{t}\" in {}",
+            cfg.file.display()
+        )));
+    }
+    let jobs = match job {
+        Some(j) => vec![self::job(cfg, j)?],
+        None => cfg.jobs.values().collect(),
+    };
+    Ok(jobs
+        .into_iter()
+        .filter(|j| target.is_none_or(|t| j.targets.iter().any(|n| n == t)))
+        .collect())
 }
 
 /// What restore and check start from: the target, the identity, the chosen

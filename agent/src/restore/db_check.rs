@@ -41,27 +41,34 @@ impl DbCheckReport {
     }
 
     pub fn print(&self) {
-        const SHOWN: usize = 10;
-        for c in self.completed.iter().take(SHOWN) {
-            crate::say!("  completed: {c}");
+        for line in self.lines() {
+            crate::say!("{line}");
         }
-        if self.completed.len() > SHOWN {
-            crate::say!(
-                "  ... and {} more completed (all in --json)",
-                self.completed.len() - SHOWN
-            );
-        }
-        for m in &self.missing {
-            crate::say!("  missing: {m} (referenced by {})", self.database);
-        }
-        for s in &self.size {
-            crate::say!("  size: {s}");
-        }
-        for o in &self.orphans {
-            crate::say!("  orphan: {o} (not referenced by {})", self.database);
-        }
+    }
+
+    /// What `print` says. Orphans are usually harmless (an upload in flight, a
+    /// thumbnail cache) and can be thousands, so a few are named and the rest
+    /// counted; what is broken (missing, wrong size) is named in full up to
+    /// `LIMIT_BROKEN`, enough to repair by hand, beyond which a wrong query (a
+    /// path prefix, a column) is the likelier cause than that many lost files.
+    /// `--json` always carries every name.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let db = &self.database;
+        listed(&mut out, &self.completed, LIMIT_ORPHANS, "completed", |c| {
+            format!("  completed: {c}")
+        });
+        listed(&mut out, &self.missing, LIMIT_BROKEN, "missing", |m| {
+            format!("  missing: {m} (referenced by {db})")
+        });
+        listed(&mut out, &self.size, LIMIT_BROKEN, "of wrong size", |s| {
+            format!("  size: {s}")
+        });
+        listed(&mut out, &self.orphans, LIMIT_ORPHANS, "orphans", |o| {
+            format!("  orphan: {o} (not referenced by {db})")
+        });
         if self.consistent() {
-            crate::say!(
+            out.push(format!(
                 "database {} and files {}: consistent ({} referenced, {} on disk{}{})",
                 self.database,
                 self.files,
@@ -83,17 +90,40 @@ impl DbCheckReport {
                         self.orphans.len()
                     )
                 }
-            );
+            ));
         } else {
-            crate::say!(
+            out.push(format!(
                 "database {} and files {}: INCONSISTENT: {} missing, {} wrong size, {} orphans",
                 self.database,
                 self.files,
                 self.missing.len(),
                 self.size.len(),
                 self.orphans.len()
-            );
+            ));
         }
+        out
+    }
+}
+
+/// Orphans named in the text output; the rest are counted.
+const LIMIT_ORPHANS: usize = 10;
+/// Missing and wrong-size files named in the text output; the rest are counted.
+const LIMIT_BROKEN: usize = 100;
+
+/// One line per item up to `limit`, then one that counts the others.
+fn listed(
+    out: &mut Vec<String>,
+    items: &[String],
+    limit: usize,
+    what: &str,
+    line: impl Fn(&str) -> String,
+) {
+    out.extend(items.iter().take(limit).map(|i| line(i)));
+    if items.len() > limit {
+        out.push(format!(
+            "  ... and {} more {what} (all in --json)",
+            items.len() - limit
+        ));
     }
 }
 
@@ -107,9 +137,10 @@ pub fn check(
     excludes: Option<&Excludes>,
 ) -> anyhow::Result<DbCheckReport> {
     let (names, query) = ((check.source.as_str(), check.files.as_str()), &check.query);
-    let referenced: Vec<Referenced> = rt
-        .block_on(referenced_files(db, query))
-        .map_err(|e| anyhow::anyhow!("check query on {}: {e}", names.0))?;
+    let referenced: Vec<Referenced> = rt.block_on(referenced_files(db, query)).map_err(|e| {
+        let said = coffer_plugins::pg_auth::explain_at(&e, db);
+        anyhow::anyhow!("check query on {}: {said}", names.0)
+    })?;
     let mut on_disk: HashMap<Vec<u8>, u64> = HashMap::new();
     // The backup's own walk, so that patterns and tag files exclude the same files.
     let none = Excludes::default();
@@ -188,4 +219,53 @@ pub fn compare(
     report.missing.sort();
     report.size.sort();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i:04}.png")).collect()
+    }
+
+    #[test]
+    fn orphans_are_summarized_beyond_ten_and_json_keeps_them_all() {
+        let report = DbCheckReport {
+            database: "db".into(),
+            files: "storage".into(),
+            orphans: names("thumbs/", 666),
+            ..DbCheckReport::default()
+        };
+        let lines = report.lines();
+        assert_eq!(lines.len(), 10 + 2, "{lines:#?}");
+        assert_eq!(lines[0], "  orphan: thumbs/0000.png (not referenced by db)");
+        assert_eq!(lines[10], "  ... and 656 more orphans (all in --json)");
+        assert!(lines[11].contains("consistent") && lines[11].contains("666 orphans"));
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["orphans"].as_array().map(Vec::len), Some(666));
+    }
+
+    #[test]
+    fn what_is_broken_is_named_in_full_up_to_a_hundred() {
+        let mut report = DbCheckReport {
+            database: "db".into(),
+            files: "storage".into(),
+            missing: names("gone/", 100),
+            size: names("short/", 3),
+            orphans: names("o/", 10),
+            ..DbCheckReport::default()
+        };
+        let lines = report.lines();
+        assert_eq!(lines.len(), 100 + 3 + 10 + 1, "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("more")), "{lines:#?}");
+        report.missing = names("gone/", 2500);
+        let lines = report.lines();
+        assert_eq!(lines[100], "  ... and 2400 more missing (all in --json)");
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| l.contains("INCONSISTENT: 2500 missing"))
+        );
+    }
 }

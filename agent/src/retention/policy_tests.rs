@@ -275,3 +275,50 @@ fn reasons_follow_the_input_order() {
     assert_eq!(expect[3], ["last", "daily"]);
     assert_eq!(expect[2], ["daily"]);
 }
+
+/// The retention of `config/examples/kinto.toml`, as shipped.
+fn kinto_example() -> Retention {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/examples/kinto.toml"
+    ))
+    .expect("the Kinto example");
+    // Only the retention matters: the files it names are not on this host.
+    let recipients = "recipients_file = \"/etc/coffer/recipients.txt\"";
+    assert!(text.contains(recipients), "the example's recipients line");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "x").expect("password file");
+    let text = text
+        .replace(recipients, "create_identity_if_missing = true")
+        .replace(
+            "/etc/coffer/kinto-db-password",
+            &password.display().to_string(),
+        );
+    let cfg = coffer_config::load_str(&text, std::path::Path::new("kinto.toml"), dir.path())
+        .expect("the example loads");
+    cfg.jobs["kinto"].retention.clone().expect("a retention")
+}
+
+#[test]
+fn the_kinto_example_keeps_every_snapshot_of_the_day() {
+    // The nightly run, one by hand before an upgrade, a second one after it (its
+    // check failed: committed all the same), and the nights before.
+    let today = [
+        datetime!(2026-12-06 02:30 UTC),
+        datetime!(2026-12-06 14:00 UTC),
+        datetime!(2026-12-06 14:20 UTC),
+    ];
+    let nights: Vec<_> = (1..=20)
+        .map(|d| datetime!(2026-12-06 02:30 UTC) - time::Duration::days(d))
+        .collect();
+    let times: Vec<_> = nights.iter().rev().chain(&today).copied().collect();
+    let kept = kept(&times, &kinto_example());
+    for t in today {
+        assert!(kept.contains(&t), "{t} forgotten: kept {kept:#?}");
+    }
+    // The thirteen nights before stay too (keep_daily = 14 with today).
+    for t in &nights[..13] {
+        assert!(kept.contains(t), "{t} forgotten: kept {kept:#?}");
+    }
+}

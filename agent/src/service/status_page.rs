@@ -11,6 +11,7 @@
 use super::chart::{self, Bar};
 use super::html::escape;
 use crate::status::{JobStatus, RunRecord};
+use crate::when::{instant, plain_duration, plain_time, relative, time_utc};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -137,9 +138,7 @@ fn job_section(out: &mut String, job: &JobView, now: DateTime<Utc>) {
             ""
         }
     );
-    // The history's newest record is the last run when the file has one
-    // (written with it); a file from before the history has only the fields.
-    let last: Option<&RunRecord> = st.history.last().filter(|r| Some(r.end) == st.last_run);
+    let last: Option<&RunRecord> = st.last_record();
     fact(
         out,
         "Last run",
@@ -312,65 +311,18 @@ fn outcome_class(outcome: &str) -> &'static str {
     }
 }
 
-fn instant(unix: f64) -> Option<DateTime<Utc>> {
-    if !unix.is_finite() {
-        return None;
-    }
-    DateTime::from_timestamp(unix.floor() as i64, 0)
-}
-
-/// `2026-05-01 03:00:12 UTC`, or `?` for a time that is none.
-fn plain_time(unix: f64) -> String {
-    instant(unix).map_or_else(|| "?".to_string(), time_utc)
-}
-
-fn time_utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 /// A time with how long ago (or from now) it is, as HTML.
 fn when(unix: f64, now: DateTime<Utc>) -> String {
     instant(unix).map_or_else(|| "&mdash;".to_string(), |t| when_instant(t, now))
 }
 
 fn when_instant(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let rel = if secs.abs() < 5 {
-        "now".to_string()
-    } else if secs < 0 {
-        format!("{} ago", span(secs.unsigned_abs()))
-    } else {
-        format!("in {}", span(secs.unsigned_abs()))
-    };
     format!(
-        "<time datetime=\"{}\">{}</time> <span class=\"rel\">({rel})</span>",
+        "<time datetime=\"{}\">{}</time> <span class=\"rel\">({})</span>",
         t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        time_utc(t)
+        time_utc(t),
+        relative(t, now)
     )
-}
-
-/// A rough span for relative times: the largest unit or two.
-fn span(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min", secs / 60),
-        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
-/// A run's duration, as text.
-fn plain_duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "?".to_string();
-    }
-    if secs < 10.0 {
-        format!("{secs:.2} s")
-    } else if secs < 60.0 {
-        format!("{secs:.1} s")
-    } else {
-        span(secs.round() as u64)
-    }
 }
 
 fn duration(secs: f64) -> String {

@@ -539,10 +539,17 @@ fn restore_creates_a_missing_database_with_its_owner_or_says_how() {
     let out = world.run(&["restore", "--job", "app", "--db-url", &url]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // A command that asks no password: over the local socket as postgres (with
+    // `-h 127.0.0.1` createdb asked for postgres's password).
+    let createdb = format!(
+        "`sudo -u postgres createdb -p {} -O kinto kinto_other` on this host",
+        pg.port
+    );
     assert!(
-        err.contains("could not create it") && err.contains("createdb -h 127.0.0.1"),
+        err.contains("could not create it") && err.contains(&createdb),
         "{err}"
     );
+    assert!(!err.contains("-h 127.0.0.1"), "{err}");
     assert!(!err.contains("at line"), "{err}");
     assert_eq!(
         pg.psql(
@@ -652,6 +659,9 @@ fn backup_checks_the_database_against_the_files_it_captured() {
 /// The shipped Kinto example, pointed at a real PostgreSQL holding Kinto's
 /// `objects` table and an attachments folder: its check query finds every live
 /// record's attachment, ignores tombstones, and names the one whose file is gone.
+/// Records hold what kinto-attachment stores: the path under base_path without
+/// `kinto.attachment.base_url`, a URL with it (any host; first a base_url without
+/// a path, as shipped, then with `/attachments/` set as the example says).
 #[test]
 fn the_kinto_example_checks_attachments_at_backup_time() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -669,16 +679,24 @@ fn the_kinto_example_checks_attachments_at_backup_time() {
            data JSONB NOT NULL DEFAULT '{}'::JSONB, deleted BOOLEAN NOT NULL, \
            PRIMARY KEY (id, parent_id, resource_name))",
     );
-    let mut rows = Vec::new();
-    for i in 0..5 {
+    // What kinto-attachment stores as the location: urljoin(base_url, path).
+    let record = |i: usize, location: &str| {
         let rel = format!("blog/articles/{i}.png");
         std::fs::write(attachments.join(&rel), noise(500 + i, i as u64)).expect("write");
-        rows.push(format!(
+        format!(
             "('r{i}', '/buckets/blog/collections/articles', 'record', now(), \
-             '{{\"title\": \"t{i}\", \"attachment\": {{\"location\": \"{rel}\", \"size\": {}}}}}', false)",
+             '{{\"title\": \"t{i}\", \"attachment\": {{\"location\": \"{location}{rel}\", \"size\": {}}}}}', false)",
             500 + i
-        ));
+        )
+    };
+    let mut rows = Vec::new();
+    for i in 0..5 {
+        rows.push(record(i, ""));
     }
+    // base_url set to a host alone, with a port, protocol-relative.
+    rows.push(record(5, "https://cdn.example.com/"));
+    rows.push(record(6, "http://localhost:8888/"));
+    rows.push(record(7, "//cdn.example.com/"));
     // A record without attachment, a tombstone, and a record whose file is gone.
     rows.push("('plain', '/buckets/blog/collections/articles', 'record', now(), '{\"title\": \"x\"}', false)".into());
     rows.push("('dead', '/buckets/blog/collections/articles', 'record', now(), '{\"attachment\": {\"location\": \"blog/articles/dead.png\", \"size\": 1}}', true)".into());
@@ -706,19 +724,41 @@ fn the_kinto_example_checks_attachments_at_backup_time() {
         .replace("postgres://kinto@localhost:5432/kinto", &pg.url("kinto"))
         .replace("/etc/coffer/kinto-db-password", &path(&pwfile))
         .replace("/var/lib/kinto/attachments", &path(&attachments));
-    std::fs::write(&world.config, text).expect("config");
-    let out = world.run(&["backup", "kinto", "--json"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
-    let check = &json(&stdout)[0]["check"];
-    assert_eq!(check["referenced"], 6, "{check}");
-    assert_eq!(
-        check["missing"],
-        serde_json::json!(["blog/articles/lost.png"]),
-        "{check}"
+    std::fs::write(&world.config, &text).expect("config");
+    let check_once = |referenced: usize, missing: serde_json::Value| {
+        let out = world.run(&["backup", "kinto", "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{stdout}");
+        let check = json(&stdout)[0]["check"].clone();
+        assert_eq!(check["referenced"], referenced, "{check}");
+        assert_eq!(check["missing"], missing, "{check}");
+        assert_eq!(check["size"], serde_json::json!([]), "{check}");
+        assert_eq!(check["orphans"], serde_json::json!([]), "{check}");
+    };
+    check_once(9, serde_json::json!(["blog/articles/lost.png"]));
+
+    // base_url = "https://cdn.example.com/attachments/": records uploaded since
+    // hold it whole, the older ones keep theirs; the example's one setting.
+    let shipped = "SELECT '/'::text AS path";
+    assert!(text.contains(shipped), "the example's base.path setting");
+    std::fs::write(
+        &world.config,
+        text.replace(shipped, "SELECT '/attachments/'::text AS path"),
+    )
+    .expect("config");
+    let later = [
+        record(8, "https://cdn.example.com/attachments/"),
+        record(9, "https://CDN.example.com:8443/attachments/"),
+        "('gone', '/buckets/blog/collections/articles', 'record', now(), '{\"attachment\": {\"location\": \"https://cdn.example.com/attachments/blog/articles/gone.png\", \"size\": 3}}', false)".into(),
+    ];
+    pg.psql(
+        "kinto",
+        &format!("INSERT INTO objects VALUES {}", later.join(", ")),
     );
-    assert_eq!(check["size"], serde_json::json!([]), "{check}");
-    assert_eq!(check["orphans"], serde_json::json!([]), "{check}");
+    check_once(
+        12,
+        serde_json::json!(["blog/articles/gone.png", "blog/articles/lost.png"]),
+    );
     let list = world.ok(&["list", "--job", "kinto", "--json"]);
     assert!(list.contains("\"schema_version\": \"23\""), "{list}");
 }

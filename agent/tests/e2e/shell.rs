@@ -79,6 +79,8 @@ fn every_man_page_the_main_page_refers_to_exists_and_renders() {
         "coffer-config",
         "coffer-config-check",
         "coffer-man",
+        "coffer-status",
+        "coffer-stats",
     ] {
         assert!(seen.contains(page), "{page} not reached: {seen:?}");
     }
@@ -194,6 +196,17 @@ fn bash_completes_the_job_names_of_the_config_in_effect() {
         ),
         both
     );
+    for sub in ["status", "stats"] {
+        assert_eq!(
+            complete(
+                &script,
+                &["coffer", sub, "--job", ""],
+                &[("COFFER_CONFIG", a_cfg)]
+            ),
+            both,
+            "coffer {sub} --job"
+        );
+    }
     // --config on the command line wins over COFFER_CONFIG, as it does for coffer.
     assert_eq!(
         complete(
