@@ -464,7 +464,6 @@ impl Walk<'_, '_> {
         false
     }
 
-    /// The error for a failed read of `abs`, of the scratch file, or of the stream.
     /// Entries a completer merged into the walk; those from the live tree are
     /// read as live files are (they may change while read).
     fn taken<W: Write>(
@@ -503,6 +502,7 @@ impl Walk<'_, '_> {
         self.outcome.completed = completed;
     }
 
+    /// The error for a failed read of `abs`, of the scratch file, or of the stream.
     fn fault(&self, abs: &Path, f: Fault) -> SourceError {
         match f {
             Fault::Source(err) => SourceError::Io {
