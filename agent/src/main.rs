@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     } else {
         log.init();
     }
+    coffer::cli::set_progress_mode(cli.progress);
     raise_open_file_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

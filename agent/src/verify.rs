@@ -98,6 +98,7 @@ pub fn verify_job_trusting(
 ) -> Result<Verified> {
     let targets = targets_of(cfg, job, only, coffer_plugins::Access::Read)?;
     let mut verdicts = Vec::new();
+    let mut planned = 0u64;
     for target in &targets {
         let all = repo::snapshots(rt, target, &job.name)?;
         repo::vet_signers(trust, &all, &job.name, &target.name)?;
@@ -111,6 +112,11 @@ pub fn verify_job_trusting(
                 trust,
             )?],
         };
+        planned = chosen
+            .iter()
+            .map(|m| planned_read(m, ids.is_some()))
+            .fold(planned, u64::saturating_add);
+        crate::progress::set_total(planned, ids.is_some());
         for marker in chosen {
             let mut v = Verdict {
                 job: job.name.clone(),
@@ -212,6 +218,20 @@ fn stored(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) -> Res
     }
     stored_packs(rt, target, marker, v);
     Ok(())
+}
+
+/// What verifying `marker` reads: its objects and packs, and in deep mode the
+/// packed files rebuilt from the packs again (at most the packs once more: an
+/// estimate).
+fn planned_read(marker: &Marker, deep: bool) -> u64 {
+    let packs = marker
+        .packs
+        .iter()
+        .map(|p| p.stored_size)
+        .fold(0, u64::saturating_add);
+    marker
+        .stored_size()
+        .saturating_add(if deep { packs } else { 0 })
 }
 
 /// Every pack the marker lists, read whole and checked against its stored size

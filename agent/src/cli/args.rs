@@ -18,6 +18,12 @@ pub struct Cli {
     /// Log lines as text (stderr; without timestamps under systemd) or JSON objects.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Progress of backup, restore and verify: a bar on a terminal (auto, and not
+    /// with --json), JSON lines on stderr every second and at the end (json:
+    /// progress, name, bytes, total_bytes, total_estimated, files, total_files,
+    /// phase, elapsed_seconds, eta_seconds, done), or nothing.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub progress: crate::progress::Mode,
     #[command(subcommand)]
     pub command: Command,
 }

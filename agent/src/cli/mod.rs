@@ -24,6 +24,8 @@ mod verify;
 pub use args::*;
 // main sets the log format before any hook runs.
 pub use crate::hooks::log_as_json;
+// And how progress is shown, before any work starts.
+pub use crate::progress::set_mode as set_progress_mode;
 
 use crate::exit::usage;
 use crate::repo::read_target;

@@ -317,19 +317,34 @@ pub fn run(rt: &Handle, cfg: &Config, args: &RestoreArgs) -> Result<u8> {
         }
     }
     let tmp_dir = cfg.agent.state_dir.join("tmp");
-    let total: u64 = chosen
+    // What the restore reads: the chosen objects whole, and of the packs its files
+    // are in, the ranges it needs; their whole size is the most it reads, so with
+    // packs the total is an estimate (the bar may end short of it).
+    let objects: u64 = chosen
         .iter()
         .filter_map(|s| marker.object(&s.object))
         .map(|o| o.stored_size)
         .fold(0, u64::saturating_add);
+    let mut packs = std::collections::BTreeSet::new();
+    let shown = crate::progress::wanted(args.json);
+    for d in dirs.iter().filter(|d| shown && d.source.packed) {
+        // One more pass over the entries, only for a display.
+        packs.extend(crate::restore::packs_needed(d.source, d.keep)?);
+    }
+    let total = packs
+        .iter()
+        .filter_map(|p| marker.pack(p))
+        .map(|p| p.stored_size)
+        .fold(objects, u64::saturating_add);
+    let estimated = !packs.is_empty();
     let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
-    let bar = crate::progress::wanted(args.json).then(|| {
+    let bar = shown.then(|| {
         let total = crate::progress::Total {
             bytes: total,
             files: None,
-            estimated: false,
+            estimated,
         };
-        crate::progress::Follow::start(&format!("restore {}", marker.id), Some(total), move || {
+        crate::progress::Follow::start("restore", &marker.id, Some(total), move || {
             (
                 crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
                 0,

@@ -86,7 +86,7 @@ fn one_job(
 ) -> Result<(Vec<Verdict>, Option<String>)> {
     let bar = crate::progress::wanted(args.json).then(|| {
         let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
-        crate::progress::Follow::start(&format!("verify {}", job.name), None, move || {
+        crate::progress::Follow::start("verify", &job.name, None, move || {
             (
                 crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
                 0,

@@ -62,6 +62,20 @@ pub(crate) fn kept<'a>(
     }))
 }
 
+/// The packs holding the contents of `source`'s entries that `keep` keeps.
+pub(crate) fn packs_needed(
+    source: &SourceManifest,
+    keep: crate::pack::tar_view::Keep<'_>,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut packs = std::collections::BTreeSet::new();
+    for e in kept(source, keep)? {
+        if let Some(c) = e?.content {
+            packs.insert(c.pack);
+        }
+    }
+    Ok(packs)
+}
+
 /// Whether `dir` exists with anything in it.
 pub(crate) fn non_empty(dir: &Path) -> Result<bool> {
     match std::fs::read_dir(dir) {

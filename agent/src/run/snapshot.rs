@@ -289,6 +289,23 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             files: (last.last_files > 0).then_some(last.last_files),
             estimated: true,
         });
+    // A first run has no last run to estimate from: the directories' sizes, counted
+    // while the backup runs, give the display a total a little later.
+    let _first_total = (estimate.is_none() && crate::progress::wanted(false)).then(|| {
+        crate::progress::TreeTotal::start(
+            job.sources
+                .iter()
+                .filter_map(|s| match &s.kind {
+                    coffer_config::SourceKind::Directory(d) => Some(d.path.clone()),
+                    coffer_config::SourceKind::Postgres(_)
+                    | coffer_config::SourceKind::Mysql(_)
+                    | coffer_config::SourceKind::Sqlite(_)
+                    | coffer_config::SourceKind::Redis(_)
+                    | coffer_config::SourceKind::Command(_) => None,
+                })
+                .collect(),
+        )
+    });
     let streamed = match stream_sources(
         rt,
         job,

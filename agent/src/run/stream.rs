@@ -220,7 +220,7 @@ pub(super) fn stream_sources(
     let progress = Arc::new(Progress::default());
     let _bar = crate::progress::wanted(false).then(|| {
         let p = progress.clone();
-        crate::progress::Follow::start(&format!("backup {}", job.name), estimate, move || {
+        crate::progress::Follow::start("backup", &job.name, estimate, move || {
             (
                 p.bytes.load(Ordering::Relaxed),
                 p.files.load(Ordering::Relaxed),

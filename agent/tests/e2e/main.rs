@@ -39,6 +39,7 @@ mod monitoring;
 mod notify;
 mod pg_roles;
 mod privileges;
+mod progress;
 mod prune;
 mod races;
 mod repair;
