@@ -16,6 +16,7 @@ pub(crate) mod host;
 pub(crate) mod key_match;
 pub(crate) mod keys;
 pub(crate) mod lock;
+pub(crate) mod mount;
 pub(crate) mod notify;
 pub(crate) mod pack;
 pub(crate) mod pipeline;

@@ -124,6 +124,19 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Show a job's snapshots as read-only folders (FUSE), until unmounted.
+    ///
+    /// One folder per snapshot signed by a trusted key, holding one folder per
+    /// directory source (format 2) with its files, owners, modes and times as
+    /// stored; the kernel checks permissions against them. A snapshot's file list
+    /// is read when its folder is first opened; a file's content is fetched from
+    /// its pack when the file is opened and checked against the manifest's BLAKE3
+    /// (a file that does not match gives an I/O error). Database dumps and format 1
+    /// snapshots are not shown: restore them. Runs in the foreground; `umount
+    /// MOUNTPOINT` (or `fusermount3 -u`) ends it, and so does ending the process.
+    /// Needs /dev/fuse and fusermount3 (Debian: fuse3).
+    #[command(after_help = BROWSE_EXIT)]
+    Mount(MountArgs),
     /// Print the man page (roff) on stdout, or write one page per subcommand into a directory.
     ///
     /// `coffer man > /usr/local/share/man/man1/coffer.1` prints the main page only;
@@ -317,6 +330,15 @@ pub struct BrowseArgs {
     pub identity: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub from: BrowseArgs,
+    /// An existing, empty folder to show the snapshots in.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
 }
 
 #[derive(Debug, Args)]

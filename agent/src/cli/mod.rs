@@ -14,6 +14,7 @@ mod keygen;
 mod list;
 mod ls;
 mod man;
+mod mount;
 mod prune;
 mod repair;
 mod restore;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Agent => crate::service::run(rt, &cli.config),
         Command::Completions { shell } => completions::run(*shell),
         Command::CompleteJobs => completions::jobs(&cli.config),
+        Command::Mount(a) => mount::run(rt, &load(&cli)?, a),
         Command::Man(a) => man::run(a),
     }
 }
