@@ -17,6 +17,7 @@ pub mod names;
 mod notify;
 mod raw;
 mod recipients;
+pub mod reference;
 mod schedule;
 pub mod schema;
 mod signers;
@@ -41,3 +42,7 @@ pub use urls::{display_url, url_credentials};
 
 /// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
+
+/// The annotated reference config (config/examples/coffer.toml), compiled in for
+/// coffer.toml(5); config/tests/reference.rs proves it shows every key.
+pub const REFERENCE_CONFIG: &str = include_str!("../examples/coffer.toml");
