@@ -17,7 +17,9 @@ pub mod names;
 mod notify;
 mod raw;
 mod recipients;
+pub mod reference;
 mod schedule;
+pub mod schema;
 mod signers;
 mod source_types;
 mod types;
@@ -31,6 +33,7 @@ pub use load::{ConfigError, Problem, load, load_str};
 pub use notify::{Notify, NotifyUrl};
 pub use recipients::{EXAMPLE_KEYS, RecipientKey};
 pub use schedule::Schedule;
+pub use schema::{ConfigKey, config_keys, source_keys, source_types};
 pub use signers::{SIGNER_PREFIX, Signer};
 pub use source_types::*;
 pub use types::*;
@@ -39,3 +42,7 @@ pub use urls::{display_url, url_credentials};
 
 /// Where coffer looks for its config when neither `--config` nor `COFFER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
+
+/// The annotated reference config (config/examples/coffer.toml), compiled in for
+/// coffer.toml(5); config/tests/reference.rs proves it shows every key.
+pub const REFERENCE_CONFIG: &str = include_str!("../examples/coffer.toml");

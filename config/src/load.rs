@@ -13,7 +13,7 @@ mod agent;
 mod encryption;
 mod jobs;
 mod restore_policy;
-mod sources;
+pub(crate) mod sources;
 pub(crate) mod targets;
 
 use crate::locate::{Seg, dotted, line_col, offset_of};

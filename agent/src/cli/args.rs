@@ -141,7 +141,9 @@ pub enum Command {
     ///
     /// `coffer man > /usr/local/share/man/man1/coffer.1` prints the main page only;
     /// `coffer man --dir /usr/local/share/man/man1` writes it with every page it refers
-    /// to (`coffer-backup.1`, `coffer-config-check.1`, ...) and prints their paths.
+    /// to (`coffer-backup.1`, `coffer-config-check.1`, ...) and prints their paths;
+    /// `coffer man --config-file > /usr/local/share/man/man5/coffer.toml.5` prints
+    /// the config file's page, every key with the annotated example config.
     Man(ManArgs),
     /// Print the job names of the config, one per line, for shell completion.
     /// Prints nothing (and exits 0) when the config cannot be read.
@@ -152,8 +154,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// Write coffer.1 and a page per subcommand into DIR (it must exist).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "config_file")]
     pub dir: Option<PathBuf>,
+    /// Print coffer.toml(5), the config file's page, instead of coffer(1).
+    #[arg(long)]
+    pub config_file: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! What an operator's shell gets from coffer: the man pages (every page the main
-//! page refers to exists and renders with the real `man`), and bash completion of
-//! job names from the config in effect, driven through real bash.
+//! page refers to exists and renders with the real `man`; the main page has FILES
+//! and EXAMPLES, coffer.toml(5) every key), and bash completion of job names from
+//! the config in effect, driven through real bash.
 
 use crate::common::*;
 use std::collections::BTreeSet;
@@ -102,6 +103,76 @@ fn every_man_page_the_main_page_refers_to_exists_and_renders() {
         })
         .collect();
     assert_eq!(written, seen);
+}
+
+/// coffer(1) tells where coffer keeps its files and how it is used, and
+/// coffer.toml(5) lists every key of the config (from the config's own structures)
+/// and the annotated reference config: both render with man without a warning.
+#[test]
+fn the_main_page_has_files_and_examples_and_the_config_page_every_key() {
+    require_tool("man");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = |args: &[&str], file: &str| {
+        let out = Command::new(coffer_bin())
+            .args(args)
+            .output()
+            .expect("run coffer man");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(file);
+        std::fs::write(&path, &out.stdout).expect("write page");
+        render(&path)
+    };
+    let main = page(&["man"], "coffer.1");
+    for (section, shows) in [
+        ("FILES", coffer_config::DEFAULT_CONFIG_PATH),
+        ("FILES", "/var/lib/coffer/signing.key"),
+        ("FILES", "/usr/lib/systemd/system/coffer.service"),
+        ("ENVIRONMENT", "COFFER_CONFIG"),
+        ("EXAMPLES", "coffer config check"),
+        ("EXAMPLES", "coffer restore --job kadi"),
+        ("SEE ALSO", "coffer.toml(5)"),
+    ] {
+        let body = main
+            .split(&format!("\n{section}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("coffer(1) has no {section} section:\n{main}"));
+        assert!(
+            body.contains(shows),
+            "{section} of coffer(1) does not show {shows}:\n{main}"
+        );
+    }
+    let config = page(&["man", "--config-file"], "coffer.toml.5");
+    assert!(
+        config.contains("coffer.toml - configuration file of coffer"),
+        "{config}"
+    );
+    let keys = config
+        .split("\nKEYS\n")
+        .nth(1)
+        .and_then(|k| k.split("\nEXAMPLE\n").next())
+        .unwrap_or_else(|| panic!("coffer.toml(5) has no KEYS before EXAMPLE:\n{config}"));
+    for key in coffer_config::config_keys() {
+        assert!(
+            // A short term shares its line with the text (`jobs   a job's name ...`).
+            keys.lines()
+                .any(|l| l.split_whitespace().next() == Some(key.path.as_str())),
+            "coffer.toml(5) does not list {}",
+            key.path
+        );
+    }
+    assert!(keys.contains("In a source of type redis."), "{keys}");
+    // The reference config follows, whole (its lines as man shows them).
+    let example = config.split("\nEXAMPLE\n").nth(1).expect("EXAMPLE");
+    for line in coffer_config::REFERENCE_CONFIG
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        assert!(example.contains(line.trim()), "EXAMPLE lacks: {line}");
+    }
 }
 
 /// Runs bash's completion of `words` (the last one being completed) with the
