@@ -36,6 +36,7 @@ mod interop;
 mod kill_trials;
 mod latest;
 mod monitoring;
+mod my_users;
 mod notify;
 mod pg_roles;
 mod privileges;
