@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod history;
-pub use history::{HISTORY, RunRecord};
+pub use history::{HISTORY, RunRecord, bounded_error};
 
 /// Fields missing from a file an older coffer wrote take their defaults, so that
 /// adding a counter never resets the others.

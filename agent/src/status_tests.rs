@@ -41,6 +41,7 @@ fn full() -> JobStatus {
             duration_seconds: 12.5,
             bytes_stored: 4096,
             window_seconds: 1.5,
+            error: Some("cannot read /srv/x: gone".into()),
         }],
     }
 }
@@ -182,6 +183,7 @@ fn record(i: u64) -> RunRecord {
         duration_seconds: i as f64 / 10.0,
         bytes_stored: i * 100,
         window_seconds: 0.5,
+        error: None,
     }
 }
 
@@ -253,4 +255,30 @@ fn a_hostile_history_is_cut_and_never_resets_the_counters() {
         assert_eq!((s.skipped, s.runs.get("success")), (4, Some(&9)), "{odd}");
         assert!(s.history.is_empty(), "{odd}");
     }
+}
+
+/// A run's error is kept in its record, cut at MAX_ERROR bytes on a character
+/// boundary (when recorded, and when read from a file that holds more).
+#[test]
+fn a_record_keeps_its_error_bounded() {
+    use crate::status::history::MAX_ERROR;
+    assert_eq!(bounded_error("short"), "short");
+    let long = "é".repeat(MAX_ERROR);
+    let cut = bounded_error(&long);
+    assert!(
+        cut.len() <= MAX_ERROR + 6 && cut.ends_with(" [...]"),
+        "{}",
+        cut.len()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("status/app.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    let entry = serde_json::json!({"history": [{
+        "end": 1.0, "outcome": "failed", "duration_seconds": 0.01,
+        "bytes_stored": 0, "window_seconds": 0.0, "error": "x".repeat(10 * MAX_ERROR),
+    }]});
+    std::fs::write(&file, entry.to_string()).expect("write");
+    let s = load(dir.path(), "app");
+    let error = s.history[0].error.as_deref().expect("the error");
+    assert_eq!(error.len(), MAX_ERROR + " [...]".len());
 }

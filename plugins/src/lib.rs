@@ -17,6 +17,7 @@ pub mod fs_snapshot;
 pub mod ids;
 pub mod inode_flags;
 pub mod leftovers;
+pub mod my_auth;
 pub(crate) mod mysql;
 pub(crate) mod open_at;
 pub(crate) mod parts;

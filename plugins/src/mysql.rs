@@ -154,7 +154,9 @@ impl Source for MysqlSource {
             Ok::<_, sqlx::Error>(())
         });
         r.map_err(|e| {
-            let (msg, retryable) = describe(&e);
+            let (_, retryable) = describe(&e);
+            // A refused login says what to check (a missing user or a password).
+            let msg = crate::my_auth::explain(&e, &self.cfg.url);
             SourceError::Database {
                 name: self.name.clone(),
                 message: format!("{}: {msg}", display_url(&self.cfg.url)),

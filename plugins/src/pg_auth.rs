@@ -26,11 +26,13 @@ pub(crate) fn explain(e: &sqlx::Error, url: &str) -> String {
     }
 }
 
-/// The same for any endpoint; only PostgreSQL's refused logins get a hint.
+/// The same for any endpoint: PostgreSQL's and MySQL/MariaDB's refused logins
+/// get a hint (`my_auth` for the latter).
 pub fn explain_at(e: &sqlx::Error, at: &Endpoint<'_>) -> String {
     match at {
         Endpoint::Postgres { url, .. } => explain(e, url),
-        _ => e.to_string(),
+        Endpoint::Mysql { url, .. } => crate::my_auth::explain(e, url),
+        Endpoint::Sqlite { .. } => e.to_string(),
     }
 }
 

@@ -172,6 +172,18 @@ impl CheckCounts {
     }
 }
 
+/// The backup-time `[check]` as the marker records it: its counts, and whether
+/// the snapshot passed it (no row without its file or with another size, no
+/// orphan when orphans fail: the run's exit 3 otherwise). In the signed marker,
+/// not only in the encrypted manifest, so that retention, which needs no private
+/// key, can prefer a consistent snapshot (`retention::policy`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MarkerCheck {
+    pub consistent: bool,
+    #[serde(flatten)]
+    pub counts: CheckCounts,
+}
+
 /// `snapshot.json`: the commit marker. A snapshot exists once this is written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Marker {
@@ -217,12 +229,22 @@ pub struct Marker {
     pub packed_sources: Vec<String>,
     #[serde(default)]
     pub warnings: WarningCounts,
+    /// The backup-time `[check]`, when the job has one and it ran. Absent in
+    /// markers written before it was recorded (older readers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<MarkerCheck>,
     /// Who signed it, found when it was read (not part of the marker itself).
     #[serde(skip)]
     pub seal: crate::format::seal::Seal,
 }
 
 impl Marker {
+    /// Whether retention may count this snapshot as consistent: its check passed,
+    /// or it had none (no `[check]`, or a marker from before it was recorded).
+    pub fn check_passed(&self) -> bool {
+        self.check.as_ref().is_none_or(|c| c.consistent)
+    }
+
     /// The order snapshots finished in: `finished_at` (to the nanosecond; the signed
     /// marker's word, so only markers a reader trusts may decide what a restore
     /// takes), then the id for equal times. `latest` is the last in this order: the

@@ -479,6 +479,16 @@ mod tests {
                 .map(|i| format!("directory-{i:03}"))
                 .collect(),
             warnings: WarningCounts::default(),
+            check: Some(crate::format::MarkerCheck {
+                consistent: false,
+                counts: crate::format::CheckCounts {
+                    referenced: u64::MAX,
+                    captured: u64::MAX,
+                    missing: u64::MAX,
+                    wrong_size: u64::MAX,
+                    orphans: u64::MAX,
+                },
+            }),
             seal: crate::format::seal::Seal::Unsigned,
         };
         let dir = tempfile::tempdir().expect("tempdir");
@@ -499,6 +509,7 @@ mod tests {
         check_marker(&back, "kadi", "20260101T020000Z-0a1b").expect("a valid marker");
         assert_eq!(back.packs.len(), MAX_PACKS);
         assert_eq!(back.packed_sources.len(), MAX_SOURCES);
+        assert!(!back.check_passed());
         // A name no config allows (shown by `list`) is refused.
         let mut bad = back;
         bad.packed_sources[0] = "a\u{1b}[2Jb".into();

@@ -33,6 +33,9 @@ use tokio::runtime::Handle;
 /// The tar end-of-archive marker closing every pack.
 const TAR_END: [u8; 1024] = [0; 1024];
 
+/// BLAKE3 of no bytes: the content of every empty file.
+const EMPTY_BLAKE3: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
 /// A frame to compress, and where its result goes.
 type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
 
@@ -169,6 +172,8 @@ pub(crate) struct PackWriter {
     /// Bytes of holes the source's sparse files may still declare: its share of
     /// `untrusted::MAX_HOLES`, what a restore accepts of a snapshot.
     holes_left: u64,
+    /// Where this source's empty files point, once chosen (`empty_content`).
+    empty: Option<ContentRef>,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -216,6 +221,7 @@ impl PackWriter {
             done: Packed::default(),
             full_run,
             holes_left: crate::format::untrusted::MAX_HOLES / dir_sources,
+            empty: None,
         })
     }
 
@@ -301,6 +307,34 @@ impl PackWriter {
         Ok(())
     }
 
+    /// A place for empty content without writing any: an empty file's entry says
+    /// size 0, and a read of 0 bytes fetches nothing (`PackReader::read`), but
+    /// the entry must name a pack its snapshot lists. So it names a pack the
+    /// snapshot has anyway when there is one: the pack being written, one this
+    /// source's files already use, else the fullest pack the index knows (on
+    /// every target, `run::packs::prepare`). Only when there is none (a first
+    /// run) does an empty file go into a pack as an entry (its tar header),
+    /// which used to make a pack of a few hundred bytes for a run whose only
+    /// new file was empty (issue 26).
+    fn empty_content(&mut self) -> io::Result<Option<ContentRef>> {
+        if self.empty.is_some() {
+            return Ok(self.empty.clone());
+        }
+        let pack = match (&self.current, self.done.used.keys().next()) {
+            (Some(p), _) => Some(p.id.clone()),
+            (None, Some(id)) => Some(id.clone()),
+            (None, None) => self
+                .index()?
+                .packs()
+                .map_err(index_err)?
+                .into_iter()
+                .max_by_key(|p| p.content_size)
+                .map(|p| p.id),
+        };
+        self.empty = pack.map(|pack| ContentRef { pack, offset: 0 });
+        Ok(self.empty.clone())
+    }
+
     /// Ends the last pack; what the source stored and references.
     pub(crate) fn finish(&mut self) -> io::Result<Packed> {
         self.close()?;
@@ -363,7 +397,10 @@ impl ContentSink for PackWriter {
     }
 
     fn known(&mut self, blake3: &str, size: u64) -> io::Result<Option<ContentRef>> {
-        let found = self.index()?.content(blake3, size).map_err(index_err)?;
+        let mut found = self.index()?.content(blake3, size).map_err(index_err)?;
+        if found.is_none() && size == 0 && blake3 == EMPTY_BLAKE3 {
+            found = self.empty_content()?;
+        }
         if let Some(c) = &found {
             self.done.uses(&c.pack, size);
             self.done.known_files += 1;
@@ -440,5 +477,13 @@ impl ContentSink for PackWriter {
                 .map_err(index_err)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_empty_hash_is_blake3_of_no_bytes() {
+        assert_eq!(blake3::hash(b"").to_hex().as_str(), super::EMPTY_BLAKE3);
     }
 }

@@ -34,46 +34,92 @@ fn year(t: OffsetDateTime) -> i64 {
 
 /// `times` in any order, except that of equal times the one later in the slice is
 /// the newer (ids keep whole seconds: callers pass snapshots in the order they
-/// finished); returns the reasons per snapshot in the same order.
+/// finished); returns the reasons per snapshot in the same order. Every
+/// snapshot counts as consistent (see [`decide_checked`]); the tests' shorthand.
+#[cfg(test)]
 pub fn decide(times: &[OffsetDateTime], policy: &Retention) -> Vec<Reasons> {
+    decide_checked(times, &vec![true; times.len()], policy)
+}
+
+/// Like [`decide`], where `passed[i]` says whether snapshot `i` passed its
+/// backup-time `[check]` (or had none). A calendar rule keeps, for each period,
+/// the newest snapshot that passed, and the newest of the period only when none
+/// did: a later run of the same day whose check found rows without their file
+/// (exit 3) must not push out the consistent one before it. Such a pick says so
+/// in its reason ("daily: newest that passed its check"). `keep_last`,
+/// `keep_within` and the oldest are by time alone.
+pub fn decide_checked(
+    times: &[OffsetDateTime],
+    passed: &[bool],
+    policy: &Retention,
+) -> Vec<Reasons> {
     let mut order: Vec<usize> = (0..times.len()).collect();
     order.sort_by(|a, b| times[*b].cmp(&times[*a]).then(b.cmp(a)));
     let mut reasons = vec![Reasons::new(); times.len()];
     let Some(&newest) = order.first() else {
         return reasons;
     };
-    let rules: [(&'static str, u32, Bucket); 5] = [
-        ("hourly", policy.keep_hourly, hour),
-        ("daily", policy.keep_daily, day),
-        ("weekly", policy.keep_weekly, week),
-        ("monthly", policy.keep_monthly, month),
-        ("yearly", policy.keep_yearly, year),
+    let passed = |i: usize| passed.get(i).copied().unwrap_or(true);
+    let rules: [(&'static str, &'static str, u32, Bucket); 5] = [
+        (
+            "hourly",
+            "hourly: newest that passed its check",
+            policy.keep_hourly,
+            hour,
+        ),
+        (
+            "daily",
+            "daily: newest that passed its check",
+            policy.keep_daily,
+            day,
+        ),
+        (
+            "weekly",
+            "weekly: newest that passed its check",
+            policy.keep_weekly,
+            week,
+        ),
+        (
+            "monthly",
+            "monthly: newest that passed its check",
+            policy.keep_monthly,
+            month,
+        ),
+        (
+            "yearly",
+            "yearly: newest that passed its check",
+            policy.keep_yearly,
+            year,
+        ),
     ];
-    let mut left: Vec<u32> = rules.iter().map(|r| r.1).collect();
-    let mut last: Vec<Option<i64>> = vec![None; rules.len()];
-    for (rank, &i) in order.iter().enumerate() {
-        let t = times[i];
-        if (rank as u64) < u64::from(policy.keep_last) {
-            reasons[i].push("last");
+    for &i in order.iter().take(policy.keep_last as usize) {
+        reasons[i].push("last");
+    }
+    let mut short = false;
+    for (name, preferred, n, bucket) in rules {
+        let mut left = n;
+        // Periods are contiguous in `order`: every bucket grows with time.
+        for period in order.chunk_by(|a, b| bucket(times[*a]) == bucket(times[*b])) {
+            if left == 0 {
+                break;
+            }
+            let newest_in = period[0];
+            match period.iter().copied().find(|&i| passed(i)) {
+                Some(i) if i != newest_in => reasons[i].push(preferred),
+                Some(i) => reasons[i].push(name),
+                None => reasons[newest_in].push(name),
+            }
+            left -= 1;
         }
-        for (r, (name, _, bucket)) in rules.iter().enumerate() {
-            let b = bucket(t);
-            if left[r] > 0 && last[r] != Some(b) {
-                reasons[i].push(name);
-                last[r] = Some(b);
-                left[r] -= 1;
+        short |= n > 0 && left > 0;
+    }
+    if let Some(within) = policy.keep_within {
+        for &i in &order {
+            if times[newest] - times[i] < within {
+                reasons[i].push("within");
             }
         }
-        if let Some(within) = policy.keep_within
-            && times[newest] - t < within
-        {
-            reasons[i].push("within");
-        }
     }
-    let short = rules
-        .iter()
-        .zip(&left)
-        .any(|((_, n, _), l)| *n > 0 && *l > 0);
     if short && let Some(&oldest) = order.last() {
         reasons[oldest].push("oldest");
     }

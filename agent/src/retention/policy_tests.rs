@@ -322,3 +322,53 @@ fn the_kinto_example_keeps_every_snapshot_of_the_day() {
         assert!(kept.contains(t), "{t} forgotten: kept {kept:#?}");
     }
 }
+
+/// A later run of the same day whose backup-time check failed (exit 3: rows
+/// without their file) must not push out the consistent run before it: each
+/// period keeps its newest snapshot that passed, saying so; a period where none
+/// passed keeps its newest; `keep_last` and `keep_within` go by time alone.
+#[test]
+fn a_period_keeps_its_newest_snapshot_that_passed_its_check() {
+    let times = [
+        datetime!(2026-05-01 02:00 UTC), // passed
+        datetime!(2026-05-01 14:00 UTC), // failed its check
+        datetime!(2026-05-02 02:00 UTC), // failed
+        datetime!(2026-05-02 14:00 UTC), // failed
+        datetime!(2026-05-03 02:00 UTC), // passed
+    ];
+    let passed = [true, false, false, false, true];
+    let daily = policy(|r| r.keep_daily = 3);
+    let r = decide_checked(&times, &passed, &daily);
+    assert_eq!(r[0], ["daily: newest that passed its check"]);
+    assert!(r[1].is_empty(), "the failed later run of 05-01: {:?}", r[1]);
+    assert!(r[2].is_empty(), "{:?}", r[2]);
+    assert_eq!(r[3], ["daily"], "05-02 has no run that passed: its newest");
+    assert_eq!(r[4], ["daily"]);
+    // Without the checks, the later run of 05-01 was kept instead.
+    let plain = decide(&times, &daily);
+    assert_eq!(plain[1], ["daily"]);
+    assert!(plain[0].is_empty());
+    // Weekly and monthly the same way; last and within by time.
+    let all_failed_but_first = [true, false, false, false, false];
+    let r = decide_checked(
+        &times,
+        &all_failed_but_first,
+        &policy(|r| {
+            r.keep_last = 1;
+            r.keep_weekly = 1;
+            r.keep_monthly = 1;
+            r.keep_within = Some(std::time::Duration::from_secs(3600));
+        }),
+    );
+    assert_eq!(
+        r[0],
+        [
+            "weekly: newest that passed its check",
+            "monthly: newest that passed its check"
+        ]
+    );
+    assert_eq!(r[4], ["last", "within"]);
+    assert!(r[1..4].iter().all(Vec::is_empty), "{r:?}");
+    // A snapshot with no check counts as passed, as does a missing entry.
+    assert_eq!(decide_checked(&times, &[], &daily), decide(&times, &daily));
+}

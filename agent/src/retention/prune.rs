@@ -26,7 +26,7 @@ use crate::format::{MARKER, snapshot_dir};
 use crate::lock::JobLock;
 use crate::pack::gc::Waiting;
 use crate::repo;
-use crate::retention::policy::decide;
+use crate::retention::policy::decide_checked;
 use anyhow::{Context, Result, bail};
 use coffer_config::Job;
 use coffer_plugins::Target;
@@ -208,7 +208,9 @@ pub fn prune_target(
             .iter()
             .map(|m| time_of(&m.id).unwrap_or(m.started_at))
             .collect();
-        for (m, reasons) in markers.iter().zip(decide(&times, policy)) {
+        // A period keeps its newest snapshot whose backup-time check passed.
+        let passed: Vec<bool> = markers.iter().map(|m| m.check_passed()).collect();
+        for (m, reasons) in markers.iter().zip(decide_checked(&times, &passed, policy)) {
             if reasons.is_empty() {
                 forget.push(m.id.clone());
             } else {

@@ -269,6 +269,7 @@ fn record_status(
             duration_seconds: run.duration_seconds,
             bytes_stored: stored,
             window_seconds: run.window_seconds,
+            error: run.error.as_deref().map(crate::status::bounded_error),
         });
     });
     if let Err(e) = result {

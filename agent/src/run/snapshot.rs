@@ -439,6 +439,10 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         packed_size,
         packed_sources: packed_sources.clone(),
         warnings: totals,
+        check: check.as_ref().map(|report| crate::format::MarkerCheck {
+            consistent: report.consistent(),
+            counts: CheckCounts::of(report),
+        }),
         seal: crate::format::seal::Seal::Signed(signing_key.public),
     };
     if crate::cancel::requested() {

@@ -226,13 +226,24 @@ fn verify(job: &JobView, now: DateTime<Utc>) -> String {
     text
 }
 
-/// Duration and stored size of the last runs, one bar each.
+/// Duration and stored size of the last runs, one bar each, over a time axis.
 fn charts(out: &mut String, history: &[RunRecord]) {
-    let tip = |r: &RunRecord, what: String| format!("{}: {}, {what}", plain_time(r.end), r.outcome);
+    let tip = |r: &RunRecord, what: String| {
+        let mut tip = format!("{}: {}, {what}", plain_time(r.end), r.outcome);
+        if let Some(e) = &r.error {
+            // The first line, cut short: the table below has it whole.
+            let line = e.lines().next().unwrap_or_default();
+            let cut: String = line.chars().take(TIP_ERROR).collect();
+            let more = if cut.len() < e.len() { " ..." } else { "" };
+            let _ = write!(tip, ": {cut}{more}");
+        }
+        tip
+    };
     let durations: Vec<Bar> = history
         .iter()
         .map(|r| Bar {
             value: r.duration_seconds,
+            end: r.end,
             tip: tip(r, plain_duration(r.duration_seconds)),
             class: outcome_class(&r.outcome),
         })
@@ -241,6 +252,7 @@ fn charts(out: &mut String, history: &[RunRecord]) {
         .iter()
         .map(|r| Bar {
             value: r.bytes_stored as f64,
+            end: r.end,
             tip: tip(r, crate::units::bytes(r.bytes_stored)),
             class: outcome_class(&r.outcome),
         })
@@ -254,8 +266,8 @@ fn charts(out: &mut String, history: &[RunRecord]) {
     let n = history.len();
     let _ = write!(
         out,
-        "<figure><figcaption>Duration, last {n} run(s)</figcaption>{}</figure>\
-         <figure><figcaption>Stored, last {n} run(s)</figcaption>{}</figure>",
+        "<figure><figcaption>Duration, last {n} run(s), by end time (UTC)</figcaption>{}</figure>\
+         <figure><figcaption>Stored, last {n} run(s), by end time (UTC)</figcaption>{}</figure>",
         chart::bars(
             "duration",
             "Duration of the last runs",
@@ -271,7 +283,12 @@ fn charts(out: &mut String, history: &[RunRecord]) {
     );
 }
 
-/// The last runs, newest first, folded away: the charts give the overview.
+/// How much of a run's error a bar's tooltip shows.
+const TIP_ERROR: usize = 160;
+
+/// The last runs, newest first, folded away: the charts give the overview. A
+/// run that ended with an error shows it in its row (escaped, as every text
+/// from a status file).
 fn runs_table(out: &mut String, history: &[RunRecord], now: DateTime<Utc>) {
     if history.is_empty() {
         out.push_str("<p class=\"empty\">No runs recorded yet.</p>");
@@ -280,20 +297,21 @@ fn runs_table(out: &mut String, history: &[RunRecord], now: DateTime<Utc>) {
     let _ = write!(
         out,
         "<details><summary>Last {} run(s)</summary><table class=\"runs\"><thead><tr>\
-         <th>Ended</th><th>Outcome</th><th>Duration</th><th>Stored</th><th>Window</th>\
+         <th>Ended</th><th>Outcome</th><th>Duration</th><th>Stored</th><th>Window</th><th>Error</th>\
          </tr></thead><tbody>",
         history.len()
     );
     for r in history.iter().rev() {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td><span class=\"badge {}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><span class=\"badge {}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td></tr>",
             when(r.end, now),
             outcome_class(&r.outcome),
             escape(&r.outcome),
             duration(r.duration_seconds),
             escape(&crate::units::bytes(r.bytes_stored)),
             duration(r.window_seconds),
+            r.error.as_deref().map(escape).unwrap_or_default(),
         );
     }
     out.push_str("</tbody></table></details>");
@@ -346,6 +364,7 @@ code{background:#eef0f3;padding:0 4px;border-radius:3px}\
 figure{margin:0}figcaption{font-size:12px;color:#5f6b76}\
 .chart{display:block;background:#fafbfc;border:1px solid #e3e6ea}\
 .chart .base{stroke:#b0b8c0;stroke-width:1}.chart .label{font:10px sans-serif;fill:#5f6b76}\
+.chart .tick{stroke:#8a949e;stroke-width:1}.chart .mark.failed{fill:var(--failed)}\
 .bar.success{fill:var(--ok)}.bar.partial{fill:var(--partial)}.bar.failed{fill:var(--failed)}\
 .bar.cancelled{fill:var(--cancelled)}.bar.other,.bar.never{fill:var(--other)}\
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;vertical-align:middle;border:1px solid}\
@@ -356,7 +375,8 @@ figure{margin:0}figcaption{font-size:12px;color:#5f6b76}\
 .error .text{white-space:pre-wrap;font-family:monospace;word-break:break-word}\
 details{margin-top:10px}summary{cursor:pointer;color:#37474f}\
 table{border-collapse:collapse;margin-top:6px;font-size:13px}\
-th,td{text-align:left;padding:3px 12px 3px 0;border-bottom:1px solid #eceff1}\
+th,td{text-align:left;padding:3px 12px 3px 0;border-bottom:1px solid #eceff1;vertical-align:top}\
+td.error-text{white-space:pre-wrap;font-family:monospace;word-break:break-word;max-width:60ch;color:#b71c1c}\
 .empty{color:#5f6b76;font-style:italic}";
 
 #[cfg(test)]
@@ -377,6 +397,7 @@ mod tests {
             duration_seconds: 1.0 + i as f64,
             bytes_stored: 1000 * i as u64,
             window_seconds: 0.5,
+            error: None,
         }
     }
 
@@ -528,6 +549,67 @@ mod tests {
         let oldest_shown = html.find("16.0 s");
         assert!(newest.is_some() && oldest_shown.is_some(), "{html}");
         assert!(!html.contains("15.0 s"), "run 14 is beyond the last 30");
+    }
+
+    /// Issue 26 item 11: a run that failed after 0.01 s among runs of minutes
+    /// shows as a bar with a marker over a labelled time axis, and its row in
+    /// the table gives its error, escaped.
+    #[test]
+    fn a_failed_instant_run_shows_its_bar_marker_axis_and_error() {
+        let mut st = JobStatus::default();
+        for i in 20..45 {
+            st.record_run(RunRecord {
+                duration_seconds: 300.0,
+                ..run(i, "success")
+            });
+        }
+        st.record_run(RunRecord {
+            duration_seconds: 0.01,
+            bytes_stored: 0,
+            error: Some("cannot open /srv/<app> & \"co\": permission denied".into()),
+            ..run(45, "failed")
+        });
+        st.last_outcome = Some("failed".into());
+        let html = render("host", &[view("app", &st)], now());
+        let duration = chart(&html, "duration");
+        let failed = duration
+            .split("<rect class=\"bar failed\"")
+            .nth(1)
+            .expect("the failed run's bar");
+        let h = failed.split("height=\"").nth(1).expect("a height");
+        let h: f64 = h[..h.find('"').expect("quoted")].parse().expect("a number");
+        assert!(h >= 3.0, "a sliver of {h} px: {duration}");
+        assert!(duration.contains("class=\"mark failed\""), "{duration}");
+        assert!(chart(&html, "stored").contains("class=\"mark failed\""));
+        // The axis: the newest run's end with its date, the oldest's.
+        assert!(
+            duration.contains(">05-01 07:00 UTC</text>"),
+            "the newest run's end: {duration}"
+        );
+        assert!(duration.contains(">04-30 06:00</text>"), "{duration}");
+        assert!(html.contains("by end time (UTC)</figcaption>"));
+        // The row of the failed run, with its error as text.
+        let row = html
+            .split("<tr><td>")
+            .skip(1)
+            .find(|r| r.contains("badge failed"))
+            .expect("the failed run's row");
+        assert!(
+            row.contains(
+                "<td class=\"error-text\">cannot open /srv/&lt;app&gt; &amp; &quot;co&quot;: permission denied</td>"
+            ),
+            "{row}"
+        );
+        assert!(!html.contains("<app>"));
+        let ok_row = html
+            .split("<tr><td>")
+            .skip(1)
+            .find(|r| r.contains("badge success"))
+            .expect("a successful run's row");
+        assert!(
+            ok_row.contains("<td class=\"error-text\"></td>"),
+            "{ok_row}"
+        );
     }
 
     #[test]

@@ -29,6 +29,27 @@ pub struct RunRecord {
     pub bytes_stored: u64,
     /// What the snapshot spans (`last_window_seconds` of that run).
     pub window_seconds: f64,
+    /// The run's error (its `last_error`), at most [`MAX_ERROR`] bytes, for the
+    /// status page's table. Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The most of a run's error a record keeps: enough for any message coffer
+/// writes, while 30 records stay small in a file read by every scrape.
+pub const MAX_ERROR: usize = 2000;
+
+/// `error` cut to at most [`MAX_ERROR`] bytes at a character boundary, marked
+/// where cut.
+pub fn bounded_error(error: &str) -> String {
+    if error.len() <= MAX_ERROR {
+        return error.to_string();
+    }
+    let mut end = MAX_ERROR;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [...]", &error[..end])
 }
 
 /// Appends `run`, dropping the oldest records beyond [`HISTORY`].
@@ -63,9 +84,10 @@ impl<'de> Visitor<'de> for Bounded {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut kept = VecDeque::with_capacity(HISTORY);
         while let Some(entry) = seq.next_element::<Entry>()? {
-            if let Entry::Run(r) = entry
+            if let Entry::Run(mut r) = entry
                 && r.outcome.len() <= MAX_OUTCOME
             {
+                r.error = r.error.as_deref().map(bounded_error);
                 if kept.len() == HISTORY {
                     kept.pop_front();
                 }

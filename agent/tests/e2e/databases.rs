@@ -654,6 +654,50 @@ fn backup_checks_the_database_against_the_files_it_captured() {
     assert_eq!(status["last_check"]["missing"], 1, "{status}");
     assert_eq!(status["last_check"]["orphans"], 1, "{status}");
     assert_eq!(status["last_check"]["referenced"], 2, "{status}");
+    // The signed marker says whether the check passed, for retention, which
+    // reads no manifest: of the day, keep_daily keeps the newest snapshot whose
+    // check passed (the first), not the newest (an inconsistent one), and says so.
+    let ids = world.snapshots();
+    let marker = |id: &str| -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(world.target().join("app").join(id).join("snapshot.json"))
+                .expect("marker");
+        serde_json::from_str::<serde_json::Value>(&text).expect("json")["marker"].clone()
+    };
+    assert_eq!(marker(&ids[0])["check"]["consistent"], true);
+    assert_eq!(marker(&ids[1])["check"]["consistent"], false);
+    assert_eq!(marker(&ids[2])["check"]["consistent"], false);
+    assert_eq!(marker(&ids[2])["check"]["missing"], 1);
+    let cfg = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        cfg.replacen(
+            "[jobs.app]\n",
+            "[jobs.app]\nretention = { keep_daily = 1 }\n",
+            1,
+        ),
+    )
+    .expect("config");
+    let out = world.ok(&["prune", "--job", "app", "--dry-run", "--json"]);
+    let report = &json(&out)[0];
+    assert_eq!(
+        report["kept"],
+        serde_json::json!([{"id": ids[0], "reasons": ["daily: newest that passed its check"]}]),
+        "{report}"
+    );
+    assert_eq!(
+        report["forgotten"],
+        serde_json::json!([ids[1], ids[2]]),
+        "{report}"
+    );
+    let text = world.ok(&["prune", "--job", "app", "--dry-run"]);
+    assert!(
+        text.contains(&format!(
+            "keep   {} (daily: newest that passed its check)",
+            ids[0]
+        )),
+        "{text}"
+    );
 }
 
 /// The shipped Kinto example, pointed at a real PostgreSQL holding Kinto's

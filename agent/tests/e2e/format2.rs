@@ -170,6 +170,43 @@ fn unchanged_files_are_not_read_and_known_content_is_not_stored_again() {
     );
 }
 
+/// Issue 26 item 8: a run whose only new file is empty wrote a pack of 375
+/// bytes for it (a tar header). Its entry says size 0 and points into a pack the
+/// snapshot lists anyway: no new pack, and it restores as an empty file.
+#[test]
+fn a_run_whose_only_new_files_are_empty_writes_no_pack() {
+    require_root("restores owners");
+    let world = World::new("");
+    let data = world.path("data");
+    write(&data.join("f"), &noise(4000, 3));
+    world.write_config(&dir_source("files", &data, ""));
+    let first = backup_json(&world, 0);
+    assert_eq!(packed(&first, "files"), (0, 0, 1, 1), "{first}");
+    let before = stored_packs(&world.target());
+
+    write(&data.join("empty"), b"");
+    write(&data.join("d/also-empty"), b"");
+    let second = backup_json(&world, 0);
+    let (unchanged, known, new, new_packs) = packed(&second, "files");
+    assert_eq!((unchanged, known, new, new_packs), (1, 2, 0, 0), "{second}");
+    assert_eq!(stored_packs(&world.target()), before, "no new pack");
+    let latest = world.snapshots().pop().expect("snapshot");
+    assert_eq!(marker_packs(&world.target(), &latest).len(), 1);
+    let to = restore_to(&world, &latest, &[]);
+    assert_eq!(files(&to.join("files")), files(&data));
+    assert_eq!(
+        std::fs::metadata(to.join("files/empty"))
+            .expect("restored")
+            .len(),
+        0
+    );
+    let out = world.ok(&["verify", "--job", "app", "--snapshot", "all"]);
+    assert_eq!(out.matches(": ok (").count(), 2, "{out}");
+    // Unchanged the next time, like any file.
+    let third = backup_json(&world, 0);
+    assert_eq!(packed(&third, "files"), (3, 0, 0, 0), "{third}");
+}
+
 #[test]
 fn a_target_that_missed_runs_gets_every_pack_and_verify_proves_it() {
     require_root("restores owners");

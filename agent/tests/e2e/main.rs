@@ -37,6 +37,7 @@ mod kill_trials;
 mod latest;
 mod monitoring;
 mod mount;
+mod my_users;
 mod notify;
 mod pg_roles;
 mod privileges;

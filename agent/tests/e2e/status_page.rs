@@ -189,6 +189,30 @@ fn chromium_shows_the_jobs_their_runs_and_charts() {
         broken.contains("&lt;script&gt;document.title='owned'&lt;/script&gt; &amp; \"more\""),
         "the error's markup as text: {broken}"
     );
+    // The failed run's row gives its error (issue 26 item 11), as text; the
+    // failed bars are marked and the charts have a time axis.
+    let row = broken
+        .split("<td class=\"error-text\">")
+        .nth(1)
+        .expect("the failed run's error cell");
+    assert!(
+        row.contains("&lt;script&gt;document.title='owned'&lt;/script&gt; &amp; \"more\""),
+        "the row's error as text: {row}"
+    );
+    assert_eq!(
+        broken.matches("class=\"mark failed\"").count(),
+        2,
+        "{broken}"
+    );
+    assert!(!app.contains("class=\"mark failed\""), "{app}");
+    for section in [app, broken] {
+        assert_eq!(
+            section.matches("class=\"label axis\"").count(),
+            2,
+            "the newest run's end under each chart: {section}"
+        );
+        assert!(section.contains(" UTC</text>"), "{section}");
+    }
 
     let shot = world.path("status.png");
     chromium(
