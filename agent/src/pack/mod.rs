@@ -11,14 +11,15 @@
 //! ranged reads, age's STREAM chunks being 64 KiB.
 //!
 //! `write` fills packs during a run, `index` remembers what is stored (on disk,
-//! in `state_dir`), `read` gets one file's bytes back, `tar_view` turns a
-//! snapshot's entries into the tar stream restore and verify already know, and
-//! `gc` deletes packs no snapshot references, `damage` makes the index forget
-//! packs proven damaged.
+//! in `state_dir`), `read` gets one file's bytes back (`plan` tells it ahead what
+//! the reads to come need), `tar_view` turns a snapshot's entries into the tar
+//! stream restore and verify already know, and `gc` deletes packs no snapshot
+//! references, `damage` makes the index forget packs proven damaged.
 
 pub(crate) mod damage;
 pub(crate) mod gc;
 pub(crate) mod index;
+pub(crate) mod plan;
 pub(crate) mod ranged;
 pub(crate) mod read;
 pub(crate) mod seek_table;

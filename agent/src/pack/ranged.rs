@@ -4,8 +4,9 @@
 //!
 //! Window policy: the first fetch after a jump is small (an age header, a seek
 //! table, one file are small), each fetch that continues the previous one doubles,
-//! up to [`MAX_WINDOW`], so reading a whole pack costs few requests. Every byte
-//! fetched is added to a counter the caller owns: restore reports it.
+//! up to [`MAX_WINDOW`] (or the share of a budget a [`WindowCap`] gives it), so
+//! reading a whole pack costs few requests. Every byte fetched is added to a
+//! counter the caller owns: restore reports it.
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -60,6 +61,26 @@ impl FetchLimit {
     }
 }
 
+/// The largest window the objects of one reader may fetch now, shared by them: a
+/// reader with many packs open gives each a smaller share, so the windows they hold
+/// together stay within a budget however many packs a restore moves between.
+/// 0 means [`MAX_WINDOW`].
+#[derive(Debug, Clone, Default)]
+pub struct WindowCap(Arc<AtomicU64>);
+
+impl WindowCap {
+    pub fn set(&self, max: u64) {
+        self.0.store(max, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        match self.0.load(Ordering::Relaxed) {
+            0 => MAX_WINDOW,
+            max => max.clamp(FIRST_WINDOW, MAX_WINDOW),
+        }
+    }
+}
+
 pub struct RangedObject {
     rt: Handle,
     store: Arc<dyn ObjectStore>,
@@ -67,6 +88,7 @@ pub struct RangedObject {
     size: u64,
     fetched: Arc<AtomicU64>,
     limit: FetchLimit,
+    cap: WindowCap,
     pos: u64,
     /// The last window fetched and where it starts.
     buf: Bytes,
@@ -98,6 +120,7 @@ impl RangedObject {
             size,
             fetched,
             limit: FetchLimit::default(),
+            cap: WindowCap::default(),
             pos: 0,
             buf: Bytes::new(),
             buf_start: 0,
@@ -111,6 +134,11 @@ impl RangedObject {
     /// The handle through which the reader hints how far its current need goes.
     pub fn fetch_limit(&self) -> FetchLimit {
         self.limit.clone()
+    }
+
+    /// Windows stop growing at what `cap` says (shared with the reader's other objects).
+    pub fn set_window_cap(&mut self, cap: WindowCap) {
+        self.cap = cap;
     }
 
     /// Fetches the object's last `len` bytes once and keeps them: age reads the last
@@ -168,7 +196,7 @@ impl RangedObject {
     fn fetch(&mut self) -> io::Result<()> {
         let pos = self.pos;
         let mut window = if self.last_end == Some(pos) {
-            (self.window * 2).clamp(FIRST_WINDOW, MAX_WINDOW)
+            (self.window * 2).clamp(FIRST_WINDOW, self.cap.get())
         } else {
             FIRST_WINDOW
         };
@@ -380,6 +408,24 @@ mod tests {
         o.read_to_end(&mut all).expect("read");
         assert_eq!(all, f.data);
         assert_eq!(f.fetched(), 200_000);
+    }
+
+    #[test]
+    fn a_shared_cap_bounds_the_window_and_can_change() {
+        let f = fixture(8 << 20);
+        let mut o = f.object("o", f.data.len() as u64);
+        let cap = WindowCap::default();
+        o.set_window_cap(cap.clone());
+        cap.set(3 * FIRST_WINDOW);
+        let mut sink = vec![0u8; (FIRST_WINDOW * 6) as usize];
+        o.read_exact(&mut sink).expect("read");
+        // 16 KiB, 32 KiB, then 48 KiB (not 64) and 48 KiB again...
+        assert_eq!(o.window, 3 * FIRST_WINDOW);
+        cap.set(0);
+        let mut more = vec![0u8; 2 << 20];
+        o.read_exact(&mut more).expect("read");
+        assert!(o.window > 3 * FIRST_WINDOW, "{}", o.window);
+        assert_eq!(sink[..], f.data[..sink.len()]);
     }
 
     #[test]

@@ -150,6 +150,21 @@ fn produce(
         view.ids,
         view.fetched.clone(),
     );
+    // Every read announced first, so that the reader fetches no further into a
+    // pack than the snapshot's files there go (one pass over the manifest's list).
+    for e in source.entries.iter()? {
+        let e = e?;
+        if e.kind != EntryKind::File || keep.is_some_and(|k| !k.keeps(&e)) {
+            continue;
+        }
+        if let Some(content) = &e.content {
+            let data = e.sparse.as_ref().map_or(e.size, |m| {
+                m.iter()
+                    .fold(0u64, |sum, (_, len)| sum.saturating_add(*len))
+            });
+            packs.plan(&content.pack, content.offset, data);
+        }
+    }
     let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
     for e in source.entries.iter()? {
         let e = e?;

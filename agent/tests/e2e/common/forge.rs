@@ -9,7 +9,8 @@ use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn pipe(cmd: &str, input: &[u8]) -> Vec<u8> {
+/// `input` through the shell pipeline `cmd` (age and zstd at hand); its output.
+pub fn pipe(cmd: &str, input: &[u8]) -> Vec<u8> {
     require_tool("age");
     require_tool("zstd");
     let mut child = Command::new("bash")

@@ -5,6 +5,8 @@
 
 pub mod btrfs;
 pub mod forge;
+pub mod kernel_reads;
+pub mod pack_parts;
 pub mod packed_job;
 pub mod read_gate;
 pub mod rss;
