@@ -29,6 +29,10 @@ pub struct DbCheckReport {
     /// At backup time: referenced files the filesystem snapshot lacked (or held
     /// at another size) that the backup took from elsewhere, each with where from.
     pub completed: Vec<String>,
+    /// At backup time, when rows lack their file: what in the application or in
+    /// the run makes that (see `run::check::cause`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl DbCheckReport {
@@ -100,6 +104,7 @@ impl DbCheckReport {
                 self.size.len(),
                 self.orphans.len()
             ));
+            out.extend(self.cause.iter().map(|c| format!("  cause: {c}")));
         }
         out
     }

@@ -74,5 +74,26 @@ pub(super) fn compare_captured(
         .iter()
         .map(|c| format!("{} ({})", c.path, c.from.describe()))
         .collect();
+    if !report.missing.is_empty() || !report.size.is_empty() {
+        report.cause = Some(cause(files.frozen).to_string());
+    }
     Some(Ok(report))
+}
+
+/// Why rows lack their file at backup time, by how the files were taken ("The
+/// order of the two instants" in the README).
+fn cause(frozen: bool) -> &'static str {
+    if frozen {
+        "the filesystem snapshot, the one before the database's (btrfs) and the live \
+         tree lack these files whole: the application removes a file before it commits \
+         the deletion of its row, or writes it after it commits the row (or the file \
+         lived only between the two snapshots); make it commit first and remove or \
+         write the file after"
+    } else {
+        "the files were read live, after the database's instant: a file removed (or \
+         rewritten) after its row's deletion was committed is gone by the time the walk \
+         reaches it; a filesystem snapshot (snapshot = \"btrfs\") with this [check] \
+         completes those files, or make the application commit first and remove the \
+         file after"
+    }
 }

@@ -29,6 +29,9 @@ pub(super) struct Streamed {
     /// How long after `instant` the state read could still change: 0 when it was
     /// fixed at the instant, else the read's duration.
     pub(super) window_seconds: f64,
+    /// Whether its state was fixed at its instant (a filesystem snapshot, an
+    /// exported database snapshot), not read live.
+    pub(super) frozen: bool,
     pub(super) outcome: SourceOutcome,
     /// For a source object: the object. For a packed source: its new packs
     /// summed up (sizes, and per target whether it holds all of them).
@@ -148,6 +151,7 @@ fn stream_packed(
         origin: src.origin(),
         instant,
         window_seconds,
+        frozen: src.frozen_at_instant(),
         outcome,
         finished,
         packed: Some(packed),
@@ -362,6 +366,7 @@ pub(super) fn stream_sources(
                         origin: src.origin(),
                         instant,
                         window_seconds,
+                        frozen: src.frozen_at_instant(),
                         outcome,
                         finished,
                         packed: None,

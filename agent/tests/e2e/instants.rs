@@ -258,6 +258,54 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
     );
 }
 
+/// The other order an application may use: the file removed, then the row's
+/// deletion committed a little later. A database snapshot taken in between
+/// names a file no snapshot and not the live tree holds: nothing can complete
+/// it, and the run says so (exit 3) with the cause, the application's order.
+#[test]
+fn with_btrfs_a_writer_removing_files_before_rows_is_reported_with_the_order_as_cause() {
+    const SNAPSHOTS: usize = 5;
+    let app = App::start();
+    let writer = UploadWriter::start_removing_files_first(
+        app.writer_url(),
+        app.storage.clone(),
+        (
+            "INSERT INTO upload (path, size) VALUES ($1, $2)",
+            "DELETE FROM upload WHERE path = $1",
+        ),
+        // Nearly all of the writer's time is spent between a removal and its
+        // commit, and long enough that the earlier snapshot lacks the file too.
+        std::time::Duration::from_secs(1),
+    );
+    writer.wait_for(KEPT_FOR + 10);
+    let mut inconsistent = 0;
+    for run in 0..SNAPSHOTS {
+        let r = Run::of(&app.world, run);
+        if r.inconsistency(run).is_none() {
+            continue;
+        }
+        inconsistent += 1;
+        assert_eq!(r.code, Some(3), "run {run}: {}", r.text);
+        let cause = r.report["check"]["cause"].as_str().unwrap_or_default();
+        assert!(
+            cause.contains("removes a file before it commits the deletion of its row"),
+            "run {run}: {}",
+            r.text
+        );
+    }
+    writer.stop();
+    eprintln!("{inconsistent} of {SNAPSHOTS} runs caught a file removed before its row");
+    assert!(
+        inconsistent > 0,
+        "no run caught a removal before its commit in {SNAPSHOTS} runs"
+    );
+    assert_eq!(
+        app.fs.subvolumes(),
+        ["storage"],
+        "a snapshot was left behind"
+    );
+}
+
 /// One backup's `--json` report.
 fn backup_report(world: &World) -> serde_json::Value {
     let out = world.ok(&["backup", "app", "--json"]);

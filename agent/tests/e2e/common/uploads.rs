@@ -40,13 +40,30 @@ impl UploadWriter {
         (insert, delete): (&'static str, &'static str),
         folders: u64,
     ) -> Self {
-        Self::run(url, storage, (insert, Some(delete)), folders)
+        Self::run(url, storage, (insert, Some((delete, None))), folders)
     }
 
+    /// As `start_churning`, in the unsafe order: the file removed first, then,
+    /// `pause` later (an application doing other work in between), the row's
+    /// deletion committed.
+    pub fn start_removing_files_first(
+        url: String,
+        storage: PathBuf,
+        (insert, delete): (&'static str, &'static str),
+        pause: std::time::Duration,
+    ) -> Self {
+        Self::run(url, storage, (insert, Some((delete, Some(pause)))), 20)
+    }
+
+    /// `delete`: the statement, and `None` for row first, or the pause between
+    /// removing the file and deleting the row.
     fn run(
         url: String,
         storage: PathBuf,
-        (insert, delete): (&'static str, Option<&'static str>),
+        (insert, delete): (
+            &'static str,
+            Option<(&'static str, Option<std::time::Duration>)>,
+        ),
         folders: u64,
     ) -> Self {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -72,14 +89,23 @@ impl UploadWriter {
                         .await
                         .expect("insert");
                     written.fetch_add(1, Ordering::Relaxed);
-                    if let Some(delete) = delete.filter(|_| i >= KEPT_FOR && i % 2 == 1) {
+                    if let Some((delete, file_first)) =
+                        delete.filter(|_| i >= KEPT_FOR && i % 2 == 1)
+                    {
                         let old = rel_of(i - KEPT_FOR);
+                        let remove = || std::fs::remove_file(storage.join(&old));
+                        if let Some(pause) = file_first {
+                            remove().expect("remove upload");
+                            tokio::time::sleep(pause).await;
+                        }
                         sqlx::query(delete)
                             .bind(&old)
                             .execute(&mut conn)
                             .await
                             .expect("delete");
-                        std::fs::remove_file(storage.join(&old)).expect("remove upload");
+                        if file_first.is_none() {
+                            remove().expect("remove upload");
+                        }
                     }
                     i += 1;
                 }
