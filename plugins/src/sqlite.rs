@@ -91,7 +91,7 @@ impl Source for SqliteSource {
     /// Checks the file and makes the copy: its instant must come before the
     /// directories' (they freeze once this returns), or a row committed in between
     /// could name a file the directories' instant lacks ("The order of the two
-    /// instants" in the README). The directories wait for the copy; the skew says
+    /// instants" in docs/consistency.md). The directories wait for the copy; the skew says
     /// how long it took.
     fn freeze(&mut self) -> Result<Option<OffsetDateTime>, SourceError> {
         // A missing file is the usual mistake (a wrong path, a volume not mounted):

@@ -9,7 +9,7 @@
 //! live on this host), aborts what is still written down. Uploads of another
 //! host, or of a state directory lost with its host, are not known here: for
 //! those the bucket's lifecycle rule for incomplete multipart uploads remains
-//! the safety net (README, "S3 and several targets").
+//! the safety net (docs/configuration.md, "S3 and several targets").
 //!
 //! Layout: `<state_dir>/uploads/<target>/<job>/<pid>-<nanos>-<n>.json`, one file
 //! per upload, holding the bucket, the key (below the target's prefix) and the

@@ -14,7 +14,7 @@
 //! which object_store can neither list nor abort without its upload id: prune
 //! aborts those whose id the run wrote down (`upload_journal`, in
 //! `retention::prune`), and a lifecycle rule on the bucket removes the rest (see
-//! README, "S3").
+//! docs/configuration.md, "S3").
 
 use super::{pack_id_of, pack_path, packs_dir};
 use anyhow::{Result, anyhow};

@@ -81,7 +81,7 @@ pub(super) fn compare_captured(
 }
 
 /// Why rows lack their file at backup time, by how the files were taken ("The
-/// order of the two instants" in the README).
+/// order of the two instants" in docs/consistency.md).
 fn cause(frozen: bool) -> &'static str {
     if frozen {
         "the filesystem snapshot, the one before the database's (btrfs) and the live \

@@ -1,5 +1,5 @@
 //! What a run tells the job's `notify` URLs, and when (see `crate::notify` for the
-//! sending). The rules, also in the README and the example config:
+//! sending). The rules, also in docs/monitoring.md and the example config:
 //!
 //! - `start`: once the run holds the job lock, before the `before` hooks. It is
 //!   sent in the background while the run goes on, and the end notification waits

@@ -60,7 +60,7 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The README block's target table, which an S3 walkthrough swaps for its own.
-const LOCAL_TABLE: &str = "[targets.offsite]\ntype = \"local\"                 # an S3 bucket: see \"S3 and several targets\"\npath = \"/mnt/backups\"\n";
+const LOCAL_TABLE: &str = "[targets.offsite]\ntype = \"local\"                 # an S3 bucket: see below\npath = \"/mnt/backups/coffer\"\n";
 
 #[test]
 fn the_readme_walkthrough_brings_back_postgres_and_files_from_a_local_target() {
