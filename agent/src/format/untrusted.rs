@@ -487,6 +487,7 @@ mod tests {
                     missing: u64::MAX,
                     wrong_size: u64::MAX,
                     orphans: u64::MAX,
+                    completed: u64::MAX,
                 },
             }),
             seal: crate::format::seal::Seal::Unsigned,
