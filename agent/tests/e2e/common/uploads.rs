@@ -89,6 +89,13 @@ impl UploadWriter {
                         .await
                         .expect("insert");
                     written.fetch_add(1, Ordering::Relaxed);
+                    if delete.is_none() {
+                        // An insert-only writer keeps every file: unhurried it filled
+                        // the 1 GiB test filesystem on a loaded machine. About one
+                        // upload a millisecond still commits rows inside every gap
+                        // between two instants.
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
                     if let Some((delete, file_first)) =
                         delete.filter(|_| i >= KEPT_FOR && i % 2 == 1)
                     {
