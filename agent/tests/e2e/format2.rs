@@ -429,14 +429,7 @@ fn restoring_one_small_file_reads_at_most_its_size_and_2_mib_locally() {
 fn restoring_one_small_file_reads_at_most_its_size_and_2_mib_from_s3() {
     require_root("restores owners");
     let s3 = S3Server::start(&["bucket"]);
-    let world = World::new("");
-    let secret = s3.secret_file(world.dir.path());
-    let target = s3.target_toml("s3", "bucket", &secret, "prefix = \"f2\"\n");
-    world.write_config_with(
-        &target,
-        &["s3"],
-        &dir_source("files", &world.path("data"), ""),
-    );
+    let world = s3.files_world();
     partial_restore_reads_little(&world);
     let out = world.ok(&["verify", "--job", "app"]);
     assert!(out.contains(": ok ("), "{out}");

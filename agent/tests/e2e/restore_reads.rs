@@ -248,14 +248,7 @@ fn a_restore_20_snapshots_old_reads_about_what_it_needs_locally() {
 fn a_restore_20_snapshots_old_reads_about_what_it_needs_from_s3() {
     require_root("restores owners");
     let s3 = S3Server::start(&["bucket"]);
-    let world = World::new("");
-    let secret = s3.secret_file(world.dir.path());
-    let target = s3.target_toml("s3", "bucket", &secret, "prefix = \"f2\"\n");
-    world.write_config_with(
-        &target,
-        &["s3"],
-        &dir_source("files", &world.path("data"), ""),
-    );
+    let world = s3.files_world();
     let objects = s3.bucket_dir("bucket").join("f2");
     twenty_runs_then_restores(&world, &objects, &world.target(), Some(s3.port));
 }

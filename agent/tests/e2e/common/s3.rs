@@ -147,6 +147,20 @@ impl S3Server {
         )
     }
 
+    /// A world whose job `app` backs up folder `data` of the world, as source
+    /// `files`, to this server only (target `s3`, bucket `bucket`, prefix `f2`).
+    pub fn files_world(&self) -> super::World {
+        let world = super::World::new("");
+        let secret = self.secret_file(world.dir.path());
+        let target = self.target_toml("s3", "bucket", &secret, "prefix = \"f2\"\n");
+        world.write_config_with(
+            &target,
+            &["s3"],
+            &super::dir_source("files", &world.path("data"), ""),
+        );
+        world
+    }
+
     /// The ETag the server gives `key` (for a multipart object: `"<md5>-<parts>"`),
     /// asked over S3 itself rather than through coffer.
     pub fn etag(&self, bucket: &str, key: &str) -> String {
