@@ -763,7 +763,7 @@ fn the_kinto_example_checks_attachments_at_backup_time() {
     let text = example
         .replace("/var/lib/coffer", &path(&world.path("state")))
         .replace("/etc/coffer/recipients.txt", &path(&recipients))
-        .replace("/root/coffer-identity.txt", &path(&world.identity))
+        .replace("/etc/coffer/identity.txt", &path(&world.identity))
         .replace("/mnt/backups/coffer", &path(&world.target()))
         .replace("postgres://kinto@localhost:5432/kinto", &pg.url("kinto"))
         .replace("/etc/coffer/kinto-db-password", &path(&pwfile))
