@@ -50,7 +50,14 @@ pub(crate) struct Source {
 }
 
 struct Mounted {
+    /// `from.ids`, kept for the rest of the process (see `serve`).
+    ids: &'static Identities,
     from: Source,
+    /// One reader for every open: it keeps packs open with their decoders and
+    /// their seek tables, so files opened in order (a `cp -r`, a `find | xargs
+    /// cat`) continue where the last one stopped instead of fetching the pack's
+    /// header and tail and decoding its frame again for each file.
+    packs: Mutex<PackReader<'static>>,
     tree: Mutex<Tree>,
     open: Mutex<HashMap<u64, File>>,
     next_fh: AtomicU64,
@@ -63,13 +70,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Mounts `from` at `at` and serves until it is unmounted (`umount`, or
 /// `fusermount3 -u`); the mount goes away with the process too.
-pub(crate) fn serve(from: Source, at: &Path, job: &str) -> Result<()> {
+pub(crate) fn serve(mut from: Source, at: &Path, job: &str) -> Result<()> {
     let times: Vec<_> = from
         .markers
         .iter()
         .map(|m| (m.id.clone(), m.finished_at.into()))
         .collect();
+    // The reader borrows the identities for as long as the mount lives, which is
+    // the rest of the process: leaked once, on purpose.
+    let ids: &'static Identities = Box::leak(Box::new(std::mem::take(&mut from.ids)));
+    let packs = PackReader::new(
+        from.rt.clone(),
+        from.target.store.clone(),
+        &from.target.name,
+        job,
+        ids,
+        Arc::default(),
+    );
     let fs = Mounted {
+        ids,
+        packs: Mutex::new(packs),
         tree: Mutex::new(Tree::new(&times)),
         from,
         open: Mutex::new(HashMap::new()),
@@ -161,7 +181,7 @@ impl Mounted {
 
     fn manifest(&self, index: usize) -> Result<Manifest> {
         let f = &self.from;
-        crate::repo::read_manifest(&f.rt, &f.target, &f.markers[index], &f.ids, &f.tmp_dir)
+        crate::repo::read_manifest(&f.rt, &f.target, &f.markers[index], self.ids, &f.tmp_dir)
     }
 
     /// The content of `entry` of snapshot `index` in a scratch file, checked.
@@ -185,14 +205,7 @@ impl Mounted {
                     )
                 })?
                 .stored_size;
-            let mut packs = PackReader::new(
-                f.rt.clone(),
-                f.target.store.clone(),
-                &f.target.name,
-                &marker.job,
-                &f.ids,
-                Arc::default(),
-            );
+            let mut packs = lock(&self.packs);
             match &entry.sparse {
                 None => {
                     packs.read(&content.pack, stored, content.offset, entry.size, &mut out)?;
@@ -312,6 +325,18 @@ impl Filesystem for Mounted {
             }
         }
         reply.data(&buf[..got]);
+    }
+
+    /// Nothing is ever written: a close has nothing to flush.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
     }
 
     fn release(

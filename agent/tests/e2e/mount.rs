@@ -20,6 +20,47 @@ impl Drop for Mount {
     }
 }
 
+/// Starts `coffer mount` of job `app` at `at` and waits until it is mounted.
+fn mount(world: &World, at: &Path) -> Mount {
+    let child = world
+        .command(&["mount", "--job", "app", at.to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mount");
+    let mut m = Mount(child);
+    let start = Instant::now();
+    while !mounted(at) {
+        if let Ok(Some(status)) = m.0.try_wait() {
+            panic!("coffer mount exited {status} before mounting");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never mounted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m
+}
+
+/// `umount`, after which the process must end, successfully.
+fn unmount(mut m: Mount, at: &Path) {
+    let out = std::process::Command::new("umount")
+        .arg(at)
+        .output()
+        .expect("umount");
+    assert!(out.status.success(), "{out:?}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = m.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still running after umount"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "coffer mount exited {status}");
+}
+
 fn mounted(at: &Path) -> bool {
     let at = at.to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -60,21 +101,7 @@ fn mount_shows_every_snapshot_with_contents_owners_and_modes_and_refuses_a_damag
 
     let mnt = world.path("mnt");
     std::fs::create_dir_all(&mnt).expect("mkdir");
-    let child = world
-        .command(&["mount", "--job", "app", mnt.to_str().expect("utf8")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mount");
-    let mut m = Mount(child);
-    let start = Instant::now();
-    while !mounted(&mnt) {
-        if let Ok(Some(status)) = m.0.try_wait() {
-            panic!("coffer mount exited {status} before mounting");
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never mounted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let m = mount(&world, &mnt);
 
     let mut shown: Vec<String> = std::fs::read_dir(&mnt)
         .expect("list root")
@@ -109,8 +136,10 @@ fn mount_shows_every_snapshot_with_contents_owners_and_modes_and_refuses_a_damag
     let err = std::fs::write(latest.join("a.txt"), b"x").expect_err("read-only");
     assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{err}");
 
-    // Damage every pack throughout: a file not opened before cannot be read now,
-    // and is refused whole rather than given out wrong.
+    unmount(m, &mnt);
+
+    // Damage every pack throughout: mounted again, a file is refused whole (EIO)
+    // rather than given out wrong.
     for pack in std::fs::read_dir(world.target().join("app/packs"))
         .expect("packs")
         .map(|e| e.expect("entry").path())
@@ -121,24 +150,11 @@ fn mount_shows_every_snapshot_with_contents_owners_and_modes_and_refuses_a_damag
         }
         std::fs::write(&pack, bytes).expect("damage pack");
     }
-    let err = std::fs::read(latest.join("sub/other.bin")).expect_err("damaged");
-    assert_eq!(err.raw_os_error(), Some(nix::libc::EIO), "{err}");
-
-    let out = std::process::Command::new("umount")
-        .arg(&mnt)
-        .output()
-        .expect("umount");
-    assert!(out.status.success(), "{out:?}");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = m.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "still running after umount"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "coffer mount exited {status}");
+    let m = mount(&world, &mnt);
+    let got = std::fs::read(latest.join("sub/other.bin"));
+    assert_eq!(
+        got.as_ref().map(Vec::len).map_err(|e| e.raw_os_error()),
+        Err(Some(nix::libc::EIO))
+    );
+    unmount(m, &mnt);
 }
