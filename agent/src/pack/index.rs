@@ -800,36 +800,17 @@ fn unsigned(v: i64) -> u64 {
 
 fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
     let bad = || anyhow!("{what} {s:?} is not {} lowercase hex digits", N * 2);
-    if s.len() != N * 2 {
+    // Lowercase only, so that a stored id reads back exactly as it was given.
+    if !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad());
     }
     let mut out = [0u8; N];
-    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        let (Some(hi), Some(lo)) = (nibble(pair[0]), nibble(pair[1])) else {
-            return Err(bad());
-        };
-        *byte = (hi << 4) | lo;
-    }
+    hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
     Ok(out)
 }
 
-/// Lowercase only, so that a stored id reads back exactly as it was given.
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
 fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -842,6 +823,21 @@ mod tests {
 
     fn hash(n: u8) -> String {
         to_hex(&[n; HASH_LEN])
+    }
+
+    #[test]
+    fn ids_are_lowercase_hex_of_their_exact_length_and_read_back_as_given() {
+        let id = "00ff10ab".repeat(4);
+        let bytes = parse_hex::<PACK_LEN>(&id, "pack id").expect("lowercase");
+        assert_eq!(to_hex(&bytes), id);
+        for bad in [
+            id.to_uppercase(),
+            id[1..].to_string(),
+            format!("{}g", &id[1..]),
+        ] {
+            let err = parse_hex::<PACK_LEN>(&bad, "pack id").expect_err("refused");
+            assert!(err.to_string().contains("lowercase hex digits"), "{err}");
+        }
     }
 
     fn pack_id(n: u8) -> String {
