@@ -39,6 +39,18 @@ impl SourceKind {
         }
     }
 
+    /// The directory source's settings, when it is one.
+    pub fn directory(&self) -> Option<&DirectorySource> {
+        match self {
+            SourceKind::Directory(d) => Some(d),
+            SourceKind::Postgres(_)
+            | SourceKind::Mysql(_)
+            | SourceKind::Sqlite(_)
+            | SourceKind::Redis(_)
+            | SourceKind::Command(_) => None,
+        }
+    }
+
     pub fn source_type(&self) -> SourceType {
         match self {
             SourceKind::Directory(_) => SourceType::Directory,

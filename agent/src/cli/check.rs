@@ -8,7 +8,7 @@ use crate::exit::{self, usage};
 use crate::restore::db_check::{self, DbCheckReport};
 use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::Result;
-use coffer_config::{Config, DirectorySource, Job, SourceKind};
+use coffer_config::{Config, DirectorySource, Job};
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::{SourceContext, open_source};
 use tokio::runtime::Handle;
@@ -17,10 +17,7 @@ fn directory<'a>(job: &'a Job, name: &str) -> Option<&'a DirectorySource> {
     job.sources
         .iter()
         .find(|s| s.name == name)
-        .and_then(|s| match &s.kind {
-            SourceKind::Directory(d) => Some(d),
-            _ => None,
-        })
+        .and_then(|s| s.kind.directory())
 }
 
 pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {

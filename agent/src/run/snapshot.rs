@@ -295,14 +295,8 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         crate::progress::TreeTotal::start(
             job.sources
                 .iter()
-                .filter_map(|s| match &s.kind {
-                    coffer_config::SourceKind::Directory(d) => Some(d.path.clone()),
-                    coffer_config::SourceKind::Postgres(_)
-                    | coffer_config::SourceKind::Mysql(_)
-                    | coffer_config::SourceKind::Sqlite(_)
-                    | coffer_config::SourceKind::Redis(_)
-                    | coffer_config::SourceKind::Command(_) => None,
-                })
+                .filter_map(|s| s.kind.directory())
+                .map(|d| d.path.clone())
                 .collect(),
         )
     });
