@@ -191,7 +191,7 @@ impl Mounted {
         let shown = String::from_utf8_lossy(entry.path.as_bytes()).into_owned();
         let mut out = tempfile::tempfile_in(&f.tmp_dir)
             .with_context(|| format!("cannot make a scratch file in {}", f.tmp_dir.display()))?;
-        if entry.size > 0 {
+        let got = if entry.size > 0 {
             let content = entry
                 .content
                 .as_ref()
@@ -206,47 +206,37 @@ impl Mounted {
                 })?
                 .stored_size;
             let mut packs = lock(&self.packs);
-            match &entry.sparse {
-                None => {
-                    packs.read(&content.pack, stored, content.offset, entry.size, &mut out)?;
-                }
+            let got = match &entry.sparse {
+                None => packs.read(&content.pack, stored, content.offset, entry.size, &mut out)?,
                 Some(map) => {
                     anyhow::ensure!(
                         coffer_plugins::is_valid_sparse_map(map, entry.size),
                         "{shown}: the manifest's map of a sparse file does not fit it"
                     );
-                    let mut at = content.offset;
-                    for &(off, len) in map {
-                        out.seek(SeekFrom::Start(off))?;
-                        packs.read(&content.pack, stored, at, len, &mut out)?;
-                        at = at.saturating_add(len);
-                    }
+                    let got = packs.read_sparse(
+                        &content.pack,
+                        stored,
+                        content.offset,
+                        map,
+                        entry.size,
+                        &mut out,
+                        |f, off| f.seek(SeekFrom::Start(off)).map(drop),
+                    )?;
                     out.set_len(entry.size)?;
+                    got
                 }
-            }
+            };
             out.flush()?;
-        }
-        let got = hash_of(&out)?;
+            got
+        } else {
+            blake3::hash(b"")
+        };
         anyhow::ensure!(
             entry.blake3.as_deref() == Some(got.to_hex().as_str()),
             "{shown} in snapshot {}: its content does not match the manifest's BLAKE3",
             marker.id
         );
         Ok(out)
-    }
-}
-
-fn hash_of(file: &File) -> std::io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, at)?;
-        if n == 0 {
-            return Ok(hasher.finalize());
-        }
-        hasher.update(&buf[..n]);
-        at += n as u64;
     }
 }
 

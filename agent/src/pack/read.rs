@@ -198,6 +198,40 @@ impl<'a> PackReader<'a> {
         self.plan.need(pack, offset, size);
     }
 
+    /// A sparse file of `size` bytes whose pieces of data (`map`, already checked
+    /// with `is_valid_sparse_map`) are stored one after the other in pack `pack`
+    /// from uncompressed `start`: each piece is written to `out` after `seek`
+    /// is told its offset in the file (a tar stream takes them in a row, a file
+    /// seeks to it). Returns the hash of the whole file, zeros included.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_sparse<W: Write>(
+        &mut self,
+        pack: &str,
+        stored_size: u64,
+        start: u64,
+        map: &[(u64, u64)],
+        size: u64,
+        out: &mut W,
+        mut seek: impl FnMut(&mut W, u64) -> io::Result<()>,
+    ) -> io::Result<blake3::Hash> {
+        let mut hasher = blake3::Hasher::new();
+        let mut pos = 0u64;
+        let mut at = start;
+        for &(off, len) in map {
+            coffer_plugins::sparse::hash_zeros(&mut hasher, off - pos);
+            seek(out, off)?;
+            let mut hashed = Hashed {
+                out: &mut *out,
+                hasher: &mut hasher,
+            };
+            self.read(pack, stored_size, at, len, &mut hashed)?;
+            at += len;
+            pos = off + len;
+        }
+        coffer_plugins::sparse::hash_zeros(&mut hasher, size - pos);
+        Ok(hasher.finalize())
+    }
+
     /// Writes the `size` bytes at uncompressed `offset` of pack `pack` (stored size
     /// `stored_size`, as recorded by the writer) to `out` and returns their BLAKE3.
     /// Reads at increasing offsets of one pack continue its decoder.
@@ -577,6 +611,23 @@ fn payload_start(stored_size: u64, stream_len: u64) -> u64 {
 fn cipher_end(payload_start: u64, plain_end: u64) -> u64 {
     let chunks = plain_end.div_ceil(AGE_CHUNK);
     payload_start.saturating_add(chunks.saturating_mul(AGE_CHUNK + AGE_TAG))
+}
+
+/// Hashes what goes through.
+struct Hashed<'a, W: Write> {
+    out: W,
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]

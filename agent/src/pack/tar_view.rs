@@ -91,51 +91,6 @@ impl<W: Write> Write for Data<'_, W> {
     }
 }
 
-/// A sparse file's pieces of data, stored one after the other in the pack from
-/// `start`, written as they are; returns the hash of the whole file, zeros
-/// included.
-fn sparse<W: Write>(
-    packs: &mut PackReader<'_>,
-    pack: &crate::format::PackRecord,
-    start: u64,
-    map: &[(u64, u64)],
-    size: u64,
-    tar: &mut TarWriter<W>,
-) -> io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut pos = 0u64;
-    let mut at = start;
-    for &(off, len) in map {
-        coffer_plugins::sparse::hash_zeros(&mut hasher, off - pos);
-        let mut hashed = Hashed {
-            out: Data(&mut *tar),
-            hasher: &mut hasher,
-        };
-        packs.read(&pack.id, pack.stored_size, at, len, &mut hashed)?;
-        at += len;
-        pos = off + len;
-    }
-    coffer_plugins::sparse::hash_zeros(&mut hasher, size - pos);
-    Ok(hasher.finalize())
-}
-
-/// Hashes what goes through.
-struct Hashed<'a, W: Write> {
-    out: W,
-    hasher: &'a mut blake3::Hasher,
-}
-
-impl<W: Write> Write for Hashed<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 fn produce(
     view: &PackedView<'_>,
     source: &SourceManifest,
@@ -215,7 +170,16 @@ fn produce(
                         e.path
                     );
                 }
-                sparse(&mut packs, pack, content.offset, map, e.size, &mut tar)
+                packs.read_sparse(
+                    &pack.id,
+                    pack.stored_size,
+                    content.offset,
+                    map,
+                    e.size,
+                    &mut Data(&mut tar),
+                    // In a tar stream the pieces follow one another.
+                    |_, _| Ok(()),
+                )
             }
         };
         // Typed with the pack's id: the caller checks that pack whole and has the

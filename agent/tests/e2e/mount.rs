@@ -93,6 +93,16 @@ fn mount_shows_every_snapshot_with_contents_owners_and_modes_and_refuses_a_damag
     std::fs::write(data.join("sub/big.bin"), &big).expect("write");
     std::fs::write(data.join("sub/other.bin"), noise(200_000, 4)).expect("write");
     std::fs::write(data.join("empty"), b"").expect("write");
+    // Sparse: data, a 2 MiB hole, data, a hole at the end. Stored as its data only;
+    // the mount writes each piece at its offset.
+    let sparse_piece = noise(8192, 5);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(data.join("sparse")).expect("create");
+        f.write_all_at(&sparse_piece, 0).expect("write");
+        f.write_all_at(&sparse_piece, 2 << 20).expect("write");
+        f.set_len(4 << 20).expect("extend");
+    }
     std::os::unix::fs::symlink("a.txt", data.join("link")).expect("symlink");
     std::fs::hard_link(data.join("sub/big.bin"), data.join("sub/hard")).expect("link");
     world.ok(&["backup", "app"]);
@@ -129,6 +139,10 @@ fn mount_shows_every_snapshot_with_contents_owners_and_modes_and_refuses_a_damag
         big
     );
     assert_eq!(std::fs::read(latest.join("empty")).expect("empty"), b"");
+    assert_eq!(
+        std::fs::read(latest.join("sparse")).expect("sparse"),
+        std::fs::read(data.join("sparse")).expect("sparse, live")
+    );
     assert_eq!(
         std::fs::read_link(latest.join("link")).expect("readlink"),
         Path::new("a.txt")
