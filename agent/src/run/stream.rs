@@ -254,26 +254,24 @@ pub(super) fn stream_sources(
                     let early = first.then(|| firsts.pass());
                     // A failed preparation fails the run at the gate below; the
                     // others still go through theirs, so that no one waits forever.
-                    // Passes are taken before anything that could panic: one dropped
-                    // unused arrives as failed.
-                    let (mine, theirs) = if first {
-                        (firsts_ready.pass(), prepared)
+                    // Each pass is taken before anything that could panic: one
+                    // dropped unused arrives as failed.
+                    let ready = if first {
+                        let mine = firsts_ready.pass();
+                        let ready = src.prepare(false);
+                        mine.arrive(ready.is_ok());
+                        prepared.wait_open();
+                        ready
                     } else {
-                        (prepared.pass(), firsts_ready)
-                    };
-                    if !first {
-                        theirs.wait_open();
-                    }
-                    let ready = src.prepare(taker.is_some());
-                    mine.arrive(ready.is_ok());
-                    if first {
-                        theirs.wait_open();
-                    }
-                    if !first {
+                        let mine = prepared.pass();
+                        firsts_ready.wait_open();
+                        let ready = src.prepare(taker.is_some());
+                        mine.arrive(ready.is_ok());
                         // A failed database fails the run at the gate below; the
                         // directory still freezes, so that its release is the usual one.
                         firsts.wait_open();
-                    }
+                        ready
+                    };
                     let frozen = ready.and_then(|()| src.freeze());
                     if let Some(early) = early {
                         early.arrive(frozen.is_ok());
