@@ -14,6 +14,12 @@ use crate::common::*;
 
 const RUNS: usize = 8;
 
+/// How the writers add an upload's row and delete it, on `App`'s table.
+const UPLOAD_ROWS: (&str, &str) = (
+    "INSERT INTO upload (path, size) VALUES ($1, $2)",
+    "DELETE FROM upload WHERE path = $1",
+);
+
 /// PostgreSQL with an `upload` table, a btrfs subvolume `storage`, and a job
 /// `app` backing both up with `snapshot = "btrfs"` and the check inside the
 /// snapshot.
@@ -51,6 +57,15 @@ impl App {
             pg,
             world,
         }
+    }
+
+    /// Every run released the snapshots it took: only the subvolume is left.
+    fn assert_no_snapshot_left(&self) {
+        assert_eq!(
+            self.fs.subvolumes(),
+            ["storage"],
+            "a snapshot was left behind"
+        );
     }
 
     fn writer_url(&self) -> String {
@@ -128,12 +143,7 @@ impl Run {
 fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file() {
     let app = App::start();
     // The application: each upload written whole, then its row committed.
-    let writer = UploadWriter::start(
-        app.writer_url(),
-        app.storage.clone(),
-        "INSERT INTO upload (path, size) VALUES ($1, $2)",
-        20,
-    );
+    let writer = UploadWriter::start(app.writer_url(), app.storage.clone(), UPLOAD_ROWS.0, 20);
     writer.wait_for(100);
     let mut failures = Vec::new();
     for run in 0..RUNS {
@@ -152,11 +162,7 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
     }
     writer.stop();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(
-        app.fs.subvolumes(),
-        ["storage"],
-        "a snapshot was left behind"
-    );
+    app.assert_no_snapshot_left();
 }
 
 /// The acceptance writer: uploads written, then their rows committed;
@@ -169,15 +175,8 @@ fn with_btrfs_the_database_is_frozen_first_and_no_committed_row_lacks_its_file()
 fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshots() {
     const SNAPSHOTS: usize = 20;
     let app = App::start();
-    let writer = UploadWriter::start_churning(
-        app.writer_url(),
-        app.storage.clone(),
-        (
-            "INSERT INTO upload (path, size) VALUES ($1, $2)",
-            "DELETE FROM upload WHERE path = $1",
-        ),
-        20,
-    );
+    let writer =
+        UploadWriter::start_churning(app.writer_url(), app.storage.clone(), UPLOAD_ROWS, 20);
     // Deleting from the first run on.
     writer.wait_for(KEPT_FOR + 100);
     let mut failures = Vec::new();
@@ -251,11 +250,7 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
     assert!(failures.is_empty(), "{failures:#?}");
     // Else no deletion fell between the instants, and this proved nothing.
     assert!(completed > 0, "no file was completed in {SNAPSHOTS} runs");
-    assert_eq!(
-        app.fs.subvolumes(),
-        ["storage"],
-        "a snapshot was left behind"
-    );
+    app.assert_no_snapshot_left();
 }
 
 /// The other order an application may use: the file removed, then the row's
@@ -269,10 +264,7 @@ fn with_btrfs_a_writer_removing_files_before_rows_is_reported_with_the_order_as_
     let writer = UploadWriter::start_removing_files_first(
         app.writer_url(),
         app.storage.clone(),
-        (
-            "INSERT INTO upload (path, size) VALUES ($1, $2)",
-            "DELETE FROM upload WHERE path = $1",
-        ),
+        UPLOAD_ROWS,
         // Nearly all of the writer's time is spent between a removal and its
         // commit, and long enough that the earlier snapshot lacks the file too.
         std::time::Duration::from_secs(1),
@@ -299,11 +291,7 @@ fn with_btrfs_a_writer_removing_files_before_rows_is_reported_with_the_order_as_
         inconsistent > 0,
         "no run caught a removal before its commit in {SNAPSHOTS} runs"
     );
-    assert_eq!(
-        app.fs.subvolumes(),
-        ["storage"],
-        "a snapshot was left behind"
-    );
+    app.assert_no_snapshot_left();
 }
 
 /// One backup's `--json` report.
