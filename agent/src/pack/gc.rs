@@ -254,20 +254,38 @@ pub(crate) fn unreferenced(
     c
 }
 
-/// Deletes the packs of `job` on `target` that none of `markers` references.
-/// `unread` counts marker folders that could not be read: then nothing is
-/// deleted (one of them might reference any pack).
-#[allow(clippy::too_many_arguments)]
+/// The snapshots that stay on a target, as a collection must see them: the
+/// markers read, and how many marker folders could not be read.
+pub(crate) struct Remaining<'a> {
+    pub(crate) markers: &'a [crate::format::Marker],
+    pub(crate) unread: usize,
+}
+
+/// A job's rules for its garbage: how long an unreferenced pack or staging file
+/// is left alone (a run elsewhere may still be writing it), and the unused share
+/// from which a pack is to be rewritten.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub(crate) grace: std::time::Duration,
+    pub(crate) rewrite_above: f64,
+}
+
+/// Deletes the packs of `job` on `target` that none of the remaining markers
+/// references. When some marker folders could not be read, nothing is deleted
+/// (one of them might reference any pack).
 pub(crate) fn collect(
     rt: &Handle,
     target: &Target,
     job: &str,
-    markers: &[crate::format::Marker],
-    unread: usize,
-    grace: std::time::Duration,
+    remaining: Remaining,
+    rules: Rules,
     dry_run: bool,
-    rewrite_above: f64,
 ) -> Result<Collected> {
+    let Remaining { markers, unread } = remaining;
+    let Rules {
+        grace,
+        rewrite_above,
+    } = rules;
     let listed = list_packs(rt, target, job)?;
     if listed.is_empty() && unread > 0 {
         return Ok(Collected::default());

@@ -180,17 +180,28 @@ fn index_err(e: anyhow::Error) -> io::Error {
     io::Error::other(format!("the index: {e:#}"))
 }
 
+/// Where a run's packs go, the same for each of its packing sources: the
+/// targets, the recipients, the run's stop flag (set when any source fails) and
+/// the job's index.
+pub(crate) struct PackDest<'a> {
+    pub(crate) rt: &'a Handle,
+    pub(crate) targets: &'a [Target],
+    pub(crate) job: &'a coffer_config::Job,
+    pub(crate) recipients: &'a Arc<Recipients>,
+    pub(crate) cancel: &'a Arc<AtomicBool>,
+    pub(crate) index: &'a Arc<Mutex<Index>>,
+}
+
 impl PackWriter {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        rt: &Handle,
-        targets: &[Target],
-        job: &coffer_config::Job,
-        source: &str,
-        recipients: Arc<Recipients>,
-        cancel: Arc<AtomicBool>,
-        index: Arc<Mutex<Index>>,
-    ) -> io::Result<PackWriter> {
+    pub(crate) fn new(dest: &PackDest, source: &str) -> io::Result<PackWriter> {
+        let PackDest {
+            rt,
+            targets,
+            job,
+            recipients,
+            cancel,
+            index,
+        } = *dest;
         let full_run = index
             .lock()
             .map_err(|_| io::Error::other("the index lock is poisoned"))?
@@ -211,10 +222,10 @@ impl PackWriter {
             targets: targets.to_vec(),
             job: job.name.clone(),
             source: source.to_string(),
-            recipients,
-            cancel,
+            recipients: recipients.clone(),
+            cancel: cancel.clone(),
             pack_size: job.pack_size,
-            index,
+            index: index.clone(),
             workers: Workers::start(threads, job.compression.level)?,
             depth: 2 * threads.max(1) as usize,
             current: None,

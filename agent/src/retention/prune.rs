@@ -336,17 +336,16 @@ fn collect_packs(
     dry_run: bool,
     report: &mut PruneReport,
 ) {
-    let grace = job.incomplete_after;
-    let collected = crate::pack::gc::collect(
-        rt,
-        target,
-        &job.name,
-        remaining,
+    use crate::pack::gc::{Remaining, Rules};
+    let rules = Rules {
+        grace: job.incomplete_after,
+        rewrite_above: job.repack_unused,
+    };
+    let remaining = Remaining {
+        markers: remaining,
         unread,
-        grace,
-        dry_run,
-        job.repack_unused,
-    );
+    };
+    let collected = crate::pack::gc::collect(rt, target, &job.name, remaining, rules, dry_run);
     match collected {
         Ok(c) => {
             report.packs_removed = c.deleted;

@@ -1,17 +1,25 @@
-//! The commit side of a run: which targets take part (preflight), the manifest,
-//! the check that every object is in place before the marker is written, and the
+//! The commit side of a run: which targets take part (preflight), what each
+//! lane's uploads gave, the manifest, the marker, the check that every object is
+//! in place before the marker is written, the commit per target, and the
 //! clean-up of a failed run's partial folder.
 
-use crate::format::{MANIFEST, Manifest, ObjectRecord, object_path, snapshot_dir};
+use super::lane::{Lane, Taking, live};
+use super::report::ObjectUpload;
+use super::stream::Streamed;
+use crate::format::{
+    FormatVersion, MANIFEST, MARKER, Manifest, Marker, ObjectRecord, object_path, snapshot_dir,
+};
 use crate::keys::Recipients;
 use crate::pipeline::{Finished, ObjectWriter};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::Job;
 use coffer_plugins::{Explained, Op, Target};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
 /// Removes whatever a failed run left under the snapshot folder (best effort; prune
@@ -119,4 +127,149 @@ pub(super) fn write_manifest(
         return Err(e).context("cannot write the manifest");
     }
     Ok(w.finish()?)
+}
+
+/// The marker's fields that say what the snapshot is rather than what it holds.
+pub(super) fn marker_of(
+    taking: &Taking,
+    host: String,
+    (skew, window): (f64, f64),
+    key: &crate::format::seal::HostKey,
+) -> Marker {
+    Marker {
+        format: if taking.packs.is_some() {
+            FormatVersion::V2
+        } else {
+            FormatVersion::V1
+        },
+        id: taking.id.clone(),
+        job: taking.job.name.clone(),
+        host,
+        coffer_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: taking.started,
+        finished_at: OffsetDateTime::now_utc(),
+        skew_seconds: skew,
+        window_seconds: Some(window),
+        objects: Vec::new(),
+        packs: Vec::new(),
+        packed_size: 0,
+        packed_sources: Vec::new(),
+        warnings: Default::default(),
+        check: None,
+        seal: crate::format::seal::Seal::Signed(key.public),
+    }
+}
+
+/// Per lane streaming, what each source's upload gave: a target commits only if
+/// it holds every source object.
+pub(super) fn record_uploads(streaming: &mut [&mut Lane], streamed: &[Streamed]) {
+    for s in streamed {
+        for (lane, result) in streaming.iter_mut().zip(&s.finished.targets) {
+            match result {
+                Ok(up) => lane.report.uploads.push(ObjectUpload {
+                    key: if s.packed.is_some() {
+                        format!("{}: new packs", s.name)
+                    } else {
+                        s.key.clone()
+                    },
+                    upload: *up,
+                }),
+                Err(e) => lane.fail(e.to_string(), e.retryable),
+            }
+        }
+    }
+}
+
+/// Writes the manifest to every lane still in; a lane whose write failed is out.
+/// Returns the manifest's record for the marker.
+pub(super) fn manifest_to(
+    taking: &Taking,
+    lanes: &mut [Lane],
+    manifest: &Manifest,
+    recipients: &Arc<Recipients>,
+) -> Result<ObjectRecord> {
+    let (mut live_lanes, live_targets) = live(lanes);
+    let fin = write_manifest(
+        taking.rt,
+        &live_targets,
+        taking.job,
+        &taking.id,
+        manifest,
+        recipients,
+    )?;
+    for (lane, result) in live_lanes.iter_mut().zip(&fin.targets) {
+        match result {
+            Ok(up) => lane.report.uploads.push(ObjectUpload {
+                key: MANIFEST.to_string(),
+                upload: *up,
+            }),
+            Err(e) => lane.fail(e.to_string(), e.retryable),
+        }
+    }
+    Ok(ObjectRecord {
+        key: MANIFEST.to_string(),
+        source: None,
+        plaintext_size: fin.plaintext_size,
+        stored_size: fin.stored_size,
+        blake3: fin.blake3,
+        facts: BTreeMap::new(),
+    })
+}
+
+/// The commit, per target: a target gets the signed marker only if it holds every
+/// object the marker lists, with the size written; a lane that does not commit
+/// loses what the run wrote to it. Returns how many targets committed.
+pub(super) fn commit(
+    rt: &Handle,
+    job: &Job,
+    lanes: &mut [Lane],
+    marker: &Marker,
+    marker_bytes: Vec<u8>,
+) -> usize {
+    let marker_path = object_path(&job.name, &marker.id, MARKER);
+    let (mut live_lanes, live_targets) = live(lanes);
+    let checked = objects_in_place(rt, &live_targets, &job.name, &marker.id, &marker.objects);
+    let packs_checked = super::packs::packs_in_place(rt, &live_targets, &job.name, &marker.packs);
+    for ((lane, problem), packs_problem) in live_lanes.iter_mut().zip(checked).zip(packs_checked) {
+        let problem = problem.or(packs_problem);
+        if let Some(why) = problem {
+            // An object gone or cut short (a prune from elsewhere, a full disk):
+            // a new run writes everything afresh.
+            lane.fail(format!("not committed: {why}"), true);
+            continue;
+        }
+        let written = rt.block_on(
+            lane.target
+                .store
+                .put(&marker_path, PutPayload::from(marker_bytes.clone())),
+        );
+        if let Err(e) = written {
+            let x = lane.target.explain(Op::Write, &e);
+            lane.fail(
+                format!("cannot write {marker_path}: {}", x.message),
+                x.retryable,
+            );
+        }
+    }
+    let mut committed = 0;
+    for lane in lanes.iter_mut() {
+        match &lane.out {
+            None => {
+                lane.report.committed = true;
+                committed += 1;
+            }
+            Some(e) => {
+                lane.report.error = Some(e.clone());
+                if lane.written {
+                    remove_partial(
+                        rt,
+                        std::slice::from_ref(&lane.target),
+                        &job.name,
+                        &marker.id,
+                    );
+                }
+            }
+        }
+    }
+    committed
 }

@@ -23,7 +23,9 @@ mod assemble;
 mod check;
 mod check_answer;
 mod commit;
+mod context;
 mod gate;
+mod lane;
 mod notify;
 mod packs;
 mod report;
@@ -101,8 +103,32 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
             run.hook_errors.push(format!("{e:#}"));
         }
     }
-    let mut kept = std::collections::BTreeMap::new();
-    let mut dead = std::collections::BTreeMap::new();
+    let retained = apply_retention(rt, cfg, job, &lock, &mut run);
+    record_status(cfg, job, &run, outcome, retained);
+    // Last: the monitor hears of the run once everything it did is done.
+    notify::finish(rt, job, notified, &run, outcome);
+    Ok(run)
+}
+
+/// What retention left on each target after a run: the snapshots kept, and the
+/// stored bytes of referenced packs no kept snapshot uses.
+#[derive(Default)]
+struct Retained {
+    kept: std::collections::BTreeMap<String, u64>,
+    dead_bytes: std::collections::BTreeMap<String, u64>,
+}
+
+/// Retention on every target after a successful run, under the run's lock, and
+/// the packs to rewrite noted for the next run. The snapshot is committed: a
+/// retention problem is a warning in the run, never a reason to lose its result.
+fn apply_retention(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    lock: &crate::lock::JobLock,
+    run: &mut JobRun,
+) -> Retained {
+    let mut retained = Retained::default();
     let mut rewrite = std::collections::BTreeSet::new();
     // The snapshot is committed: a retention problem is a warning, never a reason
     // to lose the run's result or its recorded status.
@@ -118,10 +144,14 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     };
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     for target in targets {
-        match prune_target(rt, job, &target, Mode::Delete(&lock), &trust) {
+        match prune_target(rt, job, &target, Mode::Delete(lock), &trust) {
             Ok(r) => {
-                kept.insert(target.name.clone(), r.kept.len() as u64);
-                dead.insert(target.name.clone(), r.packs_dead_bytes);
+                retained
+                    .kept
+                    .insert(target.name.clone(), r.kept.len() as u64);
+                retained
+                    .dead_bytes
+                    .insert(target.name.clone(), r.packs_dead_bytes);
                 rewrite.extend(r.packs_to_rewrite.iter().cloned());
                 if !r.forgotten.is_empty() {
                     // Retention doing its job is news, not a warning: a warning on
@@ -165,10 +195,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         Ok(None) => {}
         Err(e) => run.warnings.push(format!("repack: {e:#}")),
     }
-    record_status(cfg, job, &run, outcome, (kept, dead));
-    // Last: the monitor hears of the run once everything it did is done.
-    notify::finish(rt, job, notified, &run, outcome);
-    Ok(run)
+    retained
 }
 
 /// Refuses the run, before any hook or read, when the identity file on this host
@@ -221,16 +248,7 @@ fn failed_before_reading(job: &Job, started: OffsetDateTime, e: anyhow::Error) -
 
 /// Updates the job's persisted status; a status that cannot be written is only a
 /// warning (the backup itself is what matters).
-fn record_status(
-    cfg: &Config,
-    job: &Job,
-    run: &JobRun,
-    outcome: RunStatus,
-    (kept, dead): (
-        std::collections::BTreeMap<String, u64>,
-        std::collections::BTreeMap<String, u64>,
-    ),
-) {
+fn record_status(cfg: &Config, job: &Job, run: &JobRun, outcome: RunStatus, retained: Retained) {
     let result = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
         let now = crate::status::now();
         s.last_run = Some(now);
@@ -261,8 +279,8 @@ fn record_status(
             *s.bytes_stored.entry(t.name.clone()).or_default() += bytes;
             stored += bytes;
         }
-        s.snapshots.extend(kept);
-        s.dead_bytes.extend(dead);
+        s.snapshots.extend(retained.kept);
+        s.dead_bytes.extend(retained.dead_bytes);
         s.record_run(crate::status::RunRecord {
             end: now,
             outcome: outcome.to_string(),

@@ -1,16 +1,21 @@
-//! A format-2 run's dealings with packs outside the walk: the index checked
-//! against what the targets hold before anything is read, the marker's pack list,
-//! the check that a target holds every pack before it gets the marker, and the
-//! index's commit (or rollback) after.
+//! A format-2 run's packs from start to end, owned by one `RunPacks`: the index
+//! checked against what the targets hold before anything is read, a pack writer
+//! per packing source, every pack the run wrote, the marker's pack list, the
+//! check that a target holds every pack before it gets the marker, and at the end
+//! either the index's commit or, for a run that committed nowhere, the index's
+//! rollback and the deletion of every pack the run wrote (no snapshot will
+//! reference them). No other part of the run deletes packs.
 //!
 //! The rule that keeps every snapshot complete: content counts as stored only if
 //! its pack is on every target of this run. A target that missed runs lacks newer
 //! packs, so their files are read and stored again, into new packs that go to
 //! every target; no marker ever lands on a target without all its packs.
 
+use super::lane::{Lane, live};
 use crate::format::PackRecord;
 use crate::pack::gc::{Listed, list_packs};
 use crate::pack::index::Index;
+use crate::pack::write::{PackDest, PackWriter};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::{Config, Job};
 use coffer_plugins::Target;
@@ -18,11 +23,72 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
-/// The job's index for this run, checked against the targets.
-pub(super) struct RunIndex {
+/// The job's index for this run, checked against the targets, and the packs the
+/// run wrote.
+pub(super) struct RunPacks {
     pub(super) index: Arc<Mutex<Index>>,
     /// What the operator should know: a full run and why, packs stored again.
     pub(super) notes: Vec<String>,
+    /// Every pack a writer of this run finished or abandoned, by id.
+    written: Mutex<Vec<String>>,
+}
+
+impl RunPacks {
+    /// A pack writer for one source of the run.
+    pub(super) fn writer(
+        &self,
+        ctx: &super::context::RunContext,
+        source: &str,
+    ) -> std::io::Result<PackWriter> {
+        PackWriter::new(
+            &PackDest {
+                rt: ctx.rt,
+                targets: ctx.targets,
+                job: ctx.job,
+                recipients: ctx.recipients,
+                cancel: &ctx.failed,
+                index: &self.index,
+            },
+            source,
+        )
+    }
+
+    /// Notes packs a writer wrote (sealed and sent, whether or not its source
+    /// finished), so the end of the run can delete them if nothing commits.
+    pub(super) fn wrote(&self, ids: impl IntoIterator<Item = String>) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
+    /// The run failed before any target committed: the index forgets the run and
+    /// every pack it wrote is deleted from `targets` (best effort: what stays is
+    /// garbage prune removes). Returns what the operator should know.
+    pub(super) fn fail(&self, rt: &Handle, targets: &[Target], job: &str) -> Option<String> {
+        let rolled_back = settle(&self.index, None, &[]).err();
+        let written = std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()));
+        crate::pack::gc::delete_packs(rt, targets, job, &written);
+        rolled_back.map(|e| format!("{e:#}"))
+    }
+
+    /// The end of a run that got as far as a commit: the index takes the run's rows
+    /// when `committed` names the snapshot a target took; otherwise as `fail`.
+    pub(super) fn finish(
+        &self,
+        rt: &Handle,
+        targets: &[Target],
+        job: &str,
+        committed: Option<&str>,
+        sources: &[&str],
+    ) -> Option<String> {
+        match committed {
+            Some(id) => settle(&self.index, Some(id), sources)
+                .err()
+                .map(|e| format!("{e:#}")),
+            None => self.fail(rt, targets, job),
+        }
+    }
 }
 
 /// Whether `job` writes format 2 for any of its sources.
@@ -32,6 +98,35 @@ pub(super) fn wanted(job: &Job) -> bool {
             .sources
             .iter()
             .any(|s| matches!(s.kind, coffer_config::SourceKind::Directory(_)))
+}
+
+/// The run's packs: the index, checked against the packs every live target
+/// holds; a target whose packs cannot be listed is out of the run.
+pub(super) fn prepare_packs(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    lanes: &mut [Lane],
+) -> Result<RunPacks> {
+    let (listing, targets) = live(lanes);
+    let listed = super::packs::listings(rt, &targets, &job.name);
+    let mut ok = Vec::new();
+    for (lane, l) in listing.into_iter().zip(&listed) {
+        match l {
+            Ok(l) => ok.push(l),
+            Err(why) => {
+                lane.report.error = Some(why.clone());
+                lane.fail(why.clone(), true);
+            }
+        }
+    }
+    if ok.is_empty() {
+        return Err(anyhow!("no target can be written: cannot list their packs"));
+    }
+    let mut packs = super::packs::prepare(cfg, job, &ok)?;
+    let (_, targets) = live(lanes);
+    super::packs::recheck(rt, &targets, job, &mut packs)?;
+    Ok(packs)
 }
 
 /// Lists the job's packs on each target; `Err(why)` for a target that cannot.
@@ -51,7 +146,7 @@ pub(super) fn prepare(
     cfg: &Config,
     job: &Job,
     listed: &[&BTreeMap<String, Listed>],
-) -> Result<RunIndex> {
+) -> Result<RunPacks> {
     let (mut index, moved) = Index::open(&cfg.agent.state_dir, &job.name)?;
     let mut notes: Vec<String> = moved.into_iter().collect();
     index.begin_run()?;
@@ -85,9 +180,10 @@ pub(super) fn prepare(
             missing.len()
         ));
     }
-    Ok(RunIndex {
+    Ok(RunPacks {
         index: Arc::new(Mutex::new(index)),
         notes,
+        written: Mutex::default(),
     })
 }
 
@@ -101,7 +197,7 @@ pub(super) fn recheck(
     rt: &Handle,
     targets: &[Target],
     job: &Job,
-    run: &mut RunIndex,
+    run: &mut RunPacks,
 ) -> Result<()> {
     use crate::pack::damage::{Stored, check_stored};
     if job.recheck_packs == 0 || targets.is_empty() {
@@ -224,11 +320,7 @@ pub(super) fn packs_in_place(
 
 /// After the commit: the index takes the run's rows when a target took the
 /// snapshot, and drops them otherwise.
-pub(super) fn settle(
-    index: &Mutex<Index>,
-    committed: Option<&str>,
-    sources: &[&str],
-) -> Result<()> {
+fn settle(index: &Mutex<Index>, committed: Option<&str>, sources: &[&str]) -> Result<()> {
     let mut index = index
         .lock()
         .map_err(|_| anyhow!("the index lock is poisoned"))?;

@@ -1,137 +1,28 @@
-//! The snapshot itself: open the sources, freeze and stream them, build the
-//! manifest and the signed marker, and commit per target.
-//!
-//! Each target goes through the run as one `Lane`: it is in until something
-//! fails for it (listing, an upload, the manifest, the in-place check, the
-//! marker), and then out with the first reason, which is what the report shows.
+//! The snapshot itself, in the order it is taken: open the targets (as lanes,
+//! `lane.rs`) and the sources, list the targets and choose the id, prepare the
+//! run's packs, freeze and stream the sources, build the manifest and the signed
+//! marker, and commit per target. Each step is a function below; a step that
+//! fails for the whole run returns through `Taking::failed`, which undoes what
+//! was written.
 
 use super::RunStatus;
 use super::assemble::{Assembled, Shown, assemble};
-use super::commit::{objects_in_place, preflight, remove_partial, write_manifest};
-use super::report::{JobRun, ObjectUpload, TargetRun};
+use super::commit::{commit, manifest_to, marker_of, record_uploads};
+use super::context::RunContext;
+use super::lane::{Lane, Taking, abort_recorded_uploads, list_targets, live, open_lanes};
+use super::packs::prepare_packs;
+use super::report::JobRun;
 use super::stream::{Streamed, stream_sources};
 use crate::format::id::{new_id, new_id_avoiding};
-use crate::format::{
-    CheckCounts, FormatVersion, MANIFEST, MARKER, Marker, ObjectRecord, object_path,
-};
+use crate::format::{CheckCounts, Marker};
 use crate::keys;
 use anyhow::{Result, anyhow};
 use coffer_config::{Config, Job};
-use coffer_plugins::{Access, Op, Source, SourceContext, Target, open_source, open_target};
-use object_store::{ObjectStoreExt, PutPayload};
+use coffer_plugins::{Source, SourceContext, Target, open_source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
-
-/// One target's way through the run.
-struct Lane {
-    target: Target,
-    report: TargetRun,
-    /// Why the target is out of the run; `None` while it is in.
-    out: Option<String>,
-    /// Whether a later run could get past that reason.
-    retryable: bool,
-    /// Objects were sent to it, so a failure must remove what it got.
-    written: bool,
-    /// It is out because its local directory is missing (a setup problem).
-    missing_root: bool,
-}
-
-impl Lane {
-    fn new(target: Target) -> Lane {
-        Lane {
-            report: TargetRun {
-                name: target.name.clone(),
-                description: target.description.clone(),
-                committed: false,
-                error: None,
-                uploads: Vec::new(),
-            },
-            target,
-            out: None,
-            retryable: false,
-            written: false,
-            missing_root: false,
-        }
-    }
-
-    fn is_in(&self) -> bool {
-        self.out.is_none()
-    }
-
-    /// Takes the target out of the run; the first reason is the one reported.
-    fn fail(&mut self, why: String, retryable: bool) {
-        if self.out.is_none() {
-            self.out = Some(why);
-            self.retryable = retryable;
-        }
-    }
-}
-
-/// The lanes still in the run, with their targets (in the same order) for the
-/// pipeline, which reports one result per target it was given.
-fn live(lanes: &mut [Lane]) -> (Vec<&mut Lane>, Vec<Target>) {
-    let live: Vec<&mut Lane> = lanes.iter_mut().filter(|l| l.is_in()).collect();
-    let targets = live.iter().map(|l| l.target.clone()).collect();
-    (live, targets)
-}
-
-/// Times and identity of the snapshot being taken.
-struct Taking<'a> {
-    rt: &'a Handle,
-    job: &'a Job,
-    id: String,
-    started: OffsetDateTime,
-}
-
-impl Taking<'_> {
-    /// A run that failed: nothing of it may remain that could look like a snapshot.
-    fn failed(&self, lanes: Vec<Lane>, shown: Shown, e: anyhow::Error) -> JobRun {
-        let e = if crate::cancel::requested() {
-            e.context("stopped by a signal; uploads aborted")
-        } else {
-            e
-        };
-        let written: Vec<Target> = lanes
-            .iter()
-            .filter(|l| l.written)
-            .map(|l| l.target.clone())
-            .collect();
-        remove_partial(self.rt, &written, &self.job.name, &self.id);
-        let retryable = !crate::cancel::requested() && super::retry::could_help(&e);
-        let mut run = self.report(lanes, shown, (0.0, 0.0), RunStatus::Failed);
-        run.error = Some(format!("{e:#}"));
-        run.retryable = retryable;
-        run
-    }
-
-    fn report(
-        &self,
-        lanes: Vec<Lane>,
-        shown: Shown,
-        (skew_seconds, window_seconds): (f64, f64),
-        status: RunStatus,
-    ) -> JobRun {
-        JobRun {
-            job: self.job.name.clone(),
-            snapshot: self.id.clone(),
-            status,
-            error: None,
-            duration_seconds: (OffsetDateTime::now_utc() - self.started).as_seconds_f64(),
-            skew_seconds,
-            window_seconds,
-            sources: shown.sources,
-            missing_root: lanes.iter().any(|l| l.missing_root),
-            targets: lanes.into_iter().map(|l| l.report).collect(),
-            warnings: shown.warnings,
-            notes: Vec::new(),
-            hook_errors: Vec::new(),
-            retryable: false,
-            check: None,
-        }
-    }
-}
 
 pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
@@ -142,29 +33,11 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         job,
         id: new_id(started),
         started,
+        packs: None,
     };
     let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
-    // A target that cannot be opened (a local directory that is missing: a disk
-    // not mounted) is out of the run from the start, like one that cannot be
-    // listed below: the job's other targets still get the snapshot.
-    let mut lanes = Vec::new();
-    for name in &job.targets {
-        let t = cfg
-            .targets
-            .get(name)
-            .ok_or_else(|| crate::exit::usage(format!("target {name} is not defined")))?;
-        match open_target(t, Access::Write) {
-            Ok(target) => lanes.push(Lane::new(target.with_upload_journal(&cfg.agent.state_dir))),
-            Err(e) => {
-                let mut lane = Lane::new(Target::unopened(t));
-                lane.report.error = Some(e.to_string());
-                lane.missing_root = e.is_missing_root();
-                lane.fail(e.to_string(), e.retryable());
-                lanes.push(lane);
-            }
-        }
-    }
+    let mut lanes = open_lanes(cfg, job)?;
     let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
     // What a run killed outright (SIGKILL) still holds is released first: under
     // the job lock, so no run of this job can be using it.
@@ -182,17 +55,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
 
     // Fail fast: a target that cannot even be listed (wrong credentials, no bucket,
     // server down) gets no uploads, and when no target is left no source is read.
-    let (mut listing, all) = live(&mut lanes);
-    let mut taken = std::collections::HashSet::new();
-    for (lane, listed) in listing.iter_mut().zip(preflight(rt, &all, &job.name)) {
-        match listed {
-            Ok(folders) => taken.extend(folders),
-            Err(why) => {
-                lane.report.error = Some(why.message.clone());
-                lane.fail(why.message, why.retryable);
-            }
-        }
-    }
+    let taken = list_targets(rt, job, &mut lanes);
     if !lanes.iter().any(Lane::is_in) {
         let why: Vec<String> = lanes.iter().filter_map(|l| l.out.clone()).collect();
         let retryable = lanes.iter().all(|l| l.retryable);
@@ -201,26 +64,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         run.retryable = retryable && !crate::cancel::requested();
         return Ok(run);
     }
-    // The S3 uploads a killed run of this job left unfinished (parts the provider
-    // keeps and bills, seen by no listing) are aborted, now that the targets
-    // answer: under the job lock, so none of them is still being written here.
-    let mut upload_notes = Vec::new();
-    for t in live(&mut lanes).1 {
-        let aborted = rt.block_on(t.abort_recorded_uploads(&job.name));
-        if !aborted.keys.is_empty() {
-            upload_notes.push(format!(
-                "target {}: aborted {} unfinished upload(s) a killed run left",
-                t.name,
-                aborted.keys.len()
-            ));
-        }
-        leftovers.extend(
-            aborted
-                .failed
-                .iter()
-                .map(|f| format!("target {}: {f}", t.name)),
-        );
-    }
+    let upload_notes = abort_recorded_uploads(rt, job, &mut lanes, &mut leftovers);
     if taken.contains(&taking.id) {
         match new_id_avoiding(started, &taken) {
             Some(free) => {
@@ -242,40 +86,16 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             }
         }
     }
-    let taking = taking;
-    let id = taking.id.as_str();
     // Format 2: the index, checked against the packs every live target holds; a
     // target whose packs cannot be listed is out of the run.
-    let run_index = if super::packs::wanted(job) {
-        let (listing, targets) = live(&mut lanes);
-        let listed = super::packs::listings(rt, &targets, &job.name);
-        let mut ok = Vec::new();
-        for (lane, l) in listing.into_iter().zip(&listed) {
-            match l {
-                Ok(l) => ok.push(l),
-                Err(why) => {
-                    lane.report.error = Some(why.clone());
-                    lane.fail(why.clone(), true);
-                }
-            }
-        }
-        if ok.is_empty() {
-            let e = anyhow!("no target can be written: cannot list their packs");
-            return Ok(taking.failed(lanes, Shown::default(), e));
-        }
-        let prepared = super::packs::prepare(cfg, job, &ok).and_then(|mut r| {
-            let (_, targets) = live(&mut lanes);
-            super::packs::recheck(rt, &targets, job, &mut r)?;
-            Ok(r)
-        });
-        match prepared {
-            Ok(r) => Some(r),
+    if super::packs::wanted(job) {
+        match prepare_packs(rt, cfg, job, &mut lanes) {
+            Ok(packs) => taking.packs = Some(packs),
             Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
         }
-    } else {
-        None
-    };
-    let index = run_index.as_ref().map(|r| &r.index);
+    }
+    let taking = taking;
+    let id = taking.id.as_str();
     let (mut streaming, targets) = live(&mut lanes);
     for lane in &mut streaming {
         lane.written = true;
@@ -300,70 +120,38 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
                 .collect(),
         )
     });
-    let streamed = match stream_sources(
+    let run = RunContext {
         rt,
         job,
         id,
-        sources,
-        &targets,
-        &recipients,
-        (index, estimate),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(index) = index {
-                let _ = super::packs::settle(index, None, &[]);
-            }
-            return Ok(taking.failed(lanes, Shown::default(), e));
-        }
+        targets: &targets,
+        recipients: &recipients,
+        packs: taking.packs.as_ref(),
+        failed: Default::default(),
+        progress: Default::default(),
     };
-    // Everything a failed run wrote to packs is garbage at once.
-    let new_packs: Vec<String> = streamed
-        .iter()
-        .filter_map(|s| s.packed.as_ref())
-        .flat_map(|p| p.written.iter().map(|w| w.info.id.clone()))
-        .collect();
+    let streamed = match stream_sources(&run, sources, estimate) {
+        Ok(s) => s,
+        Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
+    };
     // Every pack the snapshot references, with the bytes its files take in it.
-    let mut used: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut used: BTreeMap<String, u64> = BTreeMap::new();
     for p in streamed.iter().filter_map(|s| s.packed.as_ref()) {
         for (id, n) in &p.used {
             *used.entry(id.clone()).or_default() += n;
         }
     }
-    let packed_size: u64 = streamed
-        .iter()
-        .filter(|s| s.packed.is_some())
-        .map(|s| s.outcome.entries.bytes())
-        .sum();
     let packed_sources: Vec<String> = streamed
         .iter()
         .filter(|s| s.packed.is_some())
         .map(|s| s.name.clone())
         .collect();
-    let give_up = |lanes: Vec<Lane>, shown: Shown, e: anyhow::Error| {
-        if let Some(index) = index {
-            let _ = super::packs::settle(index, None, &[]);
-            let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
-            crate::pack::gc::delete_packs(rt, &all, &job.name, &new_packs);
-        }
-        taking.failed(lanes, shown, e)
-    };
-    // A target commits only if it holds every source object.
-    for s in &streamed {
-        for (lane, result) in streaming.iter_mut().zip(&s.finished.targets) {
-            match result {
-                Ok(up) => lane.report.uploads.push(ObjectUpload {
-                    key: if s.packed.is_some() {
-                        format!("{}: new packs", s.name)
-                    } else {
-                        s.key.clone()
-                    },
-                    upload: *up,
-                }),
-                Err(e) => lane.fail(e.to_string(), e.retryable),
-            }
-        }
-    }
+    let packed_size: u64 = streamed
+        .iter()
+        .filter(|s| s.packed.is_some())
+        .map(|s| s.outcome.entries.bytes())
+        .sum();
+    record_uploads(&mut streaming, &streamed);
     let checked = super::check::compare_captured(job, &streamed);
     let skew = skew_of(&streamed);
     let window = window_of(&streamed);
@@ -387,47 +175,20 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         None => None,
     };
 
-    let (mut live_lanes, live_targets) = live(&mut lanes);
-    let manifest_fin = match write_manifest(rt, &live_targets, job, id, &manifest, &recipients) {
-        Ok(f) => f,
-        Err(e) => return Ok(give_up(lanes, shown, e)),
-    };
-    for (lane, result) in live_lanes.iter_mut().zip(&manifest_fin.targets) {
-        match result {
-            Ok(up) => lane.report.uploads.push(ObjectUpload {
-                key: MANIFEST.to_string(),
-                upload: *up,
-            }),
-            Err(e) => lane.fail(e.to_string(), e.retryable),
-        }
+    match manifest_to(&taking, &mut lanes, &manifest, &recipients) {
+        Ok(record) => objects.push(record),
+        Err(e) => return Ok(taking.failed(lanes, shown, e)),
     }
-    objects.push(ObjectRecord {
-        key: MANIFEST.to_string(),
-        source: None,
-        plaintext_size: manifest_fin.plaintext_size,
-        stored_size: manifest_fin.stored_size,
-        blake3: manifest_fin.blake3.clone(),
-        facts: BTreeMap::new(),
-    });
-    let packs = match index.map(|i| super::packs::records(i, &used)) {
+    let packs = match taking
+        .packs
+        .as_ref()
+        .map(|p| super::packs::records(&p.index, &used))
+    {
         None => Vec::new(),
         Some(Ok(p)) => p,
-        Some(Err(e)) => return Ok(give_up(lanes, shown, e)),
+        Some(Err(e)) => return Ok(taking.failed(lanes, shown, e)),
     };
     let marker = Marker {
-        format: if index.is_some() {
-            FormatVersion::V2
-        } else {
-            FormatVersion::V1
-        },
-        id: id.to_string(),
-        job: job.name.clone(),
-        host: manifest.host,
-        coffer_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started,
-        finished_at: OffsetDateTime::now_utc(),
-        skew_seconds: skew,
-        window_seconds: Some(window),
         objects,
         packs,
         packed_size,
@@ -437,63 +198,23 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             consistent: report.consistent(),
             counts: CheckCounts::of(report),
         }),
-        seal: crate::format::seal::Seal::Signed(signing_key.public),
+        ..marker_of(&taking, manifest.host, (skew, window), &signing_key)
     };
     if crate::cancel::requested() {
-        return Ok(give_up(lanes, shown, anyhow!("no snapshot committed")));
+        return Ok(taking.failed(lanes, shown, anyhow!("no snapshot committed")));
     }
-
-    // The commit, per target: a target gets the signed marker only if it holds
-    // every object the marker lists, with the size written.
     let marker_bytes = crate::format::seal::seal(&marker, &signing_key)?;
-    let marker_path = object_path(&job.name, id, MARKER);
-    let (mut live_lanes, live_targets) = live(&mut lanes);
-    let checked = objects_in_place(rt, &live_targets, &job.name, id, &marker.objects);
-    let packs_checked = super::packs::packs_in_place(rt, &live_targets, &job.name, &marker.packs);
-    for ((lane, problem), packs_problem) in live_lanes.iter_mut().zip(checked).zip(packs_checked) {
-        let problem = problem.or(packs_problem);
-        if let Some(why) = problem {
-            // An object gone or cut short (a prune from elsewhere, a full disk):
-            // a new run writes everything afresh.
-            lane.fail(format!("not committed: {why}"), true);
-            continue;
-        }
-        let written = rt.block_on(
-            lane.target
-                .store
-                .put(&marker_path, PutPayload::from(marker_bytes.clone())),
-        );
-        if let Err(e) = written {
-            let x = lane.target.explain(Op::Write, &e);
-            lane.fail(
-                format!("cannot write {marker_path}: {}", x.message),
-                x.retryable,
-            );
-        }
-    }
-    let mut committed = 0;
-    for lane in &mut lanes {
-        match &lane.out {
-            None => {
-                lane.report.committed = true;
-                committed += 1;
-            }
-            Some(e) => {
-                lane.report.error = Some(e.clone());
-                if lane.written {
-                    remove_partial(rt, std::slice::from_ref(&lane.target), &job.name, id);
-                }
-            }
-        }
-    }
-    if let Some(index) = index {
+    let committed = commit(rt, job, &mut lanes, &marker, marker_bytes);
+    if let Some(packs) = &taking.packs {
         let names: Vec<&str> = packed_sources.iter().map(String::as_str).collect();
-        if let Err(e) = super::packs::settle(index, (committed > 0).then_some(id), &names) {
-            shown.warnings.push(format!("{e:#}"));
-        }
-        if committed == 0 {
-            let all: Vec<Target> = lanes.iter().map(|l| l.target.clone()).collect();
-            crate::pack::gc::delete_packs(rt, &all, &job.name, &new_packs);
+        let written: Vec<Target> = lanes
+            .iter()
+            .filter(|l| l.written)
+            .map(|l| l.target.clone())
+            .collect();
+        let id = (committed > 0).then_some(id);
+        if let Some(why) = packs.finish(rt, &written, &job.name, id, &names) {
+            shown.warnings.push(why);
         }
     }
     let status = if committed == lanes.len() {
@@ -510,8 +231,8 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
     run.retryable = retryable;
     run.check = check;
     run.notes.extend(upload_notes);
-    if let Some(r) = &run_index {
-        run.notes.extend(r.notes.iter().cloned());
+    if let Some(p) = &taking.packs {
+        run.notes.extend(p.notes.iter().cloned());
     }
     if committed == 0 {
         let why: Vec<String> = run

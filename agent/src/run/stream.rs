@@ -4,20 +4,17 @@
 //! told from its echoes by type.
 
 use super::check_answer::CheckAnswer;
+use super::context::RunContext;
 use super::gate::Gate;
+use super::packs::RunPacks;
 use super::retry::AllTargetsFailed;
 use crate::format::{object_path, source_key};
-use crate::keys::Recipients;
-use crate::pack::index::Index;
-use crate::pack::write::{PackWriter, Packed};
+use crate::pack::write::Packed;
 use crate::pipeline::{Finished, ObjectWriter};
 use anyhow::{Context, Result, anyhow};
-use coffer_config::Job;
-use coffer_plugins::{Progress, Source, SourceOutcome, Target};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use coffer_plugins::{Source, SourceOutcome, Target};
+use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
-use tokio::runtime::Handle;
 
 /// One source's result inside the run.
 pub(super) struct Streamed {
@@ -86,64 +83,40 @@ fn window_of(
     (end - instant).as_seconds_f64().max(0.0)
 }
 
-/// A frozen source streamed in format 2: its new contents into packs.
-#[allow(clippy::too_many_arguments)]
+/// A frozen source streamed in format 2: its new contents into packs. The packs
+/// it wrote, finished or not, go to the run's packs, which delete them if the run
+/// commits nowhere.
 fn stream_packed(
-    rt: &Handle,
-    job: &Job,
+    ctx: &RunContext,
+    packs: &RunPacks,
     mut src: Box<dyn Source>,
-    targets: &[Target],
-    recipients: &Arc<Recipients>,
-    index: &Arc<Mutex<Index>>,
-    (failed, progress): (&Arc<AtomicBool>, &Progress),
     frozen_at: OffsetDateTime,
 ) -> Result<Streamed> {
     let name = src.name().to_string();
-    let mut packs = PackWriter::new(
-        rt,
-        targets,
-        job,
-        &name,
-        recipients.clone(),
-        failed.clone(),
-        index.clone(),
-    )
-    .with_context(|| format!("source {name}: cannot start the pack writer"))?;
-    let read = src.stream_packed(&mut packs, progress);
+    let mut writer = packs
+        .writer(ctx, &name)
+        .with_context(|| format!("source {name}: cannot start the pack writer"))?;
+    let read = src.stream_packed(&mut writer, &ctx.progress);
     let read_end = OffsetDateTime::now_utc();
     let done = read
         .map_err(anyhow::Error::from)
-        .and_then(|outcome| match packs.finish() {
+        .and_then(|outcome| match writer.finish() {
             Ok(packed) => Ok((outcome, packed)),
             Err(e) => Err(anyhow!("source {name}: cannot write its packs: {e}")),
         });
     let (outcome, packed) = match done {
         Ok(done) => done,
         Err(e) => {
-            let another_failed = failed.swap(true, Ordering::SeqCst);
-            // Packs no snapshot will reference are garbage at once.
-            let (ids, own) = packs.abandon();
-            crate::pack::gc::delete_packs(rt, targets, &job.name, &ids);
-            if !own.is_empty() && own.len() == targets.len() {
-                return Err(AllTargetsFailed {
-                    source_name: name,
-                    failures: own,
-                }
-                .into());
-            }
-            if another_failed {
-                return Err(Stopped {
-                    source_name: name,
-                    cause: e.to_string(),
-                }
-                .into());
-            }
-            return Err(e);
+            let another_failed = ctx.failed.swap(true, Ordering::SeqCst);
+            let (ids, own) = writer.abandon();
+            packs.wrote(ids);
+            return Err(root_cause(name, e, own, ctx.targets.len(), another_failed));
         }
     };
+    packs.wrote(packed.written.iter().map(|w| w.info.id.clone()));
     let instant = outcome.instant.unwrap_or(frozen_at);
     let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
-    let finished = packs_finished(targets, &packed);
+    let finished = packs_finished(ctx.targets, &packed);
     Ok(Streamed {
         name,
         kind: src.kind(),
@@ -156,6 +129,94 @@ fn stream_packed(
         finished,
         packed: Some(packed),
     })
+}
+
+/// A frozen source streamed as one object (format 1, or a database dump).
+fn stream_object(
+    ctx: &RunContext,
+    mut src: Box<dyn Source>,
+    frozen_at: OffsetDateTime,
+) -> Result<Streamed> {
+    let name = src.name().to_string();
+    let key = source_key(&name, src.extension());
+    let path = object_path(&ctx.job.name, ctx.id, &key);
+    let mut writer = ObjectWriter::start(
+        ctx.rt,
+        ctx.targets,
+        &path,
+        ctx.recipients.clone(),
+        ctx.job.compression,
+        ctx.failed.clone(),
+    )
+    .with_context(|| format!("source {name}: cannot start the pipeline"))?;
+    let read = src.stream(&mut writer, &ctx.progress);
+    let read_end = OffsetDateTime::now_utc();
+    let outcome = match read {
+        Ok(o) => o,
+        Err(e) => {
+            let another_failed = ctx.failed.swap(true, Ordering::SeqCst);
+            let own = writer.abandon();
+            return Err(root_cause(
+                name,
+                e.into(),
+                own,
+                ctx.targets.len(),
+                another_failed,
+            ));
+        }
+    };
+    let finished = writer.finish().map_err(|e| {
+        if ctx.failed.swap(true, Ordering::SeqCst) {
+            Stopped {
+                source_name: name.clone(),
+                cause: e.to_string(),
+            }
+            .into()
+        } else {
+            anyhow!("source {name}: {e}")
+        }
+    })?;
+    let instant = outcome.instant.unwrap_or(frozen_at);
+    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
+    Ok(Streamed {
+        name,
+        kind: src.kind(),
+        key,
+        origin: src.origin(),
+        instant,
+        window_seconds,
+        frozen: src.frozen_at_instant(),
+        outcome,
+        finished,
+        packed: None,
+    })
+}
+
+/// The error a source that stopped reading reports: when every target failed,
+/// they are the cause, not the source's "cannot write"; when another source had
+/// failed first, an echo of it.
+fn root_cause(
+    name: String,
+    e: anyhow::Error,
+    own: Vec<crate::pipeline::write::UploadError>,
+    targets: usize,
+    another_failed: bool,
+) -> anyhow::Error {
+    if !own.is_empty() && own.len() == targets {
+        return AllTargetsFailed {
+            source_name: name,
+            failures: own,
+        }
+        .into();
+    }
+    if another_failed {
+        return Stopped {
+            source_name: name,
+            cause: e.to_string(),
+        }
+        .into();
+    }
+    e
 }
 
 /// A packed source's new packs as one result per target: a target holds the
@@ -190,14 +251,11 @@ fn packs_finished(targets: &[Target], packed: &Packed) -> Finished {
 
 /// Freeze all sources behind a barrier, then stream them in parallel.
 pub(super) fn stream_sources(
-    rt: &Handle,
-    job: &Job,
-    id: &str,
+    ctx: &RunContext,
     sources: Vec<Box<dyn Source>>,
-    targets: &[Target],
-    recipients: &Arc<Recipients>,
-    (index, estimate): (Option<&Arc<Mutex<Index>>>, Option<crate::progress::Total>),
+    estimate: Option<crate::progress::Total>,
 ) -> Result<Vec<Streamed>> {
+    let job = ctx.job;
     let gate = Gate::new(sources.len());
     // The order of the instants: applications write an upload before they commit
     // the row that names it, so a database frozen before the files can reference
@@ -220,10 +278,9 @@ pub(super) fn stream_sources(
         has(&c.source) && has(&c.files)
     });
     let answer = CheckAnswer::default();
-    let failed = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(Progress::default());
+    let failed = &ctx.failed;
     let _bar = crate::progress::wanted(false).then(|| {
-        let p = progress.clone();
+        let p = ctx.progress.clone();
         crate::progress::Follow::start("backup", &job.name, estimate, move || {
             (
                 p.bytes.load(Ordering::Relaxed),
@@ -246,8 +303,6 @@ pub(super) fn stream_sources(
                 let taker = check_pair
                     .filter(|c| c.files == src.name())
                     .map(|_| &answer);
-                let failed = failed.clone();
-                let progress = &*progress;
                 let name = src.name().to_string();
                 let handle = scope.spawn(move || -> Result<Streamed> {
                     let pass = gate.pass();
@@ -295,80 +350,10 @@ pub(super) fn stream_sources(
                     if let Some(list) = taker.and_then(CheckAnswer::wait) {
                         src.complete_from_check(&list);
                     }
-                    if let Some(index) = index.filter(|_| src.packs()) {
-                        return stream_packed(
-                            rt,
-                            job,
-                            src,
-                            targets,
-                            recipients,
-                            index,
-                            (&failed, progress),
-                            frozen_at,
-                        );
+                    match ctx.packs.filter(|_| src.packs()) {
+                        Some(packs) => stream_packed(ctx, packs, src, frozen_at),
+                        None => stream_object(ctx, src, frozen_at),
                     }
-                    let key = source_key(src.name(), src.extension());
-                    let path = object_path(&job.name, id, &key);
-                    let mut writer = ObjectWriter::start(
-                        rt,
-                        targets,
-                        &path,
-                        recipients.clone(),
-                        job.compression,
-                        failed.clone(),
-                    )
-                    .with_context(|| format!("source {}: cannot start the pipeline", src.name()))?;
-                    let read = src.stream(&mut writer, progress);
-                    let read_end = OffsetDateTime::now_utc();
-                    let outcome = match read {
-                        Ok(o) => o,
-                        Err(e) => {
-                            let another_failed = failed.swap(true, Ordering::SeqCst);
-                            // When every target failed, they are the cause, not the
-                            // source's "cannot write".
-                            let own = writer.abandon();
-                            if !own.is_empty() && own.len() == targets.len() {
-                                return Err(AllTargetsFailed {
-                                    source_name: src.name().to_string(),
-                                    failures: own,
-                                }
-                                .into());
-                            }
-                            if another_failed {
-                                return Err(Stopped {
-                                    source_name: src.name().to_string(),
-                                    cause: e.to_string(),
-                                }
-                                .into());
-                            }
-                            return Err(e.into());
-                        }
-                    };
-                    let finished = writer.finish().map_err(|e| {
-                        if failed.swap(true, Ordering::SeqCst) {
-                            Stopped {
-                                source_name: src.name().to_string(),
-                                cause: e.to_string(),
-                            }
-                            .into()
-                        } else {
-                            anyhow!("source {}: {e}", src.name())
-                        }
-                    })?;
-                    let instant = outcome.instant.unwrap_or(frozen_at);
-                    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
-                    Ok(Streamed {
-                        name: src.name().to_string(),
-                        kind: src.kind(),
-                        key,
-                        origin: src.origin(),
-                        instant,
-                        window_seconds,
-                        frozen: src.frozen_at_instant(),
-                        outcome,
-                        finished,
-                        packed: None,
-                    })
                 });
                 (name, handle)
             })
@@ -400,13 +385,7 @@ pub(super) fn stream_sources(
         .position(|e| !e.is::<NotRead>() && !e.is::<Stopped>())
         .or(if errors.is_empty() { None } else { Some(0) })
     {
-        // The packs the sources that did finish wrote: no snapshot will have them.
-        let written: Vec<String> = ok
-            .iter()
-            .filter_map(|s| s.packed.as_ref())
-            .flat_map(|p| p.written.iter().map(|w| w.info.id.clone()))
-            .collect();
-        crate::pack::gc::delete_packs(rt, targets, &job.name, &written);
+        // The packs the sources wrote are the run's packs' to delete.
         return Err(errors.swap_remove(first));
     }
     Ok(ok)
