@@ -10,6 +10,7 @@
 
 // Domain
 pub(crate) mod cancel;
+pub(crate) mod copy;
 pub mod format;
 pub(crate) mod hooks;
 pub(crate) mod host;

@@ -60,7 +60,7 @@ pub fn snapshots(rt: &Handle, target: &Target, job: &str) -> Result<Vec<Marker>>
 }
 
 /// A marker's bytes, `None` when there is none; never more than a marker can be.
-async fn read_marker_bytes(target: &Target, path: &ObjPath) -> Result<Option<Vec<u8>>> {
+pub(crate) async fn read_marker_bytes(target: &Target, path: &ObjPath) -> Result<Option<Vec<u8>>> {
     let got = match target.store.get(path).await {
         Ok(g) => g,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),

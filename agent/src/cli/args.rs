@@ -114,6 +114,17 @@ pub enum Command {
     /// with --dry-run, which changes nothing.
     #[command(after_help = REPAIR_EXIT)]
     Repair(RepairArgs),
+    /// Copy snapshots from one target to another as stored (no identity needed).
+    ///
+    /// Copies each snapshot's packs and objects, as ciphertext, checking each
+    /// against the size and BLAKE3 its signed marker binds while it streams, and
+    /// writes the marker last, once the destination lists everything at its size.
+    /// Only snapshots signed by a trusted key are copied. What the destination
+    /// holds already at the right size is not sent again: run it again after an
+    /// interruption to resume; a second run copies nothing. Takes the job lock,
+    /// except with --dry-run.
+    #[command(after_help = COPY_EXIT)]
+    Copy(super::copy::CopyArgs),
     /// Create a new age identity (mode 0600) and print its public recipient.
     Keygen(KeygenArgs),
     /// Configuration commands.
@@ -479,6 +490,11 @@ pub struct PruneArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+const COPY_EXIT: &str = "Exit codes: 0 every snapshot asked for is on the destination; 1 a \
+snapshot was not copied (the destination refused, a read stopped: run it again to resume); 2 \
+bad usage; 3 the source holds damage (coffer repair copies good copies back from another \
+target).";
 
 const REPAIR_EXIT: &str = "Exit codes: 0 nothing damaged, or everything repaired; \
 1 something could not be read or written (an unreachable target, a failed copy, the \

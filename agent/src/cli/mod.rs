@@ -6,6 +6,7 @@ mod check;
 mod completions;
 mod config_check;
 mod config_warnings;
+mod copy;
 mod diff;
 mod dry_run;
 mod entries;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli, rt: &Handle) -> Result<u8> {
         Command::Check(a) => check::run(rt, &load(&cli)?, a),
         Command::Prune(a) => prune::run(rt, &load(&cli)?, a),
         Command::Repair(a) => repair::run(rt, &load(&cli)?, a),
+        Command::Copy(a) => copy::run(rt, &load(&cli)?, a),
         Command::Ls(a) => ls::run(rt, &load(&cli)?, a),
         Command::Find(a) => find::run(rt, &load(&cli)?, a),
         Command::Diff(a) => diff::run(rt, &load(&cli)?, a),

@@ -57,22 +57,39 @@ pub(super) fn copy_verified(
             ))
         })?;
     }
-    write_object(rt, to, path, staged)
+    write_object(rt, to, path, staged).map_err(|e| match e {
+        WriteFailed::Read(e) => {
+            CopyError::Write(format!("cannot read the staged copy of {path} back: {e}"))
+        }
+        WriteFailed::Upload(why) => CopyError::Write(why),
+    })
 }
 
-fn parent(path: &ObjPath) -> Option<ObjPath> {
+/// Why `write_object` wrote nothing under the real name.
+#[derive(Debug)]
+pub(crate) enum WriteFailed {
+    /// Reading the body failed (for a body checked as it is read: a mismatch).
+    Read(std::io::Error),
+    /// The target refused or the upload stopped; the message names the target.
+    Upload(String),
+}
+
+pub(crate) fn parent(path: &ObjPath) -> Option<ObjPath> {
     let parts: Vec<_> = path.parts().collect();
     (parts.len() > 1).then(|| ObjPath::from_iter(parts[..parts.len() - 1].iter().cloned()))
 }
 
 /// Streams `body` to `path` on `target` with the backup's uploader: 1 MiB reads,
-/// a short queue, so memory stays at the target's parts in flight.
-fn write_object(
+/// a short queue, so memory stays at the target's parts in flight. The upload is
+/// completed only once `body` reached its end without error: a body that fails
+/// (a copy whose hash does not match, found at its end) leaves nothing under
+/// the real name.
+pub(crate) fn write_object(
     rt: &Handle,
     target: &Target,
     path: &ObjPath,
     mut body: impl Read,
-) -> Result<(), CopyError> {
+) -> Result<(), WriteFailed> {
     let (tx, rx) = mpsc::channel(4);
     let task = rt.spawn(upload(target.clone(), path.clone(), rx));
     let mut buf = vec![0u8; 1 << 20];
@@ -100,14 +117,12 @@ fn write_object(
     drop(tx);
     let uploaded = rt.block_on(task);
     if let Some(e) = read_failed {
-        return Err(CopyError::Write(format!(
-            "cannot read the staged copy of {path} back: {e}"
-        )));
+        return Err(WriteFailed::Read(e));
     }
     match uploaded {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(CopyError::Write(e.message)),
-        Err(e) => Err(CopyError::Write(format!(
+        Ok(Err(e)) => Err(WriteFailed::Upload(e.message)),
+        Err(e) => Err(WriteFailed::Upload(format!(
             "target {}: the upload of {path} stopped: {e}",
             target.name
         ))),

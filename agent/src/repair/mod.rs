@@ -11,7 +11,7 @@
 //! Everything is done under the job lock, except a dry run, which changes
 //! nothing (no target write, no index change) and so takes none, as prune's.
 
-mod copy;
+pub(crate) mod copy;
 mod lost;
 mod rebuild;
 

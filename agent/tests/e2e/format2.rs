@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// `backup --json` of job `app`, asserting the exit code; the job's run.
-fn backup_json(world: &World, code: i32) -> Value {
+pub(crate) fn backup_json(world: &World, code: i32) -> Value {
     // Ids have one-second resolution: the next snapshot must sort after this one.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = world.expect(&["backup", "app", "--json"], code);
@@ -47,7 +47,7 @@ fn marker(root: &Path, id: &str) -> Value {
     v["marker"].clone()
 }
 
-fn marker_packs(root: &Path, id: &str) -> Vec<String> {
+pub(crate) fn marker_packs(root: &Path, id: &str) -> Vec<String> {
     marker(root, id)["packs"]
         .as_array()
         .map(|a| {
@@ -70,7 +70,7 @@ fn stored_packs(root: &Path) -> BTreeSet<String> {
 }
 
 /// Path -> content of every regular file under `root`.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(root)
         .into_iter()
         .map(|e| e.expect("walk"))

@@ -21,6 +21,7 @@ mod bounds;
 mod browse;
 mod changing;
 mod config_cli;
+mod copy;
 mod crash;
 mod damaged_pack;
 mod databases;
