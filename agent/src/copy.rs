@@ -165,7 +165,7 @@ pub fn copy(rt: &Handle, cfg: &Config, job: &Job, req: &Request) -> Result<Copie
 
 /// Why a snapshot was not copied.
 #[derive(Debug, thiserror::Error)]
-enum Failed {
+pub(crate) enum Failed {
     /// The source's copy of something it needs does not match the marker.
     #[error("{0}")]
     Damaged(String),
@@ -277,7 +277,7 @@ fn one_snapshot(
 }
 
 /// One object or pack, streamed from `from` to `to` and checked on the way.
-fn copy_object(
+pub(crate) fn copy_object(
     rt: &Handle,
     from: &Target,
     to: &Target,

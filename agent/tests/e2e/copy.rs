@@ -195,3 +195,61 @@ fn copy_from_local_to_s3_restores_from_s3() {
     ]);
     assert_eq!(files(&to.join("files")), files(&data));
 }
+
+#[test]
+fn a_backup_copies_a_pack_one_target_lacks_from_another_and_never_a_damaged_one() {
+    require_root("restores owners");
+    let world = World::new("");
+    let data = world.path("data");
+    make_data(&data, 5);
+    let second = world.path("second");
+    std::fs::create_dir_all(&second).expect("mkdir second");
+    let second_toml = format!(
+        "[targets.second]\ntype = \"local\"\npath = \"{}\"\n",
+        second.display()
+    );
+    world.write_config_with(
+        &second_toml,
+        &["local", "second"],
+        &dir_source("files", &data, ""),
+    );
+    backup_json(&world, 0);
+    let first = world.snapshots().pop().expect("snapshot");
+    let packs = marker_packs(&world.target(), &first);
+    let pack_file =
+        |root: &Path, id: &str| root.join("app/packs").join(format!("{id}.tar.zst.age"));
+
+    // Lost on `second`: the next run copies it back and reads no file again.
+    std::fs::remove_file(pack_file(&second, &packs[0])).expect("rm pack");
+    let run = backup_json(&world, 0);
+    assert_eq!(run["sources"][0]["packed"]["new_files"], 0, "{run}");
+    assert!(
+        run["notes"].to_string().contains("copied 1 pack(s)"),
+        "{run}"
+    );
+    assert_eq!(
+        std::fs::read(pack_file(&second, &packs[0])).expect("copied back"),
+        std::fs::read(pack_file(&world.target(), &packs[0])).expect("original")
+    );
+
+    // Lost on `second` and damaged on `local`: not copied; the files are stored again.
+    std::fs::remove_file(pack_file(&second, &packs[0])).expect("rm pack");
+    let mut bytes = std::fs::read(pack_file(&world.target(), &packs[0])).expect("pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(pack_file(&world.target(), &packs[0]), bytes).expect("damage");
+    let run = backup_json(&world, 0);
+    assert!(
+        run["notes"]
+            .to_string()
+            .contains("could not be copied to target second"),
+        "{run}"
+    );
+    assert!(!pack_file(&second, &packs[0]).exists());
+    assert!(
+        run["sources"][0]["packed"]["new_files"].as_u64() > Some(0),
+        "{run}"
+    );
+    let out = world.ok(&["verify", "--job", "app", "--target", "second"]);
+    assert!(out.contains(": ok ("), "{out}");
+}

@@ -208,7 +208,7 @@ fn a_run_whose_only_new_files_are_empty_writes_no_pack() {
 }
 
 #[test]
-fn a_target_that_missed_runs_gets_every_pack_and_verify_proves_it() {
+fn a_target_that_missed_runs_gets_every_pack_copied_and_verify_proves_it() {
     require_root("restores owners");
     let world = World::new("");
     let data = world.path("data");
@@ -224,13 +224,16 @@ fn a_target_that_missed_runs_gets_every_pack_and_verify_proves_it() {
     world.write_config_with(&other_toml, &["local"], &sources);
     backup_json(&world, 0);
 
-    // `other` joins: it has none of the packs, so nothing counts as stored.
+    // `other` joins: it has none of the packs; they are copied to it from `local`
+    // (checked against the index's hashes), so no file is read again.
     world.write_config_with(&other_toml, &["local", "other"], &sources);
     let run = backup_json(&world, 0);
     let (unchanged, _, new, _) = packed(&run, "files");
-    assert_eq!((unchanged, new), (0, 40), "{run}");
+    assert_eq!((unchanged, new), (40, 0), "{run}");
     assert!(
-        run["notes"].to_string().contains("not on every target"),
+        run["notes"]
+            .to_string()
+            .contains("that target other lacked"),
         "{run}"
     );
     let latest = world.snapshots().pop().expect("snapshot");
@@ -243,8 +246,9 @@ fn a_target_that_missed_runs_gets_every_pack_and_verify_proves_it() {
     let out = world.ok(&["verify", "--job", "app", "--target", "other"]);
     assert!(out.contains(": ok ("), "{out}");
 
-    // A pack lost on one target: the next run stores its files again everywhere,
-    // and verify of the snapshot that needed it says it is missing.
+    // A pack lost on one target: verify of the snapshot that needed it says it is
+    // missing and the index forgets it (a damaged pack is never built upon), so
+    // the next run stores its files again everywhere.
     let lost = marker_packs(&other, &latest)[0].clone();
     std::fs::remove_file(other.join("app/packs").join(format!("{lost}.tar.zst.age")))
         .expect("remove pack");
