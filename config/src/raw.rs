@@ -58,6 +58,7 @@ pub struct RawTarget {
     pub kind: TargetType,
     // both
     pub limit_upload: Option<SizeOrText>,
+    pub prune: Option<crate::types::Prune>,
     // local
     pub path: Option<PathBuf>,
     pub create: Option<bool>,

@@ -69,6 +69,22 @@ pub struct Target {
     /// `limit_upload`: the most bytes per second written to this target, shared by
     /// every upload to it at once; `None`: as fast as it goes.
     pub limit_upload: Option<u64>,
+    /// `prune`: whether this host deletes on the target (retention, a failed
+    /// run's leftovers, garbage) or leaves that to another host.
+    pub prune: Prune,
+}
+
+/// Which host deletes on a target (`prune = "here" | "elsewhere"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prune {
+    /// This host: retention after each run, `coffer prune`, a failed run's
+    /// leftovers removed at once.
+    #[default]
+    Here,
+    /// Another host, with other credentials: this one never deletes there (its
+    /// credentials may not allow it), so a stolen host cannot erase the history.
+    Elsewhere,
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ pub mod inode_flags;
 pub mod leftovers;
 pub mod my_auth;
 pub(crate) mod mysql;
+pub mod no_delete;
 pub(crate) mod open_at;
 pub(crate) mod parts;
 pub mod pg_auth;

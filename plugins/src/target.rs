@@ -30,6 +30,9 @@ pub struct Target {
     journal: Option<std::path::PathBuf>,
     /// `limit_upload`: the bucket uploads through `multipart` pay from.
     throttle: Option<Arc<crate::throttle::Bucket>>,
+    /// `prune = "here"` (the default): this host may delete on the target. With
+    /// `"elsewhere"` its store refuses every delete (`no_delete`).
+    pub prunes_here: bool,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -70,6 +73,7 @@ impl Target {
             multipart: None,
             journal: None,
             throttle: None,
+            prunes_here: true,
         }
     }
 
@@ -286,6 +290,10 @@ pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, 
         ));
         target.throttle = Some(bucket);
     }
+    if t.prune == coffer_config::Prune::Elsewhere {
+        target.store = Arc::new(crate::no_delete::NoDelete::new(target.store, &t.name));
+        target.prunes_here = false;
+    }
     Ok(target)
 }
 
@@ -324,6 +332,7 @@ fn open_unlimited(t: &coffer_config::Target, access: Access) -> Result<Target, T
                 multipart: None,
                 journal: None,
                 throttle: None,
+                prunes_here: true,
             })
         }
         TargetKind::S3(s3) => {
@@ -342,6 +351,7 @@ fn open_unlimited(t: &coffer_config::Target, access: Access) -> Result<Target, T
                 multipart: Some(multipart),
                 journal: None,
                 throttle: None,
+                prunes_here: true,
             })
         }
     }

@@ -63,12 +63,14 @@ pub(crate) fn list_packs(
     })
 }
 
-/// Deletes packs (best effort: what fails is garbage prune removes later).
+/// Deletes packs (best effort: what fails is garbage prune removes later). A
+/// target this host does not prune (`prune = "elsewhere"`) is left alone: the
+/// host that prunes it collects them.
 pub(crate) fn delete_packs(rt: &Handle, targets: &[Target], job: &str, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
-    for t in targets {
+    for t in targets.iter().filter(|t| t.prunes_here) {
         // A packs folder swapped for a symlink is not deleted through.
         if let Err(e) = t.refuse_linked_folder(&crate::pack::packs_dir(job)) {
             tracing::warn!("job {job}, target {}: packs not deleted: {e}", t.name);

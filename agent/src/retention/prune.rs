@@ -191,6 +191,15 @@ pub fn prune_target(
         target: target.name.clone(),
         ..PruneReport::default()
     };
+    if matches!(mode, Mode::Delete(_)) && !target.prunes_here {
+        report.errors.push(format!(
+            "target {} has prune = \"elsewhere\": this host never deletes there; nothing \
+             was forgotten or deleted. Run coffer prune on the host that prunes it (its \
+             config has this target with prune = \"here\")",
+            target.name
+        ));
+        return Ok(report);
+    }
     // Retention counts only snapshots this host accepts: planted ones must not push
     // genuine snapshots out of `keep_last`. The others are left alone, and said so.
     let (markers, refused): (Vec<_>, Vec<_>) = repo::snapshots(rt, target, &job.name)?

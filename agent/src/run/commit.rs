@@ -23,10 +23,11 @@ use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
 /// Removes whatever a failed run left under the snapshot folder (best effort; prune
-/// removes anything left after its grace period).
+/// removes anything left after its grace period, and is the only one to on a
+/// target this host does not prune).
 pub(super) fn remove_partial(rt: &Handle, targets: &[Target], job: &str, id: &str) {
     let dir = snapshot_dir(job, id);
-    for t in targets {
+    for t in targets.iter().filter(|t| t.prunes_here) {
         rt.block_on(async {
             let mut listing = t.store.list(Some(&dir));
             while let Some(Ok(meta)) = listing.next().await {

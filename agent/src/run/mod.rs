@@ -144,6 +144,14 @@ fn apply_retention(
     };
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
     for target in targets {
+        if !target.prunes_here {
+            // Said once per run as news: the prune host's job, not a problem here.
+            run.notes.push(format!(
+                "retention on {}: left to the host that prunes it (prune = \"elsewhere\")",
+                target.name
+            ));
+            continue;
+        }
         match prune_target(rt, job, &target, Mode::Delete(lock), &trust) {
             Ok(r) => {
                 retained

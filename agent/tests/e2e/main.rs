@@ -44,6 +44,7 @@ mod pg_roles;
 mod privileges;
 mod progress;
 mod prune;
+mod prune_elsewhere;
 mod races;
 mod repair;
 mod restore_crash;

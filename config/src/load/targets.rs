@@ -37,6 +37,7 @@ impl Validator<'_> {
             let at = keys(&["targets", &name]);
             self.name_ok(&at, &name);
             let limit_upload = self.limit_upload(&at, t.limit_upload.as_ref());
+            let prune = t.prune.unwrap_or_default();
             match self.target(&at, t) {
                 Some(kind) => {
                     targets.insert(
@@ -45,6 +46,7 @@ impl Validator<'_> {
                             name,
                             kind,
                             limit_upload,
+                            prune,
                         },
                     );
                 }
