@@ -9,6 +9,7 @@
 //! reports what nothing uses.
 
 // Domain
+pub(crate) mod browse;
 pub(crate) mod cancel;
 pub mod format;
 pub(crate) mod hooks;
