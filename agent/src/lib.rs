@@ -11,6 +11,7 @@
 // Domain
 pub(crate) mod browse;
 pub(crate) mod cancel;
+pub(crate) mod check;
 pub mod format;
 pub(crate) mod hooks;
 pub(crate) mod host;
