@@ -9,7 +9,9 @@
 //! reports what nothing uses.
 
 // Domain
+pub(crate) mod browse;
 pub(crate) mod cancel;
+pub(crate) mod check;
 pub(crate) mod copy;
 pub mod format;
 pub(crate) mod hooks;

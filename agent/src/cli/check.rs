@@ -1,116 +1,55 @@
-//! `coffer check`: on a live system or after a restore, compares directories with a
-//! snapshot's manifest (re-reading every file), and the database with its files
-//! (`[jobs.NAME.check]`). Exit 3 when anything differs.
+//! `coffer check`: flags -> `crate::check`, its reports printed (or one JSON
+//! object). Exit 3 when anything differs.
 
+use crate::check::{LiveCheck, Request, check};
 use crate::cli::CheckArgs;
-use crate::cli::{Opened, job as find_job, open_snapshot, print_json};
-use crate::exit::{self, usage};
-use crate::restore::db_check::{self, DbCheckReport};
-use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
+use crate::cli::{Opened, Wanted, job as find_job, open_snapshot, print_json};
+use crate::exit;
+use crate::restore::tree_check::Owners;
 use anyhow::Result;
-use coffer_config::{Config, DirectorySource, Job};
-use coffer_plugins::exclude::Excludes;
-use coffer_plugins::{SourceContext, open_source};
+use coffer_config::Config;
 use tokio::runtime::Handle;
-
-fn directory<'a>(job: &'a Job, name: &str) -> Option<&'a DirectorySource> {
-    job.sources
-        .iter()
-        .find(|s| s.name == name)
-        .and_then(|s| s.kind.directory())
-}
 
 pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
     let job = find_job(cfg, &args.job)?;
-    if args.db_only && job.check.is_none() {
-        return Err(usage(format!(
-            "--db-only: job {} has no [jobs.{}.check]",
-            job.name, job.name
-        )));
-    }
-    let owners = if nix::unistd::geteuid().is_root() {
-        Owners::ByName
-    } else {
-        Owners::Ignore
+    let req = Request {
+        db_only: args.db_only,
+        source: args.source.as_deref(),
+        path: args.path.as_deref(),
     };
-    let mut reports = Vec::new();
-    let mut snapshot = None;
-    if !args.db_only {
+    let found = check(rt, cfg, job, &req, || {
+        let wanted = Wanted {
+            command: "check",
+            target: args.target.as_deref(),
+            identity: args.identity.as_deref(),
+            snapshot: &args.snapshot,
+            trust: &args.trust,
+        };
         let Opened {
             marker, manifest, ..
-        } = open_snapshot(
-            rt,
-            cfg,
-            job,
-            &crate::cli::Wanted {
-                command: "check",
-                target: args.target.as_deref(),
-                identity: args.identity.as_deref(),
-                snapshot: &args.snapshot,
-                trust: &args.trust,
-            },
-        )?;
-        let dirs: Vec<_> = manifest
-            .sources
-            .iter()
-            .filter(|s| s.kind == coffer_config::SourceType::Directory)
-            .filter(|s| args.source.as_ref().is_none_or(|n| *n == s.name))
-            .collect();
-        if dirs.is_empty() {
-            return Err(usage(match &args.source {
-                Some(s) => format!("snapshot {} has no directory source \"{s}\"", marker.id),
-                None => format!("snapshot {} has no directory source", marker.id),
-            }));
-        }
-        if args.path.is_some() && dirs.len() > 1 {
-            return Err(usage(
-                "--path needs --source: the job has several directory sources",
-            ));
-        }
-        for src in dirs {
-            let configured = directory(job, &src.name);
-            let path = match (&args.path, configured) {
-                (Some(p), _) => p.clone(),
-                (None, Some(d)) => d.path.clone(),
-                (None, None) => {
-                    return Err(usage(format!(
-                        "source {} is not in the config; pass --path DIR",
-                        src.name
-                    )));
-                }
-            };
-            let policy = configured.map(|d| d.restore.clone()).unwrap_or_default();
-            let excludes = configured.map(Excludes::for_source).transpose()?;
-            reports.push(check_tree(
-                &src.name,
-                &path,
-                src.entries.iter()?,
-                &Expectations {
-                    policy: &policy,
-                    owners,
-                    content: Content::Rehash,
-                    excludes: excludes.as_ref(),
-                },
-            )?);
-        }
-        snapshot = Some(marker.id);
-    }
-    let db = live_db_check(rt, cfg, job, args, &reports)?;
-    let consistent = reports.iter().all(TreeReport::consistent)
-        && db.as_ref().is_none_or(DbCheckReport::consistent);
+        } = open_snapshot(rt, cfg, job, &wanted)?;
+        Ok((marker, manifest))
+    })?;
+    let consistent = found.consistent();
+    let LiveCheck {
+        snapshot,
+        owners,
+        sources,
+        db,
+    } = found;
     if args.json {
         print_json(&serde_json::json!({
             "job": job.name,
             "snapshot": snapshot,
             "consistent": consistent,
-            "sources": reports,
+            "sources": sources,
             "db_check": db,
         }))?;
     } else {
-        if owners == Owners::Ignore && !reports.is_empty() {
+        if owners == Owners::Ignore && !sources.is_empty() {
             eprintln!("warning: not running as root: owners are not compared");
         }
-        for r in &reports {
+        for r in &sources {
             r.print();
         }
         if let Some(d) = &db {
@@ -122,44 +61,4 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
     } else {
         exit::INCONSISTENT
     })
-}
-
-/// The configured database against the files as they are now.
-fn live_db_check(
-    rt: &Handle,
-    cfg: &Config,
-    job: &Job,
-    args: &CheckArgs,
-    trees: &[TreeReport],
-) -> Result<Option<DbCheckReport>> {
-    let Some(check) = &job.check else {
-        return Ok(None);
-    };
-    if args.source.as_ref().is_some_and(|s| *s != check.files) {
-        return Ok(None);
-    }
-    let Some(files) = directory(job, &check.files) else {
-        return Ok(None);
-    };
-    let dir = match (&args.path, trees.iter().find(|t| t.source == check.files)) {
-        (Some(p), _) => p.clone(),
-        (None, Some(t)) => t.path.clone().into(),
-        (None, None) => files.path.clone(),
-    };
-    let Some(db) = job.sources.iter().find(|s| s.name == check.source) else {
-        return Ok(None);
-    };
-    let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
-    let db = open_source(db, &ctx)?;
-    let Some(target) = db.endpoint() else {
-        return Ok(None);
-    };
-    let excludes = Excludes::for_source(files)?;
-    Ok(Some(db_check::check(
-        rt,
-        check,
-        &target,
-        &dir,
-        Some(&excludes),
-    )?))
 }

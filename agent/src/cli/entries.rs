@@ -1,52 +1,15 @@
-//! What `ls`, `find` and `diff` share: which directory sources of a snapshot they
-//! read, how one manifest entry is shown (a line for people, an object for
-//! programs), a check that a file list comes in walk order, and a buffered stdout.
+//! What `ls`, `find` and `diff` share in their output: how one manifest entry is
+//! shown (a line for people, an object for programs) and a buffered stdout. The
+//! engines that read the entries are in `crate::browse`.
 //!
 //! Names come from the backed-up file system and the target: every one that
 //! reaches a text line goes through `escape_controls`, so a file named
 //! `a\nerror: x` cannot forge a line. JSON escapes them by itself.
 
-use crate::exit::usage;
-use crate::format::{Manifest, SourceManifest};
-use crate::restore::in_order::walk_order;
-use anyhow::{Context, Result, anyhow};
-use coffer_config::SourceType;
+use anyhow::{Context, Result};
 use coffer_plugins::{EntryKind, FileEntry, RawPath, escape_controls};
 use serde::Serialize;
-use std::cmp::Ordering;
 use std::io::{BufWriter, Stdout, Write};
-
-/// The directory sources of `manifest` (those with file lists), or the one named;
-/// naming one the snapshot does not hold, or one that is not a directory, is bad
-/// usage.
-pub(crate) fn directory_sources<'m>(
-    manifest: &'m Manifest,
-    only: Option<&str>,
-) -> Result<Vec<&'m SourceManifest>> {
-    let Some(name) = only else {
-        return Ok(manifest
-            .sources
-            .iter()
-            .filter(|s| s.kind == SourceType::Directory)
-            .collect());
-    };
-    match manifest.source(name) {
-        Some(s) if s.kind == SourceType::Directory => Ok(vec![s]),
-        Some(s) => Err(usage(format!(
-            "source {name} of snapshot {} is a {} dump, not a directory: it has no file list",
-            manifest.snapshot,
-            s.kind.as_str()
-        ))),
-        None => {
-            let have: Vec<&str> = manifest.sources.iter().map(|s| s.name.as_str()).collect();
-            Err(usage(format!(
-                "snapshot {} has no source \"{name}\"; it has: {}",
-                manifest.snapshot,
-                have.join(", ")
-            )))
-        }
-    }
-}
 
 /// `-rw-r-----` as `ls -l` shows it: the type letter (a hard link is a regular
 /// file), then owner, group and other, with setuid, setgid and sticky folded in.
@@ -170,52 +133,6 @@ impl<'a> EntryJson<'a> {
     }
 }
 
-/// A source's entries, checked to come in walk order (each path after the one
-/// before): `diff`'s merge and `ls`'s early stop rely on it, and a list out of
-/// order would make them report wrong differences instead of failing.
-pub(crate) struct Ordered<I> {
-    entries: I,
-    last: Option<RawPath>,
-    /// Which list, for errors: "source storage of snapshot 2024...".
-    what: String,
-}
-
-impl<I> Ordered<I> {
-    pub(crate) fn new(entries: I, what: String) -> Ordered<I> {
-        Ordered {
-            entries,
-            last: None,
-            what,
-        }
-    }
-}
-
-impl<I: Iterator<Item = std::io::Result<FileEntry>>> Iterator for Ordered<I> {
-    type Item = Result<FileEntry>;
-    fn next(&mut self) -> Option<Result<FileEntry>> {
-        let e = match self.entries.next()? {
-            Ok(e) => e,
-            Err(err) => {
-                return Some(
-                    Err(err).with_context(|| format!("cannot read the file list of {}", self.what)),
-                );
-            }
-        };
-        if let Some(last) = &self.last
-            && walk_order(last.as_bytes(), e.path.as_bytes()) != Ordering::Less
-        {
-            return Some(Err(anyhow!(
-                "the file list of {} is not in walk order ({} after {}): the manifest is damaged",
-                self.what,
-                e.path,
-                last
-            )));
-        }
-        self.last = Some(e.path.clone());
-        Some(Ok(e))
-    }
-}
-
 /// Stdout through a buffer: a listing can have millions of lines. A reader that
 /// goes away (`coffer ls | head`) ends the process quietly (SIGPIPE is left at
 /// its default for these commands, see main.rs). Tests write into a `Vec`.
@@ -320,27 +237,5 @@ pub(crate) mod tests {
         assert_eq!(v["path"], serde_json::json!([99, 97, 102, 233]));
         assert_eq!(v["mode"], "0644");
         assert_eq!(v["mtime"], "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn a_list_out_of_walk_order_is_an_error() {
-        let list = [".", "a", "a/b", "a-b", "a.b"].map(|p| Ok(entry(p, EntryKind::File)));
-        let got: Result<Vec<_>> = Ordered::new(list.into_iter(), "test".into()).collect();
-        assert_eq!(got.expect("in order").len(), 5);
-        // Byte order puts `a-b` before `a/b`; the walk does not.
-        let list = [".", "a", "a-b", "a/b"].map(|p| Ok(entry(p, EntryKind::File)));
-        let err = Ordered::new(list.into_iter(), "test".into())
-            .collect::<Result<Vec<_>>>()
-            .expect_err("out of order");
-        assert!(
-            format!("{err:#}").contains("not in walk order (a/b after a-b)"),
-            "{err:#}"
-        );
-        let twice = ["a", "a"].map(|p| Ok(entry(p, EntryKind::File)));
-        assert!(
-            Ordered::new(twice.into_iter(), "test".into())
-                .collect::<Result<Vec<_>>>()
-                .is_err()
-        );
     }
 }

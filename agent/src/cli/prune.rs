@@ -1,16 +1,14 @@
-//! `coffer prune`: each job's retention on each of its targets (the work is
-//! `crate::retention::prune`). Takes the job lock itself and, when a backup holds
-//! it, leaves that job alone (exit 1) rather than wait: a backup can run for hours,
-//! and the next prune does the work. `--dry-run` needs no lock.
+//! `coffer prune`: each job's retention on each of its targets (the work, and the
+//! rule that a job a backup holds is left alone, is
+//! `crate::retention::by_hand`); prints what each target kept and removed. Exit 1
+//! when a job was busy or something could not be removed.
 
 use crate::cli::PruneArgs;
 use crate::cli::{job as find_job, print_json};
-use crate::lock::{LockHeld, lock_job};
-use crate::repo::targets_of;
-use crate::retention::prune::{Mode, PruneReport, prune_target};
+use crate::retention::by_hand::{JobPruned, Request, prune_job};
+use crate::retention::prune::PruneReport;
 use anyhow::Result;
 use coffer_config::{Config, Job};
-use coffer_plugins::Target;
 use tokio::runtime::Handle;
 
 pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
@@ -19,75 +17,32 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
         None => cfg.jobs.values().collect(),
     };
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], args.allow_unsigned);
+    let req = Request {
+        target: args.target.as_deref(),
+        dry_run: args.dry_run,
+        trust: &trust,
+    };
     let mut reports = Vec::new();
     let mut busy = Vec::new();
     for job in jobs {
-        // A job without the `--target` asked for is skipped; only the targets
-        // pruned are opened, so a missing disk elsewhere does not stop this one.
-        if let Some(only) = &args.target
-            && !job.targets.contains(only)
-        {
-            continue;
-        }
-        // Prune only deletes: a missing target directory is an error, never created.
-        let targets: Vec<Target> = targets_of(
-            cfg,
-            job,
-            args.target.as_deref(),
-            coffer_plugins::Access::Read,
-        )?;
-        if targets.is_empty() {
-            continue;
-        }
-        // Held until this job's targets are done.
-        let lock = if args.dry_run {
-            None
-        } else {
-            match lock_job(&cfg.agent.state_dir, &job.name) {
-                Ok(l) => Some(l),
-                Err(e) if e.is::<LockHeld>() => {
-                    busy.push(format!(
-                        "job {} not pruned: {e:#}; nothing of it was deleted, run prune again once it is done",
-                        job.name
-                    ));
-                    continue;
-                }
-                Err(e) => return Err(e.context(format!("cannot prune job {}", job.name))),
+        let pruned = prune_job(rt, cfg, job, &req, |t| {
+            if let Some(e) = &t.status_error {
+                eprintln!(
+                    "warning: cannot record the status of job {}: {e:#}",
+                    job.name
+                );
             }
-        };
-        let mode = lock.as_ref().map_or(Mode::DryRun, Mode::Delete);
-        for target in &targets {
-            let report = prune_target(rt, job, target, mode, &trust)?;
-            if lock.is_some() {
-                // `coffer_snapshots` comes from the status: keep it true after a
-                // prune by hand, as a backup's retention does.
-                let kept = report.kept.len() as u64;
-                let dead = report.packs_dead_bytes;
-                let updated = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
-                    s.snapshots.insert(target.name.clone(), kept);
-                    s.dead_bytes.insert(target.name.clone(), dead);
-                });
-                if let Err(e) = updated {
-                    eprintln!(
-                        "warning: cannot record the status of job {}: {e:#}",
-                        job.name
-                    );
+            match &t.repack {
+                Some(Ok(note)) => {
+                    println!("job {} on {}: repack: {note}", job.name, t.report.target)
                 }
+                Some(Err(e)) => eprintln!("warning: job {}: repack: {e:#}", job.name),
+                None => {}
             }
-            if lock.is_some() {
-                match crate::pack::gc::rewrite_later(
-                    &cfg.agent.state_dir,
-                    &job.name,
-                    &report.packs_to_rewrite,
-                ) {
-                    Ok(Some(note)) => {
-                        println!("job {} on {}: repack: {note}", job.name, target.name)
-                    }
-                    Ok(None) => {}
-                    Err(e) => eprintln!("warning: job {}: repack: {e:#}", job.name),
-                }
-            }
-            reports.push(report);
+            reports.push(t.report);
+        })?;
+        if let JobPruned::Busy(why) = pruned {
+            busy.push(why);
         }
     }
     let errors: Vec<&String> = busy

@@ -9,11 +9,11 @@
 //!
 //! Deleting needs the job's lock (`Mode::Delete` carries it): a folder without a
 //! marker may be a run in progress, and only the lock says for sure that none is
-//! running here. The CLI takes the lock itself and, when a backup holds it, says
-//! so and leaves that job alone (exit 1) rather than wait: a backup can run for
-//! hours, and the next prune does the work. A backup applies retention under the
-//! lock it already holds. `incomplete_after` covers what the lock cannot see (a run
-//! of the same job from another host writing to the same target).
+//! running here. `coffer prune` (`by_hand.rs`) takes the lock and, when a backup
+//! holds it, says so and leaves that job alone (exit 1) rather than wait: a backup
+//! can run for hours, and the next prune does the work. A backup applies retention
+//! under the lock it already holds. `incomplete_after` covers what the lock cannot
+//! see (a run of the same job from another host writing to the same target).
 //!
 //! What the report lists as removed is what is gone: a folder counts once nothing
 //! of it is left, including the staging files of uploads a killed run left on a
