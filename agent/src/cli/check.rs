@@ -110,11 +110,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
         if owners == Owners::Ignore && !reports.is_empty() {
             eprintln!("warning: not running as root: owners are not compared");
         }
-        for r in &reports {
-            r.print();
+        for line in reports.iter().flat_map(|r| r.lines()) {
+            crate::say!("{line}");
         }
-        if let Some(d) = &db {
-            d.print();
+        for line in db.iter().flat_map(|d| d.lines()) {
+            crate::say!("{line}");
         }
     }
     Ok(if consistent {

@@ -133,7 +133,12 @@ impl Taking<'_> {
     }
 }
 
-pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+pub(super) fn take_snapshot(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    report: &dyn crate::report::Report,
+) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
     // Nothing is written under this id before the targets are listed: it changes
     // there if a folder of that name exists.
@@ -143,7 +148,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         id: new_id(started),
         started,
     };
-    let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
+    let recipients = Arc::new(keys::recipients(&cfg.encryption, report)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
     // A target that cannot be opened (a local directory that is missing: a disk
     // not mounted) is out of the run from the start, like one that cannot be
@@ -281,34 +286,31 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         lane.written = true;
     }
     // Only a drawn bar needs the last run's size: no status read otherwise.
-    let estimate = crate::progress::wanted(false)
+    let estimate = report
+        .follows()
         .then(|| crate::status::load(&cfg.agent.state_dir, &job.name))
         .filter(|last| last.last_data_bytes > 0)
-        .map(|last| crate::progress::Total {
+        .map(|last| crate::report::Total {
             bytes: last.last_data_bytes,
             files: (last.last_files > 0).then_some(last.last_files),
             estimated: true,
         });
+    let work = crate::report::Work::new("backup", &job.name, estimate);
     // A first run has no last run to estimate from: the directories' sizes, counted
     // while the backup runs, give the display a total a little later.
-    let _first_total = (estimate.is_none() && crate::progress::wanted(false)).then(|| {
-        crate::progress::TreeTotal::start(
+    let _first_total = (estimate.is_none() && report.follows()).then(|| {
+        crate::report::TreeTotal::start(
             job.sources
                 .iter()
                 .filter_map(|s| s.kind.directory())
                 .map(|d| d.path.clone())
                 .collect(),
+            work.clone(),
         )
     });
-    let streamed = match stream_sources(
-        rt,
-        job,
-        id,
-        sources,
-        &targets,
-        &recipients,
-        (index, estimate),
-    ) {
+    let shown = report.start(work.clone());
+    let streamed = match stream_sources(rt, job, id, sources, &targets, &recipients, (index, &work))
+    {
         Ok(s) => s,
         Err(e) => {
             if let Some(index) = index {
@@ -317,6 +319,8 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
             return Ok(taking.failed(lanes, Shown::default(), e));
         }
     };
+    // The display follows the streaming only, as it always did.
+    drop(shown);
     // Everything a failed run wrote to packs is garbage at once.
     let new_packs: Vec<String> = streamed
         .iter()

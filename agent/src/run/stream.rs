@@ -196,7 +196,7 @@ pub(super) fn stream_sources(
     sources: Vec<Box<dyn Source>>,
     targets: &[Target],
     recipients: &Arc<Recipients>,
-    (index, estimate): (Option<&Arc<Mutex<Index>>>, Option<crate::progress::Total>),
+    (index, work): (Option<&Arc<Mutex<Index>>>, &crate::report::Work),
 ) -> Result<Vec<Streamed>> {
     let gate = Gate::new(sources.len());
     // The order of the instants: applications write an upload before they commit
@@ -221,16 +221,8 @@ pub(super) fn stream_sources(
     });
     let answer = CheckAnswer::default();
     let failed = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(Progress::default());
-    let _bar = crate::progress::wanted(false).then(|| {
-        let p = progress.clone();
-        crate::progress::Follow::start("backup", &job.name, estimate, move || {
-            (
-                p.bytes.load(Ordering::Relaxed),
-                p.files.load(Ordering::Relaxed),
-            )
-        })
-    });
+    // What the caller's display follows (`take_snapshot` started it).
+    let progress = &work.counts;
     let results: Vec<Result<Streamed>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .into_iter()
