@@ -21,6 +21,7 @@
 //!   later). Hooks that start after the stop (`after` on a cancelled run) run.
 //!   A hook that exits normally keeps whatever it started in the background.
 
+use crate::report::Report;
 use anyhow::{Context, Result, bail};
 use coffer_config::HookCommand;
 use nix::sys::signal::{Signal, killpg};
@@ -47,8 +48,14 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Longest output line logged as one event; longer ones are cut into pieces.
 const MAX_LINE: u64 = 64 * 1024;
 
-pub fn run_hooks(what: &str, lines: &[HookCommand], env: &[(&str, &str)]) -> Result<()> {
-    run_hooks_timed(what, lines, env, None)
+/// Runs `lines` in order; `report` hears which one starts (with text logs).
+pub fn run_hooks(
+    what: &str,
+    lines: &[HookCommand],
+    env: &[(&str, &str)],
+    report: &dyn Report,
+) -> Result<()> {
+    run_hooks_timed(what, lines, env, None, report)
 }
 
 pub fn run_hooks_timed(
@@ -56,6 +63,7 @@ pub fn run_hooks_timed(
     lines: &[HookCommand],
     env: &[(&str, &str)],
     timeout: Option<Duration>,
+    report: &dyn Report,
 ) -> Result<()> {
     for hook in lines {
         // Split when the config was loaded; a comment-only line has no words.
@@ -67,7 +75,7 @@ pub fn run_hooks_timed(
         if json {
             tracing::info!(hook = what, command = line, "running hook");
         } else {
-            eprintln!("{what}: running `{line}`");
+            report.notice(&format!("{what}: running `{line}`"));
         }
         let mut cmd = Command::new(program);
         cmd.args(args);

@@ -15,8 +15,9 @@ pub type Recipients = Vec<Box<dyn age::Recipient + Send + Sync>>;
 pub type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
 
 /// The recipients every object is encrypted to. With `create_identity_if_missing`
-/// (quick start), the identity file is created on first use and its public key added.
-pub fn recipients(enc: &Encryption) -> Result<Recipients> {
+/// (quick start), the identity file is created on first use and its public key
+/// added, with a warning to `report`.
+pub fn recipients(enc: &Encryption, report: &dyn crate::report::Report) -> Result<Recipients> {
     // Parsed when the config was loaded.
     let mut out: Recipients = enc.recipients.iter().map(|r| r.key.to_age()).collect();
     if enc.create_identity_if_missing
@@ -24,13 +25,13 @@ pub fn recipients(enc: &Encryption) -> Result<Recipients> {
     {
         if !file.exists() {
             write_new_identity(file)?;
-            eprintln!(
+            report.notice(&format!(
                 "warning: created a new age identity at {} for this quick start. A key kept \
                  next to its backups protects nothing: for real use, run `coffer keygen \
                  --output /secure/place/identity.txt` and put only its public key in \
                  [encryption] recipients.",
                 file.display()
-            );
+            ));
         }
         for id in load_x25519(file)? {
             out.push(Box::new(id.to_public()));

@@ -44,7 +44,7 @@ pub fn run(rt: &Handle, cfg: &Config, config_path: &Path, args: &BackupArgs) -> 
         if crate::cancel::requested() {
             break;
         }
-        let run = run_job(rt, cfg, job)?;
+        let run = run_job(rt, cfg, job, &super::report::Terminal::new(false))?;
         if !args.json {
             print_run(&run, job, config_path);
         }
@@ -145,7 +145,9 @@ fn print_run(run: &JobRun, job: &Job, config_path: &Path) {
         }
     }
     if let Some(c) = &run.check {
-        c.print();
+        for line in c.lines() {
+            crate::say!("{line}");
+        }
     }
     for t in &run.targets {
         match &t.error {
@@ -181,5 +183,5 @@ fn print_run(run: &JobRun, job: &Job, config_path: &Path) {
 /// head`) ends the report, not the run: further jobs still run and the exit code
 /// still says how they went.
 fn say(line: std::fmt::Arguments) {
-    crate::output::say(line);
+    crate::cli::output::say(line);
 }

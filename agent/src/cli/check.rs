@@ -49,11 +49,11 @@ pub fn run(rt: &Handle, cfg: &Config, args: &CheckArgs) -> Result<u8> {
         if owners == Owners::Ignore && !sources.is_empty() {
             eprintln!("warning: not running as root: owners are not compared");
         }
-        for r in &sources {
-            r.print();
+        for line in sources.iter().flat_map(|r| r.lines()) {
+            crate::say!("{line}");
         }
-        if let Some(d) = &db {
-            d.print();
+        for line in db.iter().flat_map(|d| d.lines()) {
+            crate::say!("{line}");
         }
     }
     Ok(if consistent {

@@ -1,72 +1,40 @@
-//! `coffer verify`: are the stored snapshots intact? The checks are
-//! `crate::verify`; this module picks the jobs and the mode from the flags and
+//! `coffer verify`: are the stored snapshots intact? The flags become a
+//! `verify::job::VerifyRequest`; the domain (`crate::verify`) verifies, and this
 //! prints, every verdict saying which mode ran (deep, or stored bytes only).
-//! Without `--job` every job is verified, as backup and prune do: one job's error
-//! (a target unreachable, no snapshot yet) is reported and the others still run.
+//! Without `--job` every job is verified: one job's error (a target unreachable,
+//! no snapshot yet) is reported and the others' verdicts still printed.
 //! Exit 3 for damage, 2 for a snapshot not encrypted to the identity given (use
 //! another key) or bad usage, 1 for a job that could not be verified; with several
 //! jobs, the highest of these.
 
-use crate::cli::VerifyArgs;
-use crate::cli::{job as find_job, print_json};
+use crate::cli::{VerifyArgs, print_json, report::Terminal, trust_of};
 use crate::exit;
-use crate::keys::Identities;
-use crate::verify::{Verdict, VerifyMode, identities_for, verify_job_trusting};
+use crate::verify::job::{VerifyRequest, verify};
+use crate::verify::{Verdict, Verified, VerifyMode};
 use anyhow::Result;
-use coffer_config::{Config, Job};
+use coffer_config::Config;
 use tokio::runtime::Handle;
 
 pub fn run(rt: &Handle, cfg: &Config, args: &VerifyArgs) -> Result<u8> {
-    let ids = identities_for(cfg, args.identity.as_deref(), args.stored_only)?;
-    let Some(only) = &args.job else {
-        return every_job(rt, cfg, args, ids.as_ref());
-    };
-    let job = find_job(cfg, only)?;
-    let (verdicts, index) = one_job(rt, cfg, job, args, ids.as_ref())?;
-    if args.json {
-        print_json(&verdicts)?;
-    } else {
-        print_verdicts(cfg, args, ids.is_some(), &verdicts, "");
-    }
-    print_index_note(args, index.as_deref());
-    Ok(code_for(&verdicts))
-}
-
-/// Every job of the config (restore-only ones too: their snapshots are worth
-/// checking), each reported on its own; with `--target`, only the jobs that have it.
-fn every_job(rt: &Handle, cfg: &Config, args: &VerifyArgs, ids: Option<&Identities>) -> Result<u8> {
-    let jobs: Vec<&Job> = cfg
-        .jobs
-        .values()
-        .filter(|j| args.target.as_ref().is_none_or(|t| j.targets.contains(t)))
-        .collect();
-    if jobs.is_empty() {
-        return Err(exit::usage(match &args.target {
-            Some(t) => format!("no job in {} uses target {t}", cfg.file.display()),
-            None => format!("no job in {}: nothing to verify", cfg.file.display()),
-        }));
-    }
-    let mut all = Vec::new();
-    let mut worst = exit::OK;
-    for job in jobs {
-        match one_job(rt, cfg, job, args, ids) {
-            Ok((verdicts, index)) => {
+    let done = verify(rt, cfg, &request(cfg, args), &Terminal::new(args.json))?;
+    let (mut all, mut worst) = (Vec::new(), exit::OK);
+    for (job, verified) in done.jobs {
+        match verified {
+            Ok(Verified { verdicts, index }) => {
                 if !args.json {
-                    print_verdicts(
-                        cfg,
-                        args,
-                        ids.is_some(),
-                        &verdicts,
-                        &format!("job {}: ", job.name),
-                    );
+                    let prefix = match done.every_job {
+                        true => format!("job {job}: "),
+                        false => String::new(),
+                    };
+                    print_verdicts(cfg, args, done.deep, &verdicts, &prefix);
                 }
                 print_index_note(args, index.as_deref());
                 worst = worst.max(code_for(&verdicts));
                 all.extend(verdicts);
             }
+            // On stderr: with --json stdout stays one JSON document.
             Err(e) => {
-                // On stderr: with --json stdout stays one JSON document.
-                eprintln!("job {}: not verified: {e:#}", job.name);
+                eprintln!("job {job}: not verified: {e:#}");
                 worst = worst.max(exit::code_for(&e));
             }
         }
@@ -77,34 +45,15 @@ fn every_job(rt: &Handle, cfg: &Config, args: &VerifyArgs, ids: Option<&Identiti
     Ok(worst)
 }
 
-fn one_job(
-    rt: &Handle,
-    cfg: &Config,
-    job: &Job,
-    args: &VerifyArgs,
-    ids: Option<&Identities>,
-) -> Result<(Vec<Verdict>, Option<String>)> {
-    let bar = crate::progress::wanted(args.json).then(|| {
-        let base = crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed);
-        crate::progress::Follow::start("verify", &job.name, None, move || {
-            (
-                crate::progress::STORED_READ.load(std::sync::atomic::Ordering::Relaxed) - base,
-                0,
-            )
-        })
-    });
-    let verified = verify_job_trusting(
-        rt,
-        cfg,
-        job,
-        args.target.as_deref(),
-        &args.snapshot,
-        ids,
-        &crate::cli::trust_of(cfg, &args.trust),
-    );
-    drop(bar);
-    let crate::verify::Verified { verdicts, index } = verified?;
-    Ok((verdicts, index))
+fn request(cfg: &Config, args: &VerifyArgs) -> VerifyRequest {
+    VerifyRequest {
+        job: args.job.clone(),
+        target: args.target.clone(),
+        snapshot: args.snapshot.clone(),
+        identity: args.identity.clone(),
+        stored_only: args.stored_only,
+        trust: trust_of(cfg, &args.trust),
+    }
 }
 
 /// One line per snapshot and target, each prefixed with `prefix` (the job's name

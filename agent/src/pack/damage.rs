@@ -32,6 +32,17 @@ pub(crate) enum Stored {
 /// A mismatch is read a second time before it counts, so one garbled transfer
 /// never passes for damage.
 pub(crate) fn check_stored(rt: &Handle, target: &Target, job: &str, p: &PackRecord) -> Stored {
+    check_stored_for(rt, target, job, p, None)
+}
+
+/// `check_stored`, the bytes read counted in `work` (a verify's progress).
+pub(crate) fn check_stored_for(
+    rt: &Handle,
+    target: &Target,
+    job: &str,
+    p: &PackRecord,
+    work: Option<&std::sync::Arc<crate::report::Work>>,
+) -> Stored {
     // The id comes from a marker: hostile input, checked before it names a path.
     if !super::is_pack_id(&p.id) {
         return Stored::Unreadable(format!(
@@ -40,7 +51,7 @@ pub(crate) fn check_stored(rt: &Handle, target: &Target, job: &str, p: &PackReco
         ));
     }
     let record = p.as_object();
-    check_object(rt, target, &super::pack_path(job, &p.id), &record)
+    check_counted(rt, target, &super::pack_path(job, &p.id), &record, work)
 }
 
 /// Reads object `path` on `target` whole and compares it with `record`, as
@@ -52,9 +63,19 @@ pub(crate) fn check_object(
     path: &object_store::path::Path,
     record: &ObjectRecord,
 ) -> Stored {
-    let first = read_whole(rt, target, path, record);
+    check_counted(rt, target, path, record, None)
+}
+
+fn check_counted(
+    rt: &Handle,
+    target: &Target,
+    path: &object_store::path::Path,
+    record: &ObjectRecord,
+    work: Option<&std::sync::Arc<crate::report::Work>>,
+) -> Stored {
+    let first = read_whole(rt, target, path, record, work);
     match first {
-        Stored::Bad(_) => match read_whole(rt, target, path, record) {
+        Stored::Bad(_) => match read_whole(rt, target, path, record, work) {
             again @ Stored::Bad(_) => again,
             Stored::Intact => Stored::Unreadable(
                 "its stored bytes differed from snapshot.json once and matched when read again"
@@ -71,8 +92,13 @@ fn read_whole(
     target: &Target,
     path: &object_store::path::Path,
     record: &ObjectRecord,
+    work: Option<&std::sync::Arc<crate::report::Work>>,
 ) -> Stored {
     let copied = ObjectReader::open(rt, target, path, Some(record))
+        .map(|r| match work {
+            Some(w) => r.counting(w),
+            None => r,
+        })
         .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()));
     match copied {
         Ok(_) => Stored::Intact,

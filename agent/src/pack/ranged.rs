@@ -176,9 +176,8 @@ impl RangedObject {
                 };
                 failed(kind, e.to_string())
             })?;
+        // Progress displays follow this counter too (`report::Work::count_also`).
         self.fetched.fetch_add(got.len() as u64, Ordering::Relaxed);
-        // And to the process's count, which progress displays follow.
-        crate::progress::STORED_READ.fetch_add(got.len() as u64, Ordering::Relaxed);
         if got.len() as u64 != end - start {
             return Err(failed(
                 io::ErrorKind::UnexpectedEof,

@@ -30,12 +30,13 @@ pub fn restore_database(
     ids: &Identities,
     tmp_dir: &Path,
     r: &DbRestore<'_>,
+    work: &std::sync::Arc<crate::report::Work>,
 ) -> Result<Vec<String>> {
     let record = marker
         .object(&r.source.object)
         .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
     let path = object_path(&marker.job, &marker.id, &r.source.object);
-    let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+    let reader = ObjectReader::open(rt, target, &path, Some(record))?.counting(work);
     let name = &r.source.name;
     let mut plain: Box<dyn std::io::Read> = if r.restore.waits_for_the_end() {
         // A file renamed into place only after the last byte: it can be written

@@ -44,13 +44,7 @@ impl DbCheckReport {
             && (!self.orphans_fail || self.orphans.is_empty())
     }
 
-    pub fn print(&self) {
-        for line in self.lines() {
-            crate::say!("{line}");
-        }
-    }
-
-    /// What `print` says. Orphans are usually harmless (an upload in flight, a
+    /// The report for people, one line each. Orphans are usually harmless (an upload in flight, a
     /// thumbnail cache) and can be thousands, so a few are named and the rest
     /// counted; what is broken (missing, wrong size) is named in full up to
     /// `LIMIT_BROKEN`, enough to repair by hand, beyond which a wrong query (a

@@ -11,8 +11,10 @@ pub(crate) mod dest_root;
 pub(crate) mod dir_cursor;
 pub mod extract;
 pub(crate) mod in_order;
+pub(crate) mod job;
 pub(crate) mod others;
 pub(crate) mod path_filter;
+mod plan;
 pub(crate) mod privileges;
 mod remove_tree;
 pub(crate) mod room;
@@ -25,6 +27,7 @@ pub(crate) mod xattrs;
 use crate::format::{Marker, SourceManifest, object_path};
 use crate::keys::Identities;
 use crate::pipeline::read::{ObjectReader, Pumped, decrypt};
+use crate::report::Told;
 use crate::restore::tree_check::{Content, Expectations, Owners, TreeReport, check_tree};
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_config::RestorePolicy;
@@ -106,10 +109,11 @@ pub(crate) fn restore_source(
     marker: &Marker,
     ids: &Identities,
     r: &SourceRestore<'_>,
+    told: Told<'_>,
 ) -> Result<(TreeReport, Vec<String>)> {
     let open = r.root.open()?;
     let (mut report, warnings) =
-        restore_into(rt, target, marker, ids, r, &open).map_err(|e| open.unproc_err(e))?;
+        restore_into(rt, target, marker, ids, r, (&open, told)).map_err(|e| open.unproc_err(e))?;
     report.path = r.dest.display().to_string();
     let warnings = warnings.iter().map(|w| open.unproc(w)).collect();
     open.still_in_place()?;
@@ -124,7 +128,7 @@ fn restore_into(
     marker: &Marker,
     ids: &Identities,
     r: &SourceRestore<'_>,
-    open: &dest_root::OpenDest,
+    (open, told): (&dest_root::OpenDest, Told<'_>),
 ) -> Result<(TreeReport, Vec<String>)> {
     let dest = &open.work().to_path_buf();
     let record = match r.source.packed {
@@ -135,15 +139,16 @@ fn restore_into(
     };
     // Held until the new contents are in place and checked: a second restore into
     // the same place would otherwise take this one's staging folder for debris.
-    let lock = swap::DestLock::take(dest)?;
+    let lock = swap::DestLock::take(dest, told.work)?;
     for line in swap::recover_locked(&lock)? {
-        eprintln!("recovered: {}", open.unproc(&line));
+        told.report
+            .notice(&format!("recovered: {}", open.unproc(&line)));
     }
     let staging = dest.join(swap::staging_name(&marker.id));
     std::fs::create_dir(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
-    crate::progress::set_phase("unpacking");
+    told.work.set_phase("unpacking");
     // Phase times go to the debug log (COFFER_LOG=coffer=debug): where a slow restore
     // spends its time is otherwise guesswork.
     let mut clock = std::time::Instant::now();
@@ -167,7 +172,8 @@ fn restore_into(
         let extracted = match record {
             Some(record) => {
                 let path = object_path(&marker.job, &marker.id, &r.source.object);
-                let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+                let reader =
+                    ObjectReader::open(rt, target, &path, Some(record))?.counting(told.work);
                 unpack(&mut Pumped::spawn(decrypt(reader, ids)?)?)?
             }
             None => {
@@ -235,7 +241,7 @@ fn restore_into(
     warnings.extend(tally.warnings());
     lap("removed the old contents");
 
-    crate::progress::set_phase("checking");
+    told.work.set_phase("checking");
     let owners = r.owners;
     let report = check_tree(
         &r.source.name,

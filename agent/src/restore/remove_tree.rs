@@ -6,6 +6,7 @@
 //! requests in flight).
 
 use super::swap::DestLock;
+use crate::report::Work;
 use anyhow::{Context, Result};
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
@@ -30,7 +31,7 @@ type Pending = (Arc<OwnedFd>, OsString, PathBuf);
 /// go to `found`. Everything is relative to open directories and nothing is
 /// followed: the old tree may be writable by the application's user, who must not be
 /// able to steer a root-run removal elsewhere with a symlink.
-fn empty_dir((parent, name, shown): &Pending, found: &mut Vec<Pending>) -> Result<()> {
+fn empty_dir((parent, name, shown): &Pending, found: &mut Vec<Pending>, work: &Work) -> Result<()> {
     let fd = match openat(
         parent,
         name.as_os_str(),
@@ -76,7 +77,7 @@ fn empty_dir((parent, name, shown): &Pending, found: &mut Vec<Pending>) -> Resul
             removed += 1;
         }
     }
-    crate::progress::phase_done(removed);
+    work.phase_done(removed);
     Ok(())
 }
 
@@ -114,7 +115,7 @@ pub(super) fn remove_tree(lock: &DestLock, name: &str) -> Result<()> {
                     q.1 += 1;
                     drop(q);
                     let mut found = Vec::new();
-                    let res = empty_dir(&item, &mut found);
+                    let res = empty_dir(&item, &mut found, &lock.work);
                     drop(item);
                     q = queue.lock().unwrap_or_else(|e| e.into_inner());
                     q.1 -= 1;

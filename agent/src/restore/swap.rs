@@ -1,3 +1,5 @@
+//! Over 400 lines: the journal, the swap and its recovery are one crash-safe protocol, read together.
+//!
 //! Replacing a destination's contents with a fully unpacked staging folder
 //! (`restore --force`) so that a crash at any instant leaves something the next
 //! `coffer restore` can turn into exactly the old or exactly the new contents.
@@ -28,6 +30,7 @@
 //! kept in one file so that they change together.
 
 use super::remove_tree::remove_tree;
+use crate::report::{Report, Work};
 use anyhow::{Context, Result, bail};
 use coffer_plugins::RawPath;
 use nix::fcntl::{OFlag, RenameFlags, openat, renameat2};
@@ -39,6 +42,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const STAGING_PREFIX: &str = ".coffer-restore-";
 const OLD_PREFIX: &str = ".coffer-old-";
@@ -110,10 +114,12 @@ struct Journal {
 pub struct DestLock {
     pub(super) dir: File,
     pub(super) path: PathBuf,
+    /// The restore's progress: each step names its phase there.
+    pub(super) work: Arc<Work>,
 }
 
 impl DestLock {
-    pub fn take(dest: &Path) -> Result<DestLock> {
+    pub fn take(dest: &Path, work: &Arc<Work>) -> Result<DestLock> {
         let dir = File::open(dest).with_context(|| format!("cannot open {}", dest.display()))?;
         match dir.try_lock() {
             Ok(()) => {}
@@ -128,6 +134,7 @@ impl DestLock {
         Ok(DestLock {
             dir,
             path: dest.to_path_buf(),
+            work: work.clone(),
         })
     }
 
@@ -231,7 +238,7 @@ impl Committed<'_> {
 }
 
 fn finish_commit(lock: &DestLock, id: &str) -> Result<()> {
-    crate::progress::set_phase("removing old contents");
+    lock.work.set_phase("removing old contents");
     remove_tree(lock, &old_name(id))?;
     remove_tree(lock, &staging_name(id))?;
     remove_journal(lock, id)
@@ -261,10 +268,10 @@ pub fn swap_in<'a>(lock: &'a DestLock, id: &str) -> Result<Committed<'a>> {
     // or a power cut right after it could leave neither. One syncfs now, before the
     // first journal, keeps the swap window itself short; its cost is writing back
     // what the restore wrote, which the kernel would otherwise do a little later.
-    crate::progress::set_phase("writing to disk");
+    lock.work.set_phase("writing to disk");
     nix::unistd::syncfs(&lock.dir)
         .with_context(|| format!("cannot sync the file system of {}", dest.display()))?;
-    crate::progress::set_phase("swapping");
+    lock.work.set_phase("swapping");
     write_journal(lock, &journal)?;
     let moved = (|| -> Result<()> {
         std::fs::create_dir(dest.join(&old))
@@ -278,7 +285,7 @@ pub fn swap_in<'a>(lock: &'a DestLock, id: &str) -> Result<Committed<'a>> {
                 &dest.join(&old),
                 name.as_path().as_os_str(),
             )?;
-            crate::progress::phase_done(1);
+            lock.work.phase_done(1);
         }
         lock.sync()?;
         old_dir
@@ -295,7 +302,7 @@ pub fn swap_in<'a>(lock: &'a DestLock, id: &str) -> Result<Committed<'a>> {
                 dest,
                 name.as_path().as_os_str(),
             )?;
-            crate::progress::phase_done(1);
+            lock.work.phase_done(1);
         }
         lock.sync()?;
         staging_dir
@@ -329,7 +336,7 @@ fn roll_back(lock: &DestLock, mut journal: Journal) -> Result<()> {
     let id = journal.snapshot.clone();
     let staging = staging_name(&id);
     let old = old_name(&id);
-    crate::progress::set_phase("rolling back");
+    lock.work.set_phase("rolling back");
     if journal.phase == Phase::MovingIn {
         // Every old entry is aside, so each new name found in `dest` is a new entry.
         let staging_path = dest.join(&staging);
@@ -373,7 +380,7 @@ fn roll_back(lock: &DestLock, mut journal: Journal) -> Result<()> {
         std::fs::remove_dir(&old_path)
             .with_context(|| format!("cannot remove {}", old_path.display()))?;
     }
-    crate::progress::set_phase("removing unpacked contents");
+    lock.work.set_phase("removing unpacked contents");
     remove_tree(lock, &staging)?;
     remove_journal(lock, &id)
 }
@@ -453,7 +460,7 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
             && !journals.iter().any(|j| j == id)
             && path.exists()
         {
-            crate::progress::set_phase("removing an unfinished unpack");
+            lock.work.set_phase("removing an unfinished unpack");
             remove_tree(lock, &staging_name(id))?;
             done.push(format!(
                 "{}: removed {} left by an interrupted unpack of snapshot {id}",
@@ -474,14 +481,18 @@ pub fn recover_locked(lock: &DestLock) -> Result<Vec<String>> {
 }
 
 /// `recover_locked` for a destination not yet locked by the caller, reached
-/// through `work` (see `dest_root`) and known to the operator as `shown`. Prints
-/// what was done on stderr.
-pub fn recover(work: &Path, shown: &Path) -> Result<()> {
-    let lock = DestLock::take(work)?;
+/// through `work` (see `dest_root`) and known to the operator as `shown`. Says
+/// what was done in notices.
+pub fn recover(work: &Path, shown: &Path, report: &dyn Report) -> Result<()> {
+    let progress = Work::new("restore", "", None);
+    let lock = DestLock::take(work, &progress)?;
     let work = work.to_string_lossy();
     let shown = shown.to_string_lossy();
     for line in recover_locked(&lock)? {
-        eprintln!("recovered: {}", line.replace(work.as_ref(), &shown));
+        report.notice(&format!(
+            "recovered: {}",
+            line.replace(work.as_ref(), &shown)
+        ));
     }
     Ok(())
 }

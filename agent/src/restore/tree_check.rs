@@ -82,7 +82,8 @@ impl TreeReport {
             && self.changed.is_empty()
     }
 
-    pub fn print(&self) {
+    /// The report for people, one line each: the differences, then the verdict.
+    pub fn lines(&self) -> Vec<String> {
         let problems = [
             ("missing", &self.missing),
             ("extra", &self.extra),
@@ -93,19 +94,23 @@ impl TreeReport {
             ("link", &self.link),
             ("xattr", &self.xattrs),
         ];
+        let mut out = Vec::new();
         for (what, list) in problems {
             for item in list {
-                crate::say!("  {what}: {}", coffer_plugins::escape_controls(item));
+                out.push(format!(
+                    "  {what}: {}",
+                    coffer_plugins::escape_controls(item)
+                ));
             }
         }
         for c in &self.changed {
-            crate::say!(
+            out.push(format!(
                 "  changed during backup: {}",
                 coffer_plugins::escape_controls(c)
-            );
+            ));
         }
         for n in &self.notes {
-            crate::say!("  note: {}", coffer_plugins::escape_controls(n));
+            out.push(format!("  note: {}", coffer_plugins::escape_controls(n)));
         }
         let count: usize = problems.iter().map(|(_, l)| l.len()).sum();
         let changed = match self.changed.len() {
@@ -115,32 +120,22 @@ impl TreeReport {
                  them as last read, not as of one instant"
             ),
         };
-        match (count, changed.is_empty()) {
-            (0, true) => crate::say!(
-                "source {}: {} consistent ({} entries checked)",
-                self.source,
-                self.path,
-                self.checked
+        let (source, path, checked) = (&self.source, &self.path, self.checked);
+        out.push(match (count, changed.is_empty()) {
+            (0, true) => format!("source {source}: {path} consistent ({checked} entries checked)"),
+            (0, false) => format!(
+                "source {source}: {path} INCONSISTENT: as in the snapshot ({checked} entries \
+                 checked), but {changed}"
             ),
-            (0, false) => crate::say!(
-                "source {}: {} INCONSISTENT: as in the snapshot ({} entries checked), but {changed}",
-                self.source,
-                self.path,
-                self.checked
+            (_, true) => format!(
+                "source {source}: {path} INCONSISTENT: {count} difference(s) in {checked} entries"
             ),
-            (_, true) => crate::say!(
-                "source {}: {} INCONSISTENT: {count} difference(s) in {} entries",
-                self.source,
-                self.path,
-                self.checked
+            (_, false) => format!(
+                "source {source}: {path} INCONSISTENT: {count} difference(s) in {checked} \
+                 entries, and {changed}"
             ),
-            (_, false) => crate::say!(
-                "source {}: {} INCONSISTENT: {count} difference(s) in {} entries, and {changed}",
-                self.source,
-                self.path,
-                self.checked
-            ),
-        }
+        });
+        out
     }
 }
 

@@ -24,5 +24,6 @@ pub(super) struct RunContext<'a> {
     pub(super) packs: Option<&'a RunPacks>,
     /// Set when any source fails: the others stop writing.
     pub(super) failed: Arc<AtomicBool>,
-    pub(super) progress: Arc<Progress>,
+    /// Bytes and files read, which the caller's display follows.
+    pub(super) progress: &'a Progress,
 }

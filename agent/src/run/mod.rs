@@ -40,6 +40,7 @@ pub(crate) use status::RunStatus;
 use crate::hooks::run_hooks_timed;
 use crate::lock::lock_job;
 use crate::repo::targets_of;
+use crate::report::Report;
 use crate::retention::prune::{Mode, prune_target};
 use anyhow::Result;
 use coffer_config::{Config, Job};
@@ -51,7 +52,8 @@ use tokio::runtime::Handle;
 /// hooks (a failure there means nothing is read), the snapshot, `on_success` or
 /// `on_failure`, `after` whatever happened, retention after a success, and the
 /// persisted status that metrics are made from.
-pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+/// `report` follows the snapshot's progress and hears the hooks start.
+pub fn run_job(rt: &Handle, cfg: &Config, job: &Job, report: &dyn Report) -> Result<JobRun> {
     if job.restore_only() {
         // Not a failed run: nothing was attempted, and no status or metric says so.
         return Err(crate::exit::usage(format!(
@@ -72,13 +74,13 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
     let timeout = Some(job.hooks.timeout);
     let job_env = [("COFFER_JOB", job.name.as_str())];
-    let mut run = match run_hooks_timed("before", &job.hooks.before, &job_env, timeout) {
+    let mut run = match run_hooks_timed("before", &job.hooks.before, &job_env, timeout, report) {
         Err(e) => failed_before_reading(
             job,
             started,
             e.context("a before hook failed; nothing was read"),
         ),
-        Ok(()) => match take_snapshot(rt, cfg, job) {
+        Ok(()) => match take_snapshot(rt, cfg, job, report) {
             Ok(run) => run,
             Err(e) => failed_before_reading(job, started, e),
         },
@@ -99,7 +101,7 @@ pub fn run_job(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
         ("on_failure", &job.hooks.on_failure)
     };
     for (what, lines) in [(which, lines), ("after", &job.hooks.after)] {
-        if let Err(e) = run_hooks_timed(what, lines, &env, timeout) {
+        if let Err(e) = run_hooks_timed(what, lines, &env, timeout, report) {
             run.hook_errors.push(format!("{e:#}"));
         }
     }

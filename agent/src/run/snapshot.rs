@@ -24,7 +24,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
-pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobRun> {
+pub(super) fn take_snapshot(
+    rt: &Handle,
+    cfg: &Config,
+    job: &Job,
+    report: &dyn crate::report::Report,
+) -> Result<JobRun> {
     let started = OffsetDateTime::now_utc();
     // Nothing is written under this id before the targets are listed: it changes
     // there if a folder of that name exists.
@@ -35,7 +40,7 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         started,
         packs: None,
     };
-    let recipients = Arc::new(keys::recipients(&cfg.encryption)?);
+    let recipients = Arc::new(keys::recipients(&cfg.encryption, report)?);
     let signing_key = crate::format::seal::host_key(&cfg.encryption)?;
     let mut lanes = open_lanes(cfg, job)?;
     let ctx = SourceContext::for_job(rt, &cfg.agent.state_dir, &job.name);
@@ -101,23 +106,26 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         lane.written = true;
     }
     // Only a drawn bar needs the last run's size: no status read otherwise.
-    let estimate = crate::progress::wanted(false)
+    let estimate = report
+        .follows()
         .then(|| crate::status::load(&cfg.agent.state_dir, &job.name))
         .filter(|last| last.last_data_bytes > 0)
-        .map(|last| crate::progress::Total {
+        .map(|last| crate::report::Total {
             bytes: last.last_data_bytes,
             files: (last.last_files > 0).then_some(last.last_files),
             estimated: true,
         });
+    let work = crate::report::Work::new("backup", &job.name, estimate);
     // A first run has no last run to estimate from: the directories' sizes, counted
     // while the backup runs, give the display a total a little later.
-    let _first_total = (estimate.is_none() && crate::progress::wanted(false)).then(|| {
-        crate::progress::TreeTotal::start(
+    let _first_total = (estimate.is_none() && report.follows()).then(|| {
+        crate::report::TreeTotal::start(
             job.sources
                 .iter()
                 .filter_map(|s| s.kind.directory())
                 .map(|d| d.path.clone())
                 .collect(),
+            work.clone(),
         )
     });
     let run = RunContext {
@@ -128,12 +136,15 @@ pub(super) fn take_snapshot(rt: &Handle, cfg: &Config, job: &Job) -> Result<JobR
         recipients: &recipients,
         packs: taking.packs.as_ref(),
         failed: Default::default(),
-        progress: Default::default(),
+        progress: &work.counts,
     };
-    let streamed = match stream_sources(&run, sources, estimate) {
+    let shown = report.start(work.clone());
+    let streamed = match stream_sources(&run, sources) {
         Ok(s) => s,
         Err(e) => return Ok(taking.failed(lanes, Shown::default(), e)),
     };
+    // The display follows the streaming only, as it always did.
+    drop(shown);
     // Every pack the snapshot references, with the bytes its files take in it.
     let mut used: BTreeMap<String, u64> = BTreeMap::new();
     for p in streamed.iter().filter_map(|s| s.packed.as_ref()) {

@@ -96,7 +96,7 @@ fn stream_packed(
     let mut writer = packs
         .writer(ctx, &name)
         .with_context(|| format!("source {name}: cannot start the pack writer"))?;
-    let read = src.stream_packed(&mut writer, &ctx.progress);
+    let read = src.stream_packed(&mut writer, ctx.progress);
     let read_end = OffsetDateTime::now_utc();
     let done = read
         .map_err(anyhow::Error::from)
@@ -149,7 +149,7 @@ fn stream_object(
         ctx.failed.clone(),
     )
     .with_context(|| format!("source {name}: cannot start the pipeline"))?;
-    let read = src.stream(&mut writer, &ctx.progress);
+    let read = src.stream(&mut writer, ctx.progress);
     let read_end = OffsetDateTime::now_utc();
     let outcome = match read {
         Ok(o) => o,
@@ -253,7 +253,6 @@ fn packs_finished(targets: &[Target], packed: &Packed) -> Finished {
 pub(super) fn stream_sources(
     ctx: &RunContext,
     sources: Vec<Box<dyn Source>>,
-    estimate: Option<crate::progress::Total>,
 ) -> Result<Vec<Streamed>> {
     let job = ctx.job;
     let gate = Gate::new(sources.len());
@@ -279,15 +278,6 @@ pub(super) fn stream_sources(
     });
     let answer = CheckAnswer::default();
     let failed = &ctx.failed;
-    let _bar = crate::progress::wanted(false).then(|| {
-        let p = ctx.progress.clone();
-        crate::progress::Follow::start("backup", &job.name, estimate, move || {
-            (
-                p.bytes.load(Ordering::Relaxed),
-                p.files.load(Ordering::Relaxed),
-            )
-        })
-    });
     let results: Vec<Result<Streamed>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .into_iter()

@@ -36,7 +36,7 @@ fn start(shared: &Arc<Shared>, job: &str, why: &str, attempt: u32) -> bool {
     let blocking = shared.rt.spawn_blocking(move || {
         let cfg = s.config();
         match cfg.jobs.get(&name) {
-            Some(j) => run_job(&s.rt, &cfg, j),
+            Some(j) => run_job(&s.rt, &cfg, j, &crate::report::Logged),
             None => Err(anyhow::anyhow!("job {name} is no longer configured")),
         }
     });

@@ -40,7 +40,7 @@ pub struct Cli {
     /// progress, name, bytes, total_bytes, total_estimated, files, total_files,
     /// phase, elapsed_seconds, eta_seconds, done), or nothing.
     #[arg(long, global = true, value_enum, default_value = "auto")]
-    pub progress: crate::progress::Mode,
+    pub progress: crate::cli::progress::Mode,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,17 +1,15 @@
 //! Progress display for backup, restore and verify: a bar drawn only when stderr
 //! is a terminal (never in logs, the journal or `--json` output), or with
 //! `--progress json` one JSON object per line on stderr for a machine to follow;
-//! fed by counters the work updates anyway, redrawn by the display's own ticker.
-//! Work that is not measured in bytes (a restore swapping trees, removing old
-//! contents, checking) names its phase through a process-wide slot, and work that
-//! learns its total late (verify, once it has read the markers) sets it through
-//! another, so code deep in a restore or verify can say what it is doing without
-//! being handed the bar.
+//! fed by the `report::Work` the domain updates anyway (bytes, files, its phase,
+//! a total learnt late), redrawn by the display's own ticker. The CLI's side of
+//! `report::Report` (`cli::report`); the domain never sees a bar.
 
+use crate::report::Work;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How progress is shown (`--progress`).
@@ -36,54 +34,12 @@ fn mode() -> Mode {
     MODE.get().copied().unwrap_or(Mode::Auto)
 }
 
-/// The total in bytes of the work under way, when it learns it after its display
-/// started (0: none said), and whether it is an estimate.
-static LATE_TOTAL: AtomicU64 = AtomicU64::new(0);
-static LATE_ESTIMATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Says the running work's total, in the units its display counts.
-pub fn set_total(bytes: u64, estimated: bool) {
-    LATE_ESTIMATED.store(estimated, Ordering::Relaxed);
-    LATE_TOTAL.store(bytes, Ordering::Relaxed);
-}
-
-fn late_total() -> Option<Total> {
-    let bytes = LATE_TOTAL.load(Ordering::Relaxed);
-    (bytes > 0).then(|| Total {
-        bytes,
-        files: None,
-        estimated: LATE_ESTIMATED.load(Ordering::Relaxed),
-    })
-}
-
-/// Stored bytes read by every object reader and ranged pack reader of this process
-/// (restore, verify).
-pub static STORED_READ: AtomicU64 = AtomicU64::new(0);
-
-/// What the running work is doing, shown after the bar's label; empty for none.
-static PHASE: Mutex<&'static str> = Mutex::new("");
-/// Items done in the current phase (entries moved, removed, ...), shown when non-zero.
-static PHASE_DONE: AtomicU64 = AtomicU64::new(0);
-
-/// Names the current phase and restarts its count. Cheap, so callers need not know
-/// whether a bar is drawn.
-pub fn set_phase(phase: &'static str) {
-    // A poisoned slot only means a panicking thread held it; the label is still usable.
-    *PHASE.lock().unwrap_or_else(|e| e.into_inner()) = phase;
-    PHASE_DONE.store(0, Ordering::Relaxed);
-}
-
-/// Counts `n` more items done in the current phase.
-pub fn phase_done(n: u64) {
-    PHASE_DONE.fetch_add(n, Ordering::Relaxed);
-}
-
-fn phase_text() -> String {
-    let phase = *PHASE.lock().unwrap_or_else(|e| e.into_inner());
-    match PHASE_DONE.load(Ordering::Relaxed) {
-        _ if phase.is_empty() => String::new(),
-        0 => format!(": {phase}"),
-        n => format!(": {phase} {n}"),
+/// `: phase` or `: phase 12` after the label; nothing without a phase.
+fn phase_text(work: &Work) -> String {
+    match work.phase() {
+        ("", _) => String::new(),
+        (phase, 0) => format!(": {phase}"),
+        (phase, n) => format!(": {phase} {n}"),
     }
 }
 
@@ -96,15 +52,6 @@ pub fn wanted(json: bool) -> bool {
         Mode::Json => true,
         Mode::None => false,
     }
-}
-
-/// How much work there is: exact (a restore's stored bytes) or an estimate (a
-/// backup's, from the last successful run), with the number of files when known.
-#[derive(Debug, Clone, Copy)]
-pub struct Total {
-    pub bytes: u64,
-    pub files: Option<u64>,
-    pub estimated: bool,
 }
 
 /// A display that follows the work until dropped; `total` when known.
@@ -123,22 +70,16 @@ struct Sample {
 }
 
 impl Follow {
-    /// `op` is the operation ("backup", "restore", "verify"), `name` what it works
-    /// on (a job, a snapshot); `read` returns (bytes, files) so far.
-    pub fn start(
-        op: &'static str,
-        name: &str,
-        total: Option<Total>,
-        read: impl Fn() -> (u64, u64) + Send + 'static,
-    ) -> Follow {
-        set_phase("");
+    /// Follows `work` (its op, name, counters, phase and totals) until dropped.
+    pub fn start(work: Arc<Work>) -> Follow {
+        let total = work.total;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if mode() == Mode::Json {
-            let (s, name) = (stop.clone(), name.to_string());
+            let s = stop.clone();
             let thread = std::thread::spawn(move || {
                 let started = Instant::now();
                 let sample = || {
-                    let (bytes, files) = read();
+                    let (bytes, files) = work.done();
                     Sample {
                         bytes,
                         files,
@@ -148,12 +89,12 @@ impl Follow {
                 let mut next = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     if Instant::now() >= next {
-                        emit(&json_line(op, &name, total, sample(), false));
+                        emit(&json_line(&work, sample(), false));
                         next += Duration::from_secs(1);
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                emit(&json_line(op, &name, total, sample(), true));
+                emit(&json_line(&work, sample(), true));
             });
             return Follow {
                 bar: None,
@@ -170,14 +111,14 @@ impl Follow {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
-        let label = format!("{op} {name}");
+        let label = format!("{} {}", work.op, work.name);
         bar.set_message(label.clone());
         let (b, s) = (bar.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut has_total = total.is_some();
             while !s.load(Ordering::Relaxed) {
-                let (bytes, files) = read();
-                if let Some(late) = late_total().filter(|_| total.is_none()) {
+                let (bytes, files) = work.done();
+                if let Some(late) = work.late_total().filter(|_| total.is_none()) {
                     // The spinner becomes a bar once the work knows its total (a
                     // second target's adds to it).
                     if !has_total || late.bytes > b.length().unwrap_or(0) {
@@ -194,7 +135,7 @@ impl Follow {
                 b.set_message(format!(
                     "{label}{}{}",
                     files_text(files, total.and_then(|t| t.files)),
-                    phase_text()
+                    phase_text(&work)
                 ));
                 b.tick();
                 std::thread::sleep(Duration::from_millis(150));
@@ -224,18 +165,18 @@ fn emit(line: &str) {
 }
 
 /// One JSON progress line. The total is the one given at the start, else the one
-/// the work said since (`set_total`); the ETA is the rest at the average rate so
+/// the work said since (`Work::set_total`); the ETA is the rest at the average rate so
 /// far, absent without a total or before any byte.
-fn json_line(op: &str, name: &str, total: Option<Total>, s: Sample, done: bool) -> String {
-    let total = total.or_else(late_total);
+fn json_line(work: &Work, s: Sample, done: bool) -> String {
+    let total = work.total.or_else(|| work.late_total());
     let secs = s.elapsed.as_secs_f64();
     let eta = total
         .filter(|_| s.bytes > 0 && secs > 0.0 && !done)
         .map(|t| t.bytes.saturating_sub(s.bytes) as f64 / (s.bytes as f64 / secs));
-    let phase = *PHASE.lock().unwrap_or_else(|e| e.into_inner());
+    let (phase, _) = work.phase();
     serde_json::json!({
-        "progress": op,
-        "name": name,
+        "progress": work.op,
+        "name": work.name,
         "bytes": s.bytes,
         "total_bytes": total.map(|t| t.bytes),
         "total_estimated": total.map(|t| t.estimated),
@@ -247,51 +188,6 @@ fn json_line(op: &str, name: &str, total: Option<Total>, s: Sample, done: bool) 
         "done": done,
     })
     .to_string()
-}
-
-/// Counts, in a thread of its own, the bytes of the regular files under `trees`
-/// and says the sum as the work's estimated total: a first backup has no last run
-/// to estimate from. Only what the files' sizes say (no database, no excludes),
-/// hence an estimate; stops when dropped.
-pub struct TreeTotal {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl TreeTotal {
-    pub fn start(trees: Vec<std::path::PathBuf>) -> TreeTotal {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            let mut sum = 0u64;
-            let mut todo = trees;
-            while let Some(dir) = todo.pop() {
-                let Ok(list) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                for e in list.flatten() {
-                    if s.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    // Not following symlinks, as the backup does not.
-                    match e.metadata() {
-                        Ok(md) if md.is_dir() => todo.push(e.path()),
-                        Ok(md) if md.is_file() => sum = sum.saturating_add(md.len()),
-                        _ => {}
-                    }
-                }
-            }
-            if !s.load(Ordering::Relaxed) {
-                set_total(sum, true);
-            }
-        });
-        TreeTotal { stop }
-    }
-}
-
-impl Drop for TreeTotal {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// ` 1 file`, ` 1,204 of ~20,048 files`, or nothing before the first file.
@@ -309,7 +205,6 @@ impl Drop for Follow {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        set_total(0, false);
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -319,35 +214,37 @@ impl Drop for Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Total;
 
     #[test]
     fn a_json_line_gives_the_rest_at_the_rate_so_far_and_no_eta_when_done() {
-        let total = Some(Total {
-            bytes: 1000,
-            files: Some(4),
-            estimated: false,
-        });
+        let work = Work::new(
+            "restore",
+            "s1",
+            Some(Total {
+                bytes: 1000,
+                files: Some(4),
+                estimated: false,
+            }),
+        );
         let at = |bytes, secs| Sample {
             bytes,
             files: 1,
             elapsed: Duration::from_secs(secs),
         };
         let line: serde_json::Value =
-            serde_json::from_str(&json_line("restore", "s1", total, at(250, 2), false))
-                .expect("json");
+            serde_json::from_str(&json_line(&work, at(250, 2), false)).expect("json");
         assert_eq!(line["eta_seconds"], 6.0, "{line}");
         assert_eq!(line["total_bytes"], 1000, "{line}");
         assert_eq!(line["total_files"], 4, "{line}");
         assert_eq!(line["done"], false, "{line}");
         let done: serde_json::Value =
-            serde_json::from_str(&json_line("restore", "s1", total, at(1000, 8), true))
-                .expect("json");
+            serde_json::from_str(&json_line(&work, at(1000, 8), true)).expect("json");
         assert_eq!(done["eta_seconds"], serde_json::Value::Null, "{done}");
         assert_eq!(done["done"], true, "{done}");
         // Nothing read yet: no rate, no ETA.
         let start: serde_json::Value =
-            serde_json::from_str(&json_line("restore", "s1", total, at(0, 0), false))
-                .expect("json");
+            serde_json::from_str(&json_line(&work, at(0, 0), false)).expect("json");
         assert_eq!(start["eta_seconds"], serde_json::Value::Null, "{start}");
     }
 

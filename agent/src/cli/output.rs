@@ -25,6 +25,6 @@ pub fn say(line: std::fmt::Arguments) {
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::output::say(format_args!($($arg)*))
+        $crate::cli::output::say(format_args!($($arg)*))
     };
 }

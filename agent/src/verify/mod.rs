@@ -9,18 +9,22 @@
 //! damaged or missing (in either mode) is forgotten by the job's local index at
 //! once, so the next backup stores its files again (`pack::damage`).
 
+mod archive;
+pub(crate) mod job;
+
 use crate::exit::usage;
-use crate::format::{Manifest, Marker, SourceManifest, object_path};
+use crate::format::{Manifest, Marker, object_path};
 use crate::keys::{self, Identities};
 use crate::pipeline::read::{ObjectReader, Pumped, decrypt};
 use crate::repo;
 use crate::repo::targets_of;
-use crate::restore::in_order::InOrder;
-use anyhow::{Context, Result, bail};
+use crate::report::Work;
+use anyhow::{Result, bail};
+use archive::check_archive;
 use coffer_config::Config;
-use coffer_plugins::{EntryKind, FileEntry, Target};
+use coffer_plugins::Target;
 use serde::Serialize;
-use std::io::Read;
+use std::sync::Arc;
 use tokio::runtime::Handle;
 
 /// What a verify read: only the stored bytes (any host), or also the decrypted
@@ -82,19 +86,20 @@ pub fn verify_job(
     ids: Option<&Identities>,
 ) -> Result<Verified> {
     let trust = crate::format::seal::Trust::new(&cfg.encryption, &[], false);
-    verify_job_trusting(rt, cfg, job, only, which, ids, &trust)
+    let work = Work::new("verify", &job.name, None);
+    verify_job_trusting(rt, cfg, (job, only, which), ids, &trust, &work)
 }
 
-/// `verify_job` with the signers the command line adds. A snapshot that `trust`
-/// refuses is a problem in either mode; deep mode never decrypts it.
+/// `verify_job` with the signers the command line adds, counting what it reads
+/// in `work`. A snapshot that `trust` refuses is a problem in either mode; deep
+/// mode never decrypts it.
 pub fn verify_job_trusting(
     rt: &Handle,
     cfg: &Config,
-    job: &coffer_config::Job,
-    only: Option<&str>,
-    which: &str,
+    (job, only, which): (&coffer_config::Job, Option<&str>, &str),
     ids: Option<&Identities>,
     trust: &crate::format::seal::Trust,
+    work: &Arc<Work>,
 ) -> Result<Verified> {
     let targets = targets_of(cfg, job, only, coffer_plugins::Access::Read)?;
     let mut verdicts = Vec::new();
@@ -116,7 +121,7 @@ pub fn verify_job_trusting(
             .iter()
             .map(|m| planned_read(m, ids.is_some()))
             .fold(planned, u64::saturating_add);
-        crate::progress::set_total(planned, ids.is_some());
+        work.set_total(planned, ids.is_some());
         for marker in chosen {
             let mut v = Verdict {
                 job: job.name.clone(),
@@ -139,8 +144,15 @@ pub fn verify_job_trusting(
                     v.problems.push(why);
                     Ok(())
                 }
-                (None, None) => stored(rt, target, &marker, &mut v),
-                (None, Some(ids)) => deep(rt, target, &marker, ids, &cfg.agent.state_dir, &mut v),
+                (None, None) => stored(rt, target, &marker, &mut v, work),
+                (None, Some(ids)) => deep(
+                    rt,
+                    target,
+                    (&marker, ids),
+                    &cfg.agent.state_dir,
+                    &mut v,
+                    work,
+                ),
             };
             if let Err(e) = result {
                 match crate::key_match::not_for_identity(&e) {
@@ -206,17 +218,24 @@ pub fn identities_for(
     }
 }
 
-fn stored(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) -> Result<()> {
+fn stored(
+    rt: &Handle,
+    target: &Target,
+    marker: &Marker,
+    v: &mut Verdict,
+    work: &Arc<Work>,
+) -> Result<()> {
     for o in &marker.objects {
         let path = object_path(&marker.job, &marker.id, &o.key);
         let copied = ObjectReader::open(rt, target, &path, Some(o))
+            .map(|r| r.counting(work))
             .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()));
         if let Err(e) = copied {
             v.problems.push(e.to_string());
         }
         v.objects += 1;
     }
-    stored_packs(rt, target, marker, v);
+    stored_packs(rt, target, marker, v, work);
     Ok(())
 }
 
@@ -237,10 +256,10 @@ fn planned_read(marker: &Marker, deep: bool) -> u64 {
 /// Every pack the marker lists, read whole and checked against its stored size
 /// and BLAKE3: a target that lacks one (it missed runs, someone deleted it) fails,
 /// and one proven bad is noted for the index to forget.
-fn stored_packs(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) {
-    use crate::pack::damage::{Stored, check_stored};
+fn stored_packs(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict, work: &Arc<Work>) {
+    use crate::pack::damage::{Stored, check_stored_for};
     for p in &marker.packs {
-        match check_stored(rt, target, &marker.job, p) {
+        match check_stored_for(rt, target, &marker.job, p, Some(work)) {
             Stored::Intact => {}
             Stored::Bad(why) => {
                 v.problems.push(why);
@@ -255,10 +274,10 @@ fn stored_packs(rt: &Handle, target: &Target, marker: &Marker, v: &mut Verdict) 
 fn deep(
     rt: &Handle,
     target: &Target,
-    marker: &Marker,
-    ids: &Identities,
+    (marker, ids): (&Marker, &Identities),
     state_dir: &std::path::Path,
     v: &mut Verdict,
+    work: &Arc<Work>,
 ) -> Result<()> {
     let manifest: Manifest = repo::read_manifest(rt, target, marker, ids, &state_dir.join("tmp"))?;
     v.objects += 1;
@@ -274,15 +293,17 @@ fn deep(
     // Packed sources: every pack's stored bytes, then every file rebuilt from the
     // packs and checked against the manifest, as an archive would be.
     if manifest.sources.iter().any(|s| s.packed) {
-        stored_packs(rt, target, marker, v);
+        stored_packs(rt, target, marker, v, work);
     }
     for s in manifest.sources.iter().filter(|s| s.packed) {
+        let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        work.count_also(fetched.clone());
         let view = crate::pack::tar_view::PackedView {
             rt,
             target,
             marker,
             ids,
-            fetched: Default::default(),
+            fetched,
         };
         let checked =
             crate::pack::tar_view::with_tar(&view, s, None, |plain| check_archive(plain, s, v));
@@ -294,7 +315,7 @@ fn deep(
         let src = o.source.as_deref().and_then(|s| manifest.source(s));
         let path = object_path(&marker.job, &marker.id, &o.key);
         let checked = ObjectReader::open(rt, target, &path, Some(o))
-            .and_then(|reader| decrypt(reader, ids))
+            .and_then(|reader| decrypt(reader.counting(work), ids))
             .and_then(Pumped::spawn)
             .map_err(anyhow::Error::from)
             .and_then(|mut plain| match src {
@@ -317,101 +338,5 @@ fn deep(
         }
         v.objects += 1;
     }
-    Ok(())
-}
-
-/// Hashes every file in the archive and compares with the manifest, whose regular
-/// files come in the archive's order.
-fn check_archive(plain: &mut dyn Read, src: &SourceManifest, v: &mut Verdict) -> Result<()> {
-    let files = src
-        .entries
-        .iter()?
-        .filter(|e| e.as_ref().map_or(true, |e| e.kind == EntryKind::File));
-    let mut manifest = InOrder::new(files)?;
-    let missing = |w: FileEntry| {
-        format!(
-            "source {}: {}: in the manifest but not in the archive",
-            src.name, w.path
-        )
-    };
-    let mut archive = tar::Archive::new(plain);
-    let mut buf = vec![0u8; 1 << 20];
-    for entry in archive.entries().context("cannot read the archive")? {
-        let mut entry = entry.context("cannot read the archive")?;
-        if !matches!(
-            entry.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            continue;
-        }
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
-        let found = manifest.find(&raw, |w| v.problems.push(missing(w)))?;
-        // A sparse file's entry holds its pieces of data; its hash is the whole
-        // file's, zeros included.
-        if let Some(w) = found.as_ref().filter(|w| w.sparse.is_some()) {
-            let map = w.sparse.as_deref().unwrap_or_default();
-            if !coffer_plugins::is_valid_sparse_map(map, w.size) {
-                bail!(
-                    "source {}: {name}: the manifest's map of a sparse file does not fit it",
-                    src.name
-                );
-            }
-            let data: u64 = map.iter().map(|(_, len)| len).sum();
-            let (got, hash) = coffer_plugins::sparse::read_pieces(
-                map,
-                w.size,
-                &mut entry,
-                &mut buf,
-                &mut |_, _| Ok(()),
-            )
-            .with_context(|| format!("source {}: {name}", src.name))?;
-            v.files += 1;
-            if got != data || w.blake3.as_deref() != Some(hash.to_hex().as_str()) {
-                v.problems.push(format!(
-                    "source {}: {name}: content does not match the manifest",
-                    src.name
-                ));
-            }
-            continue;
-        }
-        // Zeros after the content of a file that shrank while it was read
-        // (`padding`) are not part of its size or hash.
-        let padding = found.as_ref().map_or(0, |w| w.padding);
-        let content = entry.size().saturating_sub(padding);
-        let mut h = blake3::Hasher::new();
-        let mut size = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .with_context(|| format!("source {}: {name}", src.name))?;
-            if n == 0 {
-                break;
-            }
-            let kept = (content.saturating_sub(size)).min(n as u64) as usize;
-            h.update(&buf[..kept]);
-            size += n as u64;
-        }
-        v.files += 1;
-        match found {
-            None => v.problems.push(format!(
-                "source {}: {name}: in the archive but not in the manifest",
-                src.name
-            )),
-            Some(w) => {
-                if w.size.checked_add(w.padding) != Some(size)
-                    || w.blake3.as_deref() != Some(h.finalize().to_hex().as_str())
-                {
-                    v.problems.push(format!(
-                        "source {}: {name}: content does not match the manifest",
-                        src.name
-                    ));
-                }
-            }
-        }
-    }
-    let mut rest = archive.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).context("cannot read the archive")?;
-    manifest.rest(|w| v.problems.push(missing(w)))?;
     Ok(())
 }
