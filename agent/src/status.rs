@@ -13,7 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod history;
+mod recorded;
 pub use history::{HISTORY, RunRecord, bounded_error};
+pub use recorded::{Outcome, RecordedVerifyMode};
 
 /// Fields missing from a file an older coffer wrote take their defaults, so that
 /// adding a counter never resets the others.
@@ -27,8 +29,8 @@ pub struct JobStatus {
     /// Unix seconds of the first such run (since issue 14; see
     /// `first_success_known` for a file from before).
     pub first_success: Option<f64>,
-    /// `success`, `partial`, `failed` or `cancelled`.
-    pub last_outcome: Option<String>,
+    /// `success`, `partial`, `failed` or `cancelled` (or a newer coffer's word).
+    pub last_outcome: Option<Outcome>,
     pub last_error: Option<String>,
     pub last_snapshot: Option<String>,
     pub last_duration_seconds: f64,
@@ -43,7 +45,7 @@ pub struct JobStatus {
     #[serde(default)]
     pub last_data_bytes: u64,
     /// Runs by outcome, since the state directory was created.
-    pub runs: BTreeMap<String, u64>,
+    pub runs: BTreeMap<Outcome, u64>,
     /// Runs skipped because the previous one was still going.
     pub skipped: u64,
     pub bytes_read: BTreeMap<String, u64>,
@@ -58,7 +60,7 @@ pub struct JobStatus {
     pub last_check: Option<crate::format::CheckCounts>,
     pub last_verify: Option<f64>,
     /// `deep` or `stored`: what the last verify read.
-    pub last_verify_mode: Option<String>,
+    pub last_verify_mode: Option<RecordedVerifyMode>,
     /// Whether the last verify found every snapshot it read intact.
     pub last_verify_ok: Option<bool>,
     /// The last successful deep verify (decrypted, every file checked). Replaces
@@ -174,58 +176,5 @@ pub fn now() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Many writers at once, each in its own open file (as separate processes would
-    /// be): every increment must survive.
-    #[test]
-    fn concurrent_updates_lose_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (threads, each) = (8u64, 25u64);
-        std::thread::scope(|scope| {
-            for t in 0..threads {
-                let dir = dir.path();
-                scope.spawn(move || {
-                    for _ in 0..each {
-                        update(dir, "app", |s| {
-                            s.skipped += 1;
-                            *s.runs.entry(format!("t{t}")).or_default() += 1;
-                        })
-                        .expect("update");
-                    }
-                });
-            }
-        });
-        let s = load(dir.path(), "app");
-        assert_eq!(s.skipped, threads * each, "increments were lost");
-        for t in 0..threads {
-            assert_eq!(s.runs.get(&format!("t{t}")), Some(&each), "{s:?}");
-        }
-    }
-
-    /// A status file written before `last_window_seconds` existed keeps its
-    /// counters (a field that fails to parse would reset them all to zero).
-    #[test]
-    fn a_status_file_from_before_the_window_still_loads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("status")).expect("mkdir");
-        std::fs::write(
-            dir.path().join("status/app.json"),
-            r#"{"last_run": 5.0, "last_success": 5.0, "last_outcome": "success",
-                "last_error": null, "last_snapshot": "x", "last_duration_seconds": 1.5,
-                "last_skew_seconds": 0.25, "runs": {"success": 7}, "skipped": 2,
-                "bytes_read": {}, "bytes_stored": {}, "snapshots": {},
-                "last_verify": null, "last_verify_success": null}"#,
-        )
-        .expect("write");
-        let s = load(dir.path(), "app");
-        assert_eq!(s.runs.get("success"), Some(&7));
-        assert_eq!(s.last_skew_seconds, 0.25);
-        assert_eq!(s.last_window_seconds, 0.0);
-    }
-}
-
-#[cfg(test)]
 #[path = "status_tests.rs"]
-mod more_tests;
+mod tests;

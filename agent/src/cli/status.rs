@@ -8,7 +8,9 @@
 
 use crate::cli::{StatusArgs, print_json};
 use crate::format::CheckCounts;
-use crate::status::JobStatus;
+use crate::run::RunStatus;
+use crate::status::{JobStatus, Outcome, RecordedVerifyMode};
+use crate::verify::VerifyMode;
 use crate::when::{in_zone, instant, next_run, plain_duration, relative, time_utc};
 use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -37,14 +39,14 @@ struct JobReport {
     /// The job's `[check]` at backup time, on the last committed snapshot.
     last_check: Option<CheckCounts>,
     /// Runs by outcome since the state directory was made.
-    runs: BTreeMap<String, u64>,
+    runs: BTreeMap<Outcome, u64>,
 }
 
 #[derive(Serialize)]
 struct LastRun {
     ended_at: Option<String>,
-    /// `success`, `partial`, `failed` or `cancelled`.
-    outcome: Option<String>,
+    /// `success`, `partial`, `failed` or `cancelled` (or a newer coffer's word).
+    outcome: Option<Outcome>,
     duration_seconds: f64,
     window_seconds: f64,
     /// Bytes the run stored on the targets that committed it; `null` in a status
@@ -59,8 +61,8 @@ struct LastRun {
 #[derive(Serialize)]
 struct LastVerify {
     at: Option<String>,
-    /// `deep` or `stored`.
-    mode: Option<String>,
+    /// `deep` or `stored` (or a newer coffer's word).
+    mode: Option<RecordedVerifyMode>,
     ok: Option<bool>,
 }
 
@@ -160,7 +162,7 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
         let mut rows: Vec<(&str, String)> = Vec::new();
         let headline = match &r.last_run {
             None => "never run".to_string(),
-            Some(l) => esc(l.outcome.as_deref().unwrap_or("unknown outcome")),
+            Some(l) => esc(outcome_text(l)),
         };
         println!("job {}: {headline}", r.job);
         match &r.last_run {
@@ -169,7 +171,7 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
                 let mut text = format!(
                     "{}: {} in {}",
                     when(l.ended_at.as_deref(), now),
-                    esc(l.outcome.as_deref().unwrap_or("unknown outcome")),
+                    esc(outcome_text(l)),
                     plain_duration(l.duration_seconds)
                 );
                 if let Some(b) = l.stored_bytes {
@@ -181,7 +183,10 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
                 rows.push(("last run", text));
                 // A failed or cancelled run names the id it did not commit.
                 if let Some(id) = &l.snapshot
-                    && matches!(l.outcome.as_deref(), Some("success" | "partial"))
+                    && l.outcome
+                        .as_ref()
+                        .and_then(Outcome::known)
+                        .is_some_and(RunStatus::committed)
                 {
                     rows.push(("snapshot", esc(id)));
                 }
@@ -230,7 +235,7 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
             let runs: Vec<String> = r
                 .runs
                 .iter()
-                .map(|(o, n)| format!("{n} {}", esc(o)))
+                .map(|(o, n)| format!("{n} {}", esc(o.as_str())))
                 .collect();
             rows.push(("runs", runs.join(", ")));
         }
@@ -239,6 +244,13 @@ fn print_text(cfg: &Config, reports: &[JobReport], now: DateTime<Utc>) {
             println!("  {label:<width$}  {value}");
         }
     }
+}
+
+/// The last run's outcome in words, as the file holds it.
+fn outcome_text(l: &LastRun) -> &str {
+    l.outcome
+        .as_ref()
+        .map_or("unknown outcome", Outcome::as_str)
 }
 
 fn next_text(
@@ -267,10 +279,10 @@ fn verify_text(r: &JobReport, now: DateTime<Utc>) -> String {
     let Some(v) = &r.last_verify else {
         return "never".to_string();
     };
-    let mode = match v.mode.as_deref() {
-        Some("deep") => "deep",
-        Some("stored") => "stored bytes only",
-        _ => "mode unknown",
+    let mode = match v.mode.as_ref().and_then(RecordedVerifyMode::known) {
+        Some(VerifyMode::Deep) => "deep",
+        Some(VerifyMode::Stored) => "stored bytes only",
+        None => "mode unknown",
     };
     let result = match v.ok {
         Some(true) => "ok",

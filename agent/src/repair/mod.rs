@@ -10,26 +10,34 @@
 //! from a target: repair only writes objects whose bytes match their record.
 //! Everything is done under the job lock, except a dry run, which changes
 //! nothing (no target write, no index change) and so takes none, as prune's.
+//!
+//! The parts: this file (the entry point: open every target, check and repair
+//! each, forget what stays damaged, rebuild the index), `target` (one target's
+//! check and where a good copy comes from), `report` (what a repair found and
+//! did), `copy`, `lost` and `rebuild`.
 
 pub(crate) mod copy;
 mod lost;
 mod rebuild;
+mod report;
+mod target;
 
 pub use lost::Lost;
 pub use rebuild::Rebuilt;
+pub use report::{DamagedSnapshot, Report};
 
 use crate::format::seal::Trust;
-use crate::format::{Marker, ObjectRecord, PackRecord, object_path};
+use crate::format::{Marker, ObjectRecord, PackRecord};
 use crate::keys::Identities;
 use crate::lock::{JobLock, LockHeld, lock_job};
-use crate::pack::damage::{Stored, check_object};
+use crate::pack::damage::Stored;
 use anyhow::{Result, anyhow};
 use coffer_config::{Config, Job};
 use coffer_plugins::{Access, Target};
-use copy::{CopyError, copy_verified};
 use object_store::path::Path as ObjPath;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use target::repair_target;
 use tokio::runtime::Handle;
 
 /// What the command line asked for.
@@ -59,104 +67,6 @@ struct Item {
     name: String,
     path: ObjPath,
     record: ObjectRecord,
-}
-
-/// Copied back (or, in a dry run, to be copied back) from another target.
-#[derive(Debug, Clone, Serialize)]
-pub struct Repaired {
-    pub kind: Kind,
-    pub name: String,
-    pub from: String,
-    /// Why it was damaged.
-    pub was: String,
-}
-
-/// An item and what is wrong with it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Problem {
-    pub kind: Kind,
-    pub name: String,
-    pub why: String,
-}
-
-/// One target's check and repair.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetReport {
-    pub target: String,
-    /// Snapshots whose markers a trusted signer signed: what drove the check.
-    pub snapshots: usize,
-    /// Markers not signed by a trusted signer: ignored.
-    pub untrusted_snapshots: usize,
-    pub packs_checked: usize,
-    pub objects_checked: usize,
-    /// Copied back from another target (dry run: would be).
-    pub repaired: Vec<Repaired>,
-    /// Proven damaged or missing, and no target holds a good copy.
-    pub unrepairable: Vec<Problem>,
-    /// Could not be read to the end: not known to be damaged, left alone.
-    pub unreadable: Vec<Problem>,
-    /// What could not be done (a copy that failed, a target that cannot be listed).
-    pub failures: Vec<String>,
-}
-
-/// A snapshot that stays damaged on a target.
-#[derive(Debug, Clone, Serialize)]
-pub struct DamagedSnapshot {
-    pub target: String,
-    pub snapshot: String,
-    pub host: String,
-    /// RFC 3339.
-    pub finished_at: String,
-    /// Keys of its own objects that stay damaged.
-    pub objects: Vec<String>,
-    pub packs: Vec<String>,
-    /// With the identity: what it loses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lost: Option<Lost>,
-}
-
-/// A whole repair of one job.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub job: String,
-    pub dry_run: bool,
-    pub targets: Vec<TargetReport>,
-    /// Packs the local index forgot (dry run: would forget): no good copy anywhere.
-    pub forgotten_packs: Vec<String>,
-    /// File rows of the last backup that pointed into them; None without an index
-    /// on this host or in a dry run.
-    pub forgotten_files: Option<u64>,
-    pub damaged_snapshots: Vec<DamagedSnapshot>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rebuilt_index: Option<Rebuilt>,
-    /// Failures outside one target's check (the index, the rebuild).
-    pub failures: Vec<String>,
-    /// 0 nothing damaged or everything repaired, 3 snapshots stay damaged (a dry
-    /// run: anything damaged), 1 something could not be read or written.
-    pub exit_code: u8,
-}
-
-impl Report {
-    fn settle_exit_code(&mut self) {
-        let damaged = !self.damaged_snapshots.is_empty()
-            || (self.dry_run
-                && self
-                    .targets
-                    .iter()
-                    .any(|t| !t.repaired.is_empty() || !t.unrepairable.is_empty()));
-        let failed = !self.failures.is_empty()
-            || self
-                .targets
-                .iter()
-                .any(|t| !t.failures.is_empty() || !t.unreadable.is_empty());
-        self.exit_code = if damaged {
-            crate::exit::INCONSISTENT
-        } else if failed {
-            crate::exit::FAILED
-        } else {
-            crate::exit::OK
-        };
-    }
 }
 
 /// One target of the job, opened or not.
@@ -340,219 +250,6 @@ fn rfc3339(m: &Marker) -> String {
         .unwrap_or_default()
 }
 
-/// Every distinct item the trusted markers name; pack ids that two markers
-/// record differently are left out (and reported): no record can be trusted to
-/// decide which copy is right.
-fn items_of(job: &str, markers: &[&Marker], failures: &mut Vec<String>) -> Vec<Item> {
-    let mut packs: BTreeMap<String, PackRecord> = BTreeMap::new();
-    let mut disputed = BTreeSet::new();
-    let mut objects = Vec::new();
-    for m in markers {
-        for p in &m.packs {
-            match packs.get(&p.id) {
-                Some(q) if q.stored_size != p.stored_size || q.blake3 != p.blake3 => {
-                    disputed.insert(p.id.clone());
-                }
-                Some(_) => {}
-                None => {
-                    packs.insert(p.id.clone(), p.clone());
-                }
-            }
-        }
-        for o in &m.objects {
-            objects.push(Item {
-                kind: Kind::Object,
-                name: object_name(&m.id, &o.key),
-                path: object_path(job, &m.id, &o.key),
-                record: o.clone(),
-            });
-        }
-    }
-    for id in &disputed {
-        failures.push(format!(
-            "pack {id}: trusted snapshots record it with different sizes or hashes; left alone"
-        ));
-    }
-    let mut out: Vec<Item> = packs
-        .into_values()
-        .filter(|p| !disputed.contains(&p.id) && crate::pack::is_pack_id(&p.id))
-        .map(|p| Item {
-            kind: Kind::Pack,
-            path: crate::pack::pack_path(job, &p.id),
-            record: p.as_object(),
-            name: p.id,
-        })
-        .collect();
-    out.extend(objects);
-    out
-}
-
-fn repair_target(
-    rt: &Handle,
-    opened: &[Opened],
-    t: usize,
-    job: &str,
-    dry_run: bool,
-    tmp_dir: &std::path::Path,
-    known: &mut HashMap<(usize, String), Stored>,
-) -> TargetReport {
-    let o = &opened[t];
-    let mut r = TargetReport {
-        target: o.name.clone(),
-        snapshots: 0,
-        untrusted_snapshots: o.untrusted,
-        packs_checked: 0,
-        objects_checked: 0,
-        repaired: Vec::new(),
-        unrepairable: Vec::new(),
-        unreadable: Vec::new(),
-        failures: Vec::new(),
-    };
-    let Some(target) = o.target.as_ref().filter(|_| o.failed.is_none()) else {
-        r.failures.push(format!(
-            "{}; not checked",
-            o.failed.as_deref().unwrap_or("cannot open it")
-        ));
-        return r;
-    };
-    let trusted: Vec<&Marker> = o.markers.iter().collect();
-    r.snapshots = trusted.len();
-    for item in items_of(job, &trusted, &mut r.failures) {
-        match item.kind {
-            Kind::Pack => r.packs_checked += 1,
-            Kind::Object => r.objects_checked += 1,
-        }
-        let state = check_object(rt, target, &item.path, &item.record);
-        let was = match &state {
-            Stored::Intact => {
-                known.insert((t, item.name.clone()), Stored::Intact);
-                continue;
-            }
-            Stored::Unreadable(why) => {
-                r.unreadable.push(Problem {
-                    kind: item.kind,
-                    name: item.name.clone(),
-                    why: why.clone(),
-                });
-                known.insert((t, item.name.clone()), state);
-                continue;
-            }
-            Stored::Bad(why) => why.clone(),
-        };
-        known.insert((t, item.name.clone()), state);
-        match good_copy(rt, opened, t, &item, dry_run, tmp_dir, known) {
-            Ok(from) => {
-                known.insert((t, item.name.clone()), Stored::Intact);
-                r.repaired.push(Repaired {
-                    kind: item.kind,
-                    name: item.name.clone(),
-                    from,
-                    was,
-                });
-            }
-            Err(why) => match why {
-                NoCopy::Nowhere(tried) => r.unrepairable.push(Problem {
-                    kind: item.kind,
-                    name: item.name.clone(),
-                    why: if tried.is_empty() {
-                        was
-                    } else {
-                        format!("{was}; {}", tried.join("; "))
-                    },
-                }),
-                NoCopy::Failed(why) => {
-                    r.failures.push(format!("{}: {why}", item.name));
-                    r.unrepairable.push(Problem {
-                        kind: item.kind,
-                        name: item.name.clone(),
-                        why: format!("{was}; the copy from another target failed: {why}"),
-                    });
-                }
-            },
-        }
-    }
-    r
-}
-
-enum NoCopy {
-    /// No other target holds a good copy (what each said).
-    Nowhere(Vec<String>),
-    /// One does, but writing it to the target failed (or the copy did not check).
-    Failed(String),
-}
-
-/// Finds a good copy of `item` on another target and (unless `dry_run`) copies it
-/// to target `t`, checking it there after; returns the source's name.
-fn good_copy(
-    rt: &Handle,
-    opened: &[Opened],
-    t: usize,
-    item: &Item,
-    dry_run: bool,
-    tmp_dir: &std::path::Path,
-    known: &mut HashMap<(usize, String), Stored>,
-) -> Result<String, NoCopy> {
-    let Some(to) = opened[t].target.as_ref() else {
-        return Err(NoCopy::Failed(format!(
-            "target {} is not open",
-            opened[t].name
-        )));
-    };
-    let mut tried = Vec::new();
-    let mut last_failure = None;
-    for (s, source) in opened.iter().enumerate() {
-        let Some(from) = source.target.as_ref().filter(|_| s != t) else {
-            continue;
-        };
-        if matches!(known.get(&(s, item.name.clone())), Some(Stored::Bad(_))) {
-            tried.push(format!("target {}: damaged too", source.name));
-            continue;
-        }
-        if dry_run {
-            match check_object(rt, from, &item.path, &item.record) {
-                Stored::Intact => {
-                    known.insert((s, item.name.clone()), Stored::Intact);
-                    return Ok(source.name.clone());
-                }
-                Stored::Bad(why) => {
-                    tried.push(format!("target {}: {why}", source.name));
-                    known.insert((s, item.name.clone()), Stored::Bad(why));
-                }
-                Stored::Unreadable(why) => {
-                    tried.push(format!("target {}: cannot read it: {why}", source.name))
-                }
-            }
-            continue;
-        }
-        match copy_verified(rt, from, to, &item.path, &item.record, tmp_dir) {
-            Ok(()) => match check_object(rt, to, &item.path, &item.record) {
-                Stored::Intact => {
-                    known.insert((s, item.name.clone()), Stored::Intact);
-                    return Ok(source.name.clone());
-                }
-                Stored::Bad(why) | Stored::Unreadable(why) => {
-                    last_failure = Some(format!(
-                        "copied from target {}, but the copy on target {} does not check: {why}",
-                        source.name, opened[t].name
-                    ));
-                }
-            },
-            Err(CopyError::SourceBad(why)) => {
-                tried.push(format!("target {}: {why}", source.name));
-                known.insert((s, item.name.clone()), Stored::Bad(why));
-            }
-            Err(CopyError::SourceUnreadable(why)) => {
-                tried.push(format!("target {}: cannot read it: {why}", source.name));
-            }
-            Err(CopyError::Write(why)) => last_failure = Some(why),
-        }
-    }
-    match last_failure {
-        Some(why) => Err(NoCopy::Failed(why)),
-        None => Err(NoCopy::Nowhere(tried)),
-    }
-}
-
 fn rebuild_index(
     rt: &Handle,
     state_dir: &std::path::Path,
@@ -603,52 +300,4 @@ fn keep_trusted(markers: &mut Vec<Marker>, trust: &Trust) -> usize {
     let before = markers.len();
     markers.retain(|m| trust.refusal(m).is_none());
     before - markers.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn marker(id: &str, packs: serde_json::Value) -> Marker {
-        let json = serde_json::json!({
-            "format": 2, "id": id, "job": "app", "host": "h", "coffer_version": "0",
-            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
-            "skew_seconds": 0.0,
-            "objects": [{"key": "manifest.json.zst.age", "plaintext_size": 1,
-                         "stored_size": 2, "blake3": "ab".repeat(32)}],
-            "packs": packs,
-        });
-        serde_json::from_value(json).expect("marker")
-    }
-
-    fn pack(id: &str, hash: &str) -> serde_json::Value {
-        serde_json::json!({"id": id, "stored_size": 10, "blake3": hash.repeat(32),
-                           "content_size": 5, "used": 5})
-    }
-
-    #[test]
-    fn packs_two_trusted_markers_record_differently_are_left_alone() {
-        let shared = "1".repeat(32);
-        let disputed = "2".repeat(32);
-        let a = marker(
-            "20260101T000000Z-0001",
-            serde_json::json!([pack(&shared, "aa"), pack(&disputed, "bb")]),
-        );
-        let b = marker(
-            "20260101T000001Z-0002",
-            serde_json::json!([pack(&shared, "aa"), pack(&disputed, "cc")]),
-        );
-        let mut failures = Vec::new();
-        let items = items_of("app", &[&a, &b], &mut failures);
-        let packs: Vec<&str> = items
-            .iter()
-            .filter(|i| i.kind == Kind::Pack)
-            .map(|i| i.name.as_str())
-            .collect();
-        // The shared pack once, the disputed one not at all; each snapshot's manifest.
-        assert_eq!(packs, vec![shared.as_str()]);
-        assert_eq!(items.iter().filter(|i| i.kind == Kind::Object).count(), 2);
-        assert_eq!(failures.len(), 1, "{failures:?}");
-        assert!(failures[0].contains(&disputed), "{failures:?}");
-    }
 }

@@ -266,7 +266,7 @@ fn record_status(cfg: &Config, job: &Job, run: &JobRun, outcome: RunStatus, reta
             s.first_success = s.first_success_known().or(Some(now));
             s.last_success = Some(now);
         }
-        s.last_outcome = Some(outcome.to_string());
+        s.last_outcome = Some(outcome.into());
         s.last_error = run.error.clone();
         if !run.snapshot.is_empty() {
             s.last_snapshot = Some(run.snapshot.clone());
@@ -279,7 +279,7 @@ fn record_status(cfg: &Config, job: &Job, run: &JobRun, outcome: RunStatus, reta
             s.last_data_bytes = run.sources.iter().map(|src| src.data_bytes).sum();
         }
         s.last_window_seconds = run.window_seconds;
-        *s.runs.entry(outcome.to_string()).or_default() += 1;
+        *s.runs.entry(outcome.into()).or_default() += 1;
         for src in &run.sources {
             *s.bytes_read.entry(src.name.clone()).or_default() += src.bytes_read;
         }
@@ -293,7 +293,7 @@ fn record_status(cfg: &Config, job: &Job, run: &JobRun, outcome: RunStatus, reta
         s.dead_bytes.extend(retained.dead_bytes);
         s.record_run(crate::status::RunRecord {
             end: now,
-            outcome: outcome.to_string(),
+            outcome: outcome.into(),
             duration_seconds: run.duration_seconds,
             bytes_stored: stored,
             window_seconds: run.window_seconds,

@@ -17,6 +17,22 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every outcome, for reading the words back (`status::Outcome`).
+    pub const ALL: &'static [RunStatus] = &[
+        RunStatus::Success,
+        RunStatus::Partial,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// Whether a run that ended so committed its snapshot (on some target at least).
+    pub fn committed(self) -> bool {
+        match self {
+            RunStatus::Success | RunStatus::Partial => true,
+            RunStatus::Failed | RunStatus::Cancelled => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Success => "success",
@@ -45,11 +61,13 @@ mod tests {
             (RunStatus::Failed, "failed"),
             (RunStatus::Cancelled, "cancelled"),
         ] {
+            assert!(RunStatus::ALL.contains(&s), "{s} is not in ALL");
             assert_eq!(
                 serde_json::to_string(&s).expect("json"),
                 format!("\"{word}\"")
             );
             assert_eq!(s.to_string(), word);
         }
+        assert_eq!(RunStatus::ALL.len(), 4);
     }
 }

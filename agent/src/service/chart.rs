@@ -34,10 +34,11 @@ pub(super) struct Bar {
     pub end: f64,
     /// The tooltip, as plain text.
     pub tip: String,
-    /// The stylesheet class that colours it (the run's outcome). A `failed` bar
-    /// also gets a marker above it, so that a failure shows even where colour
-    /// does not.
+    /// The stylesheet class that colours it (the run's outcome).
     pub class: &'static str,
+    /// A failed run's bar also gets a marker above it, so that a failure shows
+    /// even where colour does not.
+    pub marked: bool,
 }
 
 /// An SVG bar chart of `bars` (the last [`HISTORY`] if there are more), scaled
@@ -98,7 +99,7 @@ pub(super) fn bars(kind: &'static str, title: &str, bars: &[Bar], top_label: &st
             SLOT - 2.0,
             escape(&b.tip)
         );
-        if b.class == "failed" {
+        if b.marked {
             // A small triangle pointing down at the bar, inside the chart.
             let cx = x + (SLOT - 2.0) / 2.0;
             let tip_y = (y - 1.0).max(5.0);
@@ -198,6 +199,7 @@ mod tests {
             end: 1_777_636_800.0, // 2026-05-01 12:00 UTC
             tip: format!("<{value}>"),
             class: "success",
+            marked: false,
         }
     }
 
@@ -285,6 +287,7 @@ mod tests {
     fn a_failed_instant_run_shows_as_a_bar_with_a_marker() {
         let failed = Bar {
             class: "failed",
+            marked: true,
             ..bar(0.01)
         };
         let svg = bars(

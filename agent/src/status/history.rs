@@ -22,8 +22,8 @@ const MAX_OUTCOME: usize = 32;
 pub struct RunRecord {
     /// Unix seconds of the run's end.
     pub end: f64,
-    /// `success`, `partial`, `failed` or `cancelled`.
-    pub outcome: String,
+    /// `success`, `partial`, `failed` or `cancelled` (or a newer coffer's word).
+    pub outcome: super::Outcome,
     pub duration_seconds: f64,
     /// Bytes the run stored, summed over the targets that committed it.
     pub bytes_stored: u64,
@@ -85,7 +85,7 @@ impl<'de> Visitor<'de> for Bounded {
         let mut kept = VecDeque::with_capacity(HISTORY);
         while let Some(entry) = seq.next_element::<Entry>()? {
             if let Entry::Run(mut r) = entry
-                && r.outcome.len() <= MAX_OUTCOME
+                && r.outcome.as_str().len() <= MAX_OUTCOME
             {
                 r.error = r.error.as_deref().map(bounded_error);
                 if kept.len() == HISTORY {

@@ -175,7 +175,7 @@ pub fn verify_job_trusting(
     let recorded = crate::status::update(&cfg.agent.state_dir, &job.name, |s| {
         let now = crate::status::now();
         s.last_verify = Some(now);
-        s.last_verify_mode = Some(mode.as_str().to_string());
+        s.last_verify_mode = Some(mode.into());
         s.last_verify_ok = Some(ok);
         if ok {
             match mode {

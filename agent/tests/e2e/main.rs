@@ -40,6 +40,7 @@ mod monitoring;
 mod mount;
 mod my_users;
 mod notify;
+mod pack_cli;
 mod pg_roles;
 mod privileges;
 mod progress;
