@@ -165,13 +165,16 @@ pub(crate) fn logical_size(manifest: &Manifest) -> u64 {
     manifest
         .sources
         .iter()
-        .map(|s| match s.kind {
-            SourceType::Directory => s.entries.bytes(),
-            _ => manifest
-                .objects
-                .iter()
-                .find(|o| o.key == s.object)
-                .map_or(0, |o| o.plaintext_size),
+        .map(|s| {
+            if s.kind == SourceType::Directory {
+                s.entries.bytes()
+            } else {
+                manifest
+                    .objects
+                    .iter()
+                    .find(|o| o.key == s.object)
+                    .map_or(0, |o| o.plaintext_size)
+            }
         })
         .fold(0, u64::saturating_add)
 }

@@ -1,7 +1,8 @@
 //! The validated sources of a job: what each `type` holds once loaded, the
 //! `SourceType` a manifest records, and how restored files get owners and modes.
 //! Apart from `types` because a new source type changes this file and no other
-//! part of the validated config.
+//! part of the validated config but `load/sources.rs` (its keys). What a type
+//! does (its extension, dry run, warnings) is in its module in coffer-plugins.
 
 use crate::types::Secret;
 use std::fmt;
@@ -35,7 +36,9 @@ impl SourceKind {
             SourceKind::Directory(d) => d.restore.clone(),
             SourceKind::Sqlite(s) => s.restore.clone(),
             SourceKind::Redis(r) => r.restore.clone(),
-            _ => RestorePolicy::default(),
+            SourceKind::Postgres(_) | SourceKind::Mysql(_) | SourceKind::Command(_) => {
+                RestorePolicy::default()
+            }
         }
     }
 
@@ -142,22 +145,37 @@ impl SourceType {
         }
     }
 
-    /// The extension of this type's object (`<source>.<ext>.zst.age`); `None` for
-    /// `command`, whose extension the operator configures.
-    pub fn fixed_extension(self) -> Option<&'static str> {
+    /// Database-like sources restored into a server (`--db-url`).
+    pub fn is_server_database(self) -> bool {
         match self {
-            SourceType::Directory => Some("tar"),
-            SourceType::Postgres => Some("dump"),
-            SourceType::Mysql => Some("sql"),
-            SourceType::Sqlite => Some("sqlite"),
-            SourceType::Redis => Some("rdb"),
-            SourceType::Command => None,
+            SourceType::Postgres | SourceType::Mysql => true,
+            SourceType::Directory
+            | SourceType::Sqlite
+            | SourceType::Redis
+            | SourceType::Command => false,
         }
     }
 
-    /// Database-like sources restored into a server (`--db-url`).
-    pub fn is_server_database(self) -> bool {
-        matches!(self, SourceType::Postgres | SourceType::Mysql)
+    /// What one source of this type gives a snapshot when it is not files: "command
+    /// output", "postgres dump"; `None` for a directory (its files are counted).
+    pub fn output_name(self) -> Option<&'static str> {
+        match self {
+            SourceType::Directory => None,
+            SourceType::Command => Some("command output"),
+            SourceType::Postgres => Some("postgres dump"),
+            SourceType::Mysql => Some("mysql dump"),
+            SourceType::Sqlite => Some("sqlite dump"),
+            SourceType::Redis => Some("redis dump"),
+        }
+    }
+
+    /// Whether a `[check]` query can be asked of this type (its `source`): a
+    /// database a query reaches (`Source::endpoint`).
+    pub fn answers_check_query(self) -> bool {
+        match self {
+            SourceType::Postgres | SourceType::Mysql | SourceType::Sqlite => true,
+            SourceType::Directory | SourceType::Redis | SourceType::Command => false,
+        }
     }
 }
 

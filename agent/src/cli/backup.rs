@@ -112,17 +112,14 @@ fn print_run(run: &JobRun, job: &Job, config_path: &Path) {
     ));
     for s in &run.sources {
         // A database or a command gives one dump, not files: "0 files" said nothing.
-        let what = match job
+        let kind = job
             .sources
             .iter()
             .find(|c| c.name == s.name)
-            .map(|c| &c.kind)
-        {
-            None | Some(coffer_config::SourceKind::Directory(_)) => {
-                crate::units::count(s.files as u64, "file")
-            }
-            Some(coffer_config::SourceKind::Command(_)) => "command output".to_string(),
-            Some(k) => format!("{} dump", k.type_name()),
+            .map(|c| c.kind.source_type());
+        let what = match kind.and_then(coffer_config::SourceType::output_name) {
+            Some(output) => output.to_string(),
+            None => crate::units::count(s.files as u64, "file"),
         };
         say(format_args!(
             "  source {}: {what}, {} read, {} in the stream, {} stored, window {:.3}s",

@@ -9,7 +9,7 @@
 
 use crate::key_match::{IdentityCheck, check_identity};
 use anyhow::Result;
-use coffer_config::{Config, TargetKind};
+use coffer_config::Config;
 
 pub fn run(cfg: &Config) -> Result<u8> {
     let identity = check_identity(&cfg.encryption);
@@ -60,39 +60,16 @@ pub fn run(cfg: &Config) -> Result<u8> {
             ),
             None => println!("target {}: {}", t.name, t.kind),
         }
-        if let TargetKind::Local { create, .. } = &t.kind {
-            if *create {
-                println!("  create = true: a backup creates the directory when it is missing");
-            }
-            // A warning, not an error: the config is fine, the disk may be mounted
-            // later; opened for reading, so that checking never creates it.
-            if let Err(e) = coffer_plugins::open_target(t, coffer_plugins::Access::Read) {
-                eprintln!("warning: {e}");
-            }
+        let shown = coffer_plugins::targets::registry::shown(t, &crate::units::bytes);
+        for line in &shown.lines {
+            println!("  {line}");
         }
-        if let TargetKind::S3(s3) = &t.kind {
-            let u = &s3.upload;
-            println!(
-                "  parts of {} (growing, at most {}), {} in flight; {} retries within {}s, {}s per request; http {}",
-                crate::units::bytes(u.part_size),
-                u.max_parts,
-                u.parts_in_flight,
-                s3.max_retries,
-                s3.retry_timeout.as_secs(),
-                s3.request_timeout.as_secs(),
-                if s3.allow_http { "allowed" } else { "refused" }
-            );
-            // Where the credentials come from, never what they are.
-            match &s3.credentials {
-                Some(c) => println!(
-                    "  credentials: access_key_id {} + secret from {}",
-                    c.access_key_id,
-                    c.secret_file.display()
-                ),
-                None => println!(
-                    "  credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment (or a role)"
-                ),
-            }
+        // A warning, not an error: the config is fine, the disk may be mounted
+        // later; opened for reading, so that checking never creates it.
+        if shown.open_to_check
+            && let Err(e) = coffer_plugins::open_target(t, coffer_plugins::Access::Read)
+        {
+            eprintln!("warning: {e}");
         }
     }
     for job in cfg.jobs.values() {

@@ -7,7 +7,7 @@
 //! off this host on purpose.
 
 use crate::key_match::IdentityCheck;
-use coffer_config::{Config, SourceKind};
+use coffer_config::Config;
 use std::path::Path;
 
 /// One line per warning, without the `warning: ` prefix.
@@ -15,19 +15,15 @@ pub(super) fn warnings(cfg: &Config, identity: &IdentityCheck) -> Vec<String> {
     let mut out = Vec::new();
     for job in cfg.jobs.values() {
         for s in &job.sources {
-            let (what, path) = match &s.kind {
-                SourceKind::Directory(d) => ("path", Some(&d.path)),
-                SourceKind::Sqlite(d) => ("path", Some(&d.path)),
-                SourceKind::Redis(r) => ("rdb_path", r.rdb_path.as_ref()),
-                _ => ("", None),
-            };
-            if let Some(path) = path.filter(|p| !exists(p)) {
-                out.push(format!(
-                    "job {}, source {}: {what} {} does not exist; a backup fails until it does (is it mounted? is the path right?)",
-                    job.name,
-                    s.name,
-                    path.display()
-                ));
+            for (what, path) in coffer_plugins::registry::kind(&s.kind).needed_paths() {
+                if !exists(path) {
+                    out.push(format!(
+                        "job {}, source {}: {what} {} does not exist; a backup fails until it does (is it mounted? is the path right?)",
+                        job.name,
+                        s.name,
+                        path.display()
+                    ));
+                }
             }
         }
         for (key, line) in job_hooks(job) {

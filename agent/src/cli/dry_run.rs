@@ -166,32 +166,21 @@ fn source_plan(
     index: Option<&mut Index>,
     warnings: &mut Vec<String>,
 ) -> SourcePlan {
+    let described = coffer_plugins::registry::kind(kind).dry_run();
+    if let Some(note) = described.note {
+        warnings.push(format!("source {name}: {note}"));
+    }
     let mut p = SourcePlan {
         name: name.to_string(),
         kind: kind.type_name(),
+        what: format!("{} {kind}", described.reads),
+        bytes: described.bytes_now,
         ..SourcePlan::default()
     };
-    p.what = match kind {
-        SourceKind::Directory(d) => {
-            if let Some(s) = &d.snapshot {
-                warnings.push(format!(
-                    "source {name}: the dry run walks the live tree; a backup walks a filesystem snapshot ({s})"
-                ));
-            }
-            walk(name, d, index, &mut p);
-            format!("the files under {kind}")
-        }
-        SourceKind::Postgres(_) => format!("a pg_dump (custom format) of {kind}"),
-        SourceKind::Mysql(_) => format!("a mysqldump --single-transaction of {kind}"),
-        SourceKind::Sqlite(s) => {
-            if let Ok(md) = std::fs::metadata(&s.path) {
-                p.bytes = Some(md.len());
-            }
-            format!("an online copy (VACUUM INTO) of {kind}")
-        }
-        SourceKind::Redis(_) => format!("the RDB of a BGSAVE on {kind}"),
-        SourceKind::Command(_) => format!("the standard output of {kind}"),
-    };
+    // A directory is walked as a backup would walk it (stat only), counting.
+    if let Some(d) = kind.directory() {
+        walk(name, d, index, &mut p);
+    }
     p
 }
 

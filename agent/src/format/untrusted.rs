@@ -224,7 +224,9 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
         // An unknown type never gets here: the manifest's `type` is a SourceType.
         let ext = match split_source_key(&s.object) {
             Some((name, ext))
-                if name == s.name && s.kind.fixed_extension().is_none_or(|w| w == ext) =>
+                if name == s.name
+                    && coffer_plugins::registry::fixed_extension(s.kind)
+                        .is_none_or(|w| w == ext) =>
             {
                 ext
             }

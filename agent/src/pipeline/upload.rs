@@ -3,14 +3,14 @@
 //! object_store's `WriteMultipart` cuts a stream into fixed-size parts; an object of
 //! unknown length then either needs huge parts or may run past the target's part
 //! limit. So this module buffers the ciphertext itself and cuts it by the target's
-//! `PartPlan` (sizes grow at fixed steps, see `coffer_plugins::parts`): every part
+//! `PartPlan` (sizes grow at fixed steps, see `coffer_plugins::targets::parts`): every part
 //! but the last has exactly its planned size, which S3's 5 MiB minimum needs.
 //!
 //! At most `parts_in_flight` parts are uploading at once; the next part is only
 //! filled after one finishes, and the channel from the fan-out is bounded, so
 //! memory stays at (parts in flight + 1) parts per upload and a slow target slows
 //! the run instead of growing it. Each part is one request, retried on transient
-//! errors by object_store's client (see `coffer_plugins::s3`), so there is no retry
+//! errors by object_store's client (see `coffer_plugins::targets::s3`), so there is no retry
 //! loop here. Anything that stops an upload early (a failed part, the run failing,
 //! SIGTERM) aborts it, so no parts are left behind for the provider to keep (and bill).
 

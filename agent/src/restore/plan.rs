@@ -139,10 +139,10 @@ pub(crate) fn plan<'a>(
         let kind = source.map(|s| &s.kind);
         let mut policy = kind.map(SourceKind::restore_policy).unwrap_or_default();
         if src.kind == SourceType::Directory {
-            let dest = match (&req.to, kind) {
-                (Some(dir), _) => dir.join(&src.name),
-                (None, Some(SourceKind::Directory(d))) => d.path.clone(),
-                (None, None) if job.restore_only() => {
+            let dest = match (&req.to, kind.and_then(SourceKind::directory), kind) {
+                (Some(dir), _, _) => dir.join(&src.name),
+                (None, Some(d), _) => d.path.clone(),
+                (None, None, None) if job.restore_only() => {
                     let origin = origin_of(marker, src)?;
                     let path = coffer_plugins::registry::origin_path(origin).ok_or_else(|| {
                         usage(format!(
@@ -156,19 +156,8 @@ pub(crate) fn plan<'a>(
                     say_from_origin(report, marker, src);
                     path
                 }
-                // Every kind named: a new source type decides here whether a
-                // snapshot's directory source may go back into it.
-                (
-                    None,
-                    None
-                    | Some(
-                        SourceKind::Postgres(_)
-                        | SourceKind::Mysql(_)
-                        | SourceKind::Sqlite(_)
-                        | SourceKind::Redis(_)
-                        | SourceKind::Command(_),
-                    ),
-                ) => {
+                // Configured as another type (or not at all, in a job that backs up).
+                (None, None, _                ) => {
                     return Err(usage(format!(
                         "source {} is no longer a directory source in the config; pass --to DIR to restore it elsewhere",
                         src.name

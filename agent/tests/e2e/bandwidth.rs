@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Instant;
 
 const MIB: u64 = 1 << 20;
-/// The bucket's saved burst: a quarter of a second at the rate (plugins/src/throttle.rs).
+/// The bucket's saved burst: a quarter of a second at the rate (plugins/src/targets/throttle.rs).
 const BURST_SECONDS: f64 = 0.25;
 
 /// Backs up job `job` and returns (seconds, bytes written to its one target).

@@ -286,20 +286,17 @@ impl Validator<'_> {
         let at = child(job, "check");
         let find = |n: &str| sources.iter().find(|s| s.name == n).map(|s| &s.kind);
         let mut ok = true;
-        match find(&c.source) {
-            Some(SourceKind::Postgres(_) | SourceKind::Mysql(_) | SourceKind::Sqlite(_)) => {}
-            _ => {
-                ok = false;
-                self.problem(
-                    &child(&at, "source"),
-                    format!(
-                        "\"{}\" is not a postgres, mysql or sqlite source of this job",
-                        c.source
-                    ),
-                );
-            }
+        if !find(&c.source).is_some_and(|k| k.source_type().answers_check_query()) {
+            ok = false;
+            self.problem(
+                &child(&at, "source"),
+                format!(
+                    "\"{}\" is not a postgres, mysql or sqlite source of this job",
+                    c.source
+                ),
+            );
         }
-        if !matches!(find(&c.files), Some(SourceKind::Directory(_))) {
+        if find(&c.files).and_then(SourceKind::directory).is_none() {
             ok = false;
             self.problem(
                 &child(&at, "files"),
