@@ -157,7 +157,7 @@ pub(crate) fn plan<'a>(
                     path
                 }
                 // Configured as another type (or not at all, in a job that backs up).
-                (None, None, _                ) => {
+                (None, None, _) => {
                     return Err(usage(format!(
                         "source {} is no longer a directory source in the config; pass --to DIR to restore it elsewhere",
                         src.name
