@@ -24,6 +24,7 @@ pub(crate) mod ranged;
 pub(crate) mod read;
 pub(crate) mod seek_table;
 pub(crate) mod tar_view;
+mod workers;
 pub(crate) mod write;
 
 use object_store::path::Path as ObjPath;

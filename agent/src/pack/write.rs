@@ -13,11 +13,12 @@
 //! run's directory sources behind a mutex; what this run stores is staged there
 //! and becomes the index's truth only when a snapshot commits.
 //!
-//! Just over 400 lines: the compression workers, a pack's lifecycle and the sink
-//! the walk writes to share one open pack.
+//! Over 400 lines: a pack's life (open, frames in order, seal) and the sink the
+//! walk writes to share one open pack. The compression threads are `workers.rs`.
 
 use super::index::{Index, PackInfo};
 use super::seek_table::SeekTable;
+use super::workers::Workers;
 use super::{FRAME, new_pack_id, pack_path};
 use crate::keys::Recipients;
 use crate::pipeline::write::UploadError;
@@ -26,7 +27,7 @@ use coffer_plugins::{ContentRef, ContentSink, FileStat, KnownContent, RawPath, T
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
@@ -35,76 +36,6 @@ const TAR_END: [u8; 1024] = [0; 1024];
 
 /// BLAKE3 of no bytes: the content of every empty file.
 const EMPTY_BLAKE3: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
-
-/// A frame to compress, and where its result goes.
-type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
-
-/// Threads compressing frames, shared by the packs of one source's run.
-struct Workers {
-    tx: Option<SyncSender<Job>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Workers {
-    fn start(n: u32, level: i32) -> io::Result<Workers> {
-        let (tx, rx) = sync_channel::<Job>(n as usize);
-        let rx = Arc::new(Mutex::new(rx));
-        let mut threads = Vec::new();
-        for _ in 0..n.max(1) {
-            let rx = rx.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("coffer-zstd".into())
-                    .spawn(move || compress_loop(&rx, level))?,
-            );
-        }
-        Ok(Workers {
-            tx: Some(tx),
-            threads,
-        })
-    }
-
-    fn submit(&self, frame: Vec<u8>) -> io::Result<Receiver<io::Result<Vec<u8>>>> {
-        let (tx, rx) = sync_channel(1);
-        self.tx
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the compression workers stopped"))?
-            .send((frame, tx))
-            .map_err(|_| io::Error::other("the compression workers stopped"))?;
-        Ok(rx)
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn compress_loop(rx: &Mutex<Receiver<Job>>, level: i32) {
-    let mut zstd = match zstd::bulk::Compressor::new(level) {
-        Ok(mut c) => {
-            let _ = c.include_checksum(true);
-            Some(c)
-        }
-        Err(_) => None,
-    };
-    loop {
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok((frame, reply)) = job else { return };
-        let out = match zstd.as_mut() {
-            Some(z) => z.compress(&frame),
-            None => Err(io::Error::other("cannot start zstd")),
-        };
-        let _ = reply.send(out);
-    }
-}
 
 /// The pack being filled.
 struct OpenPack {

@@ -27,6 +27,7 @@ mod context;
 mod gate;
 mod lane;
 mod notify;
+mod pack_copy;
 mod packs;
 mod report;
 pub(crate) mod retry;
