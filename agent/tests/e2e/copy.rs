@@ -22,6 +22,21 @@ fn make_data(dir: &Path, seed: u64) {
     std::fs::write(dir.join("sub/big"), noise(3 << 20, seed + 99)).expect("write");
 }
 
+/// A world with data (from `seed`) and a second local target `second`, not yet
+/// in the job: (world, data folder, second's folder, its `[targets]` table).
+fn two_local_targets(seed: u64) -> (World, std::path::PathBuf, std::path::PathBuf, String) {
+    let world = World::new("");
+    let data = world.path("data");
+    make_data(&data, seed);
+    let second = world.path("second");
+    std::fs::create_dir_all(&second).expect("mkdir second");
+    let second_toml = format!(
+        "[targets.second]\ntype = \"local\"\npath = \"{}\"\n",
+        second.display()
+    );
+    (world, data, second, second_toml)
+}
+
 /// `copy --json` of job `app`; its one JSON object, asserting the exit code.
 fn copy_json(world: &World, to: &str, code: i32) -> Value {
     let out = world.expect(
@@ -51,15 +66,7 @@ fn outcomes(v: &Value) -> Vec<(String, String, u64)> {
 #[test]
 fn copy_between_local_targets_is_exact_resumable_idempotent_and_refuses_damage() {
     require_root("restores owners");
-    let world = World::new("");
-    let data = world.path("data");
-    make_data(&data, 1);
-    let second = world.path("second");
-    std::fs::create_dir_all(&second).expect("mkdir second");
-    let second_toml = format!(
-        "[targets.second]\ntype = \"local\"\npath = \"{}\"\n",
-        second.display()
-    );
+    let (world, data, second, second_toml) = two_local_targets(1);
     let sources = dir_source("files", &data, "");
     world.write_config_with(&second_toml, &["local"], &sources);
     backup_json(&world, 0);
@@ -199,15 +206,7 @@ fn copy_from_local_to_s3_restores_from_s3() {
 #[test]
 fn a_backup_copies_a_pack_one_target_lacks_from_another_and_never_a_damaged_one() {
     require_root("restores owners");
-    let world = World::new("");
-    let data = world.path("data");
-    make_data(&data, 5);
-    let second = world.path("second");
-    std::fs::create_dir_all(&second).expect("mkdir second");
-    let second_toml = format!(
-        "[targets.second]\ntype = \"local\"\npath = \"{}\"\n",
-        second.display()
-    );
+    let (world, data, second, second_toml) = two_local_targets(5);
     world.write_config_with(
         &second_toml,
         &["local", "second"],
