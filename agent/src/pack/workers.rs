@@ -4,8 +4,8 @@
 //! in order.
 
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 /// A frame to compress, and where its result goes.
 type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
@@ -76,4 +76,3 @@ fn compress_loop(rx: &Mutex<Receiver<Job>>, level: i32) {
         let _ = reply.send(out);
     }
 }
-
