@@ -68,7 +68,12 @@ fn marker(signed: bool) -> Marker {
             record("db.dump.zst.age", Some("db"), 4096, 700, 'b'),
             record(MANIFEST, None, 600, 400, 'c'),
         ],
+        // Format 1: no packs.
+        packs: Vec::new(),
+        packed_size: 0,
+        packed_sources: Vec::new(),
         warnings: WarningCounts::default(),
+        check: None,
         seal: if signed {
             // The public key of the all-zero seed; any valid key would do.
             Seal::Signed(
