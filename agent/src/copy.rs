@@ -243,28 +243,19 @@ fn one_snapshot(
     if req.dry_run {
         return Ok(());
     }
-    // Listed afresh: a prune elsewhere may have removed something meanwhile.
-    let now_packs = pack_sizes(rt, to, &job.name).map_err(|e| format!("{e:#}"))?;
-    let now_folder =
-        sizes(rt, to, &snapshot_dir(&job.name, &s.id)).map_err(|e| format!("{e:#}"))?;
-    for p in &marker.packs {
-        if now_packs.get(&p.id) != Some(&p.stored_size) {
-            return Err(format!(
-                "pack {} is not on target {} at its size after the copy; marker not written",
-                p.id, to.name
-            )
-            .into());
-        }
-    }
-    for o in &marker.objects {
-        if now_folder.get(&o.key) != Some(&o.stored_size) {
-            return Err(format!(
-                "{} is not on target {} at its size after the copy; marker not written",
-                object_path(&job.name, &s.id, &o.key),
-                to.name
-            )
-            .into());
-        }
+    // Asked afresh, as a run's commit does: a prune elsewhere may have removed
+    // something meanwhile.
+    let dest = std::slice::from_ref(to);
+    let problem = crate::run::objects_in_place(rt, dest, &job.name, &s.id, &marker.objects)
+        .pop()
+        .flatten()
+        .or_else(|| {
+            crate::run::packs_in_place(rt, dest, &job.name, &marker.packs)
+                .pop()
+                .flatten()
+        });
+    if let Some(why) = problem {
+        return Err(format!("target {}: {why}; marker not written", to.name).into());
     }
     rt.block_on(to.store.put(&marker_path, PutPayload::from(bytes)))
         .map_err(|e| {

@@ -67,7 +67,7 @@ pub(super) fn preflight(
 
 /// Asks every target for each object the marker will list (concurrently); per
 /// target, `Some(why)` when one is missing or has another size than was written.
-pub(super) fn objects_in_place(
+pub(crate) fn objects_in_place(
     rt: &Handle,
     targets: &[Target],
     job: &str,

@@ -35,6 +35,9 @@ mod snapshot;
 pub(crate) mod status;
 mod stream;
 
+// The commit's check that a target holds what a marker lists, also `coffer copy`'s.
+pub(crate) use commit::objects_in_place;
+pub(crate) use packs::packs_in_place;
 pub(crate) use report::JobRun;
 pub(crate) use status::RunStatus;
 

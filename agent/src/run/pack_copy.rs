@@ -2,7 +2,6 @@
 //! the run lacks (it was down, or it joined the job) are copied to it from a
 //! target that holds them, so their files need not be read and stored again.
 
-use crate::format::PackRecord;
 use crate::pack::gc::Listed;
 use coffer_config::Job;
 use coffer_plugins::Target;
@@ -29,14 +28,7 @@ pub(super) fn copy_missing(
         let Some(from) = listed.iter().position(|(_, l)| at_size(l, p)) else {
             continue;
         };
-        let record = PackRecord {
-            id: p.id.clone(),
-            stored_size: p.stored_size,
-            blake3: p.blake3.clone(),
-            content_size: p.content_size,
-            used: 0,
-        }
-        .as_object();
+        let record = super::packs::record_of(p, 0).as_object();
         let path = crate::pack::pack_path(&job.name, &p.id);
         for to in 0..listed.len() {
             if at_size(&listed[to].1, p) || crate::cancel::requested() {

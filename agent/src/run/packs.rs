@@ -222,13 +222,7 @@ pub(super) fn recheck(
     let chosen: Vec<_> = packs.iter().cycle().skip(start).take(k).collect();
     let mut bad = Vec::new();
     for p in &chosen {
-        let record = PackRecord {
-            id: p.id.clone(),
-            stored_size: p.stored_size,
-            blake3: p.blake3.clone(),
-            content_size: p.content_size,
-            used: 0,
-        };
+        let record = record_of(p, 0);
         for t in targets {
             match check_stored(rt, t, &job.name, &record) {
                 Stored::Intact => {}
@@ -261,6 +255,18 @@ pub(super) fn recheck(
     Ok(())
 }
 
+/// What the index knows of a pack, as a marker records it, with `used` bytes of
+/// its content taken by the snapshot.
+pub(super) fn record_of(p: &crate::pack::index::PackInfo, used: u64) -> PackRecord {
+    PackRecord {
+        id: p.id.clone(),
+        stored_size: p.stored_size,
+        blake3: p.blake3.clone(),
+        content_size: p.content_size,
+        used,
+    }
+}
+
 /// The marker's pack list: every pack a file of the snapshot is in (the keys of
 /// `used`), with the bytes of content the snapshot takes in it.
 pub(super) fn records(
@@ -275,20 +281,14 @@ pub(super) fn records(
             let p = index
                 .pack(id)?
                 .ok_or_else(|| anyhow!("pack {id} is referenced but not in the index"))?;
-            Ok(PackRecord {
-                used: (*used).min(p.content_size),
-                id: p.id,
-                stored_size: p.stored_size,
-                blake3: p.blake3,
-                content_size: p.content_size,
-            })
+            Ok(record_of(&p, (*used).min(p.content_size)))
         })
         .collect()
 }
 
 /// Per target, `Some(why)` when a pack the marker lists is missing or has another
 /// size than written: listed afresh, so a pack deleted meanwhile is caught.
-pub(super) fn packs_in_place(
+pub(crate) fn packs_in_place(
     rt: &Handle,
     targets: &[Target],
     job: &str,
