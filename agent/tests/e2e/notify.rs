@@ -32,9 +32,7 @@ impl Monitor {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Some(s) = serve(conn, status) {
-                    log.lock().expect("lock").push(s);
-                }
+                serve(conn, status, &log);
             }
         });
         Monitor { port, seen }
@@ -49,7 +47,9 @@ impl Monitor {
     }
 }
 
-fn serve(conn: TcpStream, status: u16) -> Option<Seen> {
+/// Reads one request, records it, then answers: recorded before the answer, so a
+/// coffer that exits once answered never leaves the test reading before the push.
+fn serve(conn: TcpStream, status: u16, log: &Mutex<Vec<Seen>>) -> Option<()> {
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -71,16 +71,17 @@ fn serve(conn: TcpStream, status: u16) -> Option<Seen> {
     }
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
+    log.lock().expect("lock").push(Seen {
+        method,
+        path,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
     let mut conn = conn;
     let _ = write!(
         conn,
         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOK"
     );
-    Some(Seen {
-        method,
-        path,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Some(())
 }
 
 fn notify_toml(start: &str, success: &str, failure: &str) -> String {
