@@ -20,7 +20,7 @@ pub use process::{child, dump_stop};
 pub use sources::directory::fs_snapshot;
 pub use sources::postgres::auth as pg_auth;
 pub use sources::{dbquery, registry};
-pub use tree::{entry_log, exclude, sparse, tar_writer, walk_ahead};
+pub use tree::{chunker, entry_log, exclude, sparse, tar_writer, walk_ahead};
 
 pub use sources::registry::{open_source, restore_as_file};
 pub use sources::restore::{Restore, RestoreRequest};
@@ -31,6 +31,6 @@ pub use targets::parts::PartPlan;
 pub use targets::{Access, Explained, Op, Target, TargetError, open_target};
 pub use tree::content::{ContentSink, FileStat, KnownContent};
 pub use tree::entry::{
-    ContentRef, EntryKind, FileEntry, MAX_SPARSE_PIECES, RawPath, escape_controls,
-    is_safe_relative, is_valid_sparse_map,
+    Chunk, ContentRef, EntryKind, FileEntry, MAX_SPARSE_PIECES, RawPath, Stored, escape_controls,
+    is_safe_relative, is_valid_chunk_list, is_valid_sparse_map,
 };

@@ -191,7 +191,37 @@ impl Mounted {
         let shown = String::from_utf8_lossy(entry.path.as_bytes()).into_owned();
         let mut out = tempfile::tempfile_in(&f.tmp_dir)
             .with_context(|| format!("cannot make a scratch file in {}", f.tmp_dir.display()))?;
-        let got = if entry.size > 0 {
+        let got = if let (true, Some(chunks)) = (entry.size > 0, &entry.chunks) {
+            anyhow::ensure!(
+                coffer_plugins::is_valid_chunk_list(chunks, entry.size),
+                "{shown}: the manifest's chunks do not add up to the file's size"
+            );
+            let mut whole = blake3::Hasher::new();
+            let mut packs = lock(&self.packs);
+            for c in chunks {
+                let stored = marker
+                    .pack(&c.pack)
+                    .with_context(|| {
+                        format!(
+                            "{shown}: pack {} is not listed by snapshot {}",
+                            c.pack, marker.id
+                        )
+                    })?
+                    .stored_size;
+                let mut both = crate::pack::read::Hashed {
+                    out: &mut out,
+                    hasher: &mut whole,
+                };
+                let got = packs.read(&c.pack, stored, c.offset, c.size, &mut both)?;
+                anyhow::ensure!(
+                    got.to_hex().as_str() == c.blake3,
+                    "{shown}: a chunk in pack {} does not match the manifest (the pack is damaged)",
+                    c.pack
+                );
+            }
+            out.flush()?;
+            whole.finalize()
+        } else if entry.size > 0 {
             let content = entry
                 .content
                 .as_ref()

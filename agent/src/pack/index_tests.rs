@@ -3,6 +3,7 @@
 //! are not usable indexes (garbage, damage, another schema, a crash mid-run).
 
 use super::*;
+use coffer_plugins::{Chunk, Stored};
 use rusqlite::params;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -94,7 +95,13 @@ fn committed(dir: &Path) -> Index {
             .stage_content(&hash(n), 100 + u64::from(n), &content)
             .expect("test");
         index
-            .stage_file("src", name, &stat(u64::from(n)), &hash(n), &content)
+            .stage_file(
+                "src",
+                name,
+                &stat(u64::from(n)),
+                &hash(n),
+                &Stored::At(content.clone()),
+            )
             .expect("test");
     }
     index.commit_run("snap1", &["src"]).expect("test");
@@ -104,7 +111,7 @@ fn committed(dir: &Path) -> Index {
 fn known(n: u8, pack: u8) -> Known {
     Known {
         blake3: hash(n),
-        content: at(pack, u64::from(n) * 10),
+        content: Stored::At(at(pack, u64::from(n) * 10)),
     }
 }
 
@@ -189,7 +196,7 @@ fn u64_values_beyond_i64_are_kept_exactly() {
     let content = at(3, u64::MAX);
     index.begin_run().expect("test");
     index
-        .stage_file("src", b"big", &big, &hash(3), &content)
+        .stage_file("src", b"big", &big, &hash(3), &Stored::At(content.clone()))
         .expect("test");
     index
         .stage_content(&hash(3), u64::MAX, &content)
@@ -205,7 +212,7 @@ fn u64_values_beyond_i64_are_kept_exactly() {
         .unchanged("src", b"big", &big)
         .expect("test")
         .expect("test");
-    assert_eq!(found.content, content);
+    assert_eq!(found.content, Stored::At(content.clone()));
     for other in [
         Stat {
             ino: u64::MAX,
@@ -240,7 +247,7 @@ fn non_utf8_paths_are_kept_byte_for_byte() {
     let path = b"dir/caf\xe9/\xff\xfe.txt";
     index.begin_run().expect("test");
     index
-        .stage_file("src", path, &stat(1), &hash(1), &at(1, 0))
+        .stage_file("src", path, &stat(1), &hash(1), &Stored::At(at(1, 0)))
         .expect("test");
     index.commit_run("snap", &["src"]).expect("test");
     drop(index);
@@ -313,7 +320,13 @@ fn commit_replaces_the_files_of_the_listed_sources_only() {
     for source in ["one", "two", "three"] {
         for (n, name) in [(1u8, b"a".as_slice()), (2, b"b")] {
             index
-                .stage_file(source, name, &stat(u64::from(n)), &hash(n), &at(1, 0))
+                .stage_file(
+                    source,
+                    name,
+                    &stat(u64::from(n)),
+                    &hash(n),
+                    &Stored::At(at(1, 0)),
+                )
                 .expect("test");
         }
     }
@@ -325,13 +338,13 @@ fn commit_replaces_the_files_of_the_listed_sources_only() {
     // one: a changed, b deleted, c new. two: staged but not committed. three: listed,
     // nothing staged, so it has no files left.
     index
-        .stage_file("one", b"a", &stat(5), &hash(5), &at(2, 0))
+        .stage_file("one", b"a", &stat(5), &hash(5), &Stored::At(at(2, 0)))
         .expect("test");
     index
-        .stage_file("one", b"c", &stat(6), &hash(6), &at(2, 1))
+        .stage_file("one", b"c", &stat(6), &hash(6), &Stored::At(at(2, 1)))
         .expect("test");
     index
-        .stage_file("two", b"a", &stat(7), &hash(7), &at(2, 2))
+        .stage_file("two", b"a", &stat(7), &hash(7), &Stored::At(at(2, 2)))
         .expect("test");
     index.commit_run("snap2", &["one", "three"]).expect("test");
     drop(index);
@@ -374,15 +387,15 @@ fn forgotten_packs_take_their_content_and_files_along() {
                 &[b'a' + n - 1],
                 &stat(u64::from(n)),
                 &hash(n),
-                &at(1, u64::from(n) * 10),
+                &Stored::At(at(1, u64::from(n) * 10)),
             )
             .expect("test");
     }
     index
-        .stage_file("src", b"c", &stat(3), &hash(3), &at(2, 30))
+        .stage_file("src", b"c", &stat(3), &hash(3), &Stored::At(at(2, 30)))
         .expect("test");
     index
-        .stage_file("other", b"x", &stat(3), &hash(3), &at(2, 30))
+        .stage_file("other", b"x", &stat(3), &hash(3), &Stored::At(at(2, 30)))
         .expect("test");
     index.commit_run("snap2", &["src", "other"]).expect("test");
 
@@ -441,7 +454,7 @@ fn forgetting_inside_a_run_drops_staged_rows_too() {
         .stage_content(&hash(3), 103, &at(2, 30))
         .expect("test");
     index
-        .stage_file("src", b"c", &stat(3), &hash(3), &at(2, 30))
+        .stage_file("src", b"c", &stat(3), &hash(3), &Stored::At(at(2, 30)))
         .expect("test");
     assert_eq!(index.forget_packs(&[pack_id(2)]).expect("test"), 0);
     assert_eq!(index.content(&hash(3), 103).expect("test"), None);
@@ -455,7 +468,7 @@ fn assert_fresh_and_working(index: &mut Index) {
     assert_eq!(index.unchanged("src", b"a", &stat(1)).expect("test"), None);
     index.begin_run().expect("test");
     index
-        .stage_file("src", b"a", &stat(1), &hash(1), &at(1, 0))
+        .stage_file("src", b"a", &stat(1), &hash(1), &Stored::At(at(1, 0)))
         .expect("test");
     index.commit_run("fresh", &["src"]).expect("test");
     assert!(
@@ -508,7 +521,13 @@ fn damaged_pages_are_found_at_open() {
         for n in 0..2000u64 {
             let name = format!("some/longer/path/to/file-{n}");
             index
-                .stage_file("src", name.as_bytes(), &stat(n), &hash(1), &at(1, n))
+                .stage_file(
+                    "src",
+                    name.as_bytes(),
+                    &stat(n),
+                    &hash(1),
+                    &Stored::At(at(1, n)),
+                )
                 .expect("test");
         }
         index.commit_run("snap1", &["src"]).expect("test");
@@ -560,7 +579,7 @@ fn a_run_dropped_before_commit_leaves_the_committed_state() {
     let mut index = committed(dir.path());
     index.begin_run().expect("test");
     index
-        .stage_file("src", b"a", &stat(5), &hash(5), &at(2, 0))
+        .stage_file("src", b"a", &stat(5), &hash(5), &Stored::At(at(2, 0)))
         .expect("test");
     index.stage_content(&hash(5), 105, &at(2, 0)).expect("test");
     index.stage_pack(&pack_info(2)).expect("test");
@@ -607,11 +626,17 @@ fn crashing_child() {
     for n in 0..5000u64 {
         let name = format!("new/file-{n}");
         index
-            .stage_file("src", name.as_bytes(), &stat(n), &hash(5), &at(2, n))
+            .stage_file(
+                "src",
+                name.as_bytes(),
+                &stat(n),
+                &hash(5),
+                &Stored::At(at(2, n)),
+            )
             .expect("test");
     }
     index
-        .stage_file("src", b"a", &stat(5), &hash(5), &at(2, 0))
+        .stage_file("src", b"a", &stat(5), &hash(5), &Stored::At(at(2, 0)))
         .expect("test");
     index.stage_content(&hash(5), 105, &at(2, 0)).expect("test");
     index.stage_pack(&pack_info(2)).expect("test");
@@ -676,14 +701,14 @@ fn begin_run_clears_an_unfinished_run() {
     index.stage_content(&hash(5), 105, &at(2, 0)).expect("test");
     index.stage_pack(&pack_info(2)).expect("test");
     index
-        .stage_file("src", b"z", &stat(5), &hash(5), &at(2, 0))
+        .stage_file("src", b"z", &stat(5), &hash(5), &Stored::At(at(2, 0)))
         .expect("test");
     // The run fails without abandon_run; the agent's next run begins on the same index.
     index.begin_run().expect("test");
     assert_eq!(index.content(&hash(5), 105).expect("test"), None);
     assert_eq!(index.pack(&pack_id(2)).expect("test"), None);
     index
-        .stage_file("src", b"a", &stat(1), &hash(1), &at(1, 10))
+        .stage_file("src", b"a", &stat(1), &hash(1), &Stored::At(at(1, 10)))
         .expect("test");
     index.commit_run("snap2", &["src"]).expect("test");
     assert_eq!(index.unchanged("src", b"z", &stat(5)).expect("test"), None);
@@ -723,7 +748,7 @@ fn misuse_is_an_error_that_names_the_index() {
     let mut index = open(dir.path());
     let path = index_file(dir.path()).display().to_string();
     let err = index
-        .stage_file("src", b"a", &stat(1), &hash(1), &at(1, 0))
+        .stage_file("src", b"a", &stat(1), &hash(1), &Stored::At(at(1, 0)))
         .expect_err("test");
     assert!(format!("{err:#}").contains(&path), "{err:#}");
     assert!(format!("{err:#}").contains("begin_run"), "{err:#}");
@@ -731,7 +756,7 @@ fn misuse_is_an_error_that_names_the_index() {
     index.begin_run().expect("test");
     for bad in ["ABCD", "xyz", &hash(0xab).to_uppercase(), &hash(1)[..62]] {
         let err = index
-            .stage_file("src", b"a", &stat(1), bad, &at(1, 0))
+            .stage_file("src", b"a", &stat(1), bad, &Stored::At(at(1, 0)))
             .expect_err("test");
         assert!(format!("{err:#}").contains(&path), "{err:#}");
         assert!(
@@ -743,4 +768,134 @@ fn misuse_is_an_error_that_names_the_index() {
     assert!(index.pack("not-a-pack").is_err());
     assert!(Index::open(dir.path(), "../x").is_err());
     assert!(Index::open(dir.path(), "").is_err());
+}
+
+fn chunk(n: u8, pack: u8) -> Chunk {
+    Chunk {
+        pack: pack_id(pack),
+        offset: u64::from(n) * 1000,
+        size: 300 + u64::from(n),
+        blake3: hash(100 + n),
+    }
+}
+
+/// A chunked file "big" of `hash(9)` whose chunks are in packs 1 and 2.
+fn committed_with_a_chunked_file(dir: &Path) -> (Index, Vec<Chunk>) {
+    let mut index = committed(dir);
+    let list = vec![chunk(1, 1), chunk(2, 2), chunk(3, 1)];
+    let size = list.iter().map(|c| c.size).sum::<u64>();
+    index.begin_run().expect("test");
+    index.stage_pack(&pack_info(2)).expect("test");
+    for c in &list {
+        let place = ContentRef {
+            pack: c.pack.clone(),
+            offset: c.offset,
+        };
+        index.stage_chunk(&c.blake3, c.size, &place).expect("test");
+    }
+    index.stage_list(&hash(9), size, &list).expect("test");
+    let mut st = stat(9);
+    st.size = size;
+    index
+        .stage_file("src", b"big", &st, &hash(9), &Stored::Chunks(list.clone()))
+        .expect("test");
+    for n in [1u8, 2] {
+        index
+            .stage_file(
+                "src",
+                &[b'a' + n - 1],
+                &stat(u64::from(n)),
+                &hash(n),
+                &Stored::At(at(1, u64::from(n) * 10)),
+            )
+            .expect("test");
+    }
+    index.commit_run("snap2", &["src"]).expect("test");
+    (index, list)
+}
+
+#[test]
+fn a_chunked_file_reads_back_with_its_chunks_which_are_not_whole_file_content() {
+    let dir = tempfile::tempdir().expect("test");
+    let (index, list) = committed_with_a_chunked_file(dir.path());
+    drop(index);
+    let mut index = open(dir.path());
+    let size = list.iter().map(|c| c.size).sum::<u64>();
+    let mut st = stat(9);
+    st.size = size;
+    assert_eq!(
+        index.unchanged("src", b"big", &st).expect("test"),
+        Some(Known {
+            blake3: hash(9),
+            content: Stored::Chunks(list.clone()),
+        })
+    );
+    let c = &list[1];
+    let place = ContentRef {
+        pack: c.pack.clone(),
+        offset: c.offset,
+    };
+    assert_eq!(index.chunk(&c.blake3, c.size).expect("test"), Some(place));
+    // Chunks and whole files never stand in for one another.
+    assert_eq!(index.content(&c.blake3, c.size).expect("test"), None);
+    assert_eq!(index.chunk(&hash(1), 101).expect("test"), None);
+}
+
+#[test]
+fn forgetting_a_pack_that_holds_one_chunk_makes_the_chunked_file_read_again() {
+    let dir = tempfile::tempdir().expect("test");
+    let (mut index, list) = committed_with_a_chunked_file(dir.path());
+    let size = list.iter().map(|c| c.size).sum::<u64>();
+    let mut st = stat(9);
+    st.size = size;
+    // Pack 2 holds only the middle chunk: "a" and "b" (pack 1) stay, "big" goes.
+    let gone = index.forget_packs(&[pack_id(2)]).expect("test");
+    assert_eq!(gone, 1);
+    assert_eq!(index.unchanged("src", b"big", &st).expect("test"), None);
+    assert!(
+        index
+            .unchanged("src", b"a", &stat(1))
+            .expect("test")
+            .is_some()
+    );
+    assert_eq!(
+        index.chunk(&list[1].blake3, list[1].size).expect("test"),
+        None
+    );
+    assert!(
+        index
+            .chunk(&list[0].blake3, list[0].size)
+            .expect("test")
+            .is_some(),
+        "chunks in other packs stay known"
+    );
+}
+
+#[test]
+fn an_index_of_schema_version_1_is_upgraded_in_place_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("test");
+    drop(committed(dir.path()));
+    // What the coffer before chunked files left: version 1, no chunk tables.
+    let conn = Connection::open(index_file(dir.path())).expect("test");
+    conn.execute_batch(
+        "DROP TABLE chunks; DROP TABLE staged_chunks; DROP TABLE lists; DROP TABLE staged_lists;",
+    )
+    .expect("test");
+    conn.pragma_update(None, "user_version", 1).expect("test");
+    drop(conn);
+    let read_only = Index::open_read_only(dir.path(), JOB).expect("test");
+    assert!(read_only.is_some());
+    drop(read_only);
+    let mut index = open(dir.path());
+    assert_eq!(
+        index.unchanged("src", b"a", &stat(1)).expect("test"),
+        Some(known(1, 1))
+    );
+    assert_eq!(index.chunk(&hash(1), 101).expect("test"), None);
+    drop(index);
+    let conn = Connection::open(index_file(dir.path())).expect("test");
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("test");
+    assert_eq!(version, 2);
 }

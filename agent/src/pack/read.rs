@@ -209,9 +209,9 @@ impl<'a> PackReader<'a> {
 }
 
 /// Hashes what goes through.
-struct Hashed<'a, W: Write> {
-    out: W,
-    hasher: &'a mut blake3::Hasher,
+pub(crate) struct Hashed<'a, W: Write> {
+    pub(crate) out: W,
+    pub(crate) hasher: &'a mut blake3::Hasher,
 }
 
 impl<W: Write> Write for Hashed<'_, W> {

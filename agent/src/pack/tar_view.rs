@@ -119,6 +119,9 @@ fn produce(
             });
             packs.plan(&content.pack, content.offset, data);
         }
+        for c in e.chunks.iter().flatten() {
+            packs.plan(&c.pack, c.offset, c.size);
+        }
     }
     let mut tar = TarWriter::new(BufWriter::with_capacity(256 << 10, out));
     for e in source.entries.iter()? {
@@ -137,6 +140,11 @@ fn produce(
             ..HeaderSpec::of(&e)
         })?;
         if e.kind != EntryKind::File {
+            continue;
+        }
+        if let Some(chunks) = &e.chunks {
+            read_chunks(view, &mut packs, source, &e, chunks, &mut Data(&mut tar))?;
+            tar.pad()?;
             continue;
         }
         let content = e.content.as_ref().ok_or_else(|| {
@@ -188,16 +196,7 @@ fn produce(
             pack: pack.id.clone(),
             message,
         };
-        let hash = fetched.map_err(|err| {
-            let message = format!("source {}: {}: {err}", source.name, e.path);
-            // Only what damage looks like is worth reading the pack whole for: not a
-            // wrong identity, nor a network error.
-            if looks_damaged(&err) {
-                anyhow::Error::new(suspect(message))
-            } else {
-                anyhow!(message)
-            }
-        })?;
+        let hash = fetched.map_err(|err| read_failed(source, &e, &pack.id, err))?;
         if e.blake3.as_deref() != Some(hash.to_hex().as_str()) {
             return Err(suspect(format!(
                 "source {}: {}: the bytes in pack {} do not match the manifest's BLAKE3 \
@@ -209,5 +208,84 @@ fn produce(
         tar.pad()?;
     }
     tar.finish()?.flush()?;
+    Ok(())
+}
+
+/// Why reading `e`'s bytes from `pack` failed: typed as a suspect pack when it
+/// looks like damage (the caller then reads the pack whole), not for a wrong
+/// identity or a network error.
+fn read_failed(
+    source: &SourceManifest,
+    e: &coffer_plugins::FileEntry,
+    pack: &str,
+    err: io::Error,
+) -> anyhow::Error {
+    let message = format!("source {}: {}: {err}", source.name, e.path);
+    if looks_damaged(&err) {
+        anyhow::Error::new(super::damage::Suspect {
+            pack: pack.to_string(),
+            message,
+        })
+    } else {
+        anyhow!(message)
+    }
+}
+
+/// A chunked file's bytes, chunk after chunk, each checked against its hash as it
+/// arrives (so a damaged chunk names its pack), the whole against the file's.
+fn read_chunks(
+    view: &PackedView<'_>,
+    packs: &mut PackReader<'_>,
+    source: &SourceManifest,
+    e: &coffer_plugins::FileEntry,
+    chunks: &[coffer_plugins::Chunk],
+    out: &mut dyn Write,
+) -> Result<()> {
+    if e.sparse.is_some() || !coffer_plugins::is_valid_chunk_list(chunks, e.size) {
+        bail!(
+            "source {}: {}: the manifest's chunks do not add up to the file's {} bytes",
+            source.name,
+            e.path,
+            e.size
+        );
+    }
+    let mut whole = blake3::Hasher::new();
+    for c in chunks {
+        let pack = view.marker.pack(&c.pack).ok_or_else(|| {
+            anyhow!(
+                "source {}: {}: its pack {} is not listed in snapshot.json",
+                source.name,
+                e.path,
+                coffer_plugins::escape_controls(&c.pack)
+            )
+        })?;
+        let mut both = super::read::Hashed {
+            out: &mut *out,
+            hasher: &mut whole,
+        };
+        let hash = packs
+            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut both)
+            .map_err(|err| read_failed(source, e, &pack.id, err))?;
+        if c.blake3 != hash.to_hex().as_str() {
+            return Err(super::damage::Suspect {
+                pack: pack.id.clone(),
+                message: format!(
+                    "source {}: {}: a chunk's bytes in pack {} (offset {}) do not match the \
+                     manifest's BLAKE3 (the pack is damaged, or was replaced by someone who can \
+                     write to target {})",
+                    source.name, e.path, pack.id, c.offset, view.target.name
+                ),
+            }
+            .into());
+        }
+    }
+    if e.blake3.as_deref() != Some(whole.finalize().to_hex().as_str()) {
+        bail!(
+            "source {}: {}: its chunks do not make the file the manifest's BLAKE3 names \
+             (a manifest written wrong)",
+            source.name,
+            e.path
+        );
+    }
     Ok(())
 }

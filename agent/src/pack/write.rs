@@ -23,7 +23,7 @@ use super::{FRAME, new_pack_id, pack_path};
 use crate::keys::Recipients;
 use crate::pipeline::write::UploadError;
 use crate::pipeline::{ObjectWriter, Uploaded};
-use coffer_plugins::{ContentRef, ContentSink, FileStat, KnownContent, RawPath, Target};
+use coffer_plugins::{Chunk, ContentRef, ContentSink, FileStat, KnownContent, RawPath, Target};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
@@ -332,7 +332,9 @@ impl ContentSink for PackWriter {
             .unchanged(&self.source, path.as_bytes(), stat)
             .map_err(index_err)?;
         if let Some(k) = &found {
-            self.done.uses(&k.content.pack, stat.size);
+            for (pack, size) in k.content.uses(stat.size) {
+                self.done.uses(pack, size);
+            }
             self.done.unchanged_files += 1;
         }
         Ok(found)
@@ -398,6 +400,38 @@ impl ContentSink for PackWriter {
         }
         self.done.new_files += 1;
         self.done.new_bytes += size;
+        Ok(())
+    }
+
+    fn known_chunk(&mut self, blake3: &str, size: u64) -> io::Result<Option<ContentRef>> {
+        self.index()?.chunk(blake3, size).map_err(index_err)
+    }
+
+    fn stored_chunk(&mut self, blake3: &str, size: u64, at: &ContentRef) -> io::Result<()> {
+        self.index()?
+            .stage_chunk(blake3, size, at)
+            .map_err(index_err)?;
+        // What the pack holds; what snapshots use of it is counted by `chunked`
+        // (a chunk of a read that was discarded is held, not used).
+        if let Some(p) = self.current.as_mut().filter(|p| p.id == at.pack) {
+            p.content += size;
+        }
+        self.done.new_bytes += size;
+        Ok(())
+    }
+
+    fn chunked(&mut self, blake3: &str, size: u64, chunks: &[Chunk], new: bool) -> io::Result<()> {
+        self.index()?
+            .stage_list(blake3, size, chunks)
+            .map_err(index_err)?;
+        for c in chunks {
+            self.done.uses(&c.pack, c.size);
+        }
+        if new {
+            self.done.new_files += 1;
+        } else {
+            self.done.known_files += 1;
+        }
         Ok(())
     }
 

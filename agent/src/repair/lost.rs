@@ -106,9 +106,7 @@ pub(super) fn lost(
                     }
                 };
                 let in_bad = e.kind == EntryKind::File
-                    && e.content
-                        .as_ref()
-                        .is_some_and(|c| bad_packs.contains(&c.pack));
+                    && e.packs().into_iter().any(|p| bad_packs.contains(p));
                 if in_bad {
                     l.files += 1;
                     l.bytes += e.size;

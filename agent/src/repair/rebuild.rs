@@ -15,7 +15,7 @@ use crate::format::{Marker, PackRecord};
 use crate::keys::Identities;
 use crate::pack::index::{Index, PackInfo};
 use anyhow::{Context, Result, anyhow};
-use coffer_plugins::{EntryKind, Target};
+use coffer_plugins::{ContentRef, EntryKind, Target};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -120,6 +120,30 @@ pub(super) fn rebuild(
         };
         for e in s.entries.iter().map_err(read)? {
             let e = e.map_err(read)?;
+            if let (EntryKind::File, Some(hash), Some(chunks)) = (e.kind, &e.blake3, &e.chunks) {
+                if !chunks.iter().all(|c| keep.contains(&c.pack)) {
+                    files_left_out += 1;
+                    continue;
+                }
+                contents += 1;
+                if let Some(index) = index.as_mut() {
+                    let staged = chunks
+                        .iter()
+                        .try_for_each(|c| {
+                            let at = ContentRef {
+                                pack: c.pack.clone(),
+                                offset: c.offset,
+                            };
+                            index.stage_chunk(&c.blake3, c.size, &at)
+                        })
+                        .and_then(|()| index.stage_list(hash, e.size, chunks));
+                    if let Err(err) = staged {
+                        let _ = index.abandon_run();
+                        return Err(err).context(format!("job {job}: the index was not rebuilt"));
+                    }
+                }
+                continue;
+            }
             let (Some(hash), Some(content)) = (e.blake3.as_ref(), e.content.as_ref()) else {
                 continue;
             };

@@ -72,9 +72,7 @@ pub(crate) fn packs_needed(
 ) -> Result<std::collections::BTreeSet<String>> {
     let mut packs = std::collections::BTreeSet::new();
     for e in kept(source, keep)? {
-        if let Some(c) = e?.content {
-            packs.insert(c.pack);
-        }
+        packs.extend(e?.packs().into_iter().map(str::to_string));
     }
     Ok(packs)
 }

@@ -66,7 +66,8 @@ fn make_tree(src: &Path, rng: &mut Rng) {
         std::fs::write(dir.join(format!("f{i:03}.bin")), noise(len, rng.next())).expect("write");
     }
     for i in 0..5u64 {
-        let len = rng.range(256 << 10, 800 << 10) as usize;
+        // Up to 2.5 MiB: the ones over 1 MiB are cut into chunks.
+        let len = rng.range(256 << 10, 5 << 19) as usize;
         std::fs::write(src.join(format!("big{i}.bin")), noise(len, rng.next())).expect("write");
     }
 }

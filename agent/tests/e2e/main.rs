@@ -20,6 +20,7 @@ mod bandwidth;
 mod bounds;
 mod browse;
 mod changing;
+mod chunks;
 mod config_cli;
 mod copy;
 mod crash;

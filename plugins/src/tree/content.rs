@@ -8,7 +8,7 @@
 //! sink (the agent's pack writer) decides which pack that is and where; this
 //! crate knows nothing of packs, compression or targets.
 
-use crate::tree::entry::{ContentRef, RawPath};
+use crate::tree::entry::{Chunk, ContentRef, RawPath, Stored};
 use std::fs::Metadata;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -44,7 +44,7 @@ impl FileStat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownContent {
     pub blake3: String,
-    pub content: ContentRef,
+    pub content: Stored,
 }
 
 /// Where a packing walk puts contents. Writes go to the current pack's tar
@@ -74,6 +74,14 @@ pub trait ContentSink: Write + Send {
     /// only its own entry can read (a sparse file's pieces): no other file may be
     /// given it as known content.
     fn stored(&mut self, blake3: &str, size: u64, at: &ContentRef, shared: bool) -> io::Result<()>;
+    /// Where a chunk with this hash and size is stored already (by this run or an
+    /// earlier one), if it is.
+    fn known_chunk(&mut self, blake3: &str, size: u64) -> io::Result<Option<ContentRef>>;
+    /// The chunk begun last (`begin`, then its tar entry) is complete.
+    fn stored_chunk(&mut self, blake3: &str, size: u64, at: &ContentRef) -> io::Result<()>;
+    /// A chunked file's content is complete: `size` bytes hashing to `blake3`,
+    /// made of `chunks`, `new` when some were stored by this read.
+    fn chunked(&mut self, blake3: &str, size: u64, chunks: &[Chunk], new: bool) -> io::Result<()>;
     /// `path` is in this snapshot with this content; a stat of `None` means it
     /// changed while read and must be read again next time.
     fn seen(

@@ -168,6 +168,11 @@ pub struct FileEntry {
     /// only, one piece after the other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<Vec<(u64, u64)>>,
+    /// Format 2, a file cut into content-defined chunks (files larger than the
+    /// walk's read buffer): its content is these chunks, in order, each a tar
+    /// entry of its own in a pack; `content` is then None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<Chunk>>,
 }
 
 impl FileEntry {
@@ -195,6 +200,7 @@ impl FileEntry {
             flags: Vec::new(),
             content: None,
             sparse: None,
+            chunks: None,
         }
     }
 }
@@ -222,4 +228,73 @@ pub fn is_valid_sparse_map(map: &[(u64, u64)], size: u64) -> bool {
 pub struct ContentRef {
     pub pack: String,
     pub offset: u64,
+}
+
+/// One chunk of a chunked file (`FileEntry::chunks`): `size` bytes at `offset`
+/// of pack `pack`'s uncompressed tar stream, hashing to `blake3` (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub pack: String,
+    pub offset: u64,
+    pub size: u64,
+    pub blake3: String,
+}
+
+/// Whether `chunks` can be the content of a file of `size` bytes as a backup
+/// writes it: none empty or over the chunker's largest, and their sizes add up.
+pub fn is_valid_chunk_list(chunks: &[Chunk], size: u64) -> bool {
+    let mut sum = 0u64;
+    chunks.iter().all(|c| {
+        sum = sum.saturating_add(c.size);
+        c.size > 0 && c.size <= crate::tree::chunker::MAX as u64
+    }) && sum == size
+}
+
+/// Where stored content is: one place in a pack, or chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    At(ContentRef),
+    Chunks(Vec<Chunk>),
+}
+
+impl Stored {
+    /// Every pack it is in, with the bytes it takes there (a chunk each).
+    pub fn uses(&self, size: u64) -> Vec<(&str, u64)> {
+        match self {
+            Stored::At(c) => vec![(c.pack.as_str(), size)],
+            Stored::Chunks(list) => list.iter().map(|c| (c.pack.as_str(), c.size)).collect(),
+        }
+    }
+}
+
+impl FileEntry {
+    /// Where this file's content is stored (format 2), if the manifest says.
+    pub fn stored(&self) -> Option<Stored> {
+        match (&self.content, &self.chunks) {
+            (_, Some(list)) => Some(Stored::Chunks(list.clone())),
+            (Some(c), None) => Some(Stored::At(c.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Records where its content is stored.
+    pub fn set_stored(&mut self, stored: Stored) {
+        match stored {
+            Stored::At(c) => {
+                self.content = Some(c);
+                self.chunks = None;
+            }
+            Stored::Chunks(list) => {
+                self.content = None;
+                self.chunks = Some(list);
+            }
+        }
+    }
+
+    /// Every pack its content is in (chunks may be in several).
+    pub fn packs(&self) -> Vec<&str> {
+        let mut packs: Vec<&str> = self.content.iter().map(|c| c.pack.as_str()).collect();
+        packs.extend(self.chunks.iter().flatten().map(|c| c.pack.as_str()));
+        packs
+    }
 }

@@ -25,6 +25,7 @@ fn entry(i: u32, kind: EntryKind) -> FileEntry {
         flags: Vec::new(),
         content: None,
         sparse: None,
+        chunks: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! bit), hashes and pack ids as bytes (parsed from and written back to lowercase
 //! hex exactly as given).
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
+use coffer_plugins::Chunk;
 
 /// SQLite integers are i64. Reinterpreting the bits is a bijection, so two different
 /// inodes, devices or sizes can never be stored as the same value and compare equal,
@@ -28,4 +29,38 @@ pub(super) fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> 
 
 pub(super) fn to_hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
+}
+
+/// One chunk in a list: hash, pack id (bytes 32..48), offset and size.
+pub(super) const CHUNK_LEN: usize = 32 + 16 + 8 + 8;
+
+/// A chunked file's list of chunks as one column.
+pub(super) fn encode_chunks(chunks: &[Chunk]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(chunks.len() * CHUNK_LEN);
+    for c in chunks {
+        out.extend_from_slice(&parse_hex::<32>(&c.blake3, "chunk hash")?);
+        out.extend_from_slice(&parse_hex::<16>(&c.pack, "pack id")?);
+        out.extend_from_slice(&c.offset.to_be_bytes());
+        out.extend_from_slice(&c.size.to_be_bytes());
+    }
+    Ok(out)
+}
+
+pub(super) fn decode_chunks(bytes: &[u8]) -> Result<Vec<Chunk>> {
+    if !bytes.len().is_multiple_of(CHUNK_LEN) {
+        bail!(
+            "a stored list of chunks has {} bytes, not a multiple of {CHUNK_LEN}",
+            bytes.len()
+        );
+    }
+    let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+    Ok(bytes
+        .chunks_exact(CHUNK_LEN)
+        .map(|c| Chunk {
+            blake3: to_hex(&c[..32]),
+            pack: to_hex(&c[32..48]),
+            offset: word(&c[48..56]),
+            size: word(&c[56..64]),
+        })
+        .collect())
 }

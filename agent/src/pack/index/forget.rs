@@ -2,7 +2,7 @@
 //! that points into them, so that their files are read and stored again; and
 //! clearing the index for `repair --rebuild-index`.
 
-use super::codec::parse_hex;
+use super::codec::{CHUNK_LEN, parse_hex};
 use super::{Index, PACK_LEN};
 use anyhow::{Context, Result};
 use rusqlite::params_from_iter;
@@ -52,7 +52,10 @@ impl Index {
         let doing = || self.doing("clearing the index for a rebuild");
         self.require_run().with_context(doing)?;
         self.conn
-            .execute_batch("DELETE FROM files; DELETE FROM content; DELETE FROM packs;")
+            .execute_batch(
+                "DELETE FROM files; DELETE FROM content; DELETE FROM packs; DELETE FROM chunks;
+                 DELETE FROM lists;",
+            )
             .with_context(doing)
     }
 
@@ -65,6 +68,8 @@ impl Index {
                 ("staged_files", "pack"),
                 ("content", "pack"),
                 ("staged_content", "pack"),
+                ("chunks", "pack"),
+                ("staged_chunks", "pack"),
                 ("packs", "id"),
                 ("staged_packs", "id"),
             ] {
@@ -73,6 +78,46 @@ impl Index {
                     params_from_iter(chunk.iter().map(|key| &key[..])),
                 )?;
                 if table == "files" {
+                    gone += n as u64;
+                }
+            }
+        }
+        gone += self.delete_lists_in(keys)?;
+        Ok(gone)
+    }
+
+    /// Drops the lists of chunked files with a chunk in one of the packs `keys`: their
+    /// `files` rows then find no list and the files are read again. Lists are few
+    /// (files over the read buffer), so they are scanned. Returns how many committed
+    /// lists went (each a chunked file's content, counted with the files).
+    fn delete_lists_in(&self, keys: &[[u8; PACK_LEN]]) -> rusqlite::Result<u64> {
+        let mut gone = 0;
+        let packs: std::collections::HashSet<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        for table in ["lists", "staged_lists"] {
+            let mut doomed = Vec::new();
+            {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("SELECT blake3, size, chunks FROM {table}"))?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let chunks: Vec<u8> = row.get(2)?;
+                    // A list that does not decode is dropped too: it cannot be used.
+                    let hit = !chunks.len().is_multiple_of(CHUNK_LEN)
+                        || chunks
+                            .chunks_exact(CHUNK_LEN)
+                            .any(|c| packs.contains(&c[32..48]));
+                    if hit {
+                        doomed.push((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?));
+                    }
+                }
+            }
+            for (hash, size) in doomed {
+                let n = self.conn.execute(
+                    &format!("DELETE FROM {table} WHERE blake3 = ?1 AND size = ?2"),
+                    rusqlite::params![hash, size],
+                )?;
+                if table == "lists" {
                     gone += n as u64;
                 }
             }

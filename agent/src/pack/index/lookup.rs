@@ -2,12 +2,14 @@
 //! committed run, where known content and packs are (staged rows first, as they
 //! will win at commit), and where the per-run re-check of packs goes on.
 
-use super::codec::{parse_hex, signed, unsigned};
+use super::codec::{decode_chunks, parse_hex, signed, unsigned};
 use super::schema::{
-    CONTENT_COMMITTED, CONTENT_STAGED, LAST_SNAPSHOT, PACK_COMMITTED, PACK_STAGED, PACKS, UNCHANGED,
+    CHUNK_COMMITTED, CHUNK_STAGED, CONTENT_COMMITTED, CONTENT_STAGED, LAST_SNAPSHOT,
+    LIST_COMMITTED, LIST_STAGED, PACK_COMMITTED, PACK_STAGED, PACKS, UNCHANGED,
 };
 use super::{ContentRef, HASH_LEN, Index, Known, PACK_LEN, PackInfo, Stat};
 use anyhow::{Context, Result};
+use coffer_plugins::{Chunk, Stored};
 use rusqlite::{OptionalExtension, params};
 
 impl Index {
@@ -52,23 +54,68 @@ impl Index {
             )
             .optional()
             .with_context(doing)?;
+        drop(stmt);
         let Some((hash, pack, offset)) = row else {
             return Ok(None);
         };
-        Ok(Some(Known {
-            blake3: self.stored_hex(&hash, HASH_LEN, "file hash")?,
-            content: ContentRef {
+        let blake3 = self.stored_hex(&hash, HASH_LEN, "file hash")?;
+        let content = if pack.is_empty() {
+            // A chunked file: unchanged only while its list is still known (a
+            // forgotten pack takes the lists that use it).
+            match self.list(&blake3, stat.size)? {
+                Some(list) => Stored::Chunks(list),
+                None => return Ok(None),
+            }
+        } else {
+            Stored::At(ContentRef {
                 pack: self.stored_hex(&pack, PACK_LEN, "pack id")?,
                 offset: unsigned(offset),
-            },
-        }))
+            })
+        };
+        Ok(Some(Known { blake3, content }))
+    }
+
+    /// The chunks of a chunked file's content, committed or staged in this run.
+    pub fn list(&self, blake3: &str, size: u64) -> Result<Option<Vec<Chunk>>> {
+        let doing = || self.doing(format!("looking up the chunks of {blake3} ({size} bytes)"));
+        let hash = parse_hex::<HASH_LEN>(blake3, "BLAKE3 hash").with_context(doing)?;
+        for sql in [LIST_STAGED, LIST_COMMITTED] {
+            let mut stmt = self.conn.prepare_cached(sql).with_context(doing)?;
+            let row = stmt
+                .query_row(params![&hash[..], signed(size)], |row| {
+                    row.get::<_, Vec<u8>>(0)
+                })
+                .optional()
+                .with_context(doing)?;
+            if let Some(list) = row {
+                let list = decode_chunks(&list)
+                    .with_context(|| format!("{}: the index is damaged", doing()))?;
+                return Ok(Some(list));
+            }
+        }
+        Ok(None)
     }
 
     /// Committed content, or content staged earlier in this run (two copies of a new file in one run).
     pub fn content(&mut self, blake3: &str, size: u64) -> Result<Option<ContentRef>> {
-        let doing = || self.doing(format!("looking up content {blake3} of {size} bytes"));
+        self.place_of([CONTENT_STAGED, CONTENT_COMMITTED], "content", blake3, size)
+    }
+
+    /// A chunk stored by a committed run or earlier in this one.
+    pub fn chunk(&mut self, blake3: &str, size: u64) -> Result<Option<ContentRef>> {
+        self.place_of([CHUNK_STAGED, CHUNK_COMMITTED], "chunk", blake3, size)
+    }
+
+    fn place_of(
+        &mut self,
+        sqls: [&str; 2],
+        what: &str,
+        blake3: &str,
+        size: u64,
+    ) -> Result<Option<ContentRef>> {
+        let doing = || self.doing(format!("looking up {what} {blake3} of {size} bytes"));
         let hash = parse_hex::<HASH_LEN>(blake3, "BLAKE3 hash").with_context(doing)?;
-        for sql in [CONTENT_STAGED, CONTENT_COMMITTED] {
+        for sql in sqls {
             let mut stmt = self.conn.prepare_cached(sql).with_context(doing)?;
             let row = stmt
                 .query_row(params![&hash[..], signed(size)], |row| {

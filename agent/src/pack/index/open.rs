@@ -3,7 +3,7 @@
 //! for a fresh one, since the index is a cache and costs one full run to rebuild.
 
 use super::Index;
-use super::schema::{PREPARED, SCHEMA_VERSION, create_schema};
+use super::schema::{PREPARED, SCHEMA_VERSION, create_schema, upgrade_from_1};
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fs;
@@ -87,7 +87,8 @@ impl Index {
         let version: i32 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .with_context(|| format!("index {}: reading the schema version", path.display()))?;
-        if version != SCHEMA_VERSION {
+        // Version 1 reads as 2 without chunked files (a backup adds their table).
+        if version != SCHEMA_VERSION && version != 1 {
             bail!(
                 "index {}: schema version {version}, this coffer uses {SCHEMA_VERSION} (a backup would start a new one)",
                 path.display()
@@ -133,7 +134,7 @@ impl Index {
             .map_err(fail("reading the schema version"))?;
         if version == 0 {
             create_schema(&conn).map_err(fail("creating the tables"))?;
-        } else if version != SCHEMA_VERSION {
+        } else if version != SCHEMA_VERSION && version != 1 {
             return Err(OpenError::Unusable(format!(
                 "schema version {version}, this coffer uses {SCHEMA_VERSION}"
             )));
@@ -145,6 +146,9 @@ impl Index {
                 .map_err(fail("checking the file"))?;
             if check != "ok" {
                 return Err(OpenError::Unusable(format!("damaged: {check}")));
+            }
+            if version == 1 {
+                upgrade_from_1(&conn).map_err(fail("upgrading the schema from version 1"))?;
             }
         }
         for sql in PREPARED {

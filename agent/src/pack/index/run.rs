@@ -2,13 +2,14 @@
 //! transaction from `begin_run` to `commit_run` (or `abandon_run`), so that a
 //! process that dies at any point leaves the last committed state.
 
-use super::codec::{parse_hex, signed};
+use super::codec::{encode_chunks, parse_hex, signed};
 use super::schema::{
-    CLEAR_STAGING, COMMIT_CONTENT, COMMIT_PACKS, COMMIT_SNAPSHOT, STAGE_CONTENT, STAGE_FILE,
-    STAGE_PACK,
+    CLEAR_STAGING, COMMIT_CHUNKS, COMMIT_CONTENT, COMMIT_LISTS, COMMIT_PACKS, COMMIT_SNAPSHOT,
+    STAGE_CHUNK, STAGE_CONTENT, STAGE_FILE, STAGE_LIST, STAGE_PACK,
 };
 use super::{ContentRef, HASH_LEN, Index, PACK_LEN, PackInfo, Stat};
 use anyhow::{Context, Result, bail};
+use coffer_plugins::{Chunk, Stored};
 use rusqlite::{params, params_from_iter};
 
 impl Index {
@@ -37,12 +38,21 @@ impl Index {
         path: &[u8],
         stat: &Stat,
         blake3: &str,
-        content: &ContentRef,
+        content: &Stored,
     ) -> Result<()> {
         let doing = || self.doing_file("staging", source, path);
         self.require_run().with_context(doing)?;
         let hash = parse_hex::<HASH_LEN>(blake3, "BLAKE3 hash").with_context(doing)?;
-        let pack = parse_hex::<PACK_LEN>(&content.pack, "pack id").with_context(doing)?;
+        // A chunked file has no pack of its own: its list is under its hash.
+        let (pack, offset) = match content {
+            Stored::At(c) => (
+                parse_hex::<PACK_LEN>(&c.pack, "pack id")
+                    .with_context(doing)?
+                    .to_vec(),
+                c.offset,
+            ),
+            Stored::Chunks(_) => (Vec::new(), 0),
+        };
         let mut stmt = self.conn.prepare_cached(STAGE_FILE).with_context(doing)?;
         stmt.execute(params![
             source,
@@ -56,21 +66,46 @@ impl Index {
             signed(stat.dev),
             &hash[..],
             &pack[..],
-            signed(content.offset)
+            signed(offset)
         ])
         .with_context(doing)?;
         Ok(())
     }
 
+    /// The chunks of a chunked file's content, stored (or found) by this run.
+    pub fn stage_list(&mut self, blake3: &str, size: u64, chunks: &[Chunk]) -> Result<()> {
+        let doing = || self.doing(format!("staging the chunks of {blake3} ({size} bytes)"));
+        self.require_run().with_context(doing)?;
+        let hash = parse_hex::<HASH_LEN>(blake3, "BLAKE3 hash").with_context(doing)?;
+        let list = encode_chunks(chunks).with_context(doing)?;
+        let mut stmt = self.conn.prepare_cached(STAGE_LIST).with_context(doing)?;
+        stmt.execute(params![&hash[..], signed(size), list])
+            .with_context(doing)?;
+        Ok(())
+    }
+
     pub fn stage_content(&mut self, blake3: &str, size: u64, content: &ContentRef) -> Result<()> {
-        let doing = || self.doing(format!("staging content {blake3} of {size} bytes"));
+        self.stage_place(STAGE_CONTENT, "content", blake3, size, content)
+    }
+
+    /// A chunk this run stored (or, rebuilding, that a snapshot references).
+    pub fn stage_chunk(&mut self, blake3: &str, size: u64, at: &ContentRef) -> Result<()> {
+        self.stage_place(STAGE_CHUNK, "chunk", blake3, size, at)
+    }
+
+    fn stage_place(
+        &mut self,
+        sql: &str,
+        what: &str,
+        blake3: &str,
+        size: u64,
+        content: &ContentRef,
+    ) -> Result<()> {
+        let doing = || self.doing(format!("staging {what} {blake3} of {size} bytes"));
         self.require_run().with_context(doing)?;
         let hash = parse_hex::<HASH_LEN>(blake3, "BLAKE3 hash").with_context(doing)?;
         let pack = parse_hex::<PACK_LEN>(&content.pack, "pack id").with_context(doing)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(STAGE_CONTENT)
-            .with_context(doing)?;
+        let mut stmt = self.conn.prepare_cached(sql).with_context(doing)?;
         stmt.execute(params![
             &hash[..],
             signed(size),
@@ -161,6 +196,8 @@ impl Index {
             )?;
         }
         self.conn.execute(COMMIT_CONTENT, [])?;
+        self.conn.execute(COMMIT_CHUNKS, [])?;
+        self.conn.execute(COMMIT_LISTS, [])?;
         self.conn.execute(COMMIT_PACKS, [])?;
         self.conn.execute(COMMIT_SNAPSHOT, [snapshot])?;
         self.conn.execute_batch(CLEAR_STAGING)

@@ -4,8 +4,9 @@
 
 use rusqlite::Connection;
 
-/// Bumped on any change of the tables below; an index of another version is moved aside.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+/// Bumped on any change of the tables below; an index of an older version is
+/// brought up to date (`LISTS` added to version 1), one of another is moved aside.
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 // WITHOUT ROWID: every lookup is by the whole primary key, so the row lives in the key's
 // b-tree and a lookup is one search instead of two.
@@ -43,6 +44,30 @@ CREATE TABLE staged_packs (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: chunked files. `chunks` is where each chunk is, as `content` is for whole
+/// files (kept apart so that a file's content never points at a chunk's entry, nor a
+/// chunk at a file's: a pack unpacked with plain tar has every chunk under its name);
+/// `lists` the chunks of each chunked file's content, by the whole file's hash and size
+/// (`codec::encode_chunks`). A chunked file's `files` row has an empty `pack`.
+pub(super) const LISTS: &str = "
+CREATE TABLE chunks (
+    blake3 BLOB NOT NULL, size INTEGER NOT NULL, pack BLOB NOT NULL, pack_offset INTEGER NOT NULL,
+    PRIMARY KEY (blake3, size)
+) WITHOUT ROWID;
+CREATE TABLE staged_chunks (
+    blake3 BLOB NOT NULL, size INTEGER NOT NULL, pack BLOB NOT NULL, pack_offset INTEGER NOT NULL,
+    PRIMARY KEY (blake3, size)
+) WITHOUT ROWID;
+CREATE TABLE lists (
+    blake3 BLOB NOT NULL, size INTEGER NOT NULL, chunks BLOB NOT NULL,
+    PRIMARY KEY (blake3, size)
+) WITHOUT ROWID;
+CREATE TABLE staged_lists (
+    blake3 BLOB NOT NULL, size INTEGER NOT NULL, chunks BLOB NOT NULL,
+    PRIMARY KEY (blake3, size)
+) WITHOUT ROWID;
+";
+
 pub(super) const UNCHANGED: &str = "SELECT blake3, pack, pack_offset FROM files
     WHERE source = ?1 AND path = ?2 AND size = ?3 AND mtime = ?4 AND mtime_nsec = ?5
       AND ctime = ?6 AND ctime_nsec = ?7 AND ino = ?8 AND dev = ?9";
@@ -57,6 +82,18 @@ pub(super) const CONTENT_COMMITTED: &str =
 pub(super) const STAGE_CONTENT: &str =
     "INSERT OR REPLACE INTO staged_content (blake3, size, pack, pack_offset)
     VALUES (?1, ?2, ?3, ?4)";
+pub(super) const CHUNK_STAGED: &str =
+    "SELECT pack, pack_offset FROM staged_chunks WHERE blake3 = ?1 AND size = ?2";
+pub(super) const CHUNK_COMMITTED: &str =
+    "SELECT pack, pack_offset FROM chunks WHERE blake3 = ?1 AND size = ?2";
+pub(super) const STAGE_CHUNK: &str =
+    "INSERT OR REPLACE INTO staged_chunks (blake3, size, pack, pack_offset)
+    VALUES (?1, ?2, ?3, ?4)";
+pub(super) const LIST_STAGED: &str =
+    "SELECT chunks FROM staged_lists WHERE blake3 = ?1 AND size = ?2";
+pub(super) const LIST_COMMITTED: &str = "SELECT chunks FROM lists WHERE blake3 = ?1 AND size = ?2";
+pub(super) const STAGE_LIST: &str =
+    "INSERT OR REPLACE INTO staged_lists (blake3, size, chunks) VALUES (?1, ?2, ?3)";
 pub(super) const STAGE_PACK: &str = "INSERT OR REPLACE INTO staged_packs (id, stored_size, blake3, content_size) VALUES (?1, ?2, ?3, ?4)";
 pub(super) const PACK_STAGED: &str =
     "SELECT stored_size, blake3, content_size FROM staged_packs WHERE id = ?1";
@@ -74,6 +111,14 @@ pub(super) const COMMIT_CONTENT: &str = "INSERT INTO content (blake3, size, pack
     SELECT blake3, size, pack, pack_offset FROM staged_content WHERE true
     ON CONFLICT (blake3, size) DO UPDATE SET pack = excluded.pack, pack_offset = excluded.pack_offset
     WHERE (content.pack, content.pack_offset) IS NOT (excluded.pack, excluded.pack_offset)";
+pub(super) const COMMIT_CHUNKS: &str = "INSERT INTO chunks (blake3, size, pack, pack_offset)
+    SELECT blake3, size, pack, pack_offset FROM staged_chunks WHERE true
+    ON CONFLICT (blake3, size) DO UPDATE SET pack = excluded.pack, pack_offset = excluded.pack_offset
+    WHERE (chunks.pack, chunks.pack_offset) IS NOT (excluded.pack, excluded.pack_offset)";
+pub(super) const COMMIT_LISTS: &str = "INSERT INTO lists (blake3, size, chunks)
+    SELECT blake3, size, chunks FROM staged_lists WHERE true
+    ON CONFLICT (blake3, size) DO UPDATE SET chunks = excluded.chunks
+    WHERE lists.chunks IS NOT excluded.chunks";
 pub(super) const COMMIT_PACKS: &str = "INSERT INTO packs (id, stored_size, blake3, content_size)
     SELECT id, stored_size, blake3, content_size FROM staged_packs WHERE true
     ON CONFLICT (id) DO UPDATE SET stored_size = excluded.stored_size, blake3 = excluded.blake3,
@@ -84,7 +129,8 @@ pub(super) const COMMIT_SNAPSHOT: &str =
     "INSERT INTO meta (key, value) VALUES ('last_snapshot', ?1)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 pub(super) const CLEAR_STAGING: &str =
-    "DELETE FROM staged_files; DELETE FROM staged_content; DELETE FROM staged_packs;";
+    "DELETE FROM staged_files; DELETE FROM staged_content; DELETE FROM staged_packs;
+     DELETE FROM staged_chunks; DELETE FROM staged_lists;";
 
 /// Every statement of the hot paths, prepared at open: a file whose tables are not ours
 /// fails here, where it can still be moved aside, rather than in the middle of a run.
@@ -94,6 +140,12 @@ pub(super) const PREPARED: &[&str] = &[
     CONTENT_STAGED,
     CONTENT_COMMITTED,
     STAGE_CONTENT,
+    CHUNK_STAGED,
+    CHUNK_COMMITTED,
+    STAGE_CHUNK,
+    LIST_STAGED,
+    LIST_COMMITTED,
+    STAGE_LIST,
     STAGE_PACK,
     PACK_STAGED,
     PACK_COMMITTED,
@@ -115,6 +167,29 @@ pub(super) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
             ));
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(LISTS)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+    })();
+    match made {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Brings a version 1 index (before chunked files) to version 2: its rows stay valid,
+/// so upgrading costs no full run.
+pub(super) fn upgrade_from_1(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let made = (|| {
+        let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version != 1 {
+            // Another process upgraded it meanwhile.
+            return Ok(());
+        }
+        conn.execute_batch(LISTS)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     })();
     match made {

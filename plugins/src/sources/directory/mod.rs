@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
 
+mod chunked;
 mod complete;
 pub mod fs_snapshot;
 mod packed;
@@ -213,6 +214,7 @@ impl Walk<'_, '_> {
             flags: Vec::new(),
             content: None,
             sparse: None,
+            chunks: None,
         };
         if let Some((on, shown)) = on {
             let warnings = &mut self.outcome.warnings;

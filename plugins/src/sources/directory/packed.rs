@@ -4,18 +4,19 @@
 //! - Unchanged since the last snapshot (same path and stat): not even opened.
 //! - Small (up to the read buffer): read once into the buffer until a read is
 //!   stable, hashed, then written unless its content is known.
-//! - Larger: read once to hash it; if its content is known, that is all; if not,
-//!   read again straight into the pack, and if it changed meanwhile, the written
-//!   copy is left as waste in the pack and it is read again. Format 1 staged such
-//!   files in a scratch file to re-read them; a pack can simply hold a discarded
-//!   attempt, which saves writing every large file to the scratch disk.
+//! - Larger: read once, cut into content-defined chunks as it is read, each
+//!   chunk hashed and stored unless known (`chunked`): a big file that changed a
+//!   little costs the chunks around the change. If it changed during the read,
+//!   it is read again; the chunks of the discarded read stay in the pack unused.
 //! - Sparse: only its data, in a PAX sparse entry.
 
 use super::Walk;
+use super::chunked;
 use crate::fs::xattr::On;
 use crate::sources::source::SourceError;
+use crate::tree::chunker::Chunker;
 use crate::tree::content::{ContentSink, FileStat, KnownContent};
-use crate::tree::entry::{ContentRef, EntryKind, FileEntry, RawPath};
+use crate::tree::entry::{ContentRef, EntryKind, FileEntry, RawPath, Stored};
 use crate::tree::stable_read::{Capture, Fault, MAX_TRIES, differs};
 use crate::tree::tar_writer::{HeaderSpec, TarWriter};
 use crate::tree::walk_ahead;
@@ -38,7 +39,7 @@ struct Written {
 /// `packed_done`.
 struct Found<'a> {
     blake3: String,
-    content: ContentRef,
+    content: Stored,
     /// The stat the next run compares with, when the file did not change.
     stat: Option<&'a Metadata>,
     /// Which read found it (1: the first; more are reported).
@@ -92,7 +93,7 @@ impl Walk<'_, '_> {
             let mut e = self.entry_for(rel, EntryKind::File, md, Some((On::Path(sys), abs)));
             e.size = stat.size;
             e.blake3 = Some(known.blake3.clone());
-            e.content = Some(known.content.clone());
+            e.set_stored(known.content.clone());
             sink.seen(&e.path, Some(&stat), &known)
                 .map_err(|err| self.out_err(err))?;
             // Passed over, but covered: the bar's estimate counts the whole tree.
@@ -148,7 +149,7 @@ impl Walk<'_, '_> {
                     }
                 };
                 e.blake3 = Some(hash);
-                e.content = Some(content);
+                e.set_stored(Stored::At(content));
                 self.note_reads(abs, &read, &mut e);
                 let stat = read.stable.then(|| self.file_stat(&read.md));
                 (e, stat)
@@ -165,12 +166,12 @@ impl Walk<'_, '_> {
                 sink.stored(&hash, len, &at, true)
                     .map_err(|err| self.out_err(err))?;
                 e.blake3 = Some(hash);
-                e.content = Some(at);
+                e.set_stored(Stored::At(at));
                 let changed = self.note_direct(abs, &md, &after, &why, &mut e);
                 (e, (!changed).then(|| self.file_stat(&after)))
             }
         };
-        if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.content.clone()) {
+        if let (Some(blake3), Some(content)) = (e.blake3.clone(), e.stored()) {
             let known = KnownContent { blake3, content };
             sink.seen(&e.path, stat.as_ref(), &known)
                 .map_err(|err| self.out_err(err))?;
@@ -180,8 +181,11 @@ impl Walk<'_, '_> {
         self.record(&e)
     }
 
-    /// A file larger than the read buffer: hashed in a first read; stored by a
-    /// second one only when its content is new, and read again when it changed.
+    /// A file larger than the read buffer: read once, cut into content-defined
+    /// chunks on the way (`chunked`), each hashed and stored unless its content is
+    /// known. When it changed during the read, it is read again: the chunks that
+    /// did not change are known by then and cost nothing; those of the discarded
+    /// read stay in the pack, unused.
     fn packed_large(
         &mut self,
         sink: &mut dyn ContentSink,
@@ -192,7 +196,11 @@ impl Walk<'_, '_> {
     ) -> Result<(), SourceError> {
         let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
         let mut md = before;
-        for tries in 1..=MAX_TRIES {
+        let mut chunker = Chunker::default();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut read = chunked::Read::default();
             let (len, hash) = self
                 .reader
                 .read_direct(
@@ -200,60 +208,51 @@ impl Walk<'_, '_> {
                     md.len(),
                     &mut self.outcome.bytes_read,
                     self.progress,
-                    &mut |_| Ok(()),
+                    &mut |b| chunker.push(b, &mut |c| read.store(sink, c)),
                 )
                 .map_err(|f| self.fault(abs, f))?;
-            let hashed = self.stat(abs, file)?;
-            if len != md.len() || differs(&md, &hashed) {
-                md = hashed;
+            chunker
+                .finish(&mut |c| read.store(sink, c))
+                .map_err(|err| self.out_err(err))?;
+            let after = self.stat(abs, file)?;
+            let stable = len == md.len() && !differs(&md, &after);
+            if !stable && tries <= MAX_TRIES {
+                md = after;
                 continue;
             }
             let hash = hash.to_hex().to_string();
+            sink.chunked(&hash, len, &read.chunks, read.new)
+                .map_err(|err| self.out_err(err))?;
             e.size = len;
-            if let Some(c) = sink.known(&hash, len).map_err(|err| self.out_err(err))? {
+            if stable {
                 let found = Found {
                     blake3: hash,
-                    content: c,
-                    stat: Some(&hashed),
-                    tries,
-                };
-                return self.packed_done(sink, e, found, abs);
-            }
-            let written = self.write_into(sink, abs, file, &e, false)?;
-            let after = self.stat(abs, file)?;
-            if written.len == len && !differs(&hashed, &after) {
-                sink.stored(&hash, len, &written.at, true)
-                    .map_err(|err| self.out_err(err))?;
-                let found = Found {
-                    blake3: hash,
-                    content: written.at,
+                    content: Stored::Chunks(read.chunks),
                     stat: Some(&after),
                     tries,
                 };
                 return self.packed_done(sink, e, found, abs);
             }
-            // Changed while it was written: that copy stays in the pack, unused.
-            md = after;
+            // Still changing: kept as last read, and marked.
+            e.blake3 = Some(hash.clone());
+            e.set_stored(Stored::Chunks(read.chunks.clone()));
+            e.changed = true;
+            self.outcome.changed += 1;
+            self.outcome.warnings.push(format!(
+                "{}: changed while it was read, {} times: stored as last read ({len} bytes) \
+                 and marked as changed in the snapshot",
+                abs.display(),
+                MAX_TRIES + 1
+            ));
+            let known = KnownContent {
+                blake3: hash,
+                content: Stored::Chunks(read.chunks),
+            };
+            sink.seen(&e.path, None, &known)
+                .map_err(|err| self.out_err(err))?;
+            self.progress.add(0, 1);
+            return self.record(&e);
         }
-        // Still changing: stored as read by one more read, hashed as written.
-        e.size = md.len();
-        let Written { at, len, hash } = self.write_into(sink, abs, file, &e, true)?;
-        let hash = hash.unwrap_or_default();
-        sink.stored(&hash, len, &at, true)
-            .map_err(|err| self.out_err(err))?;
-        e.size = len;
-        e.blake3 = Some(hash);
-        e.content = Some(at);
-        e.changed = true;
-        self.outcome.changed += 1;
-        self.outcome.warnings.push(format!(
-            "{}: changed while it was read, {} times: stored as last read ({len} bytes) \
-             and marked as changed in the snapshot",
-            abs.display(),
-            MAX_TRIES + 1
-        ));
-        self.progress.add(0, 1);
-        self.record(&e)
     }
 
     /// Writes `e`'s tar entry with the file's bytes into the current pack.
@@ -328,7 +327,7 @@ impl Walk<'_, '_> {
         sink.seen(&e.path, stat.map(|md| self.file_stat(md)).as_ref(), &known)
             .map_err(|err| self.out_err(err))?;
         e.blake3 = Some(known.blake3);
-        e.content = Some(known.content);
+        e.set_stored(known.content);
         self.progress.add(0, 1);
         self.record(&e)
     }
@@ -387,7 +386,7 @@ impl Walk<'_, '_> {
         sink.stored(&hash, data, &at, false)
             .map_err(|err| self.out_err(err))?;
         e.blake3 = Some(hash);
-        e.content = Some(at);
+        e.set_stored(Stored::At(at));
         e.sparse = Some(map);
         self.note_direct(abs, &before, &after, "it is sparse", &mut e);
         self.progress.add(0, 1);

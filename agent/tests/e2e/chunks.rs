@@ -1,0 +1,354 @@
+//! Chunked files (issue 24, first part): a file larger than the walk's read
+//! buffer is cut into content-defined chunks as it is read, once. A big file that
+//! changes a little stores the chunks around the change, not the file again;
+//! every snapshot restores exactly; a damaged pack holding a chunk is found by a
+//! stored-bytes verify and named by a deep one, and the next backup does not
+//! build on it; packs and the manifest restore chunked files without coffer
+//! (age, zstd, tar, jq: the script in docs/format.md); and a format-2 snapshot
+//! made before chunks restores, and its host backs up on from its old index.
+
+use crate::common::packed_job::{backup_run, counts, marker_packs, packed};
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const MIB: usize = 1 << 20;
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// Bytes of every pack of job `app` on the local target.
+fn packs_size(world: &World) -> u64 {
+    std::fs::read_dir(world.target().join("app/packs"))
+        .expect("packs")
+        .map(|e| e.expect("entry").metadata().expect("stat").len())
+        .sum()
+}
+
+fn bytes_read(run: &Value) -> u64 {
+    run["sources"][0]["bytes_read"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bytes_read in {run}"))
+}
+
+fn restore(world: &World, snapshot: &str) -> std::path::PathBuf {
+    let to = world.path(&format!("restored-{snapshot}"));
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--snapshot",
+        snapshot,
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    to.join("files")
+}
+
+/// 24 MiB image, 6 MiB log, one small file; all noise (zstd gains nothing).
+fn big_world() -> (World, std::path::PathBuf) {
+    require_root("restores owners");
+    let world = World::new("");
+    let data = world.path("data");
+    write(&data.join("disk.img"), &noise(24 * MIB, 1));
+    write(&data.join("logs/app.log"), &noise(6 * MIB, 2));
+    write(&data.join("small"), b"small file");
+    world.write_config(&dir_source("files", &data, ""));
+    (world, data)
+}
+
+#[test]
+fn a_big_file_that_changes_a_little_stores_the_chunks_around_the_change_and_is_read_once() {
+    let (world, data) = big_world();
+    let first = backup_run(&world);
+    assert_eq!(counts(&first), (0, 0, 3), "{first}");
+    // Read once: before chunks, every file over the read buffer was read twice
+    // (once to hash it, once to store it).
+    assert_eq!(bytes_read(&first), (30 * MIB + 10) as u64, "{first}");
+    let after_first = packs_size(&world);
+    assert!(after_first > (30 * MIB) as u64, "{after_first}");
+    let v1_img = std::fs::read(data.join("disk.img")).expect("read");
+    let v1_log = std::fs::read(data.join("logs/app.log")).expect("read");
+
+    // 64 KiB rewritten in place in the middle of the image; 200 KiB appended to the log.
+    let mut img = v1_img.clone();
+    img[12 * MIB..12 * MIB + 65536].copy_from_slice(&noise(65536, 3));
+    write(&data.join("disk.img"), &img);
+    let mut log = v1_log.clone();
+    log.extend_from_slice(&noise(200 << 10, 4));
+    write(&data.join("logs/app.log"), &log);
+    let second = backup_run(&world);
+    assert_eq!(counts(&second), (1, 0, 2), "{second}");
+    assert_eq!(
+        bytes_read(&second),
+        (img.len() + log.len()) as u64,
+        "{second}"
+    );
+    let grew = packs_size(&world) - after_first;
+    // The two files are 30.2 MiB; what changed lies in a few chunks of about 1 MiB
+    // (at most 4 MiB each).
+    assert!(
+        grew < (10 * MIB) as u64,
+        "the second run stored {grew} bytes for 264 KiB of change"
+    );
+    let new_bytes = packed(&second)["new_bytes"].as_u64().expect("new_bytes");
+    assert!(new_bytes < (10 * MIB) as u64, "{second}");
+
+    // Unchanged: not read at all, nothing stored.
+    let third = backup_run(&world);
+    assert_eq!(counts(&third), (3, 0, 0), "{third}");
+    assert_eq!(bytes_read(&third), 0, "{third}");
+    assert_eq!(packed(&third)["new_packs"], 0, "{third}");
+
+    let ids = world.snapshots();
+    assert_eq!(ids.len(), 3);
+    let old = restore(&world, &ids[0]);
+    assert!(std::fs::read(old.join("disk.img")).expect("read") == v1_img);
+    assert!(std::fs::read(old.join("logs/app.log")).expect("read") == v1_log);
+    for id in &ids[1..] {
+        let new = restore(&world, id);
+        assert!(std::fs::read(new.join("disk.img")).expect("read") == img);
+        assert!(std::fs::read(new.join("logs/app.log")).expect("read") == log);
+        assert_eq!(
+            std::fs::read(new.join("small")).expect("read"),
+            b"small file"
+        );
+    }
+    let id = world.identity.to_str().expect("utf-8");
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "all",
+        "--identity",
+        id,
+    ]);
+    assert_eq!(out.matches(": ok (").count(), 3, "{out}");
+
+    // One file restored by path reads its chunks, not the whole job's packs.
+    let to = world.path("one");
+    let out = world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--path",
+        "logs/app.log",
+        "--to",
+        to.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(std::fs::read(to.join("files/logs/app.log")).expect("read") == log);
+    let v: Value = serde_json::from_str(&out).expect("restore json");
+    let fetched = v["fetched_bytes"].as_u64().expect("fetched_bytes");
+    assert!(
+        fetched <= (log.len() + 2 * MIB) as u64,
+        "restoring the 6.2 MiB log fetched {fetched} bytes"
+    );
+}
+
+#[test]
+fn a_damaged_pack_holding_chunks_is_found_named_and_not_built_upon() {
+    let (world, _data) = big_world();
+    world.write_config(&format!(
+        "recheck_packs = 0\n{}",
+        dir_source("files", &world.path("data"), "")
+    ));
+    backup_run(&world);
+    let snapshot = world.snapshots().pop().expect("snapshot");
+    let packs = marker_packs(&world, &snapshot);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let path = world
+        .target()
+        .join("app/packs")
+        .join(format!("{}.tar.zst.age", packs[0]));
+    let mut bytes = std::fs::read(&path).expect("read pack");
+    // Inside the image's chunks (the pack holds the files in path order).
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).expect("write pack");
+
+    let out = world.expect(&["verify", "--job", "app", "--stored-only"], 3);
+    assert!(out.contains("DAMAGED") && out.contains(&packs[0]), "{out}");
+    let id = world.identity.to_str().expect("utf-8");
+    let out = world.expect(
+        &[
+            "verify",
+            "--job",
+            "app",
+            "--snapshot",
+            "latest",
+            "--identity",
+            id,
+        ],
+        3,
+    );
+    assert!(out.contains("DAMAGED"), "{out}");
+    assert!(out.contains("disk.img") || out.contains(&packs[0]), "{out}");
+
+    // Every chunk of that pack is stored again; the new snapshot does not use it.
+    let next = backup_run(&world);
+    assert_eq!(counts(&next), (0, 0, 3), "{next}");
+    let latest = world.snapshots().pop().expect("snapshot");
+    assert!(!marker_packs(&world, &latest).contains(&packs[0]));
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "latest",
+        "--identity",
+        id,
+    ]);
+    assert!(out.contains(": ok ("), "{out}");
+}
+
+#[test]
+fn packs_and_the_manifest_restore_chunked_files_with_age_zstd_tar_and_jq() {
+    for tool in ["age", "zstd", "tar", "jq"] {
+        require_tool(tool);
+    }
+    let (world, data) = big_world();
+    backup_run(&world);
+    let mut img = std::fs::read(data.join("disk.img")).expect("read");
+    img[5 * MIB..5 * MIB + 4096].fill(7);
+    write(&data.join("disk.img"), &img);
+    backup_run(&world);
+    let latest = world.snapshots().pop().expect("snapshot");
+    let out = world.path("by-hand");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    // The script of docs/format.md, for a snapshot with one source.
+    let script = format!(
+        r#"set -eu
+cd {snap}
+for p in $(jq -r '.marker.packs[].id' snapshot.json); do
+  age -d -i {id} ../packs/$p.tar.zst.age | zstd -d | tar -x -C {out}
+done
+age -d -i {id} manifest.json.zst.age | zstd -d |
+  jq -r '.sources[].entries[] | select(.chunks) | [.path, (.chunks | map(.blake3) | join(" "))] | @tsv' |
+  while IFS="$(printf '\t')" read -r path hashes; do
+    (cd {out}/.coffer-chunks && cat $hashes) > "{out}/$path"
+  done
+rm -r {out}/.coffer-chunks
+"#,
+        snap = world.snapshot_dir(&latest).display(),
+        id = world.identity.display(),
+        out = out.display(),
+    );
+    let done = sh(&script);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(std::fs::read(out.join("disk.img")).expect("read") == img);
+    assert!(
+        std::fs::read(out.join("logs/app.log")).expect("read")
+            == std::fs::read(data.join("logs/app.log")).expect("read")
+    );
+    assert_eq!(
+        std::fs::read(out.join("small")).expect("read"),
+        b"small file"
+    );
+}
+
+#[test]
+fn a_format_2_snapshot_made_before_chunks_restores_and_backs_up_on() {
+    require_root("restores owners");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/format2");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for part in ["target", "state", "tree"] {
+        sh(&format!(
+            "cp -a {}/{part} {}/{part}",
+            fixture.display(),
+            dir.path().display()
+        ));
+    }
+    let signer = std::fs::read_to_string(fixture.join("signer.txt")).expect("signer");
+    let identity = fixture.join("identity.txt");
+    let recipient = std::fs::read_to_string(&identity)
+        .expect("identity")
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .expect("public key");
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{d}/state\"\n[encryption]\nrecipients = [\"{recipient}\"]\n\
+             identity_file = \"{}\"\ntrusted_signers = [\"{}\"]\n[targets.local]\ntype = \"local\"\n\
+             path = \"{d}/target\"\n[jobs.app]\ntargets = [\"local\"]\n[[jobs.app.sources]]\n\
+             name = \"files\"\ntype = \"directory\"\npath = \"{d}/tree\"\n",
+            identity.display(),
+            signer.trim(),
+            d = dir.path().display(),
+        ),
+    )
+    .expect("config");
+    let coffer = |args: &[&str]| {
+        let out = std::process::Command::new(coffer_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("run coffer");
+        assert!(
+            out.status.success(),
+            "coffer {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let to = dir.path().join("restored");
+    coffer(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    let tree = crate::format2::files(&dir.path().join("tree"));
+    assert_eq!(crate::format2::files(&to.join("files")), tree);
+    let out = coffer(&["verify", "--job", "app"]);
+    assert!(out.contains(": ok ("), "{out}");
+
+    // From the old host's state (an index of schema version 1): the copied tree
+    // has new inodes, so every file is read; the small ones are found stored, the
+    // big log is cut into chunks once.
+    let mut log = std::fs::read(dir.path().join("tree/big.log")).expect("read");
+    log.extend_from_slice(b"one more line\n");
+    std::fs::write(dir.path().join("tree/big.log"), &log).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run: Value = serde_json::from_str(&coffer(&["backup", "app", "--json"])).expect("json");
+    let p = &run[0]["sources"][0]["packed"];
+    assert_eq!(p["known_files"], 2, "{run}");
+    assert_eq!(p["new_files"], 1, "{run}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again: Value = serde_json::from_str(&coffer(&["backup", "app", "--json"])).expect("json");
+    assert_eq!(
+        again[0]["sources"][0]["packed"]["unchanged_files"], 3,
+        "{again}"
+    );
+    let to = dir.path().join("restored-latest");
+    coffer(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert!(std::fs::read(to.join("files/big.log")).expect("read") == log);
+    let out = coffer(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "all",
+        "--identity",
+        identity.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.matches(": ok (").count(), 3, "{out}");
+}

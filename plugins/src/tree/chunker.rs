@@ -1,0 +1,148 @@
+//! Content-defined chunks of a byte stream (FastCDC 2020, from the `fastcdc`
+//! crate): cut points depend on the bytes around them, not on their offset, so a
+//! file or dump that changes a little keeps most of its chunks, and only the
+//! chunks around a change are new. What a chunk is stored as is the caller's
+//! business (`directory::chunked`); this only says where the cuts are.
+//!
+//! The stream arrives in pieces of any size (the reader's buffer); a chunk is
+//! handed out only once the bytes after it are known or the stream ended, so the
+//! cuts are the same however the stream was split (tested below). Memory: at most
+//! `MAX + one piece` bytes held.
+
+use fastcdc::v2020::{Normalization, cut, select_masks};
+
+/// Chunk sizes: a chunk is at least `MIN` bytes (but the last), at most `MAX`,
+/// about `AVG` on average. restic uses 512 KiB / 1 MiB / 8 MiB; a smaller maximum
+/// bounds the memory each chunk costs while it is hashed and stored.
+pub const MIN: usize = 256 << 10;
+pub const AVG: usize = 1 << 20;
+pub const MAX: usize = 4 << 20;
+
+/// Cuts a stream pushed piece by piece into chunks.
+pub struct Chunker {
+    held: Vec<u8>,
+    /// Where the bytes not yet handed out start in `held`.
+    start: usize,
+    masks: (u64, u64),
+}
+
+impl Default for Chunker {
+    fn default() -> Self {
+        Chunker {
+            held: Vec::with_capacity(2 * MAX),
+            start: 0,
+            masks: select_masks(AVG, Normalization::Level1),
+        }
+    }
+}
+
+impl Chunker {
+    /// The length of the next chunk of `data` (all of it when shorter than `MIN`).
+    fn next_cut(&self, data: &[u8]) -> usize {
+        let (s, l) = self.masks;
+        let (_, n) = cut(data, MIN, AVG, MAX, s, l, s << 1, l << 1);
+        n.clamp(1.min(data.len()), data.len())
+    }
+
+    /// Adds `piece` and hands `emit` every chunk that is now complete, in order.
+    pub fn push<E>(
+        &mut self,
+        piece: &[u8],
+        emit: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.held.extend_from_slice(piece);
+        // A cut needs MAX bytes ahead to be final: with fewer, more bytes could
+        // move it (the stream may go on).
+        while self.held.len() - self.start >= MAX {
+            let n = self.next_cut(&self.held[self.start..]);
+            emit(&self.held[self.start..self.start + n])?;
+            self.start += n;
+        }
+        if self.start >= MAX {
+            self.held.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
+
+    /// The stream ended: hands out what is left, in chunks, and is ready for the
+    /// next stream.
+    pub fn finish<E>(&mut self, emit: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        while self.start < self.held.len() {
+            let n = self.next_cut(&self.held[self.start..]);
+            emit(&self.held[self.start..self.start + n])?;
+            self.start += n;
+        }
+        self.reset();
+        Ok(())
+    }
+
+    /// Forgets the stream begun (a file read again from its start).
+    pub fn reset(&mut self) {
+        self.held.clear();
+        self.start = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn chunks(data: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        let mut c = Chunker::default();
+        let mut out = Vec::new();
+        let mut emit = |b: &[u8]| -> Result<(), ()> {
+            out.push(b.to_vec());
+            Ok(())
+        };
+        for p in data.chunks(piece) {
+            c.push(p, &mut emit).expect("test");
+        }
+        c.finish(&mut emit).expect("test");
+        out
+    }
+
+    #[test]
+    fn cuts_do_not_depend_on_how_the_stream_was_split() {
+        let data = noise(20 << 20, 7);
+        let whole = chunks(&data, data.len());
+        assert!(whole.len() > 8, "{} chunks", whole.len());
+        assert_eq!(whole.concat(), data);
+        for piece in [4096, 65536, 1 << 20, 3 << 20, 9 << 20] {
+            assert_eq!(chunks(&data, piece), whole, "pieces of {piece}");
+        }
+        for c in &whole[..whole.len() - 1] {
+            assert!((MIN..=MAX).contains(&c.len()), "{}", c.len());
+        }
+    }
+
+    #[test]
+    fn a_change_in_the_middle_leaves_the_other_chunks_alone() {
+        let data = noise(24 << 20, 3);
+        let mut changed = data.clone();
+        changed[12 << 20..(12 << 20) + 65536].fill(0xAB);
+        let before = chunks(&data, 1 << 20);
+        let after = chunks(&changed, 1 << 20);
+        let new = after.iter().filter(|c| !before.contains(c)).count();
+        assert!(new <= 3, "{new} of {} chunks are new", after.len());
+        assert!(after.len() > 10);
+    }
+
+    #[test]
+    fn short_and_empty_streams() {
+        assert!(chunks(&[], 10).is_empty());
+        assert_eq!(chunks(&[1, 2, 3], 2), vec![vec![1, 2, 3]]);
+    }
+}
