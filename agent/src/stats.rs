@@ -168,6 +168,8 @@ pub(crate) fn logical_size(manifest: &Manifest) -> u64 {
         .map(|s| {
             if s.kind == SourceType::Directory {
                 s.entries.bytes()
+            } else if let Some(c) = &s.chunked {
+                c.size
             } else {
                 manifest
                     .objects

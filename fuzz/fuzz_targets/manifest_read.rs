@@ -72,6 +72,7 @@ fn marker(signed: bool) -> Marker {
         packs: Vec::new(),
         packed_size: 0,
         packed_sources: Vec::new(),
+        streams: Vec::new(),
         warnings: WarningCounts::default(),
         check: None,
         seal: if signed {

@@ -20,7 +20,7 @@ pub use process::{child, dump_stop};
 pub use sources::directory::fs_snapshot;
 pub use sources::postgres::auth as pg_auth;
 pub use sources::{dbquery, registry};
-pub use tree::{chunker, entry_log, exclude, sparse, tar_writer, walk_ahead};
+pub use tree::{chunked, chunker, entry_log, exclude, sparse, tar_writer, walk_ahead};
 
 pub use sources::registry::{open_source, restore_as_file};
 pub use sources::restore::{Restore, RestoreRequest};

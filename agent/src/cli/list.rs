@@ -82,13 +82,22 @@ pub fn run(rt: &Handle, cfg: &Config, args: &ListArgs) -> Result<u8> {
             .packed_sources
             .iter()
             .map(|name| coffer_plugins::escape_controls(name).into_owned())
-            .chain(m.objects.iter().filter_map(|o| {
-                let name = o.source.as_deref()?;
-                Some(match o.facts.get("schema_version") {
-                    Some(v) => format!("{name}(schema {})", coffer_plugins::escape_controls(v)),
-                    None => name.to_string(),
-                })
-            }))
+            .chain(
+                m.streams
+                    .iter()
+                    .map(|s| (s.source.as_str(), &s.facts))
+                    .chain(
+                        m.objects
+                            .iter()
+                            .filter_map(|o| Some((o.source.as_deref()?, &o.facts))),
+                    )
+                    .map(|(name, facts)| match facts.get("schema_version") {
+                        Some(v) => {
+                            format!("{name}(schema {})", coffer_plugins::escape_controls(v))
+                        }
+                        None => name.to_string(),
+                    }),
+            )
             .collect();
         // Snapshots from before the window was recorded have none to show.
         let window = m

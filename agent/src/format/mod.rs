@@ -91,6 +91,21 @@ pub struct ObjectRecord {
     pub facts: BTreeMap<String, String>,
 }
 
+/// A stream source (a database dump) a format-2 snapshot stores as chunks in its
+/// packs, as the marker records it for `list`: its size and public facts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub source: String,
+    pub plaintext_size: u64,
+    /// As an object's: server and schema version, no secrets.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::format::untrusted::bounded_map"
+    )]
+    pub facts: BTreeMap<String, String>,
+}
+
 /// A pack a format-2 snapshot references, as the commit marker records it: enough
 /// to check its stored bytes, and to know it is in use, without the private key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -227,6 +242,13 @@ pub struct Marker {
         deserialize_with = "crate::format::untrusted::bounded_vec"
     )]
     pub packed_sources: Vec<String>,
+    /// Format 2: the stream sources stored as chunks (dumps); absent before.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::format::untrusted::bounded_vec"
+    )]
+    pub streams: Vec<StreamRecord>,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// The backup-time `[check]`, when the job has one and it ran. Absent in
@@ -274,6 +296,7 @@ impl Marker {
             .iter()
             .filter(|o| o.source.is_some())
             .map(|o| o.plaintext_size)
+            .chain(self.streams.iter().map(|s| s.plaintext_size))
             .fold(self.packed_size, u64::saturating_add)
     }
     pub fn object(&self, key: &str) -> Option<&ObjectRecord> {
@@ -314,6 +337,20 @@ pub struct SourceManifest {
     /// Kept in a temporary file, written and read in order, never all in memory.
     #[serde(default)]
     pub entries: EntryLog,
+    /// Format 2, a stream source (a database dump, an SQLite copy, a Redis RDB, a
+    /// command's output): stored as chunks in the snapshot's packs; `object` then
+    /// names no object, only the extension a file restore gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunked: Option<ChunkedStream>,
+}
+
+/// A stream source stored as content-defined chunks (`SourceManifest::chunked`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkedStream {
+    pub size: u64,
+    /// Of the whole stream, lowercase hex.
+    pub blake3: String,
+    pub chunks: Vec<coffer_plugins::Chunk>,
 }
 
 /// The encrypted manifest: everything needed to restore and check, file by file.

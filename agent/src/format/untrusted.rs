@@ -131,6 +131,15 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
     {
         return Err("packed_sources is not a list of distinct source names".into());
     }
+    if m.streams.len() > MAX_SOURCES
+        || m.streams.iter().any(|s| {
+            !is_name(&s.source)
+                || !packed.insert(s.source.as_str())
+                || s.facts.iter().any(|(k, v)| !is_name(k) || v.len() > 4096)
+        })
+    {
+        return Err("streams is not a list of distinct source names with short facts".into());
+    }
     let mut keys = HashSet::new();
     let mut manifest = false;
     for o in &m.objects {
@@ -209,6 +218,9 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
                 s.name
             ));
         }
+        if s.facts.iter().any(|(k, v)| !is_name(k) || v.len() > 4096) || s.origin.len() > 4096 {
+            return Err(format!("source {}: facts or origin are too long", s.name));
+        }
         if s.packed {
             if s.kind != coffer_config::SourceType::Directory || !s.object.is_empty() {
                 return Err(format!(
@@ -238,6 +250,31 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
             }
         };
         debug_assert_eq!(source_key(&s.name, ext), s.object);
+        if let Some(c) = &s.chunked {
+            // In packs, which the marker lists: its chunks are checked as they are
+            // read, against this (bound) list.
+            if s.kind == coffer_config::SourceType::Directory
+                || marker.format == crate::format::FormatVersion::V1
+                || !coffer_plugins::is_valid_chunk_list(&c.chunks, c.size)
+                || !is_hash(&c.blake3)
+            {
+                return Err(format!(
+                    "source {}: a list of chunks that coffer never writes",
+                    s.name
+                ));
+            }
+            if !marker
+                .streams
+                .iter()
+                .any(|r| r.source == s.name && r.plaintext_size == c.size)
+            {
+                return Err(format!(
+                    "source {}: its chunks are not in snapshot.json's streams",
+                    s.name
+                ));
+            }
+            continue;
+        }
         let Some(record) = marker.object(&s.object) else {
             return Err(format!(
                 "source {}: object {} is not in snapshot.json",
@@ -249,9 +286,6 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
                 "source {}: snapshot.json gives object {} to another source",
                 s.name, s.object
             ));
-        }
-        if s.facts.iter().any(|(k, v)| !is_name(k) || v.len() > 4096) || s.origin.len() > 4096 {
-            return Err(format!("source {}: facts or origin are too long", s.name));
         }
     }
     // Signed snapshots bind every object in the manifest too: the manifest is
@@ -388,6 +422,11 @@ where
     d.deserialize_map(V)
 }
 
+/// Whether `s` is a BLAKE3 hash as coffer writes it: 64 lowercase hex digits.
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +519,9 @@ mod tests {
             packed_sources: (0..MAX_SOURCES)
                 .map(|i| format!("directory-{i:03}"))
                 .collect(),
+            // A genuine marker's sources are objects, packed sources or streams;
+            // as objects they take the most room (a stream has no key nor hash).
+            streams: Vec::new(),
             warnings: WarningCounts::default(),
             check: Some(crate::format::MarkerCheck {
                 consistent: false,

@@ -16,6 +16,7 @@
 //! stream restore and verify already know, and `gc` deletes packs no snapshot
 //! references, `damage` makes the index forget packs proven damaged.
 
+pub(crate) mod chunk_stream;
 pub(crate) mod damage;
 pub(crate) mod gc;
 pub(crate) mod index;

@@ -77,6 +77,22 @@ pub(super) fn lost(
         }
     }
     if !bad_packs.is_empty() {
+        // A chunked stream (a dump) with a chunk in a damaged pack is lost whole.
+        for s in &manifest.sources {
+            let hit = s
+                .chunked
+                .as_ref()
+                .is_some_and(|c| c.chunks.iter().any(|c| bad_packs.contains(&c.pack)));
+            if hit {
+                sources.push(LostSource {
+                    source: s.name.clone(),
+                    whole: true,
+                    files: 0,
+                    bytes: 0,
+                    paths: Vec::new(),
+                });
+            }
+        }
         for s in manifest.sources.iter().filter(|s| s.packed) {
             if sources.iter().any(|l| l.whole && l.source == s.name) {
                 continue;

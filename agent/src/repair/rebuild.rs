@@ -110,6 +110,26 @@ pub(super) fn rebuild(
         }
         None => None,
     };
+    // A chunked dump's chunks count as stored too: the next dump stores only what
+    // changed since.
+    for c in manifest
+        .sources
+        .iter()
+        .filter_map(|s| s.chunked.as_ref())
+        .flat_map(|c| &c.chunks)
+        .filter(|c| keep.contains(&c.pack))
+    {
+        if let Some(index) = index.as_mut() {
+            let at = ContentRef {
+                pack: c.pack.clone(),
+                offset: c.offset,
+            };
+            if let Err(err) = index.stage_chunk(&c.blake3, c.size, &at) {
+                let _ = index.abandon_run();
+                return Err(err).context(format!("job {job}: the index was not rebuilt"));
+            }
+        }
+    }
     for s in manifest.sources.iter().filter(|s| s.packed) {
         let read = |e: std::io::Error| {
             anyhow!(

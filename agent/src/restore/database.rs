@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use coffer_plugins::{
     Restore, RestoreRequest, SourceContext, Target, open_source, restore_as_file,
 };
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
@@ -32,6 +33,10 @@ pub fn restore_database(
     r: &DbRestore<'_>,
     work: &std::sync::Arc<crate::report::Work>,
 ) -> Result<Vec<String>> {
+    if let Some(chunked) = &r.source.chunked {
+        let from = (rt, target, marker, ids);
+        return restore_chunked(from, tmp_dir, r, chunked, work);
+    }
     let record = marker
         .object(&r.source.object)
         .ok_or_else(|| anyhow!("snapshot {} lists no object {}", marker.id, r.source.object))?;
@@ -59,6 +64,50 @@ pub fn restore_database(
     };
     let warnings = r.restore.restore(&mut plain)?;
     // Read to the end so the stored bytes are checked against snapshot.json.
+    std::io::copy(&mut plain, &mut std::io::sink()).with_context(|| format!("source {name}"))?;
+    Ok(warnings)
+}
+
+/// A stream source stored as chunks (format 2), each checked before any of its
+/// bytes go on (`ChunkStream`): no forged byte can reach a restore. A file (that
+/// waits for the end) is written as the chunks arrive, its last MiB held back
+/// until the whole stream matched. A program gets the stream only once all of it
+/// matched, from a staging file in `tmp_dir`: checked chunks cannot be forged, but
+/// a stream cut short by a damaged pack can still be a genuine prefix, and the
+/// mysql client runs a dump's `DROP TABLE` as soon as it reads it.
+fn restore_chunked(
+    (rt, target, marker, ids): (&Handle, &Target, &Marker, &Identities),
+    tmp_dir: &Path,
+    r: &DbRestore<'_>,
+    chunked: &crate::format::ChunkedStream,
+    work: &std::sync::Arc<crate::report::Work>,
+) -> Result<Vec<String>> {
+    let name = &r.source.name;
+    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    work.count_also(fetched.clone());
+    let packs = crate::pack::read::PackReader::new(
+        rt.clone(),
+        target.store.clone(),
+        &target.name,
+        &marker.job,
+        ids,
+        fetched,
+    );
+    let label = format!("snapshot {}, source {name}", marker.id);
+    let mut stream =
+        crate::pack::chunk_stream::ChunkStream::new(packs, marker, chunked, label.clone());
+    let verified = stream.verified_flag();
+    let mut plain: Box<dyn std::io::Read + '_> = if r.restore.waits_for_the_end() {
+        Box::new(HoldBack::from_parts(stream, verified, label))
+    } else {
+        let mut staged = tempfile::tempfile_in(tmp_dir)
+            .with_context(|| format!("cannot make a staging file in {}", tmp_dir.display()))?;
+        std::io::copy(&mut stream, &mut staged)
+            .with_context(|| format!("source {name}: the dump was not restored"))?;
+        staged.seek(std::io::SeekFrom::Start(0))?;
+        Box::new(staged)
+    };
+    let warnings = r.restore.restore(&mut plain)?;
     std::io::copy(&mut plain, &mut std::io::sink()).with_context(|| format!("source {name}"))?;
     Ok(warnings)
 }

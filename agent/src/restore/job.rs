@@ -270,8 +270,10 @@ fn total(
 ) -> Result<Total> {
     let objects: u64 = chosen
         .iter()
-        .filter_map(|s| marker.object(&s.object))
-        .map(|o| o.stored_size)
+        .map(|s| match &s.chunked {
+            Some(c) => c.size,
+            None => marker.object(&s.object).map_or(0, |o| o.stored_size),
+        })
         .fold(0, u64::saturating_add);
     let mut packs = std::collections::BTreeSet::new();
     for d in dirs.iter().filter(|d| report.follows() && d.source.packed) {

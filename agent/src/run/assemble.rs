@@ -5,7 +5,8 @@
 use super::report::SourceRun;
 use super::stream::{PUBLIC_FACTS, Streamed};
 use crate::format::{
-    FormatVersion, Manifest, ObjectBinding, ObjectRecord, SourceManifest, WarningCounts,
+    FormatVersion, Manifest, ObjectBinding, ObjectRecord, SourceManifest, StreamRecord,
+    WarningCounts,
 };
 use coffer_config::Job;
 use time::OffsetDateTime;
@@ -20,6 +21,8 @@ pub(super) struct Shown {
 /// The streamed sources turned into the manifest and the marker's object list.
 pub(super) struct Assembled {
     pub(super) objects: Vec<ObjectRecord>,
+    /// The marker's record of each stream source stored as chunks.
+    pub(super) streams: Vec<StreamRecord>,
     pub(super) manifest: Manifest,
     pub(super) totals: WarningCounts,
     pub(super) shown: Shown,
@@ -34,6 +37,7 @@ pub(super) fn assemble(
 ) -> Assembled {
     let host = crate::host::name().unwrap_or_default();
     let mut objects = Vec::new();
+    let mut streams = Vec::new();
     let mut totals = WarningCounts::default();
     let mut shown = Shown::default();
     let mut sources = Vec::new();
@@ -67,20 +71,29 @@ pub(super) fn assemble(
                 packs: p.used.len() as u64,
             }),
         });
-        let packed = s.packed.is_some();
-        if !packed {
+        // A chunked stream is in packs too, but not a packed (directory) source.
+        let packed = s.packed.is_some() && s.chunked.is_none();
+        let facts = || {
+            o.facts
+                .iter()
+                .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        if let Some(c) = &s.chunked {
+            streams.push(StreamRecord {
+                source: s.name.clone(),
+                plaintext_size: c.size,
+                facts: facts(),
+            });
+        } else if s.packed.is_none() {
             objects.push(ObjectRecord {
                 key: s.key.clone(),
                 source: Some(s.name.clone()),
                 plaintext_size: s.finished.plaintext_size,
                 stored_size: s.finished.stored_size,
                 blake3: s.finished.blake3.clone(),
-                facts: o
-                    .facts
-                    .iter()
-                    .filter(|(k, _)| PUBLIC_FACTS.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                facts: facts(),
             });
         }
         sources.push(SourceManifest {
@@ -99,10 +112,11 @@ pub(super) fn assemble(
                 skipped: s.outcome.skipped,
             },
             entries: s.outcome.entries,
+            chunked: s.chunked,
         });
     }
     let manifest = Manifest {
-        format: if sources.iter().any(|s| s.packed) {
+        format: if sources.iter().any(|s| s.packed || s.chunked.is_some()) {
             FormatVersion::V2
         } else {
             FormatVersion::V1
@@ -127,6 +141,7 @@ pub(super) fn assemble(
     };
     Assembled {
         objects,
+        streams,
         manifest,
         totals,
         shown,

@@ -155,6 +155,7 @@ pub(super) fn marker_of(
         packs: Vec::new(),
         packed_size: 0,
         packed_sources: Vec::new(),
+        streams: Vec::new(),
         warnings: Default::default(),
         check: None,
         seal: crate::format::seal::Seal::Signed(key.public),

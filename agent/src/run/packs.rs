@@ -91,13 +91,10 @@ impl RunPacks {
     }
 }
 
-/// Whether `job` writes format 2 for any of its sources.
+/// Whether `job` writes format 2: directories in packs, every other source as
+/// chunks in packs.
 pub(super) fn wanted(job: &Job) -> bool {
     job.format == 2
-        && job
-            .sources
-            .iter()
-            .any(|s| matches!(s.kind, coffer_config::SourceKind::Directory(_)))
 }
 
 /// The run's packs: the index, checked against the packs every live target

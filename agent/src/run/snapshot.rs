@@ -154,12 +154,12 @@ pub(super) fn take_snapshot(
     }
     let packed_sources: Vec<String> = streamed
         .iter()
-        .filter(|s| s.packed.is_some())
+        .filter(|s| s.packed.is_some() && s.chunked.is_none())
         .map(|s| s.name.clone())
         .collect();
     let packed_size: u64 = streamed
         .iter()
-        .filter(|s| s.packed.is_some())
+        .filter(|s| s.packed.is_some() && s.chunked.is_none())
         .map(|s| s.outcome.entries.bytes())
         .sum();
     record_uploads(&mut streaming, &streamed);
@@ -168,6 +168,7 @@ pub(super) fn take_snapshot(
     let window = window_of(&streamed);
     let Assembled {
         mut objects,
+        streams,
         mut manifest,
         totals,
         mut shown,
@@ -204,6 +205,7 @@ pub(super) fn take_snapshot(
         packs,
         packed_size,
         packed_sources: packed_sources.clone(),
+        streams,
         warnings: totals,
         check: check.as_ref().map(|report| crate::format::MarkerCheck {
             consistent: report.consistent(),

@@ -35,6 +35,8 @@ pub(super) struct Streamed {
     pub(super) finished: Finished,
     /// Format 2: the packs the source wrote and references.
     pub(super) packed: Option<Packed>,
+    /// Format 2, a stream source: its chunks (in `packed`'s packs).
+    pub(super) chunked: Option<crate::format::ChunkedStream>,
 }
 
 /// Facts safe and useful to show without the private key (`list`).
@@ -128,6 +130,70 @@ fn stream_packed(
         outcome,
         finished,
         packed: Some(packed),
+        chunked: None,
+    })
+}
+
+/// A frozen stream source (a database dump, ...) in format 2: its stream cut into
+/// chunks on the way, the new ones into packs, so that a dump that changed a
+/// little stores what changed.
+fn stream_chunked(
+    ctx: &RunContext,
+    packs: &RunPacks,
+    mut src: Box<dyn Source>,
+    frozen_at: OffsetDateTime,
+) -> Result<Streamed> {
+    let name = src.name().to_string();
+    let key = source_key(&name, src.extension());
+    let mut writer = packs
+        .writer(ctx, &name)
+        .with_context(|| format!("source {name}: cannot start the pack writer"))?;
+    let mut chunked = coffer_plugins::chunked::ChunkedWriter::new(&mut writer);
+    let read = src.stream(&mut chunked, ctx.progress);
+    let read_end = OffsetDateTime::now_utc();
+    let stored = read.map_err(anyhow::Error::from).and_then(|outcome| {
+        chunked
+            .finish()
+            .map(|c| (outcome, c))
+            .map_err(|e| anyhow!("source {name}: cannot write its chunks: {e}"))
+    });
+    let done = stored.and_then(|(outcome, c)| {
+        use coffer_plugins::ContentSink;
+        writer
+            .chunked(&c.blake3, c.size, &c.chunks.chunks, c.chunks.new)
+            .and_then(|()| writer.finish())
+            .map(|packed| (outcome, c, packed))
+            .map_err(|e| anyhow!("source {name}: cannot write its packs: {e}"))
+    });
+    let (outcome, c, packed) = match done {
+        Ok(done) => done,
+        Err(e) => {
+            let another_failed = ctx.failed.swap(true, Ordering::SeqCst);
+            let (ids, own) = writer.abandon();
+            packs.wrote(ids);
+            return Err(root_cause(name, e, own, ctx.targets.len(), another_failed));
+        }
+    };
+    packs.wrote(packed.written.iter().map(|w| w.info.id.clone()));
+    let instant = outcome.instant.unwrap_or(frozen_at);
+    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
+    let finished = packs_finished(ctx.targets, &packed);
+    Ok(Streamed {
+        name,
+        kind: src.kind(),
+        key,
+        origin: src.origin(),
+        instant,
+        window_seconds,
+        frozen: src.frozen_at_instant(),
+        outcome,
+        finished,
+        packed: Some(packed),
+        chunked: Some(crate::format::ChunkedStream {
+            size: c.size,
+            blake3: c.blake3,
+            chunks: c.chunks.chunks,
+        }),
     })
 }
 
@@ -189,6 +255,7 @@ fn stream_object(
         outcome,
         finished,
         packed: None,
+        chunked: None,
     })
 }
 
@@ -340,8 +407,9 @@ pub(super) fn stream_sources(
                     if let Some(list) = taker.and_then(CheckAnswer::wait) {
                         src.complete_from_check(&list);
                     }
-                    match ctx.packs.filter(|_| src.packs()) {
-                        Some(packs) => stream_packed(ctx, packs, src, frozen_at),
+                    match ctx.packs {
+                        Some(packs) if src.packs() => stream_packed(ctx, packs, src, frozen_at),
+                        Some(packs) => stream_chunked(ctx, packs, src, frozen_at),
                         None => stream_object(ctx, src, frozen_at),
                     }
                 });

@@ -292,8 +292,31 @@ fn deep(
     })?;
     // Packed sources: every pack's stored bytes, then every file rebuilt from the
     // packs and checked against the manifest, as an archive would be.
-    if manifest.sources.iter().any(|s| s.packed) {
+    if manifest
+        .sources
+        .iter()
+        .any(|s| s.packed || s.chunked.is_some())
+    {
         stored_packs(rt, target, marker, v, work);
+    }
+    // Chunked streams (dumps): every chunk fetched and checked, then the whole.
+    for s in manifest.sources.iter() {
+        let Some(chunked) = &s.chunked else { continue };
+        let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        work.count_also(fetched.clone());
+        let packs = crate::pack::read::PackReader::new(
+            rt.clone(),
+            target.store.clone(),
+            &target.name,
+            &marker.job,
+            ids,
+            fetched,
+        );
+        let label = format!("snapshot {}, source {}", marker.id, s.name);
+        let mut stream = crate::pack::chunk_stream::ChunkStream::new(packs, marker, chunked, label);
+        if let Err(e) = std::io::copy(&mut stream, &mut std::io::sink()) {
+            v.problems.push(e.to_string());
+        }
     }
     for s in manifest.sources.iter().filter(|s| s.packed) {
         let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -3,9 +3,12 @@
 //! changes a little stores the chunks around the change, not the file again;
 //! every snapshot restores exactly; a damaged pack holding a chunk is found by a
 //! stored-bytes verify and named by a deep one, and the next backup does not
-//! build on it; packs and the manifest restore chunked files without coffer
-//! (age, zstd, tar, jq: the script in docs/format.md); and a format-2 snapshot
+//! build on it; packs and the manifest restore chunked files and dumps without
+//! coffer (age, zstd, tar, jq: the script in docs/format.md); a format-2 snapshot
 //! made before chunks restores, and its host backs up on from its old index.
+//! Database dumps are chunked too: a PostgreSQL table that changes a little costs
+//! the chunks around the change, every snapshot restores, and a swapped pack never
+//! reaches pg_restore.
 
 use crate::common::packed_job::{backup_run, counts, marker_packs, packed};
 use crate::common::*;
@@ -211,6 +214,15 @@ fn packs_and_the_manifest_restore_chunked_files_with_age_zstd_tar_and_jq() {
         require_tool(tool);
     }
     let (world, data) = big_world();
+    // And a stream source: a command's output of 9 MiB, stored as chunks too.
+    let dump = world.path("dump.bin");
+    write(&dump, &noise(9 * MIB, 5));
+    world.write_config(&format!(
+        "{}[[jobs.app.sources]]\nname = \"export\"\ntype = \"command\"\n\
+         command = [\"cat\", \"{}\"]\nextension = \"bin\"\n",
+        dir_source("files", &data, ""),
+        dump.display()
+    ));
     backup_run(&world);
     let mut img = std::fs::read(data.join("disk.img")).expect("read");
     img[5 * MIB..5 * MIB + 4096].fill(7);
@@ -227,10 +239,13 @@ for p in $(jq -r '.marker.packs[].id' snapshot.json); do
   age -d -i {id} ../packs/$p.tar.zst.age | zstd -d | tar -x -C {out}
 done
 age -d -i {id} manifest.json.zst.age | zstd -d |
-  jq -r '.sources[].entries[] | select(.chunks) | [.path, (.chunks | map(.blake3) | join(" "))] | @tsv' |
+  jq -r '.sources[].entries[]? | select(.chunks) | [.path, (.chunks | map(.blake3) | join(" "))] | @tsv' |
   while IFS="$(printf '\t')" read -r path hashes; do
     (cd {out}/.coffer-chunks && cat $hashes) > "{out}/$path"
   done
+age -d -i {id} manifest.json.zst.age | zstd -d |
+  jq -r '.sources[] | select(.name == "export") | .chunked.chunks[].blake3' |
+  (cd {out}/.coffer-chunks && xargs cat) > {out}/export.bin
 rm -r {out}/.coffer-chunks
 "#,
         snap = world.snapshot_dir(&latest).display(),
@@ -251,6 +266,9 @@ rm -r {out}/.coffer-chunks
     assert_eq!(
         std::fs::read(out.join("small")).expect("read"),
         b"small file"
+    );
+    assert!(
+        std::fs::read(out.join("export.bin")).expect("read") == std::fs::read(&dump).expect("read")
     );
 }
 
@@ -351,4 +369,160 @@ fn a_format_2_snapshot_made_before_chunks_restores_and_backs_up_on() {
         identity.to_str().expect("utf-8"),
     ]);
     assert_eq!(out.matches(": ok (").count(), 3, "{out}");
+}
+
+/// One checksum of the table's rows, as the database has them now.
+fn table_sum(pg: &crate::common::servers::Postgres, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT count(*) || ':' || md5(string_agg(id::text || '=' || payload, ',' ORDER BY id)) FROM items",
+    )
+}
+
+#[test]
+fn a_postgres_dump_that_changes_a_little_stores_what_changed_and_every_snapshot_restores() {
+    require_root("restores owners");
+    let pg = crate::common::servers::Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO items SELECT g, md5(g::text) || repeat(' x', 40) FROM generate_series(1, 250000) g",
+    );
+    let world = World::new("");
+    let pwfile = world.path("pg-password");
+    std::fs::write(&pwfile, &pg.password).expect("password file");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        pg.url("shop"),
+        pwfile.display()
+    ));
+    let first = backup_run(&world);
+    let dump = bytes_read(&first);
+    assert!(dump > (20 * MIB) as u64, "{first}");
+    let mut sums = vec![table_sum(&pg, "shop")];
+    let mut growth = Vec::new();
+    for round in 0..3u64 {
+        let before = packs_size(&world);
+        // An append-mostly table: 1% new rows, a batch of recent rows updated,
+        // a few old ones deleted.
+        let top = 250_000 + round * 2500;
+        pg.psql(
+            "shop",
+            &format!(
+                "INSERT INTO items SELECT g, md5(g::text) || ' new' FROM generate_series({}, {}) g;
+                 UPDATE items SET payload = payload || ' edited' WHERE id BETWEEN {} AND {};
+                 DELETE FROM items WHERE id BETWEEN {} AND {}",
+                top + 1,
+                top + 2500,
+                top - 300,
+                top - 100,
+                1000 + round * 50,
+                1000 + round * 50 + 20
+            ),
+        );
+        sums.push(table_sum(&pg, "shop"));
+        let run = backup_run(&world);
+        assert!(bytes_read(&run) > dump, "{run}");
+        growth.push(packs_size(&world) - before);
+    }
+    // A whole new dump per round would be `dump` bytes (zstd gains little on md5
+    // text); what changed lies in a few chunks and the tail.
+    for g in &growth {
+        assert!(
+            *g < dump * 2 / 5,
+            "a round stored {g} bytes of a {dump}-byte dump: {growth:?}"
+        );
+    }
+    for (i, id) in world.snapshots().iter().enumerate() {
+        let db = format!("restored{i}");
+        pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+        world.ok(&[
+            "restore",
+            "--job",
+            "app",
+            "--snapshot",
+            id,
+            "--db-url",
+            &pg.url(&db),
+        ]);
+        assert_eq!(table_sum(&pg, &db), sums[i], "snapshot {id}");
+    }
+    let id = world.identity.to_str().expect("utf-8");
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--snapshot",
+        "all",
+        "--identity",
+        id,
+    ]);
+    assert_eq!(out.matches(": ok (").count(), 4, "{out}");
+}
+
+#[test]
+fn a_swapped_pack_never_reaches_pg_restore() {
+    require_tool("pg_restore");
+    let pg = crate::common::servers::Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (id int, v text);
+         INSERT INTO t SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 200000) i",
+    );
+    let world = World::new("");
+    let pwfile = world.path("pg-password");
+    std::fs::write(&pwfile, &pg.password).expect("password file");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        pg.url("app"),
+        pwfile.display()
+    ));
+    backup_run(&world);
+    let old = world.snapshots().pop().expect("snapshot");
+    pg.psql("app", "UPDATE t SET v = 'changed' WHERE id > 199000");
+    backup_run(&world);
+    let new = world.snapshots().pop().expect("snapshot");
+    let old_packs = marker_packs(&world, &old);
+    let added: Vec<String> = marker_packs(&world, &new)
+        .into_iter()
+        .filter(|p| !old_packs.contains(p))
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    // A target writer puts a genuine older pack (encrypted to the same public
+    // recipients, so it decrypts and decodes) under the new pack's name.
+    let packs = world.target().join("app/packs");
+    std::fs::copy(
+        packs.join(format!("{}.tar.zst.age", old_packs[0])),
+        packs.join(format!("{}.tar.zst.age", added[0])),
+    )
+    .expect("swap");
+    pg.psql("postgres", "CREATE DATABASE fresh");
+    let rollbacks = || {
+        pg.psql(
+            "postgres",
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = 'fresh'",
+        )
+    };
+    let before = rollbacks();
+    let out = world.run(&[
+        "restore",
+        "--job",
+        "app",
+        "--snapshot",
+        &new,
+        "--db-url",
+        &pg.url("fresh"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&added[0]), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(rollbacks(), before, "pg_restore ran statements: {err}");
+    let tables = pg.psql(
+        "fresh",
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(tables, "0", "{err}");
 }

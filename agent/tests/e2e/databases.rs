@@ -81,12 +81,13 @@ fn postgres_and_files_are_taken_at_one_instant_under_load() {
     );
 
     let list = json(&world.ok(&["list", "--job", "app", "--json"]));
-    let db_obj = list[0]["objects"]
+    // Format 2 stores the dump as chunks in packs: the marker lists it under streams.
+    let db_obj = list[0]["streams"]
         .as_array()
-        .expect("objects")
+        .expect("streams")
         .iter()
         .find(|o| o["source"] == "db")
-        .expect("db object")
+        .expect("db stream")
         .clone();
     assert_eq!(db_obj["facts"]["schema_version"], "42", "{list}");
     assert!(

@@ -495,8 +495,10 @@ fn a_swapped_database_dump_is_never_committed() {
     let world = World::new("");
     let pwfile = world.path("pg-password");
     std::fs::write(&pwfile, &pg.password).expect("password file");
+    // Format 1: the dump is one object (format 2's chunks: `chunks::a_swapped_pack_
+    // never_reaches_pg_restore`).
     world.write_config(&format!(
-        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        "format = 1\n[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
         pg.url("app"),
         pwfile.display()
     ));

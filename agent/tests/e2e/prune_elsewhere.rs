@@ -60,9 +60,10 @@ fn a_target_pruned_elsewhere_is_never_deleted_on_by_the_backup_host() {
         "retention deleted on a target pruned elsewhere"
     );
 
-    // A failed run: its folder stays for the prune host to collect.
+    // A failed run: its folder stays for the prune host to collect. (Format 1: a
+    // format-2 run keeps a dump in packs and writes no folder before it commits.)
     let failing = format!(
-        "{job}[[jobs.app.sources]]\nname = \"dump\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"head -c 300000 /dev/urandom; exit 1\"]\n"
+        "format = 1\n{job}[[jobs.app.sources]]\nname = \"dump\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"head -c 300000 /dev/urandom; exit 1\"]\n"
     );
     world.write_config_with(&vault_toml("elsewhere"), &["vault"], &failing);
     world.expect(&["backup", "app"], 1);

@@ -40,8 +40,10 @@ fn a_forged_dump_reaches_no_restore_command_before_it_matches_the_signed_marker(
         "sqlite3 '{}' \"CREATE TABLE kv (k text, v text); INSERT INTO kv VALUES ('a', 'b');\"",
         db.display()
     ));
+    // Format 1: the dump is one object (format 2's chunks:
+    // `chunks::a_swapped_pack_never_reaches_pg_restore`).
     let world = World::new(&format!(
-        "[[jobs.app.sources]]\nname = \"settings\"\ntype = \"command\"\n\
+        "format = 1\n[[jobs.app.sources]]\nname = \"settings\"\ntype = \"command\"\n\
          command = [\"sqlite3\", \"{db}\", \".dump\"]\nrestore_command = [\"sqlite3\", \"{db}\"]\n\
          extension = \"sql\"\n",
         db = db.display()
@@ -107,8 +109,9 @@ fn a_swapped_dump_never_reaches_pg_restore_nor_the_mysql_client() {
     let pwfile = world.path("pg-password");
     std::fs::write(&pwfile, &pg.password).expect("password file");
     std::fs::write(world.path("my-password"), &my.password).expect("password file");
+    // Format 1, as above.
     world.write_config(&format!(
-        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+        "format = 1\n[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
          [[jobs.app.sources]]\nname = \"shop\"\ntype = \"mysql\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
         pg.url("app"),
         pwfile.display(),

@@ -4,6 +4,7 @@
 //! of format 1 and the content sink of format 2's packs. Shared by the directory
 //! source and by the agent (restore, verify, browse, dry run).
 
+pub mod chunked;
 pub mod chunker;
 pub mod content;
 pub mod entry;

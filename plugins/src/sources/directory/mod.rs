@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
 
-mod chunked;
 mod complete;
 pub mod fs_snapshot;
 mod packed;

@@ -11,9 +11,9 @@
 //! - Sparse: only its data, in a PAX sparse entry.
 
 use super::Walk;
-use super::chunked;
 use crate::fs::xattr::On;
 use crate::sources::source::SourceError;
+use crate::tree::chunked::Chunks;
 use crate::tree::chunker::Chunker;
 use crate::tree::content::{ContentSink, FileStat, KnownContent};
 use crate::tree::entry::{ContentRef, EntryKind, FileEntry, RawPath, Stored};
@@ -200,7 +200,7 @@ impl Walk<'_, '_> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut read = chunked::Read::default();
+            let mut read = Chunks::default();
             let (len, hash) = self
                 .reader
                 .read_direct(

@@ -1,0 +1,108 @@
+//! A stream source stored as chunks (a database dump in format 2) read back in
+//! order: each chunk is fetched from its pack, checked against the BLAKE3 the
+//! (signed, bound) manifest lists for it before one byte of it is handed on, and
+//! the whole stream against its own BLAKE3 at the end. A swapped or damaged chunk
+//! therefore never reaches a restore program; a stream cut short by one stops
+//! before its end, which `HoldBack` keeps from the program until `verified` is set.
+
+use super::read::PackReader;
+use crate::format::{ChunkedStream, Marker};
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub(crate) struct ChunkStream<'a> {
+    packs: PackReader<'a>,
+    marker: &'a Marker,
+    stream: &'a ChunkedStream,
+    /// What the messages call it: the source and the snapshot.
+    label: String,
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    whole: blake3::Hasher,
+    verified: Arc<AtomicBool>,
+}
+
+impl<'a> ChunkStream<'a> {
+    pub(crate) fn new(
+        mut packs: PackReader<'a>,
+        marker: &'a Marker,
+        stream: &'a ChunkedStream,
+        label: String,
+    ) -> ChunkStream<'a> {
+        // Told every read ahead, the reader fetches no further than they go.
+        for c in &stream.chunks {
+            packs.plan(&c.pack, c.offset, c.size);
+        }
+        ChunkStream {
+            packs,
+            marker,
+            stream,
+            label,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            whole: blake3::Hasher::new(),
+            verified: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Set once every chunk and the whole stream matched the manifest.
+    pub(crate) fn verified_flag(&self) -> Arc<AtomicBool> {
+        self.verified.clone()
+    }
+
+    fn bad(&self, why: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", self.label))
+    }
+
+    /// The next chunk into `buf`, checked.
+    fn fetch(&mut self) -> io::Result<()> {
+        let c = &self.stream.chunks[self.next];
+        let pack = self.marker.pack(&c.pack).ok_or_else(|| {
+            self.bad(format!(
+                "pack {} of a chunk is not listed in snapshot.json",
+                coffer_plugins::escape_controls(&c.pack)
+            ))
+        })?;
+        self.buf.clear();
+        self.pos = 0;
+        let hash = self
+            .packs
+            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut self.buf)?;
+        if hash.to_hex().as_str() != c.blake3 || self.buf.len() as u64 != c.size {
+            return Err(self.bad(format!(
+                "chunk {} at offset {} of pack {} does not match the manifest (the pack is \
+                 damaged, or was replaced by someone who can write to the target)",
+                self.next + 1,
+                c.offset,
+                pack.id
+            )));
+        }
+        self.whole.update(&self.buf);
+        self.next += 1;
+        Ok(())
+    }
+}
+
+impl Read for ChunkStream<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.next == self.stream.chunks.len() {
+                if self.whole.finalize().to_hex().as_str() != self.stream.blake3 {
+                    return Err(self.bad(
+                        "its chunks do not make the stream the manifest's BLAKE3 names".into(),
+                    ));
+                }
+                self.verified.store(true, Ordering::SeqCst);
+                return Ok(0);
+            }
+            self.fetch()?;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
