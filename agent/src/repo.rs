@@ -4,7 +4,8 @@
 use crate::exit::usage;
 use crate::format::id::is_id;
 use crate::format::untrusted::{
-    JsonGuard, MAX_ENTRIES_PER_STORED_BYTE, MAX_MARKER_BYTES, check_manifest, max_entries,
+    ENTRIES_ALLOWED_ANYWAY, JsonGuard, MAX_ENTRIES_PER_STORED_BYTE, MAX_MARKER_BYTES,
+    MIN_ENTRY_JSON_BYTES, check_manifest, max_entries,
 };
 use crate::format::{MANIFEST, MARKER, Manifest, Marker, object_path};
 use crate::keys::Identities;
@@ -194,25 +195,51 @@ pub fn read_manifest(
     ids: &Identities,
     tmp_dir: &std::path::Path,
 ) -> Result<Manifest> {
-    let record = marker
-        .object(MANIFEST)
-        .ok_or_else(|| anyhow!("snapshot {} has no manifest in its marker", marker.id))?;
     let path = object_path(&marker.job, &marker.id, MANIFEST);
-    let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+    // The file list goes to a scratch file in the state directory, not to memory,
+    // and holds no more entries than a manifest of its size can.
+    let (source, max, why): (Box<dyn std::io::Read + '_>, u64, String) = match &marker.manifest {
+        Some(chunks) => {
+            let packs = crate::pack::read::PackReader::new(
+                rt.clone(),
+                target.store.clone(),
+                &target.name,
+                &marker.job,
+                ids,
+                Default::default(),
+            );
+            let label = format!("snapshot {}: the manifest", marker.id);
+            let max = (chunks.size / MIN_ENTRY_JSON_BYTES).saturating_add(ENTRIES_ALLOWED_ANYWAY);
+            let why = format!(
+                "snapshot {}: its manifest of {} bytes lists more than {max} file entries, \
+                 more than {MIN_ENTRY_JSON_BYTES} bytes each can, so it was not written by \
+                 coffer: restore another snapshot",
+                marker.id, chunks.size
+            );
+            let mut stream =
+                crate::pack::chunk_stream::ChunkStream::manifest(packs, marker, chunks, label);
+            stream.start()?;
+            (Box::new(stream), max, why)
+        }
+        None => {
+            let record = marker
+                .object(MANIFEST)
+                .ok_or_else(|| anyhow!("snapshot {} has no manifest in its marker", marker.id))?;
+            let reader = ObjectReader::open(rt, target, &path, Some(record))?;
+            let max = max_entries(record.stored_size);
+            let why = format!(
+                "snapshot {}: its manifest of {} stored bytes lists more than {max} file entries; \
+                 coffer's manifests hold at most {MAX_ENTRIES_PER_STORED_BYTE} per stored byte \
+                 (the densest real ones 1.25), so it was not written by coffer: restore \
+                 another snapshot",
+                marker.id, record.stored_size
+            );
+            (Box::new(decrypt(reader, ids)?), max, why)
+        }
+    };
     // serde_json reads a byte at a time: without a buffer every byte was a call
     // through the decryption stack (0.4 s for 100,000 files).
-    let mut plain =
-        std::io::BufReader::with_capacity(256 << 10, JsonGuard::new(decrypt(reader, ids)?));
-    // The file list goes to a scratch file in the state directory, not to memory,
-    // and holds no more entries than a manifest of its stored size can.
-    let max = max_entries(record.stored_size);
-    let why = format!(
-        "snapshot {}: its manifest of {} stored bytes lists more than {max} file entries; \
-         coffer's manifests hold at most {MAX_ENTRIES_PER_STORED_BYTE} per stored byte \
-         (the densest real ones 1.25), so it was not written by coffer: restore \
-         another snapshot",
-        marker.id, record.stored_size
-    );
+    let mut plain = std::io::BufReader::with_capacity(256 << 10, JsonGuard::new(source));
     let manifest: Manifest =
         spill_into_at_most(tmp_dir, max, why, || serde_json::from_reader(&mut plain))
             .with_context(|| {

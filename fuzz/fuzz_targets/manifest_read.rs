@@ -73,6 +73,7 @@ fn marker(signed: bool) -> Marker {
         packed_size: 0,
         packed_sources: Vec::new(),
         streams: Vec::new(),
+        manifest: None,
         warnings: WarningCounts::default(),
         check: None,
         seal: if signed {

@@ -106,6 +106,29 @@ pub struct StreamRecord {
     pub facts: BTreeMap<String, String>,
 }
 
+/// Format 2: the manifest stored as content-defined chunks in the snapshot's packs
+/// (`Marker::manifest`), so that what did not change since the last snapshot is
+/// not stored again. No hash per chunk: a chunk's plaintext hash in this public
+/// file would let a reader of the target confirm a guess of that part of the file
+/// list; the whole is checked against `blake3` before it is used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestChunks {
+    /// Bytes of the manifest's JSON.
+    pub size: u64,
+    /// Of the manifest's JSON, lowercase hex.
+    pub blake3: String,
+    #[serde(deserialize_with = "crate::format::untrusted::bounded_manifest_chunks")]
+    pub chunks: Vec<ChunkPlace>,
+}
+
+/// Where one chunk is: `size` bytes at `offset` of pack `pack`'s tar stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkPlace {
+    pub pack: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
 /// A pack a format-2 snapshot references, as the commit marker records it: enough
 /// to check its stored bytes, and to know it is in use, without the private key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -249,6 +272,10 @@ pub struct Marker {
         deserialize_with = "crate::format::untrusted::bounded_vec"
     )]
     pub streams: Vec<StreamRecord>,
+    /// Format 2: the manifest as chunks in the packs, instead of an object;
+    /// absent in snapshots made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestChunks>,
     #[serde(default)]
     pub warnings: WarningCounts,
     /// The backup-time `[check]`, when the job has one and it ran. Absent in

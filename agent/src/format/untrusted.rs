@@ -170,8 +170,11 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
             ));
         }
     }
-    if !manifest {
+    if m.manifest.is_none() && !manifest {
         return Err("it lists no manifest".into());
+    }
+    if m.manifest.is_some() && manifest {
+        return Err("it lists a manifest object and manifest chunks".into());
     }
     if !m.packs.is_empty() && m.format == crate::format::FormatVersion::V1 {
         return Err("a format-1 snapshot lists packs".into());
@@ -186,6 +189,20 @@ pub fn check_marker(m: &Marker, job: &str, id: &str) -> Result<(), String> {
         }
         if !is_hex_hash(&p.blake3) {
             return Err(format!("pack {}: blake3 is not 64 hex digits", p.id));
+        }
+    }
+    if let Some(c) = &m.manifest {
+        let mut sum = 0u64;
+        let fits = m.format != crate::format::FormatVersion::V1
+            && is_hex_hash(&c.blake3)
+            && c.chunks.iter().all(|p| {
+                sum = sum.saturating_add(p.size);
+                p.size > 0
+                    && p.size <= coffer_plugins::chunker::MAX as u64
+                    && packs.contains(p.pack.as_str())
+            });
+        if !fits || sum != c.size {
+            return Err("its manifest chunks are not what coffer writes".into());
         }
     }
     Ok(())
@@ -256,7 +273,7 @@ pub fn check_manifest(m: &Manifest, marker: &Marker) -> Result<(), String> {
             if s.kind == coffer_config::SourceType::Directory
                 || marker.format == crate::format::FormatVersion::V1
                 || !coffer_plugins::is_valid_chunk_list(&c.chunks, c.size)
-                || !is_hash(&c.blake3)
+                || !is_hex_hash(&c.blake3)
             {
                 return Err(format!(
                     "source {}: a list of chunks that coffer never writes",
@@ -366,6 +383,23 @@ where
     d.deserialize_seq(Bounded::<T, { MAX_SOURCES + 1 }>(PhantomData))
 }
 
+/// Chunks a manifest may be cut into: 4 GiB of manifest at the smallest chunks
+/// (256 KiB), 64 GiB at the largest; 10,000,000 files take about 500 MB.
+pub const MAX_MANIFEST_CHUNKS: usize = 16_384;
+/// Bytes of manifest JSON an entry takes at the least (`{"path":"a","type":"dir",
+/// ...}` is over 60): what bounds the entries of a manifest stored as chunks, whose
+/// stored size is not its own.
+pub const MIN_ENTRY_JSON_BYTES: u64 = 16;
+
+/// `deserialize_with` for a marker's manifest chunks.
+pub fn bounded_manifest_chunks<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_seq(Bounded::<T, MAX_MANIFEST_CHUNKS>(PhantomData))
+}
+
 /// `deserialize_with` for a marker's list of packs.
 pub fn bounded_packs<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
@@ -420,11 +454,6 @@ where
         }
     }
     d.deserialize_map(V)
-}
-
-/// Whether `s` is a BLAKE3 hash as coffer writes it: 64 lowercase hex digits.
-fn is_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
@@ -489,7 +518,8 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .into(),
         };
-        let mut objects = vec![record(crate::format::MANIFEST.into(), None)];
+        // The manifest as chunks (the largest it can be), so no manifest object.
+        let mut objects = Vec::new();
         objects.extend(
             (0..MAX_SOURCES)
                 .map(|i| format!("database-{i:03}"))
@@ -522,6 +552,17 @@ mod tests {
             // A genuine marker's sources are objects, packed sources or streams;
             // as objects they take the most room (a stream has no key nor hash).
             streams: Vec::new(),
+            manifest: Some(crate::format::ManifestChunks {
+                size: MAX_MANIFEST_CHUNKS as u64 * (4 << 20),
+                blake3: "d".repeat(64),
+                chunks: (0..MAX_MANIFEST_CHUNKS)
+                    .map(|i| crate::format::ChunkPlace {
+                        pack: format!("{i:032x}"),
+                        offset: u64::MAX,
+                        size: 4 << 20,
+                    })
+                    .collect(),
+            }),
             warnings: WarningCounts::default(),
             check: Some(crate::format::MarkerCheck {
                 consistent: false,

@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) struct ChunkStream<'a> {
     packs: PackReader<'a>,
     marker: &'a Marker,
-    stream: &'a ChunkedStream,
+    stream: ChunkedStream,
+    /// Whether each chunk has a hash to check (not a manifest's: see
+    /// `ManifestChunks`); the whole is checked either way.
+    each: bool,
     /// What the messages call it: the source and the snapshot.
     label: String,
     next: usize,
@@ -26,9 +29,43 @@ pub(crate) struct ChunkStream<'a> {
 
 impl<'a> ChunkStream<'a> {
     pub(crate) fn new(
+        packs: PackReader<'a>,
+        marker: &'a Marker,
+        stream: &ChunkedStream,
+        label: String,
+    ) -> ChunkStream<'a> {
+        ChunkStream::with(packs, marker, stream.clone(), true, label)
+    }
+
+    /// The manifest of `marker`, stored as chunks: checked whole only.
+    pub(crate) fn manifest(
+        packs: PackReader<'a>,
+        marker: &'a Marker,
+        m: &crate::format::ManifestChunks,
+        label: String,
+    ) -> ChunkStream<'a> {
+        let stream = ChunkedStream {
+            size: m.size,
+            blake3: m.blake3.clone(),
+            chunks: m
+                .chunks
+                .iter()
+                .map(|p| coffer_plugins::Chunk {
+                    pack: p.pack.clone(),
+                    offset: p.offset,
+                    size: p.size,
+                    blake3: String::new(),
+                })
+                .collect(),
+        };
+        ChunkStream::with(packs, marker, stream, false, label)
+    }
+
+    fn with(
         mut packs: PackReader<'a>,
         marker: &'a Marker,
-        stream: &'a ChunkedStream,
+        stream: ChunkedStream,
+        each: bool,
         label: String,
     ) -> ChunkStream<'a> {
         // Told every read ahead, the reader fetches no further than they go.
@@ -39,6 +76,7 @@ impl<'a> ChunkStream<'a> {
             packs,
             marker,
             stream,
+            each,
             label,
             next: 0,
             buf: Vec::new(),
@@ -46,6 +84,16 @@ impl<'a> ChunkStream<'a> {
             whole: blake3::Hasher::new(),
             verified: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Fetches the first chunk now: an identity that is not a recipient, or a
+    /// missing pack, is then an error of its own rather than one a parser reading
+    /// the stream wraps (and whose chain an `io::Error` inside cuts).
+    pub(crate) fn start(&mut self) -> io::Result<()> {
+        if self.next == 0 && !self.stream.chunks.is_empty() {
+            self.fetch()?;
+        }
+        Ok(())
     }
 
     /// Set once every chunk and the whole stream matched the manifest.
@@ -70,8 +118,9 @@ impl<'a> ChunkStream<'a> {
         self.pos = 0;
         let hash = self
             .packs
-            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut self.buf)?;
-        if hash.to_hex().as_str() != c.blake3 || self.buf.len() as u64 != c.size {
+            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut self.buf)
+            .map_err(not_for_identity)?;
+        if (self.each && hash.to_hex().as_str() != c.blake3) || self.buf.len() as u64 != c.size {
             return Err(self.bad(format!(
                 "chunk {} at offset {} of pack {} does not match the manifest (the pack is \
                  damaged, or was replaced by someone who can write to the target)",
@@ -104,5 +153,26 @@ impl Read for ChunkStream<'_> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// A pack not encrypted to the identity given, as the error every reader of
+/// objects gives (`key_match::NotForIdentity`): what makes verify and restore say
+/// "not encrypted to this identity (FILE)" and exit 2 rather than call it damage.
+fn not_for_identity(e: io::Error) -> io::Error {
+    use super::read::PackError;
+    match e.get_ref().and_then(|i| i.downcast_ref::<PackError>()) {
+        Some(PackError::NotForIdentity {
+            pack,
+            target,
+            recipients,
+        }) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            crate::key_match::NotForIdentity {
+                object: format!("pack {pack} on target {target}"),
+                recipients: recipients.clone(),
+            },
+        ),
+        _ => e,
     }
 }

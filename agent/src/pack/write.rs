@@ -277,6 +277,21 @@ impl PackWriter {
         Ok(self.empty.clone())
     }
 
+    /// A chunked stream that is not a file (a dump, the manifest) is complete: its
+    /// chunks count as used, it as one new or known content. No list of its chunks
+    /// is kept: nothing looks a stream up by its whole hash, and a list per run
+    /// would pile up in the index.
+    pub(crate) fn stream_stored(&mut self, chunks: &[Chunk], new: bool) {
+        for c in chunks {
+            self.done.uses(&c.pack, c.size);
+        }
+        if new {
+            self.done.new_files += 1;
+        } else {
+            self.done.known_files += 1;
+        }
+    }
+
     /// Ends the last pack; what the source stored and references.
     pub(crate) fn finish(&mut self) -> io::Result<Packed> {
         self.close()?;

@@ -53,7 +53,11 @@ pub(super) fn lost(
     bad_packs: &BTreeSet<String>,
     bad_objects: &BTreeSet<String>,
 ) -> Lost {
-    if bad_objects.contains(MANIFEST) {
+    let manifest_in_bad = marker
+        .manifest
+        .as_ref()
+        .is_some_and(|m| m.chunks.iter().any(|c| bad_packs.contains(&c.pack)));
+    if bad_objects.contains(MANIFEST) || manifest_in_bad {
         return Lost::WholeSnapshot;
     }
     let manifest = match crate::repo::read_manifest(rt, target, marker, ids, tmp_dir) {

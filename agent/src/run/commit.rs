@@ -156,6 +156,7 @@ pub(super) fn marker_of(
         packed_size: 0,
         packed_sources: Vec::new(),
         streams: Vec::new(),
+        manifest: None,
         warnings: Default::default(),
         check: None,
         seal: crate::format::seal::Seal::Signed(key.public),
@@ -216,6 +217,77 @@ pub(super) fn manifest_to(
         blake3: fin.blake3,
         facts: BTreeMap::new(),
     })
+}
+
+/// Format 2: writes the manifest as chunks into packs, to every lane still in (a
+/// lane whose pack upload failed is out): an unchanged tree's manifest repeats the
+/// last one's chunks, which are not stored again. Returns where the marker finds
+/// it, and the packs it is in (for the marker's list and the run's clean-up).
+pub(super) fn manifest_chunked(
+    ctx: &super::context::RunContext,
+    packs: &super::packs::RunPacks,
+    lanes: &mut [Lane],
+    manifest: &Manifest,
+) -> Result<(crate::format::ManifestChunks, crate::pack::write::Packed)> {
+    let (mut live_lanes, live_targets) = live(lanes);
+    if live_targets.is_empty() {
+        return Err(anyhow!("every target failed"));
+    }
+    let here = super::context::RunContext {
+        targets: &live_targets,
+        failed: ctx.failed.clone(),
+        ..*ctx
+    };
+    let mut writer = packs
+        .writer(&here, "manifest")
+        .context("cannot start the manifest's pack writer")?;
+    let written = (|| -> std::io::Result<_> {
+        let mut chunked = coffer_plugins::chunked::ChunkedWriter::new(&mut writer);
+        {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut chunked);
+            serde_json::to_writer(&mut out, manifest)?;
+            std::io::Write::flush(&mut out)?;
+        }
+        chunked.finish()
+    })();
+    let done = written.and_then(|c| {
+        writer.stream_stored(&c.chunks.chunks, c.chunks.new);
+        Ok((c, writer.finish()?))
+    });
+    let (c, packed) = match done {
+        Ok(done) => done,
+        Err(e) => {
+            let (ids, _) = writer.abandon();
+            packs.wrote(ids);
+            return Err(anyhow!("cannot write the manifest: {e}"));
+        }
+    };
+    packs.wrote(packed.written.iter().map(|w| w.info.id.clone()));
+    let fin = super::stream::packs_finished(&live_targets, &packed);
+    for (lane, result) in live_lanes.iter_mut().zip(&fin.targets) {
+        match result {
+            Ok(up) => lane.report.uploads.push(ObjectUpload {
+                key: "manifest: new packs".to_string(),
+                upload: *up,
+            }),
+            Err(e) => lane.fail(e.to_string(), e.retryable),
+        }
+    }
+    let chunks = crate::format::ManifestChunks {
+        size: c.size,
+        blake3: c.blake3,
+        chunks: c
+            .chunks
+            .chunks
+            .into_iter()
+            .map(|c| crate::format::ChunkPlace {
+                pack: c.pack,
+                offset: c.offset,
+                size: c.size,
+            })
+            .collect(),
+    };
+    Ok((chunks, packed))
 }
 
 /// The commit, per target: a target gets the signed marker only if it holds every

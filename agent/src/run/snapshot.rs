@@ -187,10 +187,26 @@ pub(super) fn take_snapshot(
         None => None,
     };
 
-    match manifest_to(&taking, &mut lanes, &manifest, &recipients) {
-        Ok(record) => objects.push(record),
-        Err(e) => return Ok(taking.failed(lanes, shown, e)),
-    }
+    // Format 2: the manifest as chunks in packs (what did not change since the
+    // last snapshot is not stored again); format 1: an object.
+    let manifest_chunks = match &taking.packs {
+        Some(packs) => match super::commit::manifest_chunked(&run, packs, &mut lanes, &manifest) {
+            Ok((chunks, packed)) => {
+                for (id, n) in &packed.used {
+                    *used.entry(id.clone()).or_default() += n;
+                }
+                Some(chunks)
+            }
+            Err(e) => return Ok(taking.failed(lanes, shown, e)),
+        },
+        None => match manifest_to(&taking, &mut lanes, &manifest, &recipients) {
+            Ok(record) => {
+                objects.push(record);
+                None
+            }
+            Err(e) => return Ok(taking.failed(lanes, shown, e)),
+        },
+    };
     let packs = match taking
         .packs
         .as_ref()
@@ -206,6 +222,7 @@ pub(super) fn take_snapshot(
         packed_size,
         packed_sources: packed_sources.clone(),
         streams,
+        manifest: manifest_chunks,
         warnings: totals,
         check: check.as_ref().map(|report| crate::format::MarkerCheck {
             consistent: report.consistent(),

@@ -158,10 +158,9 @@ fn stream_chunked(
             .map_err(|e| anyhow!("source {name}: cannot write its chunks: {e}"))
     });
     let done = stored.and_then(|(outcome, c)| {
-        use coffer_plugins::ContentSink;
+        writer.stream_stored(&c.chunks.chunks, c.chunks.new);
         writer
-            .chunked(&c.blake3, c.size, &c.chunks.chunks, c.chunks.new)
-            .and_then(|()| writer.finish())
+            .finish()
             .map(|packed| (outcome, c, packed))
             .map_err(|e| anyhow!("source {name}: cannot write its packs: {e}"))
     });
@@ -288,7 +287,7 @@ fn root_cause(
 
 /// A packed source's new packs as one result per target: a target holds the
 /// source only if it holds every new pack.
-fn packs_finished(targets: &[Target], packed: &Packed) -> Finished {
+pub(super) fn packs_finished(targets: &[Target], packed: &Packed) -> Finished {
     let mut per_target: Vec<
         Result<crate::pipeline::Uploaded, crate::pipeline::write::UploadError>,
     > = targets

@@ -166,9 +166,15 @@ for i in range(20000): open('f%06d' % i, 'w').close()
     let cfg = std::fs::read_to_string(&world.config).expect("config");
     std::fs::write(&world.config, cfg.replace("level = 3", "level = 19")).expect("config");
     let id = world.backup();
-    let stored = std::fs::metadata(world.snapshot_dir(&id).join("manifest.json.zst.age"))
-        .expect("manifest")
-        .len();
+    // Format 2 keeps the manifest as chunks in packs of its own.
+    let stored: u64 = crate::common::packed_job::manifest_packs(&world, &id)
+        .iter()
+        .map(|p| {
+            std::fs::metadata(world.target().join(format!("app/packs/{p}.tar.zst.age")))
+                .expect("manifest pack")
+                .len()
+        })
+        .sum();
     eprintln!(
         "a genuine manifest of 220,002 entries: {stored} stored bytes, {:.2} per entry",
         stored as f64 / 220_002.0

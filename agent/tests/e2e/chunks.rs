@@ -238,13 +238,15 @@ cd {snap}
 for p in $(jq -r '.marker.packs[].id' snapshot.json); do
   age -d -i {id} ../packs/$p.tar.zst.age | zstd -d | tar -x -C {out}
 done
-age -d -i {id} manifest.json.zst.age | zstd -d |
-  jq -r '.sources[].entries[]? | select(.chunks) | [.path, (.chunks | map(.blake3) | join(" "))] | @tsv' |
+jq -r '.marker.manifest.chunks[] | "\(.pack) \(.offset) \(.size)"' snapshot.json |
+  while read -r p o n; do
+    age -d -i {id} ../packs/$p.tar.zst.age | zstd -d | tail -c +$((o + 1)) | head -c "$n"
+  done > {out}.manifest.json
+jq -r '.sources[].entries[]? | select(.chunks) | [.path, (.chunks | map(.blake3) | join(" "))] | @tsv' {out}.manifest.json |
   while IFS="$(printf '\t')" read -r path hashes; do
     (cd {out}/.coffer-chunks && cat $hashes) > "{out}/$path"
   done
-age -d -i {id} manifest.json.zst.age | zstd -d |
-  jq -r '.sources[] | select(.name == "export") | .chunked.chunks[].blake3' |
+jq -r '.sources[] | select(.name == "export") | .chunked.chunks[].blake3' {out}.manifest.json |
   (cd {out}/.coffer-chunks && xargs cat) > {out}/export.bin
 rm -r {out}/.coffer-chunks
 "#,

@@ -94,17 +94,19 @@ fn copy_between_local_targets_is_exact_resumable_idempotent_and_refuses_damage()
         "{v}"
     );
 
-    // Cut short: the marker and the manifest of the latest are gone from the copy;
-    // the next run sends those two and nothing else.
+    // Cut short: the marker and the manifest (chunks in a pack of its own) of the
+    // latest are gone from the copy; the next run sends those two and nothing else.
     let latest = &ids[1];
     let folder = second.join("app").join(latest);
     std::fs::remove_file(folder.join("snapshot.json")).expect("rm marker");
-    let manifest = std::fs::read_dir(&folder)
-        .expect("folder")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("manifest"))
-        .expect("manifest object");
-    std::fs::remove_file(manifest.path()).expect("rm manifest");
+    let manifest = crate::common::packed_job::manifest_packs(&world, latest);
+    assert_eq!(manifest.len(), 1, "{manifest:?}");
+    std::fs::remove_file(
+        second
+            .join("app/packs")
+            .join(format!("{}.tar.zst.age", manifest[0])),
+    )
+    .expect("rm manifest");
     let v = copy_json(&world, "second", 0);
     let got = outcomes(&v);
     assert_eq!(got[0].1, "already_there", "{v}");

@@ -47,7 +47,23 @@ fn marker(root: &Path, id: &str) -> Value {
     v["marker"].clone()
 }
 
+/// Snapshot `id`'s packs of its sources' contents (not those of its manifest).
 pub(crate) fn marker_packs(root: &Path, id: &str) -> Vec<String> {
+    let m = marker(root, id);
+    let manifest = crate::common::packed_job::manifest_chunk_packs(&m);
+    m["packs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| p["id"].as_str().expect("id").to_string())
+                .filter(|p| !manifest.contains(p))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every pack snapshot `id` lists, its manifest's too.
+fn all_marker_packs(root: &Path, id: &str) -> Vec<String> {
     marker(root, id)["packs"]
         .as_array()
         .map(|a| {
@@ -56,6 +72,26 @@ pub(crate) fn marker_packs(root: &Path, id: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The packs stored under `root/app/packs` but those holding a snapshot's
+/// manifest (every run writes one, with what of its manifest changed).
+fn content_packs(root: &Path) -> BTreeSet<String> {
+    let mut manifests = BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir(root.join("app")) {
+        for e in dir.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if e.path().join("snapshot.json").exists() {
+                manifests.extend(crate::common::packed_job::manifest_chunk_packs(&marker(
+                    root, &id,
+                )));
+            }
+        }
+    }
+    stored_packs(root)
+        .into_iter()
+        .filter(|p| !manifests.contains(p))
+        .collect()
 }
 
 /// The pack ids stored under `root/app/packs`.
@@ -145,7 +181,7 @@ fn unchanged_files_are_not_read_and_known_content_is_not_stored_again() {
     let (unchanged, known, new, new_packs) = packed(&third, "files");
     assert_eq!((known, new, new_packs), (2, 2, 1), "{third}");
     assert_eq!(unchanged, 38, "{third}");
-    assert_eq!(stored_packs(&world.target()).len(), 2);
+    assert_eq!(content_packs(&world.target()).len(), 2);
 
     let ids = world.snapshots();
     let latest = ids.last().expect("snapshot").clone();
@@ -182,14 +218,14 @@ fn a_run_whose_only_new_files_are_empty_writes_no_pack() {
     world.write_config(&dir_source("files", &data, ""));
     let first = backup_json(&world, 0);
     assert_eq!(packed(&first, "files"), (0, 0, 1, 1), "{first}");
-    let before = stored_packs(&world.target());
+    let before = content_packs(&world.target());
 
     write(&data.join("empty"), b"");
     write(&data.join("d/also-empty"), b"");
     let second = backup_json(&world, 0);
     let (unchanged, known, new, new_packs) = packed(&second, "files");
     assert_eq!((unchanged, known, new, new_packs), (1, 2, 0, 0), "{second}");
-    assert_eq!(stored_packs(&world.target()), before, "no new pack");
+    assert_eq!(content_packs(&world.target()), before, "no new pack");
     let latest = world.snapshots().pop().expect("snapshot");
     assert_eq!(marker_packs(&world.target(), &latest).len(), 1);
     let to = restore_to(&world, &latest, &[]);
@@ -342,7 +378,7 @@ fn prune_deletes_exactly_the_packs_no_snapshot_references_on_every_target() {
         let referenced: BTreeSet<String> = ids
             .iter()
             .filter(|id| root.join("app").join(id).exists())
-            .flat_map(|id| marker_packs(root, id))
+            .flat_map(|id| all_marker_packs(root, id))
             .collect();
         let have = stored_packs(root);
         assert_eq!(have, referenced, "on {}", root.display());

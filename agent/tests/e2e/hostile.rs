@@ -392,6 +392,8 @@ fn bombs_stay_within_64_mib_and_the_manifest_size() {
         .as_array_mut()
         .expect("objects")
         .retain(|o| o["key"] != "manifest.json.zst.age");
+    // The bomb is an object: the genuine manifest's chunks leave the marker.
+    f.marker.as_object_mut().expect("marker").remove("manifest");
     f.marker["objects"]
         .as_array_mut()
         .expect("objects")

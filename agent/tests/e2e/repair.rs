@@ -6,7 +6,9 @@
 //! rebuilt from the targets so the next backup stores nothing again.
 
 use crate::common::forge::Forgery;
-use crate::common::packed_job::{FILES, backup_run, counts, make_tree, marker_packs, packed};
+use crate::common::packed_job::{
+    FILES, backup_run, counts, make_tree, manifest_packs, marker_packs, packed,
+};
 use crate::common::s3::S3Server;
 use crate::common::*;
 use serde_json::Value;
@@ -112,7 +114,8 @@ fn a_pack_damaged_on_one_target_is_copied_back_from_the_other() {
         out.contains(&format!("would copy pack {pack} back from target second")),
         "{out}"
     );
-    assert!(out.contains("target second: checked 2 pack(s)"), "{out}");
+    // Two packs of files, and the two snapshots' manifest packs.
+    assert!(out.contains("target second: checked 4 pack(s)"), "{out}");
     assert_eq!(
         std::fs::read(pack_file(&world.target(), &pack)).expect("read"),
         damaged,
@@ -143,9 +146,10 @@ fn a_pack_damaged_on_one_target_is_copied_back_from_the_other() {
     let local = target_report(&v, "local");
     assert_eq!(local["repaired"][0]["name"], pack.as_str(), "{v}");
     assert_eq!(local["repaired"][0]["from"], "second", "{v}");
-    assert_eq!(local["packs_checked"], 2, "{v}");
-    // One manifest per snapshot (a packed source has no object of its own).
-    assert_eq!(local["objects_checked"], 2, "{v}");
+    // Two packs of files and one manifest pack per snapshot (the manifests are
+    // chunks in packs, and a packed source has no object of its own).
+    assert_eq!(local["packs_checked"], 4, "{v}");
+    assert_eq!(local["objects_checked"], 0, "{v}");
     assert!(v["damaged_snapshots"].as_array().expect("array").is_empty());
     assert!(v["forgotten_packs"].as_array().expect("array").is_empty());
     assert_eq!(
@@ -263,6 +267,30 @@ fn a_damaged_manifest_loses_the_whole_snapshot() {
     world.write_config(&format!("{NO_RECHECK}{}", dir_source("files", &data, "")));
     backup_json(&world);
     let snapshot = world.snapshots().pop().expect("snapshot");
+    // Format 2: the manifest is chunks in a pack of its own.
+    let pack = manifest_packs(&world, &snapshot)[0].clone();
+    assert!(!marker_packs(&world, &snapshot).is_empty());
+    flip_middle(&pack_file(&world.target(), &pack));
+    let out = world.expect(&["repair", "--job", "app"], 3);
+    assert!(
+        out.contains(&pack) && out.contains("no target holds a good copy"),
+        "{out}"
+    );
+    assert!(out.contains("the whole snapshot is lost"), "{out}");
+}
+
+#[test]
+fn a_damaged_manifest_object_loses_the_whole_snapshot() {
+    let world = World::new("");
+    let data = world.path("data");
+    make_tree(&data);
+    // Format 1: the manifest is an object.
+    world.write_config(&format!(
+        "format = 1\n{NO_RECHECK}{}",
+        dir_source("files", &data, "")
+    ));
+    backup_json(&world);
+    let snapshot = world.snapshots().pop().expect("snapshot");
     flip_middle(&world.snapshot_dir(&snapshot).join("manifest.json.zst.age"));
     let out = world.expect(&["repair", "--job", "app"], 3);
     assert!(
@@ -272,7 +300,7 @@ fn a_damaged_manifest_loses_the_whole_snapshot() {
         "{out}"
     );
     assert!(out.contains("the whole snapshot is lost"), "{out}");
-    // A manifest is not in the index: no pack is forgotten.
+    // A manifest object is not in the index: no pack is forgotten.
     assert!(!out.contains("forgot"), "{out}");
 }
 
@@ -293,12 +321,10 @@ fn a_pack_damaged_on_s3_is_copied_back_from_the_local_target() {
     let pack = marker_packs(&world, &snapshot)[0].clone();
     let on_s3 = pack_file(&s3.bucket_dir(BUCKET), &pack);
     flip_middle(&on_s3);
-    // And the manifest is gone from S3 altogether.
-    let manifest = s3
-        .bucket_dir(BUCKET)
-        .join("app")
-        .join(&snapshot)
-        .join("manifest.json.zst.age");
+    // And the manifest (chunks in a pack of its own) is gone from S3 altogether.
+    let manifest_pack = manifest_packs(&world, &snapshot)[0].clone();
+    assert_ne!(manifest_pack, pack);
+    let manifest = pack_file(&s3.bucket_dir(BUCKET), &manifest_pack);
     std::fs::remove_file(&manifest).expect("remove the manifest on S3");
 
     let out = world.expect(
@@ -324,17 +350,14 @@ fn a_pack_damaged_on_s3_is_copied_back_from_the_local_target() {
         .map(|x| x["name"].as_str().expect("name"))
         .collect();
     assert!(names.contains(&pack.as_str()), "{v}");
-    assert!(
-        names.contains(&format!("{snapshot}/manifest.json.zst.age").as_str()),
-        "{v}"
-    );
+    assert!(names.contains(&manifest_pack.as_str()), "{v}");
     assert_eq!(
         std::fs::read(&on_s3).expect("read"),
         std::fs::read(pack_file(&world.target(), &pack)).expect("read")
     );
     assert_eq!(
         std::fs::read(&manifest).expect("read"),
-        std::fs::read(world.snapshot_dir(&snapshot).join("manifest.json.zst.age")).expect("read")
+        std::fs::read(pack_file(&world.target(), &manifest_pack)).expect("read")
     );
     assert!(
         s3.pending_uploads().is_empty(),
@@ -455,7 +478,8 @@ fn the_index_rebuilt_from_the_targets_lets_the_next_backup_store_nothing_again()
 
     let v = repair_json(&world, &["--rebuild-index"], 0);
     let r = &v["rebuilt_index"];
-    assert_eq!(r["packs"], 1, "{v}");
+    // The files' pack and the manifest's.
+    assert_eq!(r["packs"], 2, "{v}");
     assert_eq!(r["contents"], FILES, "{v}");
     assert!(
         r["note"]

@@ -13,7 +13,7 @@
 //! store (zstd keeps it as raw blocks).
 
 use super::World;
-use super::forge::{decrypt, pipe};
+use super::forge::pipe;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -55,9 +55,8 @@ pub struct Needed {
 /// The files of directory source `source` in snapshot `id` of job `app`, whose
 /// objects are under `root` (a local target, or an S3 bucket's folder).
 pub fn contents(world: &World, root: &Path, id: &str, source: &str) -> (Vec<Content>, u64) {
-    let stored = std::fs::read(root.join("app").join(id).join("manifest.json.zst.age"))
-        .expect("read the manifest");
-    let m: Value = serde_json::from_slice(&decrypt(world, &stored)).expect("manifest json");
+    let m: Value = serde_json::from_slice(&super::forge::manifest_plain(world, root, id))
+        .expect("manifest json");
     let entries = m["sources"]
         .as_array()
         .expect("sources")
@@ -76,7 +75,30 @@ pub fn contents(world: &World, root: &Path, id: &str, source: &str) -> (Vec<Cont
             size: e["size"].as_u64().expect("size"),
         })
         .collect();
-    (files, stored.len() as u64)
+    (files, manifest_stored(root, id))
+}
+
+/// Stored bytes of snapshot `id`'s manifest: its object, or (chunks in packs) the
+/// packs that hold them, the most a read of it fetches.
+fn manifest_stored(root: &Path, id: &str) -> u64 {
+    let dir = root.join("app").join(id);
+    if let Ok(md) = std::fs::metadata(dir.join("manifest.json.zst.age")) {
+        return md.len();
+    }
+    let env: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("snapshot.json")).expect("read marker"))
+            .expect("marker json");
+    let mut packs = super::packed_job::manifest_chunk_packs(&env["marker"]);
+    packs.sort();
+    packs.dedup();
+    packs
+        .iter()
+        .map(|p| {
+            std::fs::metadata(root.join("app/packs").join(format!("{p}.tar.zst.age")))
+                .expect("manifest pack")
+                .len()
+        })
+        .sum()
 }
 
 /// What a restore of snapshot `id` (source `source`) needs from the packs under `root`.

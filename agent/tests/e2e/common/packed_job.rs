@@ -46,12 +46,37 @@ fn marker_of(dir: &Path) -> Value {
     v["marker"].clone()
 }
 
-/// The pack ids snapshot `id` of job `app` on the local target lists.
+/// The packs that hold snapshot `id`'s manifest (format 2 keeps it as chunks in
+/// packs of its own), in the order of its chunks.
+pub fn manifest_packs(world: &World, id: &str) -> Vec<String> {
+    let mut packs = manifest_chunk_packs(&marker_of(&world.snapshot_dir(id)));
+    assert!(!packs.is_empty(), "snapshot {id} has no manifest chunks");
+    packs.dedup();
+    packs
+}
+
+/// The pack ids snapshot `id` of job `app` on the local target lists for its
+/// sources' contents (not the packs of its manifest: `manifest_packs`).
 pub fn marker_packs(world: &World, id: &str) -> Vec<String> {
-    marker_of(&world.snapshot_dir(id))["packs"]
+    let marker = marker_of(&world.snapshot_dir(id));
+    let manifest = manifest_chunk_packs(&marker);
+    marker["packs"]
         .as_array()
         .expect("packs")
         .iter()
         .map(|p| p["id"].as_str().expect("id").to_string())
+        .filter(|p| !manifest.contains(p))
         .collect()
+}
+
+/// The packs a marker's manifest chunks are in (none for a manifest object).
+pub fn manifest_chunk_packs(marker: &Value) -> Vec<String> {
+    marker["manifest"]["chunks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["pack"].as_str().expect("pack").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
