@@ -200,10 +200,9 @@ pub fn read_manifest(
     // and holds no more entries than a manifest of its size can.
     let (source, max, why): (Box<dyn std::io::Read + '_>, u64, String) = match &marker.manifest {
         Some(chunks) => {
-            let packs = crate::pack::read::PackReader::new(
-                rt.clone(),
-                target.store.clone(),
-                &target.name,
+            let packs = crate::pack::read::PackReader::of_target(
+                rt,
+                target,
                 &marker.job,
                 ids,
                 Default::default(),

@@ -79,14 +79,7 @@ pub(crate) fn serve(mut from: Source, at: &Path, job: &str) -> Result<()> {
     // The reader borrows the identities for as long as the mount lives, which is
     // the rest of the process: leaked once, on purpose.
     let ids: &'static Identities = Box::leak(Box::new(std::mem::take(&mut from.ids)));
-    let packs = PackReader::new(
-        from.rt.clone(),
-        from.target.store.clone(),
-        &from.target.name,
-        job,
-        ids,
-        Arc::default(),
-    );
+    let packs = PackReader::of_target(&from.rt, &from.target, job, ids, Arc::default());
     let fs = Mounted {
         ids,
         packs: Mutex::new(packs),

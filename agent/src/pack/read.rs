@@ -130,6 +130,24 @@ impl<'a> PackReader<'a> {
         }
     }
 
+    /// A reader of job `job`'s packs on `target`: how every command opens one.
+    pub fn of_target(
+        rt: &Handle,
+        target: &coffer_plugins::Target,
+        job: &str,
+        identities: &'a Identities,
+        fetched: Arc<AtomicU64>,
+    ) -> PackReader<'a> {
+        PackReader::new(
+            rt.clone(),
+            target.store.clone(),
+            &target.name,
+            job,
+            identities,
+            fetched,
+        )
+    }
+
     /// Announces that a coming read needs `size` bytes at `offset` of `pack`: told
     /// every read ahead, the reader fetches no further than the needed bytes go.
     pub fn plan(&mut self, pack: &str, offset: u64, size: u64) {

@@ -97,10 +97,9 @@ fn produce(
     keep: Keep<'_>,
     out: io::PipeWriter,
 ) -> Result<()> {
-    let mut packs = PackReader::new(
-        view.rt.clone(),
-        view.target.store.clone(),
-        &view.target.name,
+    let mut packs = PackReader::of_target(
+        view.rt,
+        view.target,
         &view.marker.job,
         view.ids,
         view.fetched.clone(),

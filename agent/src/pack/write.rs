@@ -439,14 +439,7 @@ impl ContentSink for PackWriter {
         self.index()?
             .stage_list(blake3, size, chunks)
             .map_err(index_err)?;
-        for c in chunks {
-            self.done.uses(&c.pack, c.size);
-        }
-        if new {
-            self.done.new_files += 1;
-        } else {
-            self.done.known_files += 1;
-        }
+        self.stream_stored(chunks, new);
         Ok(())
     }
 

@@ -85,14 +85,7 @@ fn restore_chunked(
     let name = &r.source.name;
     let fetched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     work.count_also(fetched.clone());
-    let packs = crate::pack::read::PackReader::new(
-        rt.clone(),
-        target.store.clone(),
-        &target.name,
-        &marker.job,
-        ids,
-        fetched,
-    );
+    let packs = crate::pack::read::PackReader::of_target(rt, target, &marker.job, ids, fetched);
     let label = format!("snapshot {}, source {name}", marker.id);
     let mut stream =
         crate::pack::chunk_stream::ChunkStream::new(packs, marker, chunked, label.clone());

@@ -85,84 +85,49 @@ fn window_of(
     (end - instant).as_seconds_f64().max(0.0)
 }
 
-/// A frozen source streamed in format 2: its new contents into packs. The packs
-/// it wrote, finished or not, go to the run's packs, which delete them if the run
-/// commits nowhere.
-fn stream_packed(
+/// A frozen source streamed in format 2, into packs: a directory writes its new
+/// files' contents itself; any other source's stream (a database dump, ...) is cut
+/// into chunks on the way, so that a dump that changed a little stores what
+/// changed. The packs it wrote, finished or not, go to the run's packs, which
+/// delete them if the run commits nowhere.
+fn stream_in_packs(
     ctx: &RunContext,
     packs: &RunPacks,
     mut src: Box<dyn Source>,
     frozen_at: OffsetDateTime,
 ) -> Result<Streamed> {
     let name = src.name().to_string();
-    let mut writer = packs
-        .writer(ctx, &name)
-        .with_context(|| format!("source {name}: cannot start the pack writer"))?;
-    let read = src.stream_packed(&mut writer, ctx.progress);
-    let read_end = OffsetDateTime::now_utc();
-    let done = read
-        .map_err(anyhow::Error::from)
-        .and_then(|outcome| match writer.finish() {
-            Ok(packed) => Ok((outcome, packed)),
-            Err(e) => Err(anyhow!("source {name}: cannot write its packs: {e}")),
-        });
-    let (outcome, packed) = match done {
-        Ok(done) => done,
-        Err(e) => {
-            let another_failed = ctx.failed.swap(true, Ordering::SeqCst);
-            let (ids, own) = writer.abandon();
-            packs.wrote(ids);
-            return Err(root_cause(name, e, own, ctx.targets.len(), another_failed));
-        }
+    let directory = src.packs();
+    let key = if directory {
+        String::new()
+    } else {
+        source_key(&name, src.extension())
     };
-    packs.wrote(packed.written.iter().map(|w| w.info.id.clone()));
-    let instant = outcome.instant.unwrap_or(frozen_at);
-    let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
-    let finished = packs_finished(ctx.targets, &packed);
-    Ok(Streamed {
-        name,
-        kind: src.kind(),
-        key: String::new(),
-        origin: src.origin(),
-        instant,
-        window_seconds,
-        frozen: src.frozen_at_instant(),
-        outcome,
-        finished,
-        packed: Some(packed),
-        chunked: None,
-    })
-}
-
-/// A frozen stream source (a database dump, ...) in format 2: its stream cut into
-/// chunks on the way, the new ones into packs, so that a dump that changed a
-/// little stores what changed.
-fn stream_chunked(
-    ctx: &RunContext,
-    packs: &RunPacks,
-    mut src: Box<dyn Source>,
-    frozen_at: OffsetDateTime,
-) -> Result<Streamed> {
-    let name = src.name().to_string();
-    let key = source_key(&name, src.extension());
     let mut writer = packs
         .writer(ctx, &name)
         .with_context(|| format!("source {name}: cannot start the pack writer"))?;
-    let mut chunked = coffer_plugins::chunked::ChunkedWriter::new(&mut writer);
-    let read = src.stream(&mut chunked, ctx.progress);
+    let read = if directory {
+        src.stream_packed(&mut writer, ctx.progress)
+            .map(|outcome| (outcome, None))
+            .map_err(anyhow::Error::from)
+    } else {
+        let mut chunked = coffer_plugins::chunked::ChunkedWriter::new(&mut writer);
+        src.stream(&mut chunked, ctx.progress)
+            .map_err(anyhow::Error::from)
+            .and_then(|outcome| match chunked.finish() {
+                Ok(c) => Ok((outcome, Some(c))),
+                Err(e) => Err(anyhow!("source {name}: cannot write its chunks: {e}")),
+            })
+    };
     let read_end = OffsetDateTime::now_utc();
-    let stored = read.map_err(anyhow::Error::from).and_then(|outcome| {
-        chunked
-            .finish()
-            .map(|c| (outcome, c))
-            .map_err(|e| anyhow!("source {name}: cannot write its chunks: {e}"))
-    });
-    let done = stored.and_then(|(outcome, c)| {
-        writer.stream_stored(&c.chunks.chunks, c.chunks.new);
-        writer
-            .finish()
-            .map(|packed| (outcome, c, packed))
-            .map_err(|e| anyhow!("source {name}: cannot write its packs: {e}"))
+    let done = read.and_then(|(outcome, c)| {
+        if let Some(c) = &c {
+            writer.stream_stored(&c.chunks.chunks, c.chunks.new);
+        }
+        match writer.finish() {
+            Ok(packed) => Ok((outcome, c, packed)),
+            Err(e) => Err(anyhow!("source {name}: cannot write its packs: {e}")),
+        }
     });
     let (outcome, c, packed) = match done {
         Ok(done) => done,
@@ -188,7 +153,7 @@ fn stream_chunked(
         outcome,
         finished,
         packed: Some(packed),
-        chunked: Some(crate::format::ChunkedStream {
+        chunked: c.map(|c| crate::format::ChunkedStream {
             size: c.size,
             blake3: c.blake3,
             chunks: c.chunks.chunks,
@@ -407,8 +372,7 @@ pub(super) fn stream_sources(
                         src.complete_from_check(&list);
                     }
                     match ctx.packs {
-                        Some(packs) if src.packs() => stream_packed(ctx, packs, src, frozen_at),
-                        Some(packs) => stream_chunked(ctx, packs, src, frozen_at),
+                        Some(packs) => stream_in_packs(ctx, packs, src, frozen_at),
                         None => stream_object(ctx, src, frozen_at),
                     }
                 });

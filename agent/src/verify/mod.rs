@@ -304,14 +304,7 @@ fn deep(
         let Some(chunked) = &s.chunked else { continue };
         let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
         work.count_also(fetched.clone());
-        let packs = crate::pack::read::PackReader::new(
-            rt.clone(),
-            target.store.clone(),
-            &target.name,
-            &marker.job,
-            ids,
-            fetched,
-        );
+        let packs = crate::pack::read::PackReader::of_target(rt, target, &marker.job, ids, fetched);
         let label = format!("snapshot {}, source {}", marker.id, s.name);
         let mut stream = crate::pack::chunk_stream::ChunkStream::new(packs, marker, chunked, label);
         if let Err(e) = std::io::copy(&mut stream, &mut std::io::sink()) {
