@@ -70,6 +70,7 @@ fn entry(
         flags: Vec::new(),
         content: None,
         sparse: None,
+        chunks: None,
     }
 }
 
