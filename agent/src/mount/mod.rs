@@ -192,25 +192,24 @@ impl Mounted {
             let mut whole = blake3::Hasher::new();
             let mut packs = lock(&self.packs);
             for c in chunks {
-                let stored = marker
-                    .pack(&c.pack)
-                    .with_context(|| {
-                        format!(
-                            "{shown}: pack {} is not listed by snapshot {}",
-                            c.pack, marker.id
-                        )
-                    })?
-                    .stored_size;
+                use crate::pack::chunk_stream::{ChunkError, read_chunk};
                 let mut both = crate::pack::read::Hashed {
                     out: &mut out,
                     hasher: &mut whole,
                 };
-                let got = packs.read(&c.pack, stored, c.offset, c.size, &mut both)?;
-                anyhow::ensure!(
-                    got.to_hex().as_str() == c.blake3,
-                    "{shown}: a chunk in pack {} does not match the manifest (the pack is damaged)",
-                    c.pack
-                );
+                match read_chunk(&mut packs, marker, c, true, &mut both) {
+                    Ok(()) => {}
+                    Err(ChunkError::Unlisted) => anyhow::bail!(
+                        "{shown}: pack {} is not listed by snapshot {}",
+                        c.pack,
+                        marker.id
+                    ),
+                    Err(ChunkError::Read(e)) => return Err(e.into()),
+                    Err(ChunkError::Mismatch) => anyhow::bail!(
+                        "{shown}: a chunk in pack {} does not match the manifest (the pack is damaged)",
+                        c.pack
+                    ),
+                }
             }
             out.flush()?;
             whole.finalize()

@@ -4,12 +4,49 @@
 //! the whole stream against its own BLAKE3 at the end. A swapped or damaged chunk
 //! therefore never reaches a restore program; a stream cut short by one stops
 //! before its end, which `HoldBack` keeps from the program until `verified` is set.
+//!
+//! `read_chunk` is the one way to get a chunk as the manifest lists it: this
+//! stream, the tar stream restore and verify read files from (`tar_view`) and
+//! `mount` each call it and say what went wrong in their own terms.
 
 use super::read::PackReader;
 use crate::format::{ChunkedStream, Marker};
-use std::io::{self, Read};
+use coffer_plugins::Chunk;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a chunk could not be had as the manifest lists it.
+pub(crate) enum ChunkError {
+    /// Its pack is not in snapshot.json.
+    Unlisted,
+    /// The pack's read failed, as `PackReader::read` says (damage, a missing
+    /// pack, the network, an identity that is no recipient).
+    Read(io::Error),
+    /// Its bytes are not the ones listed.
+    Mismatch,
+}
+
+/// Writes chunk `c` of a snapshot of `marker` to `out`, checked against the hash
+/// the manifest lists when `check` (a manifest's own chunks have none listed:
+/// their whole is checked). Bytes reach `out` as they are read: a caller that
+/// hands them on must hold them until this returns.
+pub(crate) fn read_chunk(
+    packs: &mut PackReader<'_>,
+    marker: &Marker,
+    c: &Chunk,
+    check: bool,
+    out: &mut dyn Write,
+) -> Result<(), ChunkError> {
+    let pack = marker.pack(&c.pack).ok_or(ChunkError::Unlisted)?;
+    let hash = packs
+        .read(&pack.id, pack.stored_size, c.offset, c.size, out)
+        .map_err(ChunkError::Read)?;
+    if check && hash.to_hex().as_str() != c.blake3 {
+        return Err(ChunkError::Mismatch);
+    }
+    Ok(())
+}
 
 pub(crate) struct ChunkStream<'a> {
     packs: PackReader<'a>,
@@ -108,25 +145,27 @@ impl<'a> ChunkStream<'a> {
     /// The next chunk into `buf`, checked.
     fn fetch(&mut self) -> io::Result<()> {
         let c = &self.stream.chunks[self.next];
-        let pack = self.marker.pack(&c.pack).ok_or_else(|| {
-            self.bad(format!(
-                "pack {} of a chunk is not listed in snapshot.json",
-                coffer_plugins::escape_controls(&c.pack)
-            ))
-        })?;
         self.buf.clear();
         self.pos = 0;
-        let hash = self
-            .packs
-            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut self.buf)
-            .map_err(not_for_identity)?;
-        if (self.each && hash.to_hex().as_str() != c.blake3) || self.buf.len() as u64 != c.size {
+        let read = read_chunk(&mut self.packs, self.marker, c, self.each, &mut self.buf);
+        let mismatch = match read {
+            Ok(()) => self.buf.len() as u64 != c.size,
+            Err(ChunkError::Mismatch) => true,
+            Err(ChunkError::Read(e)) => return Err(not_for_identity(e)),
+            Err(ChunkError::Unlisted) => {
+                return Err(self.bad(format!(
+                    "pack {} of a chunk is not listed in snapshot.json",
+                    coffer_plugins::escape_controls(&c.pack)
+                )));
+            }
+        };
+        if mismatch {
             return Err(self.bad(format!(
                 "chunk {} at offset {} of pack {} does not match the manifest (the pack is \
                  damaged, or was replaced by someone who can write to the target)",
                 self.next + 1,
                 c.offset,
-                pack.id
+                c.pack
             )));
         }
         self.whole.update(&self.buf);

@@ -787,11 +787,9 @@ fn committed_with_a_chunked_file(dir: &Path) -> (Index, Vec<Chunk>) {
     index.begin_run().expect("test");
     index.stage_pack(&pack_info(2)).expect("test");
     for c in &list {
-        let place = ContentRef {
-            pack: c.pack.clone(),
-            offset: c.offset,
-        };
-        index.stage_chunk(&c.blake3, c.size, &place).expect("test");
+        index
+            .stage_chunk(&c.blake3, c.size, &c.place())
+            .expect("test");
     }
     index.stage_list(&hash(9), size, &list).expect("test");
     let mut st = stat(9);
@@ -831,11 +829,10 @@ fn a_chunked_file_reads_back_with_its_chunks_which_are_not_whole_file_content() 
         })
     );
     let c = &list[1];
-    let place = ContentRef {
-        pack: c.pack.clone(),
-        offset: c.offset,
-    };
-    assert_eq!(index.chunk(&c.blake3, c.size).expect("test"), Some(place));
+    assert_eq!(
+        index.chunk(&c.blake3, c.size).expect("test"),
+        Some(c.place())
+    );
     // Chunks and whole files never stand in for one another.
     assert_eq!(index.content(&c.blake3, c.size).expect("test"), None);
     assert_eq!(index.chunk(&hash(1), 101).expect("test"), None);

@@ -250,32 +250,32 @@ fn read_chunks(
     }
     let mut whole = blake3::Hasher::new();
     for c in chunks {
-        let pack = view.marker.pack(&c.pack).ok_or_else(|| {
-            anyhow!(
-                "source {}: {}: its pack {} is not listed in snapshot.json",
-                source.name,
-                e.path,
-                coffer_plugins::escape_controls(&c.pack)
-            )
-        })?;
+        use super::chunk_stream::{ChunkError, read_chunk};
         let mut both = super::read::Hashed {
             out: &mut *out,
             hasher: &mut whole,
         };
-        let hash = packs
-            .read(&pack.id, pack.stored_size, c.offset, c.size, &mut both)
-            .map_err(|err| read_failed(source, e, &pack.id, err))?;
-        if c.blake3 != hash.to_hex().as_str() {
-            return Err(super::damage::Suspect {
-                pack: pack.id.clone(),
-                message: format!(
-                    "source {}: {}: a chunk's bytes in pack {} (offset {}) do not match the \
-                     manifest's BLAKE3 (the pack is damaged, or was replaced by someone who can \
-                     write to target {})",
-                    source.name, e.path, pack.id, c.offset, view.target.name
-                ),
+        match read_chunk(packs, view.marker, c, true, &mut both) {
+            Ok(()) => {}
+            Err(ChunkError::Unlisted) => bail!(
+                "source {}: {}: its pack {} is not listed in snapshot.json",
+                source.name,
+                e.path,
+                coffer_plugins::escape_controls(&c.pack)
+            ),
+            Err(ChunkError::Read(err)) => return Err(read_failed(source, e, &c.pack, err)),
+            Err(ChunkError::Mismatch) => {
+                return Err(super::damage::Suspect {
+                    pack: c.pack.clone(),
+                    message: format!(
+                        "source {}: {}: a chunk's bytes in pack {} (offset {}) do not match the \
+                         manifest's BLAKE3 (the pack is damaged, or was replaced by someone who \
+                         can write to target {})",
+                        source.name, e.path, c.pack, c.offset, view.target.name
+                    ),
+                }
+                .into());
             }
-            .into());
         }
     }
     if e.blake3.as_deref() != Some(whole.finalize().to_hex().as_str()) {

@@ -15,7 +15,7 @@ use crate::format::{Marker, PackRecord};
 use crate::keys::Identities;
 use crate::pack::index::{Index, PackInfo};
 use anyhow::{Context, Result, anyhow};
-use coffer_plugins::{ContentRef, EntryKind, Target};
+use coffer_plugins::{EntryKind, Target};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -119,15 +119,11 @@ pub(super) fn rebuild(
         .flat_map(|c| &c.chunks)
         .filter(|c| keep.contains(&c.pack))
     {
-        if let Some(index) = index.as_mut() {
-            let at = ContentRef {
-                pack: c.pack.clone(),
-                offset: c.offset,
-            };
-            if let Err(err) = index.stage_chunk(&c.blake3, c.size, &at) {
-                let _ = index.abandon_run();
-                return Err(err).context(format!("job {job}: the index was not rebuilt"));
-            }
+        if let Some(index) = index.as_mut()
+            && let Err(err) = index.stage_chunk(&c.blake3, c.size, &c.place())
+        {
+            let _ = index.abandon_run();
+            return Err(err).context(format!("job {job}: the index was not rebuilt"));
         }
     }
     for s in manifest.sources.iter().filter(|s| s.packed) {
@@ -149,13 +145,7 @@ pub(super) fn rebuild(
                 if let Some(index) = index.as_mut() {
                     let staged = chunks
                         .iter()
-                        .try_for_each(|c| {
-                            let at = ContentRef {
-                                pack: c.pack.clone(),
-                                offset: c.offset,
-                            };
-                            index.stage_chunk(&c.blake3, c.size, &at)
-                        })
+                        .try_for_each(|c| index.stage_chunk(&c.blake3, c.size, &c.place()))
                         .and_then(|()| index.stage_list(hash, e.size, chunks));
                     if let Err(err) = staged {
                         let _ = index.abandon_run();

@@ -240,6 +240,16 @@ pub struct Chunk {
     pub blake3: String,
 }
 
+impl Chunk {
+    /// Where it is, as any stored content's place.
+    pub fn place(&self) -> ContentRef {
+        ContentRef {
+            pack: self.pack.clone(),
+            offset: self.offset,
+        }
+    }
+}
+
 /// Whether `chunks` can be the content of a file of `size` bytes as a backup
 /// writes it: none empty or over the chunker's largest, and their sizes add up.
 pub fn is_valid_chunk_list(chunks: &[Chunk], size: u64) -> bool {

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 /// Bumped on any change of the tables below; an index of an older version is
-/// brought up to date (`LISTS` added to version 1), one of another is moved aside.
+/// brought up to date (`CHUNK_TABLES` added to version 1), one of another is moved aside.
 pub(super) const SCHEMA_VERSION: i32 = 2;
 
 // WITHOUT ROWID: every lookup is by the whole primary key, so the row lives in the key's
@@ -49,7 +49,7 @@ CREATE TABLE staged_packs (
 /// chunk at a file's: a pack unpacked with plain tar has every chunk under its name);
 /// `lists` the chunks of each chunked file's content, by the whole file's hash and size
 /// (`codec::encode_chunks`). A chunked file's `files` row has an empty `pack`.
-pub(super) const LISTS: &str = "
+pub(super) const CHUNK_TABLES: &str = "
 CREATE TABLE chunks (
     blake3 BLOB NOT NULL, size INTEGER NOT NULL, pack BLOB NOT NULL, pack_offset INTEGER NOT NULL,
     PRIMARY KEY (blake3, size)
@@ -154,8 +154,7 @@ pub(super) const PREPARED: &[&str] = &[
 ];
 
 pub(super) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let made = (|| {
+    write_transaction(conn, || {
         // Re-read under the write lock: only an empty file gets our tables.
         let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         let tables: i64 =
@@ -167,32 +166,33 @@ pub(super) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
             ));
         }
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(LISTS)?;
+        conn.execute_batch(CHUNK_TABLES)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-    })();
-    match made {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Brings a version 1 index (before chunked files) to version 2: its rows stay valid,
 /// so upgrading costs no full run.
 pub(super) fn upgrade_from_1(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let made = (|| {
+    write_transaction(conn, || {
         let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if version != 1 {
             // Another process upgraded it meanwhile.
             return Ok(());
         }
-        conn.execute_batch(LISTS)?;
+        conn.execute_batch(CHUNK_TABLES)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-    })();
-    match made {
+    })
+}
+
+/// Runs `change` under the write lock (`BEGIN IMMEDIATE`): committed when it
+/// succeeds, rolled back when it fails.
+fn write_transaction(
+    conn: &Connection,
+    change: impl FnOnce() -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match change() {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

@@ -224,34 +224,26 @@ impl Walk<'_, '_> {
             sink.chunked(&hash, len, &read.chunks, read.new)
                 .map_err(|err| self.out_err(err))?;
             e.size = len;
-            if stable {
-                let found = Found {
-                    blake3: hash,
-                    content: Stored::Chunks(read.chunks),
-                    stat: Some(&after),
-                    tries,
-                };
-                return self.packed_done(sink, e, found, abs);
+            if !stable {
+                // Still changing: kept as last read, and marked.
+                e.changed = true;
+                self.outcome.changed += 1;
+                self.outcome.warnings.push(format!(
+                    "{}: changed while it was read, {} times: stored as last read ({len} bytes) \
+                     and marked as changed in the snapshot",
+                    abs.display(),
+                    MAX_TRIES + 1
+                ));
             }
-            // Still changing: kept as last read, and marked.
-            e.blake3 = Some(hash.clone());
-            e.set_stored(Stored::Chunks(read.chunks.clone()));
-            e.changed = true;
-            self.outcome.changed += 1;
-            self.outcome.warnings.push(format!(
-                "{}: changed while it was read, {} times: stored as last read ({len} bytes) \
-                 and marked as changed in the snapshot",
-                abs.display(),
-                MAX_TRIES + 1
-            ));
-            let known = KnownContent {
+            let found = Found {
                 blake3: hash,
                 content: Stored::Chunks(read.chunks),
+                // Read again next time when it changed (no stat to compare with).
+                stat: stable.then_some(&after),
+                // Its reads are reported above when it kept changing.
+                tries: if stable { tries } else { 1 },
             };
-            sink.seen(&e.path, None, &known)
-                .map_err(|err| self.out_err(err))?;
-            self.progress.add(0, 1);
-            return self.record(&e);
+            return self.packed_done(sink, e, found, abs);
         }
     }
 
