@@ -7,7 +7,7 @@
 //! The stream arrives in pieces of any size (the reader's buffer); a chunk is
 //! handed out only once the bytes after it are known or the stream ended, so the
 //! cuts are the same however the stream was split (tested below). Memory: at most
-//! `MAX + one piece` bytes held.
+//! `2 x MAX` bytes held, whatever the size of the pieces (tested below).
 
 use fastcdc::v2020::{Normalization, cut, select_masks};
 
@@ -50,17 +50,22 @@ impl Chunker {
         piece: &[u8],
         emit: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.held.extend_from_slice(piece);
-        // A cut needs MAX bytes ahead to be final: with fewer, more bytes could
-        // move it (the stream may go on).
-        while self.held.len() - self.start >= MAX {
-            let n = self.next_cut(&self.held[self.start..]);
-            emit(&self.held[self.start..self.start + n])?;
-            self.start += n;
-        }
-        if self.start >= MAX {
-            self.held.drain(..self.start);
-            self.start = 0;
+        // In steps of at most MAX bytes, so that `held` never outgrows its first
+        // 2 x MAX: after the cuts fewer than MAX bytes are pending, and they are
+        // moved to the front whenever the next step would not fit behind them.
+        for step in piece.chunks(MAX) {
+            if self.held.len() + step.len() > self.held.capacity() {
+                self.held.drain(..self.start);
+                self.start = 0;
+            }
+            self.held.extend_from_slice(step);
+            // A cut needs MAX bytes ahead to be final: with fewer, more bytes could
+            // move it (the stream may go on).
+            while self.held.len() - self.start >= MAX {
+                let n = self.next_cut(&self.held[self.start..]);
+                emit(&self.held[self.start..self.start + n])?;
+                self.start += n;
+            }
         }
         Ok(())
     }
@@ -138,6 +143,21 @@ mod tests {
         let new = after.iter().filter(|c| !before.contains(c)).count();
         assert!(new <= 3, "{new} of {} chunks are new", after.len());
         assert!(after.len() > 10);
+    }
+
+    #[test]
+    fn what_is_held_never_outgrows_two_maximum_chunks() {
+        let data = noise(40 << 20, 11);
+        for piece in [1 << 20, (1 << 20) + 17, 9 << 20] {
+            let mut c = Chunker::default();
+            let mut most = 0;
+            for p in data.chunks(piece) {
+                c.push(p, &mut |_: &[u8]| -> Result<(), ()> { Ok(()) })
+                    .expect("test");
+                most = most.max(c.held.capacity());
+            }
+            assert!(most <= 2 * MAX, "pieces of {piece}: {most} bytes held");
+        }
     }
 
     #[test]
