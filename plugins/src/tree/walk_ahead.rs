@@ -20,6 +20,7 @@ use crate::tree::entry::RawPath;
 use crate::tree::exclude::Excludes;
 use rustix::fs::{Dir, FileType};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -30,8 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 
-/// How many entries the walk may run ahead: the open files it holds at most, and
-/// about the number of read requests kept in flight. On 100,000 files of 4 KiB
+/// How many entries the walk may run ahead (plus the batch being filled and the
+/// one being read: `BATCH`): about the open files it holds, and the number of read
+/// requests kept in flight. On 100,000 files of 4 KiB
 /// (cold cache, 2 cores, virtio disk) a backup took 6.6 s one entry ahead, 5.3 s at
 /// 64 and 5.2 s at 256; `main` raises the open-file limit so this fits under it.
 pub const AHEAD: usize = 256;
@@ -143,22 +145,49 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
     }
 }
 
-/// Starts the walk inside `scope`; entries arrive in walk order on the receiver.
-/// The walk stops early when the receiver is dropped.
+/// Entries cross to the reader in batches of this many: one message, and at most
+/// one wake-up of a waiting thread, per batch. One by one, an unchanged run over
+/// 1,000,000 small files made 1.36 million futex calls.
+const BATCH: usize = 32;
+
+/// Starts the walk inside `scope`; entries come out of the iterator in walk order.
+/// The walk stops early when the iterator is dropped.
 pub fn spawn<'scope, 'env: 'scope>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     opts: WalkOptions<'env>,
-) -> Receiver<Walked> {
-    let (tx, rx) = sync_channel(AHEAD);
+) -> Walk {
+    let (tx, rx) = sync_channel(AHEAD / BATCH);
     scope.spawn(move || {
         let _ = Walker {
             opts: &opts,
             tx,
+            pending: RefCell::new(Vec::with_capacity(BATCH)),
             root_dev: 0,
         }
         .run();
     });
-    rx
+    Walk {
+        rx,
+        batch: Vec::new().into_iter(),
+    }
+}
+
+/// The walk's entries, as the walk thread sends them.
+pub struct Walk {
+    rx: Receiver<Vec<Walked>>,
+    batch: std::vec::IntoIter<Walked>,
+}
+
+impl Iterator for Walk {
+    type Item = Walked;
+    fn next(&mut self) -> Option<Walked> {
+        loop {
+            if let Some(w) = self.batch.next() {
+                return Some(w);
+            }
+            self.batch = self.rx.recv().ok()?.into_iter();
+        }
+    }
 }
 
 /// A directory being walked: its handle, where it is, and its entries still to
@@ -176,13 +205,35 @@ struct Stopped;
 
 struct Walker<'a> {
     opts: &'a WalkOptions<'a>,
-    tx: SyncSender<Walked>,
+    tx: SyncSender<Vec<Walked>>,
+    /// The batch being filled.
+    pending: RefCell<Vec<Walked>>,
     root_dev: u64,
+}
+
+/// The last batch leaves when the walk ends, however it ends.
+impl Drop for Walker<'_> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 impl Walker<'_> {
     fn send(&self, w: Walked) -> Result<(), Stopped> {
-        self.tx.send(w).map_err(|_| Stopped)
+        let full = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(w);
+            pending.len() >= BATCH
+        };
+        if full { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&self) -> Result<(), Stopped> {
+        let batch = std::mem::replace(&mut *self.pending.borrow_mut(), Vec::with_capacity(BATCH));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(batch).map_err(|_| Stopped)
     }
 
     fn run(mut self) -> Result<(), Stopped> {
