@@ -33,6 +33,10 @@ pub fn run(rt: &Handle, cfg: &Config, args: &PruneArgs) -> Result<u8> {
                 );
             }
             match &t.repack {
+                // With --json stdout holds the JSON alone.
+                Some(Ok(note)) if args.json => {
+                    eprintln!("job {} on {}: repack: {note}", job.name, t.report.target)
+                }
                 Some(Ok(note)) => {
                     println!("job {} on {}: repack: {note}", job.name, t.report.target)
                 }
