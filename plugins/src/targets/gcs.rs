@@ -92,3 +92,56 @@ fn open(g: &GcsTarget) -> Result<Arc<dyn ObjectStore>, String> {
         None => Arc::new(store),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::Op;
+
+    fn target(key: &str) -> coffer_config::Target {
+        coffer_config::Target {
+            name: "g".to_string(),
+            kind: coffer_config::TargetKind::Gcs(GcsTarget {
+                bucket: "acme-backups".to_string(),
+                prefix: Some("h1".to_string()),
+                service_account: Some((
+                    coffer_config::Secret::new(key.to_string()),
+                    "/etc/coffer/sa.json".into(),
+                )),
+            }),
+            limit_upload: None,
+            prune: coffer_config::Prune::Here,
+        }
+    }
+
+    /// Opening asks nothing of the server; a key that is no JSON is named by its
+    /// file, never shown. (No GCS emulator speaks what object_store's client
+    /// uses: the requests themselves are untested, see docs/configuration.md.)
+    #[test]
+    fn opens_from_a_service_account_key_and_names_a_bad_one_by_its_file() {
+        let key = r#"{"private_key": "k", "private_key_id": "i", "client_email": "e", "disable_oauth": true, "gcs_base_url": "http://127.0.0.1:9"}"#;
+        let t =
+            crate::targets::open_target(&target(key), crate::targets::Access::Read).expect("opens");
+        assert_eq!(t.description, "gcs bucket acme-backups prefix h1");
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".to_string(),
+            source: "403".into(),
+        };
+        let e = t.explain(Op::List, &denied);
+        assert!(
+            !e.retryable
+                && e.message.contains("bucket acme-backups")
+                && e.message.contains("/etc/coffer/sa.json"),
+            "{}",
+            e.message
+        );
+        let err =
+            crate::targets::open_target(&target("not-json-s3cret"), crate::targets::Access::Read)
+                .expect_err("a bad key");
+        let text = err.to_string();
+        assert!(
+            text.contains("/etc/coffer/sa.json") && !text.contains("s3cret"),
+            "{text}"
+        );
+    }
+}

@@ -292,3 +292,30 @@ fn status_error(method: &str, url: &url::Url, code: StatusCode) -> object_store:
         code.as_u16()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upload goes to the URL the prefixed HTTP store reads from: the folder's
+    /// parts, then the object's, on the server's root.
+    #[test]
+    fn uploads_go_where_the_store_reads() {
+        for (url, want) in [
+            (
+                "https://dav.example.com",
+                "https://dav.example.com/app/p/x.age",
+            ),
+            (
+                "https://dav.example.com/remote.php/dav/files/me@example.com/a%20b",
+                "https://dav.example.com/remote.php/dav/files/me@example.com/a%20b/app/p/x.age",
+            ),
+        ] {
+            let (root, folder) = root_and_folder(url).expect("parses");
+            assert_eq!(root.as_str(), "https://dav.example.com/");
+            let w = WholeUploads::new(root, folder, None).expect("client");
+            let path = Path::from("app/p/x.age");
+            assert_eq!(w.url_of(&w.parts_of(&path)).as_str(), want);
+        }
+    }
+}
