@@ -1,5 +1,5 @@
 //! The same checks against every target type, each on a real server: a local
-//! directory, S3 (s3s-fs), Azure Blob Storage (Azurite) and WebDAV (rclone). GCS
+//! directory, S3 (s3s-fs), Azure Blob Storage (Azurite, with the account key and with a SAS) and WebDAV (rclone). GCS
 //! is not here: no emulator of the registries handled what coffer needs (README,
 //! "Targets").
 //!
@@ -67,8 +67,9 @@ async fn upload(t: &Target, path: &ObjPath, parts: &[Vec<u8>]) {
         .unwrap_or_else(|e| panic!("{}: complete {path}: {e}", t.label()));
 }
 
-/// What coffer asks of a target's store, on `t`.
-async fn conforms(t: &Target) {
+/// What coffer asks of a target's store, on `t`; with `deletes` false, all but
+/// deleting (which the next target on the same place then does).
+async fn conforms(t: &Target, deletes: bool) {
     let who = t.label();
     let small = ObjPath::from("conf/snap/snapshot.json");
     let pack = ObjPath::from("conf/packs/ab/pack");
@@ -182,6 +183,9 @@ async fn conforms(t: &Target) {
         );
     }
 
+    if !deletes {
+        return;
+    }
     // Delete; deleting what is gone is fine or NotFound, as prune expects.
     for p in [&small, &pack] {
         t.store
@@ -222,6 +226,16 @@ fn every_target_type_stores_as_coffer_needs() {
             ),
         ),
         (
+            "azure-sas",
+            format!(
+                "[targets.azure-sas]\ntype = \"azure\"\naccount = \"{}\"\ncontainer = \"conformance\"\n\
+                 endpoint = \"{}\"\nallow_http = true\nsas_token_file = \"{}\"\nprefix = \"p\"\n",
+                crate::common::azurite::ACCOUNT,
+                azurite.endpoint(),
+                azurite.sas_file(dir.path()).display()
+            ),
+        ),
+        (
             "azure",
             azurite.target_toml(
                 "azure",
@@ -242,7 +256,11 @@ fn every_target_type_stores_as_coffer_needs() {
         .expect("runtime");
     for (name, table) in &tables {
         let t = open(dir.path(), name, table);
-        rt.block_on(conforms(&t));
+        // Azurite refuses the batch request object_store deletes with when it
+        // is signed by a SAS (Azure/Azurite#287, #2509): the SAS target does all
+        // but delete, and the key's target, on the same prefix after it,
+        // overwrites what it left and deletes it.
+        rt.block_on(conforms(&t, *name != "azure-sas"));
     }
     // What the servers hold is what coffer sees: nothing left under the prefixes
     // (a dropped upload's blocks on Azure are uncommitted, not blobs).

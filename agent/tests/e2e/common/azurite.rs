@@ -3,7 +3,7 @@
 //! port over a temporary directory and killed when dropped. Its account and key
 //! are the emulator's well-known public development ones. Containers are made
 //! with a `Create Container` request signed here with that key (SharedKey), since
-//! object_store has no call for it.
+//! object_store has no call for it; an account SAS is signed the same way.
 
 use super::{free_port, require_tool};
 use std::net::{SocketAddr, TcpStream};
@@ -96,6 +96,31 @@ impl Azurite {
         f
     }
 
+    /// Writes an account SAS (blob service; read, write, delete, list, add,
+    /// create on containers and objects; until 2099) to a file, for
+    /// `sas_token_file`, with the `?` the portal shows in front of it.
+    pub fn sas_file(&self, dir: &Path) -> PathBuf {
+        let (version, perms, expiry) = ("2021-08-06", "rwdlac", "2099-01-01T00:00:00Z");
+        let to_sign =
+            format!("{ACCOUNT}\n{perms}\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n\n");
+        let sig = sign(&to_sign);
+        let encoded: String = sig
+            .chars()
+            .map(|c| match c {
+                '+' => "%2B".to_string(),
+                '/' => "%2F".to_string(),
+                '=' => "%3D".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let token = format!(
+            "?sv={version}&ss=b&srt=sco&sp={perms}&se={expiry}&spr=https,http&sig={encoded}"
+        );
+        let f = dir.join("azure-sas");
+        std::fs::write(&f, format!("{token}\n")).expect("write SAS");
+        f
+    }
+
     /// A `[targets.NAME]` table for this server with the key from `key_file`.
     pub fn target_toml(&self, name: &str, container: &str, key_file: &Path, extra: &str) -> String {
         format!(
@@ -108,9 +133,6 @@ impl Azurite {
 
     /// `Create Container`, signed with the development key.
     fn create_container(&self, name: &str) {
-        use base64::Engine;
-        use hmac::Mac;
-        let b64 = base64::engine::general_purpose::STANDARD;
         let date = httpdate();
         let version = "2021-08-06";
         // Blob service SharedKey: the verb, eleven empty standard headers (a
@@ -119,10 +141,7 @@ impl Azurite {
             "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n\
              /{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
         );
-        let key = b64.decode(KEY).expect("the development key is base64");
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
-        mac.update(to_sign.as_bytes());
-        let sig = b64.encode(mac.finalize().into_bytes());
+        let sig = sign(&to_sign);
         let out = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
             .args(["-H", &format!("x-ms-date: {date}")])
@@ -161,6 +180,17 @@ impl Azurite {
         names.sort();
         names
     }
+}
+
+/// HMAC-SHA256 of `text` with the development key, base64 (SharedKey and SAS).
+fn sign(text: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(KEY).expect("the development key is base64");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
+    mac.update(text.as_bytes());
+    b64.encode(mac.finalize().into_bytes())
 }
 
 /// Now as an HTTP date (`Mon, 07 Dec 2026 05:00:00 GMT`).
