@@ -14,6 +14,7 @@ mod encryption;
 mod jobs;
 mod restore_policy;
 pub(crate) mod sources;
+pub(crate) mod stores;
 pub(crate) mod targets;
 
 use crate::locate::{Seg, dotted, line_col, offset_of};

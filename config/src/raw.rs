@@ -47,6 +47,9 @@ pub struct RawEncryption {
 pub enum TargetType {
     Local,
     S3,
+    Azure,
+    Gcs,
+    Webdav,
 }
 
 /// One flat struct for every target type (see the header); `load` refuses keys that
@@ -76,6 +79,17 @@ pub struct RawTarget {
     pub max_retries: Option<i64>,
     pub retry_timeout: Option<SizeOrText>,
     pub request_timeout: Option<SizeOrText>,
+    // azure (also prefix, endpoint, allow_http)
+    pub container: Option<String>,
+    pub account: Option<String>,
+    pub account_key_file: Option<PathBuf>,
+    pub sas_token_file: Option<PathBuf>,
+    // gcs (also bucket, prefix)
+    pub service_account_file: Option<PathBuf>,
+    // webdav (also allow_http)
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
 }
 
 /// A value written either as an integer (bytes, seconds) or as text with a unit

@@ -97,6 +97,9 @@ pub enum TargetKind {
         create: bool,
     },
     S3(S3Target),
+    Azure(crate::AzureTarget),
+    Gcs(crate::GcsTarget),
+    Webdav(crate::WebdavTarget),
 }
 
 impl fmt::Display for TargetKind {
@@ -104,6 +107,9 @@ impl fmt::Display for TargetKind {
         match self {
             TargetKind::Local { path, .. } => write!(f, "local {}", path.display()),
             TargetKind::S3(s3) => write!(f, "{s3}"),
+            TargetKind::Azure(a) => write!(f, "{a}"),
+            TargetKind::Gcs(g) => write!(f, "{g}"),
+            TargetKind::Webdav(w) => write!(f, "{w}"),
         }
     }
 }
@@ -192,6 +198,12 @@ pub const CREDENTIAL_ENV: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CLIENT_SECRET",
     "PGPASSWORD",
     "MYSQL_PWD",
     "REDISCLI_AUTH",

@@ -182,3 +182,62 @@ fn the_documented_snapshot_keys_load_when_uncommented() {
         Some(coffer_config::FsSnapshot::Command { .. })
     ));
 }
+
+/// The provider examples (`targets-*.toml`) load, with the operator's own key and
+/// their secret files made, and each target is of the type its file is about.
+#[test]
+fn the_provider_examples_load_once_their_secret_files_exist() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("targets-") && n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    let want = [
+        ("targets-aws-s3.toml", vec!["s3"]),
+        ("targets-azure.toml", vec!["azure"]),
+        ("targets-backblaze-b2.toml", vec!["s3"]),
+        ("targets-gcs.toml", vec!["gcs"]),
+        ("targets-minio-garage.toml", vec!["s3", "s3"]),
+        ("targets-webdav.toml", vec!["webdav"]),
+    ];
+    assert_eq!(
+        names,
+        want.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>()
+    );
+    let secrets = tempfile::tempdir().expect("tempdir");
+    for (name, types) in want {
+        let mut text = own_key(&example(name));
+        // Every /etc/coffer/... file the example names, made with a secret in it.
+        while let Some(at) = text.find("\"/etc/coffer/") {
+            let end = at + 1 + text[at + 1..].find('"').expect("a closing quote");
+            let file = secrets.path().join(format!("secret{at}"));
+            std::fs::write(&file, "s3cret\n").expect("write");
+            text.replace_range(at + 1..end, &file.display().to_string());
+        }
+        let cfg = load_str(&text, Path::new(name), Path::new("/"))
+            .unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        let kinds: Vec<String> = cfg
+            .targets
+            .values()
+            .map(|t| {
+                t.kind
+                    .to_string()
+                    .split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(kinds, types, "{name}");
+        // As shipped, each is refused only for the example key.
+        match load_str(&example(name), Path::new(name), Path::new("/")) {
+            Err(ConfigError::Invalid(problems)) => assert!(
+                problems.iter().any(|p| p.key == "encryption.recipients[0]"),
+                "{name}: {problems:?}"
+            ),
+            other => panic!("{name} loaded with the example key: {other:?}"),
+        }
+    }
+}

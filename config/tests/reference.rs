@@ -143,6 +143,10 @@ fn the_commented_out_blocks_load_when_uncommented() {
         "/etc/coffer/s3-secret",
         "/etc/coffer/redis-password",
         "/etc/coffer/mysql-password",
+        "/etc/coffer/azure-account-key",
+        "/etc/coffer/azure-sas-token",
+        "/etc/coffer/gcs-service-account.json",
+        "/etc/coffer/webdav-password",
     ] {
         text = text.replace(file, &secret.display().to_string());
     }
@@ -153,5 +157,16 @@ fn the_commented_out_blocks_load_when_uncommented() {
     let all: BTreeSet<&str> = source_types().into_iter().map(|t| t.as_str()).collect();
     assert_eq!(kinds, all, "a source type has no block");
     assert!(job.check.is_some(), "the check is not shown");
-    assert_eq!(cfg.targets.len(), 2, "{:?}", cfg.targets.keys());
+    // Every target type has a block (the type is the first word of its description).
+    let shown: BTreeSet<String> = cfg
+        .targets
+        .values()
+        .filter_map(|t| t.kind.to_string().split(' ').next().map(str::to_string))
+        .collect();
+    let types: BTreeSet<String> = config_keys()
+        .into_iter()
+        .find(|k| k.path == "targets.*.type")
+        .map(|k| k.choices.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default();
+    assert_eq!(shown, types, "a target type has no block");
 }

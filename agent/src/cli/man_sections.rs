@@ -22,7 +22,9 @@ const FILES: &[(&str, &str)] = &[
     (
         "/etc/coffer/recipients.txt, /etc/coffer/*-password, /etc/coffer/s3-secret",
         "Files the config may point at: recipients_file (public keys), a source's \
-         password_file, an S3 target's secret_access_key_file (each mode 0600).",
+         password_file, an S3 target's secret_access_key_file, an Azure target's \
+         account_key_file or sas_token_file, a GCS target's service_account_file, a \
+         WebDAV target's password_file (each mode 0600).",
     ),
     (
         "/var/lib/coffer",

@@ -22,6 +22,7 @@ mod browse;
 mod changing;
 mod chunks;
 mod config_cli;
+mod conformance;
 mod copy;
 mod crash;
 mod damaged_pack;

@@ -74,6 +74,9 @@ impl Validator<'_> {
             ("retry_timeout", t.retry_timeout.is_some()),
             ("request_timeout", t.request_timeout.is_some()),
         ];
+        if !self.foreign_keys(at, &t) {
+            return None;
+        }
         match t.kind {
             TargetType::Local => {
                 let mut ok = true;
@@ -115,6 +118,9 @@ impl Validator<'_> {
                 }
                 self.s3(at, t).map(TargetKind::S3)
             }
+            TargetType::Azure => self.azure(at, t).map(TargetKind::Azure),
+            TargetType::Gcs => self.gcs(at, t).map(TargetKind::Gcs),
+            TargetType::Webdav => self.webdav(at, t).map(TargetKind::Webdav),
         }
     }
 
@@ -372,7 +378,7 @@ fn bucket_ok(b: &str) -> bool {
 }
 
 /// Folders of S3's "safe characters", so a key means the same on every server.
-fn prefix_ok(p: &str) -> bool {
+pub(super) fn prefix_ok(p: &str) -> bool {
     p.split('/').all(|seg| {
         !seg.is_empty()
             && seg != "."

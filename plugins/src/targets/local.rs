@@ -58,6 +58,8 @@ pub(super) fn open(
         journal: None,
         throttle: None,
         prunes_here: true,
+        explainer: None,
+        whole_uploads: None,
     })
 }
 

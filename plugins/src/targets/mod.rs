@@ -4,16 +4,21 @@
 //! A local target also knows its directory, because object_store's view of it
 //! hides what a killed run leaves there (staging files, empty folders).
 //!
-//! One module per target type (`local`, `s3`), `registry` that maps a config
-//! target to its module, and what targets share (`parts`, `throttle`).
+//! One module per target type (`local`, `s3`, `azure`, `gcs`, `webdav`), `registry`
+//! that maps a config target to its module, what the remote ones share (`remote`)
+//! and what all share (`parts`, `throttle`).
 
+mod azure;
+mod gcs;
 pub mod leftovers;
 mod local;
 pub mod no_delete;
 pub mod parts;
 pub mod registry;
+mod remote;
 mod s3;
 pub mod throttle;
+mod webdav;
 
 pub use registry::open_target;
 pub use s3::upload_journal;
@@ -46,6 +51,11 @@ pub struct Target {
     /// `prune = "here"` (the default): this host may delete on the target. With
     /// `"elsewhere"` its store refuses every delete (`no_delete`).
     pub prunes_here: bool,
+    /// Azure, GCS, WebDAV: how their failures are put (`remote`).
+    explainer: Option<Arc<dyn crate::targets::remote::Explain>>,
+    /// WebDAV: uploads are spooled and sent whole, since WebDAV has no multipart
+    /// uploads (`webdav::upload`).
+    whole_uploads: Option<Arc<crate::targets::webdav::upload::WholeUploads>>,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -87,6 +97,8 @@ impl Target {
             journal: None,
             throttle: None,
             prunes_here: true,
+            explainer: None,
+            whole_uploads: None,
         }
     }
 
@@ -111,6 +123,13 @@ impl Target {
         &self,
         path: &object_store::path::Path,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if let Some(whole) = &self.whole_uploads {
+            let up = whole.start(path)?;
+            return Ok(match &self.throttle {
+                Some(bucket) => crate::targets::throttle::throttled(up, bucket.clone()),
+                None => up,
+            });
+        }
         let (Some(store), Some(journal), Some(s3)) = (&self.multipart, &self.journal, &self.s3)
         else {
             return self.store.put_multipart(path).await;
@@ -232,9 +251,10 @@ impl Target {
 
     /// Names the target and says what to check.
     pub fn explain(&self, during: Op, err: &object_store::Error) -> Explained {
-        let (detail, retryable) = match &self.s3 {
-            Some(s3) => crate::targets::s3::explain(s3, during, err),
-            None => (
+        let (detail, retryable) = match (&self.s3, &self.explainer) {
+            (Some(s3), _) => crate::targets::s3::explain(s3, during, err),
+            (None, Some(e)) => e.explain(during, err),
+            (None, None) => (
                 err.to_string(),
                 !matches!(err, object_store::Error::NotFound { .. }),
             ),

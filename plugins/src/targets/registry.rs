@@ -1,6 +1,6 @@
 //! The one place that maps a config target's type to its module, and what every
 //! target gets whatever its type (`limit_upload`). Adding a target type means a
-//! module beside `local` and `s3` and an arm in each match here
+//! module beside `local`, `s3`, `azure`, `gcs` and `webdav` and an arm in each match here
 //! (docs/development.md); `tests/one_place.rs` fails when a type is named elsewhere.
 
 use super::{Access, Target, TargetError};
@@ -12,6 +12,9 @@ pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, 
     let mut target = match &t.kind {
         TargetKind::Local { path, create } => super::local::open(t, path, *create, access)?,
         TargetKind::S3(s3) => super::s3::open_target(t, s3)?,
+        TargetKind::Azure(a) => super::azure::open_target(t, a)?,
+        TargetKind::Gcs(g) => super::gcs::open_target(t, g)?,
+        TargetKind::Webdav(w) => super::webdav::open_target(t, w)?,
     };
     if let Some(rate) = t.limit_upload {
         let bucket = crate::targets::throttle::bucket_for(&t.name, rate);
@@ -44,5 +47,8 @@ pub fn shown(t: &coffer_config::Target, bytes: &dyn Fn(u64) -> String) -> Shown 
     match &t.kind {
         TargetKind::Local { create, .. } => super::local::shown(*create),
         TargetKind::S3(s3) => super::s3::shown(s3, bytes),
+        TargetKind::Azure(a) => super::azure::shown(a, bytes),
+        TargetKind::Gcs(g) => super::gcs::shown(g, bytes),
+        TargetKind::Webdav(w) => super::webdav::shown(w, bytes),
     }
 }

@@ -3,6 +3,7 @@
 //! is the point. A missing tool, server or privilege is a failure that names
 //! `tests/run`, never a skip.
 
+pub mod azurite;
 pub mod btrfs;
 pub mod forge;
 pub mod kernel_reads;
@@ -15,6 +16,7 @@ pub mod s3;
 pub mod servers;
 pub mod service;
 pub mod uploads;
+pub mod webdav;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -48,6 +48,8 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
         journal: None,
         throttle: None,
         prunes_here: true,
+        explainer: None,
+        whole_uploads: None,
     })
 }
 
@@ -236,7 +238,7 @@ pub fn explain(
 /// export and maps only some statuses to its own variants (a failed listing is
 /// "generic"), so it is read from the message, which always says
 /// `status code: NNN` when the server answered.
-fn status_of(err: &object_store::Error) -> Option<u16> {
+pub(super) fn status_of(err: &object_store::Error) -> Option<u16> {
     let text = err.to_string();
     let at = text.find("status code: ")? + "status code: ".len();
     text.get(at..at + 3)?.parse().ok()
@@ -244,7 +246,7 @@ fn status_of(err: &object_store::Error) -> Option<u16> {
 
 /// A failure worth another run: the network failed (connection refused or reset,
 /// timeout), or the server answered 5xx, 408 or 429 until the retries ran out.
-fn transient(err: &object_store::Error, status: Option<u16>) -> bool {
+pub(super) fn transient(err: &object_store::Error, status: Option<u16>) -> bool {
     if let Some(code) = status {
         return code >= 500 || code == 408 || code == 429;
     }

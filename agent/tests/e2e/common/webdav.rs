@@ -1,0 +1,115 @@
+//! A real WebDAV server for the tests: `rclone serve webdav` (Debian's rclone,
+//! installed by tests/run) over a temporary directory on a free loopback port,
+//! with Basic authentication, killed when dropped. Its storage is plain files, so
+//! a test can look at what the server really holds without going through coffer.
+
+use super::{free_port, require_tool};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct WebdavServer {
+    pub root: tempfile::TempDir,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    child: Option<Child>,
+}
+
+impl WebdavServer {
+    pub fn start() -> WebdavServer {
+        require_tool("rclone");
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("dav")).expect("served dir");
+        let mut s = WebdavServer {
+            root,
+            port: 0,
+            user: "coffer".to_string(),
+            password: format!("dav-{}", std::process::id()),
+            child: None,
+        };
+        for _ in 0..5 {
+            s.port = free_port();
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!(
+            "rclone serve webdav did not start; see {}",
+            s.log().display()
+        );
+    }
+
+    fn log(&self) -> PathBuf {
+        self.root.path().join("rclone.log")
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = std::fs::File::create(self.log()).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let mut child = Command::new("rclone")
+            .args(["serve", "webdav"])
+            .arg(self.root.path().join("dav"))
+            .args(["--addr", &format!("127.0.0.1:{}", self.port)])
+            .args(["--user", &self.user, "--pass", &self.password])
+            // Never the machine's own rclone remotes.
+            .env("RCLONE_CONFIG", self.root.path().join("rclone.conf"))
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn rclone (tests/run installs it)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if child.try_wait().expect("poll rclone").is_some() {
+                return false;
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// The URL of `folder` on the server (made on the server's disk first).
+    pub fn url(&self, folder: &str) -> String {
+        std::fs::create_dir_all(self.dir().join(folder)).expect("folder");
+        format!("http://127.0.0.1:{}/{folder}", self.port)
+    }
+
+    /// Where the server keeps what it serves.
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join("dav")
+    }
+
+    pub fn password_file(&self, dir: &Path) -> PathBuf {
+        let f = dir.join("webdav-password");
+        std::fs::write(&f, format!("{}\n", self.password)).expect("write password");
+        f
+    }
+
+    /// A `[targets.NAME]` table for `folder` on this server.
+    pub fn target_toml(&self, name: &str, folder: &str, password_file: &Path) -> String {
+        format!(
+            "[targets.{name}]\ntype = \"webdav\"\nurl = \"{}\"\nallow_http = true\nuser = \"{}\"\n\
+             password_file = \"{}\"\n",
+            self.url(folder),
+            self.user,
+            password_file.display()
+        )
+    }
+}
+
+impl Drop for WebdavServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
