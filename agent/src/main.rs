@@ -94,7 +94,11 @@ fn quiet_on_closed_stdout(command: &Command) {
 /// threshold a first backup of 1,000,000 small files peaked at 82 MiB of RSS while
 /// its heap never held more than 49 MiB; held, it peaks at 57 MiB
 /// (docs/performance.md). musl's allocator unmaps big blocks when freed anyway.
+/// An operator's own `MALLOC_MMAP_THRESHOLD_` (glibc's tunable) is left as set.
 fn hold_mmap_threshold() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called first thing in
     // main, before any other thread exists.
