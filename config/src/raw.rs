@@ -47,6 +47,7 @@ pub struct RawEncryption {
 pub enum TargetType {
     Local,
     S3,
+    Sftp,
 }
 
 /// One flat struct for every target type (see the header); `load` refuses keys that
@@ -76,6 +77,13 @@ pub struct RawTarget {
     pub max_retries: Option<i64>,
     pub retry_timeout: Option<SizeOrText>,
     pub request_timeout: Option<SizeOrText>,
+    // sftp (and `path`, the folder on the server)
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub user: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_fingerprint: Option<String>,
 }
 
 /// A value written either as an integer (bytes, seconds) or as text with a unit

@@ -13,6 +13,8 @@ use crate::units;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+mod sftp;
+
 /// S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
 pub const S3_MIN_PART: u64 = 5 << 20;
 pub const S3_MAX_PART: u64 = 5 << 30;
@@ -74,7 +76,20 @@ impl Validator<'_> {
             ("retry_timeout", t.retry_timeout.is_some()),
             ("request_timeout", t.request_timeout.is_some()),
         ];
-        match t.kind {
+        // Any other type refuses the sftp target's keys.
+        let mut foreign_sftp_key = false;
+        if t.kind != TargetType::Sftp {
+            for (key, set) in sftp::keys(&t) {
+                if set {
+                    self.problem(
+                        &child(at, key),
+                        "only an sftp target has this key (this target's type is not \"sftp\")",
+                    );
+                    foreign_sftp_key = true;
+                }
+            }
+        }
+        let kind = match t.kind {
             TargetType::Local => {
                 let mut ok = true;
                 for (key, set) in s3_keys {
@@ -115,7 +130,21 @@ impl Validator<'_> {
                 }
                 self.s3(at, t).map(TargetKind::S3)
             }
-        }
+            TargetType::Sftp => {
+                let mut ok = true;
+                for (key, set) in s3_keys.into_iter().chain([("create", t.create.is_some())]) {
+                    if set {
+                        self.problem(
+                            &child(at, key),
+                            "an sftp target does not take this key (this target has type = \"sftp\")",
+                        );
+                        ok = false;
+                    }
+                }
+                self.sftp(at, t).filter(|_| ok).map(TargetKind::Sftp)
+            }
+        };
+        kind.filter(|_| !foreign_sftp_key)
     }
 
     /// `limit_upload = "20MiB/s"`, for every type of target.

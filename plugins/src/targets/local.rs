@@ -58,6 +58,7 @@ pub(super) fn open(
         journal: None,
         throttle: None,
         prunes_here: true,
+        sftp: None,
     })
 }
 

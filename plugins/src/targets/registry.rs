@@ -12,6 +12,7 @@ pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, 
     let mut target = match &t.kind {
         TargetKind::Local { path, create } => super::local::open(t, path, *create, access)?,
         TargetKind::S3(s3) => super::s3::open_target(t, s3)?,
+        TargetKind::Sftp(sftp) => super::sftp::open_target(t, sftp, access)?,
     };
     if let Some(rate) = t.limit_upload {
         let bucket = crate::targets::throttle::bucket_for(&t.name, rate);
@@ -44,5 +45,6 @@ pub fn shown(t: &coffer_config::Target, bytes: &dyn Fn(u64) -> String) -> Shown 
     match &t.kind {
         TargetKind::Local { create, .. } => super::local::shown(*create),
         TargetKind::S3(s3) => super::s3::shown(s3, bytes),
+        TargetKind::Sftp(sftp) => super::sftp::shown(sftp),
     }
 }

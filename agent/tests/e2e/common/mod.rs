@@ -14,6 +14,7 @@ pub mod rss;
 pub mod s3;
 pub mod servers;
 pub mod service;
+pub mod sshd;
 pub mod uploads;
 
 use std::net::TcpListener;

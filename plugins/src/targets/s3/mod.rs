@@ -48,6 +48,7 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
         journal: None,
         throttle: None,
         prunes_here: true,
+        sftp: None,
     })
 }
 
