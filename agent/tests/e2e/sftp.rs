@@ -225,7 +225,9 @@ fn a_run_killed_mid_upload_leaves_a_staging_file_that_is_ignored_then_pruned() {
     let src = tmp.path().join("data");
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("first.bin"), noise(3 * MIB, 1)).expect("write");
-    let world = sftp_world(&server, "pack_size = \"1MiB\"\n", &src);
+    // Packs larger than a part (8 MiB), so a pack's staging file is on the
+    // server while the file that fills it is still being read.
+    let world = sftp_world(&server, "pack_size = \"32MiB\"\n", &src);
     world.backup();
     let stored: PathBuf = server.chroot().join("data/backups");
     assert!(pack_staging(&stored).is_empty());
@@ -233,7 +235,7 @@ fn a_run_killed_mid_upload_leaves_a_staging_file_that_is_ignored_then_pruned() {
     // The second run's new file is held mid-read once a pack is being staged on
     // the server, so the kill lands while that pack is half written.
     let big = src.join("second.bin");
-    std::fs::write(&big, noise(16 * MIB, 2)).expect("write");
+    std::fs::write(&big, noise(28 * MIB, 2)).expect("write");
     let release = std::sync::Arc::new(AtomicBool::new(false));
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let gate = {
