@@ -347,7 +347,10 @@ mod tests {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }
         let ty = keys.iter().find(|k| k.path == "targets.*.type");
-        assert_eq!(ty.map(|k| k.choices.clone()), Some(vec!["local", "s3"]));
+        assert_eq!(
+            ty.map(|k| k.choices.clone()),
+            Some(vec!["local", "s3", "sftp"])
+        );
         assert_eq!(source_types().len(), 6);
         assert_eq!(
             keys.iter().find(|k| k.path == "agent").map(|k| k.name()),

@@ -153,5 +153,5 @@ fn the_commented_out_blocks_load_when_uncommented() {
     let all: BTreeSet<&str> = source_types().into_iter().map(|t| t.as_str()).collect();
     assert_eq!(kinds, all, "a source type has no block");
     assert!(job.check.is_some(), "the check is not shown");
-    assert_eq!(cfg.targets.len(), 2, "{:?}", cfg.targets.keys());
+    assert_eq!(cfg.targets.len(), 4, "{:?}", cfg.targets.keys());
 }
