@@ -117,8 +117,7 @@ async fn keyscan(sftp: &SftpTarget) -> Result<String, Failure> {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
             .unwrap_or("no host key");
         return Err(Failure::transient(format!(
             "no SSH server answered at {at} ({why}); check that it is up and host and port are right"
