@@ -50,6 +50,7 @@ pub enum TargetType {
     Azure,
     Gcs,
     Webdav,
+    Sftp,
 }
 
 /// One flat struct for every target type (see the header); `load` refuses keys that
@@ -90,6 +91,12 @@ pub struct RawTarget {
     pub url: Option<String>,
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
+    // sftp (and `path`, the folder on the server; `user`, as webdav's)
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_fingerprint: Option<String>,
 }
 
 /// A value written either as an integer (bytes, seconds) or as text with a unit

@@ -349,7 +349,7 @@ mod tests {
         let ty = keys.iter().find(|k| k.path == "targets.*.type");
         assert_eq!(
             ty.map(|k| k.choices.clone()),
-            Some(vec!["local", "s3", "azure", "gcs", "webdav"])
+            Some(vec!["local", "s3", "azure", "gcs", "webdav", "sftp"])
         );
         assert_eq!(source_types().len(), 6);
         assert_eq!(

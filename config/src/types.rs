@@ -100,6 +100,7 @@ pub enum TargetKind {
     Azure(crate::AzureTarget),
     Gcs(crate::GcsTarget),
     Webdav(crate::WebdavTarget),
+    Sftp(SftpTarget),
 }
 
 impl fmt::Display for TargetKind {
@@ -110,6 +111,7 @@ impl fmt::Display for TargetKind {
             TargetKind::Azure(a) => write!(f, "{a}"),
             TargetKind::Gcs(g) => write!(f, "{g}"),
             TargetKind::Webdav(w) => write!(f, "{w}"),
+            TargetKind::Sftp(sftp) => write!(f, "{sftp}"),
         }
     }
 }
@@ -147,6 +149,41 @@ impl fmt::Display for S3Target {
             Some(e) => write!(f, " at {e}"),
             None => write!(f, " in {}", self.region),
         }
+    }
+}
+
+/// A folder on an SFTP server (an SSH storage box, any OpenSSH server). Objects go
+/// under `<path>/<job>/<snapshot-id>/`.
+#[derive(Debug, Clone)]
+pub struct SftpTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The folder on the server, `/`-separated, without a trailing `/`: absolute, or
+    /// relative to the login folder (`.` for the login folder itself).
+    pub path: String,
+    /// The private key coffer logs in with (OpenSSH format, no passphrase).
+    pub key_file: PathBuf,
+    pub host_key: HostKeyPin,
+}
+
+/// How the server's host key is known in advance: coffer never trusts a key on
+/// first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPin {
+    /// A known_hosts file (as `ssh-keyscan` writes it) holding the server's keys.
+    KnownHosts(PathBuf),
+    /// `SHA256:...`, as `ssh-keygen -lf` prints it.
+    Fingerprint(String),
+}
+
+impl fmt::Display for SftpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sftp {}@{}", self.user, self.host)?;
+        if self.port != 22 {
+            write!(f, ":{}", self.port)?;
+        }
+        write!(f, " path {}", self.path)
     }
 }
 

@@ -132,6 +132,26 @@ fn kadi_example_validates_once_its_secret_files_exist() {
 }
 
 #[test]
+fn storagebox_example_validates_as_an_sftp_target_on_port_23() {
+    let cfg = with_secret_files("storagebox.toml", "/etc/coffer/no-password-here");
+    let target = &cfg.targets["box"];
+    match &target.kind {
+        coffer_config::TargetKind::Sftp(s) => {
+            assert_eq!(
+                (s.port, s.user.as_str(), s.path.as_str()),
+                (23, "u123456", "coffer")
+            );
+            assert_eq!(
+                s.host_key,
+                coffer_config::HostKeyPin::KnownHosts("/etc/coffer/storagebox_known_hosts".into())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.jobs["files"].targets, ["box"]);
+}
+
+#[test]
 fn kinto_example_validates_once_its_secret_files_exist() {
     let cfg = with_secret_files("kinto.toml", "/etc/coffer/kinto-db-password");
     let job = &cfg.jobs["kinto"];

@@ -57,6 +57,7 @@ mod roundtrip;
 mod s3;
 mod safety;
 mod secrets;
+mod sftp;
 mod shell;
 mod status_page;
 mod status_stats;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// belong to every type; `local`'s and `s3`'s own refusals of each other's keys
 /// stay in `targets.rs`.
 const OWNERS: &[(&str, &[&str])] = &[
-    ("path", &["local"]),
+    ("path", &["local", "sftp"]),
     ("create", &["local"]),
     ("bucket", &["s3", "gcs"]),
     ("prefix", &["s3", "azure", "gcs"]),
@@ -38,8 +38,13 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("sas_token_file", &["azure"]),
     ("service_account_file", &["gcs"]),
     ("url", &["webdav"]),
-    ("user", &["webdav"]),
+    ("user", &["webdav", "sftp"]),
     ("password_file", &["webdav"]),
+    ("host", &["sftp"]),
+    ("port", &["sftp"]),
+    ("key_file", &["sftp"]),
+    ("known_hosts", &["sftp"]),
+    ("host_key_fingerprint", &["sftp"]),
 ];
 
 /// The keys of `OWNERS` that `local` and `s3` knew nothing of: those two check
@@ -53,6 +58,11 @@ const NEW_KEYS: &[&str] = &[
     "url",
     "user",
     "password_file",
+    "host",
+    "port",
+    "key_file",
+    "known_hosts",
+    "host_key_fingerprint",
 ];
 
 fn type_name(kind: TargetType) -> &'static str {
@@ -62,6 +72,7 @@ fn type_name(kind: TargetType) -> &'static str {
         TargetType::Azure => "azure",
         TargetType::Gcs => "gcs",
         TargetType::Webdav => "webdav",
+        TargetType::Sftp => "sftp",
     }
 }
 
@@ -91,6 +102,11 @@ fn set_keys(t: &RawTarget) -> Vec<&'static str> {
         ("url", t.url.is_some()),
         ("user", t.user.is_some()),
         ("password_file", t.password_file.is_some()),
+        ("host", t.host.is_some()),
+        ("port", t.port.is_some()),
+        ("key_file", t.key_file.is_some()),
+        ("known_hosts", t.known_hosts.is_some()),
+        ("host_key_fingerprint", t.host_key_fingerprint.is_some()),
     ];
     set.into_iter()
         .filter(|(_, s)| *s)

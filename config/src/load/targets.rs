@@ -13,6 +13,8 @@ use crate::units;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+mod sftp;
+
 /// S3's limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
 pub const S3_MIN_PART: u64 = 5 << 20;
 pub const S3_MAX_PART: u64 = 5 << 30;
@@ -121,6 +123,7 @@ impl Validator<'_> {
             TargetType::Azure => self.azure(at, t).map(TargetKind::Azure),
             TargetType::Gcs => self.gcs(at, t).map(TargetKind::Gcs),
             TargetType::Webdav => self.webdav(at, t).map(TargetKind::Webdav),
+            TargetType::Sftp => self.sftp(at, t).map(TargetKind::Sftp),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod parts;
 pub mod registry;
 mod remote;
 mod s3;
+mod sftp;
 pub mod throttle;
 mod webdav;
 
@@ -56,6 +57,9 @@ pub struct Target {
     /// WebDAV: uploads are spooled and sent whole, since WebDAV has no multipart
     /// uploads (`webdav::upload`).
     whole_uploads: Option<Arc<crate::targets::webdav::upload::WholeUploads>>,
+    /// An SFTP target's server: like a local directory, it has folders and the
+    /// staging files of killed uploads, which its store's listings hide.
+    sftp: Option<Arc<crate::targets::sftp::Remote>>,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -99,6 +103,7 @@ impl Target {
             prunes_here: true,
             explainer: None,
             whole_uploads: None,
+            sftp: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl Target {
     /// Removes the folder of `dir` on a local target once it holds nothing (no-op on
     /// object stores, where a folder is only a prefix). Best effort.
     pub fn remove_empty_folder(&self, dir: &object_store::path::Path) {
+        if let Some(sftp) = &self.sftp {
+            sftp.remove_empty_folder(dir);
+        }
         if let Some(root) = &self.local_root {
             let _ = std::fs::remove_dir(root.join(dir.as_ref()));
         }
@@ -193,6 +201,14 @@ impl Target {
         &self,
         dir: &object_store::path::Path,
     ) -> std::io::Result<Vec<std::path::PathBuf>> {
+        if let Some(sftp) = &self.sftp {
+            let mut removed = Vec::new();
+            for l in sftp.leftovers(dir)? {
+                sftp.remove_leftover(dir, &l.name)?;
+                removed.push(std::path::Path::new(dir.as_ref()).join(&l.name));
+            }
+            return Ok(removed);
+        }
         let Some(root) = &self.local_root else {
             return Ok(Vec::new());
         };
@@ -212,6 +228,9 @@ impl Target {
         &self,
         dir: &object_store::path::Path,
     ) -> std::io::Result<Vec<crate::targets::leftovers::Leftover>> {
+        if let Some(sftp) = &self.sftp {
+            return sftp.leftovers(dir);
+        }
         match &self.local_root {
             Some(root) => crate::targets::leftovers::list(root, dir.as_ref()),
             None => Ok(Vec::new()),
@@ -224,6 +243,9 @@ impl Target {
         dir: &object_store::path::Path,
         name: &str,
     ) -> std::io::Result<()> {
+        if let Some(sftp) = &self.sftp {
+            return sftp.remove_leftover(dir, name);
+        }
         match &self.local_root {
             Some(root) => crate::targets::leftovers::remove(root, dir.as_ref(), name),
             None => Ok(()),
@@ -234,6 +256,9 @@ impl Target {
     /// a folder): deleting what a listing shows there would delete where it points.
     /// Always fine on object stores, where a folder is only a prefix.
     pub fn refuse_linked_folder(&self, dir: &object_store::path::Path) -> std::io::Result<()> {
+        if let Some(sftp) = &self.sftp {
+            return sftp.refuse_links(dir);
+        }
         match &self.local_root {
             Some(root) => crate::targets::leftovers::refuse_links(root, dir.as_ref()),
             None => Ok(()),
@@ -244,6 +269,9 @@ impl Target {
     /// object stores, where a folder is only a prefix), so that prune reports only
     /// what it really removed.
     pub fn folder_gone(&self, dir: &object_store::path::Path) -> bool {
+        if let Some(sftp) = &self.sftp {
+            return sftp.folder_gone(dir);
+        }
         self.local_root
             .as_ref()
             .is_none_or(|root| !root.join(dir.as_ref()).exists())
@@ -256,7 +284,8 @@ impl Target {
             (None, Some(e)) => e.explain(during, err),
             (None, None) => (
                 err.to_string(),
-                !matches!(err, object_store::Error::NotFound { .. }),
+                crate::targets::sftp::retryable(err)
+                    .unwrap_or(!matches!(err, object_store::Error::NotFound { .. })),
             ),
         };
         Explained {
@@ -290,6 +319,15 @@ pub enum TargetError {
         description: String,
         message: String,
     },
+    /// The target is not who it should be, or refuses who coffer is (an SFTP
+    /// server's host key that does not match the pinned one, a login refused): a
+    /// problem of the setup (exit 2, like a missing root) that no retry fixes.
+    #[error("target {name} ({description}): {message}")]
+    Setup {
+        name: String,
+        description: String,
+        message: String,
+    },
 }
 
 impl TargetError {
@@ -297,11 +335,17 @@ impl TargetError {
         match self {
             TargetError::Open { retryable, .. } => *retryable,
             TargetError::MissingRoot { .. } => true,
+            TargetError::Setup { .. } => false,
         }
     }
 
+    /// A problem of the setup rather than of the work (exit 2): a missing root,
+    /// or a target that refuses or is refused (`Setup`).
     pub fn is_missing_root(&self) -> bool {
-        matches!(self, TargetError::MissingRoot { .. })
+        matches!(
+            self,
+            TargetError::MissingRoot { .. } | TargetError::Setup { .. }
+        )
     }
 }
 

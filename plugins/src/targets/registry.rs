@@ -15,6 +15,7 @@ pub fn open_target(t: &coffer_config::Target, access: Access) -> Result<Target, 
         TargetKind::Azure(a) => super::azure::open_target(t, a)?,
         TargetKind::Gcs(g) => super::gcs::open_target(t, g)?,
         TargetKind::Webdav(w) => super::webdav::open_target(t, w)?,
+        TargetKind::Sftp(sftp) => super::sftp::open_target(t, sftp, access)?,
     };
     if let Some(rate) = t.limit_upload {
         let bucket = crate::targets::throttle::bucket_for(&t.name, rate);
@@ -50,5 +51,6 @@ pub fn shown(t: &coffer_config::Target, bytes: &dyn Fn(u64) -> String) -> Shown 
         TargetKind::Azure(a) => super::azure::shown(a, bytes),
         TargetKind::Gcs(g) => super::gcs::shown(g, bytes),
         TargetKind::Webdav(w) => super::webdav::shown(w, bytes),
+        TargetKind::Sftp(sftp) => super::sftp::shown(sftp),
     }
 }

@@ -15,6 +15,7 @@ pub mod rss;
 pub mod s3;
 pub mod servers;
 pub mod service;
+pub mod sshd;
 pub mod uploads;
 pub mod webdav;
 

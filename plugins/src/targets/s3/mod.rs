@@ -50,6 +50,7 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
         prunes_here: true,
         explainer: None,
         whole_uploads: None,
+        sftp: None,
     })
 }
 
