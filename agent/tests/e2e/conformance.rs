@@ -1,5 +1,7 @@
 //! The same checks against every target type, each on a real server: a local
-//! directory, S3 (s3s-fs), Azure Blob Storage (Azurite, with the account key and with a SAS) and WebDAV (rclone). GCS
+//! directory, S3 (s3s-fs), Azure Blob Storage (Azurite, with the account key and
+//! with a SAS), WebDAV (rclone) and SFTP (OpenSSH's sshd, chrooted; its CLI round
+//! trips are in `sftp.rs`). GCS
 //! is not here: no emulator of the registries handled what coffer needs (README,
 //! "Targets").
 //!
@@ -208,6 +210,8 @@ fn every_target_type_stores_as_coffer_needs() {
     let s3 = S3Server::start(&["conformance"]);
     let azurite = Azurite::start(&["conformance"]);
     let dav = WebdavServer::start();
+    let ssh = crate::common::sshd::SshServer::start();
+    let fingerprint = format!("host_key_fingerprint = \"{}\"", ssh.fingerprint());
     let tables = [
         (
             "local",
@@ -248,6 +252,7 @@ fn every_target_type_stores_as_coffer_needs() {
             "webdav",
             dav.target_toml("webdav", "backups", &dav.password_file(dir.path())),
         ),
+        ("sftp", ssh.target_toml("sftp", "conformance", &fingerprint)),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -274,6 +279,12 @@ fn every_target_type_stores_as_coffer_needs() {
         files_under(&dav.dir()).is_empty(),
         "{:?}",
         files_under(&dav.dir())
+    );
+    let on_sftp = ssh.chroot().join("data/conformance");
+    assert!(
+        files_under(&on_sftp).is_empty(),
+        "{:?}",
+        files_under(&on_sftp)
     );
 }
 
