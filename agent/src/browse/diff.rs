@@ -419,7 +419,6 @@ mod tests {
                     open_files: false,
                 },
             )
-            .into_iter()
             .map(|w| {
                 let w = w.expect("walk");
                 entry(&w.rel.to_string(), EntryKind::File)

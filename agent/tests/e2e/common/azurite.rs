@@ -6,10 +6,8 @@
 //! object_store has no call for it; an account SAS is signed the same way.
 
 use super::{free_port, require_tool};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Azurite's development account and key (public, documented by Microsoft).
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -52,7 +50,7 @@ impl Azurite {
     fn spawn(&mut self) -> bool {
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let mut child = Command::new("azurite-blob")
+        let child = Command::new("azurite-blob")
             .args([
                 "--blobHost",
                 "127.0.0.1",
@@ -67,21 +65,9 @@ impl Azurite {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawn azurite-blob (tests/run installs it)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().expect("poll azurite").is_some() {
-                return false;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        // Node takes longer to start than the other servers.
+        self.child = crate::common::listening(child, self.port, "azurite-blob", 30);
+        self.child.is_some()
     }
 
     /// The account's blob endpoint, path-style as Azurite serves it.

@@ -67,6 +67,37 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Waits up to `secs` for `child`, a server just spawned, to accept connections on
+/// loopback `port`: gives it back then, or `None` (killed) when it exited first or
+/// never listened (the caller retries on another port or fails naming its log).
+pub fn listening(
+    mut child: std::process::Child,
+    port: u16,
+    what: &str,
+    secs: u64,
+) -> Option<std::process::Child> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(secs) {
+        if child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("poll {what}: {e}"))
+            .is_some()
+        {
+            return None;
+        }
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            return Some(child);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// Polls `ready` every 100 ms; fails the test after `secs` seconds.
 pub fn wait_until(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();

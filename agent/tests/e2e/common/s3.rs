@@ -5,10 +5,9 @@
 //! test can look at what the server really holds without going through coffer.
 
 use super::{free_port, require_tool};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct S3Server {
     pub root: tempfile::TempDir,
@@ -60,7 +59,7 @@ impl S3Server {
         self.starts += 1;
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let mut child = Command::new("s3s-fs")
+        let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--access-key",
@@ -73,21 +72,8 @@ impl S3Server {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawn s3s-fs (tests/run installs it)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if child.try_wait().expect("poll s3s-fs").is_some() {
-                return false;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.child = crate::common::listening(child, self.port, "s3s-fs", 20);
+        self.child.is_some()
     }
 
     /// Kills the server without warning (SIGKILL), as a crash or a cut cable would.

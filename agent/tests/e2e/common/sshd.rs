@@ -11,11 +11,9 @@
 //! user is created; chrooted and SFTP-only, it is the same to coffer.
 
 use super::{free_port, require_root, require_tool};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -109,7 +107,7 @@ impl SshServer {
         let cfg = self.write_config();
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let mut child = Command::new(SSHD)
+        let child = Command::new(SSHD)
             .arg("-D")
             .arg("-e")
             .arg("-f")
@@ -118,21 +116,8 @@ impl SshServer {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawn sshd (tests/run installs openssh-server)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if child.try_wait().expect("poll sshd").is_some() {
-                return false;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.child = crate::common::listening(child, self.port, "sshd", 20);
+        self.child.is_some()
     }
 
     /// What sshd logged so far (for a failing test's message).

@@ -4,10 +4,8 @@
 //! a test can look at what the server really holds without going through coffer.
 
 use super::{free_port, require_tool};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct WebdavServer {
     pub root: tempfile::TempDir,
@@ -48,7 +46,7 @@ impl WebdavServer {
     fn spawn(&mut self) -> bool {
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let mut child = Command::new("rclone")
+        let child = Command::new("rclone")
             .args(["serve", "webdav"])
             .arg(self.root.path().join("dav"))
             .args(["--addr", &format!("127.0.0.1:{}", self.port)])
@@ -59,21 +57,8 @@ impl WebdavServer {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawn rclone (tests/run installs it)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if child.try_wait().expect("poll rclone").is_some() {
-                return false;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.child = crate::common::listening(child, self.port, "rclone", 20);
+        self.child.is_some()
     }
 
     /// The URL of `folder` on the server (made on the server's disk first).
