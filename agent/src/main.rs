@@ -91,7 +91,7 @@ fn quiet_on_closed_stdout(command: &Command) {
 /// it raises the threshold to the freed size (up to 32 MiB) and serves later ones
 /// from its heaps, where freed space stays resident. A run frees many 1-8 MiB
 /// buffers (frames, parts, a chunk's bytes) on several threads: with the moving
-/// threshold a first backup of 1,000,000 small files peaked at 82 MiB of RSS while
+/// threshold a first backup of 1,000,000 small files peaked at 81 MiB of RSS while
 /// its heap never held more than 49 MiB; held, it peaks at 57 MiB
 /// (docs/performance.md). musl's allocator unmaps big blocks when freed anyway.
 /// An operator's own `MALLOC_MMAP_THRESHOLD_` (glibc's tunable) is left as set.
