@@ -27,6 +27,7 @@ pub(crate) mod host;
 pub(crate) mod key_match;
 pub(crate) mod keys;
 pub(crate) mod lock;
+pub mod malloc;
 #[cfg(feature = "front-ends")]
 pub(crate) mod mount;
 pub(crate) mod notify;

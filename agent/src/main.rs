@@ -9,7 +9,7 @@ use coffer::exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    hold_mmap_threshold();
+    coffer::malloc::hold_mmap_threshold();
     let cli = Cli::parse();
     quiet_on_closed_stdout(&cli.command);
     // The agent reports what it does; the CLI speaks only when something is wrong.
@@ -83,28 +83,6 @@ fn quiet_on_closed_stdout(command: &Command) {
     let reset = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     if let Err(e) = reset {
         eprintln!("warning: cannot restore the default SIGPIPE action: {e}");
-    }
-}
-
-/// Holds glibc's mmap threshold at its initial 128 KiB. glibc serves a request of
-/// that size or more with a mapping of its own, but once such a mapping is freed
-/// it raises the threshold to the freed size (up to 32 MiB) and serves later ones
-/// from its heaps, where freed space stays resident. A run frees many 1-8 MiB
-/// buffers (frames, parts, a chunk's bytes) on several threads: with the moving
-/// threshold a first backup of 1,000,000 small files peaked at 81 MiB of RSS while
-/// its heap never held more than 49 MiB; held, it peaks at 57 MiB
-/// (docs/performance.md). musl's allocator unmaps big blocks when freed anyway.
-/// An operator's own `MALLOC_MMAP_THRESHOLD_` (glibc's tunable) is left as set.
-fn hold_mmap_threshold() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
-        return;
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called first thing in
-    // main, before any other thread exists.
-    #[allow(unsafe_code)]
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

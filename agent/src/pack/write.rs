@@ -246,6 +246,7 @@ impl PackWriter {
             plaintext_size: p.pos,
             targets: fin.targets,
         });
+        crate::malloc::release_freed();
         Ok(())
     }
 

