@@ -257,6 +257,9 @@ fn one_snapshot(
     if let Some(why) = problem {
         return Err(format!("target {}: {why}; marker not written", to.name).into());
     }
+    // Object Lock on the destination: held as a backup there would hold them.
+    crate::retention::held::hold_contents(rt, to, &job.name, &marker)
+        .map_err(|e| format!("{}; marker not written", e.message))?;
     rt.block_on(to.store.put(&marker_path, PutPayload::from(bytes)))
         .map_err(|e| {
             format!(
@@ -264,6 +267,8 @@ fn one_snapshot(
                 to.explain(Op::Write, &e).message
             )
         })?;
+    crate::retention::held::hold_marker(rt, to, &job.name, &marker)
+        .map_err(|e| format!("snapshot copied but its marker not locked: {}", e.message))?;
     Ok(())
 }
 

@@ -80,6 +80,7 @@ pub struct RawTarget {
     pub max_retries: Option<i64>,
     pub retry_timeout: Option<SizeOrText>,
     pub request_timeout: Option<SizeOrText>,
+    pub object_lock: Option<RawObjectLock>,
     // azure (also prefix, endpoint, allow_http)
     pub container: Option<String>,
     pub account: Option<String>,
@@ -97,6 +98,14 @@ pub struct RawTarget {
     pub key_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub host_key_fingerprint: Option<String>,
+}
+
+/// `object_lock = { mode = "governance", days = 30 }` on an s3 target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectLock {
+    pub mode: Option<String>,
+    pub days: Option<i64>,
 }
 
 /// A value written either as an integer (bytes, seconds) or as text with a unit

@@ -137,6 +137,39 @@ pub struct S3Target {
     pub retry_timeout: Duration,
     /// Longest one HTTP request (e.g. one part's upload) may take.
     pub request_timeout: Duration,
+    /// S3 Object Lock: every object a snapshot references is held until the
+    /// snapshot's time plus `days`.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// `object_lock = { mode, days }`: how long, and how firmly, S3 keeps what a
+/// snapshot references from being deleted or overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    /// Counted from each snapshot's end (the marker's `finished_at`).
+    pub days: u32,
+}
+
+/// S3's two retention modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Credentials with `s3:BypassGovernanceRetention` may still shorten it or
+    /// delete: the bucket owner's way out of a mistake.
+    Governance,
+    /// No one, not even the account's root user, may shorten it or delete before
+    /// it ends.
+    Compliance,
+}
+
+impl LockMode {
+    /// As S3 spells it in requests.
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
 }
 
 impl fmt::Display for S3Target {

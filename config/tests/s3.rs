@@ -200,3 +200,54 @@ fn create_on_an_s3_target_is_refused() {
     assert!(e.contains("targets.off.create"), "{e}");
     assert!(e.contains("only a local target has this key"), "{e}");
 }
+
+#[test]
+fn object_lock_is_read_and_each_mistake_named_with_its_key() {
+    let s3 = s3_of(&with_s3(
+        "bucket = \"backups\"\nobject_lock = { mode = \"compliance\", days = 30 }",
+    ));
+    let lock = s3.object_lock.expect("object_lock");
+    assert_eq!(lock.mode, coffer_config::LockMode::Compliance);
+    assert_eq!(lock.days, 30);
+    assert!(
+        s3_of(&with_s3("bucket = \"backups\""))
+            .object_lock
+            .is_none()
+    );
+
+    let e = errors(&with_s3(
+        "bucket = \"backups\"\nobject_lock = { mode = \"strict\", days = 30 }",
+    ));
+    assert!(
+        e.contains("targets.off.object_lock.mode") && e.contains("\"strict\" is not a lock mode"),
+        "{e}"
+    );
+    let e = errors(&with_s3(
+        "bucket = \"backups\"\nobject_lock = { mode = \"governance\", days = 0 }",
+    ));
+    assert!(
+        e.contains("targets.off.object_lock.days") && e.contains("1..=36500"),
+        "{e}"
+    );
+    let e = errors(&with_s3(
+        "bucket = \"backups\"\nobject_lock = { mode = \"governance\" }",
+    ));
+    assert!(
+        e.contains("targets.off.object_lock") && e.contains("needs `days = N`"),
+        "{e}"
+    );
+    let e = errors(&with_s3(
+        "bucket = \"backups\"\nobject_lock = { mode = \"governance\", days = 3, years = 1 }",
+    ));
+    assert!(e.contains("years"), "{e}");
+    // Only S3 has Object Lock.
+    let text = with_s3("bucket = \"backups\"").replace(
+        "type = \"s3\"\nbucket = \"backups\"",
+        "type = \"local\"\npath = \"/b\"\nobject_lock = { mode = \"governance\", days = 3 }",
+    );
+    let e = errors(&text);
+    assert!(
+        e.contains("targets.off.object_lock") && e.contains("s3"),
+        "{e}"
+    );
+}

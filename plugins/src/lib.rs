@@ -28,7 +28,7 @@ pub use sources::source::{
     Completed, CompletedFrom, Progress, Source, SourceContext, SourceError, SourceOutcome,
 };
 pub use targets::parts::PartPlan;
-pub use targets::{Access, Explained, Op, Target, TargetError, open_target};
+pub use targets::{Access, Explained, LockError, ObjectLock, Op, Target, TargetError, open_target};
 pub use tree::content::{ContentSink, FileStat, KnownContent};
 pub use tree::entry::{
     Chunk, ContentRef, EntryKind, FileEntry, MAX_SPARSE_PIECES, RawPath, Stored, escape_controls,

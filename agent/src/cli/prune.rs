@@ -125,6 +125,18 @@ fn print_text(reports: &[PruneReport], dry_run: bool) {
         if let Some(line) = waiting_line(&r.kept_for_grace) {
             println!("  {line}");
         }
+        for l in &r.locked {
+            match &l.unknown {
+                None => println!(
+                    "  locked {} (Object Lock holds it until {})",
+                    l.what, l.until
+                ),
+                Some(why) => println!(
+                    "  locked {} (its retention could not be read, left for the next prune: {why})",
+                    l.what
+                ),
+            }
+        }
     }
 }
 

@@ -195,6 +195,8 @@ pub(crate) struct Collected {
     /// Referenced packs of which kept snapshots use less than the job's
     /// `repack_unused` share allows: their live files are to be stored again.
     pub(crate) mostly_unused: Vec<String>,
+    /// Unreferenced packs S3 Object Lock still holds: left until it ends.
+    pub(crate) locked: Vec<crate::retention::prune::Locked>,
 }
 
 /// How much of each referenced pack no kept snapshot uses, from the markers alone
@@ -309,6 +311,24 @@ pub(crate) fn collect(
         .collect();
     let mut c = unreferenced(&listed, &referenced, chrono::Utc::now(), grace);
     (c.dead_bytes, c.mostly_unused) = waste(markers, rewrite_above);
+    if target.object_lock().is_some() {
+        let now = time::OffsetDateTime::now_utc();
+        let mut free = Vec::new();
+        for id in std::mem::take(&mut c.deleted) {
+            let path = pack_path(job, &id);
+            match crate::retention::held::held_after(rt, target, &path, now) {
+                Some(held) => {
+                    c.freed_bytes = c.freed_bytes.saturating_sub(listed[&id].size);
+                    c.locked.push(crate::retention::prune::Locked::of(
+                        format!("pack {id}"),
+                        held,
+                    ));
+                }
+                None => free.push(id),
+            }
+        }
+        c.deleted = free;
+    }
     if !dry_run {
         delete_packs(rt, std::slice::from_ref(target), job, &c.deleted);
     }

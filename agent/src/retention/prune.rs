@@ -84,9 +84,37 @@ pub struct PruneReport {
     /// and from when a prune removes it.
     #[serde(skip_serializing_if = "Waiting::is_empty")]
     pub kept_for_grace: Waiting,
+    /// S3 Object Lock: what retention or garbage collection would delete but is
+    /// still held, and until when. Nothing held is deleted (a delete would only
+    /// hide it behind a delete marker).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<Locked>,
     /// Folders that could not be removed, each with why; they stay for the next prune.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+/// Something prune left because S3 Object Lock holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Locked {
+    /// `snapshot ID`, `incomplete folder ID` or `pack ID`.
+    pub what: String,
+    /// `2026-12-08 10:00:00 UTC`.
+    pub until: String,
+    /// Why the retention could not be read, when it could not (then it is kept
+    /// for an hour and asked again by the next prune).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<String>,
+}
+
+impl Locked {
+    pub(crate) fn of(what: String, held: crate::retention::held::Held) -> Locked {
+        Locked {
+            what,
+            until: crate::retention::held::day_time(held.until),
+            unknown: held.unknown,
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -156,6 +184,21 @@ async fn folder_bytes(target: &Target, dir: &ObjPath) -> u64 {
     }
     let staged = target.leftovers(dir).unwrap_or_default();
     staged.iter().fold(bytes, |b, l| b.saturating_add(l.size))
+}
+
+/// Object Lock: the longest hold on an object of `dir`, if any is still held.
+fn held_in_folder(
+    rt: &Handle,
+    target: &Target,
+    dir: &ObjPath,
+    now: OffsetDateTime,
+) -> Option<crate::retention::held::Held> {
+    target.object_lock()?;
+    let objects = rt.block_on(list_folder(target, dir)).ok()?;
+    objects
+        .iter()
+        .filter_map(|p| crate::retention::held::held_after(rt, target, p, now))
+        .max_by_key(|h| h.until)
 }
 
 async fn list_folder(target: &Target, dir: &ObjPath) -> Result<Vec<ObjPath>> {
@@ -240,6 +283,24 @@ pub fn prune_target(
                 .collect::<Vec<_>>(),
         );
     }
+    // Object Lock: a snapshot still held stays, whatever the retention says.
+    if target.object_lock().is_some() {
+        let now = OffsetDateTime::now_utc();
+        forget.retain(|id| {
+            let path = snapshot_dir(&job.name, id).join(MARKER);
+            let Some(held) = crate::retention::held::held_after(rt, target, &path, now) else {
+                return true;
+            };
+            report.kept.push(KeptSnapshot {
+                id: id.clone(),
+                reasons: vec!["held by the bucket's Object Lock"],
+            });
+            report
+                .locked
+                .push(Locked::of(format!("snapshot {id}"), held));
+            false
+        });
+    }
     // Folders that never got a marker: crashed or cancelled runs (or one running
     // elsewhere, which is why only those older than the grace period go).
     let listing = rt
@@ -279,6 +340,12 @@ pub fn prune_target(
         }
         let Some(t) = time_of(id) else { continue };
         if now - t > job.incomplete_after {
+            if let Some(held) = held_in_folder(rt, target, dir, now) {
+                report
+                    .locked
+                    .push(Locked::of(format!("incomplete folder {id}"), held));
+                continue;
+            }
             incomplete.push(id.to_string());
         } else {
             let at = time::Duration::try_from(job.incomplete_after)
@@ -366,6 +433,7 @@ fn collect_packs(
             report.staging_removed = c.staging_removed;
             report.staging_freed_bytes = c.staging_freed_bytes;
             report.kept_for_grace.merge(&c.young);
+            report.locked.extend(c.locked);
         }
         Err(e) => report.errors.push(format!("{e:#}")),
     }

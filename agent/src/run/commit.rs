@@ -11,6 +11,7 @@ use crate::format::{
 };
 use crate::keys::Recipients;
 use crate::pipeline::{Finished, ObjectWriter};
+use crate::retention::held;
 use anyhow::{Context, Result, anyhow};
 use coffer_config::Job;
 use coffer_plugins::{Explained, Op, Target};
@@ -312,6 +313,13 @@ pub(super) fn commit(
             lane.fail(format!("not committed: {why}"), true);
             continue;
         }
+        // Object Lock: what the snapshot references is held before the marker
+        // says it exists, and the marker right after; a snapshot that could not
+        // be held is not one this target keeps.
+        if let Err(e) = held::hold_contents(rt, &lane.target, &job.name, marker) {
+            lane.fail(format!("not committed: {}", e.message), e.retryable);
+            continue;
+        }
         let written = rt.block_on(
             lane.target
                 .store
@@ -322,6 +330,13 @@ pub(super) fn commit(
             lane.fail(
                 format!("cannot write {marker_path}: {}", x.message),
                 x.retryable,
+            );
+            continue;
+        }
+        if let Err(e) = held::hold_marker(rt, &lane.target, &job.name, marker) {
+            lane.fail(
+                format!("snapshot written but its marker not locked: {}", e.message),
+                e.retryable,
             );
         }
     }

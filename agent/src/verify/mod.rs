@@ -160,6 +160,11 @@ pub fn verify_job_trusting(
                     None => v.problems.push(format!("{e:#}")),
                 }
             }
+            // Object Lock: every object the snapshot needs is held as long as it.
+            if let (None, Some(lock)) = (trust.refusal(&marker), target.object_lock()) {
+                let short = crate::retention::held::short_holds(rt, lock, &job.name, &marker);
+                v.problems.extend(short);
+            }
             v.ok = v.problems.is_empty() && v.not_for_identity.is_none();
             verdicts.push(v);
         }

@@ -211,6 +211,11 @@ fn every_target_type_stores_as_coffer_needs() {
     let azurite = Azurite::start(&["conformance"]);
     let dav = WebdavServer::start();
     let ssh = crate::common::sshd::SshServer::start();
+    // moto: S3 as AWS implements it, here a bucket with Object Lock and so
+    // versioning (a delete leaves a delete marker, which listings must hide).
+    let moto = crate::common::moto::Moto::start("conformance");
+    let moto_secret = dir.path().join("moto-secret");
+    std::fs::write(&moto_secret, crate::common::moto::SECRET_KEY).expect("write");
     let fingerprint = format!("host_key_fingerprint = \"{}\"", ssh.fingerprint());
     let tables = [
         (
@@ -253,6 +258,17 @@ fn every_target_type_stores_as_coffer_needs() {
             dav.target_toml("webdav", "backups", &dav.password_file(dir.path())),
         ),
         ("sftp", ssh.target_toml("sftp", "conformance", &fingerprint)),
+        (
+            "moto",
+            format!(
+                "[targets.moto]\ntype = \"s3\"\nbucket = \"conformance\"\nendpoint = \"{}\"\n\
+                 allow_http = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n\
+                 prefix = \"p\"\n",
+                moto.endpoint(),
+                crate::common::moto::ACCESS_KEY,
+                moto_secret.display()
+            ),
+        ),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

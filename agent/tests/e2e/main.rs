@@ -42,6 +42,7 @@ mod monitoring;
 mod mount;
 mod my_users;
 mod notify;
+mod object_lock;
 mod pack_cli;
 mod pg_roles;
 mod privileges;

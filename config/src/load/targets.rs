@@ -25,6 +25,8 @@ const DEFAULT_PARTS_IN_FLIGHT: u32 = 2;
 const DEFAULT_MAX_RETRIES: u32 = 10;
 const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// S3 accepts retention up to 100 years.
+const MAX_LOCK_DAYS: i64 = 36_500;
 
 impl Validator<'_> {
     /// Every valid target, and the names of those defined with a problem (a job
@@ -75,6 +77,7 @@ impl Validator<'_> {
             ("max_retries", t.max_retries.is_some()),
             ("retry_timeout", t.retry_timeout.is_some()),
             ("request_timeout", t.request_timeout.is_some()),
+            ("object_lock", t.object_lock.is_some()),
         ];
         if !self.foreign_keys(at, &t) {
             return None;
@@ -253,6 +256,9 @@ impl Validator<'_> {
         if request_timeout.is_zero() {
             self.problem(&child(at, "request_timeout"), "must be more than 0");
         }
+        let object_lock = t
+            .object_lock
+            .and_then(|l| self.object_lock(&child(at, "object_lock"), l));
         if self.problems.len() > before {
             return None;
         }
@@ -271,6 +277,56 @@ impl Validator<'_> {
             max_retries,
             retry_timeout,
             request_timeout,
+            object_lock,
+        })
+    }
+
+    /// `object_lock = { mode = "governance" | "compliance", days = N }`.
+    fn object_lock(&mut self, at: &[Seg], l: crate::raw::RawObjectLock) -> Option<ObjectLock> {
+        let mode = match l.mode.as_deref() {
+            Some("governance") => Some(LockMode::Governance),
+            Some("compliance") => Some(LockMode::Compliance),
+            Some(other) => {
+                self.problem(
+                    &child(at, "mode"),
+                    format!(
+                        "\"{other}\" is not a lock mode: \"governance\" (credentials allowed to \
+                         bypass it may still delete) or \"compliance\" (no one may, until it ends)"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    at,
+                    "needs `mode = \"governance\"` or `mode = \"compliance\"`",
+                );
+                None
+            }
+        };
+        let days = match l.days {
+            Some(d) if (1..=MAX_LOCK_DAYS).contains(&d) => u32::try_from(d).ok(),
+            Some(d) => {
+                self.problem(
+                    &child(at, "days"),
+                    format!(
+                        "{d} is outside 1..={MAX_LOCK_DAYS}: the number of days each snapshot stays \
+                         locked after it is made (at least your retention's shortest period)"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    at,
+                    "needs `days = N`: how many days each snapshot stays locked after it is made",
+                );
+                None
+            }
+        };
+        Some(ObjectLock {
+            mode: mode?,
+            days: days?,
         })
     }
 

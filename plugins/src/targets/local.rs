@@ -61,6 +61,7 @@ pub(super) fn open(
         explainer: None,
         whole_uploads: None,
         sftp: None,
+        lock: None,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod throttle;
 mod webdav;
 
 pub use registry::open_target;
+pub use s3::lock::{LockError, ObjectLock};
 pub use s3::upload_journal;
 
 use crate::targets::parts::PartPlan;
@@ -60,6 +61,8 @@ pub struct Target {
     /// An SFTP target's server: like a local directory, it has folders and the
     /// staging files of killed uploads, which its store's listings hide.
     sftp: Option<Arc<crate::targets::sftp::Remote>>,
+    /// S3 with `object_lock`: how what a snapshot references is held (`s3::lock`).
+    lock: Option<Arc<ObjectLock>>,
 }
 
 /// What a failing request was doing, so that "not found" can be told apart: a
@@ -104,6 +107,7 @@ impl Target {
             explainer: None,
             whole_uploads: None,
             sftp: None,
+            lock: None,
         }
     }
 
@@ -167,6 +171,12 @@ impl Target {
             }
             _ => crate::targets::s3::upload_journal::Aborted::default(),
         }
+    }
+
+    /// S3 Object Lock, when the target has `object_lock`: a snapshot's objects are
+    /// held until its end plus the lock's days, and nothing held is deleted.
+    pub fn object_lock(&self) -> Option<&ObjectLock> {
+        self.lock.as_deref()
     }
 
     /// A stand-in for a target that could not be opened (its directory is missing),

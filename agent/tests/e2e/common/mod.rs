@@ -8,6 +8,7 @@ pub mod btrfs;
 pub mod forge;
 pub mod kernel_reads;
 pub mod login_hint;
+pub mod moto;
 pub mod pack_parts;
 pub mod packed_job;
 pub mod read_gate;

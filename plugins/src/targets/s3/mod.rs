@@ -12,6 +12,8 @@
 //! listing, reading, writing and deleting all see the same `<job>/<id>/...` keys as
 //! on a local target, and nothing outside the prefix is ever touched.
 
+pub mod lock;
+mod sigv4;
 pub mod upload_journal;
 
 use crate::targets::parts::PartPlan;
@@ -27,7 +29,8 @@ use std::time::Duration;
 /// Opens the S3 target `t`, whose settings are `s3`.
 pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Target, TargetError> {
     let description = t.kind.to_string();
-    let (store, multipart) = open(s3).map_err(|message| TargetError::Open {
+    let opened = open(s3).and_then(|o| Ok((o, lock::ObjectLock::of(s3)?)));
+    let ((store, multipart), lock) = opened.map_err(|message| TargetError::Open {
         name: t.name.clone(),
         description: description.clone(),
         message,
@@ -51,6 +54,7 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
         explainer: None,
         whole_uploads: None,
         sftp: None,
+        lock: lock.map(Arc::new),
     })
 }
 
@@ -77,8 +81,16 @@ pub(super) fn shown(s3: &S3Target, bytes: &dyn Fn(u64) -> String) -> Shown {
         None => "credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment (or a role)"
             .to_string(),
     };
+    let mut lines = vec![parts, credentials];
+    if let Some(l) = &s3.object_lock {
+        lines.push(format!(
+            "object lock: {} mode, each snapshot held {} day(s) after it ends (the bucket must have Object Lock enabled)",
+            l.mode.as_s3().to_lowercase(),
+            l.days
+        ));
+    }
     Shown {
-        lines: vec![parts, credentials],
+        lines,
         open_to_check: false,
     }
 }

@@ -1,0 +1,219 @@
+//! S3 Object Lock against moto (a real S3 implementation of versioning and
+//! retention): every object a kept snapshot references is held until the
+//! snapshot's end plus `days`, extended when a new snapshot references it again;
+//! retention and garbage collection leave what is held; an attacker with the
+//! backup host's own credentials can neither delete nor overwrite a locked
+//! version, and once the bucket's owner removes what the attacker added, every
+//! snapshot restores; stored-bytes verify reports a retention cut short.
+
+use crate::common::moto::{ACCESS_KEY, Moto, SECRET_KEY};
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const BUCKET: &str = "locked";
+
+/// Every version of every object under `app/`: key, version id, lock mode and
+/// retain-until (Unix seconds), as the server reports them.
+const VERSIONS: &str = "
+out = []
+for v in s3.list_object_versions(Bucket='locked', Prefix='app/').get('Versions', []):
+    h = s3.head_object(Bucket='locked', Key=v['Key'], VersionId=v['VersionId'])
+    until = h.get('ObjectLockRetainUntilDate')
+    out.append({'key': v['Key'], 'version': v['VersionId'], 'mode': h.get('ObjectLockMode'),
+                'until': until.timestamp() if until else None})
+print(json.dumps(out))
+";
+
+/// The attacker: tries to delete every version by its id (one at a time, then in
+/// one batch), and overwrites every key.
+const ATTACK: &str = "
+import botocore
+vs = s3.list_object_versions(Bucket='locked', Prefix='app/')['Versions']
+refused, deleted = 0, []
+for v in vs:
+    try:
+        s3.delete_object(Bucket='locked', Key=v['Key'], VersionId=v['VersionId'])
+        deleted.append(v['Key'])
+    except botocore.exceptions.ClientError as e:
+        if e.response['Error']['Code'] == 'AccessDenied':
+            refused += 1
+batch = s3.delete_objects(Bucket='locked', Delete={'Objects': [
+    {'Key': v['Key'], 'VersionId': v['VersionId']} for v in vs]})
+for v in vs:
+    s3.put_object(Bucket='locked', Key=v['Key'], Body=b'ransom note')
+print(json.dumps({'refused': refused, 'deleted': deleted,
+                  'batch_deleted': len(batch.get('Deleted', [])),
+                  'batch_errors': len(batch.get('Errors', []))}))
+";
+
+fn versions(moto: &Moto) -> Vec<Value> {
+    let out = moto.python_ok(VERSIONS);
+    serde_json::from_str::<Value>(&out)
+        .expect("versions json")
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+fn same_files(a: &Path, b: &Path) {
+    let fa = crate::common::s3::files_under(a);
+    assert_eq!(
+        fa,
+        crate::common::s3::files_under(b),
+        "different file lists"
+    );
+    for f in fa {
+        let same =
+            std::fs::read(a.join(&f)).expect("read") == std::fs::read(b.join(&f)).expect("read");
+        assert!(same, "{f} differs");
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for f in crate::common::s3::files_under(from) {
+        let dest = to.join(&f);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from.join(&f), dest).expect("copy");
+    }
+}
+
+#[test]
+fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restores() {
+    let moto = Moto::start(BUCKET);
+    let world = World::new("");
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    // One file kept in both snapshots (its pack is referenced twice), one changed,
+    // and one big enough to be chunked.
+    std::fs::write(data.join("kept.txt"), b"the same in both\n").expect("write");
+    std::fs::write(data.join("changed.txt"), b"first\n").expect("write");
+    std::fs::write(data.join("big.bin"), noise(3 << 20, 5)).expect("write");
+    let secret = world.path("s3-secret");
+    std::fs::write(&secret, SECRET_KEY).expect("write secret");
+    let target = format!(
+        "[targets.s3]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nallow_http = true\n\
+         access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n\
+         object_lock = {{ mode = \"governance\", days = 1 }}\n",
+        moto.endpoint(),
+        secret.display()
+    );
+    let job = format!(
+        "retention = {{ keep_last = 1 }}\n{}",
+        dir_source("files", &data, "")
+    );
+    world.write_config_with(&target, &["s3"], &job);
+    let started = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+
+    world.ok(&["backup", "app"]);
+    let first = world.path("first");
+    copy_tree(&data, &first);
+    std::fs::write(data.join("changed.txt"), b"second\n").expect("write");
+    world.ok(&["backup", "app"]);
+
+    // keep_last = 1, but the first snapshot is held for a day: the run's own
+    // retention and a prune by hand both keep it, and say until when.
+    let ids = world.snapshots();
+    assert_eq!(ids.len(), 2, "a locked snapshot was forgotten: {ids:?}");
+    let out = world.ok(&["prune", "--job", "app"]);
+    assert!(
+        out.contains(&format!("locked snapshot {}", ids[0]))
+            && out.contains("Object Lock holds it until"),
+        "{out}"
+    );
+    assert_eq!(world.snapshots().len(), 2);
+
+    // Every version is held in governance mode for about a day from its snapshot;
+    // verify checks each against every snapshot that references it (the kept
+    // file's pack was extended to the second snapshot's date).
+    let held = versions(&moto);
+    assert!(held.len() >= 5, "{held:?}");
+    for v in &held {
+        assert_eq!(v["mode"], "GOVERNANCE", "{v}");
+        let until = v["until"].as_f64().expect("a retain-until date");
+        assert!(until >= started + 86_400.0 - 5.0, "{v}");
+    }
+    let out = world.ok(&[
+        "verify",
+        "--job",
+        "app",
+        "--stored-only",
+        "--snapshot",
+        "all",
+    ]);
+    assert_eq!(out.matches(": ok").count(), 2, "{out}");
+
+    // The attacker, with the backup host's credentials: no version can be deleted,
+    // one at a time or in a batch; overwriting only adds versions.
+    let attack: Value = serde_json::from_str(&moto.python_ok(ATTACK)).expect("attack json");
+    assert_eq!(attack["deleted"], serde_json::json!([]), "{attack}");
+    assert_eq!(
+        attack["refused"].as_u64(),
+        Some(held.len() as u64),
+        "{attack}"
+    );
+    assert_eq!(attack["batch_deleted"].as_u64(), Some(0), "{attack}");
+    let still = versions(&moto);
+    for v in &held {
+        assert!(
+            still.iter().any(|s| s["version"] == v["version"]),
+            "version gone: {v}"
+        );
+    }
+
+    // The bucket's owner removes what the attacker added (versions not held),
+    // and both snapshots restore as they were.
+    let originals: Vec<String> = held
+        .iter()
+        .map(|v| v["version"].as_str().expect("version").to_string())
+        .collect();
+    moto.python_ok(&format!(
+        "keep = set({})\nr = s3.list_object_versions(Bucket='locked', Prefix='app/')\n\
+         for v in r.get('Versions', []) + r.get('DeleteMarkers', []):\n    \
+         if v['VersionId'] not in keep:\n        \
+         s3.delete_object(Bucket='locked', Key=v['Key'], VersionId=v['VersionId'])\n",
+        serde_json::to_string(&originals).expect("json")
+    ));
+    for (id, expected) in [(&ids[0], &first), (&ids[1], &data)] {
+        let to = world.path(&format!("restored-{id}"));
+        world.ok(&[
+            "restore",
+            "--job",
+            "app",
+            "--snapshot",
+            id,
+            "--to",
+            to.to_str().expect("utf8"),
+        ]);
+        same_files(expected, &to.join("files"));
+    }
+
+    // A retention cut short (the bucket's owner may, in governance mode) is
+    // reported by stored-bytes verify for every snapshot that needs it longer.
+    let pack = held
+        .iter()
+        .find(|v| v["key"].as_str().is_some_and(|k| k.contains("/packs/")))
+        .expect("a pack");
+    moto.python_ok(&format!(
+        "s3.put_object_retention(Bucket='locked', Key='{}', VersionId='{}', \
+         BypassGovernanceRetention=True, Retention={{'Mode': 'GOVERNANCE', \
+         'RetainUntilDate': datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)}})",
+        pack["key"].as_str().expect("key"),
+        pack["version"].as_str().expect("version")
+    ));
+    let out = world.run(&[
+        "verify",
+        "--job",
+        "app",
+        "--stored-only",
+        "--snapshot",
+        "all",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("before snapshot") && text.contains(pack["key"].as_str().expect("key")),
+        "{text}"
+    );
+}
