@@ -160,7 +160,11 @@ pub(crate) fn short_holds(
     })
 }
 
-/// As `when` writes times: `2026-12-08 10:00:00 UTC`.
+/// `2026-12-08 10:00:00 UTC`, as the front ends write times (`when`, which the
+/// domain does not reach).
 pub(crate) fn day_time(t: OffsetDateTime) -> String {
-    crate::when::plain_time(t.unix_timestamp() as f64)
+    chrono::DateTime::from_timestamp(t.unix_timestamp(), 0).map_or_else(
+        || "?".to_string(),
+        |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
