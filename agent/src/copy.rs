@@ -15,6 +15,7 @@ use crate::format::{MARKER, Marker, ObjectRecord, object_path, snapshot_dir};
 use crate::lock::{LockHeld, lock_job};
 use crate::pipeline::read::{ObjectReader, is_mismatch};
 use crate::repair::copy::{WriteFailed, parent, write_object};
+use crate::retention::held::{self, Hold};
 use anyhow::{Result, anyhow};
 use coffer_config::{Config, Job};
 use coffer_plugins::{Access, Op, Target, open_target};
@@ -258,7 +259,7 @@ fn one_snapshot(
         return Err(format!("target {}: {why}; marker not written", to.name).into());
     }
     // Object Lock on the destination: held as a backup there would hold them.
-    crate::retention::held::hold_contents(rt, to, &job.name, &marker)
+    held::hold(rt, to, &job.name, &marker, Hold::Contents)
         .map_err(|e| format!("{}; marker not written", e.message))?;
     rt.block_on(to.store.put(&marker_path, PutPayload::from(bytes)))
         .map_err(|e| {
@@ -267,7 +268,7 @@ fn one_snapshot(
                 to.explain(Op::Write, &e).message
             )
         })?;
-    crate::retention::held::hold_marker(rt, to, &job.name, &marker)
+    held::hold(rt, to, &job.name, &marker, Hold::Marker)
         .map_err(|e| format!("snapshot copied but its marker not locked: {}", e.message))?;
     Ok(())
 }

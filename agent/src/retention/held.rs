@@ -34,43 +34,32 @@ pub(crate) fn referenced(job: &str, marker: &Marker) -> Vec<ObjPath> {
     paths
 }
 
-/// The marker's own path.
-fn marker_path(job: &str, marker: &Marker) -> ObjPath {
-    object_path(job, &marker.id, MARKER)
+/// What a commit holds on a locked target: first everything the snapshot
+/// references (before its marker is written), then the marker itself.
+#[derive(Clone, Copy)]
+pub(crate) enum Hold {
+    Contents,
+    Marker,
 }
 
-/// Before the marker is written on `target` (a run's commit, `coffer copy`):
-/// holds everything the snapshot references until its retention ends. Nothing
-/// to do on a target without Object Lock.
-pub(crate) fn hold_contents(
+/// Holds `what` of the snapshot of `marker` on `target` until the snapshot's
+/// retention ends (a run's commit, `coffer copy`). Nothing to do on a target
+/// without Object Lock.
+pub(crate) fn hold(
     rt: &Handle,
     target: &Target,
     job: &str,
     marker: &Marker,
+    what: Hold,
 ) -> Result<(), LockError> {
     let Some(lock) = target.object_lock() else {
         return Ok(());
     };
-    hold_all(
-        rt,
-        lock,
-        &referenced(job, marker),
-        lock.until(marker.finished_at),
-    )
-}
-
-/// Once the marker is written: holds it as long as what it references.
-pub(crate) fn hold_marker(
-    rt: &Handle,
-    target: &Target,
-    job: &str,
-    marker: &Marker,
-) -> Result<(), LockError> {
-    let Some(lock) = target.object_lock() else {
-        return Ok(());
+    let paths = match what {
+        Hold::Contents => referenced(job, marker),
+        Hold::Marker => vec![object_path(job, &marker.id, MARKER)],
     };
-    let path = [marker_path(job, marker)];
-    hold_all(rt, lock, &path, lock.until(marker.finished_at))
+    hold_all(rt, lock, &paths, lock.until(marker.finished_at))
 }
 
 /// Holds every path until `until` (extending, never shortening); the first
@@ -133,7 +122,7 @@ pub(crate) fn short_holds(
 ) -> Vec<String> {
     let wanted = lock.until(marker.finished_at);
     let mut paths = referenced(job, marker);
-    paths.push(marker_path(job, marker));
+    paths.push(object_path(job, &marker.id, MARKER));
     rt.block_on(async {
         futures::stream::iter(&paths)
             .map(|p| async move {

@@ -11,7 +11,7 @@ use crate::format::{
 };
 use crate::keys::Recipients;
 use crate::pipeline::{Finished, ObjectWriter};
-use crate::retention::held;
+use crate::retention::held::{self, Hold};
 use anyhow::{Context, Result, anyhow};
 use coffer_config::Job;
 use coffer_plugins::{Explained, Op, Target};
@@ -316,7 +316,7 @@ pub(super) fn commit(
         // Object Lock: what the snapshot references is held before the marker
         // says it exists, and the marker right after; a snapshot that could not
         // be held is not one this target keeps.
-        if let Err(e) = held::hold_contents(rt, &lane.target, &job.name, marker) {
+        if let Err(e) = held::hold(rt, &lane.target, &job.name, marker, Hold::Contents) {
             lane.fail(format!("not committed: {}", e.message), e.retryable);
             continue;
         }
@@ -333,7 +333,7 @@ pub(super) fn commit(
             );
             continue;
         }
-        if let Err(e) = held::hold_marker(rt, &lane.target, &job.name, marker) {
+        if let Err(e) = held::hold(rt, &lane.target, &job.name, marker, Hold::Marker) {
             lane.fail(
                 format!("snapshot written but its marker not locked: {}", e.message),
                 e.retryable,

@@ -7,6 +7,7 @@
 //! snapshot restores; stored-bytes verify reports a retention cut short.
 
 use crate::common::moto::{ACCESS_KEY, Moto, SECRET_KEY};
+use crate::common::s3::{files_under, same_files};
 use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
@@ -56,23 +57,35 @@ fn versions(moto: &Moto) -> Vec<Value> {
         .clone()
 }
 
-fn same_files(a: &Path, b: &Path) {
-    let fa = crate::common::s3::files_under(a);
-    assert_eq!(
-        fa,
-        crate::common::s3::files_under(b),
-        "different file lists"
-    );
-    for f in fa {
-        let same =
-            std::fs::read(a.join(&f)).expect("read") == std::fs::read(b.join(&f)).expect("read");
-        assert!(same, "{f} differs");
+/// `[targets.s3]` on moto's locked bucket, governance mode for a day, with the
+/// backup host's keys (the secret written into the world).
+fn locked_target(moto: &Moto, world: &World) -> String {
+    let secret = world.path("s3-secret");
+    std::fs::write(&secret, SECRET_KEY).expect("write secret");
+    format!(
+        "[targets.s3]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nallow_http = true\n\
+         access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n\
+         object_lock = {{ mode = \"governance\", days = 1 }}\n",
+        moto.endpoint(),
+        secret.display()
+    )
+}
+
+/// Asserts every version under `app/` is held in governance mode until at least
+/// a day after `since` (Unix seconds); returns them.
+fn all_held_a_day_from(moto: &Moto, since: f64) -> Vec<Value> {
+    let held = versions(moto);
+    for v in &held {
+        assert_eq!(v["mode"], "GOVERNANCE", "{v}");
+        let until = v["until"].as_f64().expect("a retain-until date");
+        assert!(until >= since + 86_400.0 - 5.0, "{v}");
     }
+    held
 }
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
-    for f in crate::common::s3::files_under(from) {
+    for f in files_under(from) {
         let dest = to.join(&f);
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
         std::fs::copy(from.join(&f), dest).expect("copy");
@@ -90,15 +103,7 @@ fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restore
     std::fs::write(data.join("kept.txt"), b"the same in both\n").expect("write");
     std::fs::write(data.join("changed.txt"), b"first\n").expect("write");
     std::fs::write(data.join("big.bin"), noise(3 << 20, 5)).expect("write");
-    let secret = world.path("s3-secret");
-    std::fs::write(&secret, SECRET_KEY).expect("write secret");
-    let target = format!(
-        "[targets.s3]\ntype = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nallow_http = true\n\
-         access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n\
-         object_lock = {{ mode = \"governance\", days = 1 }}\n",
-        moto.endpoint(),
-        secret.display()
-    );
+    let target = locked_target(&moto, &world);
     let job = format!(
         "retention = {{ keep_last = 1 }}\n{}",
         dir_source("files", &data, "")
@@ -127,13 +132,8 @@ fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restore
     // Every version is held in governance mode for about a day from its snapshot;
     // verify checks each against every snapshot that references it (the kept
     // file's pack was extended to the second snapshot's date).
-    let held = versions(&moto);
+    let held = all_held_a_day_from(&moto, started);
     assert!(held.len() >= 5, "{held:?}");
-    for v in &held {
-        assert_eq!(v["mode"], "GOVERNANCE", "{v}");
-        let until = v["until"].as_f64().expect("a retain-until date");
-        assert!(until >= started + 86_400.0 - 5.0, "{v}");
-    }
     let out = world.ok(&[
         "verify",
         "--job",
@@ -216,4 +216,36 @@ fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restore
         text.contains("before snapshot") && text.contains(pack["key"].as_str().expect("key")),
         "{text}"
     );
+}
+
+/// `coffer copy` to a locked bucket holds what it copies as a backup there would:
+/// every pack and the marker, for the snapshot's days.
+#[test]
+fn a_snapshot_copied_to_a_locked_bucket_is_held_there() {
+    let moto = Moto::start(BUCKET);
+    let world = World::new("");
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("a.txt"), b"copied\n").expect("write");
+    std::fs::write(data.join("big.bin"), noise(2 << 20, 9)).expect("write");
+    let target = locked_target(&moto, &world);
+    let sources = dir_source("files", &data, "");
+    world.write_config_with(&target, &["local"], &sources);
+    let started = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    world.ok(&["backup", "app"]);
+    assert!(versions(&moto).is_empty());
+    world.ok(&["copy", "--from", "local", "--to", "s3", "--job", "app"]);
+    let held = all_held_a_day_from(&moto, started);
+    assert!(
+        held.iter().any(|v| v["key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/snapshot.json")))
+            && held
+                .iter()
+                .any(|v| v["key"].as_str().is_some_and(|k| k.contains("/packs/"))),
+        "{held:?}"
+    );
+    world.write_config_with(&target, &["local", "s3"], &sources);
+    let out = world.ok(&["verify", "--job", "app", "--target", "s3", "--stored-only"]);
+    assert!(out.contains(": ok"), "{out}");
 }

@@ -4,7 +4,7 @@
 //! next to a working target (partial), and wrong credentials that are named but
 //! never shown.
 
-use crate::common::s3::{S3Server, files_under};
+use crate::common::s3::{S3Server, files_under, same_files};
 use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
@@ -21,19 +21,6 @@ fn make_tree(root: &Path, big: usize) {
     std::fs::write(root.join("a/empty"), b"").expect("write");
     if big > 0 {
         std::fs::write(root.join("a/noise.bin"), noise(big, 7)).expect("write");
-    }
-}
-
-/// Asserts two trees hold the same files with the same bytes.
-fn same_files(a: &Path, b: &Path) {
-    let fa = files_under(a);
-    assert_eq!(fa, files_under(b), "different file lists");
-    for f in fa {
-        let (x, y) = (
-            std::fs::read(a.join(&f)).expect("read"),
-            std::fs::read(b.join(&f)).expect("read"),
-        );
-        assert!(x == y, "{f} differs");
     }
 }
 

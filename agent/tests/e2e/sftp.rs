@@ -5,6 +5,7 @@
 //! with -9 mid-upload, whose staging file listings ignore and prune removes.
 
 use crate::common::read_gate::ReadGate;
+use crate::common::s3::{files_under, same_files};
 use crate::common::sshd::SshServer;
 use crate::common::*;
 use serde_json::Value;
@@ -13,42 +14,12 @@ use std::time::Duration;
 
 const MIB: usize = 1 << 20;
 
-/// Every file below `root` (relative, sorted), as the server stores them.
-fn files_under(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(root)
-                .expect("below root")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 fn make_tree(root: &Path, big: usize) {
     std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
     std::fs::write(root.join("hello.txt"), b"hello sftp\n").expect("write");
     std::fs::write(root.join("a/b/nested.txt"), b"nested\n").expect("write");
     std::fs::write(root.join("a/empty"), b"").expect("write");
     std::fs::write(root.join("a/noise.bin"), noise(big, 11)).expect("write");
-}
-
-fn same_files(a: &Path, b: &Path) {
-    let fa = files_under(a);
-    assert_eq!(fa, files_under(b), "different file lists");
-    for f in fa {
-        let (x, y) = (
-            std::fs::read(a.join(&f)).expect("read"),
-            std::fs::read(b.join(&f)).expect("read"),
-        );
-        assert!(x == y, "{f} differs");
-    }
 }
 
 /// A world whose job `app` writes only to the SFTP target `box` (folder

@@ -177,6 +177,19 @@ impl Drop for S3Server {
     }
 }
 
+/// Asserts two trees hold the same files with the same bytes.
+pub fn same_files(a: &Path, b: &Path) {
+    let fa = files_under(a);
+    assert_eq!(fa, files_under(b), "different file lists");
+    for f in fa {
+        let (x, y) = (
+            std::fs::read(a.join(&f)).expect("read"),
+            std::fs::read(b.join(&f)).expect("read"),
+        );
+        assert!(x == y, "{f} differs");
+    }
+}
+
 /// Every file under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(dir)
