@@ -26,6 +26,14 @@ use tokio::task::JoinSet;
 /// Aborting is best effort (the server may be the thing that failed): never wait long.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the parts in flight may finish before an upload is aborted. A part
+/// whose request is cut after its body was sent may still be stored once the
+/// abort is done, and then no upload is left to abort it with: AWS's docs say to
+/// abort again, s3s-fs keeps the part for good (seen in
+/// `s3::sigterm_aborts_the_multipart_upload_and_leaves_no_snapshot` under load).
+/// Letting them end first closes that race; a part still going after this is cut.
+const PARTS_SETTLE: Duration = Duration::from_secs(10);
+
 /// What the fan-out sends to an upload.
 pub enum Part {
     Data(Bytes),
@@ -269,10 +277,17 @@ impl Uploader<'_> {
         }
     }
 
-    /// Stops the parts in flight and aborts the upload; says why when that failed.
+    /// Lets the parts in flight end (for at most `PARTS_SETTLE`), then aborts the
+    /// upload; says why when that failed.
     async fn abort(&mut self) -> Option<String> {
-        self.in_flight.abort_all();
-        while self.in_flight.join_next().await.is_some() {}
+        let settled = tokio::time::timeout(PARTS_SETTLE, async {
+            while self.in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if settled.is_err() {
+            self.in_flight.abort_all();
+            while self.in_flight.join_next().await.is_some() {}
+        }
         match tokio::time::timeout(ABORT_TIMEOUT, self.up.abort()).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
