@@ -259,7 +259,7 @@ fn one_snapshot(
         return Err(format!("target {}: {why}; marker not written", to.name).into());
     }
     // Object Lock on the destination: held as a backup there would hold them.
-    held::hold(rt, to, &job.name, &marker, Hold::Contents)
+    held::hold(rt, to, &job.name, &marker, Hold::Contents(None))
         .map_err(|e| format!("{}; marker not written", e.message))?;
     rt.block_on(to.store.put(&marker_path, PutPayload::from(bytes)))
         .map_err(|e| {

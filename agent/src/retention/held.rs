@@ -7,16 +7,30 @@
 //! A snapshot's retention is derived from its signed marker (`finished_at` plus
 //! the target's `days`), so every host computes the same date without a clock of
 //! the target's.
+//!
+//! A run holds the packs it extends a little longer than its snapshot needs
+//! (`SLACK_DAYS`) and writes down until when (`state_dir/held/<job>/<target>.json`),
+//! so that the runs of the next days find them held long enough and send nothing:
+//! one retention request per pack and week instead of per pack and run. Kopia
+//! extends its locks by its maintenance interval for the same reason. Lost or
+//! unreadable, the record only costs a run that extends every pack again.
 
-use crate::format::{MARKER, Marker, object_path};
+use crate::format::{MARKER, Marker, PackRecord, object_path};
 use coffer_plugins::{LockError, ObjectLock, Target};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
 /// Retention requests in flight at once: each is a small signed request.
 const IN_FLIGHT: usize = 8;
+
+/// How many days longer than its snapshot needs a pack is held when it is
+/// extended (fewer when the lock's `days` are fewer).
+const SLACK_DAYS: u32 = 7;
 
 /// Every object and pack the snapshot of `marker` references, without the marker.
 pub(crate) fn referenced(job: &str, marker: &Marker) -> Vec<ObjPath> {
@@ -35,10 +49,12 @@ pub(crate) fn referenced(job: &str, marker: &Marker) -> Vec<ObjPath> {
 }
 
 /// What a commit holds on a locked target: first everything the snapshot
-/// references (before its marker is written), then the marker itself.
+/// references (before its marker is written), then the marker itself. A run
+/// hands in its state directory, where it writes down until when it held each
+/// pack; `coffer copy` does not, and holds every pack.
 #[derive(Clone, Copy)]
-pub(crate) enum Hold {
-    Contents,
+pub(crate) enum Hold<'a> {
+    Contents(Option<&'a Path>),
     Marker,
 }
 
@@ -55,11 +71,115 @@ pub(crate) fn hold(
     let Some(lock) = target.object_lock() else {
         return Ok(());
     };
-    let paths = match what {
-        Hold::Contents => referenced(job, marker),
-        Hold::Marker => vec![object_path(job, &marker.id, MARKER)],
+    let need = lock.until(marker.finished_at);
+    let state_dir = match what {
+        Hold::Marker => {
+            let path = [object_path(job, &marker.id, MARKER)];
+            return hold_all(rt, lock, &path, need);
+        }
+        Hold::Contents(None) => return hold_all(rt, lock, &referenced(job, marker), need),
+        Hold::Contents(Some(dir)) => dir,
     };
-    hold_all(rt, lock, &paths, lock.until(marker.finished_at))
+    let objects: Vec<ObjPath> = marker
+        .objects
+        .iter()
+        .map(|o| object_path(job, &marker.id, &o.key))
+        .collect();
+    hold_all(rt, lock, &objects, need)?;
+    let record = record_path(state_dir, job, &target.name);
+    let held = record
+        .as_deref()
+        .map(|r| read_record(r, &target.description))
+        .unwrap_or_default();
+    let extend = to_extend(&held, &marker.packs, need.unix_timestamp());
+    let until = need + time::Duration::days(i64::from(SLACK_DAYS.min(lock.days())));
+    let paths: Vec<ObjPath> = extend
+        .iter()
+        .map(|id| crate::pack::pack_path(job, id))
+        .collect();
+    hold_all(rt, lock, &paths, until)?;
+    if let Some(record) = record {
+        let now_held: BTreeMap<String, i64> = marker
+            .packs
+            .iter()
+            .map(|p| {
+                let t = match held.get(&p.id) {
+                    Some(t) if !extend.contains(&p.id.as_str()) => *t,
+                    _ => until.unix_timestamp(),
+                };
+                (p.id.clone(), t)
+            })
+            .collect();
+        if let Err(e) = write_record(&record, &target.description, &now_held) {
+            // The next run then extends every pack again: a cost, not a danger.
+            tracing::warn!(
+                "job {job}, target {}: cannot write {}: {e}",
+                target.name,
+                record.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The packs whose recorded hold ends before `need` (Unix seconds), or that
+/// have none recorded.
+pub(crate) fn to_extend<'a>(
+    held: &BTreeMap<String, i64>,
+    packs: &'a [PackRecord],
+    need: i64,
+) -> Vec<&'a str> {
+    packs
+        .iter()
+        .filter(|p| held.get(&p.id).is_none_or(|t| *t < need))
+        .map(|p| p.id.as_str())
+        .collect()
+}
+
+/// `state_dir/held/<job>/<target>.json`; none for a target name that is no plain
+/// file name.
+fn record_path(state_dir: &Path, job: &str, target: &str) -> Option<PathBuf> {
+    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']);
+    (plain(job) && plain(target)).then(|| {
+        state_dir
+            .join("held")
+            .join(job)
+            .join(format!("{target}.json"))
+    })
+}
+
+/// What the record holds: the target it was written for (its bucket, prefix and
+/// endpoint, so that a target name pointed at another bucket starts afresh) and
+/// each pack's hold, Unix seconds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    target: String,
+    held: BTreeMap<String, i64>,
+}
+
+/// The record's holds for `target`, or nothing when it is missing, unreadable or
+/// another target's (then every pack is extended once more, which is safe).
+fn read_record(path: &Path, target: &str) -> BTreeMap<String, i64> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        .filter(|r| r.target == target)
+        .map(|r| r.held)
+        .unwrap_or_default()
+}
+
+fn write_record(path: &Path, target: &str, held: &BTreeMap<String, i64>) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let record = Record {
+        target: target.to_string(),
+        held: held.clone(),
+    };
+    tmp.write_all(&serde_json::to_vec(&record).map_err(std::io::Error::other)?)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Holds every path until `until` (extending, never shortening); the first
@@ -156,4 +276,47 @@ pub(crate) fn day_time(t: OffsetDateTime) -> String {
         || "?".to_string(),
         |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(id: &str) -> PackRecord {
+        PackRecord {
+            id: id.to_string(),
+            stored_size: 0,
+            blake3: String::new(),
+            content_size: 0,
+            used: 0,
+        }
+    }
+
+    #[test]
+    fn only_packs_held_for_less_than_needed_or_unknown_are_extended() {
+        let packs = [pack("a"), pack("b"), pack("c"), pack("d")];
+        let held = BTreeMap::from([
+            ("a".to_string(), 1_000),
+            ("b".to_string(), 999),
+            ("d".to_string(), 5_000),
+        ]);
+        assert_eq!(to_extend(&held, &packs, 1_000), vec!["b", "c"]);
+        assert_eq!(
+            to_extend(&BTreeMap::new(), &packs, 0),
+            vec!["a", "b", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn the_record_round_trips_and_a_damaged_or_other_targets_one_reads_as_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = record_path(dir.path(), "app", "s3").expect("a plain name");
+        let held = BTreeMap::from([("a".to_string(), 7)]);
+        write_record(&path, "s3 bucket b", &held).expect("write");
+        assert_eq!(read_record(&path, "s3 bucket b"), held);
+        assert!(read_record(&path, "s3 bucket other").is_empty());
+        std::fs::write(&path, b"{not json").expect("damage");
+        assert!(read_record(&path, "s3 bucket b").is_empty());
+        assert!(record_path(dir.path(), "app", "../x").is_none());
+    }
 }

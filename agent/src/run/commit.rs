@@ -300,6 +300,7 @@ pub(super) fn commit(
     lanes: &mut [Lane],
     marker: &Marker,
     marker_bytes: Vec<u8>,
+    state_dir: &std::path::Path,
 ) -> usize {
     let marker_path = object_path(&job.name, &marker.id, MARKER);
     let (mut live_lanes, live_targets) = live(lanes);
@@ -316,7 +317,13 @@ pub(super) fn commit(
         // Object Lock: what the snapshot references is held before the marker
         // says it exists, and the marker right after; a snapshot that could not
         // be held is not one this target keeps.
-        if let Err(e) = held::hold(rt, &lane.target, &job.name, marker, Hold::Contents) {
+        if let Err(e) = held::hold(
+            rt,
+            &lane.target,
+            &job.name,
+            marker,
+            Hold::Contents(Some(state_dir)),
+        ) {
             lane.fail(format!("not committed: {}", e.message), e.retryable);
             continue;
         }

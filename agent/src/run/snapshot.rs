@@ -234,7 +234,14 @@ pub(super) fn take_snapshot(
         return Ok(taking.failed(lanes, shown, anyhow!("no snapshot committed")));
     }
     let marker_bytes = crate::format::seal::seal(&marker, &signing_key)?;
-    let committed = commit(rt, job, &mut lanes, &marker, marker_bytes);
+    let committed = commit(
+        rt,
+        job,
+        &mut lanes,
+        &marker,
+        marker_bytes,
+        &cfg.agent.state_dir,
+    );
     if let Some(packs) = &taking.packs {
         let names: Vec<&str> = packed_sources.iter().map(String::as_str).collect();
         let written: Vec<Target> = lanes

@@ -83,6 +83,15 @@ fn all_held_a_day_from(moto: &Moto, since: f64) -> Vec<Value> {
     held
 }
 
+/// The packs whose retention was set, from moto's request log.
+fn packs_held(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"PUT /locked/app/packs/") && l.contains("?retention"))
+        .filter_map(|l| l.split("/packs/").nth(1)?.split('?').next())
+        .map(str::to_string)
+        .collect()
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for f in files_under(from) {
@@ -112,10 +121,23 @@ fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restore
     let started = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
 
     world.ok(&["backup", "app"]);
+    let after_first = moto.log().len();
     let first = world.path("first");
     copy_tree(&data, &first);
     std::fs::write(data.join("changed.txt"), b"second\n").expect("write");
     world.ok(&["backup", "app"]);
+
+    // The first run held its packs a few days longer than needed and wrote that
+    // down: the second sets retention only on its new pack(s) and its marker.
+    let log = moto.log();
+    let (before, after) = log.split_at(after_first);
+    let first_packs = packs_held(before);
+    let second_packs = packs_held(after);
+    assert!(!first_packs.is_empty() && !second_packs.is_empty(), "{log}");
+    assert!(
+        second_packs.iter().all(|p| !first_packs.contains(p)),
+        "the second run extended packs already held long enough: {second_packs:?}"
+    );
 
     // keep_last = 1, but the first snapshot is held for a day: the run's own
     // retention and a prune by hand both keep it, and say until when.

@@ -47,6 +47,11 @@ impl Moto {
         panic!("moto_server did not start");
     }
 
+    /// moto's request log: one line per request, `"PUT /bucket/key?retention ..."`.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("moto.log")).unwrap_or_default()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
