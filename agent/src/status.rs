@@ -9,7 +9,6 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod history;
@@ -132,16 +131,8 @@ pub fn read(state_dir: &Path, job: &str) -> Result<Option<JobStatus>> {
 
 pub fn save(state_dir: &Path, job: &str, status: &JobStatus) -> Result<()> {
     let path = path_of(state_dir, job);
-    let dir = path.parent().unwrap_or(state_dir);
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(&serde_json::to_vec_pretty(status)?)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(&path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    coffer_plugins::fs::durable::replace_file(&path, &serde_json::to_vec_pretty(status)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Reads, changes and writes back one job's status, under the job's status lock so

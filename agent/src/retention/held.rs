@@ -20,7 +20,6 @@ use coffer_plugins::{LockError, ObjectLock, Target};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
@@ -169,17 +168,12 @@ fn read_record(path: &Path, target: &str) -> BTreeMap<String, i64> {
 }
 
 fn write_record(path: &Path, target: &str, held: &BTreeMap<String, i64>) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     let record = Record {
         target: target.to_string(),
         held: held.clone(),
     };
-    tmp.write_all(&serde_json::to_vec(&record).map_err(std::io::Error::other)?)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    coffer_plugins::fs::durable::replace_file(path, &bytes)
 }
 
 /// Holds every path until `until` (extending, never shortening); the first

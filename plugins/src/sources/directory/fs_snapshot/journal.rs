@@ -6,7 +6,7 @@
 //! the source was renamed, moved to another path or removed from the config since.
 
 use serde::{Deserialize, Serialize};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// What releasing one snapshot takes, independent of the config that made it.
@@ -38,13 +38,8 @@ pub(crate) fn path_of(state_dir: &Path, job: &str, source: &str) -> PathBuf {
 
 /// Writes the record durably (temp file, fsync, rename) before anything is taken.
 pub(crate) fn write(file: &Path, record: &Record) -> io::Result<()> {
-    let parent = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-    tmp.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(file).map_err(|e| e.error)?;
-    std::fs::File::open(parent)?.sync_all()
+    let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+    crate::fs::durable::replace_file(file, &bytes)
 }
 
 /// Forgets a released snapshot; a record already gone is fine.
