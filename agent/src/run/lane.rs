@@ -52,6 +52,17 @@ impl Lane {
         }
     }
 
+    /// The target's part of the run report: a target out of the run says why,
+    /// whichever stage took it out (a failed run is reported before the commit
+    /// step that copies the reason).
+    fn into_report(self) -> TargetRun {
+        let mut report = self.report;
+        if report.error.is_none() {
+            report.error = self.out;
+        }
+        report
+    }
+
     pub(super) fn is_in(&self) -> bool {
         self.out.is_none()
     }
@@ -126,7 +137,7 @@ impl Taking<'_> {
             window_seconds,
             sources: shown.sources,
             missing_root: lanes.iter().any(|l| l.missing_root),
-            targets: lanes.into_iter().map(|l| l.report).collect(),
+            targets: lanes.into_iter().map(Lane::into_report).collect(),
             warnings: shown.warnings,
             notes: Vec::new(),
             hook_errors: Vec::new(),
