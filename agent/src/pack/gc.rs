@@ -80,8 +80,8 @@ pub(crate) fn delete_packs(rt: &Handle, targets: &[Target], job: &str, ids: &[St
             match t.store.delete(&pack_path(job, id)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => tracing::debug!(
-                    "cannot delete pack {id} of job {job} on target {}: {e}",
-                    t.name
+                    "cannot delete pack {id} of job {job}: {}",
+                    t.explain(coffer_plugins::Op::Delete, &e).message
                 ),
             }
         })));

@@ -29,7 +29,7 @@ use crate::repo;
 use crate::retention::policy::decide_checked;
 use anyhow::{Context, Result, bail};
 use coffer_config::Job;
-use coffer_plugins::Target;
+use coffer_plugins::{Op, Target};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
@@ -144,14 +144,15 @@ fn delete_snapshot(rt: &Handle, target: &Target, job: &str, id: &str) -> Result<
     // this host: nothing is deleted through it.
     target.refuse_linked_folder(&dir).with_context(on)?;
     rt.block_on(async {
+        let refused = |e: &object_store::Error| target.explain(Op::Delete, e).detail;
         match target.store.delete(&dir.clone().join(MARKER)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot delete {MARKER} in {}", on())),
+            Err(e) => bail!("cannot delete {MARKER} in {}: {}", on(), refused(&e)),
         }
         for location in list_folder(target, &dir).await.with_context(on)? {
             match target.store.delete(&location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot delete {location}")),
+                Err(e) => bail!("cannot delete {location}: {}", refused(&e)),
             }
         }
         Ok(())

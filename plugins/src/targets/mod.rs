@@ -65,14 +65,21 @@ pub struct Target {
     lock: Option<Arc<ObjectLock>>,
 }
 
-/// What a failing request was doing, so that "not found" can be told apart: a
-/// missing bucket when writing or listing, a missing object when reading.
+/// What a failing request was doing, so that "not found" can be told apart (a
+/// missing bucket when writing or listing, a missing object when reading), and
+/// a refused delete from other refusals (credentials that may not delete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Write,
     List,
     Read,
+    Delete,
 }
+
+/// Why credentials that may not delete get that answer, and what to do: the
+/// setting for a backup host whose deletes another host makes.
+pub(crate) const DELETE_DENIED: &str = "they may not delete there; if another host prunes this \
+     target, set prune = \"elsewhere\" on it here so this host never tries";
 
 /// A failed request in words for the operator, and whether another run could help.
 #[derive(Debug, Clone)]

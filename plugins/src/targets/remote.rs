@@ -46,11 +46,19 @@ impl Explain for Remote {
     fn explain(&self, during: Op, err: &object_store::Error) -> (String, bool) {
         use object_store::Error as E;
         let status = super::s3::status_of(err);
-        let denied = matches!(err, E::PermissionDenied { .. } | E::Unauthenticated { .. })
-            || matches!(status, Some(401 | 403));
+        let denied = super::s3::denied(err, status);
         let missing = matches!(err, E::NotFound { .. }) || status == Some(404);
         let place = &self.place;
-        if denied {
+        if denied && during == Op::Delete {
+            (
+                format!(
+                    "{place} refused to delete (access denied) to {}: {}; not retried",
+                    self.credentials,
+                    super::DELETE_DENIED
+                ),
+                false,
+            )
+        } else if denied {
             (
                 format!(
                     "{place} refused the request (access denied): check the credentials ({}) and \

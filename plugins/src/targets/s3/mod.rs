@@ -199,10 +199,17 @@ pub fn explain(
         None => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the instance role)".to_string(),
     };
     let status = status_of(err);
-    let denied = matches!(err, E::PermissionDenied { .. } | E::Unauthenticated { .. })
-        || matches!(status, Some(401 | 403));
     let missing = matches!(err, E::NotFound { .. }) || status == Some(404);
-    if denied {
+    if denied(err, status) && during == Op::Delete {
+        (
+            format!(
+                "bucket {} {where_} refused to delete (access denied) to {creds}: {}; not retried",
+                s3.bucket,
+                crate::targets::DELETE_DENIED
+            ),
+            false,
+        )
+    } else if denied(err, status) {
         (
             format!(
                 "bucket {} {where_} refused the request (access denied): check the credentials \
@@ -251,6 +258,15 @@ pub fn explain(
 /// export and maps only some statuses to its own variants (a failed listing is
 /// "generic"), so it is read from the message, which always says
 /// `status code: NNN` when the server answered.
+/// Whether the server refused the credentials or the request: by status, or by
+/// the code of a batch delete's per-key error (answered with 200).
+pub(super) fn denied(err: &object_store::Error, status: Option<u16>) -> bool {
+    use object_store::Error as E;
+    matches!(err, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || matches!(status, Some(401 | 403))
+        || err.to_string().contains("(code: AccessDenied)")
+}
+
 pub(super) fn status_of(err: &object_store::Error) -> Option<u16> {
     let text = err.to_string();
     let at = text.find("status code: ")? + "status code: ".len();
