@@ -111,6 +111,13 @@ const PRUNE_HOST_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Resource": ["arn:aws:s3:::nodelete/*"],
      "Action": ["s3:GetObject", "s3:DeleteObject"]}]}"#;
 
+/// A key that may only read: a run with it fails at its first pack.
+const READ_ONLY_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Resource": ["arn:aws:s3:::nodelete"],
+     "Action": ["s3:ListBucket", "s3:ListObjectsV2", "s3:ListObjects"]},
+    {"Effect": "Allow", "Resource": ["arn:aws:s3:::nodelete/*"],
+     "Action": ["s3:GetObject"]}]}"#;
+
 /// Keys under `app/` ending in `snapshot.json` (the signed markers), listed
 /// with `keys`.
 fn s3_markers(moto: &Moto, keys: &Keys) -> usize {
@@ -131,9 +138,10 @@ fn a_backup_host_whose_s3_key_may_not_delete_backs_up_and_the_prune_host_keeps_t
         &[
             ("backup-host", BACKUP_HOST_POLICY),
             ("prune-host", PRUNE_HOST_POLICY),
+            ("reader", READ_ONLY_POLICY),
         ],
     );
-    let (backup_keys, prune_keys) = (&keys[0], &keys[1]);
+    let (backup_keys, prune_keys, reader_keys) = (&keys[0], &keys[1], &keys[2]);
 
     // The server itself refuses: the backup host's key may write but not delete,
     // and a wrong secret is not let through.
@@ -178,6 +186,18 @@ fn a_backup_host_whose_s3_key_may_not_delete_backs_up_and_the_prune_host_keeps_t
         "retention = {{ keep_last = 1 }}\n{}",
         dir_source("files", &data, "")
     );
+
+    // A key that may not write: the run fails, and its report says why the
+    // target is out (the pack upload was refused), not just that it is.
+    world.write_config_with(&target(reader_keys, "elsewhere"), &["s3"], &job);
+    std::fs::write(data.join("f"), noise(300_000, 19)).expect("write");
+    let run = backup_json(&world, 1);
+    let refused = run["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("upload of app/packs/") && refused.contains("access denied"),
+        "{run}"
+    );
+    assert_eq!(s3_markers(&moto, prune_keys), 0);
 
     // Every night on the backup host: each run succeeds cleanly (it asks for no
     // delete) and keeps every snapshot.
