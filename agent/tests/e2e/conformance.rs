@@ -27,7 +27,7 @@ use std::path::Path;
 const MIB: usize = 1 << 20;
 
 /// A target opened from `table` (a `[targets.NAME]` table) as coffer opens it.
-fn open(dir: &Path, name: &str, table: &str) -> Target {
+pub(crate) fn open(dir: &Path, name: &str, table: &str) -> Target {
     let text = format!(
         "[agent]\nstate_dir = \"{}\"\n\n[encryption]\nrecipients = [\"age12e2ma5eqx5585k755cmgeh6vmfzjfc5smtg9yh353lgcs28nu3dqe2fxrf\"]\n\n\
          {table}\n[jobs.j]\ntargets = [\"{name}\"]\n\n[[jobs.j.sources]]\nname = \"f\"\ntype = \"directory\"\npath = \"/srv\"\n",

@@ -2,7 +2,8 @@
 //! SFTP-only like a storage box): backup, list, verify and restore through the
 //! CLI, format 1 and 2; an object of several parts; a host key that is not the
 //! pinned one refused before anything is uploaded (exit 2); and a run killed
-//! with -9 mid-upload, whose staging file listings ignore and prune removes.
+//! with -9 mid-upload, whose staging file listings ignore and prune removes; a
+//! connection the server dropped under an open target, opened again.
 
 use crate::common::read_gate::ReadGate;
 use crate::common::s3::{files_under, same_files};
@@ -260,4 +261,48 @@ fn a_run_killed_mid_upload_leaves_a_staging_file_that_is_ignored_then_pruned() {
     let to = tmp.path().join("restored");
     restore_to(&world, &to);
     same_files(&src, &to.join("data"));
+}
+
+/// A connection dropped under an open target (the server ended the session, a
+/// NAT forgot it, an idle timeout) is opened again at the next request: the
+/// caller sees no error, and the requests after it run on a new session.
+#[test]
+fn a_dropped_connection_is_opened_again_at_the_next_request() {
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path as ObjPath;
+    let server = SshServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pin = format!("host_key_fingerprint = \"{}\"", server.fingerprint());
+    let t = crate::conformance::open(
+        dir.path(),
+        "sftp",
+        &server.target_toml("sftp", "reconnect", &pin),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (one, two) = (ObjPath::from("a/one"), ObjPath::from("a/two"));
+    rt.block_on(t.store.put(&one, b"one".to_vec().into()))
+        .expect("put before the drop");
+    let before = server.sessions();
+    assert!(!before.is_empty(), "no SSH session open after a request");
+
+    server.drop_sessions();
+    let got = rt
+        .block_on(async { t.store.get(&one).await?.bytes().await })
+        .expect("get after the drop");
+    assert_eq!(&got[..], b"one");
+    rt.block_on(t.store.put(&two, b"two".to_vec().into()))
+        .expect("put after the drop");
+    let after = server.sessions();
+    assert!(
+        !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+        "not a new session: {before:?} then {after:?}"
+    );
+    assert_eq!(
+        std::fs::read(server.chroot().join("data/reconnect/a/two")).expect("on the server"),
+        b"two"
+    );
 }

@@ -164,6 +164,38 @@ impl SshServer {
         )
     }
 
+    /// The processes serving the open connections (sshd's children), by pid.
+    pub fn sessions(&self) -> Vec<u32> {
+        let Some(c) = &self.child else {
+            return Vec::new();
+        };
+        let pid = c.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Kills every open connection's server side (SIGKILL), the listening sshd
+    /// staying up: what a restarted session, a NAT that forgot the connection or
+    /// an idle timeout does to a client. Waits until they are gone.
+    pub fn drop_sessions(&self) {
+        for _ in 0..100 {
+            let open = self.sessions();
+            if open.is_empty() {
+                return;
+            }
+            for pid in open {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("sshd's sessions did not go");
+    }
+
     /// Kills the server without warning (SIGKILL), as a crash or a cut cable would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
