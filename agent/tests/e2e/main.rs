@@ -65,3 +65,4 @@ mod status_stats;
 mod tag_excludes;
 mod targets;
 mod unprivileged;
+mod webdav_kill;

@@ -60,6 +60,7 @@ pub(super) fn open(
         prunes_here: true,
         explainer: None,
         whole_uploads: None,
+        webdav: None,
         sftp: None,
         lock: None,
     })

@@ -58,6 +58,9 @@ pub struct Target {
     /// WebDAV: uploads are spooled and sent whole, since WebDAV has no multipart
     /// uploads (`webdav::upload`).
     whole_uploads: Option<Arc<crate::targets::webdav::upload::WholeUploads>>,
+    /// WebDAV: its store, which writes through staging names, and the staging
+    /// objects killed writes left (`webdav::staged`).
+    webdav: Option<Arc<crate::targets::webdav::staged::Staged>>,
     /// An SFTP target's server: like a local directory, it has folders and the
     /// staging files of killed uploads, which its store's listings hide.
     sftp: Option<Arc<crate::targets::sftp::Remote>>,
@@ -113,6 +116,7 @@ impl Target {
             prunes_here: true,
             explainer: None,
             whole_uploads: None,
+            webdav: None,
             sftp: None,
             lock: None,
         }
@@ -226,6 +230,14 @@ impl Target {
             }
             return Ok(removed);
         }
+        if let Some(dav) = &self.webdav {
+            let mut removed = Vec::new();
+            for l in dav.leftovers(dir)? {
+                dav.remove_leftover(dir, &l.name)?;
+                removed.push(std::path::Path::new(dir.as_ref()).join(&l.name));
+            }
+            return Ok(removed);
+        }
         let Some(root) = &self.local_root else {
             return Ok(Vec::new());
         };
@@ -248,6 +260,9 @@ impl Target {
         if let Some(sftp) = &self.sftp {
             return sftp.leftovers(dir);
         }
+        if let Some(dav) = &self.webdav {
+            return dav.leftovers(dir);
+        }
         match &self.local_root {
             Some(root) => crate::targets::leftovers::list(root, dir.as_ref()),
             None => Ok(Vec::new()),
@@ -262,6 +277,9 @@ impl Target {
     ) -> std::io::Result<()> {
         if let Some(sftp) = &self.sftp {
             return sftp.remove_leftover(dir, name);
+        }
+        if let Some(dav) = &self.webdav {
+            return dav.remove_leftover(dir, name);
         }
         match &self.local_root {
             Some(root) => crate::targets::leftovers::remove(root, dir.as_ref(), name),

@@ -13,10 +13,22 @@ pub struct WebdavServer {
     pub user: String,
     pub password: String,
     child: Option<Child>,
+    /// rclone's `--bwlimit`, if any: how slowly the server takes a PUT.
+    limit: Option<String>,
 }
 
 impl WebdavServer {
     pub fn start() -> WebdavServer {
+        WebdavServer::start_with(None)
+    }
+
+    /// A server that takes uploads at no more than `rate` (`--bwlimit`, e.g.
+    /// `1M`), so that a test can act while a PUT is under way.
+    pub fn start_limited(rate: &str) -> WebdavServer {
+        WebdavServer::start_with(Some(rate.to_string()))
+    }
+
+    fn start_with(limit: Option<String>) -> WebdavServer {
         require_tool("rclone");
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(root.path().join("dav")).expect("served dir");
@@ -26,6 +38,7 @@ impl WebdavServer {
             user: "coffer".to_string(),
             password: format!("dav-{}", std::process::id()),
             child: None,
+            limit,
         };
         for _ in 0..5 {
             s.port = free_port();
@@ -46,8 +59,14 @@ impl WebdavServer {
     fn spawn(&mut self) -> bool {
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let child = Command::new("rclone")
+        let mut cmd = Command::new("rclone");
+        if let Some(rate) = &self.limit {
+            cmd.args(["--bwlimit", rate]);
+        }
+        let child = cmd
             .args(["serve", "webdav"])
+            // What a test changes on the server's disk is served at once.
+            .args(["--dir-cache-time", "0s"])
             .arg(self.root.path().join("dav"))
             .args(["--addr", &format!("127.0.0.1:{}", self.port)])
             .args(["--user", &self.user, "--pass", &self.password])

@@ -53,6 +53,7 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
         prunes_here: true,
         explainer: None,
         whole_uploads: None,
+        webdav: None,
         sftp: None,
         lock: lock.map(Arc::new),
     })

@@ -5,12 +5,16 @@
 //! WebDAV has no multipart upload, and object_store's HTTP store refuses one, so
 //! an upload is spooled to an unnamed temporary file and sent in one streamed PUT
 //! when it completes (`upload`): memory stays at one part, the disk holds one
-//! object (a pack) per upload, and a killed run leaves nothing on the server (the
-//! PUT had not started) nor on the disk (the file had no name).
+//! object (a pack) per upload. Every PUT goes to a staging name `<object>#1` and
+//! is moved over the object (`staged`), so a run killed mid-PUT leaves a staging
+//! object, which listings hide and prune removes, never a cut object under its
+//! own name (rclone, for one, writes a PUT in place); killed before, it leaves
+//! nothing on the server nor on the disk (the file had no name).
 //!
 //! Basic authentication goes in a default header marked sensitive, so it is never
 //! logged; the URL carries no credentials (config refuses them there).
 
+pub mod staged;
 pub mod upload;
 
 use crate::targets::parts::PartPlan;
@@ -52,24 +56,30 @@ pub(super) fn open_target(
     // object_store's HTTP store names listed objects by their whole URL path, so
     // it is opened at the server's root and the folder becomes a prefix.
     let (root, folder) = upload::root_and_folder(&w.url).map_err(fail)?;
-    let store = HttpBuilder::new()
-        .with_url(root.as_str())
-        .with_client_options(options)
-        .with_retry(remote::retry())
-        .build()
-        .map_err(|e| fail(format!("cannot set up the WebDAV client: {e}")))?;
-    let store: Arc<dyn ObjectStore> = match folder.parts().next() {
-        Some(_) => Arc::new(PrefixStore::new(store, folder.clone())),
-        None => Arc::new(store),
+    let build = || -> Result<Arc<dyn ObjectStore>, TargetError> {
+        let store = HttpBuilder::new()
+            .with_url(root.as_str())
+            .with_client_options(options.clone())
+            .with_retry(remote::retry())
+            .build()
+            .map_err(|e| fail(format!("cannot set up the WebDAV client: {e}")))?;
+        Ok(match folder.parts().next() {
+            Some(_) => Arc::new(PrefixStore::new(store, folder.clone())),
+            None => Arc::new(store),
+        })
     };
-    let whole = upload::WholeUploads::new(root, folder, auth).map_err(fail)?;
-    let mut target = Target::from_store(&t.name, store, &description, PARTS);
+    let (store, leftover_store) = (build()?, build()?);
+    let whole =
+        Arc::new(upload::WholeUploads::new(root.clone(), folder.clone(), auth).map_err(fail)?);
+    let staged = Arc::new(staged::Staged::new(store, whole.clone(), leftover_store));
+    let mut target = Target::from_store(&t.name, staged.clone(), &description, PARTS);
     target.explainer = Some(Arc::new(Remote {
         place: format!("WebDAV folder {}", w.url),
         credentials: credentials(w),
         holder: "folder",
     }));
-    target.whole_uploads = Some(Arc::new(whole));
+    target.whole_uploads = Some(whole);
+    target.webdav = Some(staged);
     Ok(target)
 }
 
@@ -87,8 +97,8 @@ pub(super) fn shown(w: &WebdavTarget, bytes: &dyn Fn(u64) -> String) -> Shown {
     Shown {
         lines: vec![
             format!(
-                "uploads spooled to a temporary file in parts of {}, then sent in one PUT; \
-                 {} retries within {}s",
+                "uploads spooled to a temporary file in parts of {}, then sent in one PUT to \
+                 a staging name and moved into place; {} retries within {}s",
                 bytes(PARTS.part_size),
                 remote::MAX_RETRIES,
                 remote::RETRY_TIMEOUT.as_secs(),

@@ -2,14 +2,20 @@
 //! store refuses `put_multipart`), and holding a whole pack in memory would cost
 //! its size. So the parts are written, in the order they are handed over, to an
 //! unnamed temporary file, and `complete` sends that file in one streamed PUT,
-//! retried from its start on a transient failure. `abort` (or a kill) drops the
-//! file: nothing reached the server.
+//! retried from its start on a transient failure. `abort` (or a kill before
+//! `complete`) drops the file: nothing reached the server.
+//!
+//! Every write (these uploads, and the small objects `staged` puts) goes to a
+//! staging name `<object>#1` and is then moved over the object (MOVE, as the
+//! local and SFTP targets rename): servers such as rclone write a PUT in place,
+//! so a run killed mid-PUT would otherwise leave a cut object under the object's
+//! own name. Listings hide staging names; prune removes old ones (`leftovers`).
 
 use coffer_config::WebdavTarget;
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
-use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderValue};
+use reqwest::header::{CONTENT_LENGTH, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -19,6 +25,10 @@ use std::time::{Duration, Instant};
 /// Slowest a PUT may go before it is taken for stalled: 256 KiB/s, and never
 /// less than the remote targets' request timeout.
 const SLOWEST: u64 = 256 << 10;
+
+/// What a staging name adds to its object's: `leftovers::staging_object` takes
+/// it for one, as it does the local and SFTP targets'.
+const STAGING: &str = "#1";
 
 /// `Authorization: Basic ...` for the target's user and password, marked sensitive.
 pub(super) fn basic_auth(w: &WebdavTarget) -> Result<Option<HeaderValue>, String> {
@@ -97,6 +107,111 @@ impl WholeUploads {
             .chain(path.parts())
             .map(|p| p.as_ref().to_string())
             .collect()
+    }
+
+    /// The parts of the staging name `path` is written to before it is moved
+    /// over `path`.
+    fn staging_parts_of(&self, path: &Path) -> Vec<String> {
+        let mut parts = self.parts_of(path);
+        if let Some(last) = parts.last_mut() {
+            last.push_str(STAGING);
+        }
+        parts
+    }
+
+    /// Writes `len` bytes that `body` makes (again for each attempt) to `path`:
+    /// PUT to its staging name, then MOVE over it; the pair retried from the PUT
+    /// on a transient failure, the folders made once if missing.
+    pub(super) async fn send(
+        &self,
+        path: &Path,
+        len: u64,
+        body: impl Fn() -> object_store::Result<reqwest::Body>,
+    ) -> object_store::Result<PutResult> {
+        let staging = self.url_of(&self.staging_parts_of(path));
+        let url = self.url_of(&self.parts_of(path));
+        let timeout = Duration::from_secs(len / SLOWEST).max(super::remote::REQUEST_TIMEOUT);
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let mut retries = 0;
+        let mut made_folders = false;
+        loop {
+            let sent = self
+                .request(Method::PUT, staging.clone())
+                .header(CONTENT_LENGTH, len)
+                .timeout(timeout)
+                .body(body()?)
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    match self.move_over(&staging, &url).await {
+                        Ok(()) => {
+                            return Ok(PutResult {
+                                e_tag: None,
+                                version: None,
+                                extensions: Default::default(),
+                            });
+                        }
+                        Err((err, transient)) if transient => err,
+                        Err((err, _)) => return Err(err),
+                    }
+                }
+                // A missing folder: 409 by RFC 4918, 404 on some servers.
+                Ok(resp)
+                    if !made_folders
+                        && matches!(
+                            resp.status(),
+                            StatusCode::CONFLICT | StatusCode::NOT_FOUND
+                        ) =>
+                {
+                    self.make_folders(path).await?;
+                    made_folders = true;
+                    continue;
+                }
+                Ok(resp) => {
+                    let code = resp.status();
+                    let err = status_error("PUT", &staging, code);
+                    if !transient_status(code) {
+                        return Err(err);
+                    }
+                    err
+                }
+                Err(e) => transport(e),
+            };
+            if retries >= super::remote::MAX_RETRIES
+                || started.elapsed() + backoff > super::remote::RETRY_TIMEOUT
+            {
+                return Err(failure);
+            }
+            retries += 1;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// Moves the staging object at `from` over the object at `to` (MOVE with
+    /// `Overwrite: T`). The error, and whether another attempt could help.
+    async fn move_over(
+        &self,
+        from: &url::Url,
+        to: &url::Url,
+    ) -> Result<(), (object_store::Error, bool)> {
+        let method = Method::from_bytes(b"MOVE").map_err(|e| (generic(e.to_string()), false))?;
+        let resp = self
+            .request(method, from.clone())
+            .header("Destination", to.as_str())
+            .header("Overwrite", "T")
+            .timeout(super::remote::REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| (transport(e), true))?;
+        let code = resp.status();
+        if code.is_success() {
+            Ok(())
+        } else {
+            Err((status_error("MOVE", to, code), transient_status(code)))
+        }
     }
 
     /// The URL of the path made of `parts`, encoded as object_store's HTTP store
@@ -178,69 +293,8 @@ impl MultipartUpload for Spooled {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let url = self.shared.url_of(&self.shared.parts_of(&self.path));
-        let timeout = Duration::from_secs(self.len / SLOWEST).max(super::remote::REQUEST_TIMEOUT);
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        let mut retries = 0;
-        let mut made_folders = false;
-        loop {
-            let body = self.body()?;
-            let sent = self
-                .shared
-                .request(Method::PUT, url.clone())
-                .header(CONTENT_LENGTH, self.len)
-                .timeout(timeout)
-                .body(body)
-                .send()
-                .await;
-            let failure = match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    let e_tag = resp
-                        .headers()
-                        .get(ETAG)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    return Ok(PutResult {
-                        e_tag,
-                        version: None,
-                        extensions: Default::default(),
-                    });
-                }
-                // A missing folder: 409 by RFC 4918, 404 on some servers.
-                Ok(resp)
-                    if !made_folders
-                        && matches!(
-                            resp.status(),
-                            StatusCode::CONFLICT | StatusCode::NOT_FOUND
-                        ) =>
-                {
-                    self.shared.make_folders(&self.path).await?;
-                    made_folders = true;
-                    continue;
-                }
-                Ok(resp) => {
-                    let code = resp.status();
-                    let err = status_error("PUT", &url, code);
-                    if !(code.is_server_error()
-                        || code == StatusCode::REQUEST_TIMEOUT
-                        || code == StatusCode::TOO_MANY_REQUESTS)
-                    {
-                        return Err(err);
-                    }
-                    err
-                }
-                Err(e) => transport(e),
-            };
-            if retries >= super::remote::MAX_RETRIES
-                || started.elapsed() + backoff > super::remote::RETRY_TIMEOUT
-            {
-                return Err(failure);
-            }
-            retries += 1;
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(15));
-        }
+        let shared = self.shared.clone();
+        shared.send(&self.path, self.len, || self.body()).await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
@@ -260,6 +314,13 @@ impl Spooled {
             .map_err(|e| generic(format!("cannot rewind the spooled upload: {e}")))?;
         Ok(reqwest::Body::from(tokio::fs::File::from_std(f)))
     }
+}
+
+/// An answer worth another attempt: the server's trouble, not the request's.
+fn transient_status(code: StatusCode) -> bool {
+    code.is_server_error()
+        || code == StatusCode::REQUEST_TIMEOUT
+        || code == StatusCode::TOO_MANY_REQUESTS
 }
 
 fn generic(message: String) -> object_store::Error {

@@ -1,0 +1,146 @@
+//! A run killed with -9 while its PUT to a WebDAV server is under way. rclone,
+//! like many servers, writes a PUT in place, so what the PUT had sent stays on
+//! the server: coffer's writes go to a staging name `<object>#1` and are moved
+//! into place, so the server holds a cut staging object, never a cut pack under
+//! a pack's name. Listings, verify and the next run pass it by; prune keeps it
+//! while it is young (a run elsewhere may be writing it) and removes it after.
+
+use crate::common::webdav::WebdavServer;
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Every file under `dir` on the server's disk, relative, with its size.
+fn on_server(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("below")
+                .display()
+                .to_string();
+            (rel, e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn names(files: &[(String, u64)]) -> Vec<String> {
+    files.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// The staging objects once the server has stopped writing them: it goes on
+/// with what its socket still held after the client died.
+fn settled(dir: &Path) -> Vec<(String, u64)> {
+    let mut last = staging(dir);
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(1000));
+        let now = staging(dir);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the server never stopped writing {last:?}");
+}
+
+fn staging(dir: &Path) -> Vec<(String, u64)> {
+    on_server(dir)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("#1"))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_mid_put_leaves_a_staging_object_that_prune_removes_once_old() {
+    let dav = WebdavServer::start_limited("1M");
+    let world = World::new("");
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("first.bin"), noise(200_000, 1)).expect("write");
+    let table = dav.target_toml("dav", "backups", &dav.password_file(&world.path("")));
+    world.write_config_with(&table, &["dav"], &dir_source("files", &data, ""));
+    world.backup();
+    let folder = dav.dir().join("backups");
+    assert!(staging(&folder).is_empty(), "{:?}", on_server(&folder));
+
+    // A pack of about 3 MiB: at 1 MiB/s the PUT takes seconds, and the kill lands
+    // once the server has started writing it.
+    std::fs::write(data.join("second.bin"), noise(3 << 20, 2)).expect("write");
+    let mut child = world
+        .command(&["backup", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backup");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while staging(&folder).iter().all(|(_, size)| *size == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let cut = settled(&folder);
+    assert!(
+        cut.iter().any(|(_, size)| *size > 0),
+        "the killed run left no cut staging object: the rest proves nothing: {:?}",
+        on_server(&folder)
+    );
+    let cut: Vec<String> = cut.into_iter().map(|(name, _)| name).collect();
+    for name in &cut {
+        let object = name.trim_end_matches("#1");
+        assert!(
+            !folder.join(object).exists(),
+            "a cut object under its own name: {object}"
+        );
+    }
+
+    // Passed by: one snapshot, verified; the next run stores the file again.
+    assert_eq!(world.snapshots().len(), 1, "the killed run committed");
+    world.ok(&["verify", "--job", "app"]);
+    world.backup();
+    assert_eq!(world.snapshots().len(), 2);
+    world.ok(&["verify", "--job", "app"]);
+
+    // Young, it may be another host's upload: kept, and said so.
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(names(&staging(&folder)), cut, "{out}");
+    assert_eq!(
+        v[0]["kept_for_grace"]["staging_files"],
+        cut.len() as u64,
+        "{out}"
+    );
+
+    // Three days old (rclone reports a file's time on its disk): removed.
+    sh(&format!(
+        "find {} -exec touch -h -d '3 days ago' {{}} +",
+        folder.display()
+    ));
+    let out = world.ok(&["prune", "--job", "app", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert!(staging(&folder).is_empty(), "{out}");
+    assert_eq!(
+        v[0]["staging_removed"].as_array().map(Vec::len),
+        Some(cut.len()),
+        "{out}"
+    );
+    world.ok(&["verify", "--job", "app"]);
+    let to = world.path("restored");
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("files/second.bin")).expect("restored"),
+        noise(3 << 20, 2)
+    );
+}
