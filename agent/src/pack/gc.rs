@@ -313,10 +313,11 @@ pub(crate) fn collect(
     (c.dead_bytes, c.mostly_unused) = waste(markers, rewrite_above);
     if target.object_lock().is_some() {
         let now = time::OffsetDateTime::now_utc();
+        let paths: Vec<_> = c.deleted.iter().map(|id| pack_path(job, id)).collect();
+        let holds = crate::retention::held::held_after_each(rt, target, &paths, now);
         let mut free = Vec::new();
-        for id in std::mem::take(&mut c.deleted) {
-            let path = pack_path(job, &id);
-            match crate::retention::held::held_after(rt, target, &path, now) {
+        for (id, held) in std::mem::take(&mut c.deleted).into_iter().zip(holds) {
+            match held {
                 Some(held) => {
                     c.freed_bytes = c.freed_bytes.saturating_sub(listed[&id].size);
                     c.locked.push(crate::retention::prune::Locked::of(

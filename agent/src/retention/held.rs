@@ -194,28 +194,38 @@ fn hold_all(
     })
 }
 
-/// Until when `path` is held on `target`, if it still is at `now`; `None` when
-/// the target has no lock or the object's retention has ended. A failure to ask
-/// counts as held (for an hour): deleting what may be locked would only hide it
-/// behind a delete marker, and the next prune asks again.
-pub(crate) fn held_after(
+/// For each of `paths` (in their order, asked `IN_FLIGHT` at a time), until when
+/// it is held on `target`, if it still is at `now`; `None` when the target has no
+/// lock or the object's retention has ended. A failure to ask counts as held (for
+/// an hour): deleting what may be locked would only hide it behind a delete
+/// marker, and the next prune asks again.
+pub(crate) fn held_after_each(
     rt: &Handle,
     target: &Target,
-    path: &ObjPath,
+    paths: &[ObjPath],
     now: OffsetDateTime,
-) -> Option<Held> {
-    let lock = target.object_lock()?;
-    match rt.block_on(lock.held_until(path)) {
-        Ok(Some(until)) if until > now => Some(Held {
-            until,
-            unknown: None,
-        }),
-        Ok(_) => None,
-        Err(e) => Some(Held {
-            until: now + time::Duration::hours(1),
-            unknown: Some(e.message),
-        }),
-    }
+) -> Vec<Option<Held>> {
+    let Some(lock) = target.object_lock() else {
+        return vec![None; paths.len()];
+    };
+    rt.block_on(
+        futures::stream::iter(paths)
+            .map(|p| async move {
+                match lock.held_until(p).await {
+                    Ok(Some(until)) if until > now => Some(Held {
+                        until,
+                        unknown: None,
+                    }),
+                    Ok(_) => None,
+                    Err(e) => Some(Held {
+                        until: now + time::Duration::hours(1),
+                        unknown: Some(e.message),
+                    }),
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect(),
+    )
 }
 
 /// An object prune leaves alone because it is (or may be) locked.

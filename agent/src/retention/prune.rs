@@ -196,9 +196,9 @@ fn held_in_folder(
 ) -> Option<crate::retention::held::Held> {
     target.object_lock()?;
     let objects = rt.block_on(list_folder(target, dir)).ok()?;
-    objects
-        .iter()
-        .filter_map(|p| crate::retention::held::held_after(rt, target, p, now))
+    crate::retention::held::held_after_each(rt, target, &objects, now)
+        .into_iter()
+        .flatten()
         .max_by_key(|h| h.until)
 }
 
@@ -287,10 +287,16 @@ pub fn prune_target(
     // Object Lock: a snapshot still held stays, whatever the retention says.
     if target.object_lock().is_some() {
         let now = OffsetDateTime::now_utc();
-        forget.retain(|id| {
-            let path = snapshot_dir(&job.name, id).join(MARKER);
-            let Some(held) = crate::retention::held::held_after(rt, target, &path, now) else {
-                return true;
+        let markers: Vec<ObjPath> = forget
+            .iter()
+            .map(|id| snapshot_dir(&job.name, id).join(MARKER))
+            .collect();
+        let holds = crate::retention::held::held_after_each(rt, target, &markers, now);
+        let mut free = Vec::new();
+        for (id, held) in std::mem::take(&mut forget).into_iter().zip(holds) {
+            let Some(held) = held else {
+                free.push(id);
+                continue;
             };
             report.kept.push(KeptSnapshot {
                 id: id.clone(),
@@ -299,8 +305,8 @@ pub fn prune_target(
             report
                 .locked
                 .push(Locked::of(format!("snapshot {id}"), held));
-            false
-        });
+        }
+        forget = free;
     }
     // Folders that never got a marker: crashed or cancelled runs (or one running
     // elsewhere, which is why only those older than the grace period go).
