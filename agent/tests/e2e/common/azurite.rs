@@ -141,6 +141,18 @@ impl Azurite {
         assert_eq!(code, "201", "creating container {name} on Azurite");
     }
 
+    /// The bytes of every file Azurite keeps, uncommitted blocks included: they
+    /// grow as an upload's blocks arrive, before any blob lists.
+    pub fn stored_bytes(&self) -> u64 {
+        walkdir::WalkDir::new(self.root.path().join("data"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// The names of the blobs in `container`, as Azurite lists them (not through
     /// coffer), for a test to see what the server really holds.
     pub fn blobs(&self, container: &str) -> Vec<String> {

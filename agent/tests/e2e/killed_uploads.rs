@@ -1,10 +1,17 @@
-//! A run killed with -9 while its PUT to a WebDAV server is under way. rclone,
-//! like many servers, writes a PUT in place, so what the PUT had sent stays on
-//! the server: coffer's writes go to a staging name `<object>#1` and are moved
-//! into place, so the server holds a cut staging object, never a cut pack under
-//! a pack's name. Listings, verify and the next run pass it by; prune keeps it
-//! while it is young (a run elsewhere may be writing it) and removes it after.
+//! Runs killed with -9 while a pack is on its way to a remote target.
+//!
+//! WebDAV: rclone, like many servers, writes a PUT in place, so what the PUT had
+//! sent stays on the server. coffer's writes go to a staging name `<object>#1`
+//! and are moved into place, so the server holds a cut staging object, never a
+//! cut pack under a pack's name. Listings, verify and the next run pass it by;
+//! prune keeps it while it is young (a run elsewhere may be writing it) and
+//! removes it after.
+//!
+//! Azure: a pack goes up as blocks that become a blob only when the block list
+//! is committed, so the blocks a killed run sent are no blob at all (Azure drops
+//! uncommitted blocks after a week); the next run and verify go on as before.
 
+use crate::common::azurite::Azurite;
 use crate::common::webdav::WebdavServer;
 use crate::common::*;
 use serde_json::Value;
@@ -142,5 +149,59 @@ fn a_run_killed_mid_put_leaves_a_staging_object_that_prune_removes_once_old() {
     assert_eq!(
         std::fs::read(to.join("files/second.bin")).expect("restored"),
         noise(3 << 20, 2)
+    );
+}
+
+#[test]
+fn a_run_killed_while_sending_blocks_to_azure_leaves_no_blob() {
+    let azurite = Azurite::start(&["killed"]);
+    let world = World::new("");
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("first.bin"), noise(200_000, 1)).expect("write");
+    let key = azurite.key_file(&world.path(""));
+    // Paced, so that the kill lands between the pack's first block and its commit.
+    let table = azurite.target_toml("azure", "killed", &key, "limit_upload = \"8MiB/s\"\n");
+    world.write_config_with(&table, &["azure"], &dir_source("files", &data, ""));
+    world.backup();
+    let blobs = azurite.blobs("killed");
+
+    // 40 MiB of noise: one pack of three 16 MiB blocks, five seconds at the pace.
+    std::fs::write(data.join("second.bin"), noise(40 << 20, 2)).expect("write");
+    let before = azurite.stored_bytes();
+    let mut child = world
+        .command(&["backup", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backup");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while azurite.stored_bytes() < before + (16 << 20) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let sent = azurite.stored_bytes() - before;
+    assert!(
+        sent >= 16 << 20,
+        "the killed run sent no whole block ({sent} bytes): the rest proves nothing"
+    );
+    assert_eq!(azurite.blobs("killed"), blobs, "a blob of the killed run");
+
+    assert_eq!(world.snapshots().len(), 1, "the killed run committed");
+    world.ok(&["verify", "--job", "app"]);
+    world.backup();
+    world.ok(&["verify", "--job", "app"]);
+    let to = world.path("restored");
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("files/second.bin")).expect("restored"),
+        noise(40 << 20, 2)
     );
 }
