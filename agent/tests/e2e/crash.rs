@@ -195,12 +195,7 @@ fn a_pack_half_written_by_a_killed_run_goes_with_prune() {
             }
         })
     };
-    let mut child = world
-        .command(&["backup", "app"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn backup");
+    let mut child = world.spawn_silent(&["backup", "app"]);
     let held = held_rx.recv_timeout(Duration::from_secs(120));
     child.kill().expect("kill -9");
     child.wait().expect("reap");

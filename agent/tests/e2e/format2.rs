@@ -539,12 +539,7 @@ fn a_killed_backup_never_commits_a_snapshot_that_misses_a_pack() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = std::time::Duration::from_millis(50 + seed % 700);
-        let mut child = world
-            .command(&["backup", "app"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = world.spawn_silent(&["backup", "app"]);
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();

@@ -64,28 +64,52 @@ fn staging(dir: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// A world whose job backs up `data/` to the target `table` defines (named
+/// `target`), after a first backup of one small file.
+fn backed_up_once(world: &World, target: &str, table: &str) -> std::path::PathBuf {
+    let data = world.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("first.bin"), noise(200_000, 1)).expect("write");
+    world.write_config_with(table, &[target], &dir_source("files", &data, ""));
+    world.backup();
+    data
+}
+
+/// After the killed run: it committed nothing, verify passes, and the next run
+/// stores `second.bin` (`size` bytes of noise 2), which restores as it was.
+fn the_next_run_goes_on(world: &World, size: usize) {
+    assert_eq!(world.snapshots().len(), 1, "the killed run committed");
+    world.ok(&["verify", "--job", "app"]);
+    world.backup();
+    assert_eq!(world.snapshots().len(), 2);
+    world.ok(&["verify", "--job", "app"]);
+    let to = world.path("restored");
+    world.ok(&[
+        "restore",
+        "--job",
+        "app",
+        "--to",
+        to.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("files/second.bin")).expect("restored"),
+        noise(size, 2)
+    );
+}
+
 #[test]
 fn a_run_killed_mid_put_leaves_a_staging_object_that_prune_removes_once_old() {
     let dav = WebdavServer::start_limited("1M");
     let world = World::new("");
-    let data = world.path("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    std::fs::write(data.join("first.bin"), noise(200_000, 1)).expect("write");
     let table = dav.target_toml("dav", "backups", &dav.password_file(&world.path("")));
-    world.write_config_with(&table, &["dav"], &dir_source("files", &data, ""));
-    world.backup();
+    let data = backed_up_once(&world, "dav", &table);
     let folder = dav.dir().join("backups");
     assert!(staging(&folder).is_empty(), "{:?}", on_server(&folder));
 
     // A pack of about 3 MiB: at 1 MiB/s the PUT takes seconds, and the kill lands
     // once the server has started writing it.
     std::fs::write(data.join("second.bin"), noise(3 << 20, 2)).expect("write");
-    let mut child = world
-        .command(&["backup", "app"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn backup");
+    let mut child = world.spawn_silent(&["backup", "app"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while staging(&folder).iter().all(|(_, size)| *size == 0) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -107,12 +131,8 @@ fn a_run_killed_mid_put_leaves_a_staging_object_that_prune_removes_once_old() {
         );
     }
 
-    // Passed by: one snapshot, verified; the next run stores the file again.
-    assert_eq!(world.snapshots().len(), 1, "the killed run committed");
-    world.ok(&["verify", "--job", "app"]);
-    world.backup();
-    assert_eq!(world.snapshots().len(), 2);
-    world.ok(&["verify", "--job", "app"]);
+    // Passed by.
+    the_next_run_goes_on(&world, 3 << 20);
 
     // Young, it may be another host's upload: kept, and said so.
     let out = world.ok(&["prune", "--job", "app", "--json"]);
@@ -138,43 +158,22 @@ fn a_run_killed_mid_put_leaves_a_staging_object_that_prune_removes_once_old() {
         "{out}"
     );
     world.ok(&["verify", "--job", "app"]);
-    let to = world.path("restored");
-    world.ok(&[
-        "restore",
-        "--job",
-        "app",
-        "--to",
-        to.to_str().expect("utf8"),
-    ]);
-    assert_eq!(
-        std::fs::read(to.join("files/second.bin")).expect("restored"),
-        noise(3 << 20, 2)
-    );
 }
 
 #[test]
 fn a_run_killed_while_sending_blocks_to_azure_leaves_no_blob() {
     let azurite = Azurite::start(&["killed"]);
     let world = World::new("");
-    let data = world.path("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    std::fs::write(data.join("first.bin"), noise(200_000, 1)).expect("write");
     let key = azurite.key_file(&world.path(""));
     // Paced, so that the kill lands between the pack's first block and its commit.
     let table = azurite.target_toml("azure", "killed", &key, "limit_upload = \"8MiB/s\"\n");
-    world.write_config_with(&table, &["azure"], &dir_source("files", &data, ""));
-    world.backup();
+    let data = backed_up_once(&world, "azure", &table);
     let blobs = azurite.blobs("killed");
 
     // 40 MiB of noise: one pack of three 16 MiB blocks, five seconds at the pace.
     std::fs::write(data.join("second.bin"), noise(40 << 20, 2)).expect("write");
     let before = azurite.stored_bytes();
-    let mut child = world
-        .command(&["backup", "app"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn backup");
+    let mut child = world.spawn_silent(&["backup", "app"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while azurite.stored_bytes() < before + (16 << 20) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -187,21 +186,5 @@ fn a_run_killed_while_sending_blocks_to_azure_leaves_no_blob() {
         "the killed run sent no whole block ({sent} bytes): the rest proves nothing"
     );
     assert_eq!(azurite.blobs("killed"), blobs, "a blob of the killed run");
-
-    assert_eq!(world.snapshots().len(), 1, "the killed run committed");
-    world.ok(&["verify", "--job", "app"]);
-    world.backup();
-    world.ok(&["verify", "--job", "app"]);
-    let to = world.path("restored");
-    world.ok(&[
-        "restore",
-        "--job",
-        "app",
-        "--to",
-        to.to_str().expect("utf8"),
-    ]);
-    assert_eq!(
-        std::fs::read(to.join("files/second.bin")).expect("restored"),
-        noise(40 << 20, 2)
-    );
+    the_next_run_goes_on(&world, 40 << 20);
 }

@@ -222,12 +222,7 @@ fn a_run_killed_mid_upload_leaves_a_staging_file_that_is_ignored_then_pruned() {
             }
         })
     };
-    let mut child = world
-        .command(&["backup", "app"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn backup");
+    let mut child = world.spawn_silent(&["backup", "app"]);
     let held = held_rx.recv_timeout(Duration::from_secs(120));
     child.kill().expect("kill -9");
     child.wait().expect("reap");

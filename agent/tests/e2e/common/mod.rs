@@ -198,6 +198,16 @@ impl World {
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    /// Starts coffer with `args` in the background, its output thrown away: a run
+    /// for a test to kill.
+    pub fn spawn_silent(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn coffer")
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(coffer_bin());
         c.arg("--config").arg(&self.config).args(args);
