@@ -5,7 +5,8 @@
 //! or append-only file cannot be renamed, linked or removed, so the staging folder
 //! could not be swapped into place, and a later `restore --force` could not remove
 //! the tree it replaces. Read through `statx` (its attributes field), which needs no
-//! open file and so works on directories and symlinks alike.
+//! open file and so works on directories and symlinks alike, relative to the
+//! entry's directory when the walk has it open.
 
 use crate::fs::xattr::On;
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
@@ -41,6 +42,9 @@ pub fn read(on: On<'_>) -> Vec<InodeFlag> {
             AtFlags::SYMLINK_NOFOLLOW,
             StatxFlags::empty(),
         ),
+        On::At { dir, name, .. } => {
+            rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty())
+        }
     };
     let Ok(st) = got else { return Vec::new() };
     let set = st.stx_attributes & st.stx_attributes_mask;

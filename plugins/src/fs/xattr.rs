@@ -17,9 +17,12 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub const ACCESS_ACL: &str = "system.posix_acl_access";
@@ -123,11 +126,79 @@ pub fn check(xattrs: &Xattrs, acl_names: &BTreeMap<String, String>) -> Result<()
 }
 
 /// What an attribute call works on: an open file, or a path whose last component
-/// is never followed (the `l*xattr` calls).
+/// is never followed (the `l*xattr` calls), or a name in an open directory.
 #[derive(Debug, Clone, Copy)]
 pub enum On<'a> {
     File(&'a File),
     Path(&'a Path),
+    /// `name` in the directory `dir`, never followed; `path` reaches the same
+    /// entry (`/proc/self/fd/<dir>/<name>`) for the calls that have no `*at`
+    /// form on this kernel. Listing and `statx` through `dir` skip that path's
+    /// lookup through /proc, which an unchanged run otherwise makes per file.
+    At {
+        dir: BorrowedFd<'a>,
+        name: &'a OsStr,
+        path: &'a Path,
+    },
+}
+
+/// `On` as the `f*xattr` and `l*xattr` calls take it.
+enum Plain<'a> {
+    File(&'a File),
+    Path(&'a Path),
+}
+
+impl<'a> On<'a> {
+    /// `At` as its path.
+    fn plain(self) -> Plain<'a> {
+        match self {
+            On::File(f) => Plain::File(f),
+            On::Path(p) | On::At { path: p, .. } => Plain::Path(p),
+        }
+    }
+}
+
+/// `listxattrat(2)` (Linux 6.13): the attribute names of `name` in `dir`, not
+/// followed, into `buf` (an empty one asks for the size). `None` when the kernel
+/// has no such call, remembered for the rest of the process.
+fn list_at(dir: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The number every architecture's table gives it since 6.13.
+    const SYS_LISTXATTRAT: nix::libc::c_long = 465;
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let Ok(name) = std::ffi::CString::new(name.as_bytes()) else {
+        return Some(Err(io::Error::from_raw_os_error(nix::libc::EINVAL)));
+    };
+    let (ptr, len) = if buf.is_empty() {
+        (std::ptr::null_mut(), 0)
+    } else {
+        (buf.as_mut_ptr(), buf.len())
+    };
+    // SAFETY: `name` is NUL-terminated and outlives the call; `ptr` is null with
+    // a length of 0, or `buf`, writable for `len` bytes; the kernel writes no more.
+    #[allow(unsafe_code)]
+    let n = unsafe {
+        nix::libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            nix::libc::AT_SYMLINK_NOFOLLOW as nix::libc::c_uint,
+            ptr,
+            len,
+        )
+    };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(nix::libc::ENOSYS) {
+        MISSING.store(true, Ordering::Relaxed);
+        return None;
+    }
+    Some(Err(err))
 }
 
 /// Whether an error says the filesystem does not support the attribute at all.
@@ -142,25 +213,25 @@ pub fn absent(err: &io::Error) -> bool {
 
 /// The value of `name` into `buf` (of `MAX_VALUE` bytes); its length.
 pub fn get(on: On<'_>, name: &str, buf: &mut [u8]) -> io::Result<usize> {
-    Ok(match on {
-        On::File(f) => rustix::fs::fgetxattr(f, name, buf)?,
-        On::Path(p) => rustix::fs::lgetxattr(p, name, buf)?,
+    Ok(match on.plain() {
+        Plain::File(f) => rustix::fs::fgetxattr(f, name, buf)?,
+        Plain::Path(p) => rustix::fs::lgetxattr(p, name, buf)?,
     })
 }
 
 pub fn set(on: On<'_>, name: &str, value: &[u8]) -> io::Result<()> {
     let flags = rustix::fs::XattrFlags::empty();
-    match on {
-        On::File(f) => rustix::fs::fsetxattr(f, name, value, flags)?,
-        On::Path(p) => rustix::fs::lsetxattr(p, name, value, flags)?,
+    match on.plain() {
+        Plain::File(f) => rustix::fs::fsetxattr(f, name, value, flags)?,
+        Plain::Path(p) => rustix::fs::lsetxattr(p, name, value, flags)?,
     }
     Ok(())
 }
 
 pub fn remove(on: On<'_>, name: &str) -> io::Result<()> {
-    match on {
-        On::File(f) => rustix::fs::fremovexattr(f, name)?,
-        On::Path(p) => rustix::fs::lremovexattr(p, name)?,
+    match on.plain() {
+        Plain::File(f) => rustix::fs::fremovexattr(f, name)?,
+        Plain::Path(p) => rustix::fs::lremovexattr(p, name)?,
     }
     Ok(())
 }
@@ -168,19 +239,23 @@ pub fn remove(on: On<'_>, name: &str) -> io::Result<()> {
 /// Every attribute name, as listed by the kernel (`MAX_LIST` bytes at most). Asks
 /// for the size first: most files have none, and need no buffer.
 pub fn list(on: On<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let size = match on {
-        On::File(f) => rustix::fs::flistxattr_query(f)?,
-        On::Path(p) => rustix::fs::llistxattr_query(p)?,
+    let read = |buf: &mut [u8]| -> io::Result<usize> {
+        if let On::At { dir, name, .. } = on
+            && let Some(n) = list_at(dir, name, buf)
+        {
+            return n;
+        }
+        Ok(match on.plain() {
+            Plain::File(f) if buf.is_empty() => rustix::fs::flistxattr_query(f)?,
+            Plain::File(f) => rustix::fs::flistxattr(f, buf)?,
+            Plain::Path(p) if buf.is_empty() => rustix::fs::llistxattr_query(p)?,
+            Plain::Path(p) => rustix::fs::llistxattr(p, buf)?,
+        })
     };
+    let size = read(&mut [])?;
     if size == 0 {
         return Ok(Vec::new());
     }
-    let read = |buf: &mut [u8]| -> io::Result<usize> {
-        Ok(match on {
-            On::File(f) => rustix::fs::flistxattr(f, buf)?,
-            On::Path(p) => rustix::fs::llistxattr(p, buf)?,
-        })
-    };
     let mut buf = vec![0u8; (size + 256).min(MAX_LIST)];
     let n = match read(&mut buf) {
         // It grew since: the whole list Linux allows.

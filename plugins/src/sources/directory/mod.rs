@@ -248,10 +248,19 @@ impl Walk<'_, '_> {
             rel,
             md,
             file: opened,
-            ..
+            at,
         } = entry;
         let (abs, md) = (abs.as_path(), &md);
-        let on_path = On::Path(&sys);
+        // Through its open directory where the walk has one: the same entry as
+        // `sys`, without a lookup through /proc for the calls that have an `*at`.
+        let on_path = match &at {
+            Some(at) => On::At {
+                dir: std::os::fd::AsFd::as_fd(&*at.dir),
+                name: &at.name,
+                path: &sys,
+            },
+            None => On::Path(&sys),
+        };
         let ft = md.file_type();
         if ft.is_dir() {
             // Its own handle when the walk has it: the directory it listed, even if
@@ -282,7 +291,7 @@ impl Walk<'_, '_> {
                 self.first_names.insert((md.dev(), md.ino()), rel.clone());
             }
             if self.sink.is_some() {
-                return self.packed_file(abs, rel, &sys, md, opened);
+                return self.packed_file(abs, rel, (&sys, on_path), md, opened);
             }
             let opened = opened.unwrap_or_else(|| walk_ahead::open_nofollow(&sys));
             self.file(tar, abs, rel, opened)?;

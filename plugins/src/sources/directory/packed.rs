@@ -64,7 +64,7 @@ impl Walk<'_, '_> {
         &mut self,
         abs: &Path,
         rel: RawPath,
-        sys: &Path,
+        sys: (&Path, On<'_>),
         md: &Metadata,
         opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
@@ -81,7 +81,7 @@ impl Walk<'_, '_> {
         sink: &mut dyn ContentSink,
         abs: &Path,
         rel: RawPath,
-        sys: &Path,
+        (sys, on): (&Path, On<'_>),
         md: &Metadata,
         opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
@@ -90,7 +90,7 @@ impl Walk<'_, '_> {
             .unchanged(&rel, &stat)
             .map_err(|err| self.out_err(err))?
         {
-            let mut e = self.entry_for(rel, EntryKind::File, md, Some((On::Path(sys), abs)));
+            let mut e = self.entry_for(rel, EntryKind::File, md, Some((on, abs)));
             e.size = stat.size;
             e.blake3 = Some(known.blake3.clone());
             e.set_stored(known.content.clone());
