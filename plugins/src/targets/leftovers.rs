@@ -9,12 +9,13 @@
 //! make prune remove something elsewhere. Only regular files are reported; the
 //! caller decides which object names are its own.
 
+use object_store::path::Path as ObjPath;
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// One staging file of an upload that never completed.
@@ -26,6 +27,53 @@ pub struct Leftover {
     pub object: String,
     pub size: u64,
     pub modified: SystemTime,
+}
+
+/// What a target whose writes go through staging names offers beyond
+/// object_store's calls, for prune and garbage collection: the staging objects
+/// a kill left, and, where folders are real (a disk, an SFTP server), their
+/// links and their removal. A local directory (`LocalFolders`), SFTP and WebDAV
+/// have one; object stores, where an unfinished upload is no object, do not.
+pub trait Staging: std::fmt::Debug + Send + Sync {
+    /// The staging objects of writes cut short in the folder `dir` (none when
+    /// the folder is missing).
+    fn leftovers(&self, dir: &ObjPath) -> io::Result<Vec<Leftover>>;
+    /// Removes one staging object `leftovers` listed in `dir`.
+    fn remove_leftover(&self, dir: &ObjPath, name: &str) -> io::Result<()>;
+    /// Fails when a folder of `dir` is a symlink (or anything but a folder).
+    fn refuse_links(&self, _dir: &ObjPath) -> io::Result<()> {
+        Ok(())
+    }
+    /// Removes the folder `dir` once it holds nothing. Best effort.
+    fn remove_empty_folder(&self, _dir: &ObjPath) {}
+    /// Whether the folder `dir` is gone.
+    fn folder_gone(&self, _dir: &ObjPath) -> bool {
+        true
+    }
+}
+
+/// A local target's folders, on this host's disk below `root`.
+#[derive(Debug)]
+pub struct LocalFolders {
+    pub root: PathBuf,
+}
+
+impl Staging for LocalFolders {
+    fn leftovers(&self, dir: &ObjPath) -> io::Result<Vec<Leftover>> {
+        list(&self.root, dir.as_ref())
+    }
+    fn remove_leftover(&self, dir: &ObjPath, name: &str) -> io::Result<()> {
+        remove(&self.root, dir.as_ref(), name)
+    }
+    fn refuse_links(&self, dir: &ObjPath) -> io::Result<()> {
+        refuse_links(&self.root, dir.as_ref())
+    }
+    fn remove_empty_folder(&self, dir: &ObjPath) {
+        let _ = std::fs::remove_dir(self.root.join(dir.as_ref()));
+    }
+    fn folder_gone(&self, dir: &ObjPath) -> bool {
+        !self.root.join(dir.as_ref()).exists()
+    }
 }
 
 /// The object a staging name `<object>#<n>` belongs to: `n` as object_store

@@ -53,15 +53,15 @@ pub(super) fn open(
         description,
         parts: PARTS,
         s3: None,
-        local_root: Some(path.to_path_buf()),
         multipart: None,
         journal: None,
         throttle: None,
         prunes_here: true,
         explainer: None,
         whole_uploads: None,
-        webdav: None,
-        sftp: None,
+        staging: Some(Arc::new(crate::targets::leftovers::LocalFolders {
+            root: path.to_path_buf(),
+        })),
         lock: None,
     })
 }

@@ -39,9 +39,6 @@ pub struct Target {
     /// How uploads to this target are cut into parts.
     pub parts: PartPlan,
     s3: Option<S3Target>,
-    /// A local target's directory: object stores have no directories, a file
-    /// system does, and an aborted upload leaves its snapshot folder behind empty.
-    local_root: Option<std::path::PathBuf>,
     /// S3: the same store seen through its multipart API, whose uploads have ids
     /// that can be written down and aborted after a kill (`upload_journal`).
     multipart: Option<Arc<dyn crate::targets::s3::upload_journal::Multipart>>,
@@ -58,12 +55,9 @@ pub struct Target {
     /// WebDAV: uploads are spooled and sent whole, since WebDAV has no multipart
     /// uploads (`webdav::upload`).
     whole_uploads: Option<Arc<crate::targets::webdav::upload::WholeUploads>>,
-    /// WebDAV: its store, which writes through staging names, and the staging
-    /// objects killed writes left (`webdav::staged`).
-    webdav: Option<Arc<crate::targets::webdav::staged::Staged>>,
-    /// An SFTP target's server: like a local directory, it has folders and the
-    /// staging files of killed uploads, which its store's listings hide.
-    sftp: Option<Arc<crate::targets::sftp::Remote>>,
+    /// Local, SFTP, WebDAV: the staging objects of killed writes, which their
+    /// stores' listings hide, and the folders of the first two (`leftovers`).
+    staging: Option<Arc<dyn crate::targets::leftovers::Staging>>,
     /// S3 with `object_lock`: how what a snapshot references is held (`s3::lock`).
     lock: Option<Arc<ObjectLock>>,
 }
@@ -109,15 +103,13 @@ impl Target {
             description: description.to_string(),
             parts,
             s3: None,
-            local_root: None,
             multipart: None,
             journal: None,
             throttle: None,
             prunes_here: true,
             explainer: None,
             whole_uploads: None,
-            webdav: None,
-            sftp: None,
+            staging: None,
             lock: None,
         }
     }
@@ -202,114 +194,74 @@ impl Target {
         )
     }
 
-    /// Removes the folder of `dir` on a local target once it holds nothing (no-op on
-    /// object stores, where a folder is only a prefix). Best effort.
+    /// Removes the folder of `dir` once it holds nothing, where folders are real
+    /// (local, SFTP; no-op on object stores, where a folder is only a prefix).
+    /// Best effort.
     pub fn remove_empty_folder(&self, dir: &object_store::path::Path) {
-        if let Some(sftp) = &self.sftp {
-            sftp.remove_empty_folder(dir);
-        }
-        if let Some(root) = &self.local_root {
-            let _ = std::fs::remove_dir(root.join(dir.as_ref()));
+        if let Some(s) = &self.staging {
+            s.remove_empty_folder(dir);
         }
     }
 
-    /// Removes what object_store cannot see in the folder `dir` of a local target:
-    /// the staging files `<object>#<n>` of multipart uploads that never completed
-    /// (a run killed with -9 leaves them; object_store hides them from listings).
-    /// Returns what it removed; nothing on object stores, where an incomplete
-    /// multipart upload is no object (a lifecycle rule removes it).
+    /// Removes what the store's listings do not show in the folder `dir`: the
+    /// staging objects `<object>#<n>` of writes a kill cut short. Returns what it
+    /// removed; nothing on object stores, where an incomplete multipart upload is
+    /// no object (a lifecycle rule removes it).
     pub fn remove_leftovers(
         &self,
         dir: &object_store::path::Path,
     ) -> std::io::Result<Vec<std::path::PathBuf>> {
-        if let Some(sftp) = &self.sftp {
-            let mut removed = Vec::new();
-            for l in sftp.leftovers(dir)? {
-                sftp.remove_leftover(dir, &l.name)?;
-                removed.push(std::path::Path::new(dir.as_ref()).join(&l.name));
-            }
-            return Ok(removed);
-        }
-        if let Some(dav) = &self.webdav {
-            let mut removed = Vec::new();
-            for l in dav.leftovers(dir)? {
-                dav.remove_leftover(dir, &l.name)?;
-                removed.push(std::path::Path::new(dir.as_ref()).join(&l.name));
-            }
-            return Ok(removed);
-        }
-        let Some(root) = &self.local_root else {
+        let Some(s) = &self.staging else {
             return Ok(Vec::new());
         };
         let mut removed = Vec::new();
-        // Through handles: a folder swapped for a symlink is not entered.
-        for l in crate::targets::leftovers::list(root, dir.as_ref())? {
-            crate::targets::leftovers::remove(root, dir.as_ref(), &l.name)?;
-            removed.push(root.join(dir.as_ref()).join(&l.name));
+        for l in s.leftovers(dir)? {
+            s.remove_leftover(dir, &l.name)?;
+            removed.push(std::path::Path::new(dir.as_ref()).join(&l.name));
         }
         Ok(removed)
     }
 
-    /// The staging files of uploads that never completed in the folder `dir` of a
-    /// local target (`leftovers`); none on object stores, where an unfinished
-    /// multipart upload is no object and object_store cannot list it.
+    /// The staging objects of writes that never completed in the folder `dir`
+    /// (`leftovers`); none on object stores, where an unfinished multipart upload
+    /// is no object and object_store cannot list it.
     pub fn leftovers(
         &self,
         dir: &object_store::path::Path,
     ) -> std::io::Result<Vec<crate::targets::leftovers::Leftover>> {
-        if let Some(sftp) = &self.sftp {
-            return sftp.leftovers(dir);
-        }
-        if let Some(dav) = &self.webdav {
-            return dav.leftovers(dir);
-        }
-        match &self.local_root {
-            Some(root) => crate::targets::leftovers::list(root, dir.as_ref()),
+        match &self.staging {
+            Some(s) => s.leftovers(dir),
             None => Ok(Vec::new()),
         }
     }
 
-    /// Removes one staging file `leftovers` listed in `dir`.
+    /// Removes one staging object `leftovers` listed in `dir`.
     pub fn remove_leftover(
         &self,
         dir: &object_store::path::Path,
         name: &str,
     ) -> std::io::Result<()> {
-        if let Some(sftp) = &self.sftp {
-            return sftp.remove_leftover(dir, name);
-        }
-        if let Some(dav) = &self.webdav {
-            return dav.remove_leftover(dir, name);
-        }
-        match &self.local_root {
-            Some(root) => crate::targets::leftovers::remove(root, dir.as_ref(), name),
+        match &self.staging {
+            Some(s) => s.remove_leftover(dir, name),
             None => Ok(()),
         }
     }
 
-    /// Fails when a folder of `dir` on a local target is a symlink (or anything but
-    /// a folder): deleting what a listing shows there would delete where it points.
-    /// Always fine on object stores, where a folder is only a prefix.
+    /// Fails when a folder of `dir` is a symlink (or anything but a folder), where
+    /// folders are real: deleting what a listing shows there would delete where it
+    /// points. Always fine on object stores, where a folder is only a prefix.
     pub fn refuse_linked_folder(&self, dir: &object_store::path::Path) -> std::io::Result<()> {
-        if let Some(sftp) = &self.sftp {
-            return sftp.refuse_links(dir);
-        }
-        match &self.local_root {
-            Some(root) => crate::targets::leftovers::refuse_links(root, dir.as_ref()),
+        match &self.staging {
+            Some(s) => s.refuse_links(dir),
             None => Ok(()),
         }
     }
 
-    /// Whether the folder `dir` is gone from a local target's disk (always true on
-    /// object stores, where a folder is only a prefix), so that prune reports only
-    /// what it really removed.
+    /// Whether the folder `dir` is gone (always true on object stores, where a
+    /// folder is only a prefix), so that prune reports only what it really
+    /// removed.
     pub fn folder_gone(&self, dir: &object_store::path::Path) -> bool {
-        if let Some(sftp) = &self.sftp {
-            return sftp.folder_gone(dir);
-        }
-        self.local_root
-            .as_ref()
-            .is_none_or(|root| !root.join(dir.as_ref()).exists())
+        self.staging.as_ref().is_none_or(|s| s.folder_gone(dir))
     }
 
     /// Names the target and says what to check.

@@ -46,15 +46,13 @@ pub(super) fn open_target(t: &coffer_config::Target, s3: &S3Target) -> Result<Ta
             parts_in_flight: s3.upload.parts_in_flight as usize,
         },
         s3: Some(s3.clone()),
-        local_root: None,
         multipart: Some(multipart),
         journal: None,
         throttle: None,
         prunes_here: true,
         explainer: None,
         whole_uploads: None,
-        webdav: None,
-        sftp: None,
+        staging: None,
         lock: lock.map(Arc::new),
     })
 }

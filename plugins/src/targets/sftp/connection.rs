@@ -538,3 +538,21 @@ fn classify(cfg: &SftpTarget, at: &str, stderr: &str, why: &str) -> Failure {
         "cannot connect to {at}: {last}; check that the server is up and host and port are right"
     ))
 }
+
+impl crate::targets::leftovers::Staging for Remote {
+    fn leftovers(&self, dir: &ObjPath) -> std::io::Result<Vec<Leftover>> {
+        Remote::leftovers(self, dir)
+    }
+    fn remove_leftover(&self, dir: &ObjPath, name: &str) -> std::io::Result<()> {
+        Remote::remove_leftover(self, dir, name)
+    }
+    fn refuse_links(&self, dir: &ObjPath) -> std::io::Result<()> {
+        Remote::refuse_links(self, dir)
+    }
+    fn remove_empty_folder(&self, dir: &ObjPath) {
+        Remote::remove_empty_folder(self, dir)
+    }
+    fn folder_gone(&self, dir: &ObjPath) -> bool {
+        Remote::folder_gone(self, dir)
+    }
+}

@@ -117,7 +117,7 @@ pub(super) fn open_target(
         &description,
         PARTS,
     );
-    target.sftp = Some(remote);
+    target.staging = Some(remote);
     Ok(target)
 }
 

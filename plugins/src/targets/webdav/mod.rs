@@ -79,7 +79,7 @@ pub(super) fn open_target(
         holder: "folder",
     }));
     target.whole_uploads = Some(whole);
-    target.webdav = Some(staged);
+    target.staging = Some(staged);
     Ok(target)
 }
 

@@ -8,7 +8,7 @@
 //! runtime that opened it.
 
 use super::upload::WholeUploads;
-use crate::targets::leftovers::{Leftover, staging_object};
+use crate::targets::leftovers::{Leftover, Staging, staging_object};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -41,10 +41,11 @@ impl Staged {
             leftover_store,
         }
     }
+}
 
-    /// The staging objects of killed writes in the folder `dir` (none when the
-    /// folder is missing).
-    pub(crate) fn leftovers(&self, dir: &Path) -> std::io::Result<Vec<Leftover>> {
+/// Its folders are prefixes: only the staging objects are its own.
+impl Staging for Staged {
+    fn leftovers(&self, dir: &Path) -> std::io::Result<Vec<Leftover>> {
         let store = self.leftover_store.clone();
         let dir = dir.clone();
         let listed = block(async move { store.list_with_delimiter(Some(&dir)).await })?;
@@ -70,8 +71,7 @@ impl Staged {
         Ok(out)
     }
 
-    /// Removes the staging object `name` that `leftovers` listed in `dir`.
-    pub(crate) fn remove_leftover(&self, dir: &Path, name: &str) -> std::io::Result<()> {
+    fn remove_leftover(&self, dir: &Path, name: &str) -> std::io::Result<()> {
         if staging_object(name).is_none() || name.contains('/') {
             return Err(std::io::Error::other(format!(
                 "{name} is no staging name of a coffer upload"
