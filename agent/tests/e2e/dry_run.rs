@@ -169,7 +169,7 @@ fn a_dry_run_describes_database_and_command_sources_without_running_them() {
     assert!(
         sources[0]["what"]
             .as_str()
-            .is_some_and(|w| w.contains("VACUUM INTO")),
+            .is_some_and(|w| w.contains("SQLite backup API")),
         "{v}"
     );
     assert_eq!(sources[1]["name"], "export", "{v}");

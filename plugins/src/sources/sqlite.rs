@@ -1,6 +1,12 @@
-//! The SQLite source: an online, consistent copy made with `VACUUM INTO` while the
-//! application keeps writing (never a raw copy of a live file, which can catch a
-//! half-applied transaction), streamed from a private scratch file.
+//! The SQLite source: an online, consistent copy made with SQLite's online backup
+//! while the application keeps writing (never a raw copy of a live file, which can
+//! catch a half-applied transaction), streamed from a private scratch file.
+//!
+//! The backup copies the database page by page, all pages in one step (so within
+//! one read transaction), and keeps the source's page layout: a night's changes
+//! touch only the chunks holding the pages they changed. `VACUUM INTO`, used
+//! before, rebuilt the file, so one deleted row moved every row after it and the
+//! whole copy was stored again.
 
 use crate::sources::dbquery::version_fact;
 use crate::sources::dbquery::{Endpoint, connect, describe};
@@ -52,6 +58,50 @@ impl SqliteSource {
 
 const COPY_NAME: &str = "copy.sqlite";
 
+/// How long the copy waits for a writer's lock before it gives up (retryable),
+/// as long as sqlx's connections wait.
+const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies the database at `from` to a new file `to` with the online backup, all
+/// pages in one step: one read transaction, the source's pages as they are. The
+/// error, and whether another run could get past it (a lock held too long).
+fn page_copy(from: &Path, to: &Path) -> Result<(), (rusqlite::Error, bool)> {
+    use rusqlite::OpenFlags;
+    use rusqlite::backup::{Backup, StepResult};
+    let fail = |e| (e, false);
+    let src = rusqlite::Connection::open_with_flags(
+        from,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    src.busy_timeout(BUSY_FOR).map_err(fail)?;
+    let mut dst = rusqlite::Connection::open(to).map_err(fail)?;
+    let backup = Backup::new(&src, &mut dst).map_err(fail)?;
+    let started = std::time::Instant::now();
+    loop {
+        match backup.step(-1).map_err(fail)? {
+            StepResult::Done => return Ok(()),
+            StepResult::Busy | StepResult::Locked if started.elapsed() < BUSY_FOR => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            StepResult::Busy | StepResult::Locked => {
+                return Err((
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some(format!(
+                            "the database stayed locked by a writer for {}s",
+                            BUSY_FOR.as_secs()
+                        )),
+                    ),
+                    true,
+                ));
+            }
+            // All pages in one step: there is no "more"; anything else, again.
+            _ => {}
+        }
+    }
+}
+
 /// The extension of this type's stream (`<source>.sqlite.zst.age`), for
 /// `Source::extension` and `registry::fixed_extension`.
 pub(crate) const EXTENSION: &str = "sqlite";
@@ -69,7 +119,7 @@ impl Kind for Configured<'_> {
     }
     fn dry_run(&self) -> DryRun {
         DryRun {
-            reads: "an online copy (VACUUM INTO) of",
+            reads: "an online copy (SQLite backup API) of",
             bytes_now: std::fs::metadata(&self.0.path).ok().map(|md| md.len()),
             note: None,
         }
@@ -114,7 +164,7 @@ impl Source for SqliteSource {
         EXTENSION
     }
 
-    /// Fixed at the instant: VACUUM INTO reads one transaction.
+    /// Fixed at the instant: the copy reads one transaction.
     fn frozen_at_instant(&self) -> bool {
         true
     }
@@ -157,21 +207,12 @@ impl Source for SqliteSource {
                 err,
             })?;
         let path = dir.path().join(COPY_NAME);
-        let escaped = path.to_string_lossy().replace('\'', "''");
-        let source = Endpoint::Sqlite {
-            path: &self.cfg.path,
-        };
         let instant = OffsetDateTime::now_utc();
-        self.ctx
-            .rt
-            .block_on(async {
-                let mut db = connect(&source).await?;
-                // One read transaction: the copy is the database as of its start.
-                db.execute(&format!("VACUUM INTO '{escaped}'")).await?;
-                db.close().await;
-                Ok::<_, sqlx::Error>(())
-            })
-            .map_err(|e| self.err("cannot copy", &e))?;
+        page_copy(&self.cfg.path, &path).map_err(|(e, retryable)| SourceError::Database {
+            name: self.name.clone(),
+            message: format!("cannot copy {}: {e}", self.cfg.path.display()),
+            retryable,
+        })?;
         self.copy = Some(dir);
         Ok(Some(instant))
     }
