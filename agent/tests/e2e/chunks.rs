@@ -8,7 +8,8 @@
 //! made before chunks restores, and its host backs up on from its old index.
 //! Database dumps are chunked too: a PostgreSQL table that changes a little costs
 //! the chunks around the change, every snapshot restores, and a swapped pack never
-//! reaches pg_restore. So is a SQLite database, whose copy keeps the page layout.
+//! reaches pg_restore. So are a MariaDB dump and a SQLite database, whose copy
+//! keeps the page layout.
 
 use crate::common::packed_job::{backup_run, counts, marker_packs, packed};
 use crate::common::*;
@@ -590,4 +591,65 @@ fn a_sqlite_database_that_changes_a_little_stores_what_changed_and_restores() {
         to.to_str().expect("utf-8"),
     ]);
     assert_eq!(sqlite_sum(&to.join("db.sqlite")), changed);
+}
+
+#[test]
+fn a_mariadb_dump_that_changes_a_little_stores_what_changed_and_restores() {
+    require_tool("mariadb-dump");
+    let m = crate::common::servers::Mariadb::start();
+    m.root_sql(
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE items (id BIGINT PRIMARY KEY, payload TEXT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO items SELECT seq, CONCAT(MD5(seq), REPEAT(' x', 40)) FROM seq_1_to_250000;
+         CREATE DATABASE restored;",
+    )
+    .expect("setup");
+    let world = World::new("");
+    std::fs::write(world.path("my-password"), &m.password).expect("write");
+    world.write_config(&format!(
+        "[[jobs.app.sources]]\nname = \"db\"\ntype = \"mysql\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        m.url("shop"),
+        world.path("my-password").display()
+    ));
+    let first = backup_run(&world);
+    let dump = bytes_read(&first);
+    assert!(dump > (20 * MIB) as u64, "{first}");
+    let mut growth = Vec::new();
+    for round in 0..2u64 {
+        let before = packs_size(&world);
+        // As for PostgreSQL: 1% new rows, a batch of recent rows updated, a few
+        // old ones deleted.
+        let top = 250_000 + round * 2500;
+        m.root_sql(&format!(
+            "USE shop;
+             INSERT INTO items SELECT seq, CONCAT(MD5(seq), ' new') FROM seq_{}_to_{};
+             UPDATE items SET payload = CONCAT(payload, ' edited') WHERE id BETWEEN {} AND {};
+             DELETE FROM items WHERE id BETWEEN {} AND {};",
+            top + 1,
+            top + 2500,
+            top - 300,
+            top - 100,
+            1000 + round * 50,
+            1000 + round * 50 + 20
+        ))
+        .expect("churn");
+        backup_run(&world);
+        growth.push(packs_size(&world) - before);
+    }
+    for g in &growth {
+        assert!(
+            *g < dump * 2 / 5,
+            "a round stored {g} bytes of a {dump}-byte dump: {growth:?}"
+        );
+    }
+    world.ok(&["restore", "--job", "app", "--db-url", &m.url("restored")]);
+    let sum = |db: &str| {
+        m.root_sql(&format!("CHECKSUM TABLE {db}.items EXTENDED"))
+            .expect("checksum")
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(sum("restored"), sum("shop"));
 }
