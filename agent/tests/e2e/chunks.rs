@@ -582,14 +582,7 @@ fn a_sqlite_database_that_changes_a_little_stores_what_changed_and_restores() {
         growth < copy / 4,
         "the second run stored {growth} bytes of a {copy}-byte database"
     );
-    let to = world.path("restored");
-    world.ok(&[
-        "restore",
-        "--job",
-        "app",
-        "--to",
-        to.to_str().expect("utf-8"),
-    ]);
+    let to = world.restore_latest();
     assert_eq!(sqlite_sum(&to.join("db.sqlite")), changed);
 }
 

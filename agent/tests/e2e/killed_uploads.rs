@@ -83,14 +83,7 @@ fn the_next_run_goes_on(world: &World, size: usize) {
     world.backup();
     assert_eq!(world.snapshots().len(), 2);
     world.ok(&["verify", "--job", "app"]);
-    let to = world.path("restored");
-    world.ok(&[
-        "restore",
-        "--job",
-        "app",
-        "--to",
-        to.to_str().expect("utf8"),
-    ]);
+    let to = world.restore_latest();
     assert_eq!(
         std::fs::read(to.join("files/second.bin")).expect("restored"),
         noise(size, 2)

@@ -198,6 +198,20 @@ impl World {
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    /// Restores job `app`'s latest snapshot into a new folder `restored` of the
+    /// world (asserting success); that folder.
+    pub fn restore_latest(&self) -> PathBuf {
+        let to = self.path("restored");
+        self.ok(&[
+            "restore",
+            "--job",
+            "app",
+            "--to",
+            to.to_str().expect("utf-8"),
+        ]);
+        to
+    }
+
     /// Starts coffer with `args` in the background, its output thrown away: a run
     /// for a test to kill.
     pub fn spawn_silent(&self, args: &[&str]) -> std::process::Child {
