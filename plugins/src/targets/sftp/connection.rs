@@ -158,135 +158,6 @@ impl Remote {
             )
         })
     }
-
-    /// The staging files of killed uploads in the folder `dir` (regular files
-    /// named `<object>#<n>`; none when the folder is missing).
-    pub(crate) fn leftovers(&self, dir: &ObjPath) -> std::io::Result<Vec<Leftover>> {
-        let Some(remote) = paths::remote(self.root(), dir) else {
-            return Ok(Vec::new());
-        };
-        self.block_op("list", dir, move |live| {
-            let remote = remote.clone();
-            async move {
-                let names = match read_dir(&live.sftp, &remote).await {
-                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Vec::new(),
-                    r => r?,
-                };
-                let mut out: Vec<Leftover> = names
-                    .into_iter()
-                    .filter(|f| f.attrs.is_regular() && paths::plain(&f.filename))
-                    .filter_map(|f| {
-                        let object = staging_object(&f.filename)?.to_string();
-                        Some(Leftover {
-                            name: f.filename.clone(),
-                            object,
-                            size: f.attrs.size.unwrap_or(0),
-                            modified: SystemTime::UNIX_EPOCH
-                                + Duration::from_secs(u64::from(f.attrs.mtime.unwrap_or(0))),
-                        })
-                    })
-                    .collect();
-                out.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(out)
-            }
-        })
-    }
-
-    /// Removes one staging file `leftovers` listed in `dir`, if it still is a
-    /// regular file with a staging name. A file already gone is no error.
-    pub(crate) fn remove_leftover(&self, dir: &ObjPath, name: &str) -> std::io::Result<()> {
-        let remote = match paths::remote(self.root(), dir) {
-            Some(r) if staging_object(name).is_some() && paths::plain(name) => {
-                format!("{r}/{name}")
-            }
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("{name} is no staging file"),
-                ));
-            }
-        };
-        self.block_op("remove a staging file in", dir, move |live| {
-            let remote = remote.clone();
-            async move {
-                match live.sftp.lstat(remote.as_str()).await {
-                    Ok(a) if a.attrs.is_regular() => {}
-                    Ok(_) => return Ok(()),
-                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-                match live.sftp.remove(remote.as_str()).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        })
-    }
-
-    /// Removes the folder `dir` if it is empty. Best effort.
-    pub(crate) fn remove_empty_folder(&self, dir: &ObjPath) {
-        if dir.parts().count() == 0 {
-            return;
-        }
-        let Some(remote) = paths::remote(self.root(), dir) else {
-            return;
-        };
-        let _ = self.block_op("remove the folder", dir, move |live| {
-            let remote = remote.clone();
-            async move {
-                let _ = live.sftp.rmdir(remote.as_str()).await;
-                Ok(())
-            }
-        });
-    }
-
-    /// Whether nothing is left at `dir` on the server.
-    pub(crate) fn folder_gone(&self, dir: &ObjPath) -> bool {
-        let Some(remote) = paths::remote(self.root(), dir) else {
-            return true;
-        };
-        self.block_op("look at", dir, move |live| {
-            let remote = remote.clone();
-            async move {
-                match live.sftp.lstat(remote.as_str()).await {
-                    Ok(_) => Ok(false),
-                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Ok(true),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        })
-        .unwrap_or(false)
-    }
-
-    /// Fails when a folder on the way to `dir` is a symlink (or no folder): what
-    /// a listing shows through it lives elsewhere on the server.
-    pub(crate) fn refuse_links(&self, dir: &ObjPath) -> std::io::Result<()> {
-        let mut folders = paths::parents(self.root(), &dir.clone().join("x"));
-        folders.retain(|f| !f.is_empty());
-        let shown = format!("{dir} on {}", self.description);
-        let linked = self.block_op("look at", dir, move |live| {
-            let folders = folders.clone();
-            async move {
-                for f in &folders {
-                    match live.sftp.lstat(f.as_str()).await {
-                        Ok(a) if a.attrs.is_dir() => {}
-                        Ok(_) => return Ok(Some(f.clone())),
-                        Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => return Ok(None),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(None)
-            }
-        })?;
-        match linked {
-            None => Ok(()),
-            Some(f) => Err(std::io::Error::other(format!(
-                "{shown}: {f} is not a folder coffer wrote (a symbolic link?): nothing in it is \
-                 deleted; look at it and remove it by hand"
-            ))),
-        }
-    }
 }
 
 /// The live connection in `slot`, connecting when there is none or it closed.
@@ -539,20 +410,135 @@ fn classify(cfg: &SftpTarget, at: &str, stderr: &str, why: &str) -> Failure {
     ))
 }
 
+/// Like a local directory, the server has real folders and the staging files
+/// of killed uploads, which the store's listings hide.
 impl crate::targets::leftovers::Staging for Remote {
+    /// The staging files of killed uploads in the folder `dir` (regular files
+    /// named `<object>#<n>`; none when the folder is missing).
     fn leftovers(&self, dir: &ObjPath) -> std::io::Result<Vec<Leftover>> {
-        Remote::leftovers(self, dir)
+        let Some(remote) = paths::remote(self.root(), dir) else {
+            return Ok(Vec::new());
+        };
+        self.block_op("list", dir, move |live| {
+            let remote = remote.clone();
+            async move {
+                let names = match read_dir(&live.sftp, &remote).await {
+                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Vec::new(),
+                    r => r?,
+                };
+                let mut out: Vec<Leftover> = names
+                    .into_iter()
+                    .filter(|f| f.attrs.is_regular() && paths::plain(&f.filename))
+                    .filter_map(|f| {
+                        let object = staging_object(&f.filename)?.to_string();
+                        Some(Leftover {
+                            name: f.filename.clone(),
+                            object,
+                            size: f.attrs.size.unwrap_or(0),
+                            modified: SystemTime::UNIX_EPOCH
+                                + Duration::from_secs(u64::from(f.attrs.mtime.unwrap_or(0))),
+                        })
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            }
+        })
     }
+
+    /// Removes one staging file `leftovers` listed in `dir`, if it still is a
+    /// regular file with a staging name. A file already gone is no error.
     fn remove_leftover(&self, dir: &ObjPath, name: &str) -> std::io::Result<()> {
-        Remote::remove_leftover(self, dir, name)
+        let remote = match paths::remote(self.root(), dir) {
+            Some(r) if staging_object(name).is_some() && paths::plain(name) => {
+                format!("{r}/{name}")
+            }
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{name} is no staging file"),
+                ));
+            }
+        };
+        self.block_op("remove a staging file in", dir, move |live| {
+            let remote = remote.clone();
+            async move {
+                match live.sftp.lstat(remote.as_str()).await {
+                    Ok(a) if a.attrs.is_regular() => {}
+                    Ok(_) => return Ok(()),
+                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                match live.sftp.remove(remote.as_str()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
     }
-    fn refuse_links(&self, dir: &ObjPath) -> std::io::Result<()> {
-        Remote::refuse_links(self, dir)
-    }
+
+    /// Removes the folder `dir` if it is empty. Best effort.
     fn remove_empty_folder(&self, dir: &ObjPath) {
-        Remote::remove_empty_folder(self, dir)
+        if dir.parts().count() == 0 {
+            return;
+        }
+        let Some(remote) = paths::remote(self.root(), dir) else {
+            return;
+        };
+        let _ = self.block_op("remove the folder", dir, move |live| {
+            let remote = remote.clone();
+            async move {
+                let _ = live.sftp.rmdir(remote.as_str()).await;
+                Ok(())
+            }
+        });
     }
+
+    /// Whether nothing is left at `dir` on the server.
     fn folder_gone(&self, dir: &ObjPath) -> bool {
-        Remote::folder_gone(self, dir)
+        let Some(remote) = paths::remote(self.root(), dir) else {
+            return true;
+        };
+        self.block_op("look at", dir, move |live| {
+            let remote = remote.clone();
+            async move {
+                match live.sftp.lstat(remote.as_str()).await {
+                    Ok(_) => Ok(false),
+                    Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => Ok(true),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Fails when a folder on the way to `dir` is a symlink (or no folder): what
+    /// a listing shows through it lives elsewhere on the server.
+    fn refuse_links(&self, dir: &ObjPath) -> std::io::Result<()> {
+        let mut folders = paths::parents(self.root(), &dir.clone().join("x"));
+        folders.retain(|f| !f.is_empty());
+        let shown = format!("{dir} on {}", self.description);
+        let linked = self.block_op("look at", dir, move |live| {
+            let folders = folders.clone();
+            async move {
+                for f in &folders {
+                    match live.sftp.lstat(f.as_str()).await {
+                        Ok(a) if a.attrs.is_dir() => {}
+                        Ok(_) => return Ok(Some(f.clone())),
+                        Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(None)
+            }
+        })?;
+        match linked {
+            None => Ok(()),
+            Some(f) => Err(std::io::Error::other(format!(
+                "{shown}: {f} is not a folder coffer wrote (a symbolic link?): nothing in it is \
+                 deleted; look at it and remove it by hand"
+            ))),
+        }
     }
 }
