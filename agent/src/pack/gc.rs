@@ -312,21 +312,19 @@ pub(crate) fn collect(
     let mut c = unreferenced(&listed, &referenced, chrono::Utc::now(), grace);
     (c.dead_bytes, c.mostly_unused) = waste(markers, rewrite_above);
     if target.object_lock().is_some() {
-        let now = time::OffsetDateTime::now_utc();
-        let paths: Vec<_> = c.deleted.iter().map(|id| pack_path(job, id)).collect();
-        let holds = crate::retention::held::held_after_each(rt, target, &paths, now);
-        let mut free = Vec::new();
-        for (id, held) in std::mem::take(&mut c.deleted).into_iter().zip(holds) {
-            match held {
-                Some(held) => {
-                    c.freed_bytes = c.freed_bytes.saturating_sub(listed[&id].size);
-                    c.locked.push(crate::retention::prune::Locked::of(
-                        format!("pack {id}"),
-                        held,
-                    ));
-                }
-                None => free.push(id),
-            }
+        let (free, held) = crate::retention::held::split_held(
+            rt,
+            target,
+            std::mem::take(&mut c.deleted),
+            |id| pack_path(job, id),
+            time::OffsetDateTime::now_utc(),
+        );
+        for (id, held) in held {
+            c.freed_bytes = c.freed_bytes.saturating_sub(listed[&id].size);
+            c.locked.push(crate::retention::prune::Locked::of(
+                format!("pack {id}"),
+                held,
+            ));
         }
         c.deleted = free;
     }

@@ -228,6 +228,28 @@ pub(crate) fn held_after_each(
     )
 }
 
+/// Splits `items` into those no lock holds at `now` and those held (with until
+/// when), asking for the retention of each one's object (`path_of`) as
+/// `held_after_each` does. Every item is free on a target without a lock.
+pub(crate) fn split_held<T>(
+    rt: &Handle,
+    target: &Target,
+    items: Vec<T>,
+    path_of: impl Fn(&T) -> ObjPath,
+    now: OffsetDateTime,
+) -> (Vec<T>, Vec<(T, Held)>) {
+    let paths: Vec<ObjPath> = items.iter().map(path_of).collect();
+    let holds = held_after_each(rt, target, &paths, now);
+    let (mut free, mut held) = (Vec::new(), Vec::new());
+    for (item, hold) in items.into_iter().zip(holds) {
+        match hold {
+            Some(h) => held.push((item, h)),
+            None => free.push(item),
+        }
+    }
+    (free, held)
+}
+
 /// An object prune leaves alone because it is (or may be) locked.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {

@@ -286,18 +286,14 @@ pub fn prune_target(
     }
     // Object Lock: a snapshot still held stays, whatever the retention says.
     if target.object_lock().is_some() {
-        let now = OffsetDateTime::now_utc();
-        let markers: Vec<ObjPath> = forget
-            .iter()
-            .map(|id| snapshot_dir(&job.name, id).join(MARKER))
-            .collect();
-        let holds = crate::retention::held::held_after_each(rt, target, &markers, now);
-        let mut free = Vec::new();
-        for (id, held) in std::mem::take(&mut forget).into_iter().zip(holds) {
-            let Some(held) = held else {
-                free.push(id);
-                continue;
-            };
+        let (free, held) = crate::retention::held::split_held(
+            rt,
+            target,
+            std::mem::take(&mut forget),
+            |id| snapshot_dir(&job.name, id).join(MARKER),
+            OffsetDateTime::now_utc(),
+        );
+        for (id, held) in held {
             report.kept.push(KeptSnapshot {
                 id: id.clone(),
                 reasons: vec!["held by the bucket's Object Lock"],
