@@ -9,7 +9,7 @@
 
 use super::upload::WholeUploads;
 use crate::targets::leftovers::{Leftover, Staging, staging_object};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -94,6 +94,15 @@ fn staging(meta: &ObjectMeta) -> bool {
         .is_some_and(|n| staging_object(n).is_some())
 }
 
+/// A listing without its staging objects.
+fn without_staging(
+    listing: BoxStream<'static, Result<ObjectMeta>>,
+) -> BoxStream<'static, Result<ObjectMeta>> {
+    listing
+        .filter(|m| std::future::ready(!m.as_ref().is_ok_and(staging)))
+        .boxed()
+}
+
 /// Runs `fut` on the WebDAV targets' own runtime, started on first use and never
 /// dropped, and blocks this thread until it is done.
 fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> std::io::Result<T> {
@@ -137,11 +146,8 @@ impl ObjectStore for Staged {
                 implementer: "coffer".into(),
             });
         }
-        let mut whole = BytesMut::with_capacity(payload.content_length());
-        for chunk in payload.iter() {
-            whole.extend_from_slice(chunk);
-        }
-        let whole: Bytes = whole.freeze();
+        // One buffer, sent again on each attempt (a copy only when in pieces).
+        let whole = Bytes::from(payload);
         let len = whole.len() as u64;
         self.uploads
             .send(location, len, || Ok(reqwest::Body::from(whole.clone())))
@@ -176,10 +182,7 @@ impl ObjectStore for Staged {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner
-            .list(prefix)
-            .filter(|m| std::future::ready(!m.as_ref().is_ok_and(staging)))
-            .boxed()
+        without_staging(self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -187,10 +190,7 @@ impl ObjectStore for Staged {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner
-            .list_with_offset(prefix, offset)
-            .filter(|m| std::future::ready(!m.as_ref().is_ok_and(staging)))
-            .boxed()
+        without_staging(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
