@@ -293,8 +293,7 @@ impl MultipartUpload for Spooled {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let shared = self.shared.clone();
-        shared.send(&self.path, self.len, || self.body()).await
+        self.shared.send(&self.path, self.len, || self.body()).await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
