@@ -1,6 +1,7 @@
 //! The same checks against every target type, each on a real server: a local
 //! directory, S3 (s3s-fs), Azure Blob Storage (Azurite, with the account key and
-//! with a SAS), WebDAV (rclone) and SFTP (OpenSSH's sshd, chrooted; its CLI round
+//! with a SAS), WebDAV (rclone, and Apache's mod_dav, which refuses `Depth:
+//! infinity` listings by default) and SFTP (OpenSSH's sshd, chrooted; its CLI round
 //! trips are in `sftp.rs`). GCS
 //! is not here: no emulator of the registries handled what coffer needs (README,
 //! "Targets").
@@ -210,6 +211,7 @@ fn every_target_type_stores_as_coffer_needs() {
     let s3 = S3Server::start(&["conformance"]);
     let azurite = Azurite::start(&["conformance"]);
     let dav = WebdavServer::start();
+    let apache = WebdavServer::apache();
     let ssh = crate::common::sshd::SshServer::start();
     // moto: S3 as AWS implements it, here a bucket with Object Lock and so
     // versioning (a delete leaves a delete marker, which listings must hide).
@@ -257,6 +259,14 @@ fn every_target_type_stores_as_coffer_needs() {
             "webdav",
             dav.target_toml("webdav", "backups", &dav.password_file(dir.path())),
         ),
+        (
+            "webdav-apache",
+            apache.target_toml(
+                "webdav-apache",
+                "backups",
+                &apache.password_file(dir.path()),
+            ),
+        ),
         ("sftp", ssh.target_toml("sftp", "conformance", &fingerprint)),
         (
             "moto",
@@ -291,11 +301,13 @@ fn every_target_type_stores_as_coffer_needs() {
         "{:?}",
         files_under(&s3.bucket_dir("conformance"))
     );
-    assert!(
-        files_under(&dav.dir()).is_empty(),
-        "{:?}",
-        files_under(&dav.dir())
-    );
+    for dav in [&dav, &apache] {
+        assert!(
+            files_under(&dav.dir()).is_empty(),
+            "{:?}",
+            files_under(&dav.dir())
+        );
+    }
     let on_sftp = ssh.chroot().join("data/conformance");
     assert!(
         files_under(&on_sftp).is_empty(),
@@ -356,6 +368,33 @@ fn azure_backup_restore_verify_through_the_cli() {
     assert!(
         !blobs.is_empty() && blobs.iter().all(|b| b.starts_with("host1/app/")),
         "{blobs:?}"
+    );
+}
+
+/// Apache's defaults: a whole tree is listed folder by folder (the commit's
+/// check, verify and prune list the packs), and the next runs do the same.
+#[test]
+fn webdav_on_apache_backup_restore_verify_and_prune_through_the_cli() {
+    let apache = WebdavServer::apache();
+    let pw_dir = tempfile::tempdir().expect("tempdir");
+    let table = apache.target_toml("webdav", "coffer", &apache.password_file(pw_dir.path()));
+    let world = round_trip("webdav", &table);
+    std::fs::write(world.path("data/hello.txt"), b"hello again\n").expect("write");
+    let second = world.backup();
+    let out = world.ok(&["verify", "--job", "app"]);
+    assert!(out.contains(&second) && out.contains("ok"), "{out}");
+    let out = world.ok(&["prune", "--job", "app"]);
+    assert!(out.contains("keep"), "{out}");
+    assert_eq!(world.snapshots().len(), 2);
+    let files = files_under(&apache.dir().join("coffer"));
+    assert!(
+        files
+            .iter()
+            .filter(|f| f.ends_with("/snapshot.json"))
+            .count()
+            == 2
+            && files.iter().all(|f| f.starts_with("app/")),
+        "{files:?}"
     );
 }
 

@@ -1,9 +1,11 @@
-//! A real WebDAV server for the tests: `rclone serve webdav` (Debian's rclone,
-//! installed by tests/run) over a temporary directory on a free loopback port,
-//! with Basic authentication, killed when dropped. Its storage is plain files, so
-//! a test can look at what the server really holds without going through coffer.
+//! Real WebDAV servers for the tests, each over a temporary directory on a free
+//! loopback port with Basic authentication, stopped when dropped: `rclone serve
+//! webdav` (Debian's rclone) and Apache's mod_dav (Debian's apache2, with its
+//! defaults, which refuse `Depth: infinity` listings), both installed by
+//! tests/run. Their storage is plain files, so a test can look at what the server
+//! really holds without going through coffer.
 
-use super::{free_port, require_tool};
+use super::{free_port, require_root, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -13,23 +15,35 @@ pub struct WebdavServer {
     pub user: String,
     pub password: String,
     child: Option<Child>,
-    /// rclone's `--bwlimit`, if any: how slowly the server takes a PUT.
-    limit: Option<String>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// rclone, with its `--bwlimit`, if any: how slowly the server takes a PUT.
+    Rclone { limit: Option<String> },
+    /// Apache's mod_dav; its workers run as www-data, which owns what it serves.
+    Apache,
 }
 
 impl WebdavServer {
     pub fn start() -> WebdavServer {
-        WebdavServer::start_with(None)
+        WebdavServer::start_with(Kind::Rclone { limit: None })
+    }
+
+    /// Apache's mod_dav with `DavDepthInfinity` left at its default (off).
+    pub fn apache() -> WebdavServer {
+        WebdavServer::start_with(Kind::Apache)
     }
 
     /// A server that takes uploads at no more than `rate` (`--bwlimit`, e.g.
     /// `1M`), so that a test can act while a PUT is under way.
     pub fn start_limited(rate: &str) -> WebdavServer {
-        WebdavServer::start_with(Some(rate.to_string()))
+        WebdavServer::start_with(Kind::Rclone {
+            limit: Some(rate.to_string()),
+        })
     }
 
-    fn start_with(limit: Option<String>) -> WebdavServer {
-        require_tool("rclone");
+    fn start_with(kind: Kind) -> WebdavServer {
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(root.path().join("dav")).expect("served dir");
         let mut s = WebdavServer {
@@ -38,29 +52,114 @@ impl WebdavServer {
             user: "coffer".to_string(),
             password: format!("dav-{}", std::process::id()),
             child: None,
-            limit,
+            kind,
         };
+        if matches!(s.kind, Kind::Apache) {
+            s.prepare_apache();
+        } else {
+            require_tool("rclone");
+        }
         for _ in 0..5 {
             s.port = free_port();
-            if s.spawn() {
+            let spawned = match &s.kind {
+                Kind::Rclone { limit } => s.rclone(limit.clone()),
+                Kind::Apache => s.spawn_apache(),
+            };
+            if spawned {
                 return s;
             }
         }
-        panic!(
-            "rclone serve webdav did not start; see {}",
-            s.log().display()
-        );
+        panic!("the WebDAV server did not start; see {}", s.log().display());
     }
 
     fn log(&self) -> PathBuf {
-        self.root.path().join("rclone.log")
+        self.root.path().join("server.log")
     }
 
-    fn spawn(&mut self) -> bool {
+    /// The password file and the folders Apache's workers (www-data) write to.
+    fn prepare_apache(&self) {
+        require_root("Apache's workers serve as www-data the files it owns");
+        if !Path::new(APACHE).exists() {
+            panic!("{APACHE} is missing: run tests/run, which installs apache2");
+        }
+        require_tool("htpasswd");
+        let mut htpasswd = Command::new("htpasswd")
+            .args(["-ciB"])
+            .arg(self.root.path().join("htpasswd"))
+            .arg(&self.user)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn htpasswd (tests/run installs apache2-utils)");
+        use std::io::Write;
+        htpasswd
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(self.password.as_bytes())
+            .expect("write the password to htpasswd");
+        assert!(htpasswd.wait().expect("htpasswd").success());
+        std::fs::create_dir_all(self.root.path().join("locks")).expect("lock dir");
+        // The temporary directory is root's (0700): the workers need to pass.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg("chmod 0755 \"$1\" && chown -R www-data:www-data \"$1/dav\" \"$1/locks\"")
+            .arg("sh")
+            .arg(self.root.path())
+            .status()
+            .expect("sh");
+        assert!(
+            status.success(),
+            "cannot hand the served folder to www-data"
+        );
+    }
+
+    fn spawn_apache(&mut self) -> bool {
+        let root = self.root.path();
+        let modules = "/usr/lib/apache2/modules";
+        let load: String = [
+            ("mpm_event", "mpm_event"),
+            ("authn_core", "authn_core"),
+            ("authn_file", "authn_file"),
+            ("authz_core", "authz_core"),
+            ("authz_user", "authz_user"),
+            ("auth_basic", "auth_basic"),
+            ("dav", "dav"),
+            ("dav_fs", "dav_fs"),
+        ]
+        .iter()
+        .map(|(name, file)| format!("LoadModule {name}_module {modules}/mod_{file}.so\n"))
+        .collect();
+        let conf = format!(
+            "ServerRoot {root}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\n\
+             PidFile {root}/httpd.pid\nErrorLog {log}\nLogLevel warn\n{load}\
+             User www-data\nGroup www-data\nDavLockDB {root}/locks/DavLock\n\
+             DocumentRoot {root}/dav\n<Directory {root}/dav>\n  Dav On\n  AuthType Basic\n\
+               AuthName coffer\n  AuthUserFile {root}/htpasswd\n  Require valid-user\n</Directory>\n",
+            root = root.display(),
+            port = self.port,
+            log = self.log().display(),
+        );
+        let conf_file = root.join("httpd.conf");
+        std::fs::write(&conf_file, conf).expect("write httpd.conf");
+        let child = Command::new(APACHE)
+            .arg("-f")
+            .arg(&conf_file)
+            .arg("-DFOREGROUND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apache2 (tests/run installs it)");
+        self.child = crate::common::listening(child, self.port, "apache2", 20);
+        self.child.is_some()
+    }
+
+    fn rclone(&mut self, limit: Option<String>) -> bool {
         let log = std::fs::File::create(self.log()).expect("log file");
         let err = log.try_clone().expect("log file");
         let mut cmd = Command::new("rclone");
-        if let Some(rate) = &self.limit {
+        if let Some(rate) = &limit {
             cmd.args(["--bwlimit", rate]);
         }
         let child = cmd
@@ -82,7 +181,15 @@ impl WebdavServer {
 
     /// The URL of `folder` on the server (made on the server's disk first).
     pub fn url(&self, folder: &str) -> String {
-        std::fs::create_dir_all(self.dir().join(folder)).expect("folder");
+        let dir = self.dir().join(folder);
+        std::fs::create_dir_all(&dir).expect("folder");
+        if matches!(self.kind, Kind::Apache) {
+            let www = nix::unistd::User::from_name("www-data")
+                .ok()
+                .flatten()
+                .expect("user www-data");
+            nix::unistd::chown(&dir, Some(www.uid), Some(www.gid)).expect("chown the folder");
+        }
         format!("http://127.0.0.1:{}/{folder}", self.port)
     }
 
@@ -109,9 +216,24 @@ impl WebdavServer {
     }
 }
 
+const APACHE: &str = "/usr/sbin/apache2";
+
 impl Drop for WebdavServer {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // Apache's parent stops its workers on SIGTERM; killed, it would
+            // leave them serving.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -6,20 +6,31 @@
 //! HTTP store that lives on a runtime of its own: the callers are synchronous,
 //! some on a thread of coffer's runtime, and a connection must stay served by the
 //! runtime that opened it.
+//!
+//! A listing of a whole tree is one PROPFIND with `Depth: infinity` where the
+//! server answers it (rclone does). Apache mod_dav refuses it by default
+//! (`DavDepthInfinity Off`, RFC 4918's propfind-finite-depth), as SabreDAV-based
+//! servers may: there the tree is listed folder by folder with `Depth: 1`, a few
+//! folders at a time, and the target remembers to do so from then on.
 
 use super::upload::WholeUploads;
 use crate::targets::leftovers::{Leftover, Staging, staging_object};
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, FuturesUnordered};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result,
 };
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+
+/// Folders listed at once when a tree is listed folder by folder.
+const FOLDERS_IN_FLIGHT: usize = 8;
 
 #[derive(Debug)]
 pub struct Staged {
@@ -27,6 +38,9 @@ pub struct Staged {
     uploads: Arc<WholeUploads>,
     /// The same folder, for the synchronous leftover calls only (`block`).
     leftover_store: Arc<dyn ObjectStore>,
+    /// Set once the server refused a `Depth: infinity` listing that it
+    /// answered folder by folder: trees are walked from then on.
+    walk_trees: Arc<AtomicBool>,
 }
 
 impl Staged {
@@ -39,6 +53,7 @@ impl Staged {
             inner,
             uploads,
             leftover_store,
+            walk_trees: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -101,6 +116,60 @@ fn without_staging(
     listing
         .filter(|m| std::future::ready(!m.as_ref().is_ok_and(staging)))
         .boxed()
+}
+
+/// Every object under `prefix`, listed folder by folder (`Depth: 1`), at most
+/// `FOLDERS_IN_FLIGHT` folders at a time, in no particular order (as every
+/// store's listing).
+fn walk(
+    store: Arc<dyn ObjectStore>,
+    prefix: Option<Path>,
+) -> BoxStream<'static, Result<ObjectMeta>> {
+    struct Walk {
+        store: Arc<dyn ObjectStore>,
+        folders: VecDeque<Option<Path>>,
+        listing: FuturesUnordered<futures::future::BoxFuture<'static, Result<ListResult>>>,
+        found: VecDeque<ObjectMeta>,
+    }
+    let start = Walk {
+        store,
+        folders: VecDeque::from([prefix]),
+        listing: FuturesUnordered::new(),
+        found: VecDeque::new(),
+    };
+    futures::stream::try_unfold(start, |mut w| async move {
+        loop {
+            if let Some(meta) = w.found.pop_front() {
+                return Ok(Some((meta, w)));
+            }
+            while w.listing.len() < FOLDERS_IN_FLIGHT {
+                let Some(folder) = w.folders.pop_front() else {
+                    break;
+                };
+                let store = w.store.clone();
+                w.listing.push(Box::pin(async move {
+                    store.list_with_delimiter(folder.as_ref()).await
+                }));
+            }
+            let Some(listed) = w.listing.next().await else {
+                return Ok(None);
+            };
+            let listed = listed?;
+            w.folders
+                .extend(listed.common_prefixes.into_iter().map(Some));
+            w.found.extend(listed.objects);
+        }
+    })
+    .boxed()
+}
+
+/// Whether `e` is the server's refusal (401/403), which a `Depth: infinity`
+/// listing meets on a server that does not allow it.
+fn refused(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    )
 }
 
 /// Runs `fut` on the WebDAV targets' own runtime, started on first use and never
@@ -182,15 +251,35 @@ impl ObjectStore for Staged {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        without_staging(self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, Result<ObjectMeta>> {
-        without_staging(self.inner.list_with_offset(prefix, offset))
+        let store = self.inner.clone();
+        let prefix = prefix.cloned();
+        if self.walk_trees.load(Ordering::Relaxed) {
+            return without_staging(walk(store, prefix));
+        }
+        let walk_trees = self.walk_trees.clone();
+        let tree = futures::stream::once(async move {
+            let mut whole = store.list(prefix.as_ref());
+            // object_store's HTTP store sends its one PROPFIND on the first poll.
+            let refusal = match whole.next().await {
+                Some(Err(e)) if refused(&e) => e,
+                first => return Ok(futures::stream::iter(first).chain(whole).boxed()),
+            };
+            // The depth, or the credentials? The folder alone tells.
+            match store.list_with_delimiter(prefix.as_ref()).await {
+                Ok(_) => {
+                    tracing::debug!(
+                        "{store}: the server refuses Depth: infinity listings ({refusal}); \
+                         listing folder by folder"
+                    );
+                    walk_trees.store(true, Ordering::Relaxed);
+                    Ok(walk(store, prefix))
+                }
+                Err(_) => Err(refusal),
+            }
+        })
+        .try_flatten()
+        .boxed();
+        without_staging(tree)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
