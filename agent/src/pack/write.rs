@@ -214,10 +214,10 @@ impl PackWriter {
             let compressed = rx
                 .recv()
                 .map_err(|_| io::Error::other("a compression worker stopped"))??;
-            p.out.write_all(&compressed)?;
             p.table
                 .push(compressed.len() as u64, u64::from(len))
                 .map_err(io::Error::other)?;
+            p.out.write_owned(compressed)?;
         }
         Ok(())
     }

@@ -63,6 +63,19 @@ impl Write for ChunkSender {
 }
 
 impl ChunkSender {
+    /// `data` as a chunk of its own when nothing is gathered and it is big
+    /// enough to be worth a message (a pack's compressed frame), without
+    /// copying it; otherwise gathered as `write` does.
+    fn send_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if !self.buf.is_empty() || data.len() < CHUNK / 4 {
+            return self.write_all(&data);
+        }
+        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
+            return Err(io::Error::other("run cancelled"));
+        }
+        self.tx.send(Some(data)).map_err(|_| stage_stopped())
+    }
+
     fn end(mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
@@ -349,6 +362,22 @@ fn task_failed(name: String, e: &tokio::task::JoinError) -> UploadError {
         target: name,
         retryable: true,
         abandoned: false,
+    }
+}
+
+impl ObjectWriter {
+    /// Writes `data`, which the writer may keep rather than copy: for an
+    /// object whose bytes arrive compressed (`start_raw`), a big piece goes to
+    /// the encryption stage as it is.
+    pub fn write_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
+        let n = data.len() as u64;
+        match self.encoder.as_mut() {
+            Some(Stage::Raw(s)) => s.send_owned(data)?,
+            Some(Stage::Zstd(e)) => e.write_all(&data)?,
+            None => return Err(io::Error::other("object already finished")),
+        }
+        self.plaintext += n;
+        Ok(())
     }
 }
 
