@@ -5,7 +5,9 @@
 //! between named files the snapshot lacked. Here a real writer keeps adding
 //! uploads on a btrfs subvolume while backups run; every run's check, made inside
 //! the database snapshot against the captured files, must find every row's file
-//! at its size, and every run must report the database's instant first.
+//! at its size, and every run must report the database's instant first. The same
+//! writer, in both orders, runs against a SQLite database too: its copy is the
+//! database's instant there, and the check runs on that copy.
 
 use crate::common::btrfs::Btrfs;
 use crate::common::servers::Postgres;
@@ -20,21 +22,26 @@ const UPLOAD_ROWS: (&str, &str) = (
     "DELETE FROM upload WHERE path = $1",
 );
 
-/// PostgreSQL with an `upload` table, a btrfs subvolume `storage`, and a job
-/// `app` backing both up with `snapshot = "btrfs"` and the check inside the
-/// snapshot.
+/// PostgreSQL (or SQLite) with an `upload` table, a btrfs subvolume `storage`,
+/// and a job `app` backing both up with `snapshot = "btrfs"` and the check
+/// inside the snapshot.
 struct App {
     fs: Btrfs,
     storage: std::path::PathBuf,
-    pg: Postgres,
+    db: Db,
     world: World,
+}
+
+/// Where the application keeps its rows.
+enum Db {
+    Postgres(Postgres),
+    /// The database file, in WAL mode, outside the subvolume.
+    Sqlite(std::path::PathBuf),
 }
 
 impl App {
     fn start() -> App {
         require_tool("pg_dump");
-        let fs = Btrfs::new();
-        let storage = fs.subvolume("storage");
         let pg = Postgres::start();
         pg.psql("postgres", "CREATE DATABASE app");
         pg.psql(
@@ -44,18 +51,48 @@ impl App {
         let world = World::new("");
         let pwfile = world.path("pg-password");
         std::fs::write(&pwfile, &pg.password).expect("password file");
-        world.write_config(&format!(
-            "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n{}\
-             [jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM upload\"\n",
+        let source = format!(
+            "[[jobs.app.sources]]\nname = \"db\"\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n",
             pg.url("app"),
             pwfile.display(),
+        );
+        App::with(Db::Postgres(pg), world, &source)
+    }
+
+    fn sqlite() -> App {
+        let world = World::new("");
+        let file = world.path("app.sqlite");
+        let db = rusqlite::Connection::open(&file).expect("open the SQLite database");
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE upload (id INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL);",
+        )
+        .expect("create the table");
+        let source = format!(
+            "[[jobs.app.sources]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"{}\"\n\n",
+            file.display()
+        );
+        App::with(Db::Sqlite(file), world, &source)
+    }
+
+    fn with(db: Db, world: World, source: &str) -> App {
+        let fs = Btrfs::new();
+        let storage = fs.subvolume("storage");
+        world.write_config(&format!(
+            "{source}{}[jobs.app.check]\nsource = \"db\"\nfiles = \"storage\"\nquery = \"SELECT path, size FROM upload\"\n",
             dir_source("storage", &storage, "snapshot = \"btrfs\"\nexclude = [\"/.coffer-snapshots\"]")
         ));
         App {
             fs,
             storage,
-            pg,
+            db,
             world,
+        }
+    }
+
+    fn pg(&self) -> &Postgres {
+        match &self.db {
+            Db::Postgres(pg) => pg,
+            Db::Sqlite(_) => panic!("a PostgreSQL test on the SQLite app"),
         }
     }
 
@@ -69,10 +106,13 @@ impl App {
     }
 
     fn writer_url(&self) -> String {
-        format!(
-            "postgres://postgres:{}@127.0.0.1:{}/app",
-            self.pg.password, self.pg.port
-        )
+        match &self.db {
+            Db::Postgres(pg) => format!(
+                "postgres://postgres:{}@127.0.0.1:{}/app",
+                pg.password, pg.port
+            ),
+            Db::Sqlite(file) => format!("sqlite://{}", file.display()),
+        }
     }
 }
 
@@ -210,7 +250,7 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
     assert_eq!(ids.len(), SNAPSHOTS, "{ids:?}");
     for (n, id) in ids.iter().enumerate() {
         let db = format!("restored_{n}");
-        app.pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+        app.pg().psql("postgres", &format!("CREATE DATABASE {db}"));
         let dest = app.world.path(&format!("restored-{n}"));
         let out = app.world.run(&[
             "restore",
@@ -222,14 +262,14 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
             "--to",
             dest.to_str().expect("utf8"),
             "--db-url",
-            &app.pg.url(&db),
+            &app.pg().url(&db),
         ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let report: serde_json::Value = serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("restore {id}: not JSON ({e}): {stdout}"));
         let check = &report["db_check"];
         let rows: u64 = app
-            .pg
+            .pg()
             .psql(&db, "SELECT count(*) FROM upload")
             .parse()
             .expect("count");
@@ -267,6 +307,123 @@ fn with_btrfs_a_writer_removing_files_before_rows_is_reported_with_the_order_as_
         UPLOAD_ROWS,
         // Nearly all of the writer's time is spent between a removal and its
         // commit, and long enough that the earlier snapshot lacks the file too.
+        std::time::Duration::from_secs(1),
+    );
+    writer.wait_for(KEPT_FOR + 10);
+    let mut inconsistent = 0;
+    for run in 0..SNAPSHOTS {
+        let r = Run::of(&app.world, run);
+        if r.inconsistency(run).is_none() {
+            continue;
+        }
+        inconsistent += 1;
+        assert_eq!(r.code, Some(3), "run {run}: {}", r.text);
+        let cause = r.report["check"]["cause"].as_str().unwrap_or_default();
+        assert!(
+            cause.contains("removes a file before it commits the deletion of its row"),
+            "run {run}: {}",
+            r.text
+        );
+    }
+    writer.stop();
+    eprintln!("{inconsistent} of {SNAPSHOTS} runs caught a file removed before its row");
+    assert!(
+        inconsistent > 0,
+        "no run caught a removal before its commit in {SNAPSHOTS} runs"
+    );
+    app.assert_no_snapshot_left();
+}
+
+/// The churning writer (file written, row committed; row deleted, file
+/// removed) against SQLite: every run's check, on its copy, is clean, and every
+/// snapshot restored (the copy as a file, the files into a folder) has each
+/// row's file at its size.
+#[test]
+fn with_btrfs_and_sqlite_a_writer_adding_and_deleting_loses_no_file() {
+    const SNAPSHOTS: usize = 8;
+    let app = App::sqlite();
+    let writer =
+        UploadWriter::start_churning(app.writer_url(), app.storage.clone(), UPLOAD_ROWS, 20);
+    writer.wait_for(KEPT_FOR + 100);
+    let mut failures = Vec::new();
+    let mut completed = 0;
+    for run in 0..SNAPSHOTS {
+        let before = writer.written();
+        let r = Run::of(&app.world, run);
+        assert!(
+            writer.written() > before,
+            "run {run}: the writer stood still"
+        );
+        let ((db, _), (_, files_end)) = (r.span("db"), r.span("storage"));
+        if db > files_end {
+            failures.push(format!(
+                "run {run}: the files' window ends {} before the copy's instant",
+                db - files_end
+            ));
+        }
+        completed += r.report["check"]["completed"]
+            .as_array()
+            .map_or(0, Vec::len);
+        failures.extend(r.inconsistency(run));
+    }
+    writer.stop();
+    let ids = app.world.snapshots();
+    assert_eq!(ids.len(), SNAPSHOTS, "{ids:?}");
+    for (n, id) in ids.iter().enumerate() {
+        let dest = app.world.path(&format!("restored-{n}"));
+        app.world.ok(&[
+            "restore",
+            "--job",
+            "app",
+            "--snapshot",
+            id,
+            "--to",
+            dest.to_str().expect("utf8"),
+        ]);
+        let copy = rusqlite::Connection::open(dest.join("db.sqlite")).expect("open the copy");
+        let mut rows = copy
+            .prepare("SELECT path, size FROM upload")
+            .expect("query");
+        let rows: Vec<(String, i64)> = rows
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(rows.len() > 100, "restore of {id}: {} rows", rows.len());
+        let lacking: Vec<&(String, i64)> = rows
+            .iter()
+            .filter(|(path, size)| {
+                let found = std::fs::metadata(dest.join("storage").join(path)).ok();
+                found.map(|m| m.len() as i64) != Some(*size)
+            })
+            .collect();
+        if !lacking.is_empty() {
+            failures.push(format!(
+                "restore of {id}: {} of {} rows without their file at its size (first: {:?})",
+                lacking.len(),
+                rows.len(),
+                lacking[0]
+            ));
+        }
+    }
+    eprintln!("{SNAPSHOTS} snapshots: {completed} files taken from the earlier snapshot");
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Else no deletion fell between the copy and the later snapshot.
+    assert!(completed > 0, "no file was completed in {SNAPSHOTS} runs");
+    app.assert_no_snapshot_left();
+}
+
+/// The other order against SQLite: the file removed, then the row's deletion
+/// committed a second later. A copy made in between names a file nothing holds:
+/// the run says so (exit 3) with the application's order as the cause.
+#[test]
+fn with_btrfs_and_sqlite_a_writer_removing_files_before_rows_is_reported_with_the_order_as_cause() {
+    const SNAPSHOTS: usize = 5;
+    let app = App::sqlite();
+    let writer = UploadWriter::start_removing_files_first(
+        app.writer_url(),
+        app.storage.clone(),
+        UPLOAD_ROWS,
         std::time::Duration::from_secs(1),
     );
     writer.wait_for(KEPT_FOR + 10);

@@ -1,6 +1,6 @@
 //! An application under load, as the one-instant tests need it: uploads written
-//! whole into a folder, then the row naming each committed to PostgreSQL, in that
-//! order (write, then commit), as fast as it goes until stopped; with a delete
+//! whole into a folder, then the row naming each committed to PostgreSQL or
+//! SQLite (a `sqlite://` URL), in that order (write, then commit), as fast as it goes until stopped; with a delete
 //! statement, it also deletes older uploads the usual way (row deleted and
 //! committed, then the file removed).
 
@@ -16,6 +16,45 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// btrfs snapshots. A file written and removed inside that gap is in neither
 /// snapshot (the README says so); that is not what this writer tests.
 pub const KEPT_FOR: u64 = 2000;
+
+/// The application's database connection.
+enum Db {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Db {
+    async fn connect(url: &str) -> Db {
+        use sqlx::Connection;
+        if url.starts_with("sqlite:") {
+            Db::Sqlite(sqlx::SqliteConnection::connect(url).await.expect("connect"))
+        } else {
+            Db::Postgres(sqlx::PgConnection::connect(url).await.expect("connect"))
+        }
+    }
+
+    /// Runs `sql` with the path ($1) and, when given, the size ($2); each
+    /// statement commits on its own.
+    async fn run(&mut self, sql: &'static str, path: &str, size: Option<i64>) {
+        let result = match self {
+            Db::Postgres(c) => {
+                let q = sqlx::query(sql).bind(path);
+                match size {
+                    Some(n) => q.bind(n).execute(c).await.map(|_| ()),
+                    None => q.execute(c).await.map(|_| ()),
+                }
+            }
+            Db::Sqlite(c) => {
+                let q = sqlx::query(sql).bind(path);
+                match size {
+                    Some(n) => q.bind(n).execute(c).await.map(|_| ()),
+                    None => q.execute(c).await.map(|_| ()),
+                }
+            }
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
 
 pub struct UploadWriter {
     rt: tokio::runtime::Runtime,
@@ -72,8 +111,7 @@ impl UploadWriter {
         let task = {
             let (stop, written) = (stop.clone(), written.clone());
             rt.spawn(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                let mut conn = Db::connect(&url).await;
                 let mut i = 0u64;
                 let rel_of = |i: u64| format!("{:02}/upload-{i:06}.bin", i % folders);
                 while !stop.load(Ordering::Relaxed) {
@@ -82,12 +120,7 @@ impl UploadWriter {
                     let path = storage.join(&rel);
                     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                     std::fs::write(&path, &body).expect("write upload");
-                    sqlx::query(insert)
-                        .bind(&rel)
-                        .bind(body.len() as i64)
-                        .execute(&mut conn)
-                        .await
-                        .expect("insert");
+                    conn.run(insert, &rel, Some(body.len() as i64)).await;
                     written.fetch_add(1, Ordering::Relaxed);
                     if delete.is_none() {
                         // An insert-only writer keeps every file: unhurried it filled
@@ -105,11 +138,7 @@ impl UploadWriter {
                             remove().expect("remove upload");
                             tokio::time::sleep(pause).await;
                         }
-                        sqlx::query(delete)
-                            .bind(&old)
-                            .execute(&mut conn)
-                            .await
-                            .expect("delete");
+                        conn.run(delete, &old, None).await;
                         if file_first.is_none() {
                             remove().expect("remove upload");
                         }
