@@ -10,13 +10,6 @@
 //! threshold is held above the pipeline's buffers, which glibc then reuses, and
 //! what lies freed in its heaps is handed back each time a pack is closed
 //! (docs/performance.md).
-//!
-//! Holding the mmap threshold also holds glibc's trim threshold at its 128 KiB,
-//! so a heap's free top was handed back on nearly every free, and the next 1 MiB
-//! buffer (a compressed frame, age's output, a chunk for the encryption thread)
-//! faulted its pages in again: 140,000 page faults and 10% of a first backup's
-//! CPU. The trim threshold is raised to `TRIM_THRESHOLD`; the hand-back at each
-//! pack's end stays.
 
 /// Just above the pipeline's 1-2 MiB buffers (frames, age's chunks, a local
 /// target's parts), which are then reused from the heap; bigger ones (a chunk's
@@ -24,30 +17,18 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = (2 << 20) + 4096;
 
-/// Free bytes a heap keeps at its top before glibc hands them back by itself: a
-/// few of the pipeline's buffers per thread (8 MiB measured as 4 MiB did not:
-/// 34,000 page faults against 66,000 for the mixed tree).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_THRESHOLD: i32 = 8 << 20;
-
-/// Holds glibc's mmap threshold (`MMAP_THRESHOLD`) and trim threshold
-/// (`TRIM_THRESHOLD`). Call first thing in main, before any other thread starts.
-/// An operator's own `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_`
-/// (glibc's tunables) is left as set. Nothing to do with other allocators.
+/// Holds glibc's mmap threshold (`MMAP_THRESHOLD`). Call first thing in main,
+/// before any other thread starts. An operator's own `MALLOC_MMAP_THRESHOLD_`
+/// (glibc's tunable) is left as set. Nothing to do with other allocators.
 pub fn hold_mmap_threshold() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    for (tunable, param, value) in [
-        ("MALLOC_MMAP_THRESHOLD_", nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        ("MALLOC_TRIM_THRESHOLD_", nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-    ] {
-        if std::env::var_os(tunable).is_some() {
-            continue;
-        }
-        // SAFETY: mallopt only sets an allocator parameter; called before threads start.
-        #[allow(unsafe_code)]
-        unsafe {
-            nix::libc::mallopt(param, value);
-        }
+    // SAFETY: mallopt only sets an allocator parameter; called before threads start.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 

@@ -69,10 +69,13 @@ fn compress_loop(rx: &Mutex<Receiver<Job>>, level: i32) {
             Err(_) => return,
         };
         let Ok((frame, reply)) = job else { return };
+        // Buffers of the write path, used again (`pipeline::buffers`).
+        let mut out = crate::pipeline::buffers::take(zstd::zstd_safe::compress_bound(frame.len()));
         let out = match zstd.as_mut() {
-            Some(z) => z.compress(&frame),
+            Some(z) => z.compress_to_buffer(&frame, &mut out).map(|_| out),
             None => Err(io::Error::other("cannot start zstd")),
         };
+        crate::pipeline::buffers::give(frame);
         let _ = reply.send(out);
     }
 }

@@ -202,7 +202,7 @@ impl PackWriter {
             return Ok(());
         };
         if !p.frame.is_empty() {
-            let frame = std::mem::replace(&mut p.frame, Vec::with_capacity(FRAME));
+            let frame = std::mem::replace(&mut p.frame, crate::pipeline::buffers::take(FRAME));
             let len = frame.len() as u32;
             let rx = self.workers.submit(frame)?;
             p.pending.push_back((len, rx));
