@@ -14,7 +14,7 @@
 use std::sync::Mutex;
 
 /// Buffers kept for use again, at most.
-const KEPT: usize = 6;
+const KEPT: usize = 4;
 
 /// Only buffers of the write path's sizes are kept (a frame's bound, 1 MiB and
 /// a quarter for a gathered chunk): a bigger one would hold memory for nothing.

@@ -32,6 +32,10 @@ use std::sync::{Arc, OnceLock};
 /// Folders listed at once when a tree is listed folder by folder.
 const FOLDERS_IN_FLIGHT: usize = 8;
 
+/// How deep a walk goes at most: coffer's own objects are a few folders down; a
+/// server that names ever deeper folders is not followed for ever.
+const MAX_DEPTH: usize = 32;
+
 #[derive(Debug)]
 pub struct Staged {
     inner: Arc<dyn ObjectStore>,
@@ -120,7 +124,8 @@ fn without_staging(
 
 /// Every object under `prefix`, listed folder by folder (`Depth: 1`), at most
 /// `FOLDERS_IN_FLIGHT` folders at a time, in no particular order (as every
-/// store's listing).
+/// store's listing). The server's answers are hostile input: only subfolders
+/// of the folder listed are followed, and no deeper than `MAX_DEPTH`.
 fn walk(
     store: Arc<dyn ObjectStore>,
     prefix: Option<Path>,
@@ -128,7 +133,9 @@ fn walk(
     struct Walk {
         store: Arc<dyn ObjectStore>,
         folders: VecDeque<Option<Path>>,
-        listing: FuturesUnordered<futures::future::BoxFuture<'static, Result<ListResult>>>,
+        listing: FuturesUnordered<
+            futures::future::BoxFuture<'static, (Option<Path>, Result<ListResult>)>,
+        >,
         found: VecDeque<ObjectMeta>,
     }
     let start = Walk {
@@ -148,15 +155,32 @@ fn walk(
                 };
                 let store = w.store.clone();
                 w.listing.push(Box::pin(async move {
-                    store.list_with_delimiter(folder.as_ref()).await
+                    let listed = store.list_with_delimiter(folder.as_ref()).await;
+                    (folder, listed)
                 }));
             }
-            let Some(listed) = w.listing.next().await else {
+            let Some((folder, listed)) = w.listing.next().await else {
                 return Ok(None);
             };
             let listed = listed?;
-            w.folders
-                .extend(listed.common_prefixes.into_iter().map(Some));
+            let below = |p: &Path| match &folder {
+                Some(f) => p != f && p.prefix_matches(f),
+                None => true,
+            };
+            for sub in listed.common_prefixes.into_iter().filter(below) {
+                if sub.parts().count() > MAX_DEPTH {
+                    return Err(object_store::Error::Generic {
+                        store: "WebDAV",
+                        source: format!(
+                            "the server lists folders more than {MAX_DEPTH} deep ({:.200}); \
+                             no coffer target has them",
+                            sub.as_ref()
+                        )
+                        .into(),
+                    });
+                }
+                w.folders.push_back(Some(sub));
+            }
             w.found.extend(listed.objects);
         }
     })
@@ -294,5 +318,43 @@ impl ObjectStore for Staged {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[test]
+    fn a_walk_finds_every_object_under_its_folder_and_nothing_beside_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let under = [
+            "app/a.json",
+            "app/packs/00/p1",
+            "app/packs/00/p2",
+            "app/packs/ff/p3",
+            "app/s/1/2/3/4/deep",
+        ];
+        rt.block_on(async {
+            for name in under.iter().chain(&["apple/x", "other/app/y"]) {
+                store
+                    .put(&Path::from(*name), PutPayload::from_static(b"x"))
+                    .await
+                    .expect("put");
+            }
+            let mut found: Vec<String> = walk(store.clone(), Some(Path::from("app")))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .expect("walk");
+            found.sort();
+            assert_eq!(found, under);
+            let all: Vec<ObjectMeta> = walk(store, None).try_collect().await.expect("walk");
+            assert_eq!(all.len(), under.len() + 2);
+        });
     }
 }
