@@ -299,8 +299,14 @@ fn with_btrfs_a_writer_adding_and_deleting_loses_no_file_in_20_restored_snapshot
 /// it, and the run says so (exit 3) with the cause, the application's order.
 #[test]
 fn with_btrfs_a_writer_removing_files_before_rows_is_reported_with_the_order_as_cause() {
+    removing_files_before_rows_is_reported(App::start());
+}
+
+/// Runs against `app` a writer that removes a file, then a second later commits
+/// the deletion of its row: some runs must catch it, each with exit 3 and the
+/// application's order as the cause.
+fn removing_files_before_rows_is_reported(app: App) {
     const SNAPSHOTS: usize = 5;
-    let app = App::start();
     let writer = UploadWriter::start_removing_files_first(
         app.writer_url(),
         app.storage.clone(),
@@ -418,37 +424,7 @@ fn with_btrfs_and_sqlite_a_writer_adding_and_deleting_loses_no_file() {
 /// the run says so (exit 3) with the application's order as the cause.
 #[test]
 fn with_btrfs_and_sqlite_a_writer_removing_files_before_rows_is_reported_with_the_order_as_cause() {
-    const SNAPSHOTS: usize = 5;
-    let app = App::sqlite();
-    let writer = UploadWriter::start_removing_files_first(
-        app.writer_url(),
-        app.storage.clone(),
-        UPLOAD_ROWS,
-        std::time::Duration::from_secs(1),
-    );
-    writer.wait_for(KEPT_FOR + 10);
-    let mut inconsistent = 0;
-    for run in 0..SNAPSHOTS {
-        let r = Run::of(&app.world, run);
-        if r.inconsistency(run).is_none() {
-            continue;
-        }
-        inconsistent += 1;
-        assert_eq!(r.code, Some(3), "run {run}: {}", r.text);
-        let cause = r.report["check"]["cause"].as_str().unwrap_or_default();
-        assert!(
-            cause.contains("removes a file before it commits the deletion of its row"),
-            "run {run}: {}",
-            r.text
-        );
-    }
-    writer.stop();
-    eprintln!("{inconsistent} of {SNAPSHOTS} runs caught a file removed before its row");
-    assert!(
-        inconsistent > 0,
-        "no run caught a removal before its commit in {SNAPSHOTS} runs"
-    );
-    app.assert_no_snapshot_left();
+    removing_files_before_rows_is_reported(App::sqlite());
 }
 
 /// One backup's `--json` report.
