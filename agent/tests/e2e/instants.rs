@@ -375,17 +375,8 @@ fn with_btrfs_and_sqlite_a_writer_adding_and_deleting_loses_no_file() {
     writer.stop();
     let ids = app.world.snapshots();
     assert_eq!(ids.len(), SNAPSHOTS, "{ids:?}");
-    for (n, id) in ids.iter().enumerate() {
-        let dest = app.world.path(&format!("restored-{n}"));
-        app.world.ok(&[
-            "restore",
-            "--job",
-            "app",
-            "--snapshot",
-            id,
-            "--to",
-            dest.to_str().expect("utf8"),
-        ]);
+    for id in &ids {
+        let dest = app.world.restore_snapshot(id);
         let copy = rusqlite::Connection::open(dest.join("db.sqlite")).expect("open the copy");
         let mut rows = copy
             .prepare("SELECT path, size FROM upload")

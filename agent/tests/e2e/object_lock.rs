@@ -198,16 +198,7 @@ fn a_locked_snapshot_survives_the_backup_hosts_own_credentials_and_still_restore
         serde_json::to_string(&originals).expect("json")
     ));
     for (id, expected) in [(&ids[0], &first), (&ids[1], &data)] {
-        let to = world.path(&format!("restored-{id}"));
-        world.ok(&[
-            "restore",
-            "--job",
-            "app",
-            "--snapshot",
-            id,
-            "--to",
-            to.to_str().expect("utf8"),
-        ]);
+        let to = world.restore_snapshot(id);
         same_files(expected, &to.join("files"));
     }
 

@@ -48,15 +48,7 @@ fn read(path: &Path) -> String {
 fn restored_file(world: &World, id: &str, file: &str) -> std::path::PathBuf {
     let to = world.path(&format!("restored-{id}"));
     if !to.exists() {
-        world.ok(&[
-            "restore",
-            "--job",
-            "app",
-            "--snapshot",
-            id,
-            "--to",
-            to.to_str().expect("utf-8"),
-        ]);
+        world.restore_snapshot(id);
     }
     to.join(file)
 }

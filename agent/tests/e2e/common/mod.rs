@@ -212,6 +212,22 @@ impl World {
         to
     }
 
+    /// Restores snapshot `id` of job `app` into a new folder `restored-<id>` of
+    /// the world (asserting success); that folder.
+    pub fn restore_snapshot(&self, id: &str) -> PathBuf {
+        let to = self.path(&format!("restored-{id}"));
+        self.ok(&[
+            "restore",
+            "--job",
+            "app",
+            "--snapshot",
+            id,
+            "--to",
+            to.to_str().expect("utf-8"),
+        ]);
+        to
+    }
+
     /// Starts coffer with `args` in the background, its output thrown away: a run
     /// for a test to kill.
     pub fn spawn_silent(&self, args: &[&str]) -> std::process::Child {
