@@ -49,10 +49,7 @@ fn stage_stopped() -> io::Error {
 
 impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        // Not `ErrorKind::Interrupted`: `write_all` retries that forever.
-        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
-            return Err(io::Error::other("run cancelled"));
-        }
+        self.go_on()?;
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             let full = std::mem::replace(&mut self.buf, buffers::take(CHUNK_BUF));
@@ -66,6 +63,15 @@ impl Write for ChunkSender {
 }
 
 impl ChunkSender {
+    /// An error once the run or this object is cancelled. Not
+    /// `ErrorKind::Interrupted`: `write_all` retries that forever.
+    fn go_on(&self) -> io::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
+            return Err(io::Error::other("run cancelled"));
+        }
+        Ok(())
+    }
+
     /// `data` as a chunk of its own when nothing is gathered and it is big
     /// enough to be worth a message (a pack's compressed frame), without
     /// copying it; otherwise gathered as `write` does.
@@ -75,9 +81,7 @@ impl ChunkSender {
             buffers::give(data);
             return Ok(());
         }
-        if self.cancel.load(Ordering::Relaxed) || crate::cancel::requested() {
-            return Err(io::Error::other("run cancelled"));
-        }
+        self.go_on()?;
         self.tx.send(Some(data)).map_err(|_| stage_stopped())
     }
 
@@ -346,6 +350,20 @@ impl ObjectWriter {
 }
 
 impl ObjectWriter {
+    /// Writes `data`, which the writer may keep rather than copy: for an
+    /// object whose bytes arrive compressed (`start_raw`), a big piece goes to
+    /// the encryption stage as it is.
+    pub fn write_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
+        let n = data.len() as u64;
+        match self.encoder.as_mut() {
+            Some(Stage::Raw(s)) => s.send_owned(data)?,
+            Some(Stage::Zstd(e)) => e.write_all(&data)?,
+            None => return Err(io::Error::other("object already finished")),
+        }
+        self.plaintext += n;
+        Ok(())
+    }
+
     /// Stops the object (every upload aborts) and returns why targets failed on
     /// their own, if any did: when every target failed, that is why the run stopped.
     pub fn abandon(mut self) -> Vec<UploadError> {
@@ -370,22 +388,6 @@ fn task_failed(name: String, e: &tokio::task::JoinError) -> UploadError {
         target: name,
         retryable: true,
         abandoned: false,
-    }
-}
-
-impl ObjectWriter {
-    /// Writes `data`, which the writer may keep rather than copy: for an
-    /// object whose bytes arrive compressed (`start_raw`), a big piece goes to
-    /// the encryption stage as it is.
-    pub fn write_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
-        let n = data.len() as u64;
-        match self.encoder.as_mut() {
-            Some(Stage::Raw(s)) => s.send_owned(data)?,
-            Some(Stage::Zstd(e)) => e.write_all(&data)?,
-            None => return Err(io::Error::other("object already finished")),
-        }
-        self.plaintext += n;
-        Ok(())
     }
 }
 

@@ -253,10 +253,6 @@ pub fn explain(
     }
 }
 
-/// The HTTP status of a failed request. object_store keeps it in a type it does not
-/// export and maps only some statuses to its own variants (a failed listing is
-/// "generic"), so it is read from the message, which always says
-/// `status code: NNN` when the server answered.
 /// Whether the server refused the credentials or the request: by status, or by
 /// the code of a batch delete's per-key error (answered with 200).
 pub(super) fn denied(err: &object_store::Error, status: Option<u16>) -> bool {
@@ -266,6 +262,10 @@ pub(super) fn denied(err: &object_store::Error, status: Option<u16>) -> bool {
         || err.to_string().contains("(code: AccessDenied)")
 }
 
+/// The HTTP status of a failed request. object_store keeps it in a type it does not
+/// export and maps only some statuses to its own variants (a failed listing is
+/// "generic"), so it is read from the message, which always says
+/// `status code: NNN` when the server answered.
 pub(super) fn status_of(err: &object_store::Error) -> Option<u16> {
     let text = err.to_string();
     let at = text.find("status code: ")? + "status code: ".len();

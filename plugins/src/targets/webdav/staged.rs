@@ -188,12 +188,10 @@ fn walk(
 }
 
 /// Whether `e` is the server's refusal (401/403), which a `Depth: infinity`
-/// listing meets on a server that does not allow it.
+/// listing meets on a server that does not allow it: the test every remote
+/// target's errors are explained by (`remote.rs`).
 fn refused(e: &object_store::Error) -> bool {
-    matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    )
+    crate::targets::s3::denied(e, crate::targets::s3::status_of(e))
 }
 
 /// Runs `fut` on the WebDAV targets' own runtime, started on first use and never
