@@ -28,18 +28,18 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn chown_to(path: &Path, user: &str) {
+/// `chown -R user:user path`.
+pub fn chown_to(path: &Path, user: &str) {
     run(Command::new("chown")
         .arg("-R")
         .arg(format!("{user}:{user}"))
         .arg(path));
 }
 
-fn stop(child: &mut Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
+/// Stops a server the way it shuts down cleanly (`signal`), waiting up to 20 s
+/// before killing it.
+pub fn stop(child: &mut Child, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         if let Ok(Some(_)) = child.try_wait() {
@@ -175,7 +175,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            stop(&mut c);
+            stop(&mut c, nix::sys::signal::Signal::SIGINT);
         }
     }
 }
@@ -268,7 +268,7 @@ impl Mariadb {
 impl Drop for Mariadb {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            stop(&mut c);
+            stop(&mut c, nix::sys::signal::Signal::SIGINT);
         }
     }
 }
@@ -358,7 +358,7 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            stop(&mut c);
+            stop(&mut c, nix::sys::signal::Signal::SIGINT);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! tests/run. Their storage is plain files, so a test can look at what the server
 //! really holds without going through coffer.
 
+use super::servers::chown_to;
 use super::{free_port, require_root, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,34 +103,29 @@ impl WebdavServer {
         assert!(htpasswd.wait().expect("htpasswd").success());
         std::fs::create_dir_all(self.root.path().join("locks")).expect("lock dir");
         // The temporary directory is root's (0700): the workers need to pass.
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg("chmod 0755 \"$1\" && chown -R www-data:www-data \"$1/dav\" \"$1/locks\"")
-            .arg("sh")
-            .arg(self.root.path())
-            .status()
-            .expect("sh");
-        assert!(
-            status.success(),
-            "cannot hand the served folder to www-data"
-        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.root.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the server's directory");
+        for served in ["dav", "locks"] {
+            chown_to(&self.root.path().join(served), "www-data");
+        }
     }
 
     fn spawn_apache(&mut self) -> bool {
         let root = self.root.path();
         let modules = "/usr/lib/apache2/modules";
         let load: String = [
-            ("mpm_event", "mpm_event"),
-            ("authn_core", "authn_core"),
-            ("authn_file", "authn_file"),
-            ("authz_core", "authz_core"),
-            ("authz_user", "authz_user"),
-            ("auth_basic", "auth_basic"),
-            ("dav", "dav"),
-            ("dav_fs", "dav_fs"),
+            "mpm_event",
+            "authn_core",
+            "authn_file",
+            "authz_core",
+            "authz_user",
+            "auth_basic",
+            "dav",
+            "dav_fs",
         ]
         .iter()
-        .map(|(name, file)| format!("LoadModule {name}_module {modules}/mod_{file}.so\n"))
+        .map(|m| format!("LoadModule {m}_module {modules}/mod_{m}.so\n"))
         .collect();
         let conf = format!(
             "ServerRoot {root}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\n\
@@ -184,11 +180,7 @@ impl WebdavServer {
         let dir = self.dir().join(folder);
         std::fs::create_dir_all(&dir).expect("folder");
         if matches!(self.kind, Kind::Apache) {
-            let www = nix::unistd::User::from_name("www-data")
-                .ok()
-                .flatten()
-                .expect("user www-data");
-            nix::unistd::chown(&dir, Some(www.uid), Some(www.gid)).expect("chown the folder");
+            chown_to(&dir, "www-data");
         }
         format!("http://127.0.0.1:{}/{folder}", self.port)
     }
@@ -223,19 +215,7 @@ impl Drop for WebdavServer {
         if let Some(mut c) = self.child.take() {
             // Apache's parent stops its workers on SIGTERM; killed, it would
             // leave them serving.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let start = std::time::Instant::now();
-            while start.elapsed() < std::time::Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::common::servers::stop(&mut c, nix::sys::signal::Signal::SIGTERM);
         }
     }
 }
