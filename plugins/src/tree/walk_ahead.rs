@@ -313,7 +313,10 @@ impl Walker<'_> {
         if !tags.is_empty() {
             names.retain(|(n, _)| tags.contains(n));
         }
-        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        // Names in one directory are unique, so an unstable sort gives the same
+        // order, without the stable sort's scratch copy of the list (7 MiB for a
+        // folder of 220,000 entries).
+        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(Frame {
             dir: Arc::new(fd),
             abs,
