@@ -16,7 +16,6 @@ use coffer_plugins::walk_ahead::{self, WalkError, WalkOptions};
 use coffer_plugins::{Access, open_target};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 
 /// At most this many walk problems are listed per source; the count is exact.
 const MAX_PROBLEMS: usize = 20;

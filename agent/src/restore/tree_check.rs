@@ -12,13 +12,12 @@ use super::xattr_check::XattrCheck;
 use coffer_config::RestorePolicy;
 use coffer_plugins::exclude::Excludes;
 use coffer_plugins::ids::IdCache;
+use coffer_plugins::stat::Stat;
 use coffer_plugins::walk_ahead::{self, Entry, WalkError, WalkOptions};
 use coffer_plugins::{EntryKind, FileEntry, RawPath};
 use serde::Serialize;
-use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// Whose ownership a file should have: what a restore sets and a check compares.
@@ -173,7 +172,7 @@ pub fn expected_owner(
     }
 }
 
-fn kind_of(md: &Metadata) -> EntryKind {
+fn kind_of(md: &Stat) -> EntryKind {
     let ft = md.file_type();
     if ft.is_dir() {
         EntryKind::Dir
@@ -296,7 +295,7 @@ pub fn check_tree(
 struct Found<'a> {
     /// A path to it for calls (see `walk_ahead::Entry::sys_path`).
     path: &'a Path,
-    md: &'a Metadata,
+    md: &'a Stat,
     /// A regular file opened ahead, when its content is to be rehashed.
     file: Option<std::io::Result<std::fs::File>>,
     /// A symlink's target, read relative to its directory.

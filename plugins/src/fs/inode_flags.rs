@@ -47,7 +47,11 @@ pub fn read(on: On<'_>) -> Vec<InodeFlag> {
         }
     };
     let Ok(st) = got else { return Vec::new() };
-    let set = st.stx_attributes & st.stx_attributes_mask;
+    of_attributes(st.stx_attributes & st.stx_attributes_mask)
+}
+
+/// The flags among `statx`'s attributes (those its mask says it reports).
+pub fn of_attributes(set: StatxAttributes) -> Vec<InodeFlag> {
     let mut out = Vec::new();
     if set.contains(StatxAttributes::IMMUTABLE) {
         out.push(InodeFlag::Immutable);

@@ -9,5 +9,6 @@ pub mod durable;
 pub mod ids;
 pub mod inode_flags;
 pub(crate) mod open_at;
+pub mod stat;
 pub mod trusted_dir;
 pub mod xattr;

@@ -5,13 +5,13 @@
 //! by the time it is opened: a file may have become a directory, a FIFO or a
 //! symlink, and each needs its own way of being opened (or not opened at all).
 
+use crate::fs::stat::Stat;
 use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use rustix::fs::{FileType, Mode, OFlags};
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 
 /// How much of each file to request ahead, which bounds the page cache the hints
 /// fill to `walk_ahead::AHEAD` x this. The kernel's own readahead takes over for
@@ -20,19 +20,20 @@ const ADVISE_BYTES: u64 = 256 << 10;
 
 /// What one name turned out to be.
 pub struct Found {
-    pub md: Metadata,
+    pub md: Stat,
     /// A regular file opened for reading, or a directory's own handle.
     pub file: Option<io::Result<File>>,
     /// A directory's handle, to list it.
     pub dir: Option<io::Result<OwnedFd>>,
 }
 
-/// Stats `name` in `dir` through a handle: a directory's (kept to list it), a
-/// regular file's opened for reading when `open_files`, otherwise one that
-/// opens nothing (`O_PATH`, safe on FIFOs and devices). What the listing said it
-/// was is only a guess: it is whatever the handle shows.
+/// Stats `name` in `dir`: through a handle for a directory (kept to list it) and
+/// for a regular file opened for reading when `open_files`; otherwise by name
+/// (`statx`, never followed), which opens nothing, so it is safe on FIFOs and
+/// devices and costs one call instead of three. What the listing said it was is
+/// only a guess: it is whatever the handle or the stat shows.
 pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> io::Result<Found> {
-    let reopen = |md: Metadata| -> io::Result<Found> {
+    let reopen = |md: Stat| -> io::Result<Found> {
         if md.is_dir() {
             return match open_dir(dir, name) {
                 Ok(fd) => found_dir(fd, open_files),
@@ -46,7 +47,7 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
         if md.is_file() && open_files {
             let opened = open_file(dir, name);
             let md = match &opened {
-                Ok(f) => f.metadata()?,
+                Ok(f) => Stat::of_file(f)?,
                 Err(_) => md,
             };
             if md.is_file() {
@@ -76,11 +77,11 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
             Ok(fd) => found_dir(fd, open_files),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
             // Replaced by something else, or not listable: what is it now?
-            Err(_) => reopen(stat_path(dir, name)?),
+            Err(_) => reopen(Stat::at(dir, name)?),
         },
         FileType::RegularFile if open_files => match open_file(dir, name) {
             Ok(f) => {
-                let md = f.metadata()?;
+                let md = Stat::of_file(&f)?;
                 if md.is_file() {
                     advise(&f, &md);
                     Ok(Found {
@@ -95,7 +96,7 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
             Err(e) => {
-                let md = stat_path(dir, name)?;
+                let md = Stat::at(dir, name)?;
                 if md.is_file() {
                     // Seen, not readable: the reader reports it.
                     Ok(Found {
@@ -108,7 +109,7 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
                 }
             }
         },
-        _ => reopen(stat_path(dir, name)?),
+        _ => reopen(Stat::at(dir, name)?),
     }
 }
 
@@ -119,7 +120,7 @@ pub fn reach_root(root: &std::path::Path, open_files: bool) -> io::Result<Found>
     match rustix::fs::open(root, flags, Mode::empty()) {
         Ok(fd) => found_dir(fd, open_files),
         Err(rustix::io::Errno::NOTDIR) => Ok(Found {
-            md: std::fs::metadata(root)?,
+            md: Stat::from(&std::fs::metadata(root)?),
             file: None,
             dir: None,
         }),
@@ -138,10 +139,9 @@ fn found_dir(fd: OwnedFd, open_files: bool) -> io::Result<Found> {
 }
 
 /// The stat of an open handle, and the handle back.
-fn meta_of(fd: OwnedFd) -> (OwnedFd, io::Result<Metadata>) {
-    let f = File::from(fd);
-    let md = f.metadata();
-    (OwnedFd::from(f), md)
+fn meta_of(fd: OwnedFd) -> (OwnedFd, io::Result<Stat>) {
+    let md = Stat::of(&fd);
+    (fd, md)
 }
 
 /// Opens a directory below `dir` to list it, never through a symlink.
@@ -167,23 +167,12 @@ fn open_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-/// The stat of `name` below `dir`, not following a symlink, opening nothing.
-fn stat_path<Fd: std::os::fd::AsFd>(dir: Fd, name: &OsStr) -> io::Result<Metadata> {
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    File::from(fd).metadata()
-}
-
 fn dup_file(fd: &OwnedFd) -> io::Result<File> {
     Ok(File::from(fd.try_clone()?))
 }
 
 /// A hint only: a filesystem that ignores it is read as before.
-fn advise(file: &File, md: &Metadata) {
+fn advise(file: &File, md: &Stat) {
     let len = md.size().min(ADVISE_BYTES) as i64;
     if len > 0 {
         let _ = posix_fadvise(file, 0, len, PosixFadviseAdvice::POSIX_FADV_WILLNEED);

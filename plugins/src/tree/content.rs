@@ -8,10 +8,9 @@
 //! sink (the agent's pack writer) decides which pack that is and where; this
 //! crate knows nothing of packs, compression or targets.
 
+use crate::fs::stat::Stat;
 use crate::tree::entry::{Chunk, ContentRef, RawPath, Stored};
-use std::fs::Metadata;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 
 /// What tells a file unchanged without reading it, as restic does with its
 /// parent snapshot: size, both times to the nanosecond, inode and device.
@@ -27,7 +26,7 @@ pub struct FileStat {
 }
 
 impl FileStat {
-    pub fn of(md: &Metadata) -> FileStat {
+    pub fn of(md: &Stat) -> FileStat {
         FileStat {
             size: md.len(),
             mtime: md.mtime(),

@@ -4,7 +4,7 @@
 //! warning each, not one per file.
 
 use crate::fs::ids::NameCache;
-use crate::fs::inode_flags::{self, Tally};
+use crate::fs::inode_flags::{self, InodeFlag, Tally};
 use crate::fs::xattr::{self, On, Reader};
 use crate::tree::entry::{EntryKind, FileEntry};
 use crate::{acl, xattr::Xattrs};
@@ -40,7 +40,8 @@ fn acl_names(xattrs: &Xattrs, names: &mut NameCache) -> BTreeMap<String, String>
 
 impl EntryAttrs {
     /// Fills `e`'s attributes from the entry at `on` (its open file, or its path,
-    /// never followed). `shown` names it in warnings.
+    /// never followed), its flags from `known_flags` when its stat carried them.
+    /// `shown` names it in warnings.
     pub fn fill(
         &mut self,
         e: &mut FileEntry,
@@ -48,13 +49,15 @@ impl EntryAttrs {
         shown: &Path,
         names: &mut NameCache,
         warnings: &mut Vec<String>,
+        known_flags: Option<Vec<InodeFlag>>,
     ) {
         if e.kind == EntryKind::Hardlink {
             return;
         }
         e.xattrs = self.xattrs.read(on, shown, warnings);
         e.acl_names = acl_names(&e.xattrs, names);
-        e.flags = inode_flags::read(on);
+        // The walk's `statx` carries them; only a stat from std needs a call.
+        e.flags = known_flags.unwrap_or_else(|| inode_flags::read(on));
         self.flags.add(&e.flags);
     }
 

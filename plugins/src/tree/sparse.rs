@@ -6,11 +6,11 @@
 //! any other file. Only files with fewer blocks allocated than their size are
 //! asked, so ordinary files cost no extra call.
 
+use crate::fs::stat::Stat;
 use crate::tree::entry::MAX_SPARSE_PIECES;
 use nix::unistd::{Whence, lseek};
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 
 /// Smallest file worth recording as sparse: below this, a map saves nothing.
 const MIN_SPARSE: u64 = 64 << 10;
@@ -18,7 +18,7 @@ const MIN_SPARSE: u64 = 64 << 10;
 /// The (offset, length) of each piece of data of `file`, when it has holes worth
 /// recording; `None` to read it as a whole (no holes, too small, too many pieces,
 /// or the file system cannot say).
-pub fn data_map(file: &File, md: &Metadata) -> Option<Vec<(u64, u64)>> {
+pub fn data_map(file: &File, md: &Stat) -> Option<Vec<(u64, u64)>> {
     let size = md.len();
     if size < MIN_SPARSE || md.blocks().saturating_mul(512) >= size {
         return None;
@@ -111,7 +111,7 @@ mod tests {
             .expect("write");
         f.sync_all().expect("sync");
         let f = File::open(&path).expect("open");
-        let md = f.metadata().expect("stat");
+        let md = Stat::of_file(&f).expect("stat");
         let map = data_map(&f, &md).expect("tmpfs and ext4 report holes");
         let data: u64 = map.iter().map(|(_, l)| l).sum();
         assert!((12288..1 << 20).contains(&data), "{map:?}");
@@ -140,6 +140,6 @@ mod tests {
         let path = dir.path().join("dense");
         std::fs::write(&path, vec![1u8; 1 << 20]).expect("write");
         let f = File::open(&path).expect("open");
-        assert_eq!(data_map(&f, &f.metadata().expect("stat")), None);
+        assert_eq!(data_map(&f, &Stat::of_file(&f).expect("stat")), None);
     }
 }

@@ -26,10 +26,11 @@
 //! Just over 400 lines: the staged read, the direct read and their retries share
 //! one reader's buffer, scratch file and faults; split, each would need all three.
 
+use crate::fs::stat::Stat;
 use crate::sources::source::Progress;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// Reads of a changing file before it is stored as last read.
@@ -57,7 +58,7 @@ fn stage_limit() -> u64 {
 const STAGE_RESERVE: u64 = 256 << 20;
 
 /// Whether a file was modified between two stats of it.
-pub fn differs(a: &Metadata, b: &Metadata) -> bool {
+pub fn differs(a: &Stat, b: &Stat) -> bool {
     a.len() != b.len()
         || a.mtime() != b.mtime()
         || a.mtime_nsec() != b.mtime_nsec()
@@ -84,7 +85,7 @@ pub enum Held {
 #[derive(Debug)]
 pub struct Read {
     /// The file's stat taken just before this read (mode, owner, times to record).
-    pub md: Metadata,
+    pub md: Stat,
     pub len: u64,
     pub hash: blake3::Hash,
     /// Reads it took (1 when the first read was stable).
@@ -101,7 +102,7 @@ pub enum Capture {
     /// Too large to hold (or no room to): stream it with `read_direct`; why, for
     /// the warning if it changes, and its latest stat.
     Direct {
-        md: Metadata,
+        md: Stat,
         why: String,
     },
 }
@@ -137,7 +138,7 @@ impl StableReader {
     pub fn capture(
         &mut self,
         file: &File,
-        first: Metadata,
+        first: Stat,
         read: &mut u64,
         progress: &Progress,
     ) -> Result<Capture, Fault> {
@@ -149,7 +150,7 @@ impl StableReader {
     fn capture_with(
         &mut self,
         file: &File,
-        first: Metadata,
+        first: Stat,
         read: &mut u64,
         progress: &Progress,
         before_read: &mut dyn FnMut(u32),
@@ -157,7 +158,7 @@ impl StableReader {
         let mut md = first;
         for tries in 1..=MAX_TRIES {
             if tries > 1 {
-                md = file.metadata().map_err(Fault::Source)?;
+                md = Stat::of_file(file).map_err(Fault::Source)?;
             }
             let size = md.len();
             let held = if size <= self.buf.len() as u64 {
@@ -184,7 +185,7 @@ impl StableReader {
                 }
                 Err(other) => return Err(other),
             };
-            let after = file.metadata().map_err(Fault::Source)?;
+            let after = Stat::of_file(file).map_err(Fault::Source)?;
             let stable = len == size && !differs(&md, &after);
             if stable || tries == MAX_TRIES {
                 return Ok(Capture::Held(Read {

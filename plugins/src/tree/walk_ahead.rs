@@ -16,17 +16,18 @@
 //! contents), which the manifests already written and `in_order` rely on.
 
 use crate::fs::open_at;
+use crate::fs::stat::Stat;
 use crate::tree::entry::RawPath;
 use crate::tree::exclude::Excludes;
 use rustix::fs::{Dir, FileType};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
@@ -53,7 +54,7 @@ pub struct Entry {
     pub abs: PathBuf,
     /// Relative to the root, `/`-separated; `.` for the root itself.
     pub rel: RawPath,
-    pub md: Metadata,
+    pub md: Stat,
     /// With `open_files`: a regular file's handle opened ahead (or why it could not
     /// be), and a directory's own handle (for its extended attributes).
     pub file: Option<io::Result<File>>,

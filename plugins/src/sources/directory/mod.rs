@@ -12,6 +12,7 @@
 //! splitting them would pass the same open file and its stats between modules.
 
 use crate::fs::ids::NameCache;
+use crate::fs::stat::Stat;
 use crate::fs::xattr::On;
 use crate::sources::directory::fs_snapshot::TreeSnapshot;
 use crate::sources::kind::{DryRun, Kind};
@@ -28,10 +29,9 @@ use crate::tree::tar_writer::{HeaderSpec, TarWriter};
 use crate::tree::walk_ahead::{self, Entry, WalkError, WalkOptions};
 use coffer_config::DirectorySource as Config;
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 use time::OffsetDateTime;
@@ -79,7 +79,7 @@ impl DirectorySource {
     }
 }
 
-fn mtime_of(md: &Metadata) -> (i64, u32) {
+fn mtime_of(md: &Stat) -> (i64, u32) {
     (md.mtime(), md.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
@@ -188,7 +188,7 @@ impl Walk<'_, '_> {
         &mut self,
         rel: RawPath,
         kind: EntryKind,
-        md: &Metadata,
+        md: &Stat,
         on: Option<(On<'_>, &Path)>,
     ) -> FileEntry {
         let (mtime, mtime_nsec) = mtime_of(md);
@@ -217,8 +217,14 @@ impl Walk<'_, '_> {
         };
         if let Some((on, shown)) = on {
             let warnings = &mut self.outcome.warnings;
-            self.attrs
-                .fill(&mut e, on, shown, &mut self.names, warnings);
+            self.attrs.fill(
+                &mut e,
+                on,
+                shown,
+                &mut self.names,
+                warnings,
+                md.inode_flags(),
+            );
         }
         e
     }
@@ -382,7 +388,7 @@ impl Walk<'_, '_> {
         &mut self,
         abs: &Path,
         opened: io::Result<File>,
-    ) -> Result<Option<(File, Metadata)>, SourceError> {
+    ) -> Result<Option<(File, Stat)>, SourceError> {
         let file = match opened {
             Ok(f) => f,
             // ELOOP: replaced by a symlink since the walk saw it.
@@ -395,9 +401,7 @@ impl Walk<'_, '_> {
                 return Ok(None);
             }
         };
-        let before = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let before = Stat::of_file(&file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         if !before.is_file() {
             self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound))?;
             return Ok(None);
@@ -414,7 +418,7 @@ impl Walk<'_, '_> {
         abs: &Path,
         rel: RawPath,
         file: &File,
-        before: Metadata,
+        before: Stat,
         why: &str,
     ) -> Result<(), SourceError> {
         let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
@@ -433,9 +437,7 @@ impl Walk<'_, '_> {
         let padding = e.size - len;
         tar.zeros(padding).map_err(|err| self.out_err(err))?;
         tar.pad().map_err(|err| self.out_err(err))?;
-        let after = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let after = Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         e.size = len;
         e.padding = padding;
         e.blake3 = Some(hash.to_hex().to_string());
@@ -449,8 +451,8 @@ impl Walk<'_, '_> {
     fn note_direct(
         &mut self,
         abs: &Path,
-        before: &Metadata,
-        after: &Metadata,
+        before: &Stat,
+        after: &Stat,
         why: &str,
         e: &mut FileEntry,
     ) -> bool {

@@ -11,6 +11,7 @@
 //! - Sparse: only its data, in a PAX sparse entry.
 
 use super::Walk;
+use crate::fs::stat::Stat;
 use crate::fs::xattr::On;
 use crate::sources::source::SourceError;
 use crate::tree::chunked::Chunks;
@@ -20,7 +21,7 @@ use crate::tree::entry::{ContentRef, EntryKind, FileEntry, RawPath, Stored};
 use crate::tree::stable_read::{Capture, Fault, MAX_TRIES, differs};
 use crate::tree::tar_writer::{HeaderSpec, TarWriter};
 use crate::tree::walk_ahead;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use tar::EntryType;
@@ -41,7 +42,7 @@ struct Found<'a> {
     blake3: String,
     content: Stored,
     /// The stat the next run compares with, when the file did not change.
-    stat: Option<&'a Metadata>,
+    stat: Option<&'a Stat>,
     /// Which read found it (1: the first; more are reported).
     tries: u32,
 }
@@ -49,7 +50,7 @@ struct Found<'a> {
 impl Walk<'_, '_> {
     /// What tells `md`'s file unchanged, under the live tree's device when read
     /// from a filesystem snapshot (see `stable_dev`).
-    fn file_stat(&self, md: &Metadata) -> FileStat {
+    fn file_stat(&self, md: &Stat) -> FileStat {
         let mut stat = FileStat::of(md);
         if let Some(dev) = self.stable_dev {
             stat.dev = dev;
@@ -65,7 +66,7 @@ impl Walk<'_, '_> {
         abs: &Path,
         rel: RawPath,
         sys: (&Path, On<'_>),
-        md: &Metadata,
+        md: &Stat,
         opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
         let Some(sink) = self.sink.take() else {
@@ -82,7 +83,7 @@ impl Walk<'_, '_> {
         abs: &Path,
         rel: RawPath,
         (sys, on): (&Path, On<'_>),
-        md: &Metadata,
+        md: &Stat,
         opened: Option<io::Result<File>>,
     ) -> Result<(), SourceError> {
         let stat = self.file_stat(md);
@@ -192,7 +193,7 @@ impl Walk<'_, '_> {
         abs: &Path,
         rel: RawPath,
         file: &File,
-        before: Metadata,
+        before: Stat,
     ) -> Result<(), SourceError> {
         let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
         let mut md = before;
@@ -286,9 +287,8 @@ impl Walk<'_, '_> {
         })
     }
 
-    fn stat(&self, abs: &Path, file: &File) -> Result<Metadata, SourceError> {
-        file.metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))
+    fn stat(&self, abs: &Path, file: &File) -> Result<Stat, SourceError> {
+        Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))
     }
 
     /// Records a file whose content is stored (now or before): in the manifest, and
@@ -335,7 +335,7 @@ impl Walk<'_, '_> {
         abs: &Path,
         rel: RawPath,
         file: &File,
-        before: Metadata,
+        before: Stat,
         map: Vec<(u64, u64)>,
     ) -> Result<(), SourceError> {
         let mut e = self.entry_for(rel, EntryKind::File, &before, Some((On::File(file), abs)));
@@ -371,9 +371,7 @@ impl Walk<'_, '_> {
         }
         crate::tree::sparse::hash_zeros(&mut hasher, e.size - pos);
         tar.pad().map_err(|err| self.out_err(err))?;
-        let after = file
-            .metadata()
-            .map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let after = Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         let hash = hasher.finalize().to_hex().to_string();
         sink.stored(&hash, data, &at, false)
             .map_err(|err| self.out_err(err))?;

@@ -19,7 +19,7 @@ const NESTED_STUB_INO: u64 = 2;
 
 /// Whether a directory met inside a snapshot stands for a nested subvolume, whose
 /// contents no snapshot of its parent holds.
-pub(crate) fn is_nested_stub(md: &std::fs::Metadata) -> bool {
+pub(crate) fn is_nested_stub(md: &crate::fs::stat::Stat) -> bool {
     md.is_dir() && md.ino() == NESTED_STUB_INO
 }
 

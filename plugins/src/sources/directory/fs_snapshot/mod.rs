@@ -264,7 +264,7 @@ impl TreeSnapshot {
     pub(crate) fn check_entry(
         &self,
         abs: &Path,
-        md: &std::fs::Metadata,
+        md: &crate::fs::stat::Stat,
         one_file_system: bool,
     ) -> Result<(), SourceError> {
         let Some(held) = &self.held else {
