@@ -313,6 +313,48 @@ fn content_is_found_committed_and_staged_but_not_abandoned() {
 }
 
 #[test]
+fn kept_files_stay_and_files_neither_kept_nor_staged_go() {
+    let dir = tempfile::tempdir().expect("test");
+    let mut index = committed(dir.path());
+    let look = |index: &mut Index, name: &[u8], n: u64| {
+        index
+            .unchanged("src", name, &stat(n))
+            .expect("test")
+            .map(|k| k.blake3)
+    };
+    // Both kept: nothing is gone, both stay.
+    index.begin_run().expect("test");
+    index.keep_file("src", b"a").expect("test");
+    index.keep_file("src", b"b").expect("test");
+    index.commit_run("snap2", &["src"]).expect("test");
+    assert_eq!(look(&mut index, b"a", 1), Some(hash(1)));
+    assert_eq!(look(&mut index, b"b", 2), Some(hash(2)));
+    // a kept, b gone, c new: the counts alone would match (2 rows before, 1 kept
+    // + 1 staged), the rows after (3) do not.
+    index.begin_run().expect("test");
+    index.keep_file("src", b"a").expect("test");
+    index
+        .stage_file("src", b"c", &stat(3), &hash(3), &Stored::At(at(1, 30)))
+        .expect("test");
+    index.commit_run("snap3", &["src"]).expect("test");
+    assert_eq!(look(&mut index, b"a", 1), Some(hash(1)));
+    assert_eq!(look(&mut index, b"b", 2), None);
+    assert_eq!(look(&mut index, b"c", 3), Some(hash(3)));
+    // Kept, then read again in the same run (staged): the staged row wins and is
+    // counted once, so c, neither kept nor staged, is found gone.
+    index.begin_run().expect("test");
+    index.keep_file("src", b"a").expect("test");
+    index
+        .stage_file("src", b"a", &stat(4), &hash(4), &Stored::At(at(1, 40)))
+        .expect("test");
+    index.keep_file("src", b"a").expect("test");
+    index.commit_run("snap4", &["src"]).expect("test");
+    assert_eq!(look(&mut index, b"a", 1), None);
+    assert_eq!(look(&mut index, b"a", 4), Some(hash(4)));
+    assert_eq!(look(&mut index, b"c", 3), None);
+}
+
+#[test]
 fn commit_replaces_the_files_of_the_listed_sources_only() {
     let dir = tempfile::tempdir().expect("test");
     let mut index = open(dir.path());

@@ -105,6 +105,9 @@ pub(crate) struct PackWriter {
     holes_left: u64,
     /// Where this source's empty files point, once chosen (`empty_content`).
     empty: Option<ContentRef>,
+    /// The name `unchanged` found last, with its answer: `seen` then keeps its row
+    /// as it is instead of staging a copy.
+    unchanged_hit: Option<(Vec<u8>, KnownContent)>,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -162,6 +165,7 @@ impl PackWriter {
             current: None,
             done: Packed::default(),
             full_run,
+            unchanged_hit: None,
             holes_left: crate::format::untrusted::MAX_HOLES / dir_sources,
             empty: None,
         })
@@ -353,6 +357,9 @@ impl ContentSink for PackWriter {
             }
             self.done.unchanged_files += 1;
         }
+        self.unchanged_hit = found
+            .as_ref()
+            .map(|k| (path.as_bytes().to_vec(), k.clone()));
         Ok(found)
     }
 
@@ -450,7 +457,16 @@ impl ContentSink for PackWriter {
         stat: Option<&FileStat>,
         known: &KnownContent,
     ) -> io::Result<()> {
+        let hit = self.unchanged_hit.take();
         if let Some(stat) = stat {
+            // As `unchanged` found it, for the stat it was asked with: the row stays.
+            if hit.is_some_and(|(p, k)| p == path.as_bytes() && &k == known) {
+                let source = self.source.clone();
+                return self
+                    .index()?
+                    .keep_file(&source, path.as_bytes())
+                    .map_err(index_err);
+            }
             self.index()?
                 .stage_file(
                     &self.source,

@@ -3,7 +3,7 @@
 //! for a fresh one, since the index is a cache and costs one full run to rebuild.
 
 use super::Index;
-use super::schema::{PREPARED, SCHEMA_VERSION, create_schema, upgrade_from_1};
+use super::schema::{PREPARED, SCHEMA_VERSION, SEEN_TABLE, create_schema, upgrade_from_1};
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fs;
@@ -153,6 +153,8 @@ impl Index {
             if version == 1 {
                 upgrade_from_1(&conn).map_err(fail("upgrading the schema from version 1"))?;
             }
+            conn.execute_batch(SEEN_TABLE)
+                .map_err(fail("adding the table of unchanged files"))?;
         }
         for sql in PREPARED {
             conn.prepare_cached(sql)

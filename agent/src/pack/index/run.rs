@@ -5,7 +5,7 @@
 use super::codec::{encode_chunks, parse_hex, signed};
 use super::schema::{
     CLEAR_STAGING, COMMIT_CHUNKS, COMMIT_CONTENT, COMMIT_LISTS, COMMIT_PACKS, COMMIT_SNAPSHOT,
-    STAGE_CHUNK, STAGE_CONTENT, STAGE_FILE, STAGE_LIST, STAGE_PACK,
+    MARK_SEEN, STAGE_CHUNK, STAGE_CONTENT, STAGE_FILE, STAGE_LIST, STAGE_PACK, UNSEE,
 };
 use super::{ContentRef, HASH_LEN, Index, PACK_LEN, PackInfo, Stat};
 use anyhow::{Context, Result, bail};
@@ -69,6 +69,18 @@ impl Index {
             signed(offset)
         ])
         .with_context(doing)?;
+        let mut stmt = self.conn.prepare_cached(UNSEE).with_context(doing)?;
+        stmt.execute(params![source, path]).with_context(doing)?;
+        Ok(())
+    }
+
+    /// `path` of `source` is in this run as its committed row says (`unchanged`
+    /// found it): kept at commit without being staged.
+    pub fn keep_file(&mut self, source: &str, path: &[u8]) -> Result<()> {
+        let doing = || self.doing_file("keeping", source, path);
+        self.require_run().with_context(doing)?;
+        let mut stmt = self.conn.prepare_cached(MARK_SEEN).with_context(doing)?;
+        stmt.execute(params![source, path]).with_context(doing)?;
         Ok(())
     }
 
@@ -147,7 +159,7 @@ impl Index {
     }
 
     /// The run committed snapshot `snapshot`: the files of `sources` become exactly what was staged
-    /// for them (files of other sources stay), staged content and packs join the committed ones,
+    /// or kept for them (files of other sources stay), staged content and packs join the committed ones,
     /// staging is cleared; one transaction, durable when it returns.
     pub fn commit_run(&mut self, snapshot: &str, sources: &[&str]) -> Result<()> {
         let doing = format!("committing the run of snapshot {snapshot}");
@@ -167,14 +179,7 @@ impl Index {
     fn merge_staging(&self, snapshot: &str, sources: &[&str]) -> rusqlite::Result<()> {
         if !sources.is_empty() {
             let list = vec!["?"; sources.len()].join(", ");
-            // Files gone since the last run; then new and changed ones.
-            self.conn.execute(
-                &format!(
-                    "DELETE FROM files WHERE source IN ({list}) AND NOT EXISTS
-                     (SELECT 1 FROM staged_files s WHERE s.source = files.source AND s.path = files.path)"
-                ),
-                params_from_iter(sources),
-            )?;
+            // New and changed files; then files gone since the last run.
             self.conn.execute(
                 &format!(
                     "INSERT INTO files
@@ -194,6 +199,9 @@ impl Index {
                 ),
                 params_from_iter(sources),
             )?;
+            for source in sources {
+                self.delete_gone_files(source)?;
+            }
         }
         self.conn.execute(COMMIT_CONTENT, [])?;
         self.conn.execute(COMMIT_CHUNKS, [])?;
@@ -201,6 +209,30 @@ impl Index {
         self.conn.execute(COMMIT_PACKS, [])?;
         self.conn.execute(COMMIT_SNAPSHOT, [snapshot])?;
         self.conn.execute_batch(CLEAR_STAGING)
+    }
+
+    /// Deletes the rows of `source` that this run neither kept nor staged. Kept and
+    /// staged names are apart (`MARK_SEEN`, `UNSEE`) and every kept name has its
+    /// row, so when the rows number as many as the two together, none is gone, and
+    /// the search for gone rows (an anti-join over every row) is skipped.
+    fn delete_gone_files(&self, source: &str) -> rusqlite::Result<()> {
+        let count = |table: &str| -> rusqlite::Result<i64> {
+            self.conn.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE source = ?1"),
+                [source],
+                |row| row.get(0),
+            )
+        };
+        if count("files")? == count("seen_files")? + count("staged_files")? {
+            return Ok(());
+        }
+        self.conn.execute(
+            "DELETE FROM files WHERE source = ?1
+             AND NOT EXISTS (SELECT 1 FROM seen_files s WHERE s.source = files.source AND s.path = files.path)
+             AND NOT EXISTS (SELECT 1 FROM staged_files s WHERE s.source = files.source AND s.path = files.path)",
+            [source],
+        )?;
+        Ok(())
     }
 
     /// The run failed: staged rows are dropped; committed rows untouched.
