@@ -58,6 +58,9 @@ pub struct Index {
     path: PathBuf,
     /// Between `begin_run` and `commit_run`/`abandon_run`: the run's transaction is open.
     in_run: bool,
+    /// This run kept a file (`keep_file`): a file staged after it may be one it
+    /// kept, whose name must then leave `seen_files`.
+    kept_in_run: bool,
 }
 
 impl Index {

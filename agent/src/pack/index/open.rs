@@ -101,6 +101,7 @@ impl Index {
             conn,
             path,
             in_run: false,
+            kept_in_run: false,
         }))
     }
 
@@ -164,6 +165,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             in_run: false,
+            kept_in_run: false,
         })
     }
 }

@@ -23,6 +23,7 @@ impl Index {
             .execute_batch("BEGIN IMMEDIATE")
             .with_context(|| self.doing("starting a run"))?;
         self.in_run = true;
+        self.kept_in_run = false;
         // Staging is only ever committed empty, so this finds rows only in a file that
         // some other code wrote; it is cheap when there are none.
         if let Err(e) = self.conn.execute_batch(CLEAR_STAGING) {
@@ -69,14 +70,18 @@ impl Index {
             signed(offset)
         ])
         .with_context(doing)?;
-        let mut stmt = self.conn.prepare_cached(UNSEE).with_context(doing)?;
-        stmt.execute(params![source, path]).with_context(doing)?;
+        // A statement per new file of a first run otherwise, for nothing.
+        if self.kept_in_run {
+            let mut stmt = self.conn.prepare_cached(UNSEE).with_context(doing)?;
+            stmt.execute(params![source, path]).with_context(doing)?;
+        }
         Ok(())
     }
 
     /// `path` of `source` is in this run as its committed row says (`unchanged`
     /// found it): kept at commit without being staged.
     pub fn keep_file(&mut self, source: &str, path: &[u8]) -> Result<()> {
+        self.kept_in_run = true;
         let doing = || self.doing_file("keeping", source, path);
         self.require_run().with_context(doing)?;
         let mut stmt = self.conn.prepare_cached(MARK_SEEN).with_context(doing)?;
