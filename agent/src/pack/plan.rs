@@ -53,6 +53,12 @@ impl Plan {
         !self.packs.is_empty()
     }
 
+    /// The end of the last byte planned in `pack` (uncompressed); `None` when
+    /// nothing was planned there.
+    pub(crate) fn last_end(&self, pack: &str) -> Option<u64> {
+        self.packs.get(pack)?.last_key_value().map(|(_, end)| *end)
+    }
+
     /// Where the run of needed frames holding `offset` ends (uncompressed): the end
     /// of the last needed byte in its last frame. `None` when nothing was planned
     /// there (the caller did not plan, or reads what it did not announce).
@@ -89,6 +95,8 @@ mod tests {
         assert_eq!(p.run_end("a", 4 * F + 9), Some(6 * F + 1));
         assert_eq!(p.run_end("b", 0), None);
         assert_eq!(p.run_end("c", 0), None);
+        assert_eq!(p.last_end("a"), Some(6 * F + 1));
+        assert_eq!(p.last_end("b"), None);
         // A claim past what may be planned is left out, not allocated.
         p.need("c", 0, u64::MAX);
         p.need("c", u64::MAX - 10, 10);

@@ -302,3 +302,35 @@ fn a_marker_of_the_most_packs_is_read_and_a_larger_one_ignored() {
         "{stderr}"
     );
 }
+
+/// A chunked dump spread over many packs streams into its restore command holding
+/// the pack it reads, not every pack it has read: each pack left open kept a zstd
+/// decoder of about 1.3 MiB, and a reader kept up to 32 (a 10 GiB dump's restore
+/// peaked at 110 MiB). 64 MiB of output in packs of 1 MiB: about 50 packs.
+#[test]
+fn a_dump_spread_over_many_packs_restores_holding_only_the_pack_it_reads() {
+    require_tool("base64");
+    let world = World::new("");
+    let counted = world.path("restored-bytes");
+    world.write_config(&format!(
+        "pack_size = \"1MiB\"\n[[jobs.app.sources]]\nname = \"dump\"\ntype = \"command\"\n\
+         extension = \"txt\"\ncommand = [\"sh\", \"-c\", \"head -c 50000001 /dev/urandom | base64\"]\n\
+         restore_command = [\"sh\", \"-c\", \"wc -c > {}\"]\n",
+        counted.display()
+    ));
+    let id = world.backup();
+    let packs = std::fs::read_dir(world.target().join("app/packs"))
+        .expect("packs")
+        .count();
+    assert!(
+        packs >= 32,
+        "only {packs} packs in {id}: the test needs more than a reader keeps open"
+    );
+    let (kib, code, out) = peak_rss(&world, &["restore", "--job", "app", "--progress", "none"]);
+    assert_eq!(code, Some(0), "{out}");
+    eprintln!("the restore of a dump in {packs} packs peaked at {kib} KiB");
+    // base64 writes 76 characters and a newline per 57 bytes (50,000,001 = 57 x 877,193).
+    let got = std::fs::read_to_string(&counted).expect("wc output");
+    assert_eq!(got.trim().parse::<u64>().ok(), Some(877_193 * 77), "{got}");
+    assert!(kib < 48 << 10, "restore peaked at {kib} KiB");
+}
