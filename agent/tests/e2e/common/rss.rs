@@ -45,6 +45,8 @@ pub fn peak_rss_within(
         .last()
         .and_then(|l| l.trim().parse().ok())
         .expect("a number");
+    // In the test's output when it fails: how close the other runs came.
+    eprintln!("peak RSS of coffer {}: {kib} KiB", args.join(" "));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
