@@ -105,9 +105,6 @@ pub(crate) struct PackWriter {
     holes_left: u64,
     /// Where this source's empty files point, once chosen (`empty_content`).
     empty: Option<ContentRef>,
-    /// The name `unchanged` found last, with its answer: `seen` then keeps its row
-    /// as it is instead of staging a copy.
-    unchanged_hit: Option<(Vec<u8>, KnownContent)>,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -165,7 +162,6 @@ impl PackWriter {
             current: None,
             done: Packed::default(),
             full_run,
-            unchanged_hit: None,
             holes_left: crate::format::untrusted::MAX_HOLES / dir_sources,
             empty: None,
         })
@@ -357,9 +353,6 @@ impl ContentSink for PackWriter {
             }
             self.done.unchanged_files += 1;
         }
-        self.unchanged_hit = found
-            .as_ref()
-            .map(|k| (path.as_bytes().to_vec(), k.clone()));
         Ok(found)
     }
 
@@ -451,22 +444,19 @@ impl ContentSink for PackWriter {
         Ok(())
     }
 
+    fn kept(&mut self, path: &RawPath) -> io::Result<()> {
+        self.index()?
+            .keep_file(&self.source, path.as_bytes())
+            .map_err(index_err)
+    }
+
     fn seen(
         &mut self,
         path: &RawPath,
         stat: Option<&FileStat>,
         known: &KnownContent,
     ) -> io::Result<()> {
-        let hit = self.unchanged_hit.take();
         if let Some(stat) = stat {
-            // As `unchanged` found it, for the stat it was asked with: the row stays.
-            if hit.is_some_and(|(p, k)| p == path.as_bytes() && &k == known) {
-                let source = self.source.clone();
-                return self
-                    .index()?
-                    .keep_file(&source, path.as_bytes())
-                    .map_err(index_err);
-            }
             self.index()?
                 .stage_file(
                     &self.source,

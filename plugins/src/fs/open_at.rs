@@ -47,7 +47,7 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
         if md.is_file() && open_files {
             let opened = open_file(dir, name);
             let md = match &opened {
-                Ok(f) => Stat::of_file(f)?,
+                Ok(f) => Stat::of(f)?,
                 Err(_) => md,
             };
             if md.is_file() {
@@ -81,7 +81,7 @@ pub fn reach(dir: &OwnedFd, name: &OsStr, hint: FileType, open_files: bool) -> i
         },
         FileType::RegularFile if open_files => match open_file(dir, name) {
             Ok(f) => {
-                let md = Stat::of_file(&f)?;
+                let md = Stat::of(&f)?;
                 if md.is_file() {
                     advise(&f, &md);
                     Ok(Found {

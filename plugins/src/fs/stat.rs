@@ -8,7 +8,6 @@
 use crate::fs::inode_flags::{self, InodeFlag};
 use rustix::fs::{AtFlags, FileType, StatxAttributes, StatxFlags};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -55,11 +54,6 @@ impl Stat {
             Err(e) if no_statx(e) => Ok(Stat::from_stat(&rustix::fs::fstat(&fd)?)),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// The stat of an open file.
-    pub fn of_file(file: &File) -> io::Result<Stat> {
-        Stat::of(file)
     }
 
     fn from_statx(st: &rustix::fs::Statx) -> Stat {
@@ -188,6 +182,7 @@ fn no_statx(e: rustix::io::Errno) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     /// Every field std reports is the same through `statx` at a name, through a
     /// handle, and from std's `Metadata`: a walk's stat is compared with a read's.
@@ -206,7 +201,7 @@ mod tests {
             assert_eq!(at, from_std, "{name}");
         }
         let file = File::open(&path).expect("open");
-        let mut of = Stat::of_file(&file).expect("statx");
+        let mut of = Stat::of(&file).expect("statx");
         assert_eq!(of.len(), 5);
         assert!(of.is_file() && !of.is_dir() && !of.is_symlink());
         assert!(of.inode_flags().is_some_and(|f| f.is_empty()));

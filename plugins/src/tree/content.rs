@@ -81,6 +81,9 @@ pub trait ContentSink: Write + Send {
     /// A chunked file's content is complete: `size` bytes hashing to `blake3`,
     /// made of `chunks`, `new` when some were stored by this read.
     fn chunked(&mut self, blake3: &str, size: u64, chunks: &[Chunk], new: bool) -> io::Result<()>;
+    /// `path`, which `unchanged` found, is in this snapshot as it was: what the
+    /// sink knew of it stays as it is.
+    fn kept(&mut self, path: &RawPath) -> io::Result<()>;
     /// `path` is in this snapshot with this content; a stat of `None` means it
     /// changed while read and must be read again next time.
     fn seen(

@@ -111,7 +111,7 @@ mod tests {
             .expect("write");
         f.sync_all().expect("sync");
         let f = File::open(&path).expect("open");
-        let md = Stat::of_file(&f).expect("stat");
+        let md = Stat::of(&f).expect("stat");
         let map = data_map(&f, &md).expect("tmpfs and ext4 report holes");
         let data: u64 = map.iter().map(|(_, l)| l).sum();
         assert!((12288..1 << 20).contains(&data), "{map:?}");
@@ -140,6 +140,6 @@ mod tests {
         let path = dir.path().join("dense");
         std::fs::write(&path, vec![1u8; 1 << 20]).expect("write");
         let f = File::open(&path).expect("open");
-        assert_eq!(data_map(&f, &Stat::of_file(&f).expect("stat")), None);
+        assert_eq!(data_map(&f, &Stat::of(&f).expect("stat")), None);
     }
 }

@@ -158,7 +158,7 @@ impl StableReader {
         let mut md = first;
         for tries in 1..=MAX_TRIES {
             if tries > 1 {
-                md = Stat::of_file(file).map_err(Fault::Source)?;
+                md = Stat::of(file).map_err(Fault::Source)?;
             }
             let size = md.len();
             let held = if size <= self.buf.len() as u64 {
@@ -185,7 +185,7 @@ impl StableReader {
                 }
                 Err(other) => return Err(other),
             };
-            let after = Stat::of_file(file).map_err(Fault::Source)?;
+            let after = Stat::of(file).map_err(Fault::Source)?;
             let stable = len == size && !differs(&md, &after);
             if stable || tries == MAX_TRIES {
                 return Ok(Capture::Held(Read {

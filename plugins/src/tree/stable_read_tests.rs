@@ -29,7 +29,7 @@ fn capture(
     mut change: impl FnMut(u32, &std::path::Path),
 ) -> (Capture, u64) {
     let f = File::open(path).expect("open");
-    let md = crate::fs::stat::Stat::of_file(&f).expect("stat");
+    let md = crate::fs::stat::Stat::of(&f).expect("stat");
     let mut n = 0;
     let c = r
         .capture_with(&f, md, &mut n, &Progress::default(), &mut |t| {

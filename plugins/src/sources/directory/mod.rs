@@ -401,7 +401,7 @@ impl Walk<'_, '_> {
                 return Ok(None);
             }
         };
-        let before = Stat::of_file(&file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let before = Stat::of(&file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         if !before.is_file() {
             self.read_problem(abs, io::Error::from(io::ErrorKind::NotFound))?;
             return Ok(None);
@@ -437,7 +437,7 @@ impl Walk<'_, '_> {
         let padding = e.size - len;
         tar.zeros(padding).map_err(|err| self.out_err(err))?;
         tar.pad().map_err(|err| self.out_err(err))?;
-        let after = Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let after = Stat::of(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         e.size = len;
         e.padding = padding;
         e.blake3 = Some(hash.to_hex().to_string());

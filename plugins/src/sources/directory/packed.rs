@@ -95,8 +95,7 @@ impl Walk<'_, '_> {
             e.size = stat.size;
             e.blake3 = Some(known.blake3.clone());
             e.set_stored(known.content.clone());
-            sink.seen(&e.path, Some(&stat), &known)
-                .map_err(|err| self.out_err(err))?;
+            sink.kept(&e.path).map_err(|err| self.out_err(err))?;
             // Passed over, but covered: the bar's estimate counts the whole tree.
             self.progress.add(stat.size, 1);
             return self.record(&e);
@@ -288,7 +287,7 @@ impl Walk<'_, '_> {
     }
 
     fn stat(&self, abs: &Path, file: &File) -> Result<Stat, SourceError> {
-        Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))
+        Stat::of(file).map_err(|err| self.fault(abs, Fault::Source(err)))
     }
 
     /// Records a file whose content is stored (now or before): in the manifest, and
@@ -371,7 +370,7 @@ impl Walk<'_, '_> {
         }
         crate::tree::sparse::hash_zeros(&mut hasher, e.size - pos);
         tar.pad().map_err(|err| self.out_err(err))?;
-        let after = Stat::of_file(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
+        let after = Stat::of(file).map_err(|err| self.fault(abs, Fault::Source(err)))?;
         let hash = hasher.finalize().to_hex().to_string();
         sink.stored(&hash, data, &at, false)
             .map_err(|err| self.out_err(err))?;
