@@ -15,7 +15,7 @@ pub mod tree;
 
 // The module paths the agent imports, kept as they were before the folders (one
 // word after `coffer_plugins::`), so that the agent's imports needed no change.
-pub use fs::{acl, ids, inode_flags, stat, trusted_dir, xattr};
+pub use fs::{acl, ids, inode_flags, meminfo, stat, trusted_dir, xattr};
 pub use process::{child, dump_stop};
 pub use sources::directory::fs_snapshot;
 pub use sources::postgres::auth as pg_auth;

@@ -43,14 +43,7 @@ pub const STAGE_MAX: u64 = 1 << 30;
 /// The largest file to stage on this host: `STAGE_MAX`, or 1/16 of its memory when
 /// that is less (`STAGE_MAX` when `/proc/meminfo` cannot say).
 fn stage_limit() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    });
-    total_kib.map_or(STAGE_MAX, |kib| {
-        STAGE_MAX.min(kib.saturating_mul(1024) / 16)
-    })
+    crate::fs::meminfo::bytes("MemTotal").map_or(STAGE_MAX, |total| STAGE_MAX.min(total / 16))
 }
 
 /// Room to leave in the scratch directory's filesystem after staging a file: the
