@@ -185,9 +185,20 @@ fn a_pack_half_written_by_a_killed_run_goes_with_prune() {
     let gate = {
         let release = release.clone();
         let root = world.target();
-        ReadGate::new(&big, move |_| {
-            if pack_staging(&root).is_empty() {
+        ReadGate::new(&big, move |n| {
+            // The first read comes before any chunk of the file is cut. By the
+            // second, the first 8 MiB are cut and stored, so a pack is open; but its
+            // staging file is made by the upload task, which may lag under load (a
+            // CI run once read the whole file before it appeared): wait for it.
+            if n < 2 {
                 return;
+            }
+            let asked = std::time::Instant::now();
+            while pack_staging(&root).is_empty() {
+                if asked.elapsed() > Duration::from_secs(60) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
             let _ = held_tx.send(());
             while !release.load(Ordering::Relaxed) {
