@@ -212,9 +212,17 @@ fn a_run_killed_mid_upload_leaves_a_staging_file_that_is_ignored_then_pruned() {
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let gate = {
         let (release, root) = (release.clone(), stored.clone());
-        ReadGate::new(&big, move |_| {
-            if pack_staging(&root).is_empty() {
-                return;
+        ReadGate::new(&big, move |n| {
+            // Reads are 8 MiB. Before the fourth, 24 MiB were read and at least
+            // 16 MiB written on (the chunker and the zstd workers hold back at most
+            // 8), so a part is on its way: its staging file may only lag under
+            // load, so wait for it there. Earlier reads hold only if it is there.
+            let asked = std::time::Instant::now();
+            while pack_staging(&root).is_empty() {
+                if n < 4 || asked.elapsed() > Duration::from_secs(60) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
             let _ = held_tx.send(());
             while !release.load(Ordering::Relaxed) {
