@@ -243,9 +243,13 @@ pub(super) fn manifest_chunked(
         .writer(&here, "manifest")
         .context("cannot start the manifest's pack writer")?;
     let written = (|| -> std::io::Result<_> {
-        let mut chunked = coffer_plugins::chunked::ChunkedWriter::new(&mut writer);
+        // The run's peak of memory is here, with every pack buffer alive: a
+        // chunker of 1 MiB room, written through a buffer of a quarter of that.
+        let chunker = coffer_plugins::chunker::Chunker::with_room(1 << 20);
+        let mut chunked =
+            coffer_plugins::chunked::ChunkedWriter::with_chunker(&mut writer, chunker);
         {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut chunked);
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, &mut chunked);
             serde_json::to_writer(&mut out, manifest)?;
             std::io::Write::flush(&mut out)?;
         }

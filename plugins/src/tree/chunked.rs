@@ -91,9 +91,15 @@ pub struct Chunked {
 
 impl<'a> ChunkedWriter<'a> {
     pub fn new(sink: &'a mut dyn ContentSink) -> ChunkedWriter<'a> {
+        ChunkedWriter::with_chunker(sink, Chunker::default())
+    }
+
+    /// With a chunker of less room (`Chunker::with_room`): for a stream written
+    /// when memory is tightest, the manifest.
+    pub fn with_chunker(sink: &'a mut dyn ContentSink, chunker: Chunker) -> ChunkedWriter<'a> {
         ChunkedWriter {
             sink,
-            chunker: Chunker::default(),
+            chunker,
             chunks: Chunks::default(),
             hasher: blake3::Hasher::new(),
             size: 0,
