@@ -105,6 +105,9 @@ pub(crate) struct PackWriter {
     holes_left: u64,
     /// Where this source's empty files point, once chosen (`empty_content`).
     empty: Option<ContentRef>,
+    /// Why targets failed a pack that could not be finished: `abandon` reports
+    /// them, as it does a pack's still open.
+    failed: Vec<UploadError>,
 }
 
 fn index_err(e: anyhow::Error) -> io::Error {
@@ -164,6 +167,7 @@ impl PackWriter {
             full_run,
             holes_left: crate::format::untrusted::MAX_HOLES / dir_sources,
             empty: None,
+            failed: Vec::new(),
         })
     }
 
@@ -233,7 +237,16 @@ impl PackWriter {
             return Ok(());
         };
         p.out.write_all(&p.table.to_skippable_frame())?;
-        let fin = p.out.finish()?;
+        // Every target can fail while the pack is finished as well as while it is
+        // written (an upload refused at its start, found only at the end): the
+        // targets' own reasons are kept for the report either way.
+        let fin = match p.out.finish_or_failures() {
+            Ok(fin) => fin,
+            Err(u) => {
+                self.failed = u.failures;
+                return Err(u.error);
+            }
+        };
         let info = PackInfo {
             id: p.id,
             stored_size: fin.stored_size,
@@ -303,10 +316,11 @@ impl PackWriter {
     /// this writer finished, which a failed run deletes (no snapshot references
     /// them), and why targets failed the open pack on their own, if any did.
     pub(crate) fn abandon(mut self) -> (Vec<String>, Vec<UploadError>) {
-        let own = match self.current.take() {
+        let mut own = match self.current.take() {
             Some(p) => p.out.abandon(),
             None => Vec::new(),
         };
+        own.append(&mut self.failed);
         let ids = self.done.written.drain(..).map(|w| w.info.id).collect();
         (ids, own)
     }

@@ -310,11 +310,17 @@ impl ObjectWriter {
     }
 
     /// Ends the object. The object is complete on every target whose result is `Ok`.
-    pub fn finish(mut self) -> io::Result<Finished> {
-        let encoder = self
-            .encoder
-            .take()
-            .ok_or_else(|| io::Error::other("object already finished"))?;
+    pub fn finish(self) -> io::Result<Finished> {
+        self.finish_or_failures().map_err(|u| u.error)
+    }
+
+    /// `finish`, and when the object could not be finished, each target's own
+    /// failure besides the error (what a run's report puts on those targets).
+    pub fn finish_or_failures(mut self) -> Result<Finished, Unfinished> {
+        let encoder = self.encoder.take().ok_or_else(|| Unfinished {
+            error: io::Error::other("object already finished"),
+            failures: Vec::new(),
+        })?;
         let ended = encoder.end();
         let encrypted = match self.encrypt.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
@@ -336,20 +342,27 @@ impl ObjectWriter {
             }),
             Err(e) => {
                 // A target failing makes the fan-out fail only when all have: say why.
-                let why: Vec<String> = uploads
-                    .iter()
-                    .filter_map(|r| r.as_ref().err())
+                let failures: Vec<UploadError> = uploads
+                    .into_iter()
+                    .filter_map(Result::err)
                     .filter(|e| !e.abandoned)
-                    .map(|e| e.to_string())
                     .collect();
-                if why.is_empty() {
-                    Err(e)
+                let error = if failures.is_empty() {
+                    e
                 } else {
-                    Err(io::Error::other(why.join("; ")))
-                }
+                    let why: Vec<String> = failures.iter().map(ToString::to_string).collect();
+                    io::Error::other(why.join("; "))
+                };
+                Err(Unfinished { error, failures })
             }
         }
     }
+}
+
+/// An object that could not be finished: why, and the targets' own failures.
+pub struct Unfinished {
+    pub error: io::Error,
+    pub failures: Vec<UploadError>,
 }
 
 impl ObjectWriter {

@@ -97,7 +97,8 @@ pub(super) struct Taking<'a> {
 
 impl Taking<'_> {
     /// A run that failed: nothing of it may remain that could look like a snapshot.
-    pub(super) fn failed(&self, lanes: Vec<Lane>, shown: Shown, e: anyhow::Error) -> JobRun {
+    pub(super) fn failed(&self, mut lanes: Vec<Lane>, shown: Shown, e: anyhow::Error) -> JobRun {
+        blame_targets(&mut lanes, &e);
         let e = if crate::cancel::requested() {
             e.context("stopped by a signal; uploads aborted")
         } else {
@@ -143,6 +144,24 @@ impl Taking<'_> {
             hook_errors: Vec::new(),
             retryable: false,
             check: None,
+        }
+    }
+}
+
+/// When every target failed under a source, each failure is that target's
+/// reason too: the report says it on the target, however soon the pipeline
+/// noticed (mid-stream, or only as the source's last pack ended). A lane
+/// already out keeps its first reason.
+fn blame_targets(lanes: &mut [Lane], e: &anyhow::Error) {
+    let Some(all) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<super::retry::AllTargetsFailed>())
+    else {
+        return;
+    };
+    for f in &all.failures {
+        if let Some(lane) = lanes.iter_mut().find(|l| l.target.name == f.target) {
+            lane.fail(f.to_string(), f.retryable);
         }
     }
 }
@@ -217,4 +236,66 @@ pub(super) fn abort_recorded_uploads(
         );
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::upload::UploadError;
+    use crate::run::retry::AllTargetsFailed;
+    use coffer_plugins::PartPlan;
+
+    fn lane(name: &str) -> Lane {
+        let plan = PartPlan {
+            part_size: 1 << 20,
+            max_parts: 10,
+            parts_in_flight: 1,
+        };
+        let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+        Lane::new(Target::from_store(name, store, "memory", plan))
+    }
+
+    fn refused(target: &str) -> UploadError {
+        UploadError {
+            target: target.into(),
+            message: format!(
+                "target {target}: cannot start the upload of app/packs/x: access denied"
+            ),
+            retryable: false,
+            abandoned: false,
+        }
+    }
+
+    #[test]
+    fn every_target_failing_under_a_source_is_reported_on_each_target() {
+        let mut lanes = vec![lane("local"), lane("s3"), lane("usb")];
+        lanes[2].fail("the directory is missing".into(), true);
+        let e: anyhow::Error = AllTargetsFailed {
+            source_name: "files".into(),
+            failures: vec![refused("s3"), refused("local")],
+        }
+        .into();
+        blame_targets(&mut lanes, &e.context("job app"));
+        let errors: Vec<_> = lanes.into_iter().map(|l| l.into_report().error).collect();
+        assert!(
+            errors[0]
+                .as_deref()
+                .is_some_and(|m| m.contains("target local")),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1]
+                .as_deref()
+                .is_some_and(|m| m.contains("access denied")),
+            "{errors:?}"
+        );
+        assert_eq!(errors[2].as_deref(), Some("the directory is missing"));
+    }
+
+    #[test]
+    fn another_failure_names_no_target() {
+        let mut lanes = vec![lane("local")];
+        blame_targets(&mut lanes, &anyhow::anyhow!("source db: pg_dump exited 1"));
+        assert!(lanes[0].is_in());
+    }
 }

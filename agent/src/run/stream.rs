@@ -195,16 +195,22 @@ fn stream_object(
             ));
         }
     };
-    let finished = writer.finish().map_err(|e| {
-        if ctx.failed.swap(true, Ordering::SeqCst) {
-            Stopped {
-                source_name: name.clone(),
-                cause: e.to_string(),
-            }
-            .into()
+    // Every target may fail only as the object ends (an upload refused at its
+    // start): their own reasons go to the report as when it fails mid-stream.
+    let finished = writer.finish_or_failures().map_err(|u| {
+        let another_failed = ctx.failed.swap(true, Ordering::SeqCst);
+        let e = if another_failed {
+            anyhow!("{}", u.error)
         } else {
-            anyhow!("source {name}: {e}")
-        }
+            anyhow!("source {name}: {}", u.error)
+        };
+        root_cause(
+            name.clone(),
+            e,
+            u.failures,
+            ctx.targets.len(),
+            another_failed,
+        )
     })?;
     let instant = outcome.instant.unwrap_or(frozen_at);
     let window_seconds = window_of(src.as_ref(), &outcome, instant, read_end);
