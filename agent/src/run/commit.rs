@@ -262,8 +262,10 @@ pub(super) fn manifest_chunked(
     let (c, packed) = match done {
         Ok(done) => done,
         Err(e) => {
-            let (ids, _) = writer.abandon();
+            let (ids, own) = writer.abandon();
             packs.wrote(ids);
+            // As for a source's packs: each target's own failure is its reason.
+            super::lane::put_failures(lanes, &own);
             return Err(anyhow!("cannot write the manifest: {e}"));
         }
     };

@@ -13,6 +13,7 @@ use super::assemble::Shown;
 use super::commit::{preflight, remove_partial};
 use super::packs::RunPacks;
 use super::report::{JobRun, TargetRun};
+use crate::pipeline::upload::UploadError;
 use anyhow::Result;
 use coffer_config::{Config, Job};
 use coffer_plugins::{Access, Target, open_target};
@@ -159,7 +160,13 @@ fn blame_targets(lanes: &mut [Lane], e: &anyhow::Error) {
     else {
         return;
     };
-    for f in &all.failures {
+    put_failures(lanes, &all.failures);
+}
+
+/// Takes each target that failed on its own out of the run, with its failure
+/// as the reason (a lane already out keeps its first).
+pub(super) fn put_failures(lanes: &mut [Lane], failures: &[UploadError]) {
+    for f in failures {
         if let Some(lane) = lanes.iter_mut().find(|l| l.target.name == f.target) {
             lane.fail(f.to_string(), f.retryable);
         }
@@ -241,7 +248,6 @@ pub(super) fn abort_recorded_uploads(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::upload::UploadError;
     use crate::run::retry::AllTargetsFailed;
     use coffer_plugins::PartPlan;
 
